@@ -1,0 +1,70 @@
+//! Cryptographic building blocks. The public surface is the key types; the
+//! primitives stay inside the crate and are reached through
+//! [`crate::grant`], [`crate::kek`] and [`crate::record`].
+
+pub(crate) mod aead;
+pub mod ec;
+pub(crate) mod hpke;
+pub(crate) mod kdf;
+pub mod rsa;
+
+#[cfg(test)]
+mod vectors;
+
+use crate::envelope::Scheme;
+use ec::EcPublicKey;
+
+/// A principal's public key of either kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublicKey {
+    /// Legacy RSA.
+    Rsa(rsa::LegacyRsaPublicKey),
+    /// New elliptic-curve key.
+    Ec(EcPublicKey),
+}
+
+/// A principal's private key of either kind.
+#[derive(Debug)]
+pub enum PrivateKey {
+    /// Legacy RSA.
+    Rsa(rsa::LegacyRsaPrivateKey),
+    /// New elliptic-curve key.
+    Ec(ec::EcPrivateKey),
+}
+
+impl PrivateKey {
+    /// The public half.
+    #[must_use]
+    pub fn public_key(&self) -> PublicKey {
+        match self {
+            PrivateKey::Rsa(k) => PublicKey::Rsa(k.public_key()),
+            PrivateKey::Ec(k) => PublicKey::Ec(k.public_key()),
+        }
+    }
+}
+
+/// The single-grant HPKE scheme for a curve.
+#[must_use]
+pub fn hpke_scheme(curve: ec::Curve) -> Scheme {
+    match curve {
+        ec::Curve::P256 => Scheme::HpkeP256,
+        ec::Curve::P521 => Scheme::HpkeP521,
+    }
+}
+
+/// The batch (exporter) HPKE scheme for a curve.
+#[must_use]
+pub fn hpke_export_scheme(curve: ec::Curve) -> Scheme {
+    match curve {
+        ec::Curve::P256 => Scheme::HpkeP256Export,
+        ec::Curve::P521 => Scheme::HpkeP521Export,
+    }
+}
+
+pub(crate) fn suite_for(scheme: Scheme) -> Option<hpke::Suite> {
+    match scheme {
+        Scheme::HpkeP256 | Scheme::HpkeP256Export => Some(hpke::Suite::P256),
+        Scheme::HpkeP521 | Scheme::HpkeP521Export => Some(hpke::Suite::P521),
+        _ => None,
+    }
+}

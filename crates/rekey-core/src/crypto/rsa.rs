@@ -1,0 +1,420 @@
+//! Legacy RSA keys on AWS-LC (constant-time, ~7x faster than the pure-Rust
+//! `rsa` crate on this hardware; see README). rekey unwraps legacy grants
+//! with them, signs bundles with RSA-PSS, and wraps only to legacy members
+//! still pending migration (and in fixtures).
+
+use crate::envelope::Scheme;
+use crate::error::CryptoError;
+use crate::secret::SecretBytes;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{
+    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPrivateDecryptingKey,
+    OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
+};
+use aws_lc_rs::signature::{
+    self, KeyPair as _, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256, UnparsedPublicKey,
+};
+use std::sync::OnceLock;
+use zeroize::Zeroizing;
+
+/// RSA modulus sizes rekey reads.
+pub const SUPPORTED_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
+
+/// A legacy RSA private key (PKCS#8). The DER copy is wiped on drop; AWS-LC
+/// clears its own copy when the key is freed.
+pub struct LegacyRsaPrivateKey {
+    pkcs8: Zeroizing<Vec<u8>>,
+    oaep: OaepPrivateDecryptingKey,
+    signer: signature::RsaKeyPair,
+    /// Raw AWS-LC handle for OAEP-SHA-256/MGF1-SHA-1, made on first use.
+    raw: OnceLock<Option<ffi::RawKey>>,
+    bits: usize,
+}
+
+impl std::fmt::Debug for LegacyRsaPrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LegacyRsaPrivateKey({} bits, [redacted])", self.bits)
+    }
+}
+
+/// A legacy RSA public key (X.509 SubjectPublicKeyInfo DER).
+#[derive(Clone)]
+pub struct LegacyRsaPublicKey {
+    spki: Vec<u8>,
+    bits: usize,
+}
+
+impl std::fmt::Debug for LegacyRsaPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LegacyRsaPublicKey({} bits)", self.bits)
+    }
+}
+
+impl PartialEq for LegacyRsaPublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.spki == other.spki
+    }
+}
+
+impl Eq for LegacyRsaPublicKey {}
+
+fn oaep_algorithm(scheme: Scheme) -> Option<&'static OaepAlgorithm> {
+    match scheme {
+        Scheme::RsaOaepSha1 => Some(&OAEP_SHA1_MGF1SHA1),
+        Scheme::RsaOaepSha256 => Some(&OAEP_SHA256_MGF1SHA256),
+        _ => None,
+    }
+}
+
+impl LegacyRsaPrivateKey {
+    /// Reads a PKCS#8 DER private key of 2048 to 4096 bits.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let bad = |_| CryptoError::InvalidPrivateKey("not an RSA PKCS#8 private key");
+        let decrypting = PrivateDecryptingKey::from_pkcs8(der).map_err(bad)?;
+        let bits = decrypting.key_size_bits();
+        if !SUPPORTED_BITS.contains(&bits) {
+            return Err(CryptoError::UnsupportedKeySize { bits });
+        }
+        let oaep = OaepPrivateDecryptingKey::new(decrypting)
+            .map_err(|_| CryptoError::InvalidPrivateKey("RSA key unusable for OAEP"))?;
+        let signer = signature::RsaKeyPair::from_pkcs8(der).map_err(bad)?;
+        Ok(Self {
+            pkcs8: Zeroizing::new(der.to_vec()),
+            oaep,
+            signer,
+            raw: OnceLock::new(),
+            bits,
+        })
+    }
+
+    /// Generates a key of 2048, 3072 or 4096 bits (fixtures and the demo).
+    pub fn generate(bits: usize) -> Result<Self, CryptoError> {
+        let size = match bits {
+            2048 => KeySize::Rsa2048,
+            3072 => KeySize::Rsa3072,
+            4096 => KeySize::Rsa4096,
+            _ => return Err(CryptoError::UnsupportedKeySize { bits }),
+        };
+        let key = PrivateDecryptingKey::generate(size)
+            .map_err(|_| CryptoError::Library("RSA key generation"))?;
+        let der = key
+            .as_der()
+            .map_err(|_| CryptoError::Library("RSA key encoding"))?;
+        Self::from_pkcs8_der(der.as_ref())
+    }
+
+    /// Modulus size in bits.
+    #[must_use]
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// The PKCS#8 DER encoding (what gets wrapped under a KEK).
+    #[must_use]
+    pub fn dangerous_pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    /// The public half.
+    #[must_use]
+    pub fn public_key(&self) -> LegacyRsaPublicKey {
+        // The SPKI of a key we already parsed always encodes.
+        let spki = self
+            .signer
+            .public_key()
+            .as_der()
+            .map(|d| d.as_ref().to_vec())
+            .unwrap_or_default();
+        LegacyRsaPublicKey {
+            spki,
+            bits: self.bits,
+        }
+    }
+
+    /// RSA-OAEP decryption of a legacy grant's ciphertext.
+    pub(crate) fn decrypt(&self, scheme: Scheme, ct: &[u8]) -> Result<SecretBytes, CryptoError> {
+        self.decrypt_with_label(scheme, ct, &[])
+    }
+
+    /// OAEP decryption with a label (legacy grants use none; the Wycheproof
+    /// vectors use some).
+    pub(crate) fn decrypt_with_label(
+        &self,
+        scheme: Scheme,
+        ct: &[u8],
+        label: &[u8],
+    ) -> Result<SecretBytes, CryptoError> {
+        if ct.len() != self.bits / 8 {
+            return Err(CryptoError::Decrypt);
+        }
+        if let Some(alg) = oaep_algorithm(scheme) {
+            let mut out = Zeroizing::new(vec![0u8; self.oaep.min_output_size()]);
+            let pt = self
+                .oaep
+                .decrypt(alg, ct, &mut out, Some(label))
+                .map_err(|_| CryptoError::Decrypt)?;
+            return Ok(SecretBytes::from_slice(pt));
+        }
+        if scheme == Scheme::RsaOaepSha256Mgf1Sha1 {
+            let raw = self
+                .raw
+                .get_or_init(|| ffi::RawKey::private_from_pkcs8(&self.pkcs8))
+                .as_ref()
+                .ok_or(CryptoError::Decrypt)?;
+            return raw
+                .oaep_sha256_mgf1sha1_decrypt(ct, label)
+                .map(|pt| SecretBytes::from_slice(&pt))
+                .ok_or(CryptoError::Decrypt);
+        }
+        Err(CryptoError::WrongScheme {
+            expected: "an RSA-OAEP scheme",
+            found: scheme,
+        })
+    }
+
+    /// RSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt) over `message`.
+    pub fn sign_pss(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let mut sig = vec![0u8; self.signer.public_modulus_len()];
+        self.signer
+            .sign(&RSA_PSS_SHA256, &rng, message, &mut sig)
+            .map_err(|_| CryptoError::Library("RSA-PSS signing"))?;
+        Ok(sig)
+    }
+}
+
+impl LegacyRsaPublicKey {
+    /// Reads an X.509 SubjectPublicKeyInfo DER RSA public key.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let key = PublicEncryptingKey::from_der(der)
+            .map_err(|_| CryptoError::InvalidPublicKey("not an RSA SubjectPublicKeyInfo"))?;
+        let bits = key.key_size_bits();
+        if !SUPPORTED_BITS.contains(&bits) {
+            return Err(CryptoError::UnsupportedKeySize { bits });
+        }
+        Ok(Self {
+            spki: der.to_vec(),
+            bits,
+        })
+    }
+
+    /// The SubjectPublicKeyInfo DER.
+    #[must_use]
+    pub fn to_spki_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// Modulus size in bits.
+    #[must_use]
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// Verifies an RSA-PSS SHA-256 signature.
+    pub fn verify_pss(&self, message: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        let pkcs1 = aws_lc_rs::rsa::PublicKey::from_der(&self.spki)
+            .map_err(|_| CryptoError::BadSignature)?;
+        UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, pkcs1.as_ref())
+            .verify(message, sig)
+            .map_err(|_| CryptoError::BadSignature)
+    }
+
+    /// RSA-OAEP encryption with a legacy scheme. Used only to wrap a role's
+    /// new key to members who have not migrated yet, and to build fixtures.
+    pub(crate) fn encrypt(&self, scheme: Scheme, secret: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let max = self.max_secret_len(scheme)?;
+        if secret.len() > max {
+            return Err(CryptoError::SecretTooLong {
+                len: secret.len(),
+                max,
+            });
+        }
+        if let Some(alg) = oaep_algorithm(scheme) {
+            let key = PublicEncryptingKey::from_der(&self.spki)
+                .and_then(|k| OaepPublicEncryptingKey::new(k).map_err(Into::into))
+                .map_err(|_| CryptoError::InvalidPublicKey("RSA key unusable for OAEP"))?;
+            let mut out = vec![0u8; key.ciphertext_size()];
+            let n = key
+                .encrypt(alg, secret, &mut out, None)
+                .map_err(|_| CryptoError::Library("RSA-OAEP encryption"))?
+                .len();
+            out.truncate(n);
+            return Ok(out);
+        }
+        ffi::RawKey::public_from_spki(&self.spki)
+            .and_then(|k| k.oaep_sha256_mgf1sha1_encrypt(secret))
+            .ok_or(CryptoError::Library("RSA-OAEP encryption"))
+    }
+
+    /// Longest secret this key can carry with `scheme`.
+    pub fn max_secret_len(&self, scheme: Scheme) -> Result<usize, CryptoError> {
+        let hash_len = match scheme {
+            Scheme::RsaOaepSha1 => 20,
+            Scheme::RsaOaepSha256 | Scheme::RsaOaepSha256Mgf1Sha1 => 32,
+            other => {
+                return Err(CryptoError::WrongScheme {
+                    expected: "an RSA-OAEP scheme",
+                    found: other,
+                });
+            }
+        };
+        Ok(self.bits / 8 - 2 * hash_len - 2)
+    }
+}
+
+/// Direct AWS-LC calls for OAEP with SHA-256 and MGF1-SHA-1, which
+/// aws-lc-rs does not expose. Same library, same constant-time code.
+#[allow(unsafe_code)]
+mod ffi {
+    use aws_lc_sys as sys;
+    use std::ptr::{NonNull, null_mut};
+    use zeroize::Zeroizing;
+
+    pub(super) struct RawKey(NonNull<sys::EVP_PKEY>);
+
+    // SAFETY: an EVP_PKEY is reference-counted and immutable after parsing;
+    // AWS-LC allows concurrent operations on one key (each call makes its own
+    // EVP_PKEY_CTX; RSA's blinding and Montgomery caches are locked inside).
+    unsafe impl Send for RawKey {}
+    unsafe impl Sync for RawKey {}
+
+    impl Drop for RawKey {
+        fn drop(&mut self) {
+            // SAFETY: we own one reference, taken in `parse`.
+            unsafe { sys::EVP_PKEY_free(self.0.as_ptr()) }
+        }
+    }
+
+    struct Ctx(NonNull<sys::EVP_PKEY_CTX>);
+
+    impl Drop for Ctx {
+        fn drop(&mut self) {
+            // SAFETY: created by EVP_PKEY_CTX_new, freed once.
+            unsafe { sys::EVP_PKEY_CTX_free(self.0.as_ptr()) }
+        }
+    }
+
+    impl RawKey {
+        fn parse(der: &[u8], private: bool) -> Option<Self> {
+            let mut cbs = std::mem::MaybeUninit::<sys::CBS>::uninit();
+            // SAFETY: CBS_init fully initialises the CBS to borrow `der`,
+            // which outlives the parse call; the parser copies what it keeps.
+            let pkey = unsafe {
+                sys::CBS_init(cbs.as_mut_ptr(), der.as_ptr(), der.len());
+                if private {
+                    sys::EVP_parse_private_key(cbs.as_mut_ptr())
+                } else {
+                    sys::EVP_parse_public_key(cbs.as_mut_ptr())
+                }
+            };
+            let key = RawKey(NonNull::new(pkey)?);
+            // SAFETY: `key` holds a valid EVP_PKEY.
+            let is_rsa = unsafe { sys::EVP_PKEY_id(key.0.as_ptr()) } == sys::EVP_PKEY_RSA;
+            is_rsa.then_some(key)
+        }
+
+        pub(super) fn private_from_pkcs8(der: &[u8]) -> Option<Self> {
+            Self::parse(der, true)
+        }
+
+        pub(super) fn public_from_spki(der: &[u8]) -> Option<Self> {
+            Self::parse(der, false)
+        }
+
+        fn oaep_ctx(&self, encrypt: bool, label: &[u8]) -> Option<Ctx> {
+            // SAFETY: valid key; the context is freed by `Ctx`'s Drop; the
+            // EVP_MD pointers are static.
+            unsafe {
+                let ctx = Ctx(NonNull::new(sys::EVP_PKEY_CTX_new(
+                    self.0.as_ptr(),
+                    null_mut(),
+                ))?);
+                let init = if encrypt {
+                    sys::EVP_PKEY_encrypt_init(ctx.0.as_ptr())
+                } else {
+                    sys::EVP_PKEY_decrypt_init(ctx.0.as_ptr())
+                };
+                let ok = init == 1
+                    && sys::EVP_PKEY_CTX_set_rsa_padding(
+                        ctx.0.as_ptr(),
+                        sys::RSA_PKCS1_OAEP_PADDING,
+                    ) == 1
+                    && sys::EVP_PKEY_CTX_set_rsa_oaep_md(ctx.0.as_ptr(), sys::EVP_sha256()) == 1
+                    && sys::EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.0.as_ptr(), sys::EVP_sha1()) == 1;
+                if !ok {
+                    return None;
+                }
+                if !label.is_empty() {
+                    // set0 takes ownership of a buffer from AWS-LC's allocator.
+                    let buf = sys::OPENSSL_malloc(label.len()).cast::<u8>();
+                    if buf.is_null() {
+                        return None;
+                    }
+                    std::ptr::copy_nonoverlapping(label.as_ptr(), buf, label.len());
+                    if sys::EVP_PKEY_CTX_set0_rsa_oaep_label(ctx.0.as_ptr(), buf, label.len()) != 1
+                    {
+                        sys::OPENSSL_free(buf.cast());
+                        return None;
+                    }
+                }
+                Some(ctx)
+            }
+        }
+
+        fn size(&self) -> usize {
+            // SAFETY: valid key.
+            let n = unsafe { sys::EVP_PKEY_size(self.0.as_ptr()) };
+            usize::try_from(n).unwrap_or(0)
+        }
+
+        pub(super) fn oaep_sha256_mgf1sha1_decrypt(
+            &self,
+            ct: &[u8],
+            label: &[u8],
+        ) -> Option<Zeroizing<Vec<u8>>> {
+            let ctx = self.oaep_ctx(false, label)?;
+            let mut out = Zeroizing::new(vec![0u8; self.size()]);
+            let mut len = out.len();
+            // SAFETY: `out` has `len` writable bytes; `ct` is readable.
+            let rc = unsafe {
+                sys::EVP_PKEY_decrypt(
+                    ctx.0.as_ptr(),
+                    out.as_mut_ptr(),
+                    &mut len,
+                    ct.as_ptr(),
+                    ct.len(),
+                )
+            };
+            if rc != 1 {
+                // SAFETY: clears this thread's AWS-LC error queue.
+                unsafe { sys::ERR_clear_error() };
+                return None;
+            }
+            out.truncate(len);
+            Some(out)
+        }
+
+        pub(super) fn oaep_sha256_mgf1sha1_encrypt(&self, pt: &[u8]) -> Option<Vec<u8>> {
+            let ctx = self.oaep_ctx(true, &[])?;
+            let mut out = vec![0u8; self.size()];
+            let mut len = out.len();
+            // SAFETY: `out` has `len` writable bytes; `pt` is readable.
+            let rc = unsafe {
+                sys::EVP_PKEY_encrypt(
+                    ctx.0.as_ptr(),
+                    out.as_mut_ptr(),
+                    &mut len,
+                    pt.as_ptr(),
+                    pt.len(),
+                )
+            };
+            if rc != 1 {
+                // SAFETY: clears this thread's AWS-LC error queue.
+                unsafe { sys::ERR_clear_error() };
+                return None;
+            }
+            out.truncate(len);
+            Some(out)
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Conformance: RFC 9180 and Wycheproof vectors from `../shared/vectors`
+//! (or `$REKEY_VECTORS_DIR`). Every case of the selected groups runs; a
+//! missing vectors folder fails loudly rather than passing silently.
+
+use super::aead::Aead;
+use super::ec::{Curve, EcPrivateKey, EcPublicKey};
+use super::hpke::{self, Suite};
+use super::kdf::Kdf;
+use super::rsa::LegacyRsaPrivateKey;
+use crate::envelope::Scheme;
+use crate::error::CryptoError;
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn vectors_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("REKEY_VECTORS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.join("../../../shared/vectors")
+}
+
+fn load(name: &str) -> Value {
+    let path = vectors_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "test vectors missing at {} ({e}); put the shared/ folder beside the repository \
+             or set REKEY_VECTORS_DIR",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+fn h(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap()).unwrap()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap()
+}
+
+fn run_hpke_file(name: &str, curve: Curve) -> usize {
+    let entries = load(name);
+    let mut checked = 0;
+    for entry in entries.as_array().unwrap() {
+        if entry["mode"].as_u64() != Some(0) {
+            continue;
+        }
+        let aead = match entry["aead_id"].as_u64() {
+            Some(1) => Aead::Aes128Gcm,
+            Some(2) => Aead::Aes256Gcm,
+            other => panic!("unexpected aead {other:?}"),
+        };
+        let kdf = match entry["kdf_id"].as_u64() {
+            Some(1) => Kdf::Sha256,
+            Some(3) => Kdf::Sha512,
+            other => panic!("unexpected kdf {other:?}"),
+        };
+        let suite = Suite { curve, kdf, aead };
+        let sk_r = hpke::derive_key_pair(curve, &h(&entry["ikmR"])).unwrap();
+        let sk_e = hpke::derive_key_pair(curve, &h(&entry["ikmE"])).unwrap();
+        assert_eq!(
+            sk_r.dangerous_to_scalar_bytes().dangerous_as_bytes(),
+            &h(&entry["skRm"])[..]
+        );
+        assert_eq!(
+            sk_e.dangerous_to_scalar_bytes().dangerous_as_bytes(),
+            &h(&entry["skEm"])[..]
+        );
+        let pk_r = sk_r.public_key();
+        assert_eq!(pk_r.to_sec1(), h(&entry["pkRm"]));
+        assert_eq!(sk_e.public_key().to_sec1(), h(&entry["pkEm"]));
+
+        let (shared, enc) = hpke::encap_with(suite, &pk_r, &sk_e).unwrap();
+        assert_eq!(enc, h(&entry["enc"]));
+        assert_eq!(&shared[..], &h(&entry["shared_secret"])[..]);
+        let shared_r = hpke::decap(suite, &enc, &sk_r).unwrap();
+        assert_eq!(&shared_r[..], &shared[..]);
+
+        let info = h(&entry["info"]);
+        let mut sender = hpke::key_schedule_base(suite, &shared, &info).unwrap();
+        let mut receiver = hpke::key_schedule_base(suite, &shared_r, &info).unwrap();
+        assert_eq!(&sender.key[..], &h(&entry["key"])[..]);
+        assert_eq!(&sender.base_nonce[..], &h(&entry["base_nonce"])[..]);
+        assert_eq!(
+            &sender.exporter_secret[..],
+            &h(&entry["exporter_secret"])[..]
+        );
+
+        for (seq, enc_case) in entry["encryptions"].as_array().unwrap().iter().enumerate() {
+            let aad = h(&enc_case["aad"]);
+            let pt = h(&enc_case["pt"]);
+            let ct = h(&enc_case["ct"]);
+            assert_eq!(sender.seal(&aad, &pt).unwrap(), ct, "seal seq {seq}");
+            assert_eq!(
+                &receiver.open(&aad, &ct).unwrap()[..],
+                &pt[..],
+                "open seq {seq}"
+            );
+            checked += 1;
+        }
+        for export in entry["exports"].as_array().unwrap() {
+            let len = usize::try_from(export["L"].as_u64().unwrap()).unwrap();
+            let got = receiver
+                .export(&h(&export["exporter_context"]), len)
+                .unwrap();
+            assert_eq!(&got[..], &h(&export["exported_value"])[..]);
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn rfc9180_p256_base_mode_aes128_and_aes256() {
+    // 2 base-mode entries x (257 encryptions + 3 exports).
+    assert_eq!(run_hpke_file("hpke_p256.json", Curve::P256), 2 * 260);
+}
+
+#[test]
+fn rfc9180_p521_base_mode() {
+    assert_eq!(run_hpke_file("hpke_p521.json", Curve::P521), 260);
+}
+
+fn wycheproof_tests(name: &str) -> Vec<(Value, Value)> {
+    let file = load(&format!("wycheproof/{name}"));
+    let mut out = Vec::new();
+    for group in file["testGroups"].as_array().unwrap() {
+        for test in group["tests"].as_array().unwrap() {
+            out.push((group.clone(), test.clone()));
+        }
+    }
+    assert_eq!(
+        out.len() as u64,
+        file["numberOfTests"].as_u64().unwrap(),
+        "every test of {name} is visited"
+    );
+    out
+}
+
+fn run_oaep(name: &str, scheme: Scheme) -> (usize, usize) {
+    let (mut valid, mut invalid) = (0, 0);
+    let mut key_cache: Option<(Vec<u8>, LegacyRsaPrivateKey)> = None;
+    for (group, test) in wycheproof_tests(name) {
+        let der = h(&group["privateKeyPkcs8"]);
+        if key_cache.as_ref().map(|(d, _)| d != &der).unwrap_or(true) {
+            key_cache = Some((
+                der.clone(),
+                LegacyRsaPrivateKey::from_pkcs8_der(&der).unwrap(),
+            ));
+        }
+        let key = &key_cache.as_ref().unwrap().1;
+        let got = key.decrypt_with_label(scheme, &h(&test["ct"]), &h(&test["label"]));
+        match s(&test["result"]) {
+            "valid" => {
+                assert_eq!(
+                    got.unwrap().dangerous_as_bytes(),
+                    &h(&test["msg"])[..],
+                    "tcId {}",
+                    test["tcId"]
+                );
+                valid += 1;
+            }
+            "invalid" => {
+                assert_eq!(
+                    got.unwrap_err(),
+                    CryptoError::Decrypt,
+                    "tcId {}",
+                    test["tcId"]
+                );
+                invalid += 1;
+            }
+            _ => {}
+        }
+    }
+    (valid, invalid)
+}
+
+#[test]
+fn wycheproof_rsa_oaep_2048_sha1() {
+    assert_eq!(
+        run_oaep("rsa_oaep_2048_sha1_mgf1sha1_test.json", Scheme::RsaOaepSha1),
+        (17, 19)
+    );
+}
+
+#[test]
+fn wycheproof_rsa_oaep_2048_sha256() {
+    assert_eq!(
+        run_oaep(
+            "rsa_oaep_2048_sha256_mgf1sha256_test.json",
+            Scheme::RsaOaepSha256
+        ),
+        (18, 19)
+    );
+}
+
+#[test]
+fn wycheproof_rsa_oaep_2048_sha256_mgf1sha1() {
+    assert_eq!(
+        run_oaep(
+            "rsa_oaep_2048_sha256_mgf1sha1_test.json",
+            Scheme::RsaOaepSha256Mgf1Sha1
+        ),
+        (13, 18)
+    );
+}
+
+/// Wycheproof private scalars may carry a sign byte or be short.
+fn p256_scalar(bytes: &[u8]) -> Option<EcPrivateKey> {
+    let trimmed: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
+    if trimmed.len() > 32 {
+        return None;
+    }
+    let mut padded = vec![0u8; 32 - trimmed.len()];
+    padded.extend_from_slice(&trimmed);
+    EcPrivateKey::from_scalar_bytes(Curve::P256, &padded).ok()
+}
+
+fn run_ecdh(name: &str, parse: impl Fn(&[u8]) -> Option<EcPublicKey>) -> (usize, usize) {
+    let (mut valid, mut invalid) = (0, 0);
+    for (_, test) in wycheproof_tests(name) {
+        let sk = p256_scalar(&h(&test["private"])).expect("test private keys are valid");
+        let shared = parse(&h(&test["public"])).and_then(|pk| sk.dh(&pk).ok());
+        match s(&test["result"]) {
+            "valid" => {
+                assert_eq!(
+                    shared.as_deref().map(|v| &v[..]),
+                    Some(&h(&test["shared"])[..]),
+                    "tcId {}",
+                    test["tcId"]
+                );
+                valid += 1;
+            }
+            "invalid" => {
+                assert!(shared.is_none(), "tcId {} must be refused", test["tcId"]);
+                invalid += 1;
+            }
+            _ => {
+                // acceptable: either outcome, but a result must be right.
+                if let Some(shared) = shared {
+                    assert_eq!(&shared[..], &h(&test["shared"])[..]);
+                }
+            }
+        }
+    }
+    (valid, invalid)
+}
+
+#[test]
+fn wycheproof_ecdh_p256_ecpoint() {
+    let counts = run_ecdh("ecdh_secp256r1_ecpoint_test.json", |b| {
+        EcPublicKey::from_sec1(Curve::P256, b).ok()
+    });
+    assert_eq!(counts, (330, 24));
+}
+
+#[test]
+fn wycheproof_ecdh_p256_asn() {
+    use p256::pkcs8::DecodePublicKey;
+    let counts = run_ecdh("ecdh_secp256r1_test.json", |b| {
+        p256::PublicKey::from_public_key_der(b)
+            .ok()
+            .map(EcPublicKey::P256)
+    });
+    assert_eq!(counts, (330, 52));
+}
+
+#[test]
+fn wycheproof_ecdsa_p256_sha256_verify() {
+    let (mut valid, mut invalid) = (0, 0);
+    for (group, test) in wycheproof_tests("ecdsa_secp256r1_sha256_test.json") {
+        let pk = EcPublicKey::from_sec1(Curve::P256, &h(&group["publicKey"]["uncompressed"]))
+            .expect("group key");
+        // Our signatures are fixed-width r ‖ s; Wycheproof's are DER.
+        let fixed = p256::ecdsa::Signature::from_der(&h(&test["sig"]))
+            .ok()
+            .map(|sig| sig.to_bytes().to_vec());
+        let ok = fixed.is_some_and(|sig| pk.verify(&h(&test["msg"]), &sig).is_ok());
+        match s(&test["result"]) {
+            "valid" => {
+                assert!(ok, "tcId {} must verify", test["tcId"]);
+                valid += 1;
+            }
+            "invalid" => {
+                assert!(!ok, "tcId {} must be refused", test["tcId"]);
+                invalid += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((valid, invalid), (174, 310));
+}
+
+#[test]
+fn wycheproof_aes_gcm_96_bit_iv() {
+    let (mut valid, mut invalid) = (0, 0);
+    for (group, test) in wycheproof_tests("aes_gcm_test.json") {
+        if group["ivSize"] != 96 || group["tagSize"] != 128 {
+            continue;
+        }
+        let aead = match group["keySize"].as_u64() {
+            Some(128) => Aead::Aes128Gcm,
+            Some(256) => Aead::Aes256Gcm,
+            _ => continue,
+        };
+        let (key, iv, aad) = (h(&test["key"]), h(&test["iv"]), h(&test["aad"]));
+        let mut ct_tag = h(&test["ct"]);
+        ct_tag.extend_from_slice(&h(&test["tag"]));
+        let opened = aead.open(&key, &iv, &aad, &ct_tag);
+        match s(&test["result"]) {
+            "valid" => {
+                assert_eq!(
+                    &opened.unwrap()[..],
+                    &h(&test["msg"])[..],
+                    "tcId {}",
+                    test["tcId"]
+                );
+                let nonce: [u8; 12] = iv.try_into().unwrap();
+                assert_eq!(
+                    aead.seal(&key, &nonce, &aad, &h(&test["msg"])).unwrap(),
+                    ct_tag
+                );
+                valid += 1;
+            }
+            "invalid" => {
+                assert_eq!(
+                    opened.unwrap_err(),
+                    CryptoError::Decrypt,
+                    "tcId {}",
+                    test["tcId"]
+                );
+                invalid += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        valid + invalid,
+        67 + 66,
+        "the 96-bit-IV subsets of 128- and 256-bit keys"
+    );
+}
+
+#[test]
+fn wycheproof_hkdf_sha256() {
+    let (mut valid, mut invalid) = (0, 0);
+    for (_, test) in wycheproof_tests("hkdf_sha256_test.json") {
+        let size = usize::try_from(test["size"].as_u64().unwrap()).unwrap();
+        let got = Kdf::Sha256.derive(&h(&test["salt"]), &h(&test["ikm"]), &h(&test["info"]), size);
+        match s(&test["result"]) {
+            "valid" => {
+                assert_eq!(
+                    &got.unwrap()[..],
+                    &h(&test["okm"])[..],
+                    "tcId {}",
+                    test["tcId"]
+                );
+                valid += 1;
+            }
+            _ => {
+                assert!(got.is_err(), "tcId {} must be refused", test["tcId"]);
+                invalid += 1;
+            }
+        }
+    }
+    assert_eq!((valid, invalid), (83, 3));
+}

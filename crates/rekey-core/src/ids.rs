@@ -1,0 +1,138 @@
+//! Identifiers of the things a vault holds, and the binding of a wrapped key
+//! to its place.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh random identifier.
+            #[must_use]
+            pub fn random() -> Self {
+                Self(Uuid::new_v4())
+            }
+
+            /// The identifier's 16 bytes, as they appear in bindings.
+            #[must_use]
+            pub fn to_bytes(self) -> [u8; 16] {
+                *self.0.as_bytes()
+            }
+
+            /// Builds an identifier from its 16 bytes.
+            #[must_use]
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(Uuid::from_bytes(bytes))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// One vault: every binding names it, so nothing moves between vaults.
+    VaultId
+);
+id_type!(
+    /// A user, a role or a server-held service.
+    PrincipalId
+);
+id_type!(
+    /// A record (one stored secret).
+    RecordId
+);
+id_type!(
+    /// One key pair of a principal (legacy or new).
+    KeyPairId
+);
+id_type!(
+    /// One grant: a wrapped key addressed to one recipient.
+    GrantId
+);
+
+/// What a grant carries the key of.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Subject {
+    /// The key a record's content is encrypted under.
+    RecordKey(RecordId),
+    /// The private key of a key pair (a role's key for a member, a managed
+    /// user's key for the directory master key, …).
+    PrivateKey(KeyPairId),
+}
+
+impl Subject {
+    /// The subject kind byte used in bindings (see docs/FORMAT.md).
+    #[must_use]
+    pub fn kind_byte(self) -> u8 {
+        match self {
+            Subject::RecordKey(_) => 1,
+            Subject::PrivateKey(_) => 2,
+        }
+    }
+
+    /// The subject's 16-byte identifier.
+    #[must_use]
+    pub fn id_bytes(self) -> [u8; 16] {
+        match self {
+            Subject::RecordKey(id) => id.to_bytes(),
+            Subject::PrivateKey(id) => id.to_bytes(),
+        }
+    }
+
+    /// The 17 bytes `kind ‖ id` that bind a grant to its subject.
+    #[must_use]
+    pub fn to_bytes(self) -> [u8; 17] {
+        let mut out = [0u8; 17];
+        out[0] = self.kind_byte();
+        out[1..].copy_from_slice(&self.id_bytes());
+        out
+    }
+}
+
+/// Where a grant belongs: which vault, which recipient, which subject. A new
+/// grant is cryptographically bound to these three; moved anywhere else it
+/// fails to open.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct GrantBinding {
+    /// The vault the grant lives in.
+    pub vault: VaultId,
+    /// The principal the grant is addressed to.
+    pub recipient: PrincipalId,
+    /// What the grant carries.
+    pub subject: Subject,
+}
+
+/// Where a private key wrapped under a key-encryption key belongs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct KeyBinding {
+    /// The vault.
+    pub vault: VaultId,
+    /// The principal that owns the key pair.
+    pub owner: PrincipalId,
+    /// The key pair whose private half is wrapped.
+    pub key_pair: KeyPairId,
+}

@@ -1,0 +1,81 @@
+//! Key-encryption keys and private keys wrapped under them
+//! (`aes256gcm-kek`).
+
+use crate::crypto::aead::Aead;
+use crate::crypto::kdf::Kdf;
+use crate::envelope::{Envelope, MAX_SECRET_LEN, NONCE_LEN, Scheme};
+use crate::error::CryptoError;
+use crate::ids::{KeyBinding, PrincipalId, VaultId};
+use crate::labels;
+use crate::secret::{Kek, MasterSecret, SecretBytes};
+use rand_core::CryptoRngCore;
+
+impl Kek {
+    /// A user's KEK: HKDF-SHA256 of the master secret, salt
+    /// `rekey/v1/kek`, info `rekey/v1/kek:private-key ‖ vault ‖ user`.
+    pub fn derive(
+        master: &MasterSecret,
+        vault: VaultId,
+        owner: PrincipalId,
+    ) -> Result<Kek, CryptoError> {
+        let okm = Kdf::Sha256.derive(
+            labels::KEK_SALT,
+            master.as_bytes(),
+            &labels::kek_info(vault, owner),
+            Kek::LEN,
+        )?;
+        Kek::from_slice(&okm).ok_or(CryptoError::Library("KEK length"))
+    }
+}
+
+/// Wraps a private key under a KEK, bound to its key pair.
+pub fn wrap_private_key(
+    rng: &mut impl CryptoRngCore,
+    kek: &Kek,
+    binding: &KeyBinding,
+    secret: &[u8],
+) -> Result<Envelope, CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    wrap_private_key_with_nonce(kek, binding, secret, nonce)
+}
+
+pub(crate) fn wrap_private_key_with_nonce(
+    kek: &Kek,
+    binding: &KeyBinding,
+    secret: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Result<Envelope, CryptoError> {
+    if secret.len() > MAX_SECRET_LEN {
+        return Err(CryptoError::SecretTooLong {
+            len: secret.len(),
+            max: MAX_SECRET_LEN,
+        });
+    }
+    let scheme = Scheme::Aes256GcmKek;
+    let aad = labels::private_key_aad(&Envelope::header(scheme), binding);
+    let ct = Aead::Aes256Gcm.seal(kek.dangerous_as_bytes(), &nonce, &aad, secret)?;
+    Ok(Envelope::from_parts(scheme, &nonce, &ct)?)
+}
+
+/// Unwraps a private key wrapped by [`wrap_private_key`].
+pub fn unwrap_private_key(
+    kek: &Kek,
+    binding: &KeyBinding,
+    envelope: &Envelope,
+) -> Result<SecretBytes, CryptoError> {
+    if envelope.scheme() != Scheme::Aes256GcmKek {
+        return Err(CryptoError::WrongScheme {
+            expected: "aes256gcm-kek",
+            found: envelope.scheme(),
+        });
+    }
+    let aad = labels::private_key_aad(envelope.header_bytes(), binding);
+    let pt = Aead::Aes256Gcm.open(
+        kek.dangerous_as_bytes(),
+        envelope.nonce(),
+        &aad,
+        envelope.ciphertext(),
+    )?;
+    Ok(SecretBytes::from_slice(&pt))
+}

@@ -1,0 +1,26 @@
+//! rekey-core: the pure heart of rekey. Crypto schemes and typed keys,
+//! the wrapped-key envelope, and (to come) the migration lifecycle and
+//! bundles. No I/O, no async runtime, no database.
+//!
+//! The byte layouts are specified in `docs/FORMAT.md`.
+
+pub mod crypto;
+pub mod envelope;
+pub mod error;
+pub mod grant;
+pub mod ids;
+pub mod kek;
+pub mod labels;
+pub mod record;
+pub mod secret;
+
+pub use crypto::ec::{Curve, EcPrivateKey, EcPublicKey};
+pub use crypto::rsa::{LegacyRsaPrivateKey, LegacyRsaPublicKey};
+pub use crypto::{PrivateKey, PublicKey};
+pub use envelope::{Envelope, Scheme};
+pub use error::{CryptoError, EnvelopeError};
+pub use grant::{BatchSealer, GrantOpener, open_grant, seal_grant, wrap_legacy_grant};
+pub use ids::{
+    GrantBinding, GrantId, KeyBinding, KeyPairId, PrincipalId, RecordId, Subject, VaultId,
+};
+pub use secret::{Kek, MasterSecret, RecordKey, SecretBytes};
