@@ -11,6 +11,7 @@ pub mod grant;
 pub mod ids;
 pub mod kek;
 pub mod labels;
+pub mod model;
 pub mod record;
 pub mod secret;
 
