@@ -1,1 +1,43 @@
-fn main() {}
+//! `cargo xtask <command>`: the workshop. One module per command.
+
+mod fixtures;
+mod format_doc;
+mod fuzz;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  fixtures            regenerate the RSA test fixtures (slow: fresh keys)
+  format-doc          regenerate the worked examples in docs/FORMAT.md
+  fuzz [--seconds N]  run every cargo-fuzz target for N seconds (default 60)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("fixtures") => fixtures::run(),
+        Some("format-doc") => format_doc::run(),
+        Some("fuzz") => fuzz::run(&args[1..]),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask's parent directory).
+pub(crate) fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}

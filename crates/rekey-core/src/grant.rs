@@ -35,10 +35,21 @@ pub fn seal_grant(
     binding: &GrantBinding,
     secret: &[u8],
 ) -> Result<Envelope, CryptoError> {
+    let sk_e = EcPrivateKey::generate(recipient.curve(), rng);
+    seal_grant_with_ephemeral(recipient, &sk_e, binding, secret)
+}
+
+/// [`seal_grant`] with a given ephemeral key (worked examples only).
+pub(crate) fn seal_grant_with_ephemeral(
+    recipient: &EcPublicKey,
+    sk_e: &EcPrivateKey,
+    binding: &GrantBinding,
+    secret: &[u8],
+) -> Result<Envelope, CryptoError> {
     check_len(secret)?;
     let scheme = hpke_scheme(recipient.curve());
     let suite = suite_for(scheme).ok_or(CryptoError::Library("HPKE suite"))?;
-    let (shared, enc) = hpke::encap(suite, rng, recipient)?;
+    let (shared, enc) = hpke::encap_with(suite, recipient, sk_e)?;
     let mut ctx = hpke::key_schedule_base(suite, &shared, &labels::grant_info(scheme, binding))?;
     let ct = ctx.seal(&Envelope::header(scheme), secret)?;
     Ok(Envelope::from_parts(scheme, &enc, &ct)?)
@@ -129,6 +140,11 @@ impl BatchSealer {
             vault,
             recipient,
         })
+    }
+
+    /// The batch's exporter secret (worked examples only).
+    pub(crate) fn exporter_secret(&self) -> &[u8] {
+        &self.exporter_secret
     }
 
     /// The recipient this batch wraps to.

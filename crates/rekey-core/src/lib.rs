@@ -14,6 +14,8 @@ pub mod labels;
 pub mod model;
 pub mod record;
 pub mod secret;
+#[doc(hidden)]
+pub mod worked_examples;
 
 pub use crypto::ec::{Curve, EcPrivateKey, EcPublicKey};
 pub use crypto::rsa::{LegacyRsaPrivateKey, LegacyRsaPublicKey};

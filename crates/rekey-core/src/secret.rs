@@ -21,6 +21,13 @@ macro_rules! fixed_secret {
                 Self(inner)
             }
 
+            /// Takes the key from an array, moved into protected storage.
+            pub fn from_array(mut bytes: [u8; $len]) -> Self {
+                let out = Self(Box::new(bytes));
+                bytes.zeroize();
+                out
+            }
+
             /// Takes the key from a byte slice of exactly the right length;
             /// the caller remains responsible for wiping its own copy.
             pub fn from_slice(bytes: &[u8]) -> Option<Self> {

@@ -6,7 +6,6 @@ use super::aead::Aead;
 use super::ec::{Curve, EcPrivateKey, EcPublicKey};
 use super::kdf::Kdf;
 use crate::error::CryptoError;
-use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 const VERSION_LABEL: &[u8] = b"HPKE-v1";
@@ -162,16 +161,6 @@ pub(crate) fn encap_with(
     let mut kem_context = enc.clone();
     kem_context.extend_from_slice(&pk_r.to_sec1());
     Ok((extract_and_expand(suite, &dh, &kem_context)?, enc))
-}
-
-/// Encap with a fresh ephemeral key.
-pub(crate) fn encap(
-    suite: Suite,
-    rng: &mut impl CryptoRngCore,
-    pk_r: &EcPublicKey,
-) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), CryptoError> {
-    let sk_e = EcPrivateKey::generate(suite.curve, rng);
-    encap_with(suite, pk_r, &sk_e)
 }
 
 /// Decap: recovers the shared secret from `enc` with the recipient's key.

@@ -1,0 +1,31 @@
+//! `cargo xtask fixtures`: the fixed RSA keys tests use instead of
+//! generating fresh ones, and the legacy ciphertext of the worked example.
+
+use rekey_core::crypto::rsa::LegacyRsaPrivateKey;
+use rekey_core::worked_examples;
+
+pub(crate) fn run() -> Result<(), String> {
+    let dir = crate::root().join("crates/rekey-core/tests/fixtures");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, bits) in [
+        ("rsa-2048-a.pk8", 2048),
+        ("rsa-2048-b.pk8", 2048),
+        ("rsa-2048-c.pk8", 2048),
+        ("rsa-4096-a.pk8", 4096),
+    ] {
+        let key = LegacyRsaPrivateKey::generate(bits).map_err(|e| e.to_string())?;
+        write(&dir.join(name), key.dangerous_pkcs8_der())?;
+        println!("wrote {name} ({bits} bits)");
+    }
+    // The worked example's legacy grant: RSA-OAEP is randomised, so the
+    // ciphertext is made once here and kept.
+    let key_der = std::fs::read(dir.join("rsa-2048-a.pk8")).map_err(|e| e.to_string())?;
+    let ct = worked_examples::make_legacy_ciphertext(&key_der).map_err(|e| e.to_string())?;
+    write(&dir.join("worked-example-rsa-oaep-sha256.bin"), &ct)?;
+    println!("wrote worked-example-rsa-oaep-sha256.bin");
+    Ok(())
+}
+
+fn write(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
