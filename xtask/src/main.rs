@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the workshop. One module per command.
 
+mod ci;
 mod fixtures;
 mod format_doc;
 mod fuzz;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  ci                  format check, clippy (warnings denied), all tests
   fixtures            regenerate the RSA test fixtures (slow: fresh keys)
   format-doc          regenerate the worked examples in docs/FORMAT.md
   fuzz [--seconds N]  run every cargo-fuzz target for N seconds (default 60)
@@ -18,6 +20,7 @@ commands:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::run(),
         Some("fixtures") => fixtures::run(),
         Some("format-doc") => format_doc::run(),
         Some("fuzz") => fuzz::run(&args[1..]),

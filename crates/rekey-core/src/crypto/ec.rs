@@ -38,11 +38,15 @@ impl Curve {
     }
 }
 
-/// An EC private key. The inner RustCrypto keys zeroize on drop.
-pub enum EcPrivateKey {
-    /// P-256.
+/// An EC private key. The inner RustCrypto keys zeroize on drop; the public
+/// half is computed once (decapsulation needs it for every grant).
+pub struct EcPrivateKey {
+    secret: Secret,
+    public: EcPublicKey,
+}
+
+enum Secret {
     P256(p256::SecretKey),
-    /// P-521.
     P521(p521::SecretKey),
 }
 
@@ -85,10 +89,18 @@ fn hex_prefix(bytes: &[u8]) -> String {
 impl EcPrivateKey {
     /// A fresh random key.
     pub fn generate(curve: Curve, rng: &mut impl CryptoRngCore) -> Self {
-        match curve {
-            Curve::P256 => EcPrivateKey::P256(p256::SecretKey::random(rng)),
-            Curve::P521 => EcPrivateKey::P521(p521::SecretKey::random(rng)),
-        }
+        Self::from_secret(match curve {
+            Curve::P256 => Secret::P256(p256::SecretKey::random(rng)),
+            Curve::P521 => Secret::P521(p521::SecretKey::random(rng)),
+        })
+    }
+
+    fn from_secret(secret: Secret) -> Self {
+        let public = match &secret {
+            Secret::P256(sk) => EcPublicKey::P256(sk.public_key()),
+            Secret::P521(sk) => EcPublicKey::P521(sk.public_key()),
+        };
+        Self { secret, public }
     }
 
     /// Reads a private key from its big-endian scalar of exactly
@@ -100,10 +112,10 @@ impl EcPrivateKey {
             ));
         }
         let bad = |_| CryptoError::InvalidPrivateKey("scalar is zero or not below the curve order");
-        Ok(match curve {
-            Curve::P256 => EcPrivateKey::P256(p256::SecretKey::from_slice(bytes).map_err(bad)?),
-            Curve::P521 => EcPrivateKey::P521(p521::SecretKey::from_slice(bytes).map_err(bad)?),
-        })
+        Ok(Self::from_secret(match curve {
+            Curve::P256 => Secret::P256(p256::SecretKey::from_slice(bytes).map_err(bad)?),
+            Curve::P521 => Secret::P521(p521::SecretKey::from_slice(bytes).map_err(bad)?),
+        }))
     }
 
     /// Derives a key from input keying material exactly as RFC 9180
@@ -115,38 +127,38 @@ impl EcPrivateKey {
     /// The curve.
     #[must_use]
     pub fn curve(&self) -> Curve {
-        match self {
-            EcPrivateKey::P256(_) => Curve::P256,
-            EcPrivateKey::P521(_) => Curve::P521,
-        }
+        self.public.curve()
     }
 
     /// The big-endian scalar: what gets wrapped under a KEK or to a member.
     #[must_use]
     pub fn dangerous_to_scalar_bytes(&self) -> SecretBytes {
-        match self {
-            EcPrivateKey::P256(sk) => SecretBytes::new(sk.to_bytes().to_vec()),
-            EcPrivateKey::P521(sk) => SecretBytes::new(sk.to_bytes().to_vec()),
+        match &self.secret {
+            Secret::P256(sk) => SecretBytes::new(sk.to_bytes().to_vec()),
+            Secret::P521(sk) => SecretBytes::new(sk.to_bytes().to_vec()),
         }
     }
 
     /// The matching public key.
     #[must_use]
     pub fn public_key(&self) -> EcPublicKey {
-        match self {
-            EcPrivateKey::P256(sk) => EcPublicKey::P256(sk.public_key()),
-            EcPrivateKey::P521(sk) => EcPublicKey::P521(sk.public_key()),
-        }
+        self.public.clone()
+    }
+
+    /// The matching public key, borrowed.
+    #[must_use]
+    pub fn public_key_ref(&self) -> &EcPublicKey {
+        &self.public
     }
 
     /// Raw ECDH: the x-coordinate of `sk·P`.
     pub(crate) fn dh(&self, peer: &EcPublicKey) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        match (self, peer) {
-            (EcPrivateKey::P256(sk), EcPublicKey::P256(pk)) => {
+        match (&self.secret, peer) {
+            (Secret::P256(sk), EcPublicKey::P256(pk)) => {
                 let shared = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());
                 Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
             }
-            (EcPrivateKey::P521(sk), EcPublicKey::P521(pk)) => {
+            (Secret::P521(sk), EcPublicKey::P521(pk)) => {
                 let shared = p521::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());
                 Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
             }
@@ -162,13 +174,13 @@ impl EcPrivateKey {
     #[must_use]
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         use p256::ecdsa::signature::Signer;
-        match self {
-            EcPrivateKey::P256(sk) => {
+        match &self.secret {
+            Secret::P256(sk) => {
                 let key = p256::ecdsa::SigningKey::from(sk);
                 let sig: p256::ecdsa::Signature = key.sign(message);
                 sig.to_bytes().to_vec()
             }
-            EcPrivateKey::P521(sk) => {
+            Secret::P521(sk) => {
                 let key = p521::ecdsa::SigningKey::from_bytes(&sk.to_bytes());
                 match key {
                     Ok(key) => {

@@ -176,7 +176,7 @@ pub(crate) fn decap(
     let pk_e = EcPublicKey::from_sec1(suite.curve, enc).map_err(|_| CryptoError::Decrypt)?;
     let dh = sk_r.dh(&pk_e)?;
     let mut kem_context = enc.to_vec();
-    kem_context.extend_from_slice(&sk_r.public_key().to_sec1());
+    kem_context.extend_from_slice(&sk_r.public_key_ref().to_sec1());
     extract_and_expand(suite, &dh, &kem_context)
 }
 
