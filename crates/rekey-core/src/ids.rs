@@ -72,6 +72,11 @@ id_type!(
     /// One grant: a wrapped key addressed to one recipient.
     GrantId
 );
+id_type!(
+    /// One run of the migration (a start). Bundles name it, so a bundle
+    /// built for an aborted run cannot be replayed into the next one.
+    RunId
+);
 
 /// What a grant carries the key of.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]

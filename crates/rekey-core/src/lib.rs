@@ -4,6 +4,7 @@
 //!
 //! The byte layouts are specified in `docs/FORMAT.md`.
 
+pub mod bundle;
 pub mod crypto;
 pub mod envelope;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod grant;
 pub mod ids;
 pub mod kek;
 pub mod labels;
+pub mod lifecycle;
 pub mod model;
 pub mod record;
 pub mod secret;

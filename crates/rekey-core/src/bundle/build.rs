@@ -1,0 +1,524 @@
+//! Building a bundle on the client (or, for server-held keys, on the
+//! server). Pure: the caller supplies the package and the secret that
+//! unlocks the legacy key. RSA unwraps run on all cores (rayon).
+
+use super::wire::{encode_body, signed_message};
+use super::{
+    Bundle, BundleSignature, Candidate, HolderGrant, HolderKey, MigrationPackage, NewGrant,
+    NewKeyPair, NonMigratableEntry, NonMigratableReason, PendingGrant, PrincipalPart,
+    SignatureKind, SignedBundle,
+};
+use crate::crypto::ec::{Curve, EcPrivateKey};
+use crate::crypto::rsa::LegacyRsaPrivateKey;
+use crate::envelope::{Envelope, Scheme};
+use crate::error::CryptoError;
+use crate::grant::{BatchSealer, wrap_legacy_grant};
+use crate::ids::{KeyBinding, KeyPairId, PrincipalId, Subject, VaultId};
+use crate::kek::{unwrap_private_key, wrap_private_key};
+use crate::secret::{Kek, MasterSecret, SecretBytes};
+use rand_core::OsRng;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The scheme rekey uses for a role's new KEK addressed to a member who has
+/// not migrated yet.
+pub const PENDING_HOLDER_SCHEME: Scheme = Scheme::RsaOaepSha256;
+
+/// What unlocks the submitter's legacy private key.
+#[derive(Debug)]
+pub enum Unlock<'a> {
+    /// An e2ee user: the KEK derived from the master secret unwraps the
+    /// legacy private key, and wraps the new one.
+    MasterSecret(&'a MasterSecret),
+    /// A server-held principal: its legacy key from the key directory. The
+    /// new private key is returned for the caller to store there.
+    ServerKey(&'a LegacyRsaPrivateKey),
+}
+
+/// How to build.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions {
+    /// The curve of the new keys.
+    pub curve: Curve,
+    /// Worker threads for the RSA unwraps; `None` uses every core.
+    pub threads: Option<usize>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            curve: Curve::P256,
+            threads: None,
+        }
+    }
+}
+
+/// What the build did, for the user's screen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildReport {
+    /// Legacy grants re-wrapped, all parts together.
+    pub grants_rewrapped: usize,
+    /// Legacy grants listed as non-migratable.
+    pub non_migratable: usize,
+    /// Other principals migrated along (roles, managed users).
+    pub candidates_migrated: Vec<PrincipalId>,
+    /// Candidates left for another holder, with the reason.
+    pub candidates_skipped: Vec<(PrincipalId, &'static str)>,
+}
+
+/// The result of a build.
+#[derive(Debug)]
+pub struct BuildOutput {
+    /// The bundle to submit.
+    pub bundle: SignedBundle,
+    /// For [`Unlock::ServerKey`]: the new private key, for the key directory.
+    pub new_server_key: Option<EcPrivateKey>,
+    /// What happened.
+    pub report: BuildReport,
+}
+
+/// Why a bundle could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The master secret does not unlock the legacy key (wrong password).
+    #[error("the password does not unlock this account's key")]
+    WrongMasterSecret,
+    /// The package holds no wrapped legacy key for an e2ee user.
+    #[error("the migration package has no wrapped legacy private key for this account")]
+    MissingWrappedKey,
+    /// The unlocked key is not the package's legacy key.
+    #[error("the unlocked legacy key does not match the account's legacy public key")]
+    LegacyKeyMismatch,
+    /// The worker pool could not start.
+    #[error("could not start {0} worker threads")]
+    Threads(usize),
+    /// A crypto operation that should not fail did.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// Builds the bundle for `package`. See [`build_bundle_with_progress`].
+pub fn build_bundle(
+    package: &MigrationPackage,
+    unlock: Unlock<'_>,
+    options: BuildOptions,
+) -> Result<BuildOutput, BuildError> {
+    build_bundle_with_progress(package, unlock, options, &|_, _| {})
+}
+
+/// Builds the bundle, calling `progress(done, total)` as legacy grants are
+/// unwrapped (from worker threads; keep it cheap).
+pub fn build_bundle_with_progress(
+    package: &MigrationPackage,
+    unlock: Unlock<'_>,
+    options: BuildOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<BuildOutput, BuildError> {
+    match options.threads {
+        None => build_inner(package, unlock, options, progress),
+        Some(n) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|_| BuildError::Threads(n))?;
+            pool.install(|| build_inner(package, unlock, options, progress))
+        }
+    }
+}
+
+struct Progress<'a> {
+    done: AtomicUsize,
+    total: usize,
+    report: &'a (dyn Fn(usize, usize) + Sync),
+}
+
+impl Progress<'_> {
+    fn tick(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if done % 64 == 0 || done == self.total {
+            (self.report)(done, self.total);
+        }
+    }
+}
+
+/// A part being built, with the keys that sign it.
+struct BuiltPart {
+    part: PrincipalPart,
+    legacy: Signer,
+    new_key: EcPrivateKey,
+}
+
+enum Signer {
+    Owned(LegacyRsaPrivateKey),
+    Borrowed,
+}
+
+fn build_inner(
+    package: &MigrationPackage,
+    unlock: Unlock<'_>,
+    options: BuildOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<BuildOutput, BuildError> {
+    let vault = package.vault;
+    let me = package.principal;
+    let total = package.pending_grants.len()
+        + package
+            .candidates
+            .iter()
+            .map(|c| c.pending_grants.len())
+            .sum::<usize>();
+    let progress = Progress {
+        done: AtomicUsize::new(0),
+        total,
+        report: progress,
+    };
+
+    // 1. Unlock the submitter's legacy key.
+    let (owned_legacy, kek) = match unlock {
+        Unlock::MasterSecret(master) => {
+            let kek = Kek::derive(master, vault, me)?;
+            let wrapped = package
+                .legacy_key
+                .wrapped_private
+                .as_ref()
+                .ok_or(BuildError::MissingWrappedKey)?;
+            let binding = KeyBinding {
+                vault,
+                owner: me,
+                key_pair: package.legacy_key.id,
+            };
+            let der = unwrap_private_key(&kek, &binding, wrapped)
+                .map_err(|_| BuildError::WrongMasterSecret)?;
+            let key = LegacyRsaPrivateKey::from_pkcs8_der(der.dangerous_as_bytes())?;
+            (Some(key), Some(kek))
+        }
+        Unlock::ServerKey(_) => (None, None),
+    };
+    let legacy_key: &LegacyRsaPrivateKey = match (&owned_legacy, &unlock) {
+        (Some(k), _) => k,
+        (None, Unlock::ServerKey(k)) => k,
+        (None, Unlock::MasterSecret(_)) => return Err(BuildError::MissingWrappedKey),
+    };
+    if legacy_key.public_key() != package.legacy_key.public_key {
+        return Err(BuildError::LegacyKeyMismatch);
+    }
+
+    // 2. The submitter's new key pair.
+    let new_key = EcPrivateKey::generate(options.curve, &mut OsRng);
+    let new_id = KeyPairId::random();
+    let wrapped_private = match &kek {
+        Some(kek) => Some(wrap_private_key(
+            &mut OsRng,
+            kek,
+            &KeyBinding {
+                vault,
+                owner: me,
+                key_pair: new_id,
+            },
+            new_key.dangerous_to_scalar_bytes().dangerous_as_bytes(),
+        )?),
+        None => None,
+    };
+
+    // 3. Unwrap the submitter's legacy grants on every core.
+    let opened = unwrap_all(legacy_key, &package.pending_grants, &progress);
+    let own_sealer = BatchSealer::new(&mut OsRng, new_key.public_key_ref(), vault, me)?;
+    let (own_grants, own_nm) = rewrap(&own_sealer, &package.pending_grants, &opened)?;
+
+    // Secrets of key-pair subjects: the KEKs of candidates' legacy keys.
+    let held_keks: HashMap<KeyPairId, &SecretBytes> = package
+        .pending_grants
+        .iter()
+        .zip(&opened)
+        .filter_map(|(g, o)| match (g.subject, o) {
+            (Subject::PrivateKey(kp), Ok(secret)) => Some((kp, secret)),
+            _ => None,
+        })
+        .collect();
+
+    // One batch per migrated holder, shared by every candidate.
+    let mut migrated_holders: Vec<(PrincipalId, &crate::crypto::ec::EcPublicKey)> = package
+        .candidates
+        .iter()
+        .flat_map(|c| c.holders.iter())
+        .filter_map(|h| match h {
+            HolderKey::Migrated {
+                principal,
+                public_key,
+                ..
+            } if *principal != me => Some((*principal, public_key)),
+            _ => None,
+        })
+        .collect();
+    migrated_holders.sort_by_key(|(p, _)| *p);
+    migrated_holders.dedup_by_key(|(p, _)| *p);
+    let holder_sealers: HashMap<PrincipalId, BatchSealer> = migrated_holders
+        .par_iter()
+        .map(|(p, pk)| BatchSealer::new(&mut OsRng, pk, vault, *p).map(|s| (*p, s)))
+        .collect::<Result<_, _>>()?;
+
+    // 4. Candidates, in parallel.
+    let results: Vec<Result<Result<BuiltPart, &'static str>, BuildError>> = package
+        .candidates
+        .par_iter()
+        .map(|c| {
+            build_candidate(
+                c,
+                vault,
+                me,
+                new_id,
+                options.curve,
+                &held_keks,
+                &own_sealer,
+                &holder_sealers,
+                &progress,
+            )
+        })
+        .collect();
+
+    let mut report = BuildReport {
+        grants_rewrapped: own_grants.len(),
+        non_migratable: own_nm.len(),
+        ..BuildReport::default()
+    };
+    let mut built = vec![BuiltPart {
+        part: PrincipalPart {
+            principal: me,
+            legacy_key_pair: package.legacy_key.id,
+            new_key_pair: NewKeyPair {
+                id: new_id,
+                public_key: new_key.public_key(),
+                wrapped_private,
+            },
+            grants: own_grants,
+            non_migratable: own_nm,
+            holder_grants: Vec::new(),
+        },
+        legacy: Signer::Borrowed,
+        new_key,
+    }];
+    for (c, result) in package.candidates.iter().zip(results) {
+        match result? {
+            Ok(part) => {
+                report.grants_rewrapped += part.part.grants.len();
+                report.non_migratable += part.part.non_migratable.len();
+                report.candidates_migrated.push(c.principal);
+                built.push(part);
+            }
+            Err(why) => report.candidates_skipped.push((c.principal, why)),
+        }
+    }
+
+    // 5. Encode and sign.
+    let bundle = Bundle {
+        vault,
+        run: package.run,
+        submitter: me,
+        parts: built.iter().map(|b| b.part.clone()).collect(),
+    };
+    let body = encode_body(&bundle);
+    let signatures: Vec<Vec<BundleSignature>> = built
+        .par_iter()
+        .map(|b| {
+            let p = b.part.principal;
+            let legacy: &LegacyRsaPrivateKey = match &b.legacy {
+                Signer::Owned(k) => k,
+                Signer::Borrowed => legacy_key,
+            };
+            let rsa = legacy.sign_pss(&signed_message(&body, SignatureKind::LegacyRsaPss, p))?;
+            let ec = b
+                .new_key
+                .sign(&signed_message(&body, SignatureKind::NewKeyEcdsa, p));
+            Ok(vec![
+                BundleSignature {
+                    principal: p,
+                    kind: SignatureKind::LegacyRsaPss,
+                    bytes: rsa,
+                },
+                BundleSignature {
+                    principal: p,
+                    kind: SignatureKind::NewKeyEcdsa,
+                    bytes: ec,
+                },
+            ])
+        })
+        .collect::<Result<_, CryptoError>>()?;
+    let new_server_key = match unlock {
+        Unlock::ServerKey(_) => built.into_iter().next().map(|b| b.new_key),
+        Unlock::MasterSecret(_) => None,
+    };
+    Ok(BuildOutput {
+        bundle: SignedBundle::from_parts(body, bundle, signatures.into_iter().flatten().collect()),
+        new_server_key,
+        report,
+    })
+}
+
+/// Opens every legacy grant with `key`; a failure becomes its reason.
+fn unwrap_all(
+    key: &LegacyRsaPrivateKey,
+    grants: &[PendingGrant],
+    progress: &Progress<'_>,
+) -> Vec<Result<SecretBytes, NonMigratableReason>> {
+    grants
+        .par_iter()
+        .map(|g| {
+            let out = open_legacy(key, g);
+            progress.tick();
+            out
+        })
+        .collect()
+}
+
+/// Legacy grants carry no binding: only the scheme and the key matter.
+fn open_legacy(
+    key: &LegacyRsaPrivateKey,
+    g: &PendingGrant,
+) -> Result<SecretBytes, NonMigratableReason> {
+    let env = Envelope::parse(&g.envelope_bytes)
+        .map_err(|_| NonMigratableReason::MalformedEnvelope)?;
+    if !env.scheme().is_legacy() {
+        return Err(NonMigratableReason::NotLegacy);
+    }
+    key.decrypt(env.scheme(), env.ciphertext())
+        .map_err(|_| NonMigratableReason::CouldNotDecrypt)
+}
+
+fn rewrap(
+    sealer: &BatchSealer,
+    grants: &[PendingGrant],
+    opened: &[Result<SecretBytes, NonMigratableReason>],
+) -> Result<(Vec<NewGrant>, Vec<NonMigratableEntry>), CryptoError> {
+    let mut out = Vec::with_capacity(grants.len());
+    let mut nm = Vec::new();
+    for (g, o) in grants.iter().zip(opened) {
+        match o {
+            Ok(secret) => out.push(NewGrant {
+                replaces: g.id,
+                subject: g.subject,
+                envelope: sealer.seal(&mut OsRng, g.subject, secret.dangerous_as_bytes())?,
+            }),
+            Err(reason) => nm.push(NonMigratableEntry {
+                grant: g.id,
+                reason: *reason,
+            }),
+        }
+    }
+    Ok((out, nm))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_candidate(
+    c: &Candidate,
+    vault: VaultId,
+    me: PrincipalId,
+    my_new_key_pair: KeyPairId,
+    curve: Curve,
+    held_keks: &HashMap<KeyPairId, &SecretBytes>,
+    own_sealer: &BatchSealer,
+    holder_sealers: &HashMap<PrincipalId, BatchSealer>,
+    progress: &Progress<'_>,
+) -> Result<Result<BuiltPart, &'static str>, BuildError> {
+    let skip = |why| {
+        for _ in &c.pending_grants {
+            progress.tick();
+        }
+        Ok(Err(why))
+    };
+    let Some(kek) = held_keks
+        .get(&c.legacy_key.id)
+        .and_then(|s| Kek::from_slice(s.dangerous_as_bytes()))
+    else {
+        return skip("no readable grant of its key");
+    };
+    let Some(wrapped) = &c.legacy_key.wrapped_private else {
+        return skip("its legacy private key is not in the package");
+    };
+    let binding = KeyBinding {
+        vault,
+        owner: c.principal,
+        key_pair: c.legacy_key.id,
+    };
+    let Ok(der) = unwrap_private_key(&kek, &binding, wrapped) else {
+        return skip("its legacy private key does not decrypt");
+    };
+    let Ok(legacy) = LegacyRsaPrivateKey::from_pkcs8_der(der.dangerous_as_bytes()) else {
+        return skip("its legacy private key does not parse");
+    };
+    if legacy.public_key() != c.legacy_key.public_key {
+        return skip("its legacy private key does not match its public key");
+    }
+
+    let new_key = EcPrivateKey::generate(curve, &mut OsRng);
+    let new_id = KeyPairId::random();
+    let new_kek = Kek::generate(&mut OsRng);
+    let wrapped_private = wrap_private_key(
+        &mut OsRng,
+        &new_kek,
+        &KeyBinding {
+            vault,
+            owner: c.principal,
+            key_pair: new_id,
+        },
+        new_key.dangerous_to_scalar_bytes().dangerous_as_bytes(),
+    )?;
+
+    let opened = unwrap_all(&legacy, &c.pending_grants, progress);
+    let sealer = BatchSealer::new(&mut OsRng, new_key.public_key_ref(), vault, c.principal)?;
+    let (grants, non_migratable) = rewrap(&sealer, &c.pending_grants, &opened)?;
+
+    let subject = Subject::PrivateKey(new_id);
+    let mut holder_grants = Vec::with_capacity(c.holders.len());
+    for h in &c.holders {
+        let (holder_key_pair, envelope) = match h {
+            _ if h.principal() == me => (
+                my_new_key_pair,
+                own_sealer.seal(&mut OsRng, subject, new_kek.dangerous_as_bytes())?,
+            ),
+            HolderKey::Migrated {
+                principal,
+                key_pair,
+                ..
+            } => {
+                let sealer = holder_sealers
+                    .get(principal)
+                    .ok_or(CryptoError::Library("holder batch missing"))?;
+                (
+                    *key_pair,
+                    sealer.seal(&mut OsRng, subject, new_kek.dangerous_as_bytes())?,
+                )
+            }
+            HolderKey::Pending {
+                key_pair,
+                public_key,
+                ..
+            } => (
+                *key_pair,
+                wrap_legacy_grant(public_key, PENDING_HOLDER_SCHEME, new_kek.dangerous_as_bytes())?,
+            ),
+        };
+        holder_grants.push(HolderGrant {
+            holder: h.principal(),
+            holder_key_pair,
+            envelope,
+        });
+    }
+    Ok(Ok(BuiltPart {
+        part: PrincipalPart {
+            principal: c.principal,
+            legacy_key_pair: c.legacy_key.id,
+            new_key_pair: NewKeyPair {
+                id: new_id,
+                public_key: new_key.public_key(),
+                wrapped_private: Some(wrapped_private),
+            },
+            grants,
+            non_migratable,
+            holder_grants,
+        },
+        legacy: Signer::Owned(legacy),
+        new_key,
+    }))
+}

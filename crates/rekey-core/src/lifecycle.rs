@@ -1,0 +1,433 @@
+//! The migration lifecycle, as types.
+//!
+//! ```text
+//! Legacy ──start──▶ ServerPhase ──server keys done──▶ UserPhase ──finalize──▶ Finalizing ──▶ Completed
+//!                     │   ▲
+//!                     ▼   │ certificates imported
+//!               AwaitingCertificates
+//! abort: from ServerPhase, AwaitingCertificates or UserPhase back to Legacy
+//! ```
+//!
+//! Each state is a struct holding what that state needs; a transition
+//! consumes the state and returns the next one or a [`TransitionError`]
+//! naming the guard that failed. Illegal transitions do not compile; the
+//! [`Lifecycle`] enum is only for loading a persisted phase.
+
+use crate::ids::{GrantId, RunId};
+use crate::model::Phase;
+
+/// The code word an operator must type to start, exactly.
+pub const CODE_WORD: &str = "Start";
+
+/// How many names an error lists before saying "and N more".
+pub const NAMES_SHOWN: usize = 5;
+
+/// Why a transition was refused. Each variant names its guard.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransitionError {
+    /// The operator's answer was not the code word.
+    #[error("the code word was not entered: type `Start` exactly (capital S) to start the migration")]
+    WrongCodeWord,
+    /// Preparation checks block.
+    #[error("preparation checks block the start: {}", list(checks, checks.len()))]
+    ChecksBlock {
+        /// The blocking checks, by name.
+        checks: Vec<String>,
+    },
+    /// The vault is not in the phase this operation needs.
+    #[error("the vault is in phase `{actual}`, but this needs `{expected}`")]
+    WrongPhase {
+        /// What the operation needs.
+        expected: &'static str,
+        /// Where the vault is.
+        actual: Phase,
+    },
+    /// Server-held principals still pending.
+    #[error("{count} server-held key(s) not migrated yet: {}", list(first, *count))]
+    ServerKeysPending {
+        /// How many.
+        count: u64,
+        /// The first few names.
+        first: Vec<String>,
+    },
+    /// Certificates whose private key is not in the key directory.
+    #[error("certificate private key(s) missing from the key directory: {}", list(missing, missing.len() as u64))]
+    CertificatesMissing {
+        /// Certificate fingerprints or names.
+        missing: Vec<String>,
+    },
+    /// Principals that have not migrated.
+    #[error("{count} principal(s) still pending: {}", list(first, *count))]
+    PrincipalsPending {
+        /// How many.
+        count: u64,
+        /// The first few names.
+        first: Vec<String>,
+    },
+    /// Non-migratable grants nobody resolved.
+    #[error("{count} non-migratable grant(s) not resolved (re-share or write off each): {}", list(&first.iter().map(ToString::to_string).collect::<Vec<_>>(), *count))]
+    NonMigratableUnresolved {
+        /// How many.
+        count: u64,
+        /// The first few grant ids.
+        first: Vec<GrantId>,
+    },
+    /// Registered servers that do not hold the new certificates.
+    #[error("server(s) without the new certificates (run `rekey cert import` there): {}", list(servers, servers.len() as u64))]
+    CertificatesNotOnEveryServer {
+        /// Server names.
+        servers: Vec<String>,
+    },
+    /// Legacy material still present when completing.
+    #[error("{count} legacy row(s) still to delete; run finalize again to resume")]
+    LegacyMaterialLeft {
+        /// Rows left.
+        count: u64,
+    },
+    /// Abort is only possible before finalizing.
+    #[error("the migration is already `{0}`: it can no longer be aborted")]
+    TooLateToAbort(Phase),
+}
+
+fn list<S: AsRef<str>>(names: &[S], total: impl TryInto<u64>) -> String {
+    let total = total.try_into().unwrap_or(0);
+    let shown: Vec<&str> = names.iter().take(NAMES_SHOWN).map(AsRef::as_ref).collect();
+    let more = total.saturating_sub(shown.len() as u64);
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// The vault before any migration (or after an abort).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Legacy;
+
+/// Start done; the server migrates the keys it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerPhase {
+    /// This run.
+    pub run: RunId,
+}
+
+/// The server phase stopped on certificates whose private key is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwaitingCertificates {
+    /// This run.
+    pub run: RunId,
+    /// What is missing.
+    pub missing: Vec<String>,
+}
+
+/// Server keys done; users migrate as they log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserPhase {
+    /// This run.
+    pub run: RunId,
+}
+
+/// Legacy material is being deleted (resumable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finalizing {
+    /// This run.
+    pub run: RunId,
+}
+
+/// Done: only new keys remain and the vault is writable again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completed;
+
+/// What `finalize` must know about the vault.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinalizeFacts {
+    /// Principals pending or blocked.
+    pub pending: u64,
+    /// Their first names.
+    pub first_pending: Vec<String>,
+    /// Unresolved non-migratable grants.
+    pub unresolved_non_migratable: u64,
+    /// Their first ids.
+    pub first_unresolved: Vec<GrantId>,
+    /// Registered servers lacking the new certificate fingerprints.
+    pub servers_without_new_certificates: Vec<String>,
+}
+
+impl Legacy {
+    /// Starts a migration. `answer` must be [`CODE_WORD`] exactly; no
+    /// preparation check may block. Nothing changes on refusal.
+    pub fn start(
+        self,
+        answer: &str,
+        blocking_checks: &[String],
+        run: RunId,
+    ) -> Result<ServerPhase, TransitionError> {
+        if answer != CODE_WORD {
+            return Err(TransitionError::WrongCodeWord);
+        }
+        if !blocking_checks.is_empty() {
+            return Err(TransitionError::ChecksBlock {
+                checks: blocking_checks.to_vec(),
+            });
+        }
+        Ok(ServerPhase { run })
+    }
+}
+
+impl ServerPhase {
+    /// A certificate's private key is absent: wait for an import.
+    pub fn certificates_missing(
+        self,
+        missing: Vec<String>,
+    ) -> Result<AwaitingCertificates, TransitionError> {
+        if missing.is_empty() {
+            return Err(TransitionError::CertificatesMissing { missing });
+        }
+        Ok(AwaitingCertificates {
+            run: self.run,
+            missing,
+        })
+    }
+
+    /// Every server-held principal migrated: users may log in.
+    pub fn server_keys_done(
+        self,
+        pending: u64,
+        first_pending: Vec<String>,
+    ) -> Result<UserPhase, TransitionError> {
+        if pending > 0 {
+            return Err(TransitionError::ServerKeysPending {
+                count: pending,
+                first: first_pending,
+            });
+        }
+        Ok(UserPhase { run: self.run })
+    }
+
+    /// Back to the exact legacy state.
+    #[must_use]
+    pub fn abort(self) -> Legacy {
+        Legacy
+    }
+}
+
+impl AwaitingCertificates {
+    /// The missing keys are in the key directory now: resume.
+    pub fn certificates_imported(
+        self,
+        still_missing: Vec<String>,
+    ) -> Result<ServerPhase, TransitionError> {
+        if !still_missing.is_empty() {
+            return Err(TransitionError::CertificatesMissing {
+                missing: still_missing,
+            });
+        }
+        Ok(ServerPhase { run: self.run })
+    }
+
+    /// Back to the exact legacy state.
+    #[must_use]
+    pub fn abort(self) -> Legacy {
+        Legacy
+    }
+}
+
+impl UserPhase {
+    /// Starts deleting legacy material. Refused while anything is pending,
+    /// a non-migratable grant is unresolved, or a server lacks the new
+    /// certificates.
+    pub fn finalize(self, facts: &FinalizeFacts) -> Result<Finalizing, TransitionError> {
+        if facts.pending > 0 {
+            return Err(TransitionError::PrincipalsPending {
+                count: facts.pending,
+                first: facts.first_pending.clone(),
+            });
+        }
+        if facts.unresolved_non_migratable > 0 {
+            return Err(TransitionError::NonMigratableUnresolved {
+                count: facts.unresolved_non_migratable,
+                first: facts.first_unresolved.clone(),
+            });
+        }
+        if !facts.servers_without_new_certificates.is_empty() {
+            return Err(TransitionError::CertificatesNotOnEveryServer {
+                servers: facts.servers_without_new_certificates.clone(),
+            });
+        }
+        Ok(Finalizing { run: self.run })
+    }
+
+    /// Back to the exact legacy state.
+    #[must_use]
+    pub fn abort(self) -> Legacy {
+        Legacy
+    }
+}
+
+impl Finalizing {
+    /// All legacy material deleted: done.
+    pub fn complete(self, legacy_rows_left: u64) -> Result<Completed, TransitionError> {
+        if legacy_rows_left > 0 {
+            return Err(TransitionError::LegacyMaterialLeft {
+                count: legacy_rows_left,
+            });
+        }
+        Ok(Completed)
+    }
+}
+
+/// A persisted lifecycle state, as loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// See [`Legacy`].
+    Legacy(Legacy),
+    /// See [`ServerPhase`].
+    ServerPhase(ServerPhase),
+    /// See [`AwaitingCertificates`].
+    AwaitingCertificates(AwaitingCertificates),
+    /// See [`UserPhase`].
+    UserPhase(UserPhase),
+    /// See [`Finalizing`].
+    Finalizing(Finalizing),
+    /// See [`Completed`].
+    Completed(Completed),
+}
+
+impl Lifecycle {
+    /// Rebuilds the state from the stored phase. A phase after Legacy
+    /// needs its run id; `None` for one means the row is inconsistent.
+    #[must_use]
+    pub fn load(phase: Phase, run: Option<RunId>, missing: Vec<String>) -> Option<Self> {
+        Some(match phase {
+            Phase::Legacy => Lifecycle::Legacy(Legacy),
+            Phase::Completed => Lifecycle::Completed(Completed),
+            Phase::ServerPhase => Lifecycle::ServerPhase(ServerPhase { run: run? }),
+            Phase::AwaitingCertificates => {
+                Lifecycle::AwaitingCertificates(AwaitingCertificates { run: run?, missing })
+            }
+            Phase::UserPhase => Lifecycle::UserPhase(UserPhase { run: run? }),
+            Phase::Finalizing => Lifecycle::Finalizing(Finalizing { run: run? }),
+        })
+    }
+
+    /// The phase to persist.
+    #[must_use]
+    pub fn phase(&self) -> Phase {
+        match self {
+            Lifecycle::Legacy(_) => Phase::Legacy,
+            Lifecycle::ServerPhase(_) => Phase::ServerPhase,
+            Lifecycle::AwaitingCertificates(_) => Phase::AwaitingCertificates,
+            Lifecycle::UserPhase(_) => Phase::UserPhase,
+            Lifecycle::Finalizing(_) => Phase::Finalizing,
+            Lifecycle::Completed(_) => Phase::Completed,
+        }
+    }
+
+    /// The run, for every phase but Legacy and Completed.
+    #[must_use]
+    pub fn run(&self) -> Option<RunId> {
+        match self {
+            Lifecycle::ServerPhase(s) => Some(s.run),
+            Lifecycle::AwaitingCertificates(s) => Some(s.run),
+            Lifecycle::UserPhase(s) => Some(s.run),
+            Lifecycle::Finalizing(s) => Some(s.run),
+            Lifecycle::Legacy(_) | Lifecycle::Completed(_) => None,
+        }
+    }
+
+    /// Abort from any state before Finalizing.
+    pub fn abort(self) -> Result<Legacy, TransitionError> {
+        match self {
+            Lifecycle::ServerPhase(s) => Ok(s.abort()),
+            Lifecycle::AwaitingCertificates(s) => Ok(s.abort()),
+            Lifecycle::UserPhase(s) => Ok(s.abort()),
+            Lifecycle::Legacy(_) => Err(TransitionError::WrongPhase {
+                expected: "a migration in progress",
+                actual: Phase::Legacy,
+            }),
+            other => Err(TransitionError::TooLateToAbort(other.phase())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> RunId {
+        RunId::from_bytes([7; 16])
+    }
+
+    #[test]
+    fn only_the_exact_code_word_starts() {
+        for wrong in ["start", "START", "Start ", " Start", "Start\n", "", "Starts", "yes"] {
+            assert_eq!(Legacy.start(wrong, &[], run()), Err(TransitionError::WrongCodeWord), "{wrong:?}");
+        }
+        assert_eq!(Legacy.start("Start", &[], run()), Ok(ServerPhase { run: run() }));
+    }
+
+    #[test]
+    fn blocking_checks_refuse_the_start_by_name() {
+        let err = Legacy.start("Start", &["certificates".into()], run()).unwrap_err();
+        assert!(err.to_string().contains("certificates"));
+    }
+
+    #[test]
+    fn finalize_guards_name_what_holds_it_up() {
+        let phase = UserPhase { run: run() };
+        let facts = FinalizeFacts {
+            pending: 7,
+            first_pending: vec!["alice".into(), "bob".into()],
+            ..FinalizeFacts::default()
+        };
+        let err = phase.finalize(&facts).unwrap_err();
+        assert_eq!(err.to_string(), "7 principal(s) still pending: alice, bob and 5 more");
+        let facts = FinalizeFacts {
+            unresolved_non_migratable: 1,
+            first_unresolved: vec![GrantId::from_bytes([1; 16])],
+            ..FinalizeFacts::default()
+        };
+        assert!(matches!(phase.finalize(&facts), Err(TransitionError::NonMigratableUnresolved { .. })));
+        let facts = FinalizeFacts {
+            servers_without_new_certificates: vec!["srv-2".into()],
+            ..FinalizeFacts::default()
+        };
+        assert!(phase.finalize(&facts).unwrap_err().to_string().contains("srv-2"));
+        assert_eq!(phase.finalize(&FinalizeFacts::default()), Ok(Finalizing { run: run() }));
+    }
+
+    #[test]
+    fn abort_is_possible_until_finalizing() {
+        for phase in [Phase::ServerPhase, Phase::AwaitingCertificates, Phase::UserPhase] {
+            let state = Lifecycle::load(phase, Some(run()), vec![]).unwrap();
+            assert_eq!(state.abort(), Ok(Legacy));
+        }
+        for phase in [Phase::Finalizing, Phase::Completed] {
+            let state = Lifecycle::load(phase, Some(run()), vec![]).unwrap();
+            assert_eq!(state.abort(), Err(TransitionError::TooLateToAbort(phase)));
+        }
+        assert!(Lifecycle::load(Phase::UserPhase, None, vec![]).is_none());
+    }
+
+    #[test]
+    fn load_and_phase_round_trip() {
+        for &phase in Phase::ALL {
+            let state = Lifecycle::load(phase, Some(run()), vec!["c".into()]).unwrap();
+            assert_eq!(state.phase(), phase);
+        }
+    }
+
+    #[test]
+    fn certificates_flow() {
+        let server = ServerPhase { run: run() };
+        let waiting = server.certificates_missing(vec!["cert-a".into()]).unwrap();
+        assert!(waiting.clone().certificates_imported(vec!["cert-a".into()]).is_err());
+        let server = waiting.certificates_imported(vec![]).unwrap();
+        assert!(server.server_keys_done(1, vec!["vault key".into()]).is_err());
+        assert_eq!(server.server_keys_done(0, vec![]), Ok(UserPhase { run: run() }));
+        let fin = Finalizing { run: run() };
+        assert!(fin.complete(3).is_err());
+        assert_eq!(fin.complete(0), Ok(Completed));
+    }
+}
