@@ -4,21 +4,39 @@
 use rekey_core::crypto::rsa::LegacyRsaPrivateKey;
 use rekey_core::worked_examples;
 
-pub(crate) fn run() -> Result<(), String> {
+/// Fixture keys: eight RSA-2048 (a to h) and one RSA-4096.
+pub(crate) const KEYS: [(&str, usize); 9] = [
+    ("rsa-2048-a.pk8", 2048),
+    ("rsa-2048-b.pk8", 2048),
+    ("rsa-2048-c.pk8", 2048),
+    ("rsa-2048-d.pk8", 2048),
+    ("rsa-2048-e.pk8", 2048),
+    ("rsa-2048-f.pk8", 2048),
+    ("rsa-2048-g.pk8", 2048),
+    ("rsa-2048-h.pk8", 2048),
+    ("rsa-4096-a.pk8", 4096),
+];
+
+/// Makes the missing fixtures; `--force` makes them all anew (and so
+/// changes the worked examples: run `cargo xtask format-doc` after).
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let force = args.iter().any(|a| a == "--force");
     let dir = crate::root().join("crates/rekey-core/tests/fixtures");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for (name, bits) in [
-        ("rsa-2048-a.pk8", 2048),
-        ("rsa-2048-b.pk8", 2048),
-        ("rsa-2048-c.pk8", 2048),
-        ("rsa-4096-a.pk8", 4096),
-    ] {
+    for (name, bits) in KEYS {
+        if !force && dir.join(name).exists() {
+            continue;
+        }
         let key = LegacyRsaPrivateKey::generate(bits).map_err(|e| e.to_string())?;
         write(&dir.join(name), key.dangerous_pkcs8_der())?;
         println!("wrote {name} ({bits} bits)");
     }
     // The worked example's legacy grant: RSA-OAEP is randomised, so the
     // ciphertext is made once here and kept.
+    let example = dir.join("worked-example-rsa-oaep-sha256.bin");
+    if !force && example.exists() {
+        return Ok(());
+    }
     let key_der = std::fs::read(dir.join("rsa-2048-a.pk8")).map_err(|e| e.to_string())?;
     let ct = worked_examples::make_legacy_ciphertext(&key_der).map_err(|e| e.to_string())?;
     write(&dir.join("worked-example-rsa-oaep-sha256.bin"), &ct)?;

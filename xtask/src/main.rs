@@ -12,7 +12,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci                  format check, clippy (warnings denied), all tests
-  fixtures            regenerate the RSA test fixtures (slow: fresh keys)
+  fixtures [--force]  make missing RSA test fixtures (--force: all anew)
   format-doc          regenerate the worked examples in docs/FORMAT.md
   fuzz [--seconds N]  run every cargo-fuzz target for N seconds (default 60)
 ";
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
-        Some("fixtures") => fixtures::run(),
+        Some("fixtures") => fixtures::run(&args[1..]),
         Some("format-doc") => format_doc::run(),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {

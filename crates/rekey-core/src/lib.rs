@@ -26,6 +26,6 @@ pub use envelope::{Envelope, Scheme};
 pub use error::{CryptoError, EnvelopeError};
 pub use grant::{BatchSealer, GrantOpener, open_grant, seal_grant, wrap_legacy_grant};
 pub use ids::{
-    GrantBinding, GrantId, KeyBinding, KeyPairId, PrincipalId, RecordId, Subject, VaultId,
+    GrantBinding, GrantId, KeyBinding, KeyPairId, PrincipalId, RecordId, RunId, Subject, VaultId,
 };
 pub use secret::{Kek, MasterSecret, RecordKey, SecretBytes};

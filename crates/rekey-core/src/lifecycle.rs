@@ -27,7 +27,9 @@ pub const NAMES_SHOWN: usize = 5;
 #[non_exhaustive]
 pub enum TransitionError {
     /// The operator's answer was not the code word.
-    #[error("the code word was not entered: type `Start` exactly (capital S) to start the migration")]
+    #[error(
+        "the code word was not entered: type `Start` exactly (capital S) to start the migration"
+    )]
     WrongCodeWord,
     /// Preparation checks block.
     #[error("preparation checks block the start: {}", list(checks, checks.len()))]
@@ -361,15 +363,26 @@ mod tests {
 
     #[test]
     fn only_the_exact_code_word_starts() {
-        for wrong in ["start", "START", "Start ", " Start", "Start\n", "", "Starts", "yes"] {
-            assert_eq!(Legacy.start(wrong, &[], run()), Err(TransitionError::WrongCodeWord), "{wrong:?}");
+        for wrong in [
+            "start", "START", "Start ", " Start", "Start\n", "", "Starts", "yes",
+        ] {
+            assert_eq!(
+                Legacy.start(wrong, &[], run()),
+                Err(TransitionError::WrongCodeWord),
+                "{wrong:?}"
+            );
         }
-        assert_eq!(Legacy.start("Start", &[], run()), Ok(ServerPhase { run: run() }));
+        assert_eq!(
+            Legacy.start("Start", &[], run()),
+            Ok(ServerPhase { run: run() })
+        );
     }
 
     #[test]
     fn blocking_checks_refuse_the_start_by_name() {
-        let err = Legacy.start("Start", &["certificates".into()], run()).unwrap_err();
+        let err = Legacy
+            .start("Start", &["certificates".into()], run())
+            .unwrap_err();
         assert!(err.to_string().contains("certificates"));
     }
 
@@ -382,24 +395,43 @@ mod tests {
             ..FinalizeFacts::default()
         };
         let err = phase.finalize(&facts).unwrap_err();
-        assert_eq!(err.to_string(), "7 principal(s) still pending: alice, bob and 5 more");
+        assert_eq!(
+            err.to_string(),
+            "7 principal(s) still pending: alice, bob and 5 more"
+        );
         let facts = FinalizeFacts {
             unresolved_non_migratable: 1,
             first_unresolved: vec![GrantId::from_bytes([1; 16])],
             ..FinalizeFacts::default()
         };
-        assert!(matches!(phase.finalize(&facts), Err(TransitionError::NonMigratableUnresolved { .. })));
+        assert!(matches!(
+            phase.finalize(&facts),
+            Err(TransitionError::NonMigratableUnresolved { .. })
+        ));
         let facts = FinalizeFacts {
             servers_without_new_certificates: vec!["srv-2".into()],
             ..FinalizeFacts::default()
         };
-        assert!(phase.finalize(&facts).unwrap_err().to_string().contains("srv-2"));
-        assert_eq!(phase.finalize(&FinalizeFacts::default()), Ok(Finalizing { run: run() }));
+        assert!(
+            phase
+                .finalize(&facts)
+                .unwrap_err()
+                .to_string()
+                .contains("srv-2")
+        );
+        assert_eq!(
+            phase.finalize(&FinalizeFacts::default()),
+            Ok(Finalizing { run: run() })
+        );
     }
 
     #[test]
     fn abort_is_possible_until_finalizing() {
-        for phase in [Phase::ServerPhase, Phase::AwaitingCertificates, Phase::UserPhase] {
+        for phase in [
+            Phase::ServerPhase,
+            Phase::AwaitingCertificates,
+            Phase::UserPhase,
+        ] {
             let state = Lifecycle::load(phase, Some(run()), vec![]).unwrap();
             assert_eq!(state.abort(), Ok(Legacy));
         }
@@ -422,10 +454,22 @@ mod tests {
     fn certificates_flow() {
         let server = ServerPhase { run: run() };
         let waiting = server.certificates_missing(vec!["cert-a".into()]).unwrap();
-        assert!(waiting.clone().certificates_imported(vec!["cert-a".into()]).is_err());
+        assert!(
+            waiting
+                .clone()
+                .certificates_imported(vec!["cert-a".into()])
+                .is_err()
+        );
         let server = waiting.certificates_imported(vec![]).unwrap();
-        assert!(server.server_keys_done(1, vec!["vault key".into()]).is_err());
-        assert_eq!(server.server_keys_done(0, vec![]), Ok(UserPhase { run: run() }));
+        assert!(
+            server
+                .server_keys_done(1, vec!["vault key".into()])
+                .is_err()
+        );
+        assert_eq!(
+            server.server_keys_done(0, vec![]),
+            Ok(UserPhase { run: run() })
+        );
         let fin = Finalizing { run: run() };
         assert!(fin.complete(3).is_err());
         assert_eq!(fin.complete(0), Ok(Completed));

@@ -377,8 +377,8 @@ fn open_legacy(
     key: &LegacyRsaPrivateKey,
     g: &PendingGrant,
 ) -> Result<SecretBytes, NonMigratableReason> {
-    let env = Envelope::parse(&g.envelope_bytes)
-        .map_err(|_| NonMigratableReason::MalformedEnvelope)?;
+    let env =
+        Envelope::parse(&g.envelope_bytes).map_err(|_| NonMigratableReason::MalformedEnvelope)?;
     if !env.scheme().is_legacy() {
         return Err(NonMigratableReason::NotLegacy);
     }
@@ -496,7 +496,11 @@ fn build_candidate(
                 ..
             } => (
                 *key_pair,
-                wrap_legacy_grant(public_key, PENDING_HOLDER_SCHEME, new_kek.dangerous_as_bytes())?,
+                wrap_legacy_grant(
+                    public_key,
+                    PENDING_HOLDER_SCHEME,
+                    new_kek.dangerous_as_bytes(),
+                )?,
             ),
         };
         holder_grants.push(HolderGrant {

@@ -94,7 +94,9 @@ pub enum CheckError {
     #[error("the legacy key of {0} has changed; fetch a new package")]
     LegacyKeyChanged(String),
     /// The pending grants changed since the package was fetched.
-    #[error("the pending grants of {name} changed ({missing} not covered, {unknown} unknown); fetch a new package")]
+    #[error(
+        "the pending grants of {name} changed ({missing} not covered, {unknown} unknown); fetch a new package"
+    )]
     CoverageChanged {
         /// Whose.
         name: String,
@@ -219,7 +221,10 @@ impl CheckedBundle {
 }
 
 /// Checks a signed bundle against the server's view.
-pub fn check_bundle(signed: &SignedBundle, ctx: &CheckContext) -> Result<CheckedBundle, CheckError> {
+pub fn check_bundle(
+    signed: &SignedBundle,
+    ctx: &CheckContext,
+) -> Result<CheckedBundle, CheckError> {
     let bundle = signed.bundle();
     if bundle.vault != ctx.vault {
         return Err(CheckError::WrongVault);
@@ -251,7 +256,9 @@ pub fn check_bundle(signed: &SignedBundle, ctx: &CheckContext) -> Result<Checked
         }
         match facts.state {
             MigrationState::Pending => {}
-            MigrationState::Migrated => return Err(CheckError::AlreadyMigrated(facts.name.clone())),
+            MigrationState::Migrated => {
+                return Err(CheckError::AlreadyMigrated(facts.name.clone()));
+            }
             state => {
                 return Err(CheckError::NotPending {
                     name: facts.name.clone(),
@@ -265,7 +272,8 @@ pub fn check_bundle(signed: &SignedBundle, ctx: &CheckContext) -> Result<Checked
         if part.new_key_pair.wrapped_private.is_some() != facts.key_in_database {
             return Err(CheckError::WrappedKeyMisplaced(facts.name.clone()));
         }
-        pre.covered.push((part.principal, check_coverage(part, facts)?));
+        pre.covered
+            .push((part.principal, check_coverage(part, facts)?));
         pre.pending.push(part.principal);
         check_holders(part, facts, ctx, submitter_new, &mut pre)?;
     }
@@ -276,7 +284,10 @@ pub fn check_bundle(signed: &SignedBundle, ctx: &CheckContext) -> Result<Checked
     })
 }
 
-fn check_coverage(part: &PrincipalPart, facts: &PrincipalFacts) -> Result<Vec<GrantId>, CheckError> {
+fn check_coverage(
+    part: &PrincipalPart,
+    facts: &PrincipalFacts,
+) -> Result<Vec<GrantId>, CheckError> {
     let target = hpke_export_scheme(part.new_key_pair.public_key.curve());
     let mut covered = HashSet::with_capacity(part.grants.len() + part.non_migratable.len());
     let mut unknown = 0usize;
@@ -285,7 +296,9 @@ fn check_coverage(part: &PrincipalPart, facts: &PrincipalFacts) -> Result<Vec<Gr
             return Err(CheckError::DuplicateGrant(g.replaces));
         }
         match facts.pending_grants.get(&g.replaces) {
-            Some(subject) if *subject != g.subject => return Err(CheckError::SubjectChanged(g.replaces)),
+            Some(subject) if *subject != g.subject => {
+                return Err(CheckError::SubjectChanged(g.replaces));
+            }
             Some(_) => {}
             None => unknown += 1,
         }
@@ -409,10 +422,12 @@ fn check_signatures(signed: &SignedBundle, ctx: &CheckContext) -> Result<(), Che
             .get(&part.principal)
             .ok_or(CheckError::UnknownPrincipal(part.principal))?;
         for kind in [SignatureKind::LegacyRsaPss, SignatureKind::NewKeyEcdsa] {
-            let sig = by.get(&(part.principal, kind)).ok_or_else(|| CheckError::MissingSignature {
-                name: facts.name.clone(),
-                kind: kind_name(kind),
-            })?;
+            let sig =
+                by.get(&(part.principal, kind))
+                    .ok_or_else(|| CheckError::MissingSignature {
+                        name: facts.name.clone(),
+                        kind: kind_name(kind),
+                    })?;
             let msg = signed_message(signed.body(), kind, part.principal);
             let ok = match kind {
                 SignatureKind::LegacyRsaPss => facts.legacy_public_key.verify_pss(&msg, sig),

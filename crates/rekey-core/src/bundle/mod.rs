@@ -15,11 +15,12 @@ mod check;
 pub mod wire;
 
 pub use build::{
-    BuildError, BuildOptions, BuildOutput, BuildReport, PENDING_HOLDER_SCHEME, Unlock, build_bundle,
-    build_bundle_with_progress,
+    BuildError, BuildOptions, BuildOutput, BuildReport, PENDING_HOLDER_SCHEME, Unlock,
+    build_bundle, build_bundle_with_progress,
 };
 pub use check::{
-    CheckContext, CheckError, CheckedBundle, HolderFacts, Preconditions, PrincipalFacts, check_bundle,
+    CheckContext, CheckError, CheckedBundle, HolderFacts, Preconditions, PrincipalFacts,
+    check_bundle,
 };
 
 use crate::crypto::ec::EcPublicKey;
@@ -104,7 +105,9 @@ impl NonMigratableReason {
     pub fn describe(self) -> &'static str {
         match self {
             NonMigratableReason::MalformedEnvelope => "the stored grant is not a valid envelope",
-            NonMigratableReason::CouldNotDecrypt => "the grant does not decrypt with its recipient's key",
+            NonMigratableReason::CouldNotDecrypt => {
+                "the grant does not decrypt with its recipient's key"
+            }
             NonMigratableReason::NotLegacy => "the grant is not in a legacy scheme",
         }
     }

@@ -222,7 +222,12 @@ pub fn decode_body(bytes: &[u8]) -> Result<Bundle, WireError> {
         let curve = match r.u8("curve")? {
             1 => Curve::P256,
             2 => Curve::P521,
-            value => return Err(WireError::BadTag { what: "curve", value }),
+            value => {
+                return Err(WireError::BadTag {
+                    what: "curve",
+                    value,
+                });
+            }
         };
         let point = r.take(curve.point_len(), "new public key")?;
         let public_key =
@@ -230,7 +235,12 @@ pub fn decode_body(bytes: &[u8]) -> Result<Bundle, WireError> {
         let wrapped_private = match r.u8("wrapped-key flag")? {
             0 => None,
             1 => Some(r.envelope("wrapped private key")?),
-            value => return Err(WireError::BadTag { what: "wrapped-key flag", value }),
+            value => {
+                return Err(WireError::BadTag {
+                    what: "wrapped-key flag",
+                    value,
+                });
+            }
         };
         let n = r.count("grants", 16 + 17 + 4)?;
         let mut grants = Vec::with_capacity(n);
@@ -332,7 +342,11 @@ impl SignedBundle {
         for s in &self.signatures {
             out.extend_from_slice(&s.principal.to_bytes());
             out.push(s.kind.to_byte());
-            out.extend_from_slice(&u16::try_from(s.bytes.len()).unwrap_or(u16::MAX).to_be_bytes());
+            out.extend_from_slice(
+                &u16::try_from(s.bytes.len())
+                    .unwrap_or(u16::MAX)
+                    .to_be_bytes(),
+            );
             out.extend_from_slice(&s.bytes);
         }
         out
@@ -341,7 +355,10 @@ impl SignedBundle {
     /// Parses an encoded bundle. Total.
     pub fn parse(bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader { buf: bytes, pos: 0 };
-        if r.take(MAGIC.len(), "magic").map_err(|_| WireError::BadMagic)? != MAGIC {
+        if r.take(MAGIC.len(), "magic")
+            .map_err(|_| WireError::BadMagic)?
+            != MAGIC
+        {
             return Err(WireError::BadMagic);
         }
         let version = r.u8("version")?;

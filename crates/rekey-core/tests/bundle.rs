@@ -1,0 +1,327 @@
+//! Building, encoding, checking and applying bundles against the in-memory
+//! model vault: every user migrates, nobody gains or loses access, and each
+//! kind of tampering is refused with its own error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use proptest::prelude::*;
+use rekey_core::bundle::wire::WireError;
+use rekey_core::bundle::*;
+use rekey_core::*;
+use support::{MemVault, master_of};
+
+fn small_vault() -> MemVault {
+    // 4 users, 2 roles: role0 = {0,1,2}, role1 = {2,3}. Records readable by
+    // single users, by roles, by both, and one by nobody.
+    MemVault::seed(
+        4,
+        2,
+        &[vec![0, 1, 2], vec![2, 3]],
+        &[
+            vec![0],
+            vec![1],
+            vec![0, 3],
+            vec![4],
+            vec![5],
+            vec![4, 5],
+            vec![3, 4],
+            vec![],
+        ],
+    )
+}
+
+fn master(v: &MemVault, u: PrincipalId) -> MasterSecret {
+    MasterSecret::from_slice(&master_of(v.name(u))).unwrap()
+}
+
+fn build(v: &MemVault, u: PrincipalId) -> BuildOutput {
+    build_bundle(
+        &v.package(u),
+        Unlock::MasterSecret(&master(v, u)),
+        BuildOptions::default(),
+    )
+    .unwrap()
+}
+
+fn submit(v: &mut MemVault, u: PrincipalId, signed: &SignedBundle) -> Result<(), CheckError> {
+    // Through the wire, as a server receives it.
+    let received = SignedBundle::parse(&signed.encode()).unwrap();
+    let checked = check_bundle(&received, &v.context(u, received.bundle()))?;
+    v.apply(&checked).unwrap();
+    Ok(())
+}
+
+#[test]
+fn every_user_migrates_and_access_is_unchanged_through_finalize() {
+    let mut v = small_vault();
+    let before = v.access_map();
+    assert!(
+        before.values().any(|s| s.len() >= 2),
+        "the vault gives real access"
+    );
+    let users = v.users.clone();
+    for u in &users {
+        let out = build(&v, *u);
+        assert_eq!(out.report.non_migratable, 0);
+        submit(&mut v, *u, &out.bundle).unwrap();
+        assert_eq!(v.access_map(), before, "after {} migrated", v.name(*u));
+    }
+    assert!(
+        v.principals
+            .values()
+            .all(|p| p.state == model::MigrationState::Migrated)
+    );
+    v.finalize();
+    assert!(v.key_pairs.values().all(|k| !k.legacy));
+    assert!(v.grants.values().all(|g| !g.legacy));
+    assert_eq!(
+        v.access_map(),
+        before,
+        "after finalize, through new keys only"
+    );
+}
+
+#[test]
+fn the_first_member_migrates_the_role_for_everyone() {
+    let mut v = small_vault();
+    let before = v.access_map();
+    let (u0, role0) = (v.users[0], v.roles[0]);
+    let out = build(&v, u0);
+    assert_eq!(out.report.candidates_migrated, vec![role0]);
+    submit(&mut v, u0, &out.bundle).unwrap();
+    // Pending members got the role's new key under their legacy keys.
+    let pending_member = v.users[1];
+    assert!(v.grants.values().any(|g| g.recipient == pending_member
+        && g.legacy
+        && g.subject == Subject::PrivateKey(v.principals[&role0].current_kp.unwrap())));
+    assert_eq!(v.access_map(), before);
+    // The next member's package no longer offers the role.
+    assert!(v.package(pending_member).candidates.is_empty());
+}
+
+#[test]
+fn wrong_password_is_refused_before_anything_is_built() {
+    let v = small_vault();
+    let u = v.users[0];
+    let wrong = MasterSecret::from_slice(b"not the right master secret").unwrap();
+    let err = build_bundle(
+        &v.package(u),
+        Unlock::MasterSecret(&wrong),
+        BuildOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err, BuildError::WrongMasterSecret);
+}
+
+#[test]
+fn a_replayed_bundle_is_a_conflict() {
+    let mut v = small_vault();
+    let u = v.users[3];
+    let out = build(&v, u);
+    submit(&mut v, u, &out.bundle).unwrap();
+    let err = submit(&mut v, u, &out.bundle).unwrap_err();
+    assert!(matches!(err, CheckError::AlreadyMigrated(_)), "{err}");
+    assert!(err.is_conflict());
+}
+
+#[test]
+fn a_bundle_from_an_aborted_run_is_stale() {
+    let mut v = small_vault();
+    let u = v.users[0];
+    let out = build(&v, u);
+    v.abort();
+    assert_eq!(
+        submit(&mut v, u, &out.bundle).unwrap_err(),
+        CheckError::StaleRun
+    );
+}
+
+#[test]
+fn a_dropped_grant_is_refused() {
+    let v = small_vault();
+    let u = v.users[0];
+    let out = build(&v, u);
+    // Dropping a grant changes the body: the old signatures fail first.
+    let mut bundle = out.bundle.bundle().clone();
+    bundle.parts[0].grants.pop();
+    let body = wire::encode_body(&bundle);
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(wire::MAGIC);
+    bytes.push(wire::VERSION);
+    bytes.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+    bytes.extend_from_slice(&body);
+    // Reuse the original signature section.
+    let original = out.bundle.encode();
+    let sig_start = wire::MAGIC.len() + 1 + 4 + out.bundle.body().len();
+    bytes.extend_from_slice(&original[sig_start..]);
+    let tampered = SignedBundle::parse(&bytes).unwrap();
+    let err = check_bundle(&tampered, &v.context(u, tampered.bundle())).unwrap_err();
+    assert!(
+        matches!(err, CheckError::CoverageChanged { missing: 1, .. }),
+        "{err}"
+    );
+    // Nothing was written.
+    assert_eq!(v.principals[&u].state, model::MigrationState::Pending);
+}
+
+#[test]
+fn a_grant_of_another_user_is_refused() {
+    let v = small_vault();
+    let (u0, u1) = (v.users[0], v.users[1]);
+    let out = build(&v, u0);
+    let other = build(&v, u1);
+    let mut bundle = out.bundle.bundle().clone();
+    bundle.parts[0]
+        .grants
+        .push(other.bundle.bundle().parts[0].grants[0].clone());
+    let forged = reencode(&bundle, &out.bundle);
+    let err = check_bundle(&forged, &v.context(u0, forged.bundle())).unwrap_err();
+    assert!(
+        matches!(err, CheckError::CoverageChanged { unknown: 1, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_signature_by_the_wrong_key_is_refused() {
+    let v = small_vault();
+    let (u0, u1) = (v.users[0], v.users[1]);
+    let out = build(&v, u0);
+    // Sign u0's body with u1's legacy key.
+    let u1_key = LegacyRsaPrivateKey::from_pkcs8_der(support::FIXTURES[1]).unwrap();
+    let mut sigs = out.bundle.signatures().to_vec();
+    for s in &mut sigs {
+        if s.principal == u0 && s.kind == SignatureKind::LegacyRsaPss {
+            s.bytes = u1_key
+                .sign_pss(&wire::signed_message(out.bundle.body(), s.kind, u0))
+                .unwrap();
+        }
+    }
+    let forged = with_signatures(&out.bundle, &sigs);
+    let err = check_bundle(&forged, &v.context(u0, forged.bundle())).unwrap_err();
+    assert!(matches!(err, CheckError::BadSignature { .. }), "{err}");
+    assert!(err.is_signature());
+    // And a bundle submitted by someone else is refused outright.
+    let err = check_bundle(&out.bundle, &v.context(u1, out.bundle.bundle())).unwrap_err();
+    assert_eq!(err, CheckError::NotSubmitter);
+    // Missing signature.
+    let forged = with_signatures(&out.bundle, &sigs[1..]);
+    assert!(matches!(
+        check_bundle(&forged, &v.context(u0, forged.bundle())),
+        Err(CheckError::MissingSignature { .. })
+    ));
+}
+
+fn reencode(bundle: &Bundle, original: &SignedBundle) -> SignedBundle {
+    let body = wire::encode_body(bundle);
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(wire::MAGIC);
+    bytes.push(wire::VERSION);
+    bytes.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+    bytes.extend_from_slice(&body);
+    let enc = original.encode();
+    bytes.extend_from_slice(&enc[wire::MAGIC.len() + 5 + original.body().len()..]);
+    SignedBundle::parse(&bytes).unwrap()
+}
+
+fn with_signatures(original: &SignedBundle, sigs: &[BundleSignature]) -> SignedBundle {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(wire::MAGIC);
+    bytes.push(wire::VERSION);
+    bytes.extend_from_slice(&u32::try_from(original.body().len()).unwrap().to_be_bytes());
+    bytes.extend_from_slice(original.body());
+    bytes.extend_from_slice(&u16::try_from(sigs.len()).unwrap().to_be_bytes());
+    for s in sigs {
+        bytes.extend_from_slice(&s.principal.to_bytes());
+        bytes.push(s.kind.to_byte());
+        bytes.extend_from_slice(&u16::try_from(s.bytes.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(&s.bytes);
+    }
+    SignedBundle::parse(&bytes).unwrap()
+}
+
+#[test]
+fn two_members_migrating_one_role_one_wins_the_other_rebuilds() {
+    let mut v = small_vault();
+    let before = v.access_map();
+    let (u0, u1) = (v.users[0], v.users[1]);
+    let a = build(&v, u0);
+    let b = build(&v, u1);
+    submit(&mut v, u0, &a.bundle).unwrap();
+    let err = submit(&mut v, u1, &b.bundle).unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    // Rebuild from a fresh package: succeeds, access intact.
+    let b = build(&v, u1);
+    submit(&mut v, u1, &b.bundle).unwrap();
+    assert_eq!(v.access_map(), before);
+}
+
+#[test]
+fn a_corrupt_legacy_grant_is_listed_and_the_rest_migrates() {
+    let mut v = small_vault();
+    let u = v.users[0];
+    let (gid, g) = v
+        .grants
+        .iter()
+        .find(|(_, g)| g.recipient == u && matches!(g.subject, Subject::RecordKey(_)))
+        .map(|(i, g)| (*i, g.clone()))
+        .unwrap();
+    let mut bytes = g.bytes.clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    v.grants.get_mut(&gid).unwrap().bytes = bytes;
+    let broken: Vec<u8> = vec![1, 2, 3];
+    let junk = v.add_grant(u, Subject::RecordKey(RecordId::random()), broken, true);
+    let before = v.access_map();
+    let out = build(&v, u);
+    assert_eq!(out.report.non_migratable, 2);
+    let nm = &out.bundle.bundle().parts[0].non_migratable;
+    assert!(nm.contains(&NonMigratableEntry {
+        grant: gid,
+        reason: NonMigratableReason::CouldNotDecrypt
+    }));
+    assert!(nm.contains(&NonMigratableEntry {
+        grant: junk,
+        reason: NonMigratableReason::MalformedEnvelope
+    }));
+    submit(&mut v, u, &out.bundle).unwrap();
+    assert_eq!(v.non_migratable.len(), 2);
+    // What was readable after the corruption still is; the rest migrated.
+    assert_eq!(v.access_map(), before);
+}
+
+#[test]
+fn parsing_truncations_and_bit_flips_of_a_real_bundle_never_panics() {
+    let v = small_vault();
+    let out = build(&v, v.users[2]);
+    let bytes = out.bundle.encode();
+    let again = SignedBundle::parse(&bytes).unwrap();
+    assert_eq!(again, out.bundle);
+    assert_eq!(again.encode(), bytes);
+    for cut in (0..bytes.len()).step_by(7) {
+        assert!(SignedBundle::parse(&bytes[..cut]).is_err());
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(
+        SignedBundle::parse(&longer),
+        Err(WireError::TrailingBytes(1))
+    );
+    for i in (0..bytes.len()).step_by(13) {
+        let mut flipped = bytes.clone();
+        flipped[i] ^= 0x80;
+        let _ = SignedBundle::parse(&flipped);
+    }
+}
+
+proptest! {
+    #[test]
+    fn bundle_parse_of_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        let _ = SignedBundle::parse(&bytes);
+        let mut prefixed = wire::MAGIC.to_vec();
+        prefixed.push(1);
+        prefixed.extend_from_slice(&bytes);
+        let _ = SignedBundle::parse(&prefixed);
+    }
+}
