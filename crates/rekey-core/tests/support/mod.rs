@@ -1,7 +1,15 @@
 //! An in-memory vault with the semantics storage must have: the simple
 //! model the engine tests run against. Principals get distinct fixture
 //! RSA keys (never shared), so "who can read what" is meaningful.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::needless_range_loop,
+    clippy::map_entry,
+    clippy::type_complexity
+)]
 
 use rand_core::OsRng;
 use rekey_core::bundle::{
