@@ -1,0 +1,474 @@
+//! Moving the phase (compare-and-swap), starting, aborting, finalizing.
+
+use super::convert::{audit_to, migration_from, non_migratable_to};
+use super::{BATCH_ROWS, Vault};
+use crate::entity::{
+    audit, certificate, grant, key_pair, migration, non_migratable, principal, record,
+};
+use crate::error::{Error, Result, db};
+use rekey_core::ids::{GrantId, PrincipalId, RecordId};
+use rekey_core::model::{
+    AuditEvent, GrantOrigin, KeyState, MigrationRow, MigrationState, NonMigratable, Phase,
+    PrincipalKind, RecordRow, Resolution,
+};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+
+impl Vault {
+    /// Moves the phase from `from` to `to` if the migration row still has
+    /// `expected_version` (compare-and-swap: of two concurrent callers from
+    /// the same version exactly one wins, the other gets
+    /// [`Error::PhaseConflict`]). Appends `audit` in the same transaction.
+    /// Which transitions are legal is the core lifecycle's business.
+    pub async fn transition(
+        &self,
+        from: Phase,
+        expected_version: i64,
+        to: Phase,
+        audit: &AuditEvent,
+    ) -> Result<MigrationRow> {
+        let txn = self.db.begin().await.map_err(db("begin a transition"))?;
+        self.cas(&txn, from, expected_version, to).await?;
+        append(&txn, audit).await?;
+        let row = read_migration(&txn).await?;
+        txn.commit().await.map_err(db("commit the transition"))?;
+        Ok(row)
+    }
+
+    async fn cas(
+        &self,
+        txn: &DatabaseTransaction,
+        from: Phase,
+        expected_version: i64,
+        to: Phase,
+    ) -> Result<()> {
+        let res = migration::Entity::update_many()
+            .col_expr(migration::Column::Phase, Expr::value(to.as_str()))
+            .col_expr(
+                migration::Column::Version,
+                Expr::col(migration::Column::Version).add(1),
+            )
+            .filter(migration::Column::Id.eq(1))
+            .filter(migration::Column::Phase.eq(from.as_str()))
+            .filter(migration::Column::Version.eq(expected_version))
+            .exec(txn)
+            .await
+            .map_err(db("move the migration phase"))?;
+        if res.rows_affected == 1 {
+            return Ok(());
+        }
+        let found = read_migration(txn).await?;
+        Err(Error::PhaseConflict {
+            expected: from,
+            expected_version,
+            found: found.phase,
+            found_version: found.version,
+        })
+    }
+
+    /// Starts the migration: moves `legacy` → `server_phase` with
+    /// compare-and-swap, sets every principal pending except the given
+    /// blocked and exempt ones, and records who started it, when, and the
+    /// snapshot of what must be migrated. One transaction.
+    pub async fn start(
+        &self,
+        expected_version: i64,
+        blocked: &[PrincipalId],
+        exempt: &[PrincipalId],
+        audit: &AuditEvent,
+    ) -> Result<MigrationRow> {
+        let txn = self.db.begin().await.map_err(db("begin the start"))?;
+        self.cas(&txn, Phase::Legacy, expected_version, Phase::ServerPhase)
+            .await?;
+        principal::Entity::update_many()
+            .col_expr(
+                principal::Column::MigrationState,
+                Expr::value(MigrationState::Pending.as_str()),
+            )
+            .exec(&txn)
+            .await
+            .map_err(db("reset the principals' migration state"))?;
+        for (ids, state) in [
+            (blocked, MigrationState::Blocked),
+            (exempt, MigrationState::Exempt),
+        ] {
+            for chunk in ids.chunks(BATCH_ROWS) {
+                principal::Entity::update_many()
+                    .col_expr(
+                        principal::Column::MigrationState,
+                        Expr::value(state.as_str()),
+                    )
+                    .filter(principal::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
+                    .exec(&txn)
+                    .await
+                    .map_err(db("set the principals' migration state"))?;
+            }
+        }
+        let snapshot_of = |kind: PrincipalKind| {
+            principal::Entity::find()
+                .filter(principal::Column::Kind.eq(kind.as_str()))
+                .filter(principal::Column::MigrationState.ne(MigrationState::Exempt.as_str()))
+                .select_only()
+                .column_as(principal::Column::Id.count(), "n")
+                .into_tuple::<i64>()
+        };
+        let users = snapshot_of(PrincipalKind::User)
+            .one(&txn)
+            .await
+            .map_err(db("snapshot the users"))?;
+        let roles = snapshot_of(PrincipalKind::Role)
+            .one(&txn)
+            .await
+            .map_err(db("snapshot the roles"))?;
+        let services = snapshot_of(PrincipalKind::Service)
+            .one(&txn)
+            .await
+            .map_err(db("snapshot the services"))?;
+        let exempt_ids = principal::Entity::find()
+            .select_only()
+            .column(principal::Column::Id)
+            .filter(principal::Column::MigrationState.eq(MigrationState::Exempt.as_str()));
+        let grants = grant::Entity::find()
+            .filter(grant::Column::Legacy.eq(true))
+            .filter(grant::Column::Origin.eq(GrantOrigin::Legacy.as_str()))
+            .filter(
+                grant::Column::RecipientId
+                    .not_in_subquery(sea_orm::QueryTrait::into_query(exempt_ids)),
+            )
+            .select_only()
+            .column_as(grant::Column::Id.count(), "n")
+            .into_tuple::<i64>()
+            .one(&txn)
+            .await
+            .map_err(db("snapshot the grants"))?;
+        migration::Entity::update_many()
+            .col_expr(
+                migration::Column::StartedAt,
+                Expr::value(audit.at.as_millis()),
+            )
+            .col_expr(
+                migration::Column::StartedBy,
+                Expr::value(audit.actor.clone()),
+            )
+            .col_expr(
+                migration::Column::SnapshotUsers,
+                Expr::value(users.unwrap_or(0)),
+            )
+            .col_expr(
+                migration::Column::SnapshotRoles,
+                Expr::value(roles.unwrap_or(0)),
+            )
+            .col_expr(
+                migration::Column::SnapshotServices,
+                Expr::value(services.unwrap_or(0)),
+            )
+            .col_expr(
+                migration::Column::SnapshotGrants,
+                Expr::value(grants.unwrap_or(0)),
+            )
+            .filter(migration::Column::Id.eq(1))
+            .exec(&txn)
+            .await
+            .map_err(db("record the start"))?;
+        append(&txn, audit).await?;
+        let row = read_migration(&txn).await?;
+        txn.commit().await.map_err(db("commit the start"))?;
+        Ok(row)
+    }
+
+    /// Sets principals' migration states (e.g. a blocked user written off
+    /// as exempt), in batches, in one transaction with its audit event.
+    pub async fn set_migration_state(
+        &self,
+        principals: &[PrincipalId],
+        state: MigrationState,
+        audit: &AuditEvent,
+    ) -> Result<()> {
+        let txn = self.db.begin().await.map_err(db("begin a state change"))?;
+        for chunk in principals.chunks(BATCH_ROWS) {
+            principal::Entity::update_many()
+                .col_expr(
+                    principal::Column::MigrationState,
+                    Expr::value(state.as_str()),
+                )
+                .filter(principal::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
+                .exec(&txn)
+                .await
+                .map_err(db("set the principals' migration state"))?;
+        }
+        append(&txn, audit).await?;
+        txn.commit().await.map_err(db("commit the state change"))
+    }
+
+    /// Aborts the migration: in one migration transaction, deletes every
+    /// key pair, grant and certificate the migration wrote and every
+    /// non-migratable entry, sets all principals pending again and the phase
+    /// back to `legacy` (compare-and-swap on `expected_version`). Legacy rows
+    /// were never modified, so the vault is exactly as before the start.
+    /// Refused once finalizing has begun.
+    pub async fn abort(&self, expected_version: i64, audit: &AuditEvent) -> Result<MigrationRow> {
+        let txn = self.begin_migration_txn().await?;
+        let current = read_migration(&txn).await?;
+        if !matches!(
+            current.phase,
+            Phase::ServerPhase | Phase::AwaitingCertificates | Phase::UserPhase
+        ) {
+            return Err(Error::WrongPhase {
+                phase: current.phase,
+                operation: "abort the migration",
+            });
+        }
+        self.cas(&txn, current.phase, expected_version, Phase::Legacy)
+            .await?;
+        let new_pairs = key_pair::Entity::find()
+            .select_only()
+            .column(key_pair::Column::Id)
+            .filter(key_pair::Column::State.ne(KeyState::Legacy.as_str()));
+        certificate::Entity::delete_many()
+            .filter(
+                certificate::Column::KeyPairId
+                    .in_subquery(sea_orm::QueryTrait::into_query(new_pairs)),
+            )
+            .exec(&txn)
+            .await
+            .map_err(db("delete the new certificates"))?;
+        grant::Entity::delete_many()
+            .filter(grant::Column::Origin.eq(GrantOrigin::Migration.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db("delete the new grants"))?;
+        key_pair::Entity::delete_many()
+            .filter(key_pair::Column::State.ne(KeyState::Legacy.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db("delete the new key pairs"))?;
+        non_migratable::Entity::delete_many()
+            .exec(&txn)
+            .await
+            .map_err(db("delete the non-migratable list"))?;
+        principal::Entity::update_many()
+            .col_expr(
+                principal::Column::MigrationState,
+                Expr::value(MigrationState::Pending.as_str()),
+            )
+            .exec(&txn)
+            .await
+            .map_err(db("reset the principals"))?;
+        migration::Entity::update_many()
+            .col_expr(
+                migration::Column::StartedAt,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                migration::Column::StartedBy,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                migration::Column::SnapshotUsers,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                migration::Column::SnapshotRoles,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                migration::Column::SnapshotServices,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                migration::Column::SnapshotGrants,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(migration::Column::Id.eq(1))
+            .exec(&txn)
+            .await
+            .map_err(db("reset the migration row"))?;
+        append(&txn, audit).await?;
+        let row = read_migration(&txn).await?;
+        self.commit_migration_txn(txn).await?;
+        Ok(row)
+    }
+
+    /// Deletes up to `limit` rows of legacy material in one migration
+    /// transaction: first certificates of legacy key pairs, then
+    /// legacy-scheme grants, then legacy key pairs. Returns how many rows
+    /// went; `0` means nothing legacy is left. Resumable: call until `0`,
+    /// from any server, after any interruption. Only while finalizing.
+    pub async fn delete_legacy_batch(&self, limit: u64) -> Result<u64> {
+        let limit = std::cmp::max(limit, 1);
+        let txn = self.begin_migration_txn().await?;
+        let current = read_migration(&txn).await?;
+        if current.phase != Phase::Finalizing {
+            return Err(Error::WrongPhase {
+                phase: current.phase,
+                operation: "delete legacy material",
+            });
+        }
+        let mut deleted = 0u64;
+
+        let legacy_pairs: Vec<String> = key_pair::Entity::find()
+            .select_only()
+            .column(key_pair::Column::Id)
+            .filter(key_pair::Column::State.eq(KeyState::Legacy.as_str()))
+            .order_by_asc(key_pair::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&txn)
+            .await
+            .map_err(db("list legacy key pairs"))?;
+        if !legacy_pairs.is_empty() {
+            deleted += certificate::Entity::delete_many()
+                .filter(certificate::Column::KeyPairId.is_in(legacy_pairs.clone()))
+                .exec(&txn)
+                .await
+                .map_err(db("delete legacy certificates"))?
+                .rows_affected;
+        }
+
+        if deleted < limit {
+            let ids: Vec<String> = grant::Entity::find()
+                .select_only()
+                .column(grant::Column::Id)
+                .filter(grant::Column::Legacy.eq(true))
+                .order_by_asc(grant::Column::Id)
+                .limit(limit - deleted)
+                .into_tuple()
+                .all(&txn)
+                .await
+                .map_err(db("list legacy grants"))?;
+            for chunk in ids.chunks(BATCH_ROWS) {
+                deleted += grant::Entity::delete_many()
+                    .filter(grant::Column::Id.is_in(chunk.to_vec()))
+                    .exec(&txn)
+                    .await
+                    .map_err(db("delete legacy grants"))?
+                    .rows_affected;
+            }
+        }
+
+        if deleted < limit {
+            let remaining_grants = grant::Entity::find()
+                .select_only()
+                .column(grant::Column::Id)
+                .filter(grant::Column::Legacy.eq(true))
+                .limit(1)
+                .into_tuple::<String>()
+                .one(&txn)
+                .await
+                .map_err(db("look for legacy grants"))?;
+            if remaining_grants.is_none() {
+                let take = usize::try_from(limit - deleted).unwrap_or(usize::MAX);
+                let ids: Vec<String> = legacy_pairs.into_iter().take(take).collect();
+                for chunk in ids.chunks(BATCH_ROWS) {
+                    deleted += key_pair::Entity::delete_many()
+                        .filter(key_pair::Column::Id.is_in(chunk.to_vec()))
+                        .exec(&txn)
+                        .await
+                        .map_err(db("delete legacy key pairs"))?
+                        .rows_affected;
+                }
+            }
+        }
+        self.commit_migration_txn(txn).await?;
+        Ok(deleted)
+    }
+
+    /// Appends one audit event.
+    pub async fn append_audit(&self, event: &AuditEvent) -> Result<()> {
+        append(&self.db, event).await
+    }
+
+    /// Records the administrator's decision about a non-migratable grant.
+    pub async fn resolve_non_migratable(
+        &self,
+        grant: GrantId,
+        resolution: Resolution,
+        audit: &AuditEvent,
+    ) -> Result<()> {
+        let txn = self.db.begin().await.map_err(db("begin a resolution"))?;
+        let res = non_migratable::Entity::update_many()
+            .col_expr(
+                non_migratable::Column::Resolution,
+                Expr::value(resolution.as_str()),
+            )
+            .col_expr(
+                non_migratable::Column::ResolvedBy,
+                Expr::value(audit.actor.clone()),
+            )
+            .filter(non_migratable::Column::GrantId.eq(grant.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(db("resolve a non-migratable grant"))?;
+        if res.rows_affected == 0 {
+            return Err(Error::NotFound {
+                what: "non-migratable grant",
+                id: grant.to_string(),
+            });
+        }
+        append(&txn, audit).await?;
+        txn.commit().await.map_err(db("commit the resolution"))
+    }
+
+    /// Adds non-migratable entries outside a write set (e.g. the server
+    /// phase finding a grant addressed to a service that does not open).
+    pub async fn add_non_migratable(&self, entries: &[NonMigratable]) -> Result<()> {
+        let txn = self.db.begin().await.map_err(db("begin"))?;
+        super::read::insert_batched(
+            &txn,
+            entries.iter().map(non_migratable_to).collect(),
+            "record the non-migratable grants",
+        )
+        .await?;
+        txn.commit()
+            .await
+            .map_err(db("commit the non-migratable grants"))
+    }
+
+    /// Writes a record (insert or replace). During migration the database
+    /// refuses it: [`Error::ReadOnly`].
+    pub async fn put_record(&self, row: &RecordRow) -> Result<()> {
+        record::Entity::insert(record::ActiveModel {
+            id: Set(row.id.to_string()),
+            ciphertext: Set(row.ciphertext.clone()),
+        })
+        .on_conflict(
+            OnConflict::column(record::Column::Id)
+                .update_column(record::Column::Ciphertext)
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(db("write a record"))?;
+        Ok(())
+    }
+
+    /// Deletes a record. During migration: [`Error::ReadOnly`].
+    pub async fn delete_record(&self, id: RecordId) -> Result<()> {
+        record::Entity::delete_by_id(id.to_string())
+            .exec(&self.db)
+            .await
+            .map_err(db("delete a record"))?;
+        Ok(())
+    }
+}
+
+async fn append<C: ConnectionTrait>(conn: &C, event: &AuditEvent) -> Result<()> {
+    audit::Entity::insert(audit_to(event))
+        .exec_without_returning(conn)
+        .await
+        .map_err(db("append an audit event"))?;
+    Ok(())
+}
+
+async fn read_migration<C: ConnectionTrait>(conn: &C) -> Result<MigrationRow> {
+    let row = migration::Entity::find_by_id(1)
+        .one(conn)
+        .await
+        .map_err(db("read the migration phase"))?
+        .ok_or_else(|| Error::corrupt("migration row", "missing"))?;
+    migration_from(row)
+}

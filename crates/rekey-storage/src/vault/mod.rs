@@ -1,0 +1,327 @@
+//! The vault: opening a database, and the domain operations on it.
+//!
+//! Every method speaks the domain (`pending_grants`, `apply`, `transition`,
+//! `progress`); SQL and sea-orm stay inside this module tree.
+
+mod convert;
+mod facts;
+mod lifecycle;
+mod read;
+mod seed;
+mod write_set;
+
+pub use read::PendingGrants;
+pub use seed::{SeedData, SeedReport};
+pub use write_set::{MigrationWrite, PrincipalMigration};
+
+use crate::error::{Error, Result, db, redact_url};
+use crate::schema::{Migrator, VERSIONS_TABLE};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    TransactionTrait,
+};
+use sea_orm_migration::{MigratorTrait, SchemaManager};
+use std::time::Duration;
+
+/// Rows per multi-row INSERT. Every backend accepts this many bind
+/// parameters for our widest table (grant: 9 columns).
+pub const BATCH_ROWS: usize = 1000;
+
+/// Which database engine a vault lives in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Backend {
+    /// SQLite, a local file.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    MySql,
+}
+
+/// Where a database's schema stands relative to this build.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum SchemaStatus {
+    /// No tables at all: `init` creates the vault.
+    Empty,
+    /// The schema of this build.
+    Current,
+    /// An older rekey schema; `init` upgrades it.
+    Behind {
+        /// Schema migrations not applied yet.
+        pending: usize,
+    },
+    /// Upgraded by a newer rekey: this build must not touch it.
+    Newer {
+        /// Applied schema migrations this build does not know.
+        unknown: Vec<String>,
+    },
+    /// Tables that are not a rekey vault.
+    Foreign {
+        /// What gave it away.
+        reason: String,
+    },
+}
+
+/// An open vault. Cheap to clone (a connection pool).
+#[derive(Clone, Debug)]
+pub struct Vault {
+    db: DatabaseConnection,
+    backend: Backend,
+    url: String,
+}
+
+impl Vault {
+    /// Connects to the database without looking at its schema.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let shown = redact_url(url);
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Backend::MySql
+        } else {
+            return Err(Error::UnsupportedUrl { url: shown });
+        };
+        let url = if let Some(rest) = url.strip_prefix("mariadb://") {
+            format!("mysql://{rest}")
+        } else {
+            url.to_owned()
+        };
+        let mut options = ConnectOptions::new(url);
+        options
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(30))
+            .max_connections(8)
+            .sqlx_logging(false);
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| Error::Unreachable {
+                url: shown.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(Self {
+            db,
+            backend,
+            url: shown,
+        })
+    }
+
+    /// Opens an existing vault: the database must answer and hold the
+    /// schema of this build.
+    pub async fn open(url: &str) -> Result<Self> {
+        let vault = Self::connect(url).await?;
+        match vault.schema_status().await? {
+            SchemaStatus::Current => Ok(vault),
+            status => Err(vault.status_error(status)),
+        }
+    }
+
+    /// Opens a vault, creating its schema in an empty database or upgrading
+    /// an older one. Refuses databases that are not rekey vaults and vaults
+    /// from a newer rekey.
+    pub async fn init(url: &str) -> Result<Self> {
+        let vault = Self::connect(url).await?;
+        match vault.schema_status().await? {
+            SchemaStatus::Empty | SchemaStatus::Behind { .. } | SchemaStatus::Current => {
+                Migrator::up(&vault.db, None)
+                    .await
+                    .map_err(db("create the vault schema"))?;
+                Ok(vault)
+            }
+            status => Err(vault.status_error(status)),
+        }
+    }
+
+    fn status_error(&self, status: SchemaStatus) -> Error {
+        let url = self.url.clone();
+        match status {
+            SchemaStatus::Empty => Error::NotInitialised { url },
+            SchemaStatus::Behind { pending } => Error::SchemaOutdated { url, pending },
+            SchemaStatus::Newer { unknown } => Error::SchemaTooNew {
+                url,
+                unknown: unknown.join(", "),
+            },
+            SchemaStatus::Foreign { reason } => Error::NotAVault { url, reason },
+            SchemaStatus::Current => Error::NotAVault {
+                url,
+                reason: "unexpected schema state".to_owned(),
+            },
+        }
+    }
+
+    /// Where the database's schema stands relative to this build.
+    pub async fn schema_status(&self) -> Result<SchemaStatus> {
+        let manager = SchemaManager::new(&self.db);
+        let has_history = manager
+            .has_table(VERSIONS_TABLE)
+            .await
+            .map_err(db("read the schema history"))?;
+        if !has_history {
+            let tables = self.table_count().await?;
+            return Ok(if tables == 0 {
+                SchemaStatus::Empty
+            } else {
+                SchemaStatus::Foreign {
+                    reason: format!("it holds {tables} tables but no rekey schema history"),
+                }
+            });
+        }
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                format!("SELECT version FROM {VERSIONS_TABLE}"),
+            ))
+            .await
+            .map_err(db("read the schema history"))?;
+        let mut applied = Vec::with_capacity(rows.len());
+        for row in rows {
+            let v: String = row
+                .try_get_by_index(0)
+                .map_err(db("read the schema history"))?;
+            applied.push(v);
+        }
+        let known: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        let unknown: Vec<String> = applied
+            .iter()
+            .filter(|v| !known.contains(v))
+            .cloned()
+            .collect();
+        let first_known = known.first().map(String::as_str).unwrap_or_default();
+        if applied.is_empty() {
+            let tables = self.table_count().await?;
+            // Only the history table itself: an interrupted first init.
+            return Ok(if tables <= 1 {
+                SchemaStatus::Empty
+            } else {
+                SchemaStatus::Foreign {
+                    reason: "its schema history is empty".to_owned(),
+                }
+            });
+        }
+        if !applied.iter().any(|v| v == first_known) {
+            return Ok(SchemaStatus::Foreign {
+                reason: "its schema history belongs to another application".to_owned(),
+            });
+        }
+        if !unknown.is_empty() {
+            return Ok(SchemaStatus::Newer { unknown });
+        }
+        let pending = known.iter().filter(|k| !applied.contains(k)).count();
+        Ok(if pending == 0 {
+            SchemaStatus::Current
+        } else {
+            SchemaStatus::Behind { pending }
+        })
+    }
+
+    async fn table_count(&self) -> Result<i64> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+            }
+            Backend::MySql => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
+            }
+        };
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                sql,
+            ))
+            .await
+            .map_err(db("list the database's tables"))?;
+        match row {
+            Some(row) => row
+                .try_get_by_index::<i64>(0)
+                .map_err(db("list the database's tables")),
+            None => Ok(0),
+        }
+    }
+
+    /// Removes the whole rekey schema (every table, trigger and row).
+    /// Destructive: for tests and for throwing away a demo vault.
+    pub async fn drop_schema(&self) -> Result<()> {
+        Migrator::down(&self.db, None)
+            .await
+            .map_err(db("remove the vault schema"))
+    }
+
+    /// The database engine.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL the vault was opened with, password removed.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Closes the connection pool.
+    pub async fn close(self) -> Result<()> {
+        self.db.close().await.map_err(db("close the vault"))
+    }
+
+    /// Begins a transaction of the migration itself: the read-only triggers
+    /// let its writes through (see the crate docs for the mechanism).
+    async fn begin_migration_txn(&self) -> Result<DatabaseTransaction> {
+        let txn = self
+            .db
+            .begin()
+            .await
+            .map_err(db("begin a migration transaction"))?;
+        let marker = match self.backend {
+            Backend::Sqlite => "INSERT INTO migration_session (conn_id) VALUES (0)",
+            Backend::Postgres => "SET LOCAL rekey.migration_writer = 'on'",
+            Backend::MySql => "INSERT INTO migration_session (conn_id) VALUES (CONNECTION_ID())",
+        };
+        txn.execute_unprepared(marker)
+            .await
+            .map_err(db("mark the migration transaction"))?;
+        Ok(txn)
+    }
+
+    /// Removes the writer marker and commits.
+    async fn commit_migration_txn(&self, txn: DatabaseTransaction) -> Result<()> {
+        let unmark = match self.backend {
+            Backend::Sqlite => Some("DELETE FROM migration_session"),
+            Backend::Postgres => None,
+            Backend::MySql => Some("DELETE FROM migration_session WHERE conn_id = CONNECTION_ID()"),
+        };
+        if let Some(sql) = unmark {
+            txn.execute_unprepared(sql)
+                .await
+                .map_err(db("unmark the migration transaction"))?;
+        }
+        txn.commit()
+            .await
+            .map_err(db("commit the migration transaction"))
+    }
+
+    /// `SELECT … FOR UPDATE` where the backend has it (SQLite holds the
+    /// database write lock for the whole transaction instead).
+    fn lock_suffix(&self, shared: bool) -> &'static str {
+        match (self.backend, shared) {
+            (Backend::Sqlite, _) => "",
+            (Backend::Postgres, true) => " FOR SHARE",
+            (Backend::MySql, true) => " LOCK IN SHARE MODE",
+            (_, false) => " FOR UPDATE",
+        }
+    }
+
+    fn db_backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+}

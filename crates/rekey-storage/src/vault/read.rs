@@ -1,0 +1,349 @@
+//! Reading the vault: principals, key pairs, pending grants page by page,
+//! progress, audit, non-migratable grants.
+
+use super::convert::{
+    audit_from, grant_from, key_pair_from, migration_from, non_migratable_from, principal_from,
+};
+use super::{BATCH_ROWS, Vault};
+use crate::entity::{
+    audit, grant, key_pair, membership, migration, non_migratable, principal, record,
+};
+use crate::error::{Error, Result, db};
+use rekey_core::ids::{GrantId, PrincipalId, RecordId};
+use rekey_core::model::{
+    AuditEvent, Counts, GrantOrigin, GrantRecord, KeyPairRecord, MigrationRow, MigrationState,
+    NonMigratable, Principal, PrincipalKind, Progress, RecordRow, Resolution, UserStatus,
+};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+/// Inserts rows in multi-row statements of at most [`BATCH_ROWS`] rows.
+pub(crate) async fn insert_batched<A, C>(
+    conn: &C,
+    rows: Vec<A>,
+    context: &'static str,
+) -> Result<()>
+where
+    A: ActiveModelTrait + Send,
+    C: ConnectionTrait,
+{
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(BATCH_ROWS).collect();
+        <A::Entity as EntityTrait>::insert_many(chunk)
+            .exec_without_returning(conn)
+            .await
+            .map_err(db(context))?;
+    }
+    Ok(())
+}
+
+/// A cursor over one principal's pending (legacy-scheme) grants, a page at
+/// a time, in grant-id order (keyset pagination: each page is one indexed
+/// query starting after the last id seen).
+#[derive(Debug)]
+pub struct PendingGrants {
+    vault: Vault,
+    principal: PrincipalId,
+    page_size: u64,
+    after: Option<GrantId>,
+    done: bool,
+}
+
+impl PendingGrants {
+    /// The next page, or `None` when every pending grant has been returned.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<GrantRecord>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .vault
+            .pending_grants_page(self.principal, self.after, self.page_size)
+            .await?;
+        if (page.len() as u64) < self.page_size {
+            self.done = true;
+        }
+        match page.last() {
+            Some(last) => {
+                self.after = Some(last.id);
+                Ok(Some(page))
+            }
+            None => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Vault {
+    /// The migration row: phase, version, start, snapshot.
+    pub async fn migration(&self) -> Result<MigrationRow> {
+        let row = migration::Entity::find_by_id(1)
+            .one(&self.db)
+            .await
+            .map_err(db("read the migration phase"))?
+            .ok_or_else(|| Error::corrupt("migration row", "missing"))?;
+        migration_from(row)
+    }
+
+    /// One principal.
+    pub async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>> {
+        principal::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db("load a principal"))?
+            .map(principal_from)
+            .transpose()
+    }
+
+    /// Users with a given status (e.g. deactivated and deleted users for
+    /// preparation), by id.
+    pub async fn users_by_status(&self, status: UserStatus) -> Result<Vec<Principal>> {
+        principal::Entity::find()
+            .filter(principal::Column::Kind.eq(PrincipalKind::User.as_str()))
+            .filter(principal::Column::Status.eq(status.as_str()))
+            .order_by_asc(principal::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db("list users by status"))?
+            .into_iter()
+            .map(principal_from)
+            .collect()
+    }
+
+    /// Principals in a migration state, a page at a time (`after` = the last
+    /// id of the previous page).
+    pub async fn principals_in_state(
+        &self,
+        state: MigrationState,
+        after: Option<PrincipalId>,
+        limit: u64,
+    ) -> Result<Vec<Principal>> {
+        let mut q =
+            principal::Entity::find().filter(principal::Column::MigrationState.eq(state.as_str()));
+        if let Some(after) = after {
+            q = q.filter(principal::Column::Id.gt(after.to_string()));
+        }
+        q.order_by_asc(principal::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db("list principals by migration state"))?
+            .into_iter()
+            .map(principal_from)
+            .collect()
+    }
+
+    /// A principal's key pairs (legacy and new).
+    pub async fn key_pairs(&self, principal: PrincipalId) -> Result<Vec<KeyPairRecord>> {
+        key_pair::Entity::find()
+            .filter(key_pair::Column::PrincipalId.eq(principal.to_string()))
+            .order_by_asc(key_pair::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db("load the key pairs"))?
+            .into_iter()
+            .map(key_pair_from)
+            .collect()
+    }
+
+    /// The roles a user belongs to.
+    pub async fn roles_of(&self, member: PrincipalId) -> Result<Vec<PrincipalId>> {
+        let rows = membership::Entity::find()
+            .filter(membership::Column::MemberId.eq(member.to_string()))
+            .order_by_asc(membership::Column::RoleId)
+            .all(&self.db)
+            .await
+            .map_err(db("load memberships"))?;
+        rows.iter()
+            .map(|m| super::convert::parse("principal id", &m.role_id))
+            .collect()
+    }
+
+    /// The members of a role.
+    pub async fn members_of(&self, role: PrincipalId) -> Result<Vec<PrincipalId>> {
+        let rows = membership::Entity::find()
+            .filter(membership::Column::RoleId.eq(role.to_string()))
+            .order_by_asc(membership::Column::MemberId)
+            .all(&self.db)
+            .await
+            .map_err(db("load memberships"))?;
+        rows.iter()
+            .map(|m| super::convert::parse("principal id", &m.member_id))
+            .collect()
+    }
+
+    /// One page of a principal's pending grants: legacy-scheme grants
+    /// addressed to it, ordered by id, starting after `after`.
+    pub async fn pending_grants_page(
+        &self,
+        principal: PrincipalId,
+        after: Option<GrantId>,
+        limit: u64,
+    ) -> Result<Vec<GrantRecord>> {
+        let mut q = grant::Entity::find()
+            .filter(grant::Column::RecipientId.eq(principal.to_string()))
+            .filter(grant::Column::Legacy.eq(true));
+        if let Some(after) = after {
+            q = q.filter(grant::Column::Id.gt(after.to_string()));
+        }
+        q.order_by_asc(grant::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db("load pending grants"))?
+            .into_iter()
+            .map(grant_from)
+            .collect()
+    }
+
+    /// A cursor over a principal's pending grants, `page_size` at a time.
+    #[must_use]
+    pub fn pending_grants(&self, principal: PrincipalId, page_size: u64) -> PendingGrants {
+        PendingGrants {
+            vault: self.clone(),
+            principal,
+            page_size: std::cmp::max(page_size, 1),
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The grants addressed to a principal that the migration wrote (new
+    /// grants, membership grants), by id.
+    pub async fn migrated_grants(&self, principal: PrincipalId) -> Result<Vec<GrantRecord>> {
+        grant::Entity::find()
+            .filter(grant::Column::RecipientId.eq(principal.to_string()))
+            .filter(grant::Column::Origin.eq(GrantOrigin::Migration.as_str()))
+            .order_by_asc(grant::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db("load migrated grants"))?
+            .into_iter()
+            .map(grant_from)
+            .collect()
+    }
+
+    /// How far the migration is: principals per kind and legacy grants,
+    /// migrated versus remaining.
+    pub async fn progress(&self) -> Result<Progress> {
+        let mut progress = Progress::default();
+        let rows: Vec<(String, String, i64)> = principal::Entity::find()
+            .select_only()
+            .column(principal::Column::Kind)
+            .column(principal::Column::MigrationState)
+            .column_as(principal::Column::Id.count(), "n")
+            .group_by(principal::Column::Kind)
+            .group_by(principal::Column::MigrationState)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db("count principals"))?;
+        for (kind, state, n) in rows {
+            let kind: PrincipalKind = super::convert::parse("principal kind", &kind)?;
+            let state: MigrationState = super::convert::parse("migration state", &state)?;
+            let n = u64::try_from(n).unwrap_or(0);
+            let counts = match kind {
+                PrincipalKind::User => &mut progress.users,
+                PrincipalKind::Role => &mut progress.roles,
+                PrincipalKind::Service => &mut progress.services,
+            };
+            add(counts, state, n);
+            if state == MigrationState::Blocked {
+                progress.blocked += n;
+            }
+        }
+
+        // Legacy grants that existed at start, by their recipient's state.
+        let g = Alias::new("g");
+        let p = Alias::new("p");
+        let stmt = Query::select()
+            .column((p.clone(), principal::Column::MigrationState))
+            .expr(Expr::col((g.clone(), grant::Column::Id)).count())
+            .from_as(grant::Entity, g.clone())
+            .join_as(
+                JoinType::InnerJoin,
+                principal::Entity,
+                p.clone(),
+                Expr::col((g.clone(), grant::Column::RecipientId))
+                    .equals((p.clone(), principal::Column::Id)),
+            )
+            .and_where(Expr::col((g.clone(), grant::Column::Legacy)).eq(true))
+            .and_where(
+                Expr::col((g.clone(), grant::Column::Origin)).eq(GrantOrigin::Legacy.as_str()),
+            )
+            .group_by_col((p, principal::Column::MigrationState))
+            .to_owned();
+        let rows = self.db.query_all(&stmt).await.map_err(db("count grants"))?;
+        for row in rows {
+            let state: String = row.try_get_by_index(0).map_err(db("count grants"))?;
+            let n: i64 = row.try_get_by_index(1).map_err(db("count grants"))?;
+            let state: MigrationState = super::convert::parse("migration state", &state)?;
+            add(&mut progress.grants, state, u64::try_from(n).unwrap_or(0));
+        }
+
+        progress.unresolved_non_migratable = non_migratable::Entity::find()
+            .filter(non_migratable::Column::Resolution.eq(Resolution::Unresolved.as_str()))
+            .select_only()
+            .column_as(non_migratable::Column::GrantId.count(), "n")
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await
+            .map_err(db("count non-migratable grants"))?
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        Ok(progress)
+    }
+
+    /// Grants that could not be migrated, by grant id.
+    pub async fn non_migratable(&self) -> Result<Vec<NonMigratable>> {
+        non_migratable::Entity::find()
+            .order_by_asc(non_migratable::Column::GrantId)
+            .all(&self.db)
+            .await
+            .map_err(db("list non-migratable grants"))?
+            .into_iter()
+            .map(non_migratable_from)
+            .collect()
+    }
+
+    /// Audit events with a sequence number greater than `after`, oldest
+    /// first, at most `limit`.
+    pub async fn audit_events(&self, after: u64, limit: u64) -> Result<Vec<(u64, AuditEvent)>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        Ok(audit::Entity::find()
+            .filter(audit::Column::Id.gt(after))
+            .order_by_asc(audit::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db("read the audit log"))?
+            .into_iter()
+            .map(audit_from)
+            .collect())
+    }
+
+    /// One record.
+    pub async fn record(&self, id: RecordId) -> Result<Option<RecordRow>> {
+        Ok(record::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db("load a record"))?
+            .map(|m| RecordRow {
+                id,
+                ciphertext: m.ciphertext,
+            }))
+    }
+}
+
+fn add(counts: &mut Counts, state: MigrationState, n: u64) {
+    match state {
+        MigrationState::Migrated => counts.migrated += n,
+        MigrationState::Pending | MigrationState::Blocked => counts.remaining += n,
+        MigrationState::Exempt => {}
+    }
+}

@@ -1,0 +1,252 @@
+//! Applying one migration write set (a checked bundle, or the server's own
+//! re-wrapping) in one transaction.
+
+use super::Vault;
+use super::convert::{audit_to, grant_to, key_pair_to, non_migratable_to};
+use super::read::insert_batched;
+use crate::entity::{audit, grant, principal};
+use crate::error::{Error, Result, db};
+use rekey_core::ids::{GrantId, PrincipalId};
+use rekey_core::model::{
+    AuditEvent, GrantOrigin, GrantRecord, KeyPairRecord, KeyState, MigrationState, NonMigratable,
+    Phase,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
+use std::collections::BTreeSet;
+
+/// One principal a write set migrates, with the exact legacy grants it
+/// covers (re-wrapped or listed as non-migratable).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PrincipalMigration {
+    /// The principal (user, role or service) that becomes `migrated`.
+    pub principal: PrincipalId,
+    /// Every pending grant of the principal the write set accounts for.
+    /// Storage re-checks, inside the transaction, that this is exactly the
+    /// set still pending; otherwise the write set is a conflict.
+    pub covered_grants: Vec<GrantId>,
+}
+
+/// Everything one migration step writes, in domain words. Applied by
+/// [`Vault::apply`] in one transaction or not at all.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MigrationWrite {
+    /// Principals migrated by this write set.
+    pub principals: Vec<PrincipalMigration>,
+    /// Their new key pairs (state `current`).
+    pub key_pairs: Vec<KeyPairRecord>,
+    /// New grants re-wrapped to the new keys.
+    pub grants: Vec<GrantRecord>,
+    /// Grants of a role's new private key to its members (HPKE to migrated
+    /// members, legacy RSA to members still pending).
+    pub membership_grants: Vec<GrantRecord>,
+    /// Grants that could not be decrypted.
+    pub non_migratable: Vec<NonMigratable>,
+    /// The audit event recording the step.
+    pub audit: AuditEvent,
+}
+
+impl MigrationWrite {
+    /// Number of rows the write set inserts.
+    #[must_use]
+    pub fn row_count(&self) -> usize {
+        self.key_pairs.len()
+            + self.grants.len()
+            + self.membership_grants.len()
+            + self.non_migratable.len()
+            + 1
+    }
+}
+
+impl Vault {
+    /// Applies a migration write set atomically: checks that the phase
+    /// allows it and that every principal is still pending with exactly
+    /// the covered grants pending, then inserts everything in batched
+    /// multi-row statements and marks the principals migrated.
+    pub async fn apply(&self, write: &MigrationWrite) -> Result<()> {
+        let txn = self.begin_migration_txn().await?;
+        self.apply_in(&txn, write).await?;
+        self.commit_migration_txn(txn).await
+    }
+
+    async fn apply_in(&self, txn: &DatabaseTransaction, write: &MigrationWrite) -> Result<()> {
+        // The phase row is share-locked so an abort cannot interleave.
+        let row = txn
+            .query_one_raw(Statement::from_string(
+                self.db_backend(),
+                format!(
+                    "SELECT phase FROM migration WHERE id = 1{}",
+                    self.lock_suffix(true)
+                ),
+            ))
+            .await
+            .map_err(db("read the migration phase"))?
+            .ok_or_else(|| Error::corrupt("migration row", "missing"))?;
+        let phase: String = row
+            .try_get_by_index(0)
+            .map_err(db("read the migration phase"))?;
+        let phase: Phase = super::convert::parse("phase", &phase)?;
+        if !matches!(phase, Phase::ServerPhase | Phase::UserPhase) {
+            return Err(Error::WrongPhase {
+                phase,
+                operation: "apply a migration write set",
+            });
+        }
+
+        // Lock the principals in id order (no deadlock between two write
+        // sets that share a role) and check they are all pending.
+        let mut ids: Vec<String> = write
+            .principals
+            .iter()
+            .map(|p| p.principal.to_string())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if ids.len() != write.principals.len() {
+            return Err(Error::Conflict {
+                principal: write
+                    .principals
+                    .first()
+                    .map(|p| p.principal)
+                    .unwrap_or(PrincipalId(uuid::Uuid::nil())),
+                reason: "the write set names a principal twice".to_owned(),
+            });
+        }
+        let mut q = principal::Entity::find()
+            .filter(principal::Column::Id.is_in(ids.clone()))
+            .order_by_asc(principal::Column::Id);
+        if self.lock_suffix(false).is_empty() {
+            // SQLite: the transaction already holds the write lock.
+        } else {
+            q = q.lock_exclusive();
+        }
+        let found = q.all(txn).await.map_err(db("lock the principals"))?;
+        for pm in &write.principals {
+            let id = pm.principal.to_string();
+            let Some(row) = found.iter().find(|r| r.id == id) else {
+                return Err(Error::NotFound {
+                    what: "principal",
+                    id,
+                });
+            };
+            let state: MigrationState =
+                super::convert::parse("migration state", &row.migration_state)?;
+            if state != MigrationState::Pending {
+                return Err(Error::Conflict {
+                    principal: pm.principal,
+                    reason: format!("the principal is already {state}"),
+                });
+            }
+            self.check_covered(txn, pm).await?;
+        }
+
+        for k in &write.key_pairs {
+            if k.state == KeyState::Legacy {
+                return Err(Error::Conflict {
+                    principal: k.principal,
+                    reason: "a migration cannot write a legacy key pair".to_owned(),
+                });
+            }
+        }
+        insert_batched(
+            txn,
+            write.key_pairs.iter().map(key_pair_to).collect(),
+            "insert the new key pairs",
+        )
+        .await?;
+        let grants: Vec<_> = write
+            .grants
+            .iter()
+            .chain(&write.membership_grants)
+            .map(|g| {
+                let mut m = grant_to(g);
+                m.origin = sea_orm::ActiveValue::Set(GrantOrigin::Migration.as_str().to_owned());
+                m
+            })
+            .collect();
+        insert_batched::<grant::ActiveModel, _>(txn, grants, "insert the new grants").await?;
+        insert_batched(
+            txn,
+            write.non_migratable.iter().map(non_migratable_to).collect(),
+            "record the non-migratable grants",
+        )
+        .await?;
+        for chunk in ids.chunks(super::BATCH_ROWS) {
+            principal::Entity::update_many()
+                .col_expr(
+                    principal::Column::MigrationState,
+                    Expr::value(MigrationState::Migrated.as_str()),
+                )
+                .filter(principal::Column::Id.is_in(chunk.to_vec()))
+                .exec(txn)
+                .await
+                .map_err(db("mark the principals migrated"))?;
+        }
+        audit::Entity::insert(audit_to(&write.audit))
+            .exec_without_returning(txn)
+            .await
+            .map_err(db("append the audit event"))?;
+        Ok(())
+    }
+
+    /// Checks that the covered grants are exactly the principal's pending
+    /// grants, reading their ids page by page.
+    async fn check_covered(
+        &self,
+        txn: &DatabaseTransaction,
+        pm: &PrincipalMigration,
+    ) -> Result<()> {
+        let covered: BTreeSet<String> = pm.covered_grants.iter().map(|g| g.to_string()).collect();
+        if covered.len() != pm.covered_grants.len() {
+            return Err(Error::Conflict {
+                principal: pm.principal,
+                reason: "the write set covers a grant twice".to_owned(),
+            });
+        }
+        let mut seen = 0usize;
+        let mut after: Option<String> = None;
+        loop {
+            let mut q = grant::Entity::find()
+                .select_only()
+                .column(grant::Column::Id)
+                .filter(grant::Column::RecipientId.eq(pm.principal.to_string()))
+                .filter(grant::Column::Legacy.eq(true));
+            if let Some(a) = &after {
+                q = q.filter(grant::Column::Id.gt(a.clone()));
+            }
+            let page: Vec<String> = q
+                .order_by_asc(grant::Column::Id)
+                .limit(10_000)
+                .into_tuple()
+                .all(txn)
+                .await
+                .map_err(db("read the pending grants"))?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            for id in &page {
+                if !covered.contains(id) {
+                    return Err(Error::Conflict {
+                        principal: pm.principal,
+                        reason: format!("pending grant {id} is not covered by the write set"),
+                    });
+                }
+            }
+            seen += page.len();
+            after = Some(last);
+        }
+        if seen != covered.len() {
+            return Err(Error::Conflict {
+                principal: pm.principal,
+                reason: format!(
+                    "the write set covers {} grants but {seen} are pending",
+                    covered.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+}

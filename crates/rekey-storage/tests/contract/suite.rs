@@ -1,0 +1,666 @@
+//! The storage contract, written once; `contract.rs` includes it once per
+//! database as modules `sqlite`, `postgres` and `mysql`.
+
+fn backend() -> Db {
+    Db::from_module(module_path!())
+}
+use crate::fixtures::*;
+use crate::harness::{Db, TestDb};
+use rekey_core::ids::{GrantId, PrincipalId, RecordId};
+use rekey_core::model::{
+    Component, Device, DeviceKind, DirectoryProfile, GrantRecord, MigrationState, NonMigratable,
+    Phase, RecordRow, Resolution, Server, Settings, Timestamp, UserStatus,
+};
+use rekey_storage::{Error, SchemaStatus, Vault};
+use sea_orm::ConnectionTrait;
+
+async fn all_pending(vault: &Vault, p: PrincipalId) -> Vec<GrantRecord> {
+    let mut out = Vec::new();
+    let mut cursor = vault.pending_grants(p, 1000);
+    while let Some(page) = cursor.next_page().await.unwrap() {
+        out.extend(page);
+    }
+    out
+}
+
+/// Legacy → server_phase → user_phase.
+async fn start_user_phase(vault: &Vault) {
+    let m = vault.migration().await.unwrap();
+    let m = vault
+        .start(m.version, &[], &[], &audit("start"))
+        .await
+        .unwrap();
+    vault
+        .transition(
+            Phase::ServerPhase,
+            m.version,
+            Phase::UserPhase,
+            &audit("server_done"),
+        )
+        .await
+        .unwrap();
+}
+
+macro_rules! contract_test {
+    ($name:ident, |$t:ident| $body:block) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(db) = TestDb::create(backend()).await else {
+                return;
+            };
+            db.run(|$t: TestDb| async move { $body }).await;
+        }
+    };
+}
+
+contract_test!(schema_up_down_up, |t| {
+    let vault = Vault::connect(&t.url).await.unwrap();
+    assert_eq!(vault.schema_status().await.unwrap(), SchemaStatus::Empty);
+    assert!(matches!(
+        Vault::open(&t.url).await.unwrap_err(),
+        Error::NotInitialised { .. }
+    ));
+    let vault = t.vault().await;
+    assert_eq!(vault.schema_status().await.unwrap(), SchemaStatus::Current);
+    let f = fixture(2, 3);
+    vault.seed(&f.data, 1000).await.unwrap();
+
+    vault.drop_schema().await.unwrap();
+    assert_eq!(vault.schema_status().await.unwrap(), SchemaStatus::Empty);
+
+    let vault = t.vault().await;
+    assert_eq!(vault.schema_status().await.unwrap(), SchemaStatus::Current);
+    let m = vault.migration().await.unwrap();
+    assert_eq!((m.phase, m.version), (Phase::Legacy, 0));
+    vault.seed(&f.data, 1000).await.unwrap();
+    assert_eq!(all_pending(&vault, f.users[0].id).await.len(), 3);
+    Vault::open(&t.url).await.unwrap();
+});
+
+contract_test!(open_refuses_foreign_and_newer_databases, |t| {
+    let raw = t.raw().await;
+    raw.execute_unprepared("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+        .await
+        .unwrap();
+    let err = Vault::open(&t.url).await.unwrap_err();
+    assert!(matches!(err, Error::NotAVault { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a rekey vault"), "{err}");
+    assert!(matches!(
+        Vault::init(&t.url).await.unwrap_err(),
+        Error::NotAVault { .. }
+    ));
+    raw.execute_unprepared("DROP TABLE customers")
+        .await
+        .unwrap();
+
+    t.vault().await;
+    raw.execute_unprepared(
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m29990101_000001_from_the_future', 0)",
+    )
+    .await
+    .unwrap();
+    let err = Vault::open(&t.url).await.unwrap_err();
+    assert!(matches!(err, Error::SchemaTooNew { .. }), "{err:?}");
+    assert!(err.to_string().contains("upgrade rekey"), "{err}");
+    assert!(matches!(
+        Vault::init(&t.url).await.unwrap_err(),
+        Error::SchemaTooNew { .. }
+    ));
+});
+
+contract_test!(seeding_and_loading, |t| {
+    let vault = t.vault().await;
+    let mut f = fixture(5, 4);
+    let gone = user("gone", UserStatus::Deactivated);
+    f.data.principals.push(gone.clone());
+    f.data.devices.push(Device {
+        id: "phone-1".into(),
+        owner: f.users[0].id,
+        kind: DeviceKind::Mobile,
+        last_sync_at: Some(Timestamp(5)),
+        unsynced_changes: 3,
+        written_off: false,
+    });
+    f.data.servers.push(Server {
+        name: "srv-a".into(),
+        heartbeat_at: Timestamp(10),
+        certificate_fingerprints: vec!["aa".into(), "bb".into()],
+    });
+    f.data.directory_profiles.push(DirectoryProfile {
+        name: "entra".into(),
+        kind: "entra_id".into(),
+        token_issued_at: None,
+    });
+    f.data.components.push(Component {
+        name: "server".into(),
+        version: "9.1".into(),
+    });
+    // Small chunks: one transaction per chunk.
+    let report = vault.seed(&f.data, 7).await.unwrap();
+    let rows = f.data.principals.len()
+        + f.data.key_pairs.len()
+        + f.data.records.len()
+        + f.data.grants.len()
+        + f.data.memberships.len()
+        + 4;
+    assert_eq!(report.rows, rows as u64);
+    assert!(report.transactions >= (f.data.grants.len() / 7) as u64);
+
+    let u = vault.principal(f.users[1].id).await.unwrap().unwrap();
+    assert_eq!(u, f.users[1]);
+    let kps = vault.key_pairs(f.users[1].id).await.unwrap();
+    assert_eq!(kps.len(), 1);
+    assert_eq!(kps[0], f.data.key_pairs[1]);
+    assert_eq!(
+        vault
+            .users_by_status(UserStatus::Deactivated)
+            .await
+            .unwrap(),
+        vec![gone]
+    );
+    assert_eq!(
+        vault.roles_of(f.users[0].id).await.unwrap(),
+        vec![f.role.id]
+    );
+    assert_eq!(vault.members_of(f.role.id).await.unwrap().len(), 2);
+    assert_eq!(vault.devices().await.unwrap(), f.data.devices);
+    assert_eq!(vault.servers().await.unwrap(), f.data.servers);
+    assert_eq!(
+        vault.directory_profiles().await.unwrap(),
+        f.data.directory_profiles
+    );
+    assert_eq!(vault.components().await.unwrap(), f.data.components);
+
+    vault
+        .heartbeat(&Server {
+            name: "srv-a".into(),
+            heartbeat_at: Timestamp(20),
+            certificate_fingerprints: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        vault.servers().await.unwrap()[0].heartbeat_at,
+        Timestamp(20)
+    );
+    assert_eq!(vault.settings().await.unwrap(), Settings::default());
+    let s = Settings {
+        offline_access_allowed: true,
+        mobile_sync_allowed: false,
+    };
+    vault.set_settings(&s).await.unwrap();
+    vault.set_settings(&s).await.unwrap();
+    assert_eq!(vault.settings().await.unwrap(), s);
+    let g = &f.data.grants[0];
+    let loaded = all_pending(&vault, g.recipient).await;
+    assert!(loaded.contains(g));
+});
+
+contract_test!(pending_grants_come_in_pages, |t| {
+    let vault = t.vault().await;
+    let f = fixture(2, 2500);
+    vault.seed(&f.data, 5000).await.unwrap();
+    let me = f.users[0].id;
+    let mut cursor = vault.pending_grants(me, 1000);
+    let mut sizes = Vec::new();
+    let mut ids: Vec<GrantId> = Vec::new();
+    while let Some(page) = cursor.next_page().await.unwrap() {
+        sizes.push(page.len());
+        assert!(page.iter().all(|g| g.recipient == me));
+        ids.extend(page.iter().map(|g| g.id));
+    }
+    assert_eq!(sizes, vec![1000, 1000, 500]);
+    let mut sorted = ids.clone();
+    sorted.sort_by_key(|g| g.to_string());
+    sorted.dedup();
+    assert_eq!(sorted.len(), 2500);
+    assert_eq!(ids, sorted, "pages come in id order without overlap");
+    // Exactly a page multiple ends cleanly too.
+    let mut cursor = vault.pending_grants(me, 500);
+    let mut n = 0;
+    while let Some(page) = cursor.next_page().await.unwrap() {
+        n += page.len();
+    }
+    assert_eq!(n, 2500);
+});
+
+contract_test!(apply_migrates_and_counts_progress, |t| {
+    let vault = t.vault().await;
+    let f = fixture(3, 20);
+    vault.seed(&f.data, 1000).await.unwrap();
+    // Not before the migration started.
+    let pending = all_pending(&vault, f.users[0].id).await;
+    let ws = write_set(f.users[0].id, &pending);
+    assert!(matches!(
+        vault.apply(&ws).await.unwrap_err(),
+        Error::WrongPhase {
+            phase: Phase::Legacy,
+            ..
+        }
+    ));
+    start_user_phase(&vault).await;
+    let m = vault.migration().await.unwrap();
+    let snap = m.snapshot.unwrap();
+    assert_eq!((snap.users, snap.roles, snap.grants), (3, 1, 80));
+    assert_eq!(m.started_by.as_deref(), Some("test"));
+
+    let before = vault.progress().await.unwrap();
+    assert_eq!((before.users.migrated, before.users.remaining), (0, 3));
+    assert_eq!((before.grants.migrated, before.grants.remaining), (0, 80));
+
+    vault.apply(&ws).await.unwrap();
+    let p = vault.principal(f.users[0].id).await.unwrap().unwrap();
+    assert_eq!(p.migration, MigrationState::Migrated);
+    assert_eq!(vault.key_pairs(f.users[0].id).await.unwrap().len(), 2);
+    assert_eq!(
+        vault.migrated_grants(f.users[0].id).await.unwrap().len(),
+        20
+    );
+    let after = vault.progress().await.unwrap();
+    assert_eq!((after.users.migrated, after.users.remaining), (1, 2));
+    assert_eq!((after.roles.migrated, after.roles.remaining), (0, 1));
+    assert_eq!((after.grants.migrated, after.grants.remaining), (20, 60));
+
+    // The same bundle again: conflict, nothing written.
+    let err = vault.apply(&ws).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert!(err.to_string().contains("already migrated"), "{err}");
+
+    // A bundle that misses a pending grant: conflict.
+    let pending = all_pending(&vault, f.users[1].id).await;
+    let stale = write_set(f.users[1].id, &pending[1..]);
+    let err = vault.apply(&stale).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    // One that covers a grant that is not pending for this principal.
+    let mut foreign = write_set(f.users[1].id, &pending);
+    foreign.principals[0].covered_grants[0] = GrantId::random();
+    assert!(matches!(
+        vault.apply(&foreign).await.unwrap_err(),
+        Error::Conflict { .. }
+    ));
+    assert_eq!(vault.progress().await.unwrap(), after);
+
+    // With a non-migratable grant.
+    let mut ws = write_set(f.users[1].id, &pending[1..]);
+    ws.principals[0].covered_grants.push(pending[0].id);
+    ws.non_migratable.push(NonMigratable {
+        grant: pending[0].id,
+        recipient: f.users[1].id,
+        reason: "could not decrypt".into(),
+        resolution: Resolution::Unresolved,
+        resolved_by: None,
+    });
+    vault.apply(&ws).await.unwrap();
+    let p = vault.progress().await.unwrap();
+    assert_eq!(p.unresolved_non_migratable, 1);
+    assert_eq!(p.grants.migrated, 40);
+    vault
+        .resolve_non_migratable(pending[0].id, Resolution::WrittenOff, &audit("write_off"))
+        .await
+        .unwrap();
+    let nm = vault.non_migratable().await.unwrap();
+    assert_eq!(nm[0].resolution, Resolution::WrittenOff);
+    assert_eq!(nm[0].resolved_by.as_deref(), Some("test"));
+    assert_eq!(vault.progress().await.unwrap().unresolved_non_migratable, 0);
+    assert!(matches!(
+        vault
+            .resolve_non_migratable(GrantId::random(), Resolution::Reshared, &audit("x"))
+            .await
+            .unwrap_err(),
+        Error::NotFound { .. }
+    ));
+
+    let events = vault.audit_events(0, 100).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|(_, e)| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "start",
+            "server_done",
+            "migrate_principal",
+            "migrate_principal",
+            "write_off"
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].0 < w[1].0));
+    let tail = vault.audit_events(events[2].0, 100).await.unwrap();
+    assert_eq!(tail.len(), 2);
+});
+
+contract_test!(apply_is_all_or_nothing, |t| {
+    let vault = t.vault().await;
+    let f = fixture(1, 1500);
+    vault.seed(&f.data, 5000).await.unwrap();
+    start_user_phase(&vault).await;
+    let me = f.users[0].id;
+    let pending = all_pending(&vault, me).await;
+    let mut ws = write_set(me, &pending);
+    // The very last row collides with an existing grant's id.
+    let last = ws.grants.len() - 1;
+    ws.grants[last].id = f.data.grants[0].id;
+    let err = vault.apply(&ws).await.unwrap_err();
+    assert!(matches!(err, Error::Constraint { .. }), "{err:?}");
+    assert!(err.to_string().contains("nothing was written"), "{err}");
+
+    assert_eq!(vault.migrated_grants(me).await.unwrap().len(), 0);
+    assert_eq!(vault.key_pairs(me).await.unwrap().len(), 1);
+    let p = vault.principal(me).await.unwrap().unwrap();
+    assert_eq!(p.migration, MigrationState::Pending);
+    assert_eq!(vault.audit_events(0, 100).await.unwrap().len(), 2);
+    // A last row addressed to a principal that does not exist: same.
+    let mut ws = write_set(me, &pending);
+    ws.membership_grants.push(GrantRecord {
+        recipient: PrincipalId::random(),
+        ..ws.grants[0].clone()
+    });
+    ws.membership_grants[0].id = GrantId::random();
+    assert!(vault.apply(&ws).await.is_err());
+    assert_eq!(vault.migrated_grants(me).await.unwrap().len(), 0);
+    // And the honest write set still goes through.
+    vault.apply(&write_set(me, &pending)).await.unwrap();
+    assert_eq!(vault.migrated_grants(me).await.unwrap().len(), 1500);
+});
+
+contract_test!(concurrent_transitions_exactly_one_wins, |t| {
+    let a = t.vault().await;
+    let b = Vault::open(&t.url).await.unwrap();
+    for round in 0..3 {
+        let m = a.migration().await.unwrap();
+        let (from, to) = if m.phase == Phase::Legacy {
+            (Phase::Legacy, Phase::ServerPhase)
+        } else {
+            (Phase::ServerPhase, Phase::Legacy)
+        };
+        let (a2, b2, v) = (a.clone(), b.clone(), m.version);
+        let ta = tokio::spawn(async move { a2.transition(from, v, to, &audit("a")).await });
+        let tb = tokio::spawn(async move { b2.transition(from, v, to, &audit("b")).await });
+        let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+        let wins = [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count();
+        assert_eq!(wins, 1, "round {round}: {ra:?} / {rb:?}");
+        let loser = if ra.is_ok() { rb } else { ra };
+        assert!(
+            matches!(loser, Err(Error::PhaseConflict { expected_version, found_version, .. })
+                if found_version == expected_version + 1),
+            "{loser:?}"
+        );
+        let now = a.migration().await.unwrap();
+        assert_eq!((now.phase, now.version), (to, m.version + 1));
+    }
+    // A stale version loses even when the phase matches.
+    let m = a.migration().await.unwrap();
+    assert!(matches!(
+        a.transition(m.phase, m.version - 1, Phase::UserPhase, &audit("stale"))
+            .await
+            .unwrap_err(),
+        Error::PhaseConflict { .. }
+    ));
+});
+
+contract_test!(read_only_triggers_refuse_other_writers, |t| {
+    let vault = t.vault().await;
+    let f = fixture(2, 3);
+    vault.seed(&f.data, 1000).await.unwrap();
+    let raw = t.raw().await;
+    let records: Vec<&RecordRow> = f.data.records.iter().collect();
+    let record_q = t.q("record");
+    let grant_q = t.q("grant");
+    let update =
+        |id: RecordId| format!("UPDATE {record_q} SET ciphertext = ciphertext WHERE id = '{id}'");
+    let delete_grant = |id: GrantId| format!("DELETE FROM {grant_q} WHERE id = '{id}'");
+
+    // Before: allowed.
+    raw.execute_unprepared(&update(records[0].id))
+        .await
+        .unwrap();
+    raw.execute_unprepared(&delete_grant(f.data.grants[0].id))
+        .await
+        .unwrap();
+
+    start_user_phase(&vault).await;
+    // During: a second connection is refused, on every guarded table.
+    let err = raw
+        .execute_unprepared(&update(records[1].id))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("vault is being migrated"), "{err}");
+    let err = raw
+        .execute_unprepared(&delete_grant(f.data.grants[1].id))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("vault is being migrated"), "{err}");
+    for sql in [
+        format!(
+            "DELETE FROM {} WHERE role_id = '{}'",
+            t.q("membership"),
+            f.role.id
+        ),
+        format!("UPDATE {} SET state = 'retired'", t.q("key_pair")),
+        format!("DELETE FROM {record_q}"),
+    ] {
+        let err = raw.execute_unprepared(&sql).await.unwrap_err();
+        assert!(
+            err.to_string().contains("vault is being migrated"),
+            "{sql}: {err}"
+        );
+    }
+    if t.backend == Db::Postgres {
+        let err = raw
+            .execute_unprepared(&format!("TRUNCATE {record_q} CASCADE"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("vault is being migrated"), "{err}");
+    }
+    // The vault's own record API says so in its type.
+    let err = vault
+        .put_record(&RecordRow {
+            id: records[1].id,
+            ciphertext: vec![1, 2, 3],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ReadOnly), "{err:?}");
+    assert!(matches!(
+        vault.delete_record(records[2].id).await.unwrap_err(),
+        Error::ReadOnly
+    ));
+    // …while the migration's own transaction writes.
+    let pending = all_pending(&vault, f.users[1].id).await;
+    vault
+        .apply(&write_set(f.users[1].id, &pending))
+        .await
+        .unwrap();
+    // Still refused after the migration's transaction committed.
+    assert!(
+        raw.execute_unprepared(&update(records[1].id))
+            .await
+            .is_err()
+    );
+    assert!(vault.audit_events(0, 10).await.is_ok());
+
+    // After abort: allowed again.
+    let m = vault.migration().await.unwrap();
+    vault.abort(m.version, &audit("abort")).await.unwrap();
+    raw.execute_unprepared(&update(records[1].id))
+        .await
+        .unwrap();
+    vault
+        .put_record(&RecordRow {
+            id: records[1].id,
+            ciphertext: vec![1, 2, 3],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        vault
+            .record(records[1].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .ciphertext,
+        vec![1, 2, 3]
+    );
+});
+
+contract_test!(abort_restores_the_legacy_vault, |t| {
+    let vault = t.vault().await;
+    let f = fixture(3, 10);
+    vault.seed(&f.data, 1000).await.unwrap();
+    let before_pending = all_pending(&vault, f.users[0].id).await;
+    let before_progress = vault.progress().await.unwrap();
+    start_user_phase(&vault).await;
+    vault
+        .apply(&write_set(f.users[0].id, &before_pending))
+        .await
+        .unwrap();
+    let role_pending = all_pending(&vault, f.role.id).await;
+    let mut ws = write_set(f.role.id, &role_pending);
+    ws.membership_grants.push(GrantRecord {
+        id: GrantId::random(),
+        recipient: f.users[1].id,
+        subject: rekey_core::ids::Subject::PrivateKey(ws.key_pairs[0].id),
+        envelope: legacy_envelope(3),
+        origin: rekey_core::model::GrantOrigin::Migration,
+        created_at: None,
+    });
+    vault.apply(&ws).await.unwrap();
+    assert_eq!(all_pending(&vault, f.users[1].id).await.len(), 11);
+
+    let m = vault.migration().await.unwrap();
+    let back = vault.abort(m.version, &audit("abort")).await.unwrap();
+    assert_eq!(back.phase, Phase::Legacy);
+    assert!(back.snapshot.is_none() && back.started_at.is_none());
+    assert_eq!(all_pending(&vault, f.users[0].id).await, before_pending);
+    assert_eq!(all_pending(&vault, f.users[1].id).await.len(), 10);
+    assert_eq!(vault.key_pairs(f.users[0].id).await.unwrap().len(), 1);
+    assert_eq!(vault.key_pairs(f.role.id).await.unwrap().len(), 1);
+    assert_eq!(vault.progress().await.unwrap(), before_progress);
+    assert!(
+        vault
+            .migrated_grants(f.users[0].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Abort from legacy is refused.
+    assert!(matches!(
+        vault
+            .abort(back.version, &audit("again"))
+            .await
+            .unwrap_err(),
+        Error::WrongPhase { .. }
+    ));
+});
+
+contract_test!(finalize_removes_legacy_material_in_batches, |t| {
+    let vault = t.vault().await;
+    let f = fixture(2, 30);
+    vault.seed(&f.data, 1000).await.unwrap();
+    // A purged user is exempt and not counted.
+    start_user_phase(&vault).await;
+    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
+        let pending = all_pending(&vault, p).await;
+        vault.apply(&write_set(p, &pending)).await.unwrap();
+    }
+    let progress = vault.progress().await.unwrap();
+    assert_eq!(progress.grants.remaining, 0);
+    assert_eq!(progress.users.remaining + progress.roles.remaining, 0);
+    assert!(matches!(
+        vault.delete_legacy_batch(10).await.unwrap_err(),
+        Error::WrongPhase { .. }
+    ));
+    let m = vault.migration().await.unwrap();
+    let m = vault
+        .transition(
+            Phase::UserPhase,
+            m.version,
+            Phase::Finalizing,
+            &audit("finalize"),
+        )
+        .await
+        .unwrap();
+    let mut batches = 0;
+    let mut total = 0;
+    loop {
+        let n = vault.delete_legacy_batch(25).await.unwrap();
+        assert!(n <= 25);
+        if n == 0 {
+            break;
+        }
+        total += n;
+        batches += 1;
+    }
+    // 90 legacy grants and 3 legacy key pairs.
+    assert_eq!(total, 93);
+    assert!(batches >= 4);
+    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
+        assert!(all_pending(&vault, p).await.is_empty());
+        let kps = vault.key_pairs(p).await.unwrap();
+        assert_eq!(kps.len(), 1);
+        assert_eq!(kps[0].state, rekey_core::model::KeyState::Current);
+        assert_eq!(vault.migrated_grants(p).await.unwrap().len(), 30);
+    }
+    vault
+        .transition(
+            Phase::Finalizing,
+            m.version,
+            Phase::Completed,
+            &audit("done"),
+        )
+        .await
+        .unwrap();
+    // Writable again.
+    vault
+        .put_record(&RecordRow {
+            id: RecordId::random(),
+            ciphertext: vec![5],
+        })
+        .await
+        .unwrap();
+});
+
+contract_test!(start_snapshots_and_marks_blocked_and_exempt, |t| {
+    let vault = t.vault().await;
+    let mut f = fixture(2, 5);
+    let deactivated = user("off", UserStatus::Deactivated);
+    let purged = user("purged", UserStatus::Purged);
+    f.data.principals.push(deactivated.clone());
+    f.data.principals.push(purged.clone());
+    f.data
+        .grants
+        .push(legacy_grant(purged.id, f.data.records[0].id));
+    f.data
+        .grants
+        .push(legacy_grant(deactivated.id, f.data.records[0].id));
+    vault.seed(&f.data, 1000).await.unwrap();
+    let m = vault
+        .start(0, &[deactivated.id], &[purged.id], &audit("start"))
+        .await
+        .unwrap();
+    let snap = m.snapshot.unwrap();
+    assert_eq!((snap.users, snap.roles, snap.grants), (3, 1, 16));
+    let p = vault.progress().await.unwrap();
+    assert_eq!(p.blocked, 1);
+    assert_eq!(p.users.remaining, 3);
+    assert_eq!(p.grants.remaining, 16);
+    let blocked = vault
+        .principals_in_state(MigrationState::Blocked, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        blocked,
+        vec![rekey_core::model::Principal {
+            migration: MigrationState::Blocked,
+            ..deactivated.clone()
+        }]
+    );
+    vault
+        .set_migration_state(&[deactivated.id], MigrationState::Exempt, &audit("exempt"))
+        .await
+        .unwrap();
+    assert_eq!(vault.progress().await.unwrap().blocked, 0);
+    // Starting twice loses the compare-and-swap.
+    assert!(matches!(
+        vault.start(0, &[], &[], &audit("again")).await.unwrap_err(),
+        Error::PhaseConflict { .. }
+    ));
+});
