@@ -1,0 +1,172 @@
+//! What an administrator does to clear a check: mark the beginning of
+//! preparation, renew a directory token, write a device off.
+
+use crate::error::{Error, Result};
+use rekey_core::ids::VaultId;
+use rekey_core::model::{AuditEvent, ServiceKind, Timestamp};
+use rekey_storage::Vault;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// The audit action that records when preparation began.
+pub const PREPARATION_BEGAN: &str = "preparation_began";
+/// The audit action written when a directory token is renewed; its details
+/// hold the profile name and the token's SHA-256 (never the token).
+pub const DIRECTORY_TOKEN_RENEWED: &str = "directory_token_renewed";
+/// The audit action written when a device is written off.
+pub const DEVICE_WRITTEN_OFF: &str = "device_written_off";
+
+/// Audit events read per query while looking for an action.
+const AUDIT_PAGE: u64 = 1000;
+
+/// When preparation began: the time of the latest `preparation_began`
+/// audit event, if any.
+pub async fn preparation_began(vault: &Vault) -> Result<Option<Timestamp>> {
+    let mut after = 0;
+    let mut latest = None;
+    loop {
+        let page = vault.audit_events(after, AUDIT_PAGE).await?;
+        let full = page.len() as u64 == AUDIT_PAGE;
+        for (seq, event) in &page {
+            after = *seq;
+            if event.action == PREPARATION_BEGAN {
+                latest = Some(event.at);
+            }
+        }
+        if !full {
+            return Ok(latest);
+        }
+    }
+}
+
+/// Records that preparation begins now (an audit event by `actor`), unless
+/// it was recorded before; returns when it began.
+pub async fn begin_preparation(vault: &Vault, actor: &str) -> Result<Timestamp> {
+    begin_preparation_at(vault, actor, Timestamp::now()).await
+}
+
+pub(crate) async fn begin_preparation_at(
+    vault: &Vault,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Timestamp> {
+    if let Some(at) = preparation_began(vault).await? {
+        return Ok(at);
+    }
+    vault
+        .append_audit(&AuditEvent {
+            at: now,
+            actor: actor.to_owned(),
+            action: PREPARATION_BEGAN.to_owned(),
+            details: "{}".to_owned(),
+        })
+        .await?;
+    Ok(now)
+}
+
+/// A directory token, shown once. Wiped on drop; `Debug` does not print it.
+pub struct DirectoryToken(Zeroizing<String>);
+
+impl DirectoryToken {
+    /// The token text (64 lower-case hex digits), to show the administrator
+    /// once.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The SHA-256 of the token text, lower-case hex: what the vault keeps.
+    #[must_use]
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for DirectoryToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirectoryToken([redacted])")
+    }
+}
+
+/// Issues a new random token (32 bytes from the OS, hex) for a
+/// directory-sync profile, records its issue time on the profile and its
+/// SHA-256 in the audit log (`directory_token_renewed`, by `actor`), and
+/// returns it to be shown once. The token itself is stored nowhere.
+pub async fn renew_directory_token(
+    vault: &Vault,
+    profile_name: &str,
+    actor: &str,
+) -> Result<DirectoryToken> {
+    let mut profile = vault
+        .directory_profiles()
+        .await?
+        .into_iter()
+        .find(|p| p.name == profile_name)
+        .ok_or_else(|| Error::UnknownDirectoryProfile {
+            name: profile_name.to_owned(),
+        })?;
+    let mut raw = Zeroizing::new([0u8; 32]);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, raw.as_mut());
+    let token = DirectoryToken(Zeroizing::new(hex::encode(raw.as_ref())));
+    let now = Timestamp::now();
+    // Preparation has begun by the time a token is renewed for it.
+    begin_preparation_at(vault, actor, now).await?;
+    profile.token_issued_at = Some(now);
+    vault.upsert_directory_profile(&profile).await?;
+    let details = serde_json::json!({
+        "profile": profile.name,
+        "token_sha256": token.sha256_hex(),
+    });
+    vault
+        .append_audit(&AuditEvent {
+            at: now,
+            actor: actor.to_owned(),
+            action: DIRECTORY_TOKEN_RENEWED.to_owned(),
+            details: details.to_string(),
+        })
+        .await?;
+    Ok(token)
+}
+
+/// Writes a device off: the administrator accepts losing its
+/// unsynchronised changes. Recorded in the audit log (`device_written_off`,
+/// by `actor`, with the device id and how many changes).
+pub async fn write_off_device(vault: &Vault, device_id: &str, actor: &str) -> Result<()> {
+    let mut device = vault
+        .devices()
+        .await?
+        .into_iter()
+        .find(|d| d.id == device_id)
+        .ok_or_else(|| Error::UnknownDevice {
+            id: device_id.to_owned(),
+        })?;
+    device.written_off = true;
+    vault.upsert_device(&device).await?;
+    let details = serde_json::json!({
+        "device": device.id,
+        "owner": device.owner.to_string(),
+        "kind": device.kind.as_str(),
+        "unsynced_changes": device.unsynced_changes,
+    });
+    vault
+        .append_audit(&AuditEvent {
+            at: Timestamp::now(),
+            actor: actor.to_owned(),
+            action: DEVICE_WRITTEN_OFF.to_owned(),
+            details: details.to_string(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// The vault's identity for backups: the id of its vault-key service
+/// principal (the storage layer has no vault id of its own yet; see the
+/// crate docs).
+pub async fn vault_identity(vault: &Vault) -> Result<VaultId> {
+    crate::runner::all_principals(vault)
+        .await?
+        .into_iter()
+        .find(|p| p.service == Some(ServiceKind::VaultKey))
+        .map(|p| VaultId::from_bytes(p.id.to_bytes()))
+        .ok_or(Error::NoVaultIdentity)
+}

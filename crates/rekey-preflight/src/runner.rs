@@ -1,0 +1,248 @@
+//! Loading the facts once from a vault and running every check.
+
+use crate::check::Check;
+use crate::error::Result;
+use crate::facts::{BackupFileFacts, CertificateFacts, Facts, LegacyScan, StorageFacts};
+use crate::keydir::{KeyFileState, read_key};
+use crate::report::Report;
+use rekey_core::model::{MigrationState, Principal, Timestamp, UserStatus};
+use rekey_storage::{Backend, Vault};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Grants read per query while scanning the legacy data.
+const GRANT_PAGE: u64 = 1000;
+/// Principals read per query.
+const PRINCIPAL_PAGE: u64 = 500;
+
+/// What the runner is told besides the vault.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// When preparation began. `None`: the time recorded in the audit log
+    /// by the first preflight run (see [`crate::begin_preparation`]); the
+    /// runner records it now if it was never recorded.
+    pub preparation_started_at: Option<Timestamp>,
+    /// The server's key directory, to look for each certificate's private
+    /// key. `None`: not looked for (the certificates check blocks if there
+    /// are certificates).
+    pub key_dir: Option<PathBuf>,
+    /// A backup file to compare with the digests recorded by `rekey cert
+    /// backup` (no passphrase needed: the digest is of the encrypted file).
+    pub backup_file: Option<PathBuf>,
+    /// "Now", for tests; `None`: the system clock.
+    pub now: Option<Timestamp>,
+}
+
+/// Loads the facts from the vault once, runs every check, and returns the
+/// report. Reads only, except that the first run records when preparation
+/// began (an audit event) if [`Options::preparation_started_at`] is `None`.
+pub async fn run(vault: &Vault, options: &Options) -> Result<Report> {
+    let facts = load(vault, options).await?;
+    Ok(run_checks(&facts, &crate::checks::all()))
+}
+
+/// Runs the given checks on already loaded facts.
+#[must_use]
+pub fn run_checks(facts: &Facts, checks: &[Box<dyn Check>]) -> Report {
+    Report {
+        checked_at: facts.now,
+        results: checks.iter().map(|c| c.run(facts)).collect(),
+    }
+}
+
+/// Every principal, by migration state then id.
+pub(crate) async fn all_principals(vault: &Vault) -> Result<Vec<Principal>> {
+    let mut out = Vec::new();
+    for state in MigrationState::ALL {
+        let mut after = None;
+        loop {
+            let page = vault
+                .principals_in_state(*state, after, PRINCIPAL_PAGE)
+                .await?;
+            let full = page.len() as u64 == PRINCIPAL_PAGE;
+            after = page.last().map(|p| p.id);
+            out.extend(page);
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Loads everything the checks look at.
+pub async fn load(vault: &Vault, options: &Options) -> Result<Facts> {
+    let now = options.now.unwrap_or_else(Timestamp::now);
+    let preparation_started_at = match options.preparation_started_at {
+        Some(t) => t,
+        None => crate::actions::begin_preparation_at(vault, "rekey preflight", now).await?,
+    };
+    let mut facts = Facts::new(now);
+    facts.preparation_started_at = preparation_started_at;
+    facts.settings = vault.settings().await?;
+    facts.components = vault.components().await?;
+    facts.devices = vault.devices().await?;
+    facts.servers = vault.servers().await?;
+    facts.directory_profiles = vault.directory_profiles().await?;
+    for status in [UserStatus::Deactivated, UserStatus::Deleted] {
+        facts
+            .unpurged_users
+            .extend(vault.users_by_status(status).await?);
+    }
+    // Not recorded by the vault yet (see the crate docs).
+    facts.e2ee_logins = None;
+
+    let principals = all_principals(vault).await?;
+    facts.names = principals.iter().map(|p| (p.id, p.name.clone())).collect();
+    facts.legacy = scan_legacy(vault, &principals).await?;
+
+    facts.key_dir = options.key_dir.clone();
+    for certificate in vault.certificates().await? {
+        let key_file = match &options.key_dir {
+            None => KeyFileState::NotChecked,
+            Some(dir) => match read_key(dir, &certificate.fingerprint) {
+                Ok(_) => KeyFileState::Present,
+                Err(state) => state,
+            },
+        };
+        facts.certificates.push(CertificateFacts {
+            owner: facts.name_of(certificate.principal),
+            certificate,
+            created_at: None,
+            key_file,
+        });
+    }
+    facts.backup_file = options.backup_file.as_ref().map(|path| BackupFileFacts {
+        path: path.clone(),
+        digest: std::fs::read(path)
+            .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+            .map_err(|e| e.to_string()),
+    });
+    facts.storage = storage_facts(vault);
+    Ok(facts)
+}
+
+/// Reads every principal's key pairs and legacy grants, page by page.
+/// A principal whose rows the vault cannot parse is noted, not fatal.
+async fn scan_legacy(vault: &Vault, principals: &[Principal]) -> Result<LegacyScan> {
+    let mut scan = LegacyScan::default();
+    for p in principals {
+        let key_pairs = match vault.key_pairs(p.id).await {
+            Ok(k) => Ok(k),
+            Err(rekey_storage::Error::Corrupt { what, detail }) => Err(format!("{what}: {detail}")),
+            Err(e) => return Err(e.into()),
+        };
+        let mut grants = Vec::new();
+        let mut grants_error = None;
+        let mut after = None;
+        loop {
+            match vault.pending_grants_page(p.id, after, GRANT_PAGE).await {
+                Ok(page) => {
+                    let full = page.len() as u64 == GRANT_PAGE;
+                    after = page.last().map(|g| g.id);
+                    grants.extend(page);
+                    if !full {
+                        break;
+                    }
+                }
+                Err(rekey_storage::Error::Corrupt { what, detail }) => {
+                    grants_error = Some(format!("{what}: {detail}"));
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        scan.observe(
+            p,
+            key_pairs.as_deref().map_err(Clone::clone),
+            &grants,
+            grants_error,
+        );
+    }
+    Ok(scan)
+}
+
+/// Where the vault lives, and free space there for a SQLite file.
+fn storage_facts(vault: &Vault) -> StorageFacts {
+    match vault.backend() {
+        Backend::Sqlite => match sqlite_path(vault.url()) {
+            None => StorageFacts::InMemory,
+            Some(path) => {
+                let free_bytes = free_space(&path);
+                StorageFacts::SqliteFile { path, free_bytes }
+            }
+        },
+        Backend::Postgres => StorageFacts::Remote {
+            backend: "PostgreSQL".to_owned(),
+        },
+        Backend::MySql => StorageFacts::Remote {
+            backend: "MySQL/MariaDB".to_owned(),
+        },
+        _ => StorageFacts::Remote {
+            backend: "database server".to_owned(),
+        },
+    }
+}
+
+/// The file of a `sqlite://PATH?…` or `sqlite:PATH` URL; `None` for an
+/// in-memory database.
+pub(crate) fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|kv| kv == "mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+/// Bytes available to an unprivileged writer on the file system holding
+/// `file` (the file itself, or its directory if it does not exist yet).
+pub(crate) fn free_space(file: &Path) -> Result<u64, String> {
+    let target = if file.exists() {
+        file.to_path_buf()
+    } else {
+        match file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    };
+    let st = nix::sys::statvfs::statvfs(&target).map_err(|e| e.desc().to_owned())?;
+    #[allow(clippy::useless_conversion)]
+    let (avail, frag) = (
+        u64::from(st.blocks_available()),
+        u64::from(st.fragment_size()),
+    );
+    Ok(avail.saturating_mul(frag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls() {
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/v.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/v.db"))
+        );
+        assert_eq!(sqlite_path("sqlite://v.db"), Some(PathBuf::from("v.db")));
+        assert_eq!(
+            sqlite_path("sqlite:v.db?mode=rw"),
+            Some(PathBuf::from("v.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(
+            sqlite_path("sqlite://file.db?mode=memory&cache=shared"),
+            None
+        );
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    #[test]
+    fn free_space_of_temp_dir() {
+        let free = free_space(&std::env::temp_dir().join("no-such-file.db")).unwrap();
+        assert!(free > 0);
+    }
+}
