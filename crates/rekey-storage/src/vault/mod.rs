@@ -6,6 +6,7 @@
 mod convert;
 mod facts;
 mod lifecycle;
+mod queries;
 mod read;
 mod seed;
 mod write_set;
@@ -96,6 +97,15 @@ impl Vault {
             .acquire_timeout(Duration::from_secs(30))
             .max_connections(8)
             .sqlx_logging(false);
+        if backend == Backend::Sqlite {
+            // WAL lets status reads run beside a long migration write; a
+            // writer waits up to a minute for another (a 100,000-grant
+            // write set takes seconds) instead of failing as "locked".
+            options.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(60))
+            });
+        }
         let db = Database::connect(options)
             .await
             .map_err(|e| Error::Unreachable {

@@ -1,0 +1,108 @@
+//! Reads the migration engine needs beyond the basic ones: principals by
+//! name, kind or id list, key pairs of many principals, every grant of a
+//! principal, and records page by page.
+
+use super::Vault;
+use super::convert::{grant_from, key_pair_from, principal_from};
+use crate::entity::{grant, key_pair, principal, record};
+use crate::error::{Result, db};
+use rekey_core::ids::{PrincipalId, RecordId};
+use rekey_core::model::{GrantRecord, KeyPairRecord, Principal, PrincipalKind, RecordRow};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+impl Vault {
+    /// The principal with this name, if any.
+    pub async fn principal_by_name(&self, name: &str) -> Result<Option<Principal>> {
+        principal::Entity::find()
+            .filter(principal::Column::Name.eq(name))
+            .one(&self.db)
+            .await
+            .map_err(db("find a principal by name"))?
+            .map(principal_from)
+            .transpose()
+    }
+
+    /// Every principal of one kind, by id.
+    pub async fn principals_of_kind(&self, kind: PrincipalKind) -> Result<Vec<Principal>> {
+        principal::Entity::find()
+            .filter(principal::Column::Kind.eq(kind.as_str()))
+            .order_by_asc(principal::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db("list principals"))?
+            .into_iter()
+            .map(principal_from)
+            .collect()
+    }
+
+    /// The principals with these ids (unknown ids are skipped).
+    pub async fn principals(&self, ids: &[PrincipalId]) -> Result<Vec<Principal>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::BATCH_ROWS) {
+            let rows = principal::Entity::find()
+                .filter(principal::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
+                .all(&self.db)
+                .await
+                .map_err(db("load principals"))?;
+            for row in rows {
+                out.push(principal_from(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The key pairs of all these principals.
+    pub async fn key_pairs_of(&self, ids: &[PrincipalId]) -> Result<Vec<KeyPairRecord>> {
+        let mut out = Vec::with_capacity(ids.len() * 2);
+        for chunk in ids.chunks(super::BATCH_ROWS) {
+            let rows = key_pair::Entity::find()
+                .filter(key_pair::Column::PrincipalId.is_in(chunk.iter().map(ToString::to_string)))
+                .all(&self.db)
+                .await
+                .map_err(db("load key pairs"))?;
+            for row in rows {
+                out.push(key_pair_from(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every grant addressed to a principal, legacy and new.
+    pub async fn grants_to(&self, principal: PrincipalId) -> Result<Vec<GrantRecord>> {
+        grant::Entity::find()
+            .filter(grant::Column::RecipientId.eq(principal.to_string()))
+            .order_by_asc(grant::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db("load a principal's grants"))?
+            .into_iter()
+            .map(grant_from)
+            .collect()
+    }
+
+    /// Records in id order after `after`, at most `limit`.
+    pub async fn records_page(
+        &self,
+        after: Option<RecordId>,
+        limit: u64,
+    ) -> Result<Vec<RecordRow>> {
+        let mut q = record::Entity::find();
+        if let Some(after) = after {
+            q = q.filter(record::Column::Id.gt(after.to_string()));
+        }
+        let rows = q
+            .order_by_asc(record::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db("load records"))?;
+        rows.into_iter()
+            .map(|m| {
+                Ok(RecordRow {
+                    id: super::convert::parse("record id", &m.id)?,
+                    ciphertext: m.ciphertext,
+                })
+            })
+            .collect()
+    }
+}
