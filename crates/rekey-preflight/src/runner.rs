@@ -5,9 +5,11 @@ use crate::error::Result;
 use crate::facts::{BackupFileFacts, CertificateFacts, Facts, LegacyScan, StorageFacts};
 use crate::keydir::{KeyFileState, read_key};
 use crate::report::Report;
+use rekey_core::ids::{RecordId, Subject};
 use rekey_core::model::{MigrationState, Principal, Timestamp, UserStatus};
 use rekey_storage::{Backend, Vault};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// Grants read per query while scanning the legacy data.
@@ -122,10 +124,12 @@ pub async fn load(vault: &Vault, options: &Options) -> Result<Facts> {
     Ok(facts)
 }
 
-/// Reads every principal's key pairs and legacy grants, page by page.
-/// A principal whose rows the vault cannot parse is noted, not fatal.
+/// Reads every principal's key pairs and legacy grants, page by page, then
+/// every record, to find records no legacy grant opens. A principal whose
+/// rows the vault cannot parse is noted, not fatal.
 async fn scan_legacy(vault: &Vault, principals: &[Principal]) -> Result<LegacyScan> {
     let mut scan = LegacyScan::default();
+    let mut granted: HashSet<RecordId> = HashSet::new();
     for p in principals {
         let key_pairs = match vault.key_pairs(p.id).await {
             Ok(k) => Ok(k),
@@ -139,6 +143,10 @@ async fn scan_legacy(vault: &Vault, principals: &[Principal]) -> Result<LegacySc
             match vault.pending_grants_page(p.id, after, GRANT_PAGE).await {
                 Ok(page) => {
                     let full = page.len() as u64 == GRANT_PAGE;
+                    granted.extend(page.iter().filter_map(|g| match g.subject {
+                        Subject::RecordKey(r) => Some(r),
+                        Subject::PrivateKey(_) => None,
+                    }));
                     after = page.last().map(|g| g.id);
                     grants.extend(page);
                     if !full {
@@ -159,6 +167,22 @@ async fn scan_legacy(vault: &Vault, principals: &[Principal]) -> Result<LegacySc
             grants_error,
         );
     }
+    let mut orphans = Vec::new();
+    let mut after = None;
+    loop {
+        let page = vault.records_page(after, GRANT_PAGE).await?;
+        let full = page.len() as u64 == GRANT_PAGE;
+        after = page.last().map(|r| r.id);
+        orphans.extend(
+            page.iter()
+                .filter(|r| !granted.contains(&r.id))
+                .map(|r| r.id.to_string()),
+        );
+        if !full {
+            break;
+        }
+    }
+    scan.records_without_grant = Some(orphans);
     Ok(scan)
 }
 

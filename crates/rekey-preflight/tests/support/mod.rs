@@ -1,0 +1,189 @@
+//! A temporary SQLite vault seeded for preparation tests.
+
+#![allow(dead_code, unreachable_pub)]
+
+use rekey_core::ids::{GrantId, KeyPairId, PrincipalId, RecordId, Subject};
+use rekey_core::model::{
+    Certificate, Component, Device, DeviceKind, DirectoryProfile, GrantOrigin, GrantRecord,
+    KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind, RecordRow,
+    Server, ServiceKind, Settings, Timestamp, UserStatus,
+};
+use rekey_core::{LegacyRsaPrivateKey, Scheme, wrap_legacy_grant};
+use rekey_preflight::fingerprint;
+use rekey_storage::{SeedData, Vault};
+use std::path::{Path, PathBuf};
+
+pub const CERT_KEY: &[u8] = include_bytes!("../../../rekey-core/tests/fixtures/rsa-2048-b.pk8");
+pub const USER_KEY: &[u8] = include_bytes!("../../../rekey-core/tests/fixtures/rsa-2048-c.pk8");
+pub const OTHER_KEY: &[u8] = include_bytes!("../../../rekey-core/tests/fixtures/rsa-2048-d.pk8");
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("rekey-preflight-{label}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+pub fn principal(name: &str, kind: PrincipalKind, status: UserStatus) -> Principal {
+    Principal {
+        id: PrincipalId::random(),
+        kind,
+        name: name.to_owned(),
+        status,
+        custody: if kind == PrincipalKind::User {
+            KeyCustody::E2ee
+        } else {
+            KeyCustody::Managed
+        },
+        service: (kind == PrincipalKind::Service).then_some(ServiceKind::VaultKey),
+        migration: MigrationState::Pending,
+    }
+}
+
+pub fn legacy_key_pair(owner: &Principal, der: &[u8]) -> KeyPairRecord {
+    let key = LegacyRsaPrivateKey::from_pkcs8_der(der).unwrap();
+    KeyPairRecord {
+        id: KeyPairId::random(),
+        principal: owner.id,
+        scheme: Scheme::RsaOaepSha256,
+        public_key: key.public_key().to_spki_der().to_vec(),
+        wrapped_private_key: None,
+        state: KeyState::Legacy,
+    }
+}
+
+pub fn key_fingerprint(der: &[u8]) -> String {
+    let key = LegacyRsaPrivateKey::from_pkcs8_der(der).unwrap();
+    fingerprint(key.public_key().to_spki_der())
+}
+
+/// What a seeded vault holds.
+pub struct Seeded {
+    pub vault: Vault,
+    pub dir: TempDir,
+    pub vault_key: Principal,
+    pub certificate: Certificate,
+    pub key_dir: PathBuf,
+}
+
+/// A legacy vault with: a vault-key service holding a certificate (its
+/// private key in `key_dir`), an active user `alice` and a deactivated
+/// `bob` (each with a legacy key and one record shared to them), one
+/// server heartbeating now, every component at 10.1.0, offline access
+/// allowed with an offline add-on holding 2 unsynchronised changes, and a
+/// SCIM profile whose token predates everything.
+pub async fn seeded_vault() -> Seeded {
+    let dir = TempDir::new("vault");
+    let db = dir.path().join("vault.db");
+    let vault = Vault::init(&format!("sqlite://{}?mode=rwc", db.display()))
+        .await
+        .unwrap();
+
+    let vault_key = principal("vault-key", PrincipalKind::Service, UserStatus::Active);
+    let alice = principal("alice", PrincipalKind::User, UserStatus::Active);
+    let bob = principal("bob", PrincipalKind::User, UserStatus::Deactivated);
+    let cert_pair = legacy_key_pair(&vault_key, CERT_KEY);
+    let alice_pair = legacy_key_pair(&alice, USER_KEY);
+    let bob_pair = legacy_key_pair(&bob, OTHER_KEY);
+    let certificate = Certificate {
+        key_pair: cert_pair.id,
+        principal: vault_key.id,
+        fingerprint: key_fingerprint(CERT_KEY),
+        backup_digest: None,
+        backup_verified_at: None,
+    };
+    let mut records = Vec::new();
+    let mut grants = Vec::new();
+    for (who, der) in [(&alice, USER_KEY), (&bob, OTHER_KEY)] {
+        let record = RecordRow {
+            id: RecordId::random(),
+            ciphertext: vec![1, 2, 3],
+        };
+        let key = LegacyRsaPrivateKey::from_pkcs8_der(der).unwrap();
+        grants.push(GrantRecord {
+            id: GrantId::random(),
+            recipient: who.id,
+            subject: Subject::RecordKey(record.id),
+            envelope: wrap_legacy_grant(&key.public_key(), Scheme::RsaOaepSha256, &[5u8; 32])
+                .unwrap(),
+            origin: GrantOrigin::Legacy,
+            created_at: Some(now()),
+        });
+        records.push(record);
+    }
+    let seed = SeedData {
+        principals: vec![vault_key.clone(), alice.clone(), bob.clone()],
+        key_pairs: vec![cert_pair, alice_pair, bob_pair],
+        records,
+        grants,
+        certificates: vec![certificate.clone()],
+        servers: vec![Server {
+            name: "server-1".to_owned(),
+            heartbeat_at: now(),
+            certificate_fingerprints: vec![certificate.fingerprint.clone()],
+        }],
+        devices: vec![Device {
+            id: "alice-laptop".to_owned(),
+            owner: alice.id,
+            kind: DeviceKind::OfflineAddon,
+            last_sync_at: Some(Timestamp(now().0 - 60_000)),
+            unsynced_changes: 2,
+            written_off: false,
+        }],
+        directory_profiles: vec![DirectoryProfile {
+            name: "corp-scim".to_owned(),
+            kind: "scim".to_owned(),
+            token_issued_at: Some(Timestamp(1_000)),
+        }],
+        components: ["server", "desktop_client", "web_client"]
+            .into_iter()
+            .map(|n| Component {
+                name: n.to_owned(),
+                version: "10.1.0".to_owned(),
+            })
+            .collect(),
+        ..SeedData::default()
+    };
+    vault.seed(&seed, 1000).await.unwrap();
+    vault
+        .set_settings(&Settings {
+            offline_access_allowed: true,
+            mobile_sync_allowed: false,
+        })
+        .await
+        .unwrap();
+
+    let key_dir = dir.path().join("keys");
+    std::fs::create_dir_all(&key_dir).unwrap();
+    std::fs::write(
+        key_dir.join(format!("{}.pk8", certificate.fingerprint)),
+        CERT_KEY,
+    )
+    .unwrap();
+    Seeded {
+        vault,
+        dir,
+        vault_key,
+        certificate,
+        key_dir,
+    }
+}
