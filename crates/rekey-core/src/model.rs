@@ -402,6 +402,8 @@ pub struct MigrationRow {
     pub started_by: Option<String>,
     /// What had to be migrated at start.
     pub snapshot: Option<SnapshotCounts>,
+    /// The current run (set by start, cleared by abort).
+    pub run: Option<crate::ids::RunId>,
 }
 
 /// A grant that could not be migrated.

@@ -65,7 +65,13 @@ async fn prepare(url: &str) -> (Vault, rekey_core::ids::PrincipalId) {
 async fn to_user_phase(vault: &Vault) {
     let m = vault.migration().await.unwrap();
     let m = vault
-        .start(m.version, &[], &[], &audit("start"))
+        .start(
+            m.version,
+            rekey_core::ids::RunId::random(),
+            &[],
+            &[],
+            &audit("start"),
+        )
         .await
         .unwrap();
     vault

@@ -225,6 +225,12 @@ impl EcPublicKey {
         }
     }
 
+    /// Lowercase hex SHA-256 of the uncompressed SEC1 point.
+    #[must_use]
+    pub fn fingerprint(&self) -> String {
+        super::fingerprint(&self.to_sec1())
+    }
+
     /// Uncompressed SEC1 encoding.
     #[must_use]
     pub fn to_sec1(&self) -> Vec<u8> {

@@ -61,6 +61,36 @@ pub fn hpke_export_scheme(curve: ec::Curve) -> Scheme {
     }
 }
 
+/// Lowercase hex SHA-256 of a public key's encoding.
+#[must_use]
+pub fn fingerprint(public_key_bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(public_key_bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl PublicKey {
+    /// The key's fingerprint (see [`fingerprint`]).
+    #[must_use]
+    pub fn fingerprint(&self) -> String {
+        match self {
+            PublicKey::Rsa(k) => k.fingerprint(),
+            PublicKey::Ec(k) => k.fingerprint(),
+        }
+    }
+
+    /// The stored encoding: SPKI DER for RSA, uncompressed SEC1 for EC.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            PublicKey::Rsa(k) => k.to_spki_der().to_vec(),
+            PublicKey::Ec(k) => k.to_sec1(),
+        }
+    }
+}
+
 pub(crate) fn suite_for(scheme: Scheme) -> Option<hpke::Suite> {
     match scheme {
         Scheme::HpkeP256 | Scheme::HpkeP256Export => Some(hpke::Suite::P256),

@@ -210,6 +210,13 @@ impl LegacyRsaPublicKey {
         self.bits
     }
 
+    /// Lowercase hex SHA-256 of the SubjectPublicKeyInfo DER: how rekey
+    /// names a certificate and its key file.
+    #[must_use]
+    pub fn fingerprint(&self) -> String {
+        super::fingerprint(&self.spki)
+    }
+
     /// Verifies an RSA-PSS SHA-256 signature.
     pub fn verify_pss(&self, message: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         let pkcs1 = aws_lc_rs::rsa::PublicKey::from_der(&self.spki)

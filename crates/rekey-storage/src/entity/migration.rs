@@ -15,6 +15,8 @@ pub struct Model {
     pub snapshot_roles: Option<i64>,
     pub snapshot_services: Option<i64>,
     pub snapshot_grants: Option<i64>,
+    pub vault_id: String,
+    pub run_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

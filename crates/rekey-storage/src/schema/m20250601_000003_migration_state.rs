@@ -20,6 +20,8 @@ enum MigrationTable {
     SnapshotRoles,
     SnapshotServices,
     SnapshotGrants,
+    VaultId,
+    RunId,
 }
 
 #[derive(DeriveIden)]
@@ -93,6 +95,12 @@ impl MigrationTrait for Migration {
                             .big_integer()
                             .null(),
                     )
+                    .col(
+                        ColumnDef::new(MigrationTable::VaultId)
+                            .string_len(36)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(MigrationTable::RunId).string_len(36).null())
                     .to_owned(),
             )
             .await?;
@@ -104,8 +112,14 @@ impl MigrationTrait for Migration {
                         MigrationTable::Id,
                         MigrationTable::Phase,
                         MigrationTable::Version,
+                        MigrationTable::VaultId,
                     ])
-                    .values_panic([1.into(), "legacy".into(), 0i64.into()])
+                    .values_panic([
+                        1.into(),
+                        "legacy".into(),
+                        0i64.into(),
+                        uuid::Uuid::new_v4().to_string().into(),
+                    ])
                     .to_owned(),
             )
             .await?;

@@ -158,6 +158,11 @@ pub(crate) fn migration_from(m: migration::Model) -> Result<MigrationRow> {
         started_at: m.started_at.map(Timestamp),
         started_by: m.started_by,
         snapshot,
+        run: m
+            .run_id
+            .as_deref()
+            .map(|r| parse("run id", r))
+            .transpose()?,
     })
 }
 

@@ -6,7 +6,7 @@ use crate::entity::{
     audit, certificate, grant, key_pair, migration, non_migratable, principal, record,
 };
 use crate::error::{Error, Result, db};
-use rekey_core::ids::{GrantId, PrincipalId, RecordId};
+use rekey_core::ids::{GrantId, PrincipalId, RecordId, RunId};
 use rekey_core::model::{
     AuditEvent, GrantOrigin, KeyState, MigrationRow, MigrationState, NonMigratable, Phase,
     PrincipalKind, RecordRow, Resolution,
@@ -77,6 +77,7 @@ impl Vault {
     pub async fn start(
         &self,
         expected_version: i64,
+        run: RunId,
         blocked: &[PrincipalId],
         exempt: &[PrincipalId],
         audit: &AuditEvent,
@@ -170,6 +171,7 @@ impl Vault {
                 migration::Column::SnapshotGrants,
                 Expr::value(grants.unwrap_or(0)),
             )
+            .col_expr(migration::Column::RunId, Expr::value(run.to_string()))
             .filter(migration::Column::Id.eq(1))
             .exec(&txn)
             .await
@@ -283,6 +285,10 @@ impl Vault {
                 migration::Column::SnapshotGrants,
                 Expr::value(Option::<i64>::None),
             )
+            .col_expr(
+                migration::Column::RunId,
+                Expr::value(Option::<String>::None),
+            )
             .filter(migration::Column::Id.eq(1))
             .exec(&txn)
             .await
@@ -346,6 +352,37 @@ impl Vault {
                     .exec(&txn)
                     .await
                     .map_err(db("delete legacy grants"))?
+                    .rows_affected;
+            }
+        }
+
+        if deleted < limit {
+            // Grants of a legacy key pair's private key (re-wrapped to new
+            // keys during the migration) die with the key pair.
+            let legacy_subject_ids: Vec<String> = grant::Entity::find()
+                .select_only()
+                .column(grant::Column::Id)
+                .filter(grant::Column::SubjectKind.eq("private_key"))
+                .filter(
+                    grant::Column::SubjectId.in_subquery(sea_orm::QueryTrait::into_query(
+                        key_pair::Entity::find()
+                            .select_only()
+                            .column(key_pair::Column::Id)
+                            .filter(key_pair::Column::State.eq(KeyState::Legacy.as_str())),
+                    )),
+                )
+                .order_by_asc(grant::Column::Id)
+                .limit(limit - deleted)
+                .into_tuple()
+                .all(&txn)
+                .await
+                .map_err(db("list grants of legacy keys"))?;
+            for chunk in legacy_subject_ids.chunks(BATCH_ROWS) {
+                deleted += grant::Entity::delete_many()
+                    .filter(grant::Column::Id.is_in(chunk.to_vec()))
+                    .exec(&txn)
+                    .await
+                    .map_err(db("delete grants of legacy keys"))?
                     .rows_affected;
             }
         }

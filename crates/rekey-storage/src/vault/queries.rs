@@ -4,13 +4,47 @@
 
 use super::Vault;
 use super::convert::{grant_from, key_pair_from, principal_from};
-use crate::entity::{grant, key_pair, principal, record};
-use crate::error::{Result, db};
-use rekey_core::ids::{PrincipalId, RecordId};
+use crate::entity::{grant, key_pair, migration, principal, record};
+use crate::error::{Error, Result, db};
+use rekey_core::ids::{PrincipalId, RecordId, VaultId};
 use rekey_core::model::{GrantRecord, KeyPairRecord, Principal, PrincipalKind, RecordRow};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
 impl Vault {
+    /// The vault's identity: every grant binding names it. Made at `init`.
+    pub async fn vault_id(&self) -> Result<VaultId> {
+        let row = migration::Entity::find_by_id(1)
+            .one(&self.db)
+            .await
+            .map_err(db("read the vault id"))?
+            .ok_or_else(|| Error::corrupt("migration row", "missing"))?;
+        super::convert::parse("vault id", &row.vault_id)
+    }
+
+    /// Gives an empty vault the identity its seed data was made for (the
+    /// demo generates keys bound to a vault id before seeding). Refused once
+    /// the vault holds any principal.
+    pub async fn set_vault_id(&self, id: VaultId) -> Result<()> {
+        let principals = principal::Entity::find()
+            .count(&self.db)
+            .await
+            .map_err(db("count principals"))?;
+        if principals > 0 {
+            return Err(Error::Conflict {
+                principal: PrincipalId(uuid::Uuid::nil()),
+                reason: "the vault already holds data; its identity cannot change".to_owned(),
+            });
+        }
+        migration::Entity::update_many()
+            .col_expr(migration::Column::VaultId, Expr::value(id.to_string()))
+            .filter(migration::Column::Id.eq(1))
+            .exec(&self.db)
+            .await
+            .map_err(db("set the vault id"))?;
+        Ok(())
+    }
+
     /// The principal with this name, if any.
     pub async fn principal_by_name(&self, name: &str) -> Result<Option<Principal>> {
         principal::Entity::find()

@@ -6,7 +6,7 @@ use super::convert::{audit_to, grant_to, key_pair_to, non_migratable_to};
 use super::read::insert_batched;
 use crate::entity::{audit, grant, principal};
 use crate::error::{Error, Result, db};
-use rekey_core::ids::{GrantId, PrincipalId};
+use rekey_core::ids::{GrantId, KeyPairId, PrincipalId};
 use rekey_core::model::{
     AuditEvent, GrantOrigin, GrantRecord, KeyPairRecord, KeyState, MigrationState, NonMigratable,
     Phase,
@@ -45,6 +45,11 @@ pub struct MigrationWrite {
     pub membership_grants: Vec<GrantRecord>,
     /// Grants that could not be decrypted.
     pub non_migratable: Vec<NonMigratable>,
+    /// Holders given a legacy (RSA) grant of a new key: they must still not
+    /// have migrated, or that grant would never be re-wrapped.
+    pub pending_holders: Vec<PrincipalId>,
+    /// Holders given an HPKE grant: they must still have this current key.
+    pub current_keys: Vec<(PrincipalId, KeyPairId)>,
     /// The audit event recording the step.
     pub audit: AuditEvent,
 }
@@ -115,8 +120,17 @@ impl Vault {
                 reason: "the write set names a principal twice".to_owned(),
             });
         }
+        // Holders are locked with the principals, all in id order.
+        let mut lock_ids: Vec<String> = ids
+            .iter()
+            .cloned()
+            .chain(write.pending_holders.iter().map(ToString::to_string))
+            .chain(write.current_keys.iter().map(|(p, _)| p.to_string()))
+            .collect();
+        lock_ids.sort();
+        lock_ids.dedup();
         let mut q = principal::Entity::find()
-            .filter(principal::Column::Id.is_in(ids.clone()))
+            .filter(principal::Column::Id.is_in(lock_ids))
             .order_by_asc(principal::Column::Id);
         if self.lock_suffix(false).is_empty() {
             // SQLite: the transaction already holds the write lock.
@@ -141,6 +155,34 @@ impl Vault {
                 });
             }
             self.check_covered(txn, pm).await?;
+        }
+        for holder in &write.pending_holders {
+            let id = holder.to_string();
+            let state = match found.iter().find(|r| r.id == id) {
+                Some(row) => super::convert::parse("migration state", &row.migration_state)?,
+                None => MigrationState::Exempt,
+            };
+            if matches!(state, MigrationState::Migrated | MigrationState::Exempt) {
+                return Err(Error::Conflict {
+                    principal: *holder,
+                    reason: format!("a holder of a migrating key is now {state}"),
+                });
+            }
+        }
+        for (holder, key_pair_id) in &write.current_keys {
+            let current = crate::entity::key_pair::Entity::find_by_id(key_pair_id.to_string())
+                .one(txn)
+                .await
+                .map_err(db("load a holder's key pair"))?;
+            let ok = current.is_some_and(|k| {
+                k.principal_id == holder.to_string() && k.state == KeyState::Current.as_str()
+            });
+            if !ok {
+                return Err(Error::Conflict {
+                    principal: *holder,
+                    reason: "a holder's current key changed".to_owned(),
+                });
+            }
         }
 
         for k in &write.key_pairs {

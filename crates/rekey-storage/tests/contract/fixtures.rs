@@ -143,6 +143,8 @@ pub fn write_set(principal: PrincipalId, pending: &[GrantRecord]) -> MigrationWr
             .collect(),
         membership_grants: vec![],
         non_migratable: vec![],
+        pending_holders: vec![],
+        current_keys: vec![],
         audit: audit("migrate_principal"),
     }
 }

@@ -6,7 +6,7 @@ fn backend() -> Db {
 }
 use crate::fixtures::*;
 use crate::harness::{Db, TestDb};
-use rekey_core::ids::{GrantId, PrincipalId, RecordId};
+use rekey_core::ids::{GrantId, PrincipalId, RecordId, RunId};
 use rekey_core::model::{
     Component, Device, DeviceKind, DirectoryProfile, GrantRecord, MigrationState, NonMigratable,
     Phase, RecordRow, Resolution, Server, Settings, Timestamp, UserStatus,
@@ -27,7 +27,7 @@ async fn all_pending(vault: &Vault, p: PrincipalId) -> Vec<GrantRecord> {
 async fn start_user_phase(vault: &Vault) {
     let m = vault.migration().await.unwrap();
     let m = vault
-        .start(m.version, &[], &[], &audit("start"))
+        .start(m.version, RunId::random(), &[], &[], &audit("start"))
         .await
         .unwrap();
     vault
@@ -633,7 +633,13 @@ contract_test!(start_snapshots_and_marks_blocked_and_exempt, |t| {
         .push(legacy_grant(deactivated.id, f.data.records[0].id));
     vault.seed(&f.data, 1000).await.unwrap();
     let m = vault
-        .start(0, &[deactivated.id], &[purged.id], &audit("start"))
+        .start(
+            0,
+            RunId::random(),
+            &[deactivated.id],
+            &[purged.id],
+            &audit("start"),
+        )
         .await
         .unwrap();
     let snap = m.snapshot.unwrap();
@@ -660,7 +666,134 @@ contract_test!(start_snapshots_and_marks_blocked_and_exempt, |t| {
     assert_eq!(vault.progress().await.unwrap().blocked, 0);
     // Starting twice loses the compare-and-swap.
     assert!(matches!(
-        vault.start(0, &[], &[], &audit("again")).await.unwrap_err(),
+        vault
+            .start(0, RunId::random(), &[], &[], &audit("again"))
+            .await
+            .unwrap_err(),
         Error::PhaseConflict { .. }
     ));
+});
+
+contract_test!(identity_and_run_are_persisted, |t| {
+    let vault = t.vault().await;
+    let id = vault.vault_id().await.unwrap();
+    // An empty vault takes the identity its seed data was made for.
+    let wanted = rekey_core::ids::VaultId::random();
+    assert_ne!(id, wanted);
+    vault.set_vault_id(wanted).await.unwrap();
+    assert_eq!(vault.vault_id().await.unwrap(), wanted);
+    let f = fixture(1, 1);
+    vault.seed(&f.data, 100).await.unwrap();
+    // Not once it holds data.
+    assert!(
+        vault
+            .set_vault_id(rekey_core::ids::VaultId::random())
+            .await
+            .is_err()
+    );
+    assert_eq!(vault.vault_id().await.unwrap(), wanted);
+    assert_eq!(vault.migration().await.unwrap().run, None);
+    let run = RunId::random();
+    let m = vault.migration().await.unwrap();
+    let m = vault
+        .start(m.version, run, &[], &[], &audit("start"))
+        .await
+        .unwrap();
+    assert_eq!(m.run, Some(run));
+    let m = vault.abort(m.version, &audit("abort")).await.unwrap();
+    assert_eq!(m.run, None);
+});
+
+contract_test!(holder_preconditions_are_rechecked_when_applying, |t| {
+    let vault = t.vault().await;
+    let f = fixture(3, 2);
+    vault.seed(&f.data, 1000).await.unwrap();
+    start_user_phase(&vault).await;
+    let (a, b, c) = (f.users[0].id, f.users[1].id, f.users[2].id);
+    // a's write set gives b a legacy grant (b pending) and c an HPKE grant
+    // to a key c does not have.
+    let mut ws = write_set(a, &all_pending(&vault, a).await);
+    ws.pending_holders = vec![b];
+    // b migrates first.
+    vault
+        .apply(&write_set(b, &all_pending(&vault, b).await))
+        .await
+        .unwrap();
+    let err = vault.apply(&ws).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { principal, .. } if principal == b),
+        "{err:?}"
+    );
+    ws.pending_holders = vec![];
+    ws.current_keys = vec![(c, rekey_core::ids::KeyPairId::random())];
+    let err = vault.apply(&ws).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { principal, .. } if principal == c),
+        "{err:?}"
+    );
+    // With b's real current key it applies.
+    let b_current = vault
+        .key_pairs(b)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.state == rekey_core::model::KeyState::Current)
+        .unwrap();
+    ws.current_keys = vec![(b, b_current.id)];
+    vault.apply(&ws).await.unwrap();
+    assert_eq!(
+        vault.principal(a).await.unwrap().unwrap().migration,
+        MigrationState::Migrated
+    );
+});
+
+contract_test!(finalize_removes_grants_of_legacy_keys, |t| {
+    let vault = t.vault().await;
+    let f = fixture(1, 1);
+    vault.seed(&f.data, 100).await.unwrap();
+    start_user_phase(&vault).await;
+    let me = f.users[0].id;
+    let legacy = vault.key_pairs(me).await.unwrap()[0].id;
+    let mut ws = write_set(me, &all_pending(&vault, me).await);
+    // A re-wrapped grant of a legacy key pair's KEK (a role's old key for
+    // a member): new scheme, legacy subject.
+    ws.membership_grants.push(GrantRecord {
+        id: GrantId::random(),
+        recipient: me,
+        subject: rekey_core::ids::Subject::PrivateKey(legacy),
+        envelope: hpke_envelope(9),
+        origin: rekey_core::model::GrantOrigin::Migration,
+        created_at: None,
+    });
+    vault.apply(&ws).await.unwrap();
+    let role = f.role.id;
+    vault
+        .apply(&write_set(role, &all_pending(&vault, role).await))
+        .await
+        .unwrap();
+    let m = vault.migration().await.unwrap();
+    vault
+        .transition(
+            Phase::UserPhase,
+            m.version,
+            Phase::Finalizing,
+            &audit("finalize"),
+        )
+        .await
+        .unwrap();
+    while vault.delete_legacy_batch(3).await.unwrap() > 0 {}
+    let left = vault.grants_to(me).await.unwrap();
+    assert!(
+        left.iter()
+            .all(|g| g.subject != rekey_core::ids::Subject::PrivateKey(legacy))
+    );
+    assert!(
+        vault
+            .key_pairs(me)
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.state != rekey_core::model::KeyState::Legacy)
+    );
+    assert_eq!(left.len(), 1, "only the re-wrapped record grant remains");
 });
