@@ -37,6 +37,8 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 const MAGIC: &[u8; 18] = b"rekey-cert-backup\0";
+/// How every age v1 file begins.
+const AGE_V1_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 const VERSION: u8 = 1;
 /// Largest private key accepted in a backup (an RSA-4096 PKCS#8 is about
 /// 2.4 KB).
@@ -418,7 +420,15 @@ fn encrypt(recipient: &age::scrypt::Recipient, plaintext: &[u8]) -> Result<Vec<u
 /// accepts at about 16 seconds of work on this machine).
 fn decrypt(ciphertext: &[u8], passphrase: &Passphrase) -> Result<Zeroizing<Vec<u8>>> {
     let identity = age::scrypt::Identity::new(passphrase.secret()?);
-    let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(map_decrypt_error)?;
+    let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|e| match e {
+        // An age v1 file whose header no longer parses was altered.
+        age::DecryptError::UnknownFormat if ciphertext.starts_with(AGE_V1_MAGIC) => {
+            Error::DamagedBackup {
+                reason: "its header is malformed".to_owned(),
+            }
+        }
+        e => map_decrypt_error(e),
+    })?;
     if !decryptor.is_scrypt() {
         return Err(Error::NotABackup {
             reason: "it is not encrypted to a passphrase".to_owned(),

@@ -77,7 +77,7 @@ pub const EVIDENCE_LIMIT: usize = 10;
 #[derive(Debug)]
 pub(crate) struct Findings {
     outcome: Outcome,
-    evidence: Vec<String>,
+    evidence: Vec<(Outcome, String)>,
 }
 
 impl Findings {
@@ -91,7 +91,7 @@ impl Findings {
     /// Notes a finding with its outcome.
     pub(crate) fn note(&mut self, outcome: Outcome, line: impl Into<String>) {
         self.outcome = self.outcome.max(outcome);
-        self.evidence.push(line.into());
+        self.evidence.push((outcome, line.into()));
     }
 
     /// Notes a list of items under one heading, at most
@@ -110,12 +110,20 @@ impl Findings {
         self.outcome
     }
 
-    /// The result, with the remedy for the outcome reached.
-    pub(crate) fn finish(self, check: &str, remedy: impl FnOnce(Outcome) -> String) -> CheckResult {
+    /// The result, with the remedy for the outcome reached. The evidence
+    /// lists the worst findings first (blocking, then warnings, then the
+    /// rest), each group in the order noted, so the first line says what
+    /// is wrong.
+    pub(crate) fn finish(
+        mut self,
+        check: &str,
+        remedy: impl FnOnce(Outcome) -> String,
+    ) -> CheckResult {
+        self.evidence.sort_by_key(|e| std::cmp::Reverse(e.0));
         CheckResult {
             check: check.to_owned(),
             outcome: self.outcome,
-            evidence: self.evidence,
+            evidence: self.evidence.into_iter().map(|(_, line)| line).collect(),
             remedy: remedy(self.outcome),
         }
     }

@@ -84,12 +84,25 @@
 //! the fingerprint is the lower-case hex SHA-256 of the public key's SPKI
 //! DER ([`fingerprint`]).
 //!
-//! [`backup`] writes one age file encrypted to a passphrase (age's scrypt
-//! recipient) holding every certificate's private key, the vault's identity
-//! and the fingerprints (the manifest is specified in [`backup`]'s module
-//! source), decrypts it again to verify it, writes it atomically (mode
-//! 0600), and records its SHA-256 on every certificate and in the audit
-//! log. [`verify`] checks a file with its passphrase; [`import`] restores
+//! [`backup`] writes one age file (binary, not armored) encrypted to a
+//! passphrase (age's scrypt recipient) holding every certificate's private
+//! key, the vault's identity and the fingerprints, decrypts it again to
+//! verify it, writes it atomically (mode 0600), and records its SHA-256 on
+//! every certificate and in the audit log (`certificate_backup`). The age
+//! payload is this manifest (integers big-endian, nothing after the last
+//! key):
+//!
+//! ```text
+//! "rekey-cert-backup\0"  18 bytes   magic
+//! version                 1 byte    1
+//! vault id               16 bytes
+//! created at              8 bytes   i64 milliseconds since the epoch
+//! key count               4 bytes   u32
+//! per key:  fingerprint  32 bytes   SHA-256 of the public key's SPKI DER
+//!           length        4 bytes   u32
+//!           private key   `length` bytes of PKCS#8 DER
+//! ```
+//! [`verify`] checks a file with its passphrase; [`import`] restores
 //! the keys into a key directory (temporary files, mode 0600, then
 //! renames). A wrong passphrase ([`Error::WrongPassphrase`]), a truncated
 //! or altered file ([`Error::DamagedBackup`]), a file that is not such a

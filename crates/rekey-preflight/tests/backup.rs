@@ -126,9 +126,16 @@ async fn bad_files_are_refused_and_nothing_is_written() {
         assert!(is_empty_or_absent(&key_dir));
     }
 
-    // Altered: a byte of the payload, a byte of the header MAC.
+    // Altered: every byte of the header MAC, bytes of the payload.
     let header_end = good.windows(4).position(|w| w == b"\n---").unwrap();
-    for at in [good.len() - 20, header_end + 6] {
+    let mut places: Vec<usize> = (header_end + 5..header_end + 48).collect();
+    places.extend([
+        header_end + 50,
+        good.len() / 2,
+        good.len() - 20,
+        good.len() - 1,
+    ]);
+    for at in places {
         let mut altered = good.clone();
         altered[at] ^= 0x01;
         let f = restore.path().join(format!("altered-{at}.age"));
@@ -136,6 +143,25 @@ async fn bad_files_are_refused_and_nothing_is_written() {
         let e = import(&s.vault, &f, &pass(), &key_dir).await.unwrap_err();
         assert!(matches!(e, Error::DamagedBackup { .. }), "at {at}: {e:?}");
         assert!(e.to_string().contains("truncated or altered"));
+        assert!(is_empty_or_absent(&key_dir));
+    }
+    // Altered passphrase stanza (`-> scrypt SALT LOG_N` and its body): the
+    // scrypt key changes, so it reads as a wrong passphrase, a damaged
+    // file, or not a passphrase file; always refused, nothing written.
+    let stanza = good.windows(4).position(|w| w == b"-> s").unwrap();
+    for at in stanza + 3..header_end {
+        let mut altered = good.clone();
+        altered[at] ^= 0x01;
+        let f = restore.path().join(format!("stanza-{at}.age"));
+        std::fs::write(&f, &altered).unwrap();
+        let e = import(&s.vault, &f, &pass(), &key_dir).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::WrongPassphrase | Error::DamagedBackup { .. } | Error::NotABackup { .. }
+            ),
+            "at {at}: {e:?}"
+        );
         assert!(is_empty_or_absent(&key_dir));
     }
 

@@ -56,9 +56,9 @@ async fn preflight_on_a_seeded_vault_blocks_then_clears() {
         "{:?}",
         r("disk-space")
     );
-    assert!(r("offline-devices").evidence[1].contains("alice-laptop of alice (2 changes"));
+    assert!(r("offline-devices").evidence[0].contains("alice-laptop of alice (2 changes"));
     assert!(r("users").evidence[0].contains("bob (deactivated)"));
-    assert!(r("directory-tokens").evidence[1].contains("corp-scim"));
+    assert!(r("directory-tokens").evidence[0].contains("corp-scim"));
     assert!(
         r("certificates")
             .evidence
@@ -175,5 +175,22 @@ async fn a_missing_key_file_blocks() {
             .evidence
             .iter()
             .any(|e| e.starts_with("private key missing from the key directory (1): vault-key"))
+    );
+}
+
+#[tokio::test]
+async fn a_record_without_any_grant_blocks() {
+    let s = seeded_vault().await;
+    let orphan = rekey_core::model::RecordRow {
+        id: rekey_core::ids::RecordId::random(),
+        ciphertext: vec![9],
+    };
+    s.vault.put_record(&orphan).await.unwrap();
+    let report = run(&s.vault, &Options::default()).await.unwrap();
+    let legacy = report.result("legacy-data").unwrap();
+    assert_eq!(legacy.outcome, Outcome::Block);
+    assert_eq!(
+        legacy.evidence[0],
+        format!("records without any grant (1): {}", orphan.id)
     );
 }

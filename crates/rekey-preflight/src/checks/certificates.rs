@@ -69,7 +69,7 @@ impl Check for Certificates {
         }
         f.note(
             Outcome::Pass,
-            format!("{} server-held certificates", facts.certificates.len()),
+            format!("server-held certificates: {}", facts.certificates.len()),
         );
         if let Some(b) = &facts.backup_file {
             match &b.digest {
@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(
             r.evidence,
             [
-                "1 server-held certificates",
+                "server-held certificates: 1",
                 "key directory /etc/rekey/keys",
                 "backed up, key present (1): vault-key 3f2a0000…0100"
             ]
@@ -197,7 +197,7 @@ mod tests {
         c.created_at = Some(NOW);
         let r = Certificates.run(&facts(vec![c]));
         assert_eq!(r.outcome, Outcome::Block);
-        assert!(r.evidence[1].starts_with("backup older than the certificate (1)"));
+        assert!(r.evidence[0].starts_with("backup older than the certificate (1)"));
     }
 
     #[test]

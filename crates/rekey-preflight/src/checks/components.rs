@@ -112,7 +112,7 @@ mod tests {
             ("web_client", "9.8.1"),
         ]));
         assert_eq!(r.outcome, Outcome::Block);
-        assert!(r.evidence[2].contains("web_client: 9.8.1 does not speak ECC"));
-        assert!(r.evidence[1].contains("desktop_client: 10.0.0-rc1 does not speak ECC"));
+        assert!(r.evidence[1].contains("web_client: 9.8.1 does not speak ECC"));
+        assert!(r.evidence[0].contains("desktop_client: 10.0.0-rc1 does not speak ECC"));
     }
 }

@@ -94,10 +94,7 @@ fn run(
     if allowed {
         f.note(
             Outcome::Pass,
-            format!(
-                "{setting} is allowed; {} {device_word} devices",
-                devices.len()
-            ),
+            format!("{setting} is allowed; {device_word}s: {}", devices.len()),
         );
         f.note_list(Outcome::Block, "unsynchronised changes", &unsynced);
         f.note_list(Outcome::Warn, "sync state unknown", &unknown);
@@ -166,7 +163,7 @@ mod tests {
         assert_eq!(
             r.evidence,
             [
-                "offline access is allowed; 2 offline add-on devices",
+                "offline access is allowed; offline add-ons: 2",
                 "written off (1): old-laptop"
             ]
         );
@@ -186,12 +183,12 @@ mod tests {
         let r = OfflineDevices.run(&f);
         assert_eq!(r.outcome, Outcome::Block);
         assert_eq!(
-            r.evidence[1],
+            r.evidence[0],
             "unsynchronised changes (1): laptop of alice (3 changes, last sync 2025-06-01T11:00:00Z)"
         );
         let r = MobileDevices.run(&f);
         assert_eq!(r.outcome, Outcome::Block);
-        assert!(r.evidence[1].contains("phone of alice (2 changes, never synchronised)"));
+        assert!(r.evidence[0].contains("phone of alice (2 changes, never synchronised)"));
     }
 
     #[test]
@@ -203,7 +200,7 @@ mod tests {
         );
         let r = MobileDevices.run(&f);
         assert_eq!(r.outcome, Outcome::Warn);
-        assert!(r.evidence[1].starts_with("sync state unknown (1): phone"));
+        assert!(r.evidence[0].starts_with("sync state unknown (1): phone"));
     }
 
     #[test]
@@ -221,6 +218,6 @@ mod tests {
         );
         let r = OfflineDevices.run(&stranded);
         assert_eq!(r.outcome, Outcome::Warn);
-        assert_eq!(r.evidence[0], "offline access is not allowed");
+        assert_eq!(r.evidence[1], "offline access is not allowed");
     }
 }

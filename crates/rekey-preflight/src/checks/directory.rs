@@ -76,7 +76,7 @@ mod tests {
         let r = DirectoryTokens.run(&f);
         assert_eq!(r.outcome, Outcome::Block);
         assert_eq!(
-            r.evidence[1],
+            r.evidence[0],
             "token issued before preparation began (2): entra (scim, issued 1970-01-01T00:00:00Z), scim (scim, no token)"
         );
     }

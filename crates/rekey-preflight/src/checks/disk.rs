@@ -137,7 +137,7 @@ mod tests {
         let r = DiskSpace.run(&facts(Ok(500_000)));
         assert_eq!(r.outcome, Outcome::Warn);
         assert_eq!(
-            r.evidence[1],
+            r.evidence[0],
             "only 488.3 KiB free next to /var/lib/rekey/vault.db; 898.4 KiB recommended"
         );
         let r = DiskSpace.run(&facts(Err("permission denied".to_owned())));

@@ -161,7 +161,7 @@ mod tests {
         let r = LegacyData.run(&facts(scan));
         assert_eq!(r.outcome, Outcome::Warn);
         assert_eq!(
-            r.evidence[1],
+            r.evidence[0],
             "RSA keys of an unusual size (1): bob: 3000 bits"
         );
     }
@@ -174,7 +174,7 @@ mod tests {
         let r = LegacyData.run(&facts(scan));
         assert_eq!(r.outcome, Outcome::Block);
         assert_eq!(
-            r.evidence[1],
+            r.evidence[0],
             "grantees without a usable legacy public key (1): bob"
         );
     }
@@ -187,7 +187,7 @@ mod tests {
         scan.observe(&carol, Ok(&keys), &[], None);
         let r = LegacyData.run(&facts(scan));
         assert_eq!(r.outcome, Outcome::Block);
-        assert!(r.evidence[1].starts_with("legacy public keys that do not parse (1): carol"));
+        assert!(r.evidence[0].starts_with("legacy public keys that do not parse (1): carol"));
     }
 
     #[test]
@@ -203,7 +203,7 @@ mod tests {
         let r = LegacyData.run(&facts(scan));
         assert_eq!(r.outcome, Outcome::Block);
         assert_eq!(
-            r.evidence[1],
+            r.evidence[0],
             "grants that do not parse (1): dan: grant envelope: truncated"
         );
 
@@ -216,7 +216,7 @@ mod tests {
         let r = LegacyData.run(&facts(scan));
         assert_eq!(r.outcome, Outcome::Block);
         assert_eq!(
-            r.evidence[1],
+            r.evidence[0],
             format!("legacy grants of a non-legacy scheme (1): {id}")
         );
     }
@@ -227,6 +227,6 @@ mod tests {
         scan.records_without_grant = Some(vec!["r1".to_owned()]);
         let r = LegacyData.run(&facts(scan));
         assert_eq!(r.outcome, Outcome::Block);
-        assert_eq!(r.evidence[1], "records without any grant (1): r1");
+        assert_eq!(r.evidence[0], "records without any grant (1): r1");
     }
 }

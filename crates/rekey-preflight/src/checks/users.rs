@@ -128,7 +128,7 @@ mod tests {
         let r = Users.run(&f);
         assert_eq!(r.outcome, Outcome::Warn);
         assert_eq!(
-            r.evidence[1],
+            r.evidence[0],
             "not logged in for 90 days (2): dave (120 days ago), erin (never)"
         );
     }
