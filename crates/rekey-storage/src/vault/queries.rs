@@ -101,6 +101,16 @@ impl Vault {
         Ok(out)
     }
 
+    /// One key pair by id.
+    pub async fn key_pair(&self, id: rekey_core::ids::KeyPairId) -> Result<Option<KeyPairRecord>> {
+        key_pair::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db("load a key pair"))?
+            .map(key_pair_from)
+            .transpose()
+    }
+
     /// Every grant addressed to a principal, legacy and new.
     pub async fn grants_to(&self, principal: PrincipalId) -> Result<Vec<GrantRecord>> {
         grant::Entity::find()

@@ -1,0 +1,259 @@
+//! The client side, as the demo simulates it: log in (password → master
+//! secret), build the bundle on all cores, submit, rebuild on a conflict;
+//! and `verify`: every demo user unlocks with the keys the vault holds now
+//! and decrypts every record it is granted.
+
+use crate::demo::{Credentials, record_plaintext};
+use crate::engine::{ApplyReport, Engine};
+use crate::error::EngineError;
+use crate::password::master_secret;
+use rekey_core::bundle::{BuildOptions, BuildReport, Unlock, build_bundle_with_progress};
+use rekey_core::kek::unwrap_private_key;
+use rekey_core::model::{KeyCustody, PrincipalKind};
+use rekey_core::record::decrypt_record;
+use rekey_core::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+
+/// How many times a login rebuilds after a conflict before giving up.
+pub const LOGIN_ATTEMPTS: usize = 5;
+
+/// What one login did.
+#[derive(Debug, Clone, Default)]
+pub struct LoginReport {
+    /// What the bundle build did.
+    pub build: BuildReport,
+    /// What the server applied.
+    pub applied: ApplyReport,
+    /// Rebuilds after conflicts.
+    pub retries: usize,
+}
+
+impl Engine {
+    /// Logs `name` in with `password` and migrates it (and the roles it is
+    /// the first member of to log in). `progress(done, total)` reports the
+    /// legacy unwraps.
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+        threads: Option<usize>,
+        progress: std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>,
+    ) -> Result<LoginReport, EngineError> {
+        let p = self
+            .vault()
+            .principal_by_name(name)
+            .await?
+            .filter(|p| p.kind == PrincipalKind::User)
+            .ok_or_else(|| EngineError::UnknownUser(name.to_owned()))?;
+        if p.custody != KeyCustody::E2ee {
+            return Err(EngineError::NotE2ee(name.to_owned()));
+        }
+        let vault = self.vault_id().await?;
+        let mut retries = 0;
+        loop {
+            let package = self.package(p.id).await?;
+            let password = zeroize::Zeroizing::new(password.to_owned());
+            let progress = progress.clone();
+            let built = tokio::task::spawn_blocking(move || {
+                let master = master_secret(&password, vault, package.principal)?;
+                let options = BuildOptions {
+                    threads,
+                    ..BuildOptions::default()
+                };
+                build_bundle_with_progress(
+                    &package,
+                    Unlock::MasterSecret(&master),
+                    options,
+                    &*progress,
+                )
+                .map_err(EngineError::from)
+            })
+            .await
+            .map_err(|_| EngineError::Internal("the bundle builder panicked"))??;
+            let bytes = built.bundle.encode();
+            match self.submit(p.id, &bytes).await {
+                Ok(applied) => {
+                    return Ok(LoginReport {
+                        build: built.report,
+                        applied,
+                        retries,
+                    });
+                }
+                Err(e) if e.is_conflict() && retries + 1 < LOGIN_ATTEMPTS => retries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Every record `user` can read with the keys the vault holds now,
+    /// following grants through roles; each decrypted and compared with its
+    /// expected plaintext. Returns the record ids read correctly.
+    pub async fn readable_records(
+        &self,
+        user: PrincipalId,
+        master: &MasterSecret,
+    ) -> Result<BTreeSet<RecordId>, EngineError> {
+        let vault = self.vault_id().await?;
+        let kek = Kek::derive(master, vault, user)?;
+        let mut keys: HashMap<KeyPairId, PrivateKey> = HashMap::new();
+        let mut owners: HashMap<KeyPairId, PrincipalId> = HashMap::new();
+        for kp in self.vault().key_pairs(user).await? {
+            if let Some(k) = unlock(&kp, vault, &kek) {
+                owners.insert(kp.id, user);
+                keys.insert(kp.id, k);
+            }
+        }
+        let mut record_keys: HashMap<RecordId, RecordKey> = HashMap::new();
+        let mut visited: BTreeSet<PrincipalId> = BTreeSet::new();
+        let mut queue = vec![user];
+        while let Some(principal) = queue.pop() {
+            if !visited.insert(principal) {
+                continue;
+            }
+            let my_keys: Vec<&PrivateKey> = keys
+                .iter()
+                .filter(|(kp, _)| owners.get(kp) == Some(&principal))
+                .map(|(_, k)| k)
+                .collect();
+            let mut learned = Vec::new();
+            let grants = self.vault().grants_to(principal).await?;
+            for g in grants {
+                let binding = GrantBinding {
+                    vault,
+                    recipient: principal,
+                    subject: g.subject,
+                };
+                let Some(secret) = my_keys
+                    .iter()
+                    .find_map(|k| open_grant(k, &binding, &g.envelope).ok())
+                else {
+                    continue;
+                };
+                match g.subject {
+                    Subject::RecordKey(r) => {
+                        if let Some(k) = secret.into_record_key() {
+                            record_keys.entry(r).or_insert(k);
+                        }
+                    }
+                    Subject::PrivateKey(kp_id) => {
+                        if keys.contains_key(&kp_id) {
+                            continue;
+                        }
+                        let (Some(kp), Some(kek)) =
+                            (self.vault().key_pair(kp_id).await?, secret.into_kek())
+                        else {
+                            continue;
+                        };
+                        if let Some(k) = unlock(&kp, vault, &kek) {
+                            learned.push((kp_id, kp.principal, k));
+                        }
+                    }
+                }
+            }
+            for (kp_id, owner, k) in learned {
+                owners.insert(kp_id, owner);
+                keys.insert(kp_id, k);
+                visited.remove(&owner);
+                queue.push(owner);
+            }
+        }
+        let mut ok = BTreeSet::new();
+        for (r, key) in &record_keys {
+            let Some(row) = self.vault().record(*r).await? else {
+                continue;
+            };
+            if decrypt_record(key, vault, *r, &row.ciphertext)
+                .is_ok_and(|pt| pt.dangerous_as_bytes() == record_plaintext(*r))
+            {
+                ok.insert(*r);
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Verifies a demo vault: every demo user unlocks with its password and
+    /// reads exactly the records the seed granted it (compared by count and
+    /// digest of the sorted ids), each decrypting to the seeded plaintext.
+    pub async fn verify(
+        &self,
+        credentials: &Credentials,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<VerifyReport, EngineError> {
+        let vault = self.vault_id().await?;
+        if vault != credentials.vault {
+            return Err(EngineError::CredentialsMismatch);
+        }
+        let mut report = VerifyReport::default();
+        let total = credentials.users.len();
+        for (i, (name, u)) in credentials.users.iter().enumerate() {
+            let master = master_secret(&u.password, vault, u.id)?;
+            let read = self.readable_records(u.id, &master).await?;
+            report.users += 1;
+            report.records_read += read.len();
+            if u.expected_records != read.len() || u.expected_digest != access_digest(&read) {
+                report.mismatches.push(format!(
+                    "{name}: read {} record(s), expected {}",
+                    read.len(),
+                    u.expected_records
+                ));
+            }
+            progress(i + 1, total);
+        }
+        Ok(report)
+    }
+}
+
+/// The outcome of `verify`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Users checked.
+    pub users: usize,
+    /// Record decryptions that matched their plaintext.
+    pub records_read: usize,
+    /// Users whose access differs from the seed's.
+    pub mismatches: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether every user reads exactly what it should.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.mismatches.is_empty() && self.users > 0
+    }
+}
+
+/// Hex SHA-256 over the sorted record ids a user can read.
+#[must_use]
+pub fn access_digest(records: &BTreeSet<RecordId>) -> String {
+    let mut h = Sha256::new();
+    for r in records {
+        h.update(r.to_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unlock(kp: &rekey_core::model::KeyPairRecord, vault: VaultId, kek: &Kek) -> Option<PrivateKey> {
+    let env = kp.wrapped_private_key.as_ref()?;
+    let binding = KeyBinding {
+        vault,
+        owner: kp.principal,
+        key_pair: kp.id,
+    };
+    let bytes = unwrap_private_key(kek, &binding, env).ok()?;
+    if kp.scheme.is_legacy() {
+        LegacyRsaPrivateKey::from_pkcs8_der(bytes.dangerous_as_bytes())
+            .ok()
+            .map(PrivateKey::Rsa)
+    } else {
+        let curve = if kp.public_key.len() == Curve::P521.point_len() {
+            Curve::P521
+        } else {
+            Curve::P256
+        };
+        EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
+            .ok()
+            .map(PrivateKey::Ec)
+    }
+}
