@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use rekey_core::ids::VaultId;
-use rekey_core::model::{AuditEvent, ServiceKind, Timestamp};
+use rekey_core::model::{AuditEvent, Timestamp};
 use rekey_storage::Vault;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -159,14 +159,8 @@ pub async fn write_off_device(vault: &Vault, device_id: &str, actor: &str) -> Re
     Ok(())
 }
 
-/// The vault's identity for backups: the id of its vault-key service
-/// principal (the storage layer has no vault id of its own yet; see the
-/// crate docs).
+/// The vault's identity, as backups record it (made when the vault was
+/// initialised; every grant binding names it).
 pub async fn vault_identity(vault: &Vault) -> Result<VaultId> {
-    crate::runner::all_principals(vault)
-        .await?
-        .into_iter()
-        .find(|p| p.service == Some(ServiceKind::VaultKey))
-        .map(|p| VaultId::from_bytes(p.id.to_bytes()))
-        .ok_or(Error::NoVaultIdentity)
+    Ok(vault.vault_id().await?)
 }

@@ -29,12 +29,6 @@ pub enum Error {
         /// The id asked for.
         id: String,
     },
-    /// The vault has no vault-key service principal, so a backup cannot
-    /// say which vault it belongs to.
-    #[error(
-        "the vault has no vault-key service principal, so it cannot be identified; is it a rekey vault that was seeded completely?"
-    )]
-    NoVaultIdentity,
     /// The vault has no server-held certificates.
     #[error("the vault has no server-held certificates: there is nothing to back up")]
     NoCertificates,

@@ -109,8 +109,8 @@
 //! backup ([`Error::NotABackup`]) or a backup of another vault
 //! ([`Error::OtherVault`]) is refused before anything is written.
 //!
-//! Until the storage layer has a vault id, a vault's identity is the id of
-//! its vault-key service principal ([`vault_identity`]).
+//! A backup names its vault by the vault id made at `rekey init`
+//! ([`vault_identity`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
