@@ -1,0 +1,160 @@
+//! Arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// rekey: move an end-to-end-encrypted vault from RSA to P-256 keys,
+/// user by user, without losing a record.
+#[derive(Debug, Parser)]
+#[command(name = "rekey", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// The vault: sqlite://FILE?mode=rwc, postgres://…, mysql://…
+    #[arg(
+        long,
+        global = true,
+        env = "REKEY_DATABASE_URL",
+        default_value = "sqlite://rekey.db?mode=rwc"
+    )]
+    pub(crate) db: String,
+    /// The server's key directory (certificate private keys).
+    #[arg(
+        long,
+        global = true,
+        env = "REKEY_KEY_DIR",
+        default_value = "rekey-keys"
+    )]
+    pub(crate) key_dir: PathBuf,
+    /// Output for people (text) or scripts (json).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create the vault schema (or upgrade an older one).
+    Init,
+    /// The demo vault: `rekey demo` runs the whole migration on a fresh
+    /// SQLite file; `rekey demo seed` and `rekey demo login-all` do parts.
+    Demo(DemoArgs),
+    /// Run the preparation checks (exit 0 pass, 1 warn, 2 block).
+    Preflight,
+    /// Back up every server-held certificate key to one passphrase-protected
+    /// file (passphrase from REKEY_BACKUP_PASSPHRASE or --passphrase-file).
+    CertBackup {
+        /// The backup file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Read the passphrase from this file.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Start the migration: asks for the code word `Start`, then migrates
+    /// the keys the server holds.
+    Start {
+        /// The code word, for scripts (otherwise prompted).
+        #[arg(long)]
+        code_word: Option<String>,
+    },
+    /// Phase, progress, rate and estimate, who is pending.
+    Status {
+        /// List every pending principal, not just the first ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Act as a user's client: unlock, build the bundle, submit.
+    Login {
+        /// The user's name.
+        #[arg(long)]
+        user: String,
+        /// The password (prompted if absent; also REKEY_PASSWORD).
+        #[arg(long, env = "REKEY_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Delete the legacy keys and lift read-only mode (nobody may be
+    /// pending). Resumable.
+    Finalize,
+    /// Return the vault to its exact legacy state.
+    Abort {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Demo vaults: every demo user unlocks and reads exactly what it should.
+    Verify {
+        /// The demo credentials file.
+        #[arg(long, default_value = "rekey-demo.credentials.json")]
+        credentials: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    #[command(subcommand)]
+    pub(crate) step: Option<DemoStep>,
+    #[command(flatten)]
+    pub(crate) spec: SpecArgs,
+    /// Where the all-in-one demo keeps its vault, keys and credentials
+    /// (made afresh each run).
+    #[arg(long, default_value = "rekey-demo")]
+    pub(crate) dir: PathBuf,
+}
+
+#[derive(Debug, Args, Clone)]
+pub(crate) struct SpecArgs {
+    /// Users.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) users: usize,
+    /// Roles.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) roles: usize,
+    /// Records (default: 10 per user).
+    #[arg(long)]
+    pub(crate) records: Option<usize>,
+    /// RSA modulus size of the legacy keys.
+    #[arg(long, default_value_t = 2048, value_parser = parse_bits)]
+    pub(crate) rsa_bits: usize,
+    /// Seed for every random choice (not the RSA keys).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Seed the problems preflight must catch.
+    #[arg(long)]
+    pub(crate) with_problems: bool,
+    /// Reuse RSA keys from this file (and add new ones to it).
+    #[arg(long)]
+    pub(crate) key_cache: Option<PathBuf>,
+    /// Simulated clients at once.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) concurrency: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DemoStep {
+    /// Seed a realistic legacy vault into --db.
+    Seed {
+        /// Where to write the demo users' passwords.
+        #[arg(long, default_value = "rekey-demo.credentials.json")]
+        credentials: PathBuf,
+    },
+    /// Every demo user logs in and migrates.
+    LoginAll {
+        /// The demo credentials file.
+        #[arg(long, default_value = "rekey-demo.credentials.json")]
+        credentials: PathBuf,
+    },
+}
+
+fn parse_bits(s: &str) -> Result<usize, String> {
+    match s {
+        "2048" => Ok(2048),
+        "4096" => Ok(4096),
+        _ => Err("must be 2048 or 4096".into()),
+    }
+}

@@ -1,0 +1,150 @@
+//! The `rekey` binary itself: the demo end to end, and bad input giving
+//! one clear message, a distinct exit code, and no change.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+fn rekey(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rekey"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("REKEY_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn temp() -> std::path::PathBuf {
+    let d = std::env::temp_dir()
+        .join(format!("rekey-cli-{}", std::process::id()))
+        .join(format!(
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn demo_runs_to_a_verified_finalized_vault_with_json_summary() {
+    let dir = temp();
+    let out = rekey(
+        &dir,
+        &[
+            "demo",
+            "--users",
+            "8",
+            "--roles",
+            "2",
+            "--format",
+            "json",
+            "--key-cache",
+            "cache.bin",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert!(v["grants_rewrapped"].as_u64().unwrap() > 0);
+    // The vault it left is completed.
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("rekey-demo/vault.db").display()
+    );
+    let st = rekey(&dir, &["--db", &db, "--format", "json", "status"]);
+    let s: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(s["phase"], "completed");
+    // Abort after completion: refused, exit 3.
+    let ab = rekey(&dir, &["--db", &db, "abort", "--yes"]);
+    assert_eq!(
+        ab.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&ab.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ab.stderr).contains("hint:"));
+}
+
+#[test]
+fn bad_input_is_refused_with_distinct_codes_and_changes_nothing() {
+    let dir = temp();
+    let db = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+    let creds = dir.join("c.json");
+    let seed = rekey(
+        &dir,
+        &[
+            "--db",
+            &db,
+            "demo",
+            "--users",
+            "6",
+            "--roles",
+            "1",
+            "seed",
+            "--credentials",
+            creds.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        seed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seed.stderr)
+    );
+    let _ = rekey(&dir, &["--db", &db, "cert-backup", "--out", "b.age"]);
+
+    // Wrong code word: exit 3, still legacy.
+    let s = rekey(&dir, &["--db", &db, "start", "--code-word", "start"]);
+    assert_eq!(s.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&s.stderr).contains("Start"));
+    let st = rekey(&dir, &["--db", &db, "--format", "json", "status"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["phase"], "legacy");
+
+    // A database that does not answer: exit 5, names the URL without the password.
+    let bad = rekey(
+        &dir,
+        &["--db", "postgres://u:secretpw@127.0.0.1:1/x", "status"],
+    );
+    assert_eq!(bad.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("127.0.0.1:1") && !err.contains("secretpw"),
+        "{err}"
+    );
+
+    // Unknown user: exit 6 (needs a started migration to get that far).
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&creds).unwrap()).unwrap();
+    let _ = c;
+    let s = rekey(
+        &dir,
+        &[
+            "--db",
+            &db,
+            "--key-dir",
+            "rekey-keys",
+            "start",
+            "--code-word",
+            "Start",
+        ],
+    );
+    if s.status.success() {
+        let u = rekey(
+            &dir,
+            &["--db", &db, "login", "--user", "nobody", "--password", "x"],
+        );
+        assert_eq!(u.status.code(), Some(6));
+        // Finalize with users pending: exit 3, names them.
+        let f = rekey(&dir, &["--db", &db, "finalize"]);
+        assert_eq!(f.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&f.stderr).contains("pending"));
+        // Start twice: exit 3.
+        let again = rekey(&dir, &["--db", &db, "start", "--code-word", "Start"]);
+        assert_eq!(again.status.code(), Some(3));
+    }
+}
