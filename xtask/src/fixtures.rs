@@ -17,6 +17,9 @@ pub(crate) const KEYS: [(&str, usize); 9] = [
     ("rsa-4096-a.pk8", 4096),
 ];
 
+/// RSA-2048 keys in the command-line tests' key cache.
+const DEMO_CACHE_KEYS: usize = 16;
+
 /// Makes the missing fixtures; `--force` makes them all anew (and so
 /// changes the worked examples: run `cargo xtask format-doc` after).
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
@@ -31,6 +34,22 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         write(&dir.join(name), key.dangerous_pkcs8_der())?;
         println!("wrote {name} ({bits} bits)");
     }
+    // A key cache for the command-line tests (the demo takes its RSA keys
+    // from it instead of generating them).
+    let cli = crate::root().join("crates/rekey-cli/tests/fixtures");
+    std::fs::create_dir_all(&cli).map_err(|e| format!("{}: {e}", cli.display()))?;
+    let cache = cli.join("demo-keys-2048.cache");
+    if force {
+        let _ = std::fs::remove_file(&cache);
+    }
+    let mut source = rekey_engine::keycache::KeySource::with_cache(&cache);
+    source
+        .take(DEMO_CACHE_KEYS, 2048, &|_, _| {})
+        .map_err(|e| e.to_string())?;
+    if source.generated > 0 {
+        println!("wrote {} keys to {}", source.generated, cache.display());
+    }
+
     // The worked example's legacy grant: RSA-OAEP is randomised, so the
     // ciphertext is made once here and kept.
     let example = dir.join("worked-example-rsa-oaep-sha256.bin");

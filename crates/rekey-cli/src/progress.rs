@@ -41,7 +41,9 @@ impl Progress {
             0.0
         };
         let width = 24usize;
-        let filled = (done.min(total) * width).checked_div(total).unwrap_or(width);
+        let filled = (done.min(total) * width)
+            .checked_div(total)
+            .unwrap_or(width);
         let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
         let mut err = std::io::stderr();
         let _ = write!(

@@ -94,7 +94,9 @@ impl Vault {
         let mut options = ConnectOptions::new(url);
         options
             .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(30))
+            // Also how long an unreachable server is retried before the
+            // "could not connect" error: keep it short.
+            .acquire_timeout(Duration::from_secs(5))
             .max_connections(8)
             .sqlx_logging(false);
         if backend == Backend::Sqlite {
