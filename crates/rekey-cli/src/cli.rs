@@ -46,15 +46,25 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Run the preparation checks (exit 0 pass, 1 warn, 2 block).
     Preflight,
-    /// Back up every server-held certificate key to one passphrase-protected
-    /// file (passphrase from REKEY_BACKUP_PASSPHRASE or --passphrase-file).
-    CertBackup {
-        /// The backup file to write.
-        #[arg(long)]
-        out: PathBuf,
+    /// Certificate keys: back up, verify a backup, import from a backup.
+    /// The passphrase comes from --passphrase-file, REKEY_BACKUP_PASSPHRASE,
+    /// or a prompt (typed twice for a new backup).
+    Cert {
+        #[command(subcommand)]
+        action: CertAction,
         /// Read the passphrase from this file.
-        #[arg(long)]
+        #[arg(long, global = true)]
         passphrase_file: Option<PathBuf>,
+    },
+    /// Directory-sync profiles.
+    Directory {
+        #[command(subcommand)]
+        action: DirectoryAction,
+    },
+    /// Offline and mobile devices.
+    Device {
+        #[command(subcommand)]
+        action: DeviceAction,
     },
     /// Start the migration: asks for the code word `Start`, then migrates
     /// the keys the server holds.
@@ -157,4 +167,42 @@ fn parse_bits(s: &str) -> Result<usize, String> {
         "4096" => Ok(4096),
         _ => Err("must be 2048 or 4096".into()),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertAction {
+    /// Write every server-held certificate key to one passphrase-protected file.
+    Backup {
+        /// The backup file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a backup with its passphrase, against this vault.
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Restore the keys of a backup into --key-dir.
+    Import {
+        /// The backup file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DirectoryAction {
+    /// Issue a new token for a profile (shown once; only its hash is kept).
+    RenewToken {
+        /// The profile's name.
+        profile: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeviceAction {
+    /// Accept the loss of a device's unsynchronised changes (audited).
+    WriteOff {
+        /// The device id.
+        device: String,
+    },
 }

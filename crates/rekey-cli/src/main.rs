@@ -6,7 +6,7 @@ mod error;
 mod progress;
 
 use clap::Parser;
-use cli::{Cli, Command, DemoStep, Format, SpecArgs};
+use cli::{CertAction, Cli, Command, DemoStep, DeviceAction, DirectoryAction, Format, SpecArgs};
 use error::CliError;
 use progress::Progress;
 use rekey_engine::demo::{Credentials, DemoSpec, generate};
@@ -105,46 +105,120 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             }
             Ok(report.exit_code())
         }
-        Command::CertBackup {
-            out,
+        Command::Cert {
+            action,
             passphrase_file,
         } => {
             let engine = open_engine(&cli).await?;
-            let pass = match passphrase_file {
-                Some(f) => std::fs::read_to_string(f)
-                    .map_err(|e| CliError::Io(format!("{}: {e}", f.display())))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned(),
-                None => std::env::var("REKEY_BACKUP_PASSPHRASE").map_err(|_| {
-                    CliError::Refused(
-                        "give the passphrase in REKEY_BACKUP_PASSPHRASE or --passphrase-file"
-                            .into(),
-                    )
-                })?,
+            let new_backup = matches!(action, CertAction::Backup { .. });
+            let pass = rekey_preflight::Passphrase::new(passphrase(
+                passphrase_file.as_deref(),
+                new_backup,
+            )?);
+            let summary = match action {
+                CertAction::Backup { out } => {
+                    let s =
+                        rekey_preflight::backup(engine.vault(), &cli.key_dir, out, &pass).await?;
+                    if !json {
+                        println!(
+                            "backed up {} certificate key(s) to {}",
+                            s.fingerprints.len(),
+                            out.display()
+                        );
+                    }
+                    serde_json::json!({ "file": out, "digest": s.digest, "fingerprints": s.fingerprints })
+                }
+                CertAction::Verify { file } => {
+                    let s = rekey_preflight::verify(engine.vault(), file, &pass).await?;
+                    if !json {
+                        println!(
+                            "{} verifies: {} certificate key(s), sha256 {}",
+                            file.display(),
+                            s.fingerprints.len(),
+                            s.digest
+                        );
+                    }
+                    serde_json::json!({ "file": file, "digest": s.digest, "fingerprints": s.fingerprints })
+                }
+                CertAction::Import { file } => {
+                    let s =
+                        rekey_preflight::import(engine.vault(), file, &pass, &cli.key_dir).await?;
+                    if !json {
+                        println!(
+                            "imported into {}: {} written, {} already there",
+                            cli.key_dir.display(),
+                            s.written.len(),
+                            s.unchanged.len()
+                        );
+                    }
+                    serde_json::json!({ "written": s.written, "unchanged": s.unchanged })
+                }
             };
-            let summary = rekey_preflight::backup(
-                engine.vault(),
-                &cli.key_dir,
-                out,
-                &rekey_preflight::Passphrase::new(pass),
-            )
-            .await?;
             if json {
-                print_json(
-                    &serde_json::json!({ "file": out, "digest": summary.digest, "certificates": summary.fingerprints.len() }),
-                );
+                print_json(&summary);
+            }
+            Ok(0)
+        }
+        Command::Directory {
+            action: DirectoryAction::RenewToken { profile },
+        } => {
+            let engine = open_engine(&cli).await?;
+            let token =
+                rekey_preflight::renew_directory_token(engine.vault(), profile, &actor()).await?;
+            if json {
+                print_json(&serde_json::json!({ "profile": profile, "token": token.expose() }));
             } else {
                 println!(
-                    "backed up {} certificate key(s) to {} (sha256 {})",
-                    summary.fingerprints.len(),
-                    out.display(),
-                    summary.digest
+                    "new token for {profile} (shown once; paste it into the directory's provisioning settings):\n{}",
+                    token.expose()
+                );
+            }
+            Ok(0)
+        }
+        Command::Device {
+            action: DeviceAction::WriteOff { device },
+        } => {
+            let engine = open_engine(&cli).await?;
+            rekey_preflight::write_off_device(engine.vault(), device, &actor()).await?;
+            if json {
+                print_json(&serde_json::json!({ "device": device, "written_off": true }));
+            } else {
+                println!(
+                    "device {device} written off: its unsynchronised changes will be lost (recorded in the audit log)"
                 );
             }
             Ok(0)
         }
         Command::Start { code_word } => {
             let engine = open_engine(&cli).await?;
+            let (state, _) = engine.lifecycle().await?;
+            if matches!(
+                state,
+                rekey_core::lifecycle::Lifecycle::ServerPhase(_)
+                    | rekey_core::lifecycle::Lifecycle::AwaitingCertificates(_)
+            ) {
+                // Started already: resume the server phase (after a crash or
+                // a certificate import).
+                let s = engine.run_server_phase(&|_, _, _| {}).await?;
+                if json {
+                    print_json(
+                        &serde_json::json!({ "phase": s.phase, "server_keys_migrated": s.migrated.len(), "missing_certificates": s.missing_certificates }),
+                    );
+                } else {
+                    println!(
+                        "server phase resumed: {} server key(s) migrated; phase: {}",
+                        s.migrated.len(),
+                        s.phase.map(|p| p.to_string()).unwrap_or_default()
+                    );
+                    for m in &s.missing_certificates {
+                        println!(
+                            "missing certificate key: {m} (run `rekey cert import BACKUP`, then `rekey start` again)"
+                        );
+                    }
+                }
+                return Ok(0);
+            }
+
             let answer = match code_word {
                 Some(w) => w.clone(),
                 None => prompt(
@@ -262,6 +336,26 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             None => demo_all(&args.dir, &args.spec, json).await,
         },
     }
+}
+
+/// The backup passphrase: a file, the environment, or a prompt (typed
+/// twice for a new backup).
+fn passphrase(file: Option<&Path>, confirm: bool) -> Result<String, CliError> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CliError::Io(format!("{}: {e}", f.display())))?;
+        return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    if let Ok(p) = std::env::var("REKEY_BACKUP_PASSPHRASE") {
+        return Ok(p);
+    }
+    let first = prompt("backup passphrase: ")?;
+    if confirm && prompt("again: ")? != first {
+        return Err(CliError::Refused(
+            "the two passphrases differ; nothing written".into(),
+        ));
+    }
+    Ok(first)
 }
 
 fn prompt(question: &str) -> Result<String, CliError> {
