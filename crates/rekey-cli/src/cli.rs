@@ -78,6 +78,9 @@ pub(crate) enum Command {
         /// List every pending principal, not just the first ones.
         #[arg(long)]
         all: bool,
+        /// Redraw every 2 seconds until interrupted (or the migration completes).
+        #[arg(long)]
+        watch: bool,
     },
     /// Act as a user's client: unlock, build the bundle, submit.
     Login {

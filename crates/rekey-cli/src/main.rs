@@ -254,9 +254,31 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             }
             Ok(0)
         }
-        Command::Status { all } => {
+        Command::Status { all, watch } => {
             let engine = open_engine(&cli).await?;
-            status(&engine, *all, json).await
+            if !watch {
+                return status(&engine, *all, json).await;
+            }
+            loop {
+                if !json && std::io::stdout().is_terminal() {
+                    // Clear the screen and go home before each redraw.
+                    print!("\x1b[2J\x1b[H");
+                }
+                status(&engine, *all, json).await?;
+                let phase = engine
+                    .vault()
+                    .migration()
+                    .await
+                    .map_err(rekey_engine::EngineError::from)?
+                    .phase;
+                if phase == rekey_core::model::Phase::Completed {
+                    return Ok(0);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(0),
+                }
+            }
         }
         Command::Login { user, password } => {
             let engine = open_engine(&cli).await?;
@@ -686,6 +708,5 @@ async fn demo_all(dir: &Path, s: &SpecArgs, json: bool) -> Result<u8, CliError> 
     if !v.passed() {
         return Err(CliError::VerifyFailed(v.mismatches.join("; ")));
     }
-    let _ = std::io::stdout().is_terminal();
     Ok(0)
 }

@@ -184,3 +184,48 @@ async fn postgres_abort_flow() {
         abort_flow(&url).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_certificate_key_waits_for_its_import() {
+    let dir = temp("awaiting");
+    let keys = dir.join("keys");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+    let (engine, creds) = seeded(&url, &keys).await;
+    // Take one certificate's private key away.
+    let cert = engine.vault().certificates().await.unwrap().remove(0);
+    let file = keys.join(format!("{}.pk8", cert.fingerprint));
+    let aside = dir.join("aside.pk8");
+    std::fs::rename(&file, &aside).unwrap();
+
+    let (report, server) = engine.start("Start", &[]).await.unwrap();
+    assert_eq!(report.phase, Phase::AwaitingCertificates);
+    let server = server.unwrap();
+    assert_eq!(server.missing_certificates.len(), 1);
+    assert!(server.missing_certificates[0].contains(&cert.fingerprint));
+    // Still missing: stays waiting, names it again.
+    let err = engine.run_server_phase(&|_, _, _| {}).await.unwrap_err();
+    assert!(err.to_string().contains(&cert.fingerprint), "{err}");
+    assert_eq!(
+        engine.vault().migration().await.unwrap().phase,
+        Phase::AwaitingCertificates
+    );
+    // Logins wait for the user phase.
+    let (name, u) = creds.users.iter().next().unwrap();
+    assert!(
+        engine
+            .login(name, &u.password, None, Arc::new(|_, _| {}))
+            .await
+            .is_err()
+    );
+
+    // Imported: the server phase resumes and completes.
+    std::fs::rename(&aside, &file).unwrap();
+    let done = engine.run_server_phase(&|_, _, _| {}).await.unwrap();
+    assert_eq!(done.phase, Some(Phase::UserPhase));
+    assert_eq!(done.migrated.len(), 3);
+    engine
+        .login(name, &u.password, None, Arc::new(|_, _| {}))
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
