@@ -1,0 +1,318 @@
+//! [`HttpClient`]: what a client (the CLI's `login --server`, the load
+//! bench, the tests) uses to talk to a rekey-server: fetch a migration
+//! package (checked as untrusted input), submit a bundle, read the status,
+//! and call the admin endpoints. Plain HTTP/1 on hyper; put the server
+//! behind a TLS terminator anywhere but loopback.
+
+use crate::package::{PackageError, parse_package};
+use crate::routes::ApplyResponse;
+use crate::status::MigrationStatus;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rekey_core::bundle::{BuildError, BuildOptions, MigrationPackage, Unlock, build_bundle};
+use rekey_core::{MasterSecret, PrincipalId, VaultId};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// Largest response the client reads (a package of a very large account).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 512 << 20;
+/// How many times [`HttpClient::migrate`] rebuilds after a conflict.
+pub const MIGRATE_ATTEMPTS: usize = 5;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server URL is unusable.
+    #[error("invalid server URL {0:?}: use http://host:port")]
+    BadUrl(String),
+    /// The connection failed.
+    #[error("could not reach the server: {0}")]
+    Transport(String),
+    /// The server refused, with its reason and hint.
+    #[error("the server answered {status}: {error}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The server's message.
+        error: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The server's answer is not what the API promises.
+    #[error("unexpected answer from the server: {0}")]
+    BadResponse(String),
+    /// The package failed its checks.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// The bundle could not be built (e.g. a wrong password).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+impl ClientError {
+    /// The HTTP status, if the server answered with an error.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The vault changed under the client: fetch a new package, rebuild.
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(409)
+    }
+}
+
+/// An HTTP client of one rekey-server.
+#[derive(Clone)]
+pub struct HttpClient {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    admin_token: Option<Arc<str>>,
+    vault: Option<VaultId>,
+    max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("base", &self.base)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| ".."))
+            .field("vault", &self.vault)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`HttpClient::migrate`] did.
+#[derive(Debug, Clone)]
+pub struct MigrateReport {
+    /// What the server applied.
+    pub applied: ApplyResponse,
+    /// Rebuilds after conflicts.
+    pub retries: usize,
+    /// Size of the submitted bundle in bytes.
+    pub bundle_bytes: usize,
+}
+
+impl HttpClient {
+    /// A client of the server at `base_url` (`http://host:port`).
+    pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        let uri: Uri = base
+            .parse()
+            .map_err(|_| ClientError::BadUrl(base_url.to_owned()))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(ClientError::BadUrl(base_url.to_owned()));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Ok(Self {
+            base,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            admin_token: None,
+            vault: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        })
+    }
+
+    /// Sends `token` with admin requests.
+    #[must_use]
+    pub fn with_admin_token(mut self, token: &str) -> Self {
+        self.admin_token = Some(Arc::from(token));
+        self
+    }
+
+    /// Refuses packages of any vault but `vault`.
+    #[must_use]
+    pub fn expect_vault(mut self, vault: VaultId) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// The server's base URL.
+    #[must_use]
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// One request; answers the status and body whatever the status.
+    /// `admin` sends the admin token (if the client has one).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        admin: bool,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if admin {
+            if let Some(t) = &self.admin_token {
+                req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            }
+        }
+        let req = match body {
+            Some((ct, bytes)) => req
+                .header(CONTENT_TYPE, ct)
+                .body(Full::new(Bytes::from(bytes))),
+            None => req.body(Full::new(Bytes::new())),
+        }
+        .map_err(|e| ClientError::BadUrl(e.to_string()))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), self.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| ClientError::Transport(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        admin: bool,
+    ) -> Result<Bytes, ClientError> {
+        let (status, bytes) = self.raw(method, path, body, admin).await?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let text = |k: &str| v.get(k).and_then(|s| s.as_str()).map(str::to_owned);
+        Err(ClientError::Refused {
+            status: status.as_u16(),
+            error: text("error")
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(500).collect()),
+            hint: text("hint").unwrap_or_default(),
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        admin: bool,
+    ) -> Result<T, ClientError> {
+        let body = body.map(|v| ("application/json", v.to_string().into_bytes()));
+        let bytes = self.call(method, path, body, admin).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    /// The migration package of `principal`, checked (see
+    /// [`crate::package`]).
+    pub async fn package(&self, principal: PrincipalId) -> Result<MigrationPackage, ClientError> {
+        let bytes = self
+            .call(
+                Method::GET,
+                &format!("/v1/principals/{principal}/package"),
+                None,
+                false,
+            )
+            .await?;
+        Ok(parse_package(&bytes, principal, self.vault)?)
+    }
+
+    /// Submits the bytes of a signed bundle for `principal`.
+    pub async fn submit(
+        &self,
+        principal: PrincipalId,
+        bundle: &[u8],
+    ) -> Result<ApplyResponse, ClientError> {
+        let bytes = self
+            .call(
+                Method::POST,
+                &format!("/v1/principals/{principal}/bundle"),
+                Some(("application/octet-stream", bundle.to_vec())),
+                false,
+            )
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    /// Fetches the package, builds the bundle with the account's master
+    /// secret on the blocking pool, submits it; rebuilds after a conflict
+    /// (at most [`MIGRATE_ATTEMPTS`] times).
+    pub async fn migrate(
+        &self,
+        principal: PrincipalId,
+        master: MasterSecret,
+        options: BuildOptions,
+    ) -> Result<MigrateReport, ClientError> {
+        let mut master = master;
+        let mut retries = 0;
+        loop {
+            let package = self.package(principal).await?;
+            let (built, m) = tokio::task::spawn_blocking(move || {
+                let r = build_bundle(&package, Unlock::MasterSecret(&master), options)
+                    .map(|out| out.bundle.encode());
+                (r, master)
+            })
+            .await
+            .map_err(|_| ClientError::BadResponse("the bundle builder failed".to_owned()))?;
+            master = m;
+            let bytes = built?;
+            match self.submit(principal, &bytes).await {
+                Ok(applied) => {
+                    return Ok(MigrateReport {
+                        applied,
+                        retries,
+                        bundle_bytes: bytes.len(),
+                    });
+                }
+                Err(e) if e.is_conflict() && retries + 1 < MIGRATE_ATTEMPTS => retries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The migration status.
+    pub async fn status(&self) -> Result<MigrationStatus, ClientError> {
+        self.json(Method::GET, "/v1/migration/status", None, false)
+            .await
+    }
+
+    /// Runs the preparation checks (admin); answers the report's JSON.
+    pub async fn preflight(&self) -> Result<serde_json::Value, ClientError> {
+        self.json(Method::POST, "/v1/admin/preflight", None, true)
+            .await
+    }
+
+    /// Starts the migration with `code_word` (admin).
+    pub async fn start(&self, code_word: &str) -> Result<serde_json::Value, ClientError> {
+        self.json(
+            Method::POST,
+            "/v1/admin/start",
+            Some(serde_json::json!({ "code_word": code_word })),
+            true,
+        )
+        .await
+    }
+
+    /// Finalizes (admin).
+    pub async fn finalize(&self) -> Result<serde_json::Value, ClientError> {
+        self.json(Method::POST, "/v1/admin/finalize", None, true)
+            .await
+    }
+
+    /// Aborts (admin).
+    pub async fn abort(&self) -> Result<serde_json::Value, ClientError> {
+        self.json(Method::POST, "/v1/admin/abort", None, true).await
+    }
+}

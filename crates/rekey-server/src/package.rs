@@ -1,0 +1,477 @@
+//! The migration package as JSON (`rekey-package/1`): what
+//! `GET /v1/principals/{id}/package` answers, and the client-side parser
+//! that turns it back into a [`MigrationPackage`].
+//!
+//! The package is untrusted input for the client (a hostile or broken
+//! server could send anything), so [`parse_package`] checks every field:
+//! the format string, that the package is for the principal (and vault)
+//! asked for, every hex string, every public key, every wrapped private
+//! key's envelope, and that no grant, candidate or holder appears twice.
+//! Only the pending grants' envelopes stay raw bytes: a corrupt one must
+//! become a non-migratable entry in the bundle, not fail the package.
+//!
+//! ```json
+//! {
+//!   "format": "rekey-package/1",
+//!   "vault": "<uuid>", "run": "<uuid>", "principal": "<uuid>",
+//!   "legacy_key": { "id": "<uuid>", "public_key_spki": "<hex>", "wrapped_private": "<hex envelope>" | null },
+//!   "pending_grants": [ { "id": "<uuid>", "subject": { "kind": "record_key" | "private_key", "id": "<uuid>" }, "envelope": "<hex>" } ],
+//!   "candidates": [ {
+//!     "principal": "<uuid>", "legacy_key": { … }, "pending_grants": [ … ],
+//!     "holders": [
+//!       { "state": "migrated", "principal": "<uuid>", "key_pair": "<uuid>", "curve": "p256" | "p521", "public_key_sec1": "<hex>" },
+//!       { "state": "pending", "principal": "<uuid>", "key_pair": "<uuid>", "public_key_spki": "<hex>" }
+//!     ]
+//!   } ]
+//! }
+//! ```
+//!
+//! The package holds only public keys and wrapped (encrypted) material:
+//! nothing in it is readable without the account's master secret.
+
+use rekey_core::bundle::{Candidate, HolderKey, MigrationPackage, PackageLegacyKey, PendingGrant};
+use rekey_core::{
+    Curve, EcPublicKey, Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId,
+    Subject, VaultId,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The format string of the package JSON.
+pub const PACKAGE_FORMAT: &str = "rekey-package/1";
+
+/// The package as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageJson {
+    /// Always [`PACKAGE_FORMAT`].
+    pub format: String,
+    /// The vault.
+    pub vault: VaultId,
+    /// The migration run.
+    pub run: RunId,
+    /// The account the package is for.
+    pub principal: PrincipalId,
+    /// Its legacy key.
+    pub legacy_key: LegacyKeyJson,
+    /// Its legacy grants.
+    pub pending_grants: Vec<PendingGrantJson>,
+    /// Principals it may migrate along (roles, managed users).
+    pub candidates: Vec<CandidateJson>,
+}
+
+/// A legacy key pair: public key and wrapped private key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyKeyJson {
+    /// The key pair.
+    pub id: KeyPairId,
+    /// RSA public key, SPKI DER in hex.
+    pub public_key_spki: String,
+    /// The private key's envelope in hex (under a KEK), if the database
+    /// holds it.
+    pub wrapped_private: Option<String>,
+}
+
+/// A legacy grant to re-wrap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingGrantJson {
+    /// The grant.
+    pub id: GrantId,
+    /// What it carries.
+    pub subject: Subject,
+    /// Its stored envelope bytes in hex.
+    pub envelope: String,
+}
+
+/// A principal the account may migrate along.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateJson {
+    /// The principal.
+    pub principal: PrincipalId,
+    /// Its legacy key.
+    pub legacy_key: LegacyKeyJson,
+    /// Its legacy grants.
+    pub pending_grants: Vec<PendingGrantJson>,
+    /// Everyone who must get its new KEK.
+    pub holders: Vec<HolderJson>,
+}
+
+/// A holder of a candidate's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HolderJson {
+    /// Migrated: its current EC key.
+    Migrated {
+        /// The holder.
+        principal: PrincipalId,
+        /// Its current key pair.
+        key_pair: KeyPairId,
+        /// The curve.
+        curve: Curve,
+        /// The public point, SEC1 uncompressed, in hex.
+        public_key_sec1: String,
+    },
+    /// Pending: its legacy RSA key.
+    Pending {
+        /// The holder.
+        principal: PrincipalId,
+        /// Its legacy key pair.
+        key_pair: KeyPairId,
+        /// RSA public key, SPKI DER in hex.
+        public_key_spki: String,
+    },
+}
+
+/// Why a package from the server was refused by the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackageError {
+    /// Not JSON of the expected shape.
+    #[error("the package is not valid rekey-package JSON: {0}")]
+    Json(String),
+    /// Another format.
+    #[error("the package has format {0:?}; this build reads {PACKAGE_FORMAT}")]
+    Format(String),
+    /// For another account.
+    #[error("the server sent the package of another account")]
+    WrongPrincipal,
+    /// For another vault.
+    #[error("the server sent a package of another vault")]
+    WrongVault,
+    /// A field that must be hex is not.
+    #[error("{0} is not valid hex")]
+    Hex(&'static str),
+    /// A key that does not parse.
+    #[error("{0} is not a valid key")]
+    BadKey(&'static str),
+    /// A wrapped key that does not parse.
+    #[error("the wrapped private key of {0} is not a valid envelope")]
+    BadEnvelope(&'static str),
+    /// Something appears twice.
+    #[error("{0} appears more than once")]
+    Duplicate(&'static str),
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+fn unhex(s: &str, what: &'static str) -> Result<Vec<u8>, PackageError> {
+    hex::decode(s).map_err(|_| PackageError::Hex(what))
+}
+
+impl LegacyKeyJson {
+    fn from_key(k: &PackageLegacyKey) -> Self {
+        Self {
+            id: k.id,
+            public_key_spki: hex_of(k.public_key.to_spki_der()),
+            wrapped_private: k.wrapped_private.as_ref().map(|e| hex_of(e.as_bytes())),
+        }
+    }
+
+    fn into_key(self, what: &'static str) -> Result<PackageLegacyKey, PackageError> {
+        let spki = unhex(&self.public_key_spki, what)?;
+        let public_key =
+            LegacyRsaPublicKey::from_spki_der(&spki).map_err(|_| PackageError::BadKey(what))?;
+        let wrapped_private = match self.wrapped_private {
+            Some(h) => Some(
+                Envelope::parse(&unhex(&h, what)?).map_err(|_| PackageError::BadEnvelope(what))?,
+            ),
+            None => None,
+        };
+        Ok(PackageLegacyKey {
+            id: self.id,
+            public_key,
+            wrapped_private,
+        })
+    }
+}
+
+fn grants_to_json(grants: &[PendingGrant]) -> Vec<PendingGrantJson> {
+    grants
+        .iter()
+        .map(|g| PendingGrantJson {
+            id: g.id,
+            subject: g.subject,
+            envelope: hex_of(&g.envelope_bytes),
+        })
+        .collect()
+}
+
+fn grants_from_json(grants: Vec<PendingGrantJson>) -> Result<Vec<PendingGrant>, PackageError> {
+    let mut seen = HashSet::with_capacity(grants.len());
+    grants
+        .into_iter()
+        .map(|g| {
+            if !seen.insert(g.id) {
+                return Err(PackageError::Duplicate("a pending grant"));
+            }
+            Ok(PendingGrant {
+                id: g.id,
+                subject: g.subject,
+                envelope_bytes: unhex(&g.envelope, "a pending grant's envelope")?,
+            })
+        })
+        .collect()
+}
+
+impl From<&MigrationPackage> for PackageJson {
+    fn from(p: &MigrationPackage) -> Self {
+        Self {
+            format: PACKAGE_FORMAT.to_owned(),
+            vault: p.vault,
+            run: p.run,
+            principal: p.principal,
+            legacy_key: LegacyKeyJson::from_key(&p.legacy_key),
+            pending_grants: grants_to_json(&p.pending_grants),
+            candidates: p
+                .candidates
+                .iter()
+                .map(|c| CandidateJson {
+                    principal: c.principal,
+                    legacy_key: LegacyKeyJson::from_key(&c.legacy_key),
+                    pending_grants: grants_to_json(&c.pending_grants),
+                    holders: c
+                        .holders
+                        .iter()
+                        .map(|h| match h {
+                            HolderKey::Migrated {
+                                principal,
+                                key_pair,
+                                public_key,
+                            } => HolderJson::Migrated {
+                                principal: *principal,
+                                key_pair: *key_pair,
+                                curve: public_key.curve(),
+                                public_key_sec1: hex_of(&public_key.to_sec1()),
+                            },
+                            HolderKey::Pending {
+                                principal,
+                                key_pair,
+                                public_key,
+                            } => HolderJson::Pending {
+                                principal: *principal,
+                                key_pair: *key_pair,
+                                public_key_spki: hex_of(public_key.to_spki_der()),
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl PackageJson {
+    /// Checks everything and builds the package; `expected_principal` is
+    /// the account the client asked for, `expected_vault` the vault it
+    /// knows (if it knows one).
+    pub fn into_package(
+        self,
+        expected_principal: PrincipalId,
+        expected_vault: Option<VaultId>,
+    ) -> Result<MigrationPackage, PackageError> {
+        if self.format != PACKAGE_FORMAT {
+            return Err(PackageError::Format(self.format));
+        }
+        if self.principal != expected_principal {
+            return Err(PackageError::WrongPrincipal);
+        }
+        if expected_vault.is_some_and(|v| v != self.vault) {
+            return Err(PackageError::WrongVault);
+        }
+        let mut seen_candidates = HashSet::new();
+        let mut candidates = Vec::with_capacity(self.candidates.len());
+        for c in self.candidates {
+            if c.principal == self.principal || !seen_candidates.insert(c.principal) {
+                return Err(PackageError::Duplicate("a candidate principal"));
+            }
+            let mut seen_holders = HashSet::new();
+            let mut holders = Vec::with_capacity(c.holders.len());
+            for h in c.holders {
+                let holder = match h {
+                    HolderJson::Migrated {
+                        principal,
+                        key_pair,
+                        curve,
+                        public_key_sec1,
+                    } => HolderKey::Migrated {
+                        principal,
+                        key_pair,
+                        public_key: EcPublicKey::from_sec1(
+                            curve,
+                            &unhex(&public_key_sec1, "a holder's public key")?,
+                        )
+                        .map_err(|_| PackageError::BadKey("a holder's public key"))?,
+                    },
+                    HolderJson::Pending {
+                        principal,
+                        key_pair,
+                        public_key_spki,
+                    } => HolderKey::Pending {
+                        principal,
+                        key_pair,
+                        public_key: LegacyRsaPublicKey::from_spki_der(&unhex(
+                            &public_key_spki,
+                            "a holder's public key",
+                        )?)
+                        .map_err(|_| PackageError::BadKey("a holder's public key"))?,
+                    },
+                };
+                if !seen_holders.insert(holder.principal()) {
+                    return Err(PackageError::Duplicate("a holder"));
+                }
+                holders.push(holder);
+            }
+            candidates.push(Candidate {
+                principal: c.principal,
+                legacy_key: c.legacy_key.into_key("a candidate's legacy key")?,
+                pending_grants: grants_from_json(c.pending_grants)?,
+                holders,
+            });
+        }
+        Ok(MigrationPackage {
+            vault: self.vault,
+            run: self.run,
+            principal: self.principal,
+            legacy_key: self.legacy_key.into_key("the account's legacy key")?,
+            pending_grants: grants_from_json(self.pending_grants)?,
+            candidates,
+        })
+    }
+}
+
+/// Parses and checks a package the server sent (see the module docs).
+pub fn parse_package(
+    bytes: &[u8],
+    expected_principal: PrincipalId,
+    expected_vault: Option<VaultId>,
+) -> Result<MigrationPackage, PackageError> {
+    let json: PackageJson =
+        serde_json::from_slice(bytes).map_err(|e| PackageError::Json(e.to_string()))?;
+    json.into_package(expected_principal, expected_vault)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rsa() -> LegacyRsaPublicKey {
+        let der = include_bytes!("../../rekey-core/tests/fixtures/rsa-2048-a.pk8");
+        rekey_core::LegacyRsaPrivateKey::from_pkcs8_der(der)
+            .unwrap()
+            .public_key()
+    }
+
+    fn sample() -> MigrationPackage {
+        let ec = rekey_core::EcPrivateKey::derive_from_ikm(Curve::P256, &[7u8; 32]).unwrap();
+        let principal = PrincipalId::random();
+        let legacy_key = PackageLegacyKey {
+            id: KeyPairId::random(),
+            public_key: rsa(),
+            wrapped_private: None,
+        };
+        MigrationPackage {
+            vault: VaultId::random(),
+            run: RunId::random(),
+            principal,
+            legacy_key: legacy_key.clone(),
+            pending_grants: vec![PendingGrant {
+                id: GrantId::random(),
+                subject: Subject::RecordKey(rekey_core::RecordId::random()),
+                envelope_bytes: vec![1, 2, 3],
+            }],
+            candidates: vec![Candidate {
+                principal: PrincipalId::random(),
+                legacy_key,
+                pending_grants: Vec::new(),
+                holders: vec![
+                    HolderKey::Migrated {
+                        principal: PrincipalId::random(),
+                        key_pair: KeyPairId::random(),
+                        public_key: ec.public_key(),
+                    },
+                    HolderKey::Pending {
+                        principal,
+                        key_pair: KeyPairId::random(),
+                        public_key: rsa(),
+                    },
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let p = sample();
+        let bytes = serde_json::to_vec(&PackageJson::from(&p)).unwrap();
+        assert_eq!(
+            parse_package(&bytes, p.principal, Some(p.vault)).unwrap(),
+            p
+        );
+    }
+
+    #[test]
+    fn refuses_what_a_hostile_server_could_send() {
+        let p = sample();
+        let good = PackageJson::from(&p);
+        let parse = |j: &PackageJson| {
+            parse_package(&serde_json::to_vec(j).unwrap(), p.principal, Some(p.vault))
+        };
+        let mut j = good.clone();
+        j.format = "rekey-package/2".into();
+        assert!(matches!(parse(&j), Err(PackageError::Format(_))));
+        assert_eq!(
+            parse_package(
+                &serde_json::to_vec(&good).unwrap(),
+                PrincipalId::random(),
+                None
+            ),
+            Err(PackageError::WrongPrincipal)
+        );
+        assert_eq!(
+            parse_package(
+                &serde_json::to_vec(&good).unwrap(),
+                p.principal,
+                Some(VaultId::random())
+            ),
+            Err(PackageError::WrongVault)
+        );
+        let mut j = good.clone();
+        j.legacy_key.public_key_spki = "zz".into();
+        assert!(matches!(parse(&j), Err(PackageError::Hex(_))));
+        let mut j = good.clone();
+        j.legacy_key.public_key_spki = "3000".into();
+        assert!(matches!(parse(&j), Err(PackageError::BadKey(_))));
+        let mut j = good.clone();
+        j.legacy_key.wrapped_private = Some("00ff".into());
+        assert!(matches!(parse(&j), Err(PackageError::BadEnvelope(_))));
+        let mut j = good.clone();
+        j.pending_grants.push(j.pending_grants[0].clone());
+        assert!(matches!(parse(&j), Err(PackageError::Duplicate(_))));
+        let mut j = good.clone();
+        j.candidates.push(j.candidates[0].clone());
+        assert!(matches!(parse(&j), Err(PackageError::Duplicate(_))));
+        let mut j = good.clone();
+        if let HolderJson::Migrated {
+            public_key_sec1, ..
+        } = &mut j.candidates[0].holders[0]
+        {
+            *public_key_sec1 = hex::encode([4u8; 65]);
+        }
+        assert!(matches!(parse(&j), Err(PackageError::BadKey(_))));
+        let mut v = serde_json::to_value(&good).unwrap();
+        v["extra"] = serde_json::json!(1);
+        assert!(matches!(
+            parse_package(&serde_json::to_vec(&v).unwrap(), p.principal, None),
+            Err(PackageError::Json(_))
+        ));
+        assert!(matches!(
+            parse_package(b"\xff not json", p.principal, None),
+            Err(PackageError::Json(_))
+        ));
+    }
+}

@@ -1,0 +1,800 @@
+//! The route table and its handlers. [`ROUTES`] is the one list: the
+//! router is built from it ([`router`]) and so is the OpenAPI document
+//! ([`crate::openapi::document`]), so the two cannot drift apart.
+//!
+//! No rules live here: handlers call rekey-engine, rekey-preflight and
+//! rekey-storage and turn the outcome into JSON or a status code.
+
+use crate::error::ServerError;
+use crate::package::PackageJson;
+use crate::state::AppState;
+use crate::status;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post, put};
+use rekey_core::model::{AuditEvent, RecordRow, Resolution, Timestamp};
+use rekey_core::{GrantId, PrincipalId, RecordId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// An HTTP method the API uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HttpMethod {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+}
+
+impl HttpMethod {
+    /// Upper case, as on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone.
+    Public,
+    /// `Authorization: Bearer <admin token>`.
+    Admin,
+    /// Anyone may post; the bundle's own legacy-key signature is the proof
+    /// of who submits it.
+    BundleSignature,
+}
+
+/// What a route takes as its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// Nothing.
+    None,
+    /// JSON with this schema (a name under `components/schemas`).
+    Json(&'static str),
+    /// `application/octet-stream`.
+    Binary,
+}
+
+/// One route.
+#[derive(Debug)]
+pub struct RouteSpec {
+    /// The method.
+    pub method: HttpMethod,
+    /// The path, with `{param}` placeholders.
+    pub path: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Group in the OpenAPI document.
+    pub tag: &'static str,
+    /// Who may call it.
+    pub auth: Auth,
+    /// Its body.
+    pub body: BodyKind,
+    /// The statuses it answers, with their meaning.
+    pub responses: &'static [(u16, &'static str)],
+    /// Whether it takes bundle-sized bodies (`--max-bundle-bytes`).
+    pub large_body: bool,
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+/// Every route the server serves.
+pub static ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/",
+        summary: "The status page (HTML, refreshes itself every 2 s)",
+        tag: "status",
+        auth: Auth::Public,
+        body: BodyKind::None,
+        responses: &[(200, "the page")],
+        large_body: false,
+        handler: || get(page),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/health",
+        summary: "Liveness: the process answers",
+        tag: "status",
+        auth: Auth::Public,
+        body: BodyKind::None,
+        responses: &[(200, "alive")],
+        large_body: false,
+        handler: || get(health),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/ready",
+        summary: "Readiness: the vault's database answers",
+        tag: "status",
+        auth: Auth::Public,
+        body: BodyKind::None,
+        responses: &[(200, "ready"), (503, "the database does not answer")],
+        large_body: false,
+        handler: || get(ready),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/metrics",
+        summary: "Prometheus metrics (text format 0.0.4)",
+        tag: "status",
+        auth: Auth::Public,
+        body: BodyKind::None,
+        responses: &[(200, "metrics")],
+        large_body: false,
+        handler: || get(metrics),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/openapi.json",
+        summary: "This API's OpenAPI 3.1 document",
+        tag: "status",
+        auth: Auth::Public,
+        body: BodyKind::None,
+        responses: &[(200, "the document")],
+        large_body: false,
+        handler: || get(openapi),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/v1/migration/status",
+        summary: "Phase, progress, pending names, rate and estimate (as `rekey status --format json`)",
+        tag: "status",
+        auth: Auth::Public,
+        body: BodyKind::None,
+        responses: &[(200, "the status"), (503, "the database does not answer")],
+        large_body: false,
+        handler: || get(migration_status),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/admin/preflight",
+        summary: "Run the preparation checks; answers the report (rekey-preflight/1)",
+        tag: "admin",
+        auth: Auth::Admin,
+        body: BodyKind::None,
+        responses: &[(200, "the report"), (401, "missing or wrong admin token")],
+        large_body: false,
+        handler: || post(admin_preflight),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/admin/start",
+        summary: "Start the migration with the code word; refused while a preflight check blocks; runs the server phase",
+        tag: "admin",
+        auth: Auth::Admin,
+        body: BodyKind::Json("StartRequest"),
+        responses: &[
+            (200, "started"),
+            (400, "wrong code word or malformed body (nothing changed)"),
+            (401, "missing or wrong admin token"),
+            (409, "preflight checks block, or already started"),
+            (413, "body too large"),
+        ],
+        large_body: false,
+        handler: || post(admin_start),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/admin/finalize",
+        summary: "Finalize: remove the legacy material and lift read-only mode",
+        tag: "admin",
+        auth: Auth::Admin,
+        body: BodyKind::None,
+        responses: &[
+            (200, "completed"),
+            (401, "missing or wrong admin token"),
+            (409, "principals pending, grants unresolved, or wrong phase"),
+        ],
+        large_body: false,
+        handler: || post(admin_finalize),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/admin/abort",
+        summary: "Abort: back to the exact legacy state",
+        tag: "admin",
+        auth: Auth::Admin,
+        body: BodyKind::None,
+        responses: &[
+            (200, "aborted"),
+            (401, "missing or wrong admin token"),
+            (409, "too late (finalizing or completed) or not started"),
+        ],
+        large_body: false,
+        handler: || post(admin_abort),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/admin/devices/{id}/write-off",
+        summary: "Write a device off: accept losing its unsynchronised changes",
+        tag: "admin",
+        auth: Auth::Admin,
+        body: BodyKind::None,
+        responses: &[
+            (200, "written off"),
+            (401, "missing or wrong admin token"),
+            (404, "no such device"),
+        ],
+        large_body: false,
+        handler: || post(admin_write_off),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/admin/non-migratable/{grant}/resolve",
+        summary: "Resolve a non-migratable grant (reshared or written_off)",
+        tag: "admin",
+        auth: Auth::Admin,
+        body: BodyKind::Json("ResolveRequest"),
+        responses: &[
+            (200, "resolved"),
+            (400, "malformed body or id"),
+            (401, "missing or wrong admin token"),
+            (404, "no such non-migratable grant"),
+            (413, "body too large"),
+        ],
+        large_body: false,
+        handler: || post(admin_resolve),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/v1/principals/{id}/package",
+        summary: "The migration package of an account (rekey-package/1): public keys and wrapped material only",
+        tag: "client",
+        auth: Auth::Public,
+        body: BodyKind::None,
+        responses: &[
+            (200, "the package"),
+            (400, "malformed id"),
+            (404, "no such principal"),
+            (423, "no migration in progress"),
+        ],
+        large_body: false,
+        handler: || get(package),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/principals/{id}/bundle",
+        summary: "Submit a signed bundle (binary SignedBundle); checked and applied in one transaction",
+        tag: "client",
+        auth: Auth::BundleSignature,
+        body: BodyKind::Binary,
+        responses: &[
+            (200, "applied"),
+            (400, "malformed bundle, with the reason"),
+            (
+                403,
+                "signature refused: not signed by this account's key, or posted at another account's URL",
+            ),
+            (
+                409,
+                "conflict: the vault changed (already migrated, grants or holders changed); fetch a new package and rebuild",
+            ),
+            (413, "bundle too large"),
+            (415, "not application/octet-stream"),
+            (423, "the vault is not in the user phase"),
+        ],
+        large_body: true,
+        handler: || post(submit_bundle),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/v1/records/{id}",
+        summary: "Read a record's ciphertext",
+        tag: "records",
+        auth: Auth::Public,
+        body: BodyKind::None,
+        responses: &[
+            (200, "the record"),
+            (400, "malformed id"),
+            (404, "no such record"),
+        ],
+        large_body: false,
+        handler: || get(get_record),
+    },
+    RouteSpec {
+        method: HttpMethod::Put,
+        path: "/v1/records/{id}",
+        summary: "Write a record's ciphertext; 423 Locked while the vault is being migrated",
+        tag: "records",
+        auth: Auth::Admin,
+        body: BodyKind::Json("RecordWrite"),
+        responses: &[
+            (200, "written"),
+            (400, "malformed body or id"),
+            (401, "missing or wrong admin token"),
+            (413, "body too large"),
+            (423, "read-only during the migration"),
+        ],
+        large_body: false,
+        handler: || put(put_record),
+    },
+];
+
+/// The router for `state`, built from [`ROUTES`]: each route gets its body
+/// limit and the latency middleware; anything else answers a JSON 404/405.
+pub fn router(state: AppState) -> Router {
+    let mut r: Router<AppState> = Router::new();
+    for (index, spec) in ROUTES.iter().enumerate() {
+        let route = (spec.handler)()
+            .layer(DefaultBodyLimit::max(state.body_limit(spec.large_body)))
+            .layer(middleware::from_fn_with_state(
+                (state.clone(), index),
+                track,
+            ));
+        r = r.route(spec.path, route);
+    }
+    r.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn track(
+    State((state, index)): State<(AppState, usize)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let elapsed = started.elapsed();
+    state.metrics().observe(index, elapsed);
+    if let Some(spec) = ROUTES.get(index) {
+        let status = response.status().as_u16();
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        // Route templates only: no ids, bodies, headers or tokens.
+        if spec.method == HttpMethod::Get {
+            tracing::debug!(
+                method = spec.method.as_str(),
+                route = spec.path,
+                status,
+                ms,
+                "request"
+            );
+        } else {
+            tracing::info!(
+                method = spec.method.as_str(),
+                route = spec.path,
+                status,
+                ms,
+                "request"
+            );
+        }
+    }
+    response
+}
+
+async fn not_found() -> ServerError {
+    ServerError::NotFound("no such route".to_owned())
+}
+
+async fn method_not_allowed() -> Response {
+    let body = json!({
+        "error": "this route does not take this method",
+        "hint": "GET /openapi.json lists the routes and their methods",
+    });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
+/// Proof that the request carried the admin token.
+#[derive(Debug)]
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ServerError::Unauthorized)?;
+        if state.token().matches(presented.trim()) {
+            Ok(Admin)
+        } else {
+            tracing::warn!("admin request with a wrong token refused");
+            Err(ServerError::Unauthorized)
+        }
+    }
+}
+
+fn body(
+    body: Result<Bytes, BytesRejection>,
+    state: &AppState,
+    large: bool,
+) -> Result<Bytes, ServerError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ServerError::TooLarge {
+                limit: state.body_limit(large),
+            }
+        } else {
+            ServerError::bad_request(
+                format!("could not read the request body: {}", r.body_text()),
+                "send the whole body",
+            )
+        }
+    })
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(
+    raw: Result<Bytes, BytesRejection>,
+    state: &AppState,
+    hint: &'static str,
+) -> Result<T, ServerError> {
+    let bytes = body(raw, state, false)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ServerError::bad_request(format!("malformed JSON body: {e}"), hint))
+}
+
+fn parse_id<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, ServerError> {
+    s.parse().map_err(|_| {
+        ServerError::bad_request(
+            format!("{what} {s:?} is not a valid id"),
+            "ids are UUIDs, e.g. 0b0f6c9e-4a7e-4c47-9a44-3f0d4d0f1d2a",
+        )
+    })
+}
+
+/// Runs `f` (which may do CPU-heavy crypto) on the blocking pool, so the
+/// async workers keep serving other requests.
+async fn blocking<T, F, Fut>(state: &AppState, f: F) -> Result<T, ServerError>
+where
+    T: Send + 'static,
+    F: FnOnce(rekey_engine::Engine) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    let engine = state.engine().clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(f(engine)))
+        .await
+        .map_err(|_| ServerError::Internal("a blocking task failed".to_owned()))
+}
+
+async fn page(State(state): State<AppState>) -> Result<Html<String>, ServerError> {
+    let s = status::load(&state).await?;
+    Ok(Html(status::render_page(&s)))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ServerError> {
+    let row = state
+        .engine()
+        .vault()
+        .migration()
+        .await
+        .map_err(|_| ServerError::Unavailable)?;
+    Ok(Json(json!({ "status": "ready", "phase": row.phase })))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let vault = state.engine().vault();
+    let progress = vault.progress().await.ok();
+    let phase = vault.migration().await.ok().map(|r| r.phase.as_str());
+    let text = state.metrics().render(progress.as_ref(), phase);
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+async fn migration_status(
+    State(state): State<AppState>,
+) -> Result<Json<status::MigrationStatus>, ServerError> {
+    Ok(Json(status::load(&state).await?))
+}
+
+async fn run_preflight(state: &AppState) -> Result<rekey_preflight::Report, ServerError> {
+    let options = rekey_preflight::Options {
+        key_dir: state.engine().key_dir().map(|k| k.path().to_path_buf()),
+        ..rekey_preflight::Options::default()
+    };
+    let report = rekey_preflight::run(state.engine().vault(), &options)
+        .await
+        .map_err(ServerError::from_preflight)?;
+    state.set_preflight_blocking(report.blocking().into_iter().map(str::to_owned).collect());
+    Ok(report)
+}
+
+async fn admin_preflight(_: Admin, State(state): State<AppState>) -> Result<Response, ServerError> {
+    let report = run_preflight(&state).await?;
+    Ok((
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        report.to_json(),
+    )
+        .into_response())
+}
+
+/// The body of `POST /v1/admin/start`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// Must be `Start`, exactly.
+    pub code_word: String,
+}
+
+async fn admin_start(
+    _: Admin,
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ServerError> {
+    let req: StartRequest = json_body(raw, &state, "send {\"code_word\": \"Start\"}")?;
+    // A wrong code word changes nothing, not even the preflight record.
+    let blockers = if req.code_word == rekey_core::lifecycle::CODE_WORD {
+        run_preflight(&state)
+            .await?
+            .blocking()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let answer = req.code_word;
+    let b = blockers.clone();
+    let (report, server) = blocking(&state, move |e| async move { e.start(&answer, &b).await })
+        .await?
+        .map_err(ServerError::from_admin_engine)?;
+    tracing::info!(run = %report.run, phase = %report.phase, "migration started");
+    Ok(Json(json!({
+        "run": report.run,
+        "phase": report.phase,
+        "blocked_users": report.blocked,
+        "exempt": report.exempt,
+        "server_keys_migrated": server.as_ref().map(|s| s.migrated.clone()),
+        "migrated_along": server.as_ref().map(|s| s.migrated_along),
+        "missing_certificates": server.as_ref().map(|s| s.missing_certificates.clone()),
+    })))
+}
+
+async fn admin_finalize(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ServerError> {
+    let deleted = state
+        .engine()
+        .finalize(&|_| {})
+        .await
+        .map_err(ServerError::from_admin_engine)?;
+    tracing::info!(deleted, "migration finalized");
+    Ok(Json(
+        json!({ "phase": "completed", "deleted_legacy_rows": deleted }),
+    ))
+}
+
+async fn admin_abort(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ServerError> {
+    state
+        .engine()
+        .abort()
+        .await
+        .map_err(ServerError::from_admin_engine)?;
+    tracing::info!("migration aborted");
+    Ok(Json(json!({ "phase": "legacy" })))
+}
+
+async fn admin_write_off(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ServerError> {
+    rekey_preflight::write_off_device(state.engine().vault(), &id, &state.actor())
+        .await
+        .map_err(ServerError::from_preflight)?;
+    Ok(Json(json!({ "device": id, "written_off": true })))
+}
+
+/// The body of `POST /v1/admin/non-migratable/{grant}/resolve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// `reshared` or `written_off`.
+    pub resolution: String,
+}
+
+async fn admin_resolve(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(grant): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ServerError> {
+    let grant: GrantId = parse_id(&grant, "grant")?;
+    let req: ResolveRequest = json_body(
+        raw,
+        &state,
+        "send {\"resolution\": \"reshared\"} or {\"resolution\": \"written_off\"}",
+    )?;
+    let resolution = match req.resolution.parse::<Resolution>() {
+        Ok(r @ (Resolution::Reshared | Resolution::WrittenOff)) => r,
+        _ => {
+            return Err(ServerError::bad_request(
+                format!(
+                    "resolution {:?} is not reshared or written_off",
+                    req.resolution
+                ),
+                "send {\"resolution\": \"reshared\"} or {\"resolution\": \"written_off\"}",
+            ));
+        }
+    };
+    let audit = AuditEvent {
+        at: Timestamp::now(),
+        actor: state.actor(),
+        action: "resolve non-migratable".to_owned(),
+        details: json!({ "grant": grant, "resolution": resolution.as_str() }).to_string(),
+    };
+    state
+        .engine()
+        .vault()
+        .resolve_non_migratable(grant, resolution, &audit)
+        .await
+        .map_err(ServerError::from_storage)?;
+    Ok(Json(json!({ "grant": grant, "resolution": resolution })))
+}
+
+async fn package(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PackageJson>, ServerError> {
+    let principal: PrincipalId = parse_id(&id, "principal")?;
+    let p = state
+        .engine()
+        .package(principal)
+        .await
+        .map_err(ServerError::from_engine)?;
+    Ok(Json(PackageJson::from(&p)))
+}
+
+/// What an applied bundle did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    /// Principals migrated.
+    pub principals: Vec<PrincipalId>,
+    /// Grants written.
+    pub grants: usize,
+    /// Grants listed as non-migratable.
+    pub non_migratable: usize,
+}
+
+async fn submit_bundle(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApplyResponse>, ServerError> {
+    let result = submit_inner(&state, &id, &headers, raw).await;
+    match &result {
+        Ok(r) => {
+            state.metrics().applied(r.grants);
+            tracing::info!(principal = %id, principals = r.principals.len(), grants = r.grants, non_migratable = r.non_migratable, "bundle applied");
+        }
+        Err(e) => {
+            state.metrics().refused(e.refusal_reason());
+            tracing::warn!(principal = %id, status = e.status().as_u16(), error = %e, "bundle refused");
+        }
+    }
+    result.map(Json)
+}
+
+async fn submit_inner(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<ApplyResponse, ServerError> {
+    let principal: PrincipalId = parse_id(id, "principal")?;
+    if let Some(ct) = headers.get(CONTENT_TYPE) {
+        if !ct
+            .to_str()
+            .is_ok_and(|v| v.trim().starts_with("application/octet-stream"))
+        {
+            return Err(ServerError::UnsupportedMediaType {
+                expected: "application/octet-stream",
+            });
+        }
+    }
+    let bytes = body(raw, state, true)?;
+    // Parsing and the signature checks (RSA-PSS, ECDSA) run on the blocking
+    // pool; the engine's database calls run there too, on this runtime.
+    let report = blocking(
+        state,
+        move |e| async move { e.submit(principal, &bytes).await },
+    )
+    .await?
+    .map_err(ServerError::from_engine)?;
+    Ok(ApplyResponse {
+        principals: report.principals,
+        grants: report.grants,
+        non_migratable: report.non_migratable,
+    })
+}
+
+/// A record as the record API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordJson {
+    /// The record.
+    pub id: RecordId,
+    /// Its ciphertext in hex.
+    pub ciphertext: String,
+}
+
+/// The body of `PUT /v1/records/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordWrite {
+    /// The new ciphertext in hex.
+    pub ciphertext: String,
+}
+
+async fn get_record(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RecordJson>, ServerError> {
+    let rid: RecordId = parse_id(&id, "record")?;
+    let row = state
+        .engine()
+        .vault()
+        .record(rid)
+        .await
+        .map_err(ServerError::from_storage)?
+        .ok_or_else(|| ServerError::NotFound(format!("record {rid} not found")))?;
+    Ok(Json(RecordJson {
+        id: rid,
+        ciphertext: hex::encode(row.ciphertext),
+    }))
+}
+
+async fn put_record(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ServerError> {
+    let rid: RecordId = parse_id(&id, "record")?;
+    let req: RecordWrite = json_body(raw, &state, "send {\"ciphertext\": \"<hex>\"}")?;
+    let ciphertext = hex::decode(&req.ciphertext).map_err(|_| {
+        ServerError::bad_request(
+            "ciphertext is not valid hex",
+            "send {\"ciphertext\": \"<hex>\"}",
+        )
+    })?;
+    state
+        .engine()
+        .vault()
+        .put_record(&RecordRow {
+            id: rid,
+            ciphertext,
+        })
+        .await
+        .map_err(ServerError::from_storage)?;
+    Ok(Json(json!({ "id": rid, "written": true })))
+}

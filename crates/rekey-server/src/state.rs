@@ -1,0 +1,260 @@
+//! Configuration and the state every request shares.
+
+use crate::error::ServerError;
+use crate::metrics::Metrics;
+use rekey_core::model::{Server, Timestamp};
+use rekey_engine::Engine;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// Default body limit for bundles (64 MiB).
+pub const DEFAULT_MAX_BUNDLE_BYTES: usize = 64 << 20;
+/// Default body limit for every other route (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default time between heartbeats.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// Shortest admin token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The admin token, kept only as its SHA-256 and compared in constant
+/// time. `Debug` prints nothing of it.
+#[derive(Clone)]
+pub struct AdminToken([u8; 32]);
+
+impl AdminToken {
+    /// Hashes `token`; refuses one shorter than [`MIN_TOKEN_LEN`].
+    pub fn new(token: &str) -> Result<Self, ServerError> {
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(ServerError::Config(format!(
+                "the admin token must be at least {MIN_TOKEN_LEN} characters"
+            )));
+        }
+        Ok(Self(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    /// Whether `presented` is the token (constant time in its content).
+    #[must_use]
+    pub fn matches(&self, presented: &str) -> bool {
+        let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        h.ct_eq(&self.0).into()
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// How to run the server.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The vault's database URL.
+    pub db_url: String,
+    /// The key directory (server-held private keys).
+    pub key_dir: PathBuf,
+    /// Where to listen.
+    pub bind: SocketAddr,
+    /// The admin token.
+    pub admin_token: AdminToken,
+    /// This server's name in the vault's server list.
+    pub server_name: String,
+    /// Body limit of `POST /v1/principals/{id}/bundle`.
+    pub max_bundle_bytes: usize,
+    /// Body limit of every other route.
+    pub max_body_bytes: usize,
+    /// Time between heartbeats.
+    pub heartbeat_every: Duration,
+}
+
+impl ServerConfig {
+    /// A configuration with the default limits, on 127.0.0.1:8080, named
+    /// after the host.
+    pub fn new(
+        db_url: impl Into<String>,
+        key_dir: impl Into<PathBuf>,
+        admin_token: &str,
+    ) -> Result<Self, ServerError> {
+        Ok(Self {
+            db_url: db_url.into(),
+            key_dir: key_dir.into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: AdminToken::new(admin_token)?,
+            server_name: default_server_name(),
+            max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            heartbeat_every: DEFAULT_HEARTBEAT,
+        })
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("db_url", &rekey_storage::redact_url(&self.db_url))
+            .field("key_dir", &self.key_dir)
+            .field("bind", &self.bind)
+            .field("admin_token", &self.admin_token)
+            .field("server_name", &self.server_name)
+            .field("max_bundle_bytes", &self.max_bundle_bytes)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("heartbeat_every", &self.heartbeat_every)
+            .finish()
+    }
+}
+
+/// The host name, or `rekey-server`.
+#[must_use]
+pub fn default_server_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "rekey-server".to_owned())
+}
+
+/// What every request shares. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    engine: Engine,
+    token: AdminToken,
+    name: String,
+    max_bundle_bytes: usize,
+    max_body_bytes: usize,
+    metrics: Metrics,
+    /// The blocking checks of the last preflight this server ran (shown on
+    /// the status page until the migration starts).
+    preflight_blocking: Mutex<Option<Vec<String>>>,
+}
+
+impl AppState {
+    /// The state for an engine (which must have the key directory) and a
+    /// configuration (its token, name and limits; the database URL, key
+    /// directory and bind address are the caller's business).
+    #[must_use]
+    pub fn new(engine: Engine, config: &ServerConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                token: config.admin_token.clone(),
+                name: config.server_name.clone(),
+                max_bundle_bytes: config.max_bundle_bytes,
+                max_body_bytes: config.max_body_bytes,
+                metrics: Metrics::default(),
+                preflight_blocking: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The engine.
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// This server's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub(crate) fn token(&self) -> &AdminToken {
+        &self.inner.token
+    }
+
+    pub(crate) fn body_limit(&self, large: bool) -> usize {
+        if large {
+            self.inner.max_bundle_bytes
+        } else {
+            self.inner.max_body_bytes
+        }
+    }
+
+    pub(crate) fn actor(&self) -> String {
+        format!("server:{} (admin API)", self.inner.name)
+    }
+
+    pub(crate) fn set_preflight_blocking(&self, blocking: Vec<String>) {
+        if let Ok(mut g) = self.inner.preflight_blocking.lock() {
+            *g = Some(blocking);
+        }
+    }
+
+    pub(crate) fn preflight_blocking(&self) -> Option<Vec<String>> {
+        self.inner
+            .preflight_blocking
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+    }
+
+    /// Registers this server in the vault or records its heartbeat, with
+    /// the fingerprints of the certificate keys in its key directory.
+    pub async fn heartbeat(&self) -> Result<(), ServerError> {
+        let fingerprints = self
+            .engine()
+            .key_dir()
+            .map(|k| key_fingerprints(k.path()))
+            .unwrap_or_default();
+        self.engine()
+            .vault()
+            .heartbeat(&Server {
+                name: self.inner.name.clone(),
+                heartbeat_at: Timestamp::now(),
+                certificate_fingerprints: fingerprints,
+            })
+            .await
+            .map_err(ServerError::from_storage)
+    }
+}
+
+/// Fingerprints of the keys in a key directory (`<fp>.pk8` legacy RSA,
+/// `<fp>.ec` new EC), sorted.
+#[must_use]
+pub fn key_fingerprints(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            let (stem, ext) = name.rsplit_once('.')?;
+            ((ext == "pk8" || ext == "ec") && rekey_preflight::is_fingerprint(stem))
+                .then(|| stem.to_owned())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_hashed_and_compared() {
+        let t = AdminToken::new("a-long-enough-admin-token").unwrap();
+        assert!(t.matches("a-long-enough-admin-token"));
+        assert!(!t.matches("a-long-enough-admin-tokeN"));
+        assert!(!t.matches(""));
+        assert_eq!(format!("{t:?}"), "AdminToken(..)");
+        assert!(AdminToken::new("short").is_err());
+    }
+}

@@ -1,0 +1,581 @@
+//! End to end on loopback: a demo vault (fixture RSA keys, SQLite in a
+//! temporary file) migrated entirely through the HTTP API with a real
+//! HTTP client, then verified; every error status provoked with nothing
+//! written; the status page, metrics and the OpenAPI document checked
+//! against the route table.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use hyper::{Method, StatusCode};
+use rekey_core::bundle::{BuildOptions, MigrationPackage, PackageLegacyKey, Unlock, build_bundle};
+use rekey_core::model::{Phase, Progress};
+use rekey_core::{KeyPairId, LegacyRsaPrivateKey, PrincipalId, RunId, VaultId};
+use rekey_engine::demo::{Credentials, DemoSpec, generate};
+use rekey_engine::keycache::KeySource;
+use rekey_engine::password::master_secret;
+use rekey_engine::{Engine, KeyDir};
+use rekey_server::{AppState, HttpClient, ROUTES, ServerConfig};
+use rekey_storage::Vault;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const TOKEN: &str = "test-admin-token-0123456789";
+const MAX_BUNDLE: usize = 256 * 1024;
+
+fn fixture_keys() -> Vec<LegacyRsaPrivateKey> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rekey-core/tests/fixtures");
+    ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .map(|c| {
+            let der = std::fs::read(format!("{dir}/rsa-2048-{c}.pk8")).unwrap();
+            LegacyRsaPrivateKey::from_pkcs8_der(&der).unwrap()
+        })
+        .collect()
+}
+
+struct Harness {
+    dir: PathBuf,
+    /// The operator's view of the vault (the test's own connection).
+    engine: Engine,
+    creds: Credentials,
+    admin: HttpClient,
+    anon: HttpClient,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), rekey_server::ServerError>>>,
+}
+
+impl Harness {
+    async fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("rekey-server-{tag}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
+        let keys = dir.join("keys");
+        let vault = Vault::init(&url).await.unwrap();
+        let engine = Engine::new(vault, Some(KeyDir::open(&keys).unwrap()), "test");
+        rekey_preflight::begin_preparation(engine.vault(), "test")
+            .await
+            .unwrap();
+        // 4 users + 1 role + 3 services = the 8 fixture keys.
+        let spec = DemoSpec {
+            users: 4,
+            roles: 1,
+            records: 40,
+            rsa_bits: 2048,
+            seed: 11,
+            with_problems: false,
+        };
+        let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
+        engine.seed_demo(&demo).await.unwrap();
+        rekey_preflight::backup_with(
+            engine.vault(),
+            &keys,
+            &dir.join("certificates.age"),
+            &rekey_preflight::Passphrase::new("test passphrase".into()),
+            &rekey_preflight::BackupOptions {
+                work_factor: Some(10),
+                actor: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+
+        // The server opens the vault on its own, as the binary does.
+        let mut config = ServerConfig::new(&url, &keys, TOKEN).unwrap();
+        // The demo registered its one server under this name; the server
+        // takes its place (preflight wants exactly one active server).
+        config.server_name = "rekey-demo-1".into();
+        config.max_bundle_bytes = MAX_BUNDLE;
+        let server_engine = Engine::new(
+            Vault::open(&url).await.unwrap(),
+            Some(KeyDir::open(&keys).unwrap()),
+            "server:test",
+        );
+        let state = AppState::new(server_engine, &config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rekey_server::run(
+            listener,
+            state,
+            Duration::from_millis(200),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let anon = HttpClient::new(&base).unwrap().expect_vault(demo.vault);
+        let admin = anon.clone().with_admin_token(TOKEN);
+        Self {
+            dir,
+            engine,
+            creds: demo.credentials,
+            admin,
+            anon,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// What must not change when a request is refused.
+    async fn snapshot(&self) -> (Progress, usize, i64) {
+        let v = self.engine.vault();
+        (
+            v.progress().await.unwrap(),
+            v.audit_events(0, 1_000_000).await.unwrap().len(),
+            v.migration().await.unwrap().version,
+        )
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        admin: bool,
+    ) -> (StatusCode, serde_json::Value) {
+        let c = if admin { &self.admin } else { &self.anon };
+        let (status, bytes) = c.raw(method, path, body, admin).await.unwrap();
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        });
+        (status, v)
+    }
+
+    /// Asserts an error status with a JSON {error, hint} body and no write.
+    async fn refused(
+        &self,
+        expected: StatusCode,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        admin: bool,
+    ) -> String {
+        let before = self.snapshot().await;
+        let (status, v) = self.raw(method.clone(), path, body, admin).await;
+        assert_eq!(status, expected, "{method} {path}: {v}");
+        let error = v["error"].as_str().expect("error message").to_owned();
+        assert!(v["hint"].as_str().is_some_and(|h| !h.is_empty()), "{v}");
+        assert_eq!(
+            self.snapshot().await,
+            before,
+            "{method} {path} wrote something"
+        );
+        error
+    }
+
+    async fn build(&self, name: &str) -> (PrincipalId, Vec<u8>) {
+        let u = &self.creds.users[name];
+        let package = self.anon.package(u.id).await.unwrap();
+        let master = master_secret(&u.password, self.creds.vault, u.id).unwrap();
+        let out = build_bundle(
+            &package,
+            Unlock::MasterSecret(&master),
+            BuildOptions {
+                threads: Some(1),
+                ..BuildOptions::default()
+            },
+        )
+        .unwrap();
+        (u.id, out.bundle.encode())
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("graceful shutdown")
+                .unwrap()
+                .unwrap();
+        }
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// A well-formed bundle that belongs to no run: built from a made-up
+/// package with a fixture key.
+fn stray_bundle(principal: PrincipalId) -> Vec<u8> {
+    let key = &fixture_keys()[0];
+    let package = MigrationPackage {
+        vault: VaultId::random(),
+        run: RunId::random(),
+        principal,
+        legacy_key: PackageLegacyKey {
+            id: KeyPairId::random(),
+            public_key: key.public_key(),
+            wrapped_private: None,
+        },
+        pending_grants: Vec::new(),
+        candidates: Vec::new(),
+    };
+    build_bundle(&package, Unlock::ServerKey(key), BuildOptions::default())
+        .unwrap()
+        .bundle
+        .encode()
+}
+
+fn bundle_path(p: PrincipalId) -> String {
+    format!("/v1/principals/{p}/bundle")
+}
+
+const OCTETS: &str = "application/octet-stream";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_migration_over_http_with_every_refusal() {
+    let h = Harness::new("e2e").await;
+    let before = h.engine.verify(&h.creds, &|_, _| {}).await.unwrap();
+    assert!(before.passed(), "{before:?}");
+
+    // Liveness, readiness; the server registered itself with its keys.
+    let (s, v) = h.raw(Method::GET, "/health", None, false).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, v) = h.raw(Method::GET, "/ready", None, false).await;
+    assert_eq!((s, v["phase"].as_str()), (StatusCode::OK, Some("legacy")));
+    let servers = h.engine.vault().servers().await.unwrap();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_eq!(servers[0].certificate_fingerprints.len(), 3);
+
+    let names: Vec<String> = h.creds.users.keys().cloned().collect();
+    let first = h.creds.users[&names[0]].id;
+    let second = h.creds.users[&names[1]].id;
+
+    // 423 before the start: packages and bundles, nothing written.
+    h.refused(
+        StatusCode::LOCKED,
+        Method::GET,
+        &format!("/v1/principals/{first}/package"),
+        None,
+        false,
+    )
+    .await;
+    let e = h
+        .refused(
+            StatusCode::LOCKED,
+            Method::POST,
+            &bundle_path(first),
+            Some((OCTETS, stray_bundle(first))),
+            false,
+        )
+        .await;
+    assert!(e.contains("legacy"), "{e}");
+
+    // Records are writable before the start.
+    let record = h.engine.vault().records_page(None, 1).await.unwrap()[0].id;
+    let record_path = format!("/v1/records/{record}");
+    let (s, v) = h.raw(Method::GET, &record_path, None, false).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ciphertext = v["ciphertext"].as_str().unwrap().to_owned();
+    let put = || {
+        Some((
+            "application/json",
+            serde_json::json!({ "ciphertext": ciphertext })
+                .to_string()
+                .into_bytes(),
+        ))
+    };
+    let (s, v) = h.raw(Method::PUT, &record_path, put(), true).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // 401: no token, a wrong token; nothing changes.
+    h.refused(
+        StatusCode::UNAUTHORIZED,
+        Method::POST,
+        "/v1/admin/start",
+        Some(("application/json", br#"{"code_word":"Start"}"#.to_vec())),
+        false,
+    )
+    .await;
+    let wrong = HttpClient::new(h.admin.base_url())
+        .unwrap()
+        .with_admin_token("not-the-admin-token-at-all");
+    let err = wrong.start("Start").await.unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err}");
+    h.refused(
+        StatusCode::UNAUTHORIZED,
+        Method::PUT,
+        &record_path,
+        put(),
+        false,
+    )
+    .await;
+    // 400: a wrong code word, a malformed body.
+    let e = h
+        .refused(
+            StatusCode::BAD_REQUEST,
+            Method::POST,
+            "/v1/admin/start",
+            Some(("application/json", br#"{"code_word":"start"}"#.to_vec())),
+            true,
+        )
+        .await;
+    assert!(e.contains("Start"), "{e}");
+    h.refused(
+        StatusCode::BAD_REQUEST,
+        Method::POST,
+        "/v1/admin/start",
+        Some(("application/json", b"{not json".to_vec())),
+        true,
+    )
+    .await;
+
+    // Preflight passes, the start runs the server phase.
+    let report = h.admin.preflight().await.unwrap();
+    assert_eq!(report["format"], "rekey-preflight/1");
+    assert_eq!(report["blocking"], serde_json::json!([]), "{report}");
+    let started = h.admin.start("Start").await.unwrap();
+    assert_eq!(started["phase"], "user_phase", "{started}");
+    assert_eq!(started["server_keys_migrated"].as_array().unwrap().len(), 3);
+    // Twice: 409.
+    assert_eq!(
+        h.admin.start("Start").await.unwrap_err().status(),
+        Some(409)
+    );
+
+    let status = h.anon.status().await.unwrap();
+    assert_eq!(status.phase, Phase::UserPhase);
+    assert_eq!(status.progress.users.remaining, names.len() as u64);
+    assert_eq!(status.progress.services.migrated, 3);
+    assert!(status.run.is_some());
+    for n in &names {
+        assert!(
+            status.pending.contains(n),
+            "{n} pending: {:?}",
+            status.pending
+        );
+    }
+
+    // The status page shows the phase and the counts.
+    let (s, bytes) = h.anon.raw(Method::GET, "/", None, false).await.unwrap();
+    let html = String::from_utf8(bytes.to_vec()).unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains(r#"id="phase">user_phase<"#), "{html}");
+    assert!(html.contains(&format!(
+        r#"<span class="remaining">{}</span> remaining"#,
+        names.len()
+    )));
+    assert!(html.contains(r#"http-equiv="refresh""#));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
+
+    // 423: record writes during the migration.
+    let e = h
+        .refused(StatusCode::LOCKED, Method::PUT, &record_path, put(), true)
+        .await;
+    assert!(e.contains("read-only"), "{e}");
+
+    // Bundle refusals, each with nothing written.
+    let (id0, bundle0) = h.build(&names[0]).await;
+    assert_eq!(id0, first);
+    h.refused(
+        StatusCode::BAD_REQUEST,
+        Method::POST,
+        &bundle_path(first),
+        Some((OCTETS, b"garbage, not a bundle".to_vec())),
+        false,
+    )
+    .await;
+    h.refused(
+        StatusCode::BAD_REQUEST,
+        Method::POST,
+        "/v1/principals/not-a-uuid/bundle",
+        Some((OCTETS, bundle0.clone())),
+        false,
+    )
+    .await;
+    let mut truncated = bundle0.clone();
+    truncated.truncate(bundle0.len() / 2);
+    let e = h
+        .refused(
+            StatusCode::BAD_REQUEST,
+            Method::POST,
+            &bundle_path(first),
+            Some((OCTETS, truncated)),
+            false,
+        )
+        .await;
+    assert!(e.contains("malformed"), "{e}");
+    h.refused(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Method::POST,
+        &bundle_path(first),
+        Some(("application/json", bundle0.clone())),
+        false,
+    )
+    .await;
+    h.refused(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Method::POST,
+        &bundle_path(first),
+        Some((OCTETS, vec![0u8; MAX_BUNDLE + 1])),
+        false,
+    )
+    .await;
+    // Another account's bundle posted at this account's URL.
+    h.refused(
+        StatusCode::FORBIDDEN,
+        Method::POST,
+        &bundle_path(second),
+        Some((OCTETS, bundle0.clone())),
+        false,
+    )
+    .await;
+    // A signature that does not verify (the last byte is inside the last
+    // signature).
+    let mut forged = bundle0.clone();
+    *forged.last_mut().unwrap() ^= 1;
+    h.refused(
+        StatusCode::FORBIDDEN,
+        Method::POST,
+        &bundle_path(first),
+        Some((OCTETS, forged)),
+        false,
+    )
+    .await;
+
+    // The genuine bundle applies; replayed, it conflicts.
+    let applied = h.anon.submit(first, &bundle0).await.unwrap();
+    assert_eq!(applied.principals[0], first);
+    assert!(applied.grants > 0);
+    let e = h
+        .refused(
+            StatusCode::CONFLICT,
+            Method::POST,
+            &bundle_path(first),
+            Some((OCTETS, bundle0.clone())),
+            false,
+        )
+        .await;
+    assert!(e.contains("already migrated"), "{e}");
+
+    // Everyone else migrates through the client.
+    for n in &names[1..] {
+        let u = &h.creds.users[n];
+        let master = master_secret(&u.password, h.creds.vault, u.id).unwrap();
+        let r = h
+            .anon
+            .migrate(
+                u.id,
+                master,
+                BuildOptions {
+                    threads: Some(1),
+                    ..BuildOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.applied.principals[0], u.id);
+    }
+    let status = h.anon.status().await.unwrap();
+    assert_eq!(status.progress.users.remaining, 0, "{status:?}");
+    assert_eq!(status.progress.roles.remaining, 0);
+    assert!(status.pending.is_empty());
+    assert!(status.rate_principals_per_minute.unwrap() > 0.0);
+
+    // Metrics: principals and grants by state, bundles by outcome, latency.
+    let (s, bytes) = h
+        .anon
+        .raw(Method::GET, "/metrics", None, false)
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let m = String::from_utf8(bytes.to_vec()).unwrap();
+    for line in [
+        format!("rekey_bundles_applied_total {}", names.len()),
+        "rekey_bundles_refused_total{reason=\"signature\"} 2".to_owned(),
+        "rekey_bundles_refused_total{reason=\"conflict\"} 1".to_owned(),
+        "rekey_bundles_refused_total{reason=\"too_large\"} 1".to_owned(),
+        "rekey_bundles_refused_total{reason=\"wrong_phase\"} 1".to_owned(),
+        "rekey_bundles_refused_total{reason=\"malformed\"} 4".to_owned(),
+        "rekey_principals{kind=\"user\",state=\"remaining\"} 0".to_owned(),
+        "rekey_grants{state=\"remaining\"} 0".to_owned(),
+        "rekey_migration_phase{phase=\"user_phase\"} 1".to_owned(),
+        format!(
+            "rekey_http_request_duration_seconds_count{{method=\"POST\",route=\"/v1/principals/{{id}}/bundle\"}} {}",
+            10 + names.len() - 1
+        ),
+    ] {
+        assert!(m.contains(&line), "missing {line:?} in\n{m}");
+    }
+
+    // Finalize through the admin API; the vault verifies, records are
+    // writable again, and bundles are refused as out of phase.
+    let fin = h.admin.finalize().await.unwrap();
+    assert_eq!(fin["phase"], "completed");
+    assert!(fin["deleted_legacy_rows"].as_u64().unwrap() > 0);
+    let after = h.engine.verify(&h.creds, &|_, _| {}).await.unwrap();
+    assert!(after.passed(), "{after:?}");
+    assert_eq!(after.records_read, before.records_read);
+    assert_eq!(h.anon.status().await.unwrap().phase, Phase::Completed);
+    let (s, v) = h.raw(Method::PUT, &record_path, put(), true).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.refused(
+        StatusCode::LOCKED,
+        Method::POST,
+        &bundle_path(first),
+        Some((OCTETS, bundle0)),
+        false,
+    )
+    .await;
+    assert_eq!(h.admin.abort().await.unwrap_err().status(), Some(409));
+
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_exactly_the_routes_served() {
+    let h = Harness::new("openapi").await;
+    let (s, doc) = h.raw(Method::GET, "/openapi.json", None, false).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let listed: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let table: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.as_str().to_owned(), r.path.to_owned()))
+        .collect();
+    assert_eq!(listed, table);
+    // Every listed operation is served (no fallback 404/405), without a
+    // token so that no admin operation runs.
+    for (method, path) in &listed {
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{grant}", &uuid::Uuid::new_v4().to_string());
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let (status, v) = h.raw(m, &concrete, None, false).await;
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_ne!(v["error"], "no such route", "{method} {path}");
+        if path.starts_with("/v1/admin") {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        }
+    }
+    // And nothing else is.
+    let (s, v) = h.raw(Method::GET, "/v1/nothing-here", None, false).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no such route"))
+    );
+    assert!(v["hint"].is_string());
+    let (s, v) = h
+        .raw(Method::DELETE, "/v1/migration/status", None, false)
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(v["error"].is_string());
+    // The vault is untouched by the probes.
+    assert_eq!(
+        h.engine.vault().migration().await.unwrap().phase,
+        Phase::Legacy
+    );
+    h.stop().await;
+}
