@@ -125,6 +125,12 @@ impl Scheme {
         )
     }
 
+    /// HPKE schemes (single or batch, either curve): the new grants.
+    #[must_use]
+    pub fn is_hpke(self) -> bool {
+        self.enc_len().is_some()
+    }
+
     /// Length of the HPKE `enc` field, for HPKE schemes.
     #[must_use]
     pub fn enc_len(self) -> Option<usize> {

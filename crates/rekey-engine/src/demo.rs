@@ -168,7 +168,7 @@ const FIRST: [&str; 24] = [
 struct GrantSpec {
     recipient: usize,
     subject: Subject,
-    secret: Vec<u8>,
+    secret: zeroize::Zeroizing<Vec<u8>>,
 }
 
 /// Generates the demo vault. `progress(done, total)` reports RSA key
@@ -273,7 +273,7 @@ pub fn generate(
         .map(|_| KeyPairId::from_bytes(rng.id()))
         .collect();
     let mut holder_keks: Vec<Option<Kek>> = Vec::with_capacity(n_keys);
-    let mut kek_seeds = Vec::with_capacity(n_keys);
+    let mut kek_seeds = zeroize::Zeroizing::new(Vec::with_capacity(n_keys));
     for _ in 0..n_keys {
         let mut b = [0u8; 32];
         rng.0.fill_bytes(&mut b);
@@ -349,7 +349,7 @@ pub fn generate(
             grant_specs.push(GrantSpec {
                 recipient: user_idx(m),
                 subject: Subject::PrivateKey(key_pair_ids[role_idx(r)]),
-                secret: kek_seeds[role_idx(r)].to_vec(),
+                secret: zeroize::Zeroizing::new(kek_seeds[role_idx(r)].to_vec()),
             });
         }
     }
@@ -359,7 +359,7 @@ pub fn generate(
             grant_specs.push(GrantSpec {
                 recipient: directory,
                 subject: Subject::PrivateKey(key_pair_ids[i]),
-                secret: kek_seeds[i].to_vec(),
+                secret: zeroize::Zeroizing::new(kek_seeds[i].to_vec()),
             });
         }
     }
@@ -372,6 +372,7 @@ pub fn generate(
         let mut key_bytes = [0u8; 32];
         rng.0.fill_bytes(&mut key_bytes);
         let key = RecordKey::from_array(key_bytes);
+        let key_bytes = zeroize::Zeroizing::new(*key.dangerous_as_bytes());
         records.push(RowSpec { id, key });
         let mut readers = vec![user_idx(rng.skewed(spec.users))];
         let shares = match rng.below(100) {
@@ -399,7 +400,7 @@ pub fn generate(
             grant_specs.push(GrantSpec {
                 recipient: r,
                 subject: Subject::RecordKey(id),
-                secret: key_bytes.to_vec(),
+                secret: zeroize::Zeroizing::new(key_bytes.to_vec()),
             });
         }
     }

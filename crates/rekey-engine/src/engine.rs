@@ -802,8 +802,7 @@ impl Engine {
                 break;
             }
         }
-        let completed = finalizing.complete(0)?;
-        let _ = completed;
+        finalizing.complete(0)?;
         let row = self.vault.migration().await?;
         let audit = self.audit(
             "completed",

@@ -369,13 +369,7 @@ fn check_holders(
                 if h.holder_key_pair != current {
                     return Err(CheckError::HoldersChanged(facts.name.clone()));
                 }
-                if !matches!(
-                    scheme,
-                    crate::envelope::Scheme::HpkeP256
-                        | crate::envelope::Scheme::HpkeP256Export
-                        | crate::envelope::Scheme::HpkeP521
-                        | crate::envelope::Scheme::HpkeP521Export
-                ) {
+                if !scheme.is_hpke() {
                     return Err(invalid());
                 }
                 pre.current_keys.push((h.holder, current));
