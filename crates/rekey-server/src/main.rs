@@ -8,14 +8,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(if cli.verbose {
-            tracing::Level::DEBUG
-        } else {
-            tracing::Level::INFO
-        })
-        .with_target(false)
-        .init();
+    init_logging(cli.verbose);
     let config = match cli.config() {
         Ok(c) => c,
         Err(e) => {
@@ -40,4 +33,25 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Plain fmt logs: this crate at info (debug with --verbose), every other
+/// crate at warn only, so that no dependency's debug output (SQL with its
+/// bound values, say) reaches the log.
+fn init_logging(verbose: bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let ours = if verbose {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    };
+    let filter = Targets::new()
+        .with_target("rekey_server", ours)
+        .with_default(LevelFilter::WARN);
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_target(false))
+        .with(filter)
+        .init();
 }

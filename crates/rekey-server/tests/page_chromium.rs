@@ -1,0 +1,135 @@
+//! The status page in headless Chromium (Debian's `chromium`): it loads
+//! with no console errors, shows the phase and the right counts, shows
+//! the new counts after a login, and refreshes itself. A screenshot is kept
+//! in `target/rekey-server-artifacts/status-page.png`. Skipped, visibly,
+//! when no Chromium is installed (`REKEY_REQUIRE_CHROMIUM=1` makes that a
+//! failure).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use rekey_core::bundle::BuildOptions;
+use rekey_engine::password::master_secret;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::Harness;
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH")?
+                .to_str()?
+                .split(':')
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.is_file())
+        })
+}
+
+/// Loads `url` headless; answers the DOM after load and the console log
+/// lines. `screenshot` also writes a PNG.
+fn load(browser: &Path, url: &str, screenshot: Option<&Path>) -> (String, String) {
+    let profile = std::env::temp_dir().join(format!("rekey-chromium-{}", uuid::Uuid::new_v4()));
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1100,900",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    match screenshot {
+        Some(p) => cmd.arg(format!("--screenshot={}", p.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    let out = cmd.arg(url).output().expect("run chromium");
+    std::fs::remove_dir_all(&profile).ok();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn console_errors(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("REKEY_REQUIRE_CHROMIUM").is_none(),
+            "REKEY_REQUIRE_CHROMIUM is set but no chromium is installed"
+        );
+        eprintln!(
+            "SKIPPED status_page_in_headless_chromium: no chromium on PATH (apt-get install chromium)"
+        );
+        return;
+    };
+    let h = Harness::new("chromium").await;
+    h.admin.start("Start").await.unwrap();
+    let url = format!("{}/", h.anon.base_url());
+    let users = h.anon.status().await.unwrap().progress.users;
+    let (migrated, total) = (users.migrated, users.migrated + users.remaining);
+
+    let b = browser.clone();
+    let u = url.clone();
+    let (dom, log) = tokio::task::spawn_blocking(move || load(&b, &u, None))
+        .await
+        .unwrap();
+    assert!(console_errors(&log).is_empty(), "{log}");
+    assert!(dom.contains(r#"id="phase">user_phase<"#), "{dom}");
+    assert!(
+        dom.contains(&format!(
+            r#"<b class="migrated">{migrated}</b> / <span class="total">{total}</span>"#
+        )),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"http-equiv="refresh""#));
+
+    // One login; the page shows it.
+    let (name, u) = h.creds.users.iter().next().unwrap();
+    let master = master_secret(&u.password, h.creds.vault, u.id).unwrap();
+    h.anon
+        .migrate(u.id, master, BuildOptions::default())
+        .await
+        .unwrap();
+    let b = browser.clone();
+    let uu = url.clone();
+    let (dom, log) = tokio::task::spawn_blocking(move || load(&b, &uu, None))
+        .await
+        .unwrap();
+    assert!(console_errors(&log).is_empty(), "{log}");
+    assert!(
+        dom.contains(&format!(
+            r#"<b class="migrated">{}</b> / <span class="total">{total}</span>"#,
+            migrated + 1
+        )),
+        "{dom}"
+    );
+    let pending = dom
+        .split(r#"<ul id="pending">"#)
+        .nth(1)
+        .and_then(|s| s.split("</ul>").next())
+        .unwrap_or_default();
+    assert!(!pending.contains(&format!("<li>{name}</li>")), "{pending}");
+
+    let artifacts =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/rekey-server-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("status-page.png");
+    std::fs::remove_file(&shot).ok();
+    let s = shot.clone();
+    tokio::task::spawn_blocking(move || load(&browser, &url, Some(&s)))
+        .await
+        .unwrap();
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    h.stop().await;
+}

@@ -1,0 +1,191 @@
+//! Shared by the integration tests: a demo vault (fixture RSA keys,
+//! SQLite in a temporary file) served by rekey-server on loopback.
+#![allow(dead_code, unreachable_pub)]
+
+use hyper::{Method, StatusCode};
+use rekey_core::LegacyRsaPrivateKey;
+use rekey_core::PrincipalId;
+use rekey_core::bundle::{BuildOptions, Unlock, build_bundle};
+use rekey_core::model::Progress;
+use rekey_engine::demo::{Credentials, DemoSpec, generate};
+use rekey_engine::keycache::KeySource;
+use rekey_engine::password::master_secret;
+use rekey_engine::{Engine, KeyDir};
+use rekey_server::{AppState, HttpClient, ServerConfig};
+use rekey_storage::Vault;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+pub const MAX_BUNDLE: usize = 256 * 1024;
+
+pub fn fixture_keys() -> Vec<LegacyRsaPrivateKey> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rekey-core/tests/fixtures");
+    ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .map(|c| {
+            let der = std::fs::read(format!("{dir}/rsa-2048-{c}.pk8")).unwrap();
+            LegacyRsaPrivateKey::from_pkcs8_der(&der).unwrap()
+        })
+        .collect()
+}
+
+pub struct Harness {
+    pub dir: PathBuf,
+    /// The operator's view of the vault (the test's own connection).
+    pub engine: Engine,
+    pub creds: Credentials,
+    pub admin: HttpClient,
+    pub anon: HttpClient,
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<Result<(), rekey_server::ServerError>>>,
+}
+
+impl Harness {
+    pub async fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("rekey-server-{tag}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
+        let keys = dir.join("keys");
+        let vault = Vault::init(&url).await.unwrap();
+        let engine = Engine::new(vault, Some(KeyDir::open(&keys).unwrap()), "test");
+        rekey_preflight::begin_preparation(engine.vault(), "test")
+            .await
+            .unwrap();
+        // 4 users + 1 role + 3 services = the 8 fixture keys.
+        let spec = DemoSpec {
+            users: 4,
+            roles: 1,
+            records: 40,
+            rsa_bits: 2048,
+            seed: 11,
+            with_problems: false,
+        };
+        let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
+        engine.seed_demo(&demo).await.unwrap();
+        rekey_preflight::backup_with(
+            engine.vault(),
+            &keys,
+            &dir.join("certificates.age"),
+            &rekey_preflight::Passphrase::new("test passphrase".into()),
+            &rekey_preflight::BackupOptions {
+                work_factor: Some(10),
+                actor: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+
+        // The server opens the vault on its own, as the binary does.
+        let mut config = ServerConfig::new(&url, &keys, TOKEN).unwrap();
+        // The demo registered its one server under this name; the server
+        // takes its place (preflight wants exactly one active server).
+        config.server_name = "rekey-demo-1".into();
+        config.max_bundle_bytes = MAX_BUNDLE;
+        let server_engine = Engine::new(
+            Vault::open(&url).await.unwrap(),
+            Some(KeyDir::open(&keys).unwrap()),
+            "server:test",
+        );
+        let state = AppState::new(server_engine, &config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rekey_server::run(
+            listener,
+            state,
+            Duration::from_millis(200),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let anon = HttpClient::new(&base).unwrap().expect_vault(demo.vault);
+        let admin = anon.clone().with_admin_token(TOKEN);
+        Self {
+            dir,
+            engine,
+            creds: demo.credentials,
+            admin,
+            anon,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// What must not change when a request is refused.
+    pub async fn snapshot(&self) -> (Progress, usize, i64) {
+        let v = self.engine.vault();
+        (
+            v.progress().await.unwrap(),
+            v.audit_events(0, 1_000_000).await.unwrap().len(),
+            v.migration().await.unwrap().version,
+        )
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        admin: bool,
+    ) -> (StatusCode, serde_json::Value) {
+        let c = if admin { &self.admin } else { &self.anon };
+        let (status, bytes) = c.raw(method, path, body, admin).await.unwrap();
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        });
+        (status, v)
+    }
+
+    /// Asserts an error status with a JSON {error, hint} body and no write.
+    pub async fn refused(
+        &self,
+        expected: StatusCode,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        admin: bool,
+    ) -> String {
+        let before = self.snapshot().await;
+        let (status, v) = self.raw(method.clone(), path, body, admin).await;
+        assert_eq!(status, expected, "{method} {path}: {v}");
+        let error = v["error"].as_str().expect("error message").to_owned();
+        assert!(v["hint"].as_str().is_some_and(|h| !h.is_empty()), "{v}");
+        assert_eq!(
+            self.snapshot().await,
+            before,
+            "{method} {path} wrote something"
+        );
+        error
+    }
+
+    pub async fn build(&self, name: &str) -> (PrincipalId, Vec<u8>) {
+        let u = &self.creds.users[name];
+        let package = self.anon.package(u.id).await.unwrap();
+        let master = master_secret(&u.password, self.creds.vault, u.id).unwrap();
+        let out = build_bundle(
+            &package,
+            Unlock::MasterSecret(&master),
+            BuildOptions {
+                threads: Some(1),
+                ..BuildOptions::default()
+            },
+        )
+        .unwrap();
+        (u.id, out.bundle.encode())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("graceful shutdown")
+                .unwrap()
+                .unwrap();
+        }
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
