@@ -26,9 +26,13 @@
 //!   account's legacy private key, which only the holder of the account's
 //!   master secret can unwrap, and an ECDSA signature by each new key; the
 //!   engine accepts a bundle only if these verify and its first part is the
-//!   account in the URL. The package endpoint is open but answers only
-//!   public keys and wrapped (encrypted) material. A real deployment puts
-//!   the vault's own session authentication in front of both.
+//!   account in the URL. The package endpoint is open in this demo server
+//!   and answers only public keys and wrapped (encrypted) material, but
+//!   the wrapped legacy private key is protected by the user's password
+//!   alone (through the vault's password KDF): anyone who can fetch it can
+//!   try passwords offline. A real deployment must put the vault's own
+//!   session authentication in front of the package endpoint (and rate
+//!   limits in front of both client endpoints).
 //!
 //! # Status codes of `POST /v1/principals/{id}/bundle`
 //!
@@ -46,6 +50,13 @@
 //! blocking pool: the engine call runs there under `Handle::block_on`, so
 //! its database calls stay on this runtime while the CPU-heavy check never
 //! occupies an async worker.
+//!
+//! # Load bench
+//!
+//! `cargo bench -p rekey-server --bench load` (`REKEY_BENCH_USERS`,
+//! default 1000; `REKEY_BENCH_CLIENTS`, default 32) migrates a demo vault
+//! through the API with concurrent clients on loopback and prints
+//! bundles/s and the p50/p99 latency of submissions and whole logins.
 
 pub mod client;
 pub mod error;

@@ -142,6 +142,60 @@ async fn whole_migration_over_http_with_every_refusal() {
     )
     .await;
 
+    // Admin actions on devices and non-migratable grants.
+    let devices = h.engine.vault().devices().await.unwrap();
+    h.refused(
+        StatusCode::NOT_FOUND,
+        Method::POST,
+        "/v1/admin/devices/no-such-device/write-off",
+        None,
+        true,
+    )
+    .await;
+    if let Some(d) = devices.iter().find(|d| !d.written_off) {
+        let path = format!("/v1/admin/devices/{}/write-off", d.id);
+        h.refused(StatusCode::UNAUTHORIZED, Method::POST, &path, None, false)
+            .await;
+        let (s, v) = h.raw(Method::POST, &path, None, true).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let after = h.engine.vault().devices().await.unwrap();
+        assert!(after.iter().any(|x| x.id == d.id && x.written_off));
+    }
+    let resolve = |r: &str| {
+        Some((
+            "application/json",
+            serde_json::json!({ "resolution": r })
+                .to_string()
+                .into_bytes(),
+        ))
+    };
+    let grant = rekey_core::GrantId::random();
+    let path = format!("/v1/admin/non-migratable/{grant}/resolve");
+    h.refused(
+        StatusCode::NOT_FOUND,
+        Method::POST,
+        &path,
+        resolve("reshared"),
+        true,
+    )
+    .await;
+    h.refused(
+        StatusCode::BAD_REQUEST,
+        Method::POST,
+        &path,
+        resolve("unresolved"),
+        true,
+    )
+    .await;
+    h.refused(
+        StatusCode::BAD_REQUEST,
+        Method::POST,
+        "/v1/admin/non-migratable/not-a-uuid/resolve",
+        resolve("reshared"),
+        true,
+    )
+    .await;
+
     // Preflight passes, the start runs the server phase.
     let report = h.admin.preflight().await.unwrap();
     assert_eq!(report["format"], "rekey-preflight/1");
@@ -401,4 +455,39 @@ async fn openapi_lists_exactly_the_routes_served() {
         Phase::Legacy
     );
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_a_request_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut h = Harness::new("shutdown").await;
+    let addr = h.anon.base_url().trim_start_matches("http://").to_owned();
+    let body = b"not a bundle, but a request all the same".to_vec();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/principals/{}/bundle HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        rekey_core::PrincipalId::random(),
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..5]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Shutdown begins while the request's body is still arriving.
+    let _ = h.stop.take().unwrap().send(());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    conn.write_all(&body[5..]).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server answers and closes")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"hint\""), "{answer}");
+    // New connections are no longer accepted once the server stopped.
+    h.stop().await;
+    assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
 }
