@@ -21,6 +21,9 @@ use std::sync::Arc;
 
 /// Largest response the client reads (a package of a very large account).
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 512 << 20;
+/// Default limit on one request, answer included (a large bundle takes a
+/// while to check and apply).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// How many times [`HttpClient::migrate`] rebuilds after a conflict.
 pub const MIGRATE_ATTEMPTS: usize = 5;
 
@@ -80,6 +83,7 @@ pub struct HttpClient {
     admin_token: Option<Arc<str>>,
     vault: Option<VaultId>,
     max_response_bytes: usize,
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -121,6 +125,7 @@ impl HttpClient {
             admin_token: None,
             vault: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            timeout: DEFAULT_TIMEOUT,
         })
     }
 
@@ -135,6 +140,13 @@ impl HttpClient {
     #[must_use]
     pub fn expect_vault(mut self, vault: VaultId) -> Self {
         self.vault = Some(vault);
+        self
+    }
+
+    /// Gives up on a request (answer included) after `timeout`.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -168,17 +180,25 @@ impl HttpClient {
             None => req.body(Full::new(Bytes::new())),
         }
         .map_err(|e| ClientError::BadUrl(e.to_string()))?;
-        let resp = self
-            .client
-            .request(req)
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), self.max_response_bytes)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Transport(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, ClientError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), self.max_response_bytes)
-            .collect()
-            .await
-            .map_err(|e| ClientError::Transport(format!("reading the answer: {e}")))?
-            .to_bytes();
+            .map_err(|_| {
+                ClientError::Transport(format!("no answer within {:?}", self.timeout))
+            })??;
         Ok((status, body))
     }
 

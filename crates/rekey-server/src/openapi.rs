@@ -164,4 +164,57 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), ROUTES.len(), "operation ids are unique");
     }
+
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("$ref", Value::String(s)) => out.push(s),
+                        _ => refs(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn document_is_consistent() {
+        let doc = document();
+        // Every reference resolves.
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let pointer = r.strip_prefix('#').unwrap();
+            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+        }
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            assert!(path.starts_with('/'));
+            for (method, op) in ops.as_object().unwrap() {
+                assert!(["get", "post", "put"].contains(&method.as_str()));
+                // Declared parameters are exactly the template's.
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().map(|p| p["name"].as_str().unwrap()).collect())
+                    .unwrap_or_default();
+                assert_eq!(declared, path_params(path), "{method} {path}");
+                let responses = op["responses"].as_object().unwrap();
+                assert!(!responses.is_empty());
+                for (code, r) in responses {
+                    let c: u16 = code.parse().unwrap();
+                    assert!((100..600).contains(&c));
+                    assert!(r["description"].is_string());
+                }
+                let admin = op
+                    .get("security")
+                    .is_some_and(|s| s[0].get("adminToken").is_some());
+                if admin {
+                    assert!(responses.contains_key("401"), "{method} {path} lists 401");
+                }
+            }
+        }
+    }
 }
