@@ -87,6 +87,12 @@ pub(crate) enum Command {
         /// The user's name.
         #[arg(long)]
         user: String,
+        /// Go through a `rekey serve` at this URL instead of the database.
+        #[arg(long)]
+        server: Option<String>,
+        /// With --server: the demo credentials file (user ids, vault id).
+        #[arg(long, default_value = "rekey-demo.credentials.json")]
+        credentials: PathBuf,
         /// The password (prompted if absent; also REKEY_PASSWORD).
         #[arg(long, env = "REKEY_PASSWORD", hide_env_values = true)]
         password: Option<String>,
@@ -99,6 +105,19 @@ pub(crate) enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+    },
+    /// Serve the HTTP API clients use during the migration, the status page
+    /// and metrics (`rekey-server` with the same options).
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// A file holding the admin token (or REKEY_ADMIN_TOKEN).
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
+        /// This server's name in the vault's server list (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Demo vaults: every demo user unlocks and reads exactly what it should.
     Verify {
@@ -161,6 +180,9 @@ pub(crate) enum DemoStep {
         /// The demo credentials file.
         #[arg(long, default_value = "rekey-demo.credentials.json")]
         credentials: PathBuf,
+        /// Go through a `rekey serve` at this URL instead of the database.
+        #[arg(long)]
+        server: Option<String>,
     },
 }
 

@@ -280,7 +280,42 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 }
             }
         }
-        Command::Login { user, password } => {
+        Command::Login {
+            user,
+            password,
+            server: Some(url),
+            credentials,
+        } => {
+            let password = match password {
+                Some(p) => p.clone(),
+                None => prompt(&format!("password for {user}: "))?,
+            };
+            let creds = Credentials::load(credentials)?;
+            let id = creds.users.get(user).map(|u| u.id).ok_or_else(|| {
+                CliError::from(rekey_engine::EngineError::UnknownUser(user.clone()))
+            })?;
+            let started = Instant::now();
+            let r = login_http(url, creds.vault, id, &password).await?;
+            if json {
+                print_json(
+                    &serde_json::json!({ "user": user, "grants": r.applied.grants, "principals": r.applied.principals.len(), "retries": r.retries }),
+                );
+            } else {
+                println!(
+                    "{user} migrated through {url}: {} grants, {} principal(s), in {:.2?}",
+                    r.applied.grants,
+                    r.applied.principals.len(),
+                    started.elapsed()
+                );
+            }
+            Ok(0)
+        }
+        Command::Login {
+            user,
+            password,
+            server: None,
+            ..
+        } => {
             let engine = open_engine(&cli).await?;
             let password = match password {
                 Some(p) => p.clone(),
@@ -337,6 +372,40 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             }
             Ok(0)
         }
+        Command::Serve {
+            bind,
+            admin_token_file,
+            name,
+        } => {
+            let token = match admin_token_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .map_err(|e| CliError::Io(format!("{}: {e}", f.display())))?
+                    .trim()
+                    .to_owned(),
+                None => std::env::var("REKEY_ADMIN_TOKEN").map_err(|_| {
+                    CliError::Refused(
+                        "give the admin token in REKEY_ADMIN_TOKEN or --admin-token-file".into(),
+                    )
+                })?,
+            };
+            let mut config =
+                rekey_server::ServerConfig::new(cli.db.clone(), cli.key_dir.clone(), &token)
+                    .map_err(|e| CliError::Refused(format!("{e} ({})", e.hint())))?;
+            config.bind = *bind;
+            if let Some(name) = name {
+                config.server_name = name.clone();
+            }
+            if !json {
+                eprintln!(
+                    "serving {} on http://{bind} (status page at /, API under /v1, metrics at /metrics)",
+                    rekey_storage::redact_url(&cli.db)
+                );
+            }
+            rekey_server::serve(config)
+                .await
+                .map_err(|e| CliError::Refused(format!("{e} ({})", e.hint())))?;
+            Ok(0)
+        }
         Command::Verify { credentials } => {
             let engine = open_engine(&cli).await?;
             verify(&engine, credentials, json).await
@@ -350,7 +419,17 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 seed(&engine, &args.spec, credentials, json).await?;
                 Ok(0)
             }
-            Some(DemoStep::LoginAll { credentials }) => {
+            Some(DemoStep::LoginAll {
+                credentials,
+                server: Some(url),
+            }) => {
+                login_all_http(url, credentials, args.spec.concurrency, json).await?;
+                Ok(0)
+            }
+            Some(DemoStep::LoginAll {
+                credentials,
+                server: None,
+            }) => {
                 let engine = open_engine(&cli).await?;
                 login_all(&engine, credentials, args.spec.concurrency, json).await?;
                 Ok(0)
@@ -605,6 +684,84 @@ async fn login_all(
     if !json {
         println!(
             "{total} users logged in and migrated: {grants} grants in {secs:.1} s ({:.0} grants/s)",
+            grants as f64 / secs.max(1e-3)
+        );
+    }
+    Ok((total, grants))
+}
+
+impl From<rekey_server::ClientError> for CliError {
+    fn from(e: rekey_server::ClientError) -> Self {
+        if e.is_conflict() {
+            CliError::Refused(format!("{e} (the vault changed meanwhile; run again)"))
+        } else {
+            CliError::Refused(e.to_string())
+        }
+    }
+}
+
+async fn login_http(
+    url: &str,
+    vault: rekey_core::VaultId,
+    id: rekey_core::PrincipalId,
+    password: &str,
+) -> Result<rekey_server::MigrateReport, CliError> {
+    let client = rekey_server::HttpClient::new(url)?.expect_vault(vault);
+    let master = rekey_engine::password::master_secret(password, vault, id)?;
+    Ok(client
+        .migrate(
+            id,
+            master,
+            rekey_core::bundle::BuildOptions {
+                threads: Some(1),
+                ..Default::default()
+            },
+        )
+        .await?)
+}
+
+async fn login_all_http(
+    url: &str,
+    credentials: &Path,
+    concurrency: usize,
+    json: bool,
+) -> Result<(usize, usize), CliError> {
+    let creds = Credentials::load(credentials)?;
+    let total = creds.users.len();
+    let bar = Arc::new(Progress::new("users logging in", !json));
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (name, u) in creds.users.clone() {
+        let (sem, bar, done, url) = (sem.clone(), bar.clone(), done.clone(), url.to_owned());
+        let vault = creds.vault;
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await;
+            let r = login_http(&url, vault, u.id, &u.password).await;
+            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            bar.update(d, total);
+            r.map(|r| r.applied.grants).map_err(|e| (name, e))
+        }));
+    }
+    let mut grants = 0;
+    let mut already = 0;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(g)) => grants += g,
+            Ok(Err((_, e))) if e.to_string().contains("already migrated") => already += 1,
+            Ok(Err((name, e))) => return Err(CliError::Refused(format!("{name}: {e}"))),
+            Err(_) => return Err(CliError::Refused("a login task panicked".into())),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if json {
+        print_json(
+            &serde_json::json!({ "users": total, "already_migrated": already, "grants": grants, "seconds": secs }),
+        );
+    } else {
+        println!(
+            "{total} users logged in through {url}: {grants} grants in {secs:.1} s ({:.0} grants/s)",
             grants as f64 / secs.max(1e-3)
         );
     }

@@ -148,3 +148,124 @@ fn bad_input_is_refused_with_distinct_codes_and_changes_nothing() {
         assert_eq!(again.status.code(), Some(3));
     }
 }
+
+/// Kills the server when the test ends, however it ends.
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_demo_vault_migrates_through_rekey_serve() {
+    let dir = temp();
+    let db = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+    let seed = rekey(
+        &dir,
+        &[
+            "--db",
+            &db,
+            "demo",
+            "--users",
+            "8",
+            "--roles",
+            "2",
+            "--key-cache",
+            "cache.bin",
+            "seed",
+            "--credentials",
+            "c.json",
+        ],
+    );
+    assert!(
+        seed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seed.stderr)
+    );
+    std::fs::write(dir.join("pass"), "pw for the test").unwrap();
+    assert!(
+        rekey(
+            &dir,
+            &[
+                "--db",
+                &db,
+                "cert",
+                "backup",
+                "--out",
+                "b.age",
+                "--passphrase-file",
+                "pass"
+            ]
+        )
+        .status
+        .success()
+    );
+    let start = rekey(&dir, &["--db", &db, "start", "--code-word", "Start"]);
+    assert!(
+        start.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let server = Serve(
+        Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .current_dir(&dir)
+            .args(["--db", &db, "serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("REKEY_ADMIN_TOKEN", "a-long-enough-admin-token")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait for it to answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rekey serve did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let all = rekey(
+        &dir,
+        &[
+            "--format",
+            "json",
+            "demo",
+            "login-all",
+            "--server",
+            &url,
+            "--credentials",
+            "c.json",
+        ],
+    );
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert!(v["grants"].as_u64().unwrap() > 0, "{v}");
+    drop(server);
+    let fin = rekey(&dir, &["--db", &db, "finalize"]);
+    assert!(
+        fin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fin.stderr)
+    );
+    let ver = rekey(&dir, &["--db", &db, "verify", "--credentials", "c.json"]);
+    assert!(
+        ver.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ver.stderr)
+    );
+}

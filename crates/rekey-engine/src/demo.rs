@@ -506,13 +506,13 @@ pub fn generate(
         .collect::<Vec<_>>();
     let fingerprints: Vec<String> = certificates.iter().map(|c| c.fingerprint.clone()).collect();
     let mut servers = vec![Server {
-        name: "rekey-demo-1".into(),
+        name: crate::host_name(),
         heartbeat_at: now,
         certificate_fingerprints: fingerprints.clone(),
     }];
     if spec.with_problems {
         servers.push(Server {
-            name: "rekey-demo-2".into(),
+            name: format!("{}-standby", crate::host_name()),
             heartbeat_at: now,
             certificate_fingerprints: fingerprints,
         });

@@ -109,7 +109,7 @@ async fn run() {
     );
 
     let mut config = ServerConfig::new(&url, &keys, TOKEN).unwrap();
-    config.server_name = "rekey-demo-1".into();
+    config.server_name = rekey_engine::host_name();
     let state = AppState::new(
         Engine::new(
             Vault::open(&url).await.unwrap(),

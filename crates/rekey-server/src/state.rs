@@ -110,11 +110,7 @@ impl std::fmt::Debug for ServerConfig {
 /// The host name, or `rekey-server`.
 #[must_use]
 pub fn default_server_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "rekey-server".to_owned())
+    rekey_engine::host_name()
 }
 
 /// What every request shares. Cheap to clone.

@@ -80,7 +80,7 @@ impl Harness {
         let mut config = ServerConfig::new(&url, &keys, TOKEN).unwrap();
         // The demo registered its one server under this name; the server
         // takes its place (preflight wants exactly one active server).
-        config.server_name = "rekey-demo-1".into();
+        config.server_name = rekey_engine::host_name();
         config.max_bundle_bytes = MAX_BUNDLE;
         let server_engine = Engine::new(
             Vault::open(&url).await.unwrap(),
