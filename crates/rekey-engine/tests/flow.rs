@@ -171,10 +171,25 @@ async fn postgres_url(tag: &str) -> Option<String> {
     }
 }
 
+/// Drops a test schema made by [`postgres_url`].
+async fn drop_schema(url: &str) {
+    use sea_orm::ConnectionTrait;
+    let Some((base, schema)) = url.split_once("?options[search_path]=") else {
+        return;
+    };
+    if let Ok(conn) = sea_orm::Database::connect(base).await {
+        let _ = conn
+            .execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await;
+        let _ = conn.close().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_full_flow() {
     if let Some(url) = postgres_url("full").await {
         full_flow(&url).await;
+        drop_schema(&url).await;
     }
 }
 
@@ -182,6 +197,7 @@ async fn postgres_full_flow() {
 async fn postgres_abort_flow() {
     if let Some(url) = postgres_url("abort").await {
         abort_flow(&url).await;
+        drop_schema(&url).await;
     }
 }
 

@@ -1,0 +1,233 @@
+//! Random sequences of start (right and wrong code words), logins in random
+//! order (two at once included), aborts and finalize attempts, run through
+//! the engine on a real database (SQLite always, PostgreSQL when
+//! reachable). After every step every demo user reads exactly what the seed
+//! granted it; finalize succeeds only when nothing is pending; abort leaves
+//! the legacy rows identical to the snapshot taken before start.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use proptest::prelude::*;
+use rekey_core::LegacyRsaPrivateKey;
+use rekey_core::model::{GrantOrigin, KeyState, Phase, PrincipalKind};
+use rekey_engine::demo::{Credentials, DemoSpec, generate};
+use rekey_engine::keycache::KeySource;
+use rekey_engine::{Engine, KeyDir};
+use rekey_storage::Vault;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Start(&'static str),
+    Login(usize),
+    Race(usize, usize),
+    Abort,
+    Finalize,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => Just(Op::Start("Start")),
+        1 => proptest::sample::select(vec!["start", "START", " Start", ""]).prop_map(Op::Start),
+        4 => (0usize..3).prop_map(Op::Login),
+        2 => (0usize..3, 0usize..3).prop_map(|(a, b)| Op::Race(a, b)),
+        1 => Just(Op::Abort),
+        2 => Just(Op::Finalize),
+    ]
+}
+
+fn fixture_keys() -> Vec<LegacyRsaPrivateKey> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rekey-core/tests/fixtures");
+    ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .map(|c| {
+            LegacyRsaPrivateKey::from_pkcs8_der(
+                &std::fs::read(format!("{dir}/rsa-2048-{c}.pk8")).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// A digest of every legacy row: legacy key pairs and legacy-origin grants.
+async fn legacy_digest(vault: &Vault) -> String {
+    let mut h = Sha256::new();
+    for kind in [
+        PrincipalKind::User,
+        PrincipalKind::Role,
+        PrincipalKind::Service,
+    ] {
+        for p in vault.principals_of_kind(kind).await.unwrap() {
+            for k in vault.key_pairs(p.id).await.unwrap() {
+                if k.state == KeyState::Legacy {
+                    h.update(k.id.to_bytes());
+                    h.update(&k.public_key);
+                    h.update(
+                        k.wrapped_private_key
+                            .map(|e| e.into_bytes())
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+            for g in vault.grants_to(p.id).await.unwrap() {
+                if g.origin == GrantOrigin::Legacy {
+                    h.update(g.id.to_bytes());
+                    h.update(g.envelope.as_bytes());
+                }
+            }
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn pending(engine: &Engine) -> u64 {
+    engine.finalize_facts().await.unwrap().pending
+}
+
+async fn run_sequence(
+    url: &str,
+    keydir: &std::path::Path,
+    ops: Vec<Op>,
+) -> Result<(), TestCaseError> {
+    let vault = Vault::init(url).await.unwrap();
+    let engine = Engine::new(vault, Some(KeyDir::open(keydir).unwrap()), "proptest");
+    let spec = DemoSpec {
+        users: 4,
+        roles: 1,
+        records: 24,
+        rsa_bits: 2048,
+        seed: 3,
+        with_problems: false,
+    };
+    let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
+    engine.seed_demo(&demo).await.unwrap();
+    let creds: Credentials = demo.credentials;
+    let users: Vec<(String, String)> = creds
+        .users
+        .iter()
+        .map(|(n, u)| (n.clone(), u.password.clone()))
+        .collect();
+    let snapshot = legacy_digest(engine.vault()).await;
+    let first = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    prop_assert!(first.passed());
+    for op in ops {
+        let phase = engine.vault().migration().await.unwrap().phase;
+        match op {
+            Op::Start(word) => {
+                let r = engine.start(word, &[]).await;
+                prop_assert_eq!(r.is_ok(), word == "Start" && phase == Phase::Legacy);
+                if r.is_err() {
+                    prop_assert_eq!(engine.vault().migration().await.unwrap().phase, phase);
+                }
+            }
+            Op::Login(i) => {
+                let (name, pw) = &users[i % users.len()];
+                let r = engine.login(name, pw, Some(1), Arc::new(|_, _| {})).await;
+                if phase != Phase::UserPhase {
+                    prop_assert!(r.is_err());
+                }
+            }
+            Op::Race(i, j) => {
+                let (a, pa) = &users[i % users.len()];
+                let (b, pb) = &users[j % users.len()];
+                let (ra, rb) = tokio::join!(
+                    engine.login(a, pa, Some(1), Arc::new(|_, _| {})),
+                    engine.login(b, pb, Some(1), Arc::new(|_, _| {}))
+                );
+                if phase == Phase::UserPhase && a != b {
+                    // Conflicts are retried inside login: both end migrated
+                    // unless one was already migrated before.
+                    for r in [&ra, &rb] {
+                        if let Err(e) = r {
+                            prop_assert!(e.to_string().contains("already migrated"), "{}", e);
+                        }
+                    }
+                }
+            }
+            Op::Abort => {
+                let r = engine.abort().await;
+                let abortable = matches!(
+                    phase,
+                    Phase::ServerPhase | Phase::AwaitingCertificates | Phase::UserPhase
+                );
+                prop_assert_eq!(r.is_ok(), abortable);
+                if abortable {
+                    prop_assert_eq!(legacy_digest(engine.vault()).await, snapshot.clone());
+                }
+            }
+            Op::Finalize => {
+                let before = pending(&engine).await;
+                let r = engine.finalize(&|_| {}).await;
+                prop_assert_eq!(
+                    r.is_ok(),
+                    phase == Phase::UserPhase && before == 0,
+                    "{:?}",
+                    r.err()
+                );
+            }
+        }
+        let v = engine.verify(&creds, &|_, _| {}).await.unwrap();
+        prop_assert!(v.passed(), "{:?}", v.mismatches);
+        prop_assert_eq!(v.records_read, first.records_read);
+    }
+    Ok(())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sqlite_random_sequences_keep_every_key(ops in proptest::collection::vec(op(), 1..10)) {
+        let dir = std::env::temp_dir().join(format!("rekey-random-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+        let result = runtime().block_on(run_sequence(&url, &dir.join("keys"), ops));
+        std::fs::remove_dir_all(&dir).ok();
+        result?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_random_sequences_keep_every_key(ops in proptest::collection::vec(op(), 1..10)) {
+        let rt = runtime();
+        let base = std::env::var("REKEY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
+        let schema = format!("rekey_random_{}", uuid::Uuid::new_v4().simple());
+        let made = rt.block_on(async {
+            use sea_orm::ConnectionTrait;
+            let conn = sea_orm::Database::connect(&base).await?;
+            conn.execute_unprepared(&format!("CREATE SCHEMA {schema}")).await?;
+            conn.close().await?;
+            Ok::<_, sea_orm::DbErr>(format!("{base}?options[search_path]={schema}"))
+        });
+        let url = match made {
+            Ok(url) => url,
+            Err(e) => {
+                prop_assert!(std::env::var("REKEY_REQUIRE_DBS").is_err(), "PostgreSQL required: {}", e);
+                eprintln!("skipped: no PostgreSQL at {base} ({e})");
+                return Ok(());
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("rekey-random-pg-{}", uuid::Uuid::new_v4()));
+        let result = rt.block_on(run_sequence(&url, &dir.join("keys"), ops));
+        std::fs::remove_dir_all(&dir).ok();
+        rt.block_on(async {
+            use sea_orm::ConnectionTrait;
+            if let Ok(conn) = sea_orm::Database::connect(&base).await {
+                let _ = conn.execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE")).await;
+                let _ = conn.close().await;
+            }
+        });
+        result?;
+    }
+}
