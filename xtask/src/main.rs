@@ -44,3 +44,26 @@ pub(crate) fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
+
+#[cfg(test)]
+mod layering {
+    /// rekey-core stays pure: no database, async runtime, HTTP or CLI crate
+    /// anywhere in its dependency tree.
+    #[test]
+    fn core_has_no_io_dependencies() {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["tree", "-p", "rekey-core", "-e", "normal", "--prefix", "none", "--offline"])
+            .current_dir(super::root())
+            .output()
+            .expect("cargo tree runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let tree = String::from_utf8_lossy(&out.stdout);
+        assert!(tree.contains("rekey-core"), "{tree}");
+        for forbidden in ["sea-orm", "sqlx", "tokio", "clap", "axum", "hyper"] {
+            assert!(
+                !tree.lines().any(|l| l.starts_with(&format!("{forbidden} "))),
+                "rekey-core depends on {forbidden}"
+            );
+        }
+    }
+}
