@@ -9,7 +9,7 @@ use clap::Parser;
 use cli::{CertAction, Cli, Command, DemoStep, DeviceAction, DirectoryAction, Format, SpecArgs};
 use error::CliError;
 use progress::Progress;
-use rekey_engine::demo::{Credentials, DemoSpec, generate};
+use rekey_engine::demo::{Credentials, DemoSpec, DemoUser, generate};
 use rekey_engine::keycache::KeySource;
 use rekey_engine::{Engine, KeyDir};
 use rekey_storage::Vault;
@@ -423,7 +423,13 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 credentials,
                 server: Some(url),
             }) => {
-                login_all_http(url, credentials, args.spec.concurrency, json).await?;
+                login_all(
+                    Via::Server(url.clone()),
+                    credentials,
+                    args.spec.concurrency,
+                    json,
+                )
+                .await?;
                 Ok(0)
             }
             Some(DemoStep::LoginAll {
@@ -431,7 +437,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 server: None,
             }) => {
                 let engine = open_engine(&cli).await?;
-                login_all(&engine, credentials, args.spec.concurrency, json).await?;
+                login_all(Via::Vault(engine), credentials, args.spec.concurrency, json).await?;
                 Ok(0)
             }
             None => demo_all(&args.dir, &args.spec, json).await,
@@ -633,63 +639,6 @@ async fn seed(
     Ok(demo.credentials)
 }
 
-async fn login_all(
-    engine: &Engine,
-    credentials: &Path,
-    concurrency: usize,
-    json: bool,
-) -> Result<(usize, usize), CliError> {
-    let creds = Credentials::load(credentials)?;
-    let users: Vec<(String, String)> = creds
-        .users
-        .iter()
-        .map(|(n, u)| (n.clone(), u.password.clone()))
-        .collect();
-    let total = users.len();
-    let bar = Arc::new(Progress::new("users logging in", !json));
-    let started = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for (name, pw) in users {
-        let engine = engine.clone();
-        let sem = sem.clone();
-        let bar = bar.clone();
-        let done = done.clone();
-        tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire().await;
-            let r = engine.login(&name, &pw, Some(1), Arc::new(|_, _| {})).await;
-            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            bar.update(d, total);
-            r.map(|r| r.applied.grants).map_err(|e| (name, e))
-        }));
-    }
-    let mut grants = 0;
-    for t in tasks {
-        match t.await {
-            Ok(Ok(g)) => grants += g,
-            // Already migrated along with someone else is fine for a rerun.
-            Ok(Err((_, e)))
-                if matches!(
-                    &e,
-                    rekey_engine::EngineError::Bundle(
-                        rekey_core::bundle::CheckError::AlreadyMigrated(_)
-                    )
-                ) => {}
-            Ok(Err((name, e))) => return Err(CliError::Refused(format!("{name}: {e}"))),
-            Err(_) => return Err(CliError::Refused("a login task panicked".into())),
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
-    if !json {
-        println!(
-            "{total} users logged in and migrated: {grants} grants in {secs:.1} s ({:.0} grants/s)",
-            grants as f64 / secs.max(1e-3)
-        );
-    }
-    Ok((total, grants))
-}
-
 impl From<rekey_server::ClientError> for CliError {
     fn from(e: rekey_server::ClientError) -> Self {
         if e.is_conflict() {
@@ -720,8 +669,45 @@ async fn login_http(
         .await?)
 }
 
-async fn login_all_http(
-    url: &str,
+/// Where the simulated clients send their bundles.
+#[derive(Clone)]
+enum Via {
+    /// Straight into the vault (the engine on --db).
+    Vault(Engine),
+    /// Through a `rekey serve` at this URL.
+    Server(String),
+}
+
+/// One demo user logs in; `None` when someone else already migrated it.
+async fn login_one(
+    via: &Via,
+    vault: rekey_core::VaultId,
+    name: &str,
+    user: &DemoUser,
+) -> Result<Option<usize>, CliError> {
+    match via {
+        Via::Vault(engine) => match engine
+            .login(name, &user.password, Some(1), Arc::new(|_, _| {}))
+            .await
+        {
+            Ok(r) => Ok(Some(r.applied.grants)),
+            Err(rekey_engine::EngineError::Bundle(
+                rekey_core::bundle::CheckError::AlreadyMigrated(_),
+            )) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        Via::Server(url) => match login_http(url, vault, user.id, &user.password).await {
+            Ok(r) => Ok(Some(r.applied.grants)),
+            Err(e) if e.to_string().contains("already migrated") => Ok(None),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Every demo user logs in, `concurrency` at a time, with a progress bar
+/// and a summary with the rate.
+async fn login_all(
+    via: Via,
     credentials: &Path,
     concurrency: usize,
     json: bool,
@@ -733,23 +719,24 @@ async fn login_all_http(
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for (name, u) in creds.users.clone() {
-        let (sem, bar, done, url) = (sem.clone(), bar.clone(), done.clone(), url.to_owned());
+    for (name, user) in creds.users.clone() {
+        let (sem, bar, done, via) = (sem.clone(), bar.clone(), done.clone(), via.clone());
         let vault = creds.vault;
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
-            let r = login_http(&url, vault, u.id, &u.password).await;
-            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            bar.update(d, total);
-            r.map(|r| r.applied.grants).map_err(|e| (name, e))
+            let r = login_one(&via, vault, &name, &user).await;
+            bar.update(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                total,
+            );
+            r.map_err(|e| (name, e))
         }));
     }
-    let mut grants = 0;
-    let mut already = 0;
+    let (mut grants, mut already) = (0, 0);
     for t in tasks {
         match t.await {
-            Ok(Ok(g)) => grants += g,
-            Ok(Err((_, e))) if e.to_string().contains("already migrated") => already += 1,
+            Ok(Ok(Some(g))) => grants += g,
+            Ok(Ok(None)) => already += 1,
             Ok(Err((name, e))) => return Err(CliError::Refused(format!("{name}: {e}"))),
             Err(_) => return Err(CliError::Refused("a login task panicked".into())),
         }
@@ -761,7 +748,7 @@ async fn login_all_http(
         );
     } else {
         println!(
-            "{total} users logged in through {url}: {grants} grants in {secs:.1} s ({:.0} grants/s)",
+            "{total} users logged in and migrated: {grants} grants in {secs:.1} s ({:.0} grants/s)",
             grants as f64 / secs.max(1e-3)
         );
     }
@@ -844,7 +831,13 @@ async fn demo_all(dir: &Path, s: &SpecArgs, json: bool) -> Result<u8, CliError> 
         ));
     }
     say("5/7 every user logs in".into());
-    let (users, grants) = login_all(&engine, &credentials, s.concurrency, json).await?;
+    let (users, grants) = login_all(
+        Via::Vault(engine.clone()),
+        &credentials,
+        s.concurrency,
+        json,
+    )
+    .await?;
     say("6/7 finalize".into());
     let deleted = engine.finalize(&|_| {}).await?;
     say("7/7 verify".into());
