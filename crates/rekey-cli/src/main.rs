@@ -428,6 +428,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                     credentials,
                     args.spec.concurrency,
                     json,
+                    true,
                 )
                 .await?;
                 Ok(0)
@@ -437,7 +438,14 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 server: None,
             }) => {
                 let engine = open_engine(&cli).await?;
-                login_all(Via::Vault(engine), credentials, args.spec.concurrency, json).await?;
+                login_all(
+                    Via::Vault(engine),
+                    credentials,
+                    args.spec.concurrency,
+                    json,
+                    true,
+                )
+                .await?;
                 Ok(0)
             }
             None => demo_all(&args.dir, &args.spec, json).await,
@@ -711,6 +719,7 @@ async fn login_all(
     credentials: &Path,
     concurrency: usize,
     json: bool,
+    summary: bool,
 ) -> Result<(usize, usize), CliError> {
     let creds = Credentials::load(credentials)?;
     let total = creds.users.len();
@@ -742,6 +751,9 @@ async fn login_all(
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    if !summary {
+        return Ok((total, grants));
+    }
     if json {
         print_json(
             &serde_json::json!({ "users": total, "already_migrated": already, "grants": grants, "seconds": secs }),
@@ -836,6 +848,7 @@ async fn demo_all(dir: &Path, s: &SpecArgs, json: bool) -> Result<u8, CliError> 
         &credentials,
         s.concurrency,
         json,
+        !json,
     )
     .await?;
     say("6/7 finalize".into());
