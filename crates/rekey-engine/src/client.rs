@@ -11,9 +11,11 @@ use rekey_core::bundle::{BuildOptions, BuildReport, Unlock, build_bundle_with_pr
 use rekey_core::kek::unwrap_private_key;
 use rekey_core::model::{KeyCustody, PrincipalKind};
 use rekey_core::record::decrypt_record;
+use rekey_core::grant::GrantOpener;
 use rekey_core::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 
 /// How many times a login rebuilds after a conflict before giving up.
@@ -95,6 +97,18 @@ impl Engine {
         user: PrincipalId,
         master: &MasterSecret,
     ) -> Result<BTreeSet<RecordId>, EngineError> {
+        self.readable_records_cached(user, master, &mut ReadCache::default())
+            .await
+    }
+
+    /// [`Engine::readable_records`] with rows shared across users (a role's
+    /// grants are read once for all its members).
+    async fn readable_records_cached(
+        &self,
+        user: PrincipalId,
+        master: &MasterSecret,
+        cache: &mut ReadCache,
+    ) -> Result<BTreeSet<RecordId>, EngineError> {
         let vault = self.vault_id().await?;
         let kek = Kek::derive(master, vault, user)?;
         let mut keys: HashMap<KeyPairId, PrivateKey> = HashMap::new();
@@ -112,22 +126,26 @@ impl Engine {
             if !visited.insert(principal) {
                 continue;
             }
-            let my_keys: Vec<&PrivateKey> = keys
+            if let Entry::Vacant(slot) = cache.grants.entry(principal) {
+                slot.insert(self.vault().grants_to(principal).await?);
+            }
+            // One opener per key for the whole principal: a batch of grants
+            // costs one decapsulation.
+            let mut openers: Vec<GrantOpener<'_>> = keys
                 .iter()
                 .filter(|(kp, _)| owners.get(kp) == Some(&principal))
-                .map(|(_, k)| k)
+                .map(|(_, k)| GrantOpener::new(k))
                 .collect();
-            let mut learned = Vec::new();
-            let grants = self.vault().grants_to(principal).await?;
-            for g in grants {
+            let mut learned_kps = Vec::new();
+            for g in cache.grants.get(&principal).map(Vec::as_slice).unwrap_or_default() {
                 let binding = GrantBinding {
                     vault,
                     recipient: principal,
                     subject: g.subject,
                 };
-                let Some(secret) = my_keys
-                    .iter()
-                    .find_map(|k| open_grant(k, &binding, &g.envelope).ok())
+                let Some(secret) = openers
+                    .iter_mut()
+                    .find_map(|o| o.open(&binding, &g.envelope).ok())
                 else {
                     continue;
                 };
@@ -138,33 +156,35 @@ impl Engine {
                         }
                     }
                     Subject::PrivateKey(kp_id) => {
-                        if keys.contains_key(&kp_id) {
-                            continue;
-                        }
-                        let (Some(kp), Some(kek)) =
-                            (self.vault().key_pair(kp_id).await?, secret.into_kek())
-                        else {
-                            continue;
-                        };
-                        if let Some(k) = unlock(&kp, vault, &kek) {
-                            learned.push((kp_id, kp.principal, k));
+                        if !keys.contains_key(&kp_id) {
+                            if let Some(kek) = secret.into_kek() {
+                                learned_kps.push((kp_id, kek));
+                            }
                         }
                     }
                 }
             }
-            for (kp_id, owner, k) in learned {
-                owners.insert(kp_id, owner);
-                keys.insert(kp_id, k);
-                visited.remove(&owner);
-                queue.push(owner);
+            drop(openers);
+            for (kp_id, kek) in learned_kps {
+                if let Entry::Vacant(slot) = cache.key_pairs.entry(kp_id) {
+                    slot.insert(self.vault().key_pair(kp_id).await?);
+                }
+                let Some(Some(kp)) = cache.key_pairs.get(&kp_id) else { continue };
+                if let Some(k) = unlock(kp, vault, &kek) {
+                    owners.insert(kp_id, kp.principal);
+                    keys.insert(kp_id, k);
+                    visited.remove(&kp.principal);
+                    queue.push(kp.principal);
+                }
             }
         }
         let mut ok = BTreeSet::new();
         for (r, key) in &record_keys {
-            let Some(row) = self.vault().record(*r).await? else {
-                continue;
-            };
-            if decrypt_record(key, vault, *r, &row.ciphertext)
+            if let Entry::Vacant(slot) = cache.records.entry(*r) {
+                slot.insert(self.vault().record(*r).await?.map(|row| row.ciphertext));
+            }
+            let Some(Some(ciphertext)) = cache.records.get(r) else { continue };
+            if decrypt_record(key, vault, *r, ciphertext)
                 .is_ok_and(|pt| pt.dangerous_as_bytes() == record_plaintext(*r))
             {
                 ok.insert(*r);
@@ -186,10 +206,11 @@ impl Engine {
             return Err(EngineError::CredentialsMismatch);
         }
         let mut report = VerifyReport::default();
+        let mut cache = ReadCache::default();
         let total = credentials.users.len();
         for (i, (name, u)) in credentials.users.iter().enumerate() {
             let master = master_secret(&u.password, vault, u.id)?;
-            let read = self.readable_records(u.id, &master).await?;
+            let read = self.readable_records_cached(u.id, &master, &mut cache).await?;
             report.users += 1;
             report.records_read += read.len();
             if u.expected_records != read.len() || u.expected_digest != access_digest(&read) {
@@ -203,6 +224,14 @@ impl Engine {
         }
         Ok(report)
     }
+}
+
+/// Rows read once per verification, shared by every user.
+#[derive(Default)]
+struct ReadCache {
+    grants: HashMap<PrincipalId, Vec<rekey_core::model::GrantRecord>>,
+    key_pairs: HashMap<KeyPairId, Option<rekey_core::model::KeyPairRecord>>,
+    records: HashMap<RecordId, Option<Vec<u8>>>,
 }
 
 /// The outcome of `verify`.
