@@ -142,28 +142,28 @@ pub(crate) struct DemoArgs {
 #[derive(Debug, Args, Clone)]
 pub(crate) struct SpecArgs {
     /// Users.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, global = true, default_value_t = 200)]
     pub(crate) users: usize,
     /// Roles.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, global = true, default_value_t = 20)]
     pub(crate) roles: usize,
     /// Records (default: 10 per user).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) records: Option<usize>,
     /// RSA modulus size of the legacy keys.
-    #[arg(long, default_value_t = 2048, value_parser = parse_bits)]
+    #[arg(long, global = true, default_value_t = 2048, value_parser = parse_bits)]
     pub(crate) rsa_bits: usize,
     /// Seed for every random choice (not the RSA keys).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, global = true, default_value_t = 1)]
     pub(crate) seed: u64,
     /// Seed the problems preflight must catch.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) with_problems: bool,
     /// Reuse RSA keys from this file (and add new ones to it).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) key_cache: Option<PathBuf>,
     /// Simulated clients at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, global = true, default_value_t = 4)]
     pub(crate) concurrency: usize,
 }
 
