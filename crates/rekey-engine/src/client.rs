@@ -8,10 +8,10 @@ use crate::engine::{ApplyReport, Engine};
 use crate::error::EngineError;
 use crate::password::master_secret;
 use rekey_core::bundle::{BuildOptions, BuildReport, Unlock, build_bundle_with_progress};
+use rekey_core::grant::GrantOpener;
 use rekey_core::kek::unwrap_private_key;
 use rekey_core::model::{KeyCustody, PrincipalKind};
 use rekey_core::record::decrypt_record;
-use rekey_core::grant::GrantOpener;
 use rekey_core::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -137,7 +137,12 @@ impl Engine {
                 .map(|(_, k)| GrantOpener::new(k))
                 .collect();
             let mut learned_kps = Vec::new();
-            for g in cache.grants.get(&principal).map(Vec::as_slice).unwrap_or_default() {
+            for g in cache
+                .grants
+                .get(&principal)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
                 let binding = GrantBinding {
                     vault,
                     recipient: principal,
@@ -169,7 +174,9 @@ impl Engine {
                 if let Entry::Vacant(slot) = cache.key_pairs.entry(kp_id) {
                     slot.insert(self.vault().key_pair(kp_id).await?);
                 }
-                let Some(Some(kp)) = cache.key_pairs.get(&kp_id) else { continue };
+                let Some(Some(kp)) = cache.key_pairs.get(&kp_id) else {
+                    continue;
+                };
                 if let Some(k) = unlock(kp, vault, &kek) {
                     owners.insert(kp_id, kp.principal);
                     keys.insert(kp_id, k);
@@ -183,7 +190,9 @@ impl Engine {
             if let Entry::Vacant(slot) = cache.records.entry(*r) {
                 slot.insert(self.vault().record(*r).await?.map(|row| row.ciphertext));
             }
-            let Some(Some(ciphertext)) = cache.records.get(r) else { continue };
+            let Some(Some(ciphertext)) = cache.records.get(r) else {
+                continue;
+            };
             if decrypt_record(key, vault, *r, ciphertext)
                 .is_ok_and(|pt| pt.dangerous_as_bytes() == record_plaintext(*r))
             {
@@ -210,7 +219,9 @@ impl Engine {
         let total = credentials.users.len();
         for (i, (name, u)) in credentials.users.iter().enumerate() {
             let master = master_secret(&u.password, vault, u.id)?;
-            let read = self.readable_records_cached(u.id, &master, &mut cache).await?;
+            let read = self
+                .readable_records_cached(u.id, &master, &mut cache)
+                .await?;
             report.users += 1;
             report.records_read += read.len();
             if u.expected_records != read.len() || u.expected_digest != access_digest(&read) {
