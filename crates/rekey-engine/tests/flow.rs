@@ -4,23 +4,15 @@
 //! PostgreSQL when reachable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rekey_core::LegacyRsaPrivateKey;
+mod support;
+
 use rekey_core::model::{MigrationState, Phase};
 use rekey_engine::demo::{DemoSpec, generate};
 use rekey_engine::keycache::KeySource;
 use rekey_engine::{Engine, KeyDir};
 use rekey_storage::Vault;
 use std::sync::Arc;
-
-fn fixture_keys() -> Vec<LegacyRsaPrivateKey> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rekey-core/tests/fixtures");
-    let mut keys = Vec::new();
-    for c in ["a", "b", "c", "d", "e", "f", "g", "h"] {
-        let der = std::fs::read(format!("{dir}/rsa-2048-{c}.pk8")).unwrap();
-        keys.push(LegacyRsaPrivateKey::from_pkcs8_der(&der).unwrap());
-    }
-    keys
-}
+use support::fixture_keys;
 
 fn temp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("rekey-flow-{name}-{}", uuid::Uuid::new_v4()));

@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use rekey_core::LegacyRsaPrivateKey;
+mod support;
+
 use rekey_core::model::{GrantOrigin, KeyState, Phase, PrincipalKind};
 use rekey_engine::demo::{Credentials, DemoSpec, generate};
 use rekey_engine::keycache::KeySource;
@@ -15,6 +16,7 @@ use rekey_engine::{Engine, KeyDir};
 use rekey_storage::Vault;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use support::fixture_keys;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -34,19 +36,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Abort),
         2 => Just(Op::Finalize),
     ]
-}
-
-fn fixture_keys() -> Vec<LegacyRsaPrivateKey> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rekey-core/tests/fixtures");
-    ["a", "b", "c", "d", "e", "f", "g", "h"]
-        .iter()
-        .map(|c| {
-            LegacyRsaPrivateKey::from_pkcs8_der(
-                &std::fs::read(format!("{dir}/rsa-2048-{c}.pk8")).unwrap(),
-            )
-            .unwrap()
-        })
-        .collect()
 }
 
 /// A digest of every legacy row: legacy key pairs and legacy-origin grants.
