@@ -52,16 +52,31 @@ mod layering {
     #[test]
     fn core_has_no_io_dependencies() {
         let out = std::process::Command::new(env!("CARGO"))
-            .args(["tree", "-p", "rekey-core", "-e", "normal", "--prefix", "none", "--offline"])
+            .args([
+                "tree",
+                "-p",
+                "rekey-core",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "--offline",
+            ])
             .current_dir(super::root())
             .output()
             .expect("cargo tree runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let tree = String::from_utf8_lossy(&out.stdout);
         assert!(tree.contains("rekey-core"), "{tree}");
         for forbidden in ["sea-orm", "sqlx", "tokio", "clap", "axum", "hyper"] {
             assert!(
-                !tree.lines().any(|l| l.starts_with(&format!("{forbidden} "))),
+                !tree
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{forbidden} "))),
                 "rekey-core depends on {forbidden}"
             );
         }
