@@ -1,6 +1,9 @@
 //! `cargo xtask <command>`: the workshop. One module per command.
 
+mod baseline;
+mod bench_report;
 mod ci;
+mod crash;
 mod fixtures;
 mod format_doc;
 mod fuzz;
@@ -15,6 +18,9 @@ commands:
   fixtures [--force]  make missing RSA test fixtures (--force: all anew)
   format-doc          regenerate the worked examples in docs/FORMAT.md
   fuzz [--seconds N]  run every cargo-fuzz target for N seconds (default 60)
+  crash-test          kill the migration at random moments, resume, verify
+  bench-report        measure the RSA floor and whole-vault migration, write docs/BENCHMARKS.md
+  baseline            run the Python `cryptography` baseline migration script
 ";
 
 fn main() -> ExitCode {
@@ -24,6 +30,9 @@ fn main() -> ExitCode {
         Some("fixtures") => fixtures::run(&args[1..]),
         Some("format-doc") => format_doc::run(),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("crash-test") => crash::run(&args[1..]),
+        Some("bench-report") => bench_report::run(&args[1..]),
+        Some("baseline") => baseline::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
