@@ -416,7 +416,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                     .await
                     .map_err(rekey_engine::EngineError::from)?;
                 let engine = Engine::new(vault, Some(KeyDir::open(&cli.key_dir)?), actor());
-                seed(&engine, &args.spec, credentials, json).await?;
+                seed(&engine, &args.spec, credentials, json, true).await?;
                 Ok(0)
             }
             Some(DemoStep::LoginAll {
@@ -608,6 +608,7 @@ async fn seed(
     s: &SpecArgs,
     credentials: &Path,
     json: bool,
+    standalone: bool,
 ) -> Result<Credentials, CliError> {
     let spec = spec_of(s);
     let mut keys = match &s.key_cache {
@@ -631,7 +632,20 @@ async fn seed(
     let grants = demo.data.grants.len();
     let report = engine.seed_demo(&demo).await?;
     demo.credentials.save(credentials)?;
-    if !json {
+    if json && standalone {
+        print_json(&serde_json::json!({
+            "users": spec.users,
+            "e2ee_users": demo.credentials.users.len(),
+            "roles": spec.roles,
+            "records": spec.records,
+            "rsa_bits": spec.rsa_bits,
+            "legacy_grants": grants,
+            "rows": report.rows,
+            "seconds": started.elapsed().as_secs_f64(),
+            "rsa_keys_generated": keys.generated,
+            "rsa_keys_reused": keys.reused,
+        }));
+    } else if !json {
         println!(
             "seeded {} users, {} roles, {} records, {} legacy grants ({} rows) in {:.1?}; RSA keys: {} generated, {} from cache",
             spec.users,
@@ -686,26 +700,44 @@ enum Via {
     Server(String),
 }
 
+/// What one simulated login did.
+struct LoginOutcome {
+    /// Grants written.
+    grants: usize,
+    /// Legacy grants unwrapped by the accepted build (known in-process only).
+    unwraps: Option<usize>,
+    /// Rebuilds after conflicts.
+    retries: usize,
+}
+
 /// One demo user logs in; `None` when someone else already migrated it.
 async fn login_one(
     via: &Via,
     vault: rekey_core::VaultId,
     name: &str,
     user: &DemoUser,
-) -> Result<Option<usize>, CliError> {
+) -> Result<Option<LoginOutcome>, CliError> {
     match via {
         Via::Vault(engine) => match engine
             .login(name, &user.password, Some(1), Arc::new(|_, _| {}))
             .await
         {
-            Ok(r) => Ok(Some(r.applied.grants)),
+            Ok(r) => Ok(Some(LoginOutcome {
+                grants: r.applied.grants,
+                unwraps: Some(r.build.grants_rewrapped),
+                retries: r.retries,
+            })),
             Err(rekey_engine::EngineError::Bundle(
                 rekey_core::bundle::CheckError::AlreadyMigrated(_),
             )) => Ok(None),
             Err(e) => Err(e.into()),
         },
         Via::Server(url) => match login_http(url, vault, user.id, &user.password).await {
-            Ok(r) => Ok(Some(r.applied.grants)),
+            Ok(r) => Ok(Some(LoginOutcome {
+                grants: r.applied.grants,
+                unwraps: None,
+                retries: r.retries,
+            })),
             Err(e) if e.to_string().contains("already migrated") => Ok(None),
             Err(e) => Err(e),
         },
@@ -741,10 +773,14 @@ async fn login_all(
             r.map_err(|e| (name, e))
         }));
     }
-    let (mut grants, mut already) = (0, 0);
+    let (mut grants, mut already, mut unwraps, mut retries) = (0, 0, Some(0usize), 0);
     for t in tasks {
         match t.await {
-            Ok(Ok(Some(g))) => grants += g,
+            Ok(Ok(Some(o))) => {
+                grants += o.grants;
+                retries += o.retries;
+                unwraps = unwraps.zip(o.unwraps).map(|(a, b)| a + b);
+            }
             Ok(Ok(None)) => already += 1,
             Ok(Err((name, e))) => return Err(CliError::Refused(format!("{name}: {e}"))),
             Err(_) => return Err(CliError::Refused("a login task panicked".into())),
@@ -755,9 +791,15 @@ async fn login_all(
         return Ok((total, grants));
     }
     if json {
-        print_json(
-            &serde_json::json!({ "users": total, "already_migrated": already, "grants": grants, "seconds": secs }),
-        );
+        print_json(&serde_json::json!({
+            "users": total,
+            "already_migrated": already,
+            "grants": grants,
+            "legacy_unwraps": unwraps,
+            "conflicts_rebuilt": retries,
+            "seconds": secs,
+            "peak_rss_bytes": progress::peak_rss_bytes(),
+        }));
     } else {
         println!(
             "{total} users logged in and migrated: {grants} grants in {secs:.1} s ({:.0} grants/s)",
@@ -809,7 +851,7 @@ async fn demo_all(dir: &Path, s: &SpecArgs, json: bool) -> Result<u8, CliError> 
         s.users,
         dir.display()
     ));
-    let creds = seed(&engine, s, &credentials, json).await?;
+    let creds = seed(&engine, s, &credentials, json, false).await?;
     say("2/7 backing up the certificate keys".into());
     rekey_preflight::backup(
         engine.vault(),

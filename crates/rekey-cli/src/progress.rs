@@ -57,3 +57,29 @@ impl Progress {
         let _ = err.flush();
     }
 }
+
+/// This process's peak resident set size so far (Linux: `VmHWM` in
+/// `/proc/self/status`); `None` where that is not available.
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            let rss = super::peak_rss_bytes().expect("VmHWM is readable");
+            assert!(rss > 1024 * 1024, "{rss}");
+        }
+    }
+}
