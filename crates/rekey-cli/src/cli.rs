@@ -162,6 +162,10 @@ pub(crate) struct SpecArgs {
     /// Reuse RSA keys from this file (and add new ones to it).
     #[arg(long, global = true)]
     pub(crate) key_cache: Option<PathBuf>,
+    /// At most this many distinct RSA keys, repeated for the other
+    /// principals (large benchmark vaults only; never realistic).
+    #[arg(long, global = true, hide = true)]
+    pub(crate) distinct_keys: Option<usize>,
     /// Simulated clients at once.
     #[arg(long, global = true, default_value_t = 4)]
     pub(crate) concurrency: usize,

@@ -615,6 +615,9 @@ async fn seed(
         Some(p) => KeySource::with_cache(p),
         None => KeySource::fresh(),
     };
+    if let Some(limit) = s.distinct_keys {
+        keys = keys.with_distinct_limit(limit);
+    }
     // Record when preparation began, before anything is issued.
     rekey_preflight::begin_preparation(engine.vault(), &actor()).await?;
     let started = Instant::now();

@@ -258,6 +258,63 @@ fn two_members_migrating_one_role_one_wins_the_other_rebuilds() {
 }
 
 #[test]
+fn the_rebuild_after_a_conflict_reuses_the_grants_opened_before() {
+    let mut v = small_vault();
+    let before = v.access_map();
+    let (u0, u1) = (v.users[0], v.users[1]);
+    let memo = OpenedGrants::new();
+    let build_with_memo = |v: &MemVault| {
+        build_bundle_reusing(
+            &v.package(u1),
+            Unlock::MasterSecret(&master(v, u1)),
+            BuildOptions::default(),
+            &|_, _| {},
+            &memo,
+        )
+        .unwrap()
+    };
+    let loser = build_with_memo(&v);
+    let package = v.package(u1);
+    let opened_first = package.pending_grants.len()
+        + package
+            .candidates
+            .iter()
+            .map(|c| c.pending_grants.len())
+            .sum::<usize>();
+    assert!(opened_first > 0);
+    assert_eq!(memo.len(), opened_first, "every opened grant is remembered");
+    assert!(!format!("{memo:?}").contains("0x"), "{memo:?}");
+
+    let winner = build(&v, u0);
+    submit(&mut v, u0, &winner.bundle).unwrap();
+    assert!(submit(&mut v, u1, &loser.bundle).unwrap_err().is_conflict());
+    // The role went with u0: the rebuild has only u1's own grants. Those
+    // it had before come from the memo; only the role key's new grant to
+    // u1 (written by u0's bundle) is opened anew.
+    let seen: std::collections::BTreeSet<GrantId> = package
+        .pending_grants
+        .iter()
+        .chain(package.candidates.iter().flat_map(|c| &c.pending_grants))
+        .map(|g| g.id)
+        .collect();
+    let again = v.package(u1);
+    let new = again
+        .pending_grants
+        .iter()
+        .filter(|g| !seen.contains(&g.id))
+        .count();
+    assert!(again.pending_grants.len() > new, "some grants are reused");
+    let rebuilt = build_with_memo(&v);
+    assert_eq!(memo.len(), opened_first + new, "only new grants are opened");
+    assert_eq!(
+        rebuilt.report.grants_rewrapped,
+        v.package(u1).pending_grants.len()
+    );
+    submit(&mut v, u1, &rebuilt.bundle).unwrap();
+    assert_eq!(v.access_map(), before);
+}
+
+#[test]
 fn a_corrupt_legacy_grant_is_listed_and_the_rest_migrates() {
     let mut v = small_vault();
     let u = v.users[0];

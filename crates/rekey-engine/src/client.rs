@@ -7,7 +7,7 @@ use crate::demo::{Credentials, record_plaintext};
 use crate::engine::{ApplyReport, Engine};
 use crate::error::EngineError;
 use crate::password::master_secret;
-use rekey_core::bundle::{BuildOptions, BuildReport, Unlock, build_bundle_with_progress};
+use rekey_core::bundle::{BuildOptions, BuildReport, OpenedGrants, Unlock, build_bundle_reusing};
 use rekey_core::grant::GrantOpener;
 use rekey_core::kek::unwrap_private_key;
 use rekey_core::model::{KeyCustody, PrincipalKind};
@@ -54,21 +54,25 @@ impl Engine {
         }
         let vault = self.vault_id().await?;
         let mut retries = 0;
+        // A rebuild after a conflict reopens no grant opened before.
+        let memo = std::sync::Arc::new(OpenedGrants::new());
         loop {
             let package = self.package(p.id).await?;
             let password = zeroize::Zeroizing::new(password.to_owned());
             let progress = progress.clone();
+            let memo = memo.clone();
             let built = tokio::task::spawn_blocking(move || {
                 let master = master_secret(&password, vault, package.principal)?;
                 let options = BuildOptions {
                     threads,
                     ..BuildOptions::default()
                 };
-                build_bundle_with_progress(
+                build_bundle_reusing(
                     &package,
                     Unlock::MasterSecret(&master),
                     options,
                     &*progress,
+                    &memo,
                 )
                 .map_err(EngineError::from)
             })

@@ -22,6 +22,8 @@ pub struct KeySource {
     pub generated: usize,
     /// Keys taken from the cache.
     pub reused: usize,
+    /// At most this many distinct keys; the rest repeat them.
+    distinct_limit: Option<usize>,
 }
 
 impl KeySource {
@@ -47,6 +49,16 @@ impl KeySource {
             preset: keys,
             ..Self::default()
         }
+    }
+
+    /// Makes at most `limit` distinct keys and repeats them for the rest:
+    /// lets a benchmark seed a vault of tens of thousands of users without
+    /// generating as many RSA keys. The crypto work per grant is the same;
+    /// a real vault never shares keys between principals.
+    #[must_use]
+    pub fn with_distinct_limit(mut self, limit: usize) -> Self {
+        self.distinct_limit = Some(limit.max(1));
+        self
     }
 
     fn load(&self, bits: usize) -> Result<Vec<LegacyRsaPrivateKey>, EngineError> {
@@ -140,9 +152,10 @@ impl KeySource {
         let mut keys = std::mem::take(&mut self.preset);
         keys.retain(|k| k.bits() == bits);
         keys.extend(self.load(bits)?);
-        keys.truncate(n);
+        let distinct = self.distinct_limit.map_or(n, |l| l.min(n));
+        keys.truncate(distinct);
         self.reused = keys.len();
-        let missing = n - keys.len();
+        let missing = distinct - keys.len();
         let done = AtomicUsize::new(0);
         let fresh: Vec<LegacyRsaPrivateKey> = (0..missing)
             .into_par_iter()
@@ -156,6 +169,37 @@ impl KeySource {
         self.generated = fresh.len();
         self.append(&fresh)?;
         keys.extend(fresh);
+        let mut i = 0;
+        while keys.len() < n {
+            let again = LegacyRsaPrivateKey::from_pkcs8_der(keys[i].dangerous_pkcs8_der())?;
+            keys.push(again);
+            i += 1;
+        }
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_distinct_limit_repeats_the_keys_it_has() {
+        let fixture = |der: &[u8]| LegacyRsaPrivateKey::from_pkcs8_der(der).expect("fixture");
+        let a = fixture(include_bytes!(
+            "../../rekey-core/tests/fixtures/rsa-2048-a.pk8"
+        ));
+        let b = fixture(include_bytes!(
+            "../../rekey-core/tests/fixtures/rsa-2048-b.pk8"
+        ));
+        let mut source = KeySource::preset(vec![a, b]).with_distinct_limit(2);
+        let keys = source.take(5, 2048, &|_, _| {}).expect("keys");
+        let fps: Vec<String> = keys.iter().map(|k| k.public_key().fingerprint()).collect();
+        assert_eq!(fps.len(), 5);
+        assert_ne!(fps[0], fps[1]);
+        assert_eq!(fps[2], fps[0]);
+        assert_eq!(fps[3], fps[1]);
+        assert_eq!(fps[4], fps[0]);
+        assert_eq!((source.generated, source.reused), (0, 2));
     }
 }

@@ -19,6 +19,7 @@ use crate::secret::{Kek, MasterSecret, SecretBytes};
 use rand_core::OsRng;
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The scheme rekey uses for a role's new KEK addressed to a member who has
@@ -99,6 +100,61 @@ pub enum BuildError {
     Crypto(#[from] CryptoError),
 }
 
+/// Legacy grants a login has already opened, kept across its attempts: when
+/// a submission loses a race (another member migrated a shared role
+/// meanwhile) the rebuild costs no RSA operation for the grants it opened
+/// before. An entry is reused only for the same grant id with the same
+/// envelope bytes; the secrets are zeroized when the memo is dropped.
+#[derive(Default)]
+pub struct OpenedGrants {
+    opened: Mutex<HashMap<crate::ids::GrantId, (Vec<u8>, SecretBytes)>>,
+}
+
+impl OpenedGrants {
+    /// An empty memo.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Grants remembered.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.opened.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether nothing is remembered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, g: &PendingGrant) -> Option<SecretBytes> {
+        let m = self.opened.lock().ok()?;
+        let (envelope, secret) = m.get(&g.id)?;
+        (envelope == &g.envelope_bytes)
+            .then(|| SecretBytes::from_slice(secret.dangerous_as_bytes()))
+    }
+
+    fn put(&self, g: &PendingGrant, secret: &SecretBytes) {
+        if let Ok(mut m) = self.opened.lock() {
+            m.insert(
+                g.id,
+                (
+                    g.envelope_bytes.clone(),
+                    SecretBytes::from_slice(secret.dangerous_as_bytes()),
+                ),
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for OpenedGrants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpenedGrants({} grants, [redacted])", self.len())
+    }
+}
+
 /// Builds the bundle for `package`. See [`build_bundle_with_progress`].
 pub fn build_bundle(
     package: &MigrationPackage,
@@ -116,14 +172,27 @@ pub fn build_bundle_with_progress(
     options: BuildOptions,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<BuildOutput, BuildError> {
+    build_bundle_reusing(package, unlock, options, progress, &OpenedGrants::new())
+}
+
+/// [`build_bundle_with_progress`] that first looks up each legacy grant in
+/// `memo` (filled by an earlier attempt of the same login) and adds what it
+/// opens to it. The new keys are fresh on every build.
+pub fn build_bundle_reusing(
+    package: &MigrationPackage,
+    unlock: Unlock<'_>,
+    options: BuildOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    memo: &OpenedGrants,
+) -> Result<BuildOutput, BuildError> {
     match options.threads {
-        None => build_inner(package, unlock, options, progress),
+        None => build_inner(package, unlock, options, progress, memo),
         Some(n) => {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .build()
                 .map_err(|_| BuildError::Threads(n))?;
-            pool.install(|| build_inner(package, unlock, options, progress))
+            pool.install(|| build_inner(package, unlock, options, progress, memo))
         }
     }
 }
@@ -132,6 +201,7 @@ struct Progress<'a> {
     done: AtomicUsize,
     total: usize,
     report: &'a (dyn Fn(usize, usize) + Sync),
+    memo: &'a OpenedGrants,
 }
 
 impl Progress<'_> {
@@ -160,6 +230,7 @@ fn build_inner(
     unlock: Unlock<'_>,
     options: BuildOptions,
     progress: &(dyn Fn(usize, usize) + Sync),
+    memo: &OpenedGrants,
 ) -> Result<BuildOutput, BuildError> {
     let vault = package.vault;
     let me = package.principal;
@@ -173,6 +244,7 @@ fn build_inner(
         done: AtomicUsize::new(0),
         total,
         report: progress,
+        memo,
     };
 
     // 1. Unlock the submitter's legacy key.
@@ -365,7 +437,16 @@ fn unwrap_all(
     grants
         .par_iter()
         .map(|g| {
-            let out = open_legacy(key, g);
+            let out = match progress.memo.get(g) {
+                Some(secret) => Ok(secret),
+                None => {
+                    let out = open_legacy(key, g);
+                    if let Ok(secret) = &out {
+                        progress.memo.put(g, secret);
+                    }
+                    out
+                }
+            };
             progress.tick();
             out
         })
@@ -525,4 +606,37 @@ fn build_candidate(
         legacy: Signer::Owned(legacy),
         new_key,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{GrantId, RecordId};
+
+    fn pending(id: u8, envelope: &[u8]) -> PendingGrant {
+        PendingGrant {
+            id: GrantId::from_bytes([id; 16]),
+            subject: Subject::RecordKey(RecordId::from_bytes([id; 16])),
+            envelope_bytes: envelope.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_memo_answers_only_for_the_same_grant_and_envelope() {
+        let memo = OpenedGrants::new();
+        let g = pending(1, b"envelope one");
+        memo.put(&g, &SecretBytes::from_slice(b"secret one"));
+        let hit = memo.get(&g).expect("same grant, same bytes");
+        assert_eq!(hit.dangerous_as_bytes(), b"secret one");
+        assert!(
+            memo.get(&pending(1, b"envelope two")).is_none(),
+            "bytes differ"
+        );
+        assert!(
+            memo.get(&pending(2, b"envelope one")).is_none(),
+            "id differs"
+        );
+        assert_eq!(memo.len(), 1);
+        assert!(!format!("{memo:?}").contains("secret one"));
+    }
 }

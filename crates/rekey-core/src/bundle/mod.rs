@@ -15,8 +15,8 @@ mod check;
 pub mod wire;
 
 pub use build::{
-    BuildError, BuildOptions, BuildOutput, BuildReport, PENDING_HOLDER_SCHEME, Unlock,
-    build_bundle, build_bundle_with_progress,
+    BuildError, BuildOptions, BuildOutput, BuildReport, OpenedGrants, PENDING_HOLDER_SCHEME,
+    Unlock, build_bundle, build_bundle_reusing, build_bundle_with_progress,
 };
 pub use check::{
     CheckContext, CheckError, CheckedBundle, HolderFacts, Preconditions, PrincipalFacts,
