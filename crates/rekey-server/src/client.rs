@@ -26,6 +26,14 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 512 << 20;
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// How many times [`HttpClient::migrate`] rebuilds after a conflict.
 pub const MIGRATE_ATTEMPTS: usize = 5;
+/// How many times one request is sent when the connection fails (refused,
+/// reset, closed before the answer: a server restarting), by default.
+pub const DEFAULT_TRANSPORT_ATTEMPTS: usize = 9;
+/// The first pause before resending after a connection failure; it doubles
+/// up to [`MAX_BACKOFF`] (the default attempts wait about 9 s in all).
+pub const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+/// The longest pause between two attempts.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +83,17 @@ impl ClientError {
     }
 }
 
+/// How one attempt failed: before any answer (worth sending again) or for
+/// good.
+enum Failure {
+    /// No whole answer; `sent`: the request may have reached the server.
+    Connection {
+        error: String,
+        sent: bool,
+    },
+    Final(ClientError),
+}
+
 /// An HTTP client of one rekey-server.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -84,6 +103,7 @@ pub struct HttpClient {
     vault: Option<VaultId>,
     max_response_bytes: usize,
     timeout: std::time::Duration,
+    attempts: usize,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -126,6 +146,7 @@ impl HttpClient {
             vault: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             timeout: DEFAULT_TIMEOUT,
+            attempts: DEFAULT_TRANSPORT_ATTEMPTS,
         })
     }
 
@@ -150,6 +171,21 @@ impl HttpClient {
         self
     }
 
+    /// Sends a request at most `attempts` times (at least once) while the
+    /// connection fails, pausing [`FIRST_BACKOFF`], then twice as long
+    /// each time up to [`MAX_BACKOFF`]. A connection that could not be
+    /// opened is retried for every request; one that broke before the
+    /// whole answer arrived only for reads and bundle submissions, which
+    /// are safe to resend (a bundle applied before the connection dropped
+    /// answers `409 already migrated` the second time); an admin action
+    /// is not sent twice. An answer (whatever its status) and a timeout
+    /// are never retried.
+    #[must_use]
+    pub fn with_transport_attempts(mut self, attempts: usize) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
     /// The server's base URL.
     #[must_use]
     pub fn base_url(&self) -> &str {
@@ -157,7 +193,9 @@ impl HttpClient {
     }
 
     /// One request; answers the status and body whatever the status.
-    /// `admin` sends the admin token (if the client has one).
+    /// `admin` sends the admin token (if the client has one). A connection
+    /// that fails before any answer is retried (see
+    /// [`HttpClient::with_transport_attempts`]).
     pub async fn raw(
         &self,
         method: Method,
@@ -165,8 +203,44 @@ impl HttpClient {
         body: Option<(&str, Vec<u8>)>,
         admin: bool,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        let body = body.map(|(ct, bytes)| (ct.to_owned(), Bytes::from(bytes)));
+        let resend_safe = method == Method::GET || path.ends_with("/bundle");
+        let mut pause = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.exchange(&method, path, body.clone(), admin).await {
+                Err(Failure::Connection { error, sent }) if sent && !resend_safe => {
+                    return Err(ClientError::Transport(error));
+                }
+                Err(Failure::Connection { error: e, .. }) if attempt < self.attempts => {
+                    tracing::debug!(attempt, error = %e, "no answer; sending again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BACKOFF);
+                    attempt += 1;
+                }
+                Err(Failure::Connection { error: e, .. }) => {
+                    return Err(ClientError::Transport(if attempt > 1 {
+                        format!("{e} (after {attempt} attempts)")
+                    } else {
+                        e
+                    }));
+                }
+                Err(Failure::Final(e)) => return Err(e),
+                Ok(answer) => return Ok(answer),
+            }
+        }
+    }
+
+    /// One attempt of [`HttpClient::raw`].
+    async fn exchange(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<(String, Bytes)>,
+        admin: bool,
+    ) -> Result<(StatusCode, Bytes), Failure> {
         let mut req = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(format!("{}{path}", self.base));
         if admin {
             if let Some(t) = &self.admin_token {
@@ -174,32 +248,42 @@ impl HttpClient {
             }
         }
         let req = match body {
-            Some((ct, bytes)) => req
-                .header(CONTENT_TYPE, ct)
-                .body(Full::new(Bytes::from(bytes))),
+            Some((ct, bytes)) => req.header(CONTENT_TYPE, ct).body(Full::new(bytes)),
             None => req.body(Full::new(Bytes::new())),
         }
-        .map_err(|e| ClientError::BadUrl(e.to_string()))?;
+        .map_err(|e| Failure::Final(ClientError::BadUrl(e.to_string())))?;
         let exchange = async {
             let resp = self
                 .client
                 .request(req)
                 .await
-                .map_err(|e| ClientError::Transport(e.to_string()))?;
+                .map_err(|e| Failure::Connection {
+                    sent: !e.is_connect(),
+                    error: e.to_string(),
+                })?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), self.max_response_bytes)
                 .collect()
                 .await
-                .map_err(|e| ClientError::Transport(format!("reading the answer: {e}")))?
+                .map_err(|e| {
+                    let error = format!("reading the answer: {e}");
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        Failure::Final(ClientError::Transport(error))
+                    } else {
+                        Failure::Connection { error, sent: true }
+                    }
+                })?
                 .to_bytes();
-            Ok::<_, ClientError>((status, body))
+            Ok::<_, Failure>((status, body))
         };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| {
-                ClientError::Transport(format!("no answer within {:?}", self.timeout))
-            })??;
-        Ok((status, body))
+                Failure::Final(ClientError::Transport(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                )))
+            })?
     }
 
     async fn call(
