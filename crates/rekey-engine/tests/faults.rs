@@ -1,0 +1,239 @@
+//! The database going away in the middle of a migration transaction: on
+//! PostgreSQL, the backend running `start`, a bundle's apply or a finalize
+//! batch is terminated (`pg_terminate_backend`) while the transaction is
+//! half done. Deterministic: a second session holds a lock the transaction
+//! needs, so it waits at a known statement; then its backend is killed.
+//! Each time: one clear error, nothing written, and the same operation
+//! resumes on the same engine (its connection pool recovers).
+//!
+//! The shared PostgreSQL server is never stopped (other tests use it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use rekey_core::model::{KeyState, MigrationState, Phase};
+use rekey_engine::demo::{DemoSpec, generate};
+use rekey_engine::keycache::KeySource;
+use rekey_engine::{Engine, EngineError, KeyDir};
+use rekey_storage::Vault;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::fixture_keys;
+
+async fn postgres_url() -> Option<(String, String, String)> {
+    let base = std::env::var("REKEY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
+    let schema = format!("rekey_fault_{}", uuid::Uuid::new_v4().simple());
+    let created = async {
+        let conn = sea_orm::Database::connect(&base).await?;
+        conn.execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+            .await?;
+        conn.close().await
+    };
+    match created.await {
+        Ok(()) => Some((
+            format!("{base}?options[search_path]={schema}"),
+            base,
+            schema,
+        )),
+        Err(e) => {
+            assert!(
+                std::env::var("REKEY_REQUIRE_DBS").is_err(),
+                "PostgreSQL required: {e}"
+            );
+            eprintln!("skipped: no PostgreSQL at {base} ({e})");
+            None
+        }
+    }
+}
+
+async fn one(conn: &impl ConnectionTrait, sql: &str) -> Option<i32> {
+    conn.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .map(|r| r.try_get_by_index::<i32>(0).unwrap())
+}
+
+/// Runs `op` while another session holds `lock` on `table`; once `op`'s
+/// backend waits for that lock (mid-transaction), terminates it. Answers
+/// the operation's error.
+async fn terminated<T, F>(url: &str, table: &str, op: F) -> EngineError
+where
+    T: std::fmt::Debug + Send + 'static,
+    F: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+{
+    let holder = sea_orm::Database::connect(url).await.unwrap();
+    let admin = sea_orm::Database::connect(url).await.unwrap();
+    let txn = holder.begin().await.unwrap();
+    // EXCLUSIVE: reads go on, writes wait.
+    txn.execute_unprepared(&format!("LOCK TABLE \"{table}\" IN EXCLUSIVE MODE"))
+        .await
+        .unwrap();
+    let holder_pid = one(&txn, "SELECT pg_backend_pid()").await.unwrap();
+    let task = tokio::spawn(op);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        if let Some(pid) = one(
+            &admin,
+            &format!(
+                "SELECT pid FROM pg_stat_activity WHERE {holder_pid} = ANY(pg_blocking_pids(pid))"
+            ),
+        )
+        .await
+        {
+            break pid;
+        }
+        assert!(
+            !task.is_finished(),
+            "the operation finished without waiting for the lock"
+        );
+        assert!(Instant::now() < deadline, "nothing waits for the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let killed = one(
+        &admin,
+        &format!("SELECT pg_terminate_backend({victim})::int"),
+    )
+    .await;
+    assert_eq!(killed, Some(1));
+    let result = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the operation ends once its backend is gone")
+        .unwrap();
+    txn.rollback().await.unwrap();
+    close(holder).await;
+    close(admin).await;
+    result.expect_err("the operation lost its backend mid-transaction")
+}
+
+async fn close(c: DatabaseConnection) {
+    let _ = c.close().await;
+}
+
+/// What must not change when a transaction dies.
+async fn state(v: &Vault) -> (Phase, i64, usize, rekey_core::model::Progress) {
+    (
+        v.migration().await.unwrap().phase,
+        v.migration().await.unwrap().version,
+        v.audit_events(0, 1_000_000).await.unwrap().len(),
+        v.progress().await.unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backend_terminated_mid_transaction() {
+    let Some((url, base, schema)) = postgres_url().await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("rekey-fault-{}", uuid::Uuid::new_v4()));
+    let engine = Engine::new(
+        Vault::init(&url).await.unwrap(),
+        Some(KeyDir::open(dir.join("keys")).unwrap()),
+        "test",
+    );
+    let spec = DemoSpec {
+        users: 4,
+        roles: 1,
+        records: 40,
+        rsa_bits: 2048,
+        seed: 9,
+        with_problems: false,
+    };
+    let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
+    engine.seed_demo(&demo).await.unwrap();
+    let creds = demo.credentials;
+    let before = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    assert!(before.passed());
+    let mut faults = Vec::new();
+
+    // 1. start: the phase moved and the principals were reset, the audit
+    //    event waits; killed.
+    let s0 = state(engine.vault()).await;
+    let e = engine.clone();
+    let err = terminated(&url, "audit", async move { e.start("Start", &[]).await }).await;
+    assert!(
+        matches!(err, EngineError::Storage(_)),
+        "a database error: {err:?}"
+    );
+    assert_eq!(state(engine.vault()).await, s0, "start left nothing behind");
+    faults.push(format!("start: {err}"));
+    let (report, _) = engine.start("Start", &[]).await.unwrap();
+    assert_eq!(report.phase, Phase::UserPhase);
+
+    // 2. a bundle's apply: key pair and grants inserted, the audit event
+    //    waits; killed.
+    let (name, user) = creds.users.iter().next().unwrap();
+    let s1 = state(engine.vault()).await;
+    let (e, n, pw) = (engine.clone(), name.clone(), user.password.clone());
+    let err = terminated(&url, "audit", async move {
+        e.login(&n, &pw, Some(1), Arc::new(|_, _| {})).await
+    })
+    .await;
+    assert!(matches!(err, EngineError::Storage(_)), "{err:?}");
+    assert_eq!(state(engine.vault()).await, s1, "the apply left nothing");
+    let p = engine.vault().principal(user.id).await.unwrap().unwrap();
+    assert_eq!(p.migration, MigrationState::Pending);
+    assert!(
+        engine
+            .vault()
+            .key_pairs(user.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.state == KeyState::Legacy),
+        "no new key pair survived"
+    );
+    faults.push(format!("bundle apply: {err}"));
+    for (n, u) in &creds.users {
+        engine
+            .login(n, &u.password, Some(1), Arc::new(|_, _| {}))
+            .await
+            .unwrap();
+    }
+
+    // 3. finalize: the phase moved to finalizing; the first delete batch
+    //    waits on the certificate table; killed. Resumes.
+    let legacy_before = engine.vault().progress().await.unwrap();
+    let e = engine.clone();
+    let err = terminated(
+        &url,
+        "certificate",
+        async move { e.finalize(&|_| {}).await },
+    )
+    .await;
+    assert!(matches!(err, EngineError::Storage(_)), "{err:?}");
+    assert_eq!(
+        engine.vault().migration().await.unwrap().phase,
+        Phase::Finalizing
+    );
+    assert_eq!(engine.vault().progress().await.unwrap(), legacy_before);
+    assert!(
+        !engine.vault().certificates().await.unwrap().is_empty(),
+        "the batch's deletes rolled back"
+    );
+    faults.push(format!("finalize batch: {err}"));
+    engine.finalize(&|_| {}).await.unwrap();
+    assert_eq!(
+        engine.vault().migration().await.unwrap().phase,
+        Phase::Completed
+    );
+    let after = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    assert!(after.passed(), "{after:?}");
+    assert_eq!(after.records_read, before.records_read);
+    println!(
+        "PostgreSQL backend terminated mid-transaction: {} faults injected, each resumed, verify passed:",
+        faults.len()
+    );
+    for f in &faults {
+        println!("  {f}");
+    }
+
+    if let Ok(conn) = sea_orm::Database::connect(&base).await {
+        let _ = conn
+            .execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await;
+        let _ = conn.close().await;
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
