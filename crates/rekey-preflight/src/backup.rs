@@ -43,6 +43,18 @@ const VERSION: u8 = 1;
 /// Largest private key accepted in a backup (an RSA-4096 PKCS#8 is about
 /// 2.4 KB).
 const MAX_KEY_LEN: usize = 16 * 1024;
+/// The scrypt work factor (log2 N) of a backup when none is asked for:
+/// N = 2^18 takes 256 MiB and about a second. Fixed rather than measured
+/// on the machine that writes, so that every machine that reads accepts
+/// it.
+pub const DEFAULT_WORK_FACTOR: u8 = 18;
+/// The largest scrypt work factor (log2 N) a backup may ask for: N = 2^20
+/// takes 1 GiB and a few seconds. The file names its own work factor, so
+/// without a cap a crafted file could make `cert verify` or `cert import`
+/// run for hours and take tens of GiB of memory (scrypt needs 1 KiB × N)
+/// before the passphrase is even checked. A larger factor is refused
+/// before any work, and `backup` never writes one.
+pub const MAX_WORK_FACTOR: u8 = 20;
 
 /// The audit action written after a backup.
 pub const CERTIFICATE_BACKUP: &str = "certificate_backup";
@@ -77,8 +89,9 @@ impl std::fmt::Debug for Passphrase {
 /// How to make a backup.
 #[derive(Clone, Debug)]
 pub struct BackupOptions {
-    /// scrypt work factor (log2 N). `None`: age's default, about one second
-    /// on this machine. Lower values are for tests only.
+    /// scrypt work factor (log2 N), at most [`MAX_WORK_FACTOR`] (larger
+    /// values are lowered to it). `None`: [`DEFAULT_WORK_FACTOR`]. Lower
+    /// values are for tests only.
     pub work_factor: Option<u8>,
     /// Who is recorded in the audit log.
     pub actor: String,
@@ -194,13 +207,13 @@ pub async fn backup_with(
         keys,
     };
     let plaintext = encode(&manifest)?;
-    let mut recipient = age::scrypt::Recipient::new(secret);
-    if let Some(log_n) = options.work_factor {
-        recipient.set_work_factor(log_n.clamp(1, 30));
-    }
-    let ciphertext = encrypt(&recipient, &plaintext)?;
+    let ciphertext = encrypt(
+        secret,
+        options.work_factor.unwrap_or(DEFAULT_WORK_FACTOR),
+        &plaintext,
+    )?;
     // Verify before writing: the file decrypts to exactly what we meant.
-    let reopened = decrypt(&ciphertext, passphrase)?;
+    let reopened = decrypt(&ciphertext, passphrase, MAX_WORK_FACTOR)?;
     if reopened.as_slice() != plaintext.as_slice() {
         return Err(Error::DamagedBackup {
             reason: "it did not decrypt to what was written".to_owned(),
@@ -354,7 +367,7 @@ async fn open_for_vault(
         source,
     })?;
     let digest = hex::encode(Sha256::digest(&ciphertext));
-    let plaintext = decrypt(&ciphertext, passphrase)?;
+    let plaintext = decrypt(&ciphertext, passphrase, MAX_WORK_FACTOR)?;
     let manifest = decode(&plaintext)?;
     let expected = vault_identity(vault).await?;
     if manifest.vault != expected {
@@ -395,9 +408,13 @@ async fn open_for_vault(
     ))
 }
 
-fn encrypt(recipient: &age::scrypt::Recipient, plaintext: &[u8]) -> Result<Vec<u8>> {
+/// Encrypts to the passphrase with scrypt work factor `log_n` (clamped to
+/// 1..=[`MAX_WORK_FACTOR`]).
+fn encrypt(secret: SecretString, log_n: u8, plaintext: &[u8]) -> Result<Vec<u8>> {
+    let mut recipient = age::scrypt::Recipient::new(secret);
+    recipient.set_work_factor(log_n.clamp(1, MAX_WORK_FACTOR));
     let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
             .map_err(|e| Error::Encrypt {
                 reason: e.to_string(),
             })?;
@@ -416,10 +433,14 @@ fn encrypt(recipient: &age::scrypt::Recipient, plaintext: &[u8]) -> Result<Vec<u
     Ok(out)
 }
 
-/// Decrypts an age passphrase file (age caps the scrypt work factor it
-/// accepts at about 16 seconds of work on this machine).
-fn decrypt(ciphertext: &[u8], passphrase: &Passphrase) -> Result<Zeroizing<Vec<u8>>> {
-    let identity = age::scrypt::Identity::new(passphrase.secret()?);
+/// Decrypts an age passphrase file whose scrypt work factor is at most
+/// `max_work_factor` (a larger one is refused before any scrypt work).
+fn decrypt(
+    ciphertext: &[u8],
+    passphrase: &Passphrase,
+    max_work_factor: u8,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let secret = passphrase.secret()?;
     let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|e| match e {
         // An age v1 file whose header no longer parses was altered.
         age::DecryptError::UnknownFormat if ciphertext.starts_with(AGE_V1_MAGIC) => {
@@ -434,6 +455,10 @@ fn decrypt(ciphertext: &[u8], passphrase: &Passphrase) -> Result<Zeroizing<Vec<u
             reason: "it is not encrypted to a passphrase".to_owned(),
         });
     }
+    // Made only now: age measures this machine's scrypt speed when an
+    // identity is made, which is wasted on a file that is not even age.
+    let mut identity = age::scrypt::Identity::new(secret);
+    identity.set_max_work_factor(max_work_factor);
     let mut reader = decryptor
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
         .map_err(map_decrypt_error)?;
@@ -461,7 +486,9 @@ fn map_decrypt_error(e: age::DecryptError) -> Error {
             reason: "it is not an age file".to_owned(),
         },
         D::ExcessiveWork { required, .. } => Error::DamagedBackup {
-            reason: format!("it asks for an scrypt work factor of {required}, more than allowed"),
+            reason: format!(
+                "it asks for an scrypt work factor of {required}, more than the {MAX_WORK_FACTOR} rekey accepts and ever writes"
+            ),
         },
         D::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::DamagedBackup {
             reason: "it ends too early".to_owned(),
@@ -566,6 +593,79 @@ fn decode(bytes: &[u8]) -> Result<Manifest> {
         created_at,
         keys,
     })
+}
+
+/// What a backup holds, without its key material: what the parsers below
+/// answer.
+#[doc(hidden)]
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BackupContents {
+    /// The vault it belongs to.
+    pub vault: VaultId,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// The fingerprints of its keys, in file order.
+    pub fingerprints: Vec<String>,
+}
+
+impl From<&Manifest> for BackupContents {
+    fn from(m: &Manifest) -> Self {
+        Self {
+            vault: m.vault,
+            created_at: m.created_at,
+            fingerprints: m.keys.iter().map(|k| k.fingerprint.clone()).collect(),
+        }
+    }
+}
+
+/// Parses a decrypted manifest: exactly what [`verify`] and [`import`] do
+/// after decryption. For the fuzz targets and property tests.
+#[doc(hidden)]
+pub fn parse_manifest(plaintext: &[u8]) -> Result<BackupContents> {
+    decode(plaintext).map(|m| BackupContents::from(&m))
+}
+
+/// Decrypts and parses the bytes of a backup file: exactly what [`verify`]
+/// and [`import`] do before comparing with the vault, except that the
+/// work factor cap can be lowered below [`MAX_WORK_FACTOR`] (the fuzz
+/// target lowers it so that no input costs more than a millisecond).
+#[doc(hidden)]
+pub fn open_backup_bytes(
+    ciphertext: &[u8],
+    passphrase: &Passphrase,
+    max_work_factor: u8,
+) -> Result<BackupContents> {
+    let plaintext = decrypt(ciphertext, passphrase, max_work_factor.min(MAX_WORK_FACTOR))?;
+    parse_manifest(&plaintext)
+}
+
+/// Encodes a manifest from `(fingerprint hex, PKCS#8 DER)` pairs, as
+/// [`backup`] does (the pairs are not checked: the fuzz seeds and property
+/// tests also write wrong ones).
+#[doc(hidden)]
+pub fn encode_manifest(
+    vault: VaultId,
+    created_at: Timestamp,
+    keys: &[(&str, &[u8])],
+) -> Result<Zeroizing<Vec<u8>>> {
+    encode(&Manifest {
+        vault,
+        created_at,
+        keys: keys
+            .iter()
+            .map(|(fp, der)| LoadedKey {
+                fingerprint: (*fp).to_owned(),
+                der: Zeroizing::new(der.to_vec()),
+            })
+            .collect(),
+    })
+}
+
+/// Encrypts `plaintext` to `passphrase` as [`backup`] does, with scrypt
+/// work factor `log_n` (clamped to 1..=[`MAX_WORK_FACTOR`]).
+#[doc(hidden)]
+pub fn seal_backup_bytes(plaintext: &[u8], passphrase: &Passphrase, log_n: u8) -> Result<Vec<u8>> {
+    encrypt(passphrase.secret()?, log_n, plaintext)
 }
 
 struct Reader<'a>(&'a [u8]);

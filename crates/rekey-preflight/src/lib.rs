@@ -85,7 +85,9 @@
 //! DER ([`fingerprint`]).
 //!
 //! [`backup`] writes one age file (binary, not armored) encrypted to a
-//! passphrase (age's scrypt recipient) holding every certificate's private
+//! passphrase (age's scrypt recipient, work factor [`DEFAULT_WORK_FACTOR`];
+//! a file asking for more than [`MAX_WORK_FACTOR`] is refused before any
+//! scrypt work) holding every certificate's private
 //! key, the vault's identity and the fingerprints, decrypts it again to
 //! verify it, writes it atomically (mode 0600), and records its SHA-256 on
 //! every certificate and in the audit log (`certificate_backup`). The age
@@ -131,8 +133,14 @@ pub use actions::{
     begin_preparation, preparation_began, renew_directory_token, vault_identity, write_off_device,
 };
 pub use backup::{
-    BackupOptions, BackupSummary, CERTIFICATE_BACKUP, CERTIFICATE_IMPORT, ImportSummary,
-    Passphrase, backup, backup_with, import, verify,
+    BackupOptions, BackupSummary, CERTIFICATE_BACKUP, CERTIFICATE_IMPORT, DEFAULT_WORK_FACTOR,
+    ImportSummary, MAX_WORK_FACTOR, Passphrase, backup, backup_with, import, verify,
+};
+// The backup parsers without a vault or files: for the fuzz targets and
+// property tests only.
+#[doc(hidden)]
+pub use backup::{
+    BackupContents, encode_manifest, open_backup_bytes, parse_manifest, seal_backup_bytes,
 };
 pub use check::{Check, CheckResult, EVIDENCE_LIMIT, Outcome};
 pub use error::{Error, Result};

@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
+use rekey_core::bundle::SignedBundle;
 use rekey_core::model::{AuditEvent, RecordRow, Resolution, Timestamp};
 use rekey_core::{GrantId, PrincipalId, RecordId};
 use serde::{Deserialize, Serialize};
@@ -436,17 +437,69 @@ fn body(
     })
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(
-    raw: Result<Bytes, BytesRejection>,
-    state: &AppState,
+fn json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
     hint: &'static str,
 ) -> Result<T, ServerError> {
-    let bytes = body(raw, state, false)?;
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(bytes)
         .map_err(|e| ServerError::bad_request(format!("malformed JSON body: {e}"), hint))
 }
 
-fn parse_id<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, ServerError> {
+// Request decoding. Each route that takes a body decodes it with one of
+// these pure functions before anything else happens: the handlers call
+// them (the bundle route hands its bytes to the engine, whose first step is
+// the same parse, see `decode_bundle`), and so do the fuzz targets and
+// property tests, so what is fuzzed is what is served. Every refusal is a
+// 400 with a message and a hint.
+
+const START_HINT: &str = "send {\"code_word\": \"Start\"}";
+const RESOLVE_HINT: &str =
+    "send {\"resolution\": \"reshared\"} or {\"resolution\": \"written_off\"}";
+const RECORD_HINT: &str = "send {\"ciphertext\": \"<hex>\"}";
+
+/// Decodes the body of `POST /v1/admin/start` ([`StartRequest`]). The code
+/// word itself is checked by the engine (a wrong one is refused there, and
+/// changes nothing).
+pub fn decode_start(bytes: &[u8]) -> Result<StartRequest, ServerError> {
+    json(bytes, START_HINT)
+}
+
+/// Decodes the body of `POST /v1/admin/non-migratable/{grant}/resolve`
+/// ([`ResolveRequest`]): `reshared` or `written_off`, nothing else.
+pub fn decode_resolve(bytes: &[u8]) -> Result<Resolution, ServerError> {
+    let req: ResolveRequest = json(bytes, RESOLVE_HINT)?;
+    match req.resolution.parse::<Resolution>() {
+        Ok(r @ (Resolution::Reshared | Resolution::WrittenOff)) => Ok(r),
+        _ => Err(ServerError::bad_request(
+            format!(
+                "resolution {:?} is not reshared or written_off",
+                req.resolution
+            ),
+            RESOLVE_HINT,
+        )),
+    }
+}
+
+/// Decodes the body of `PUT /v1/records/{id}` ([`RecordWrite`]) into the
+/// ciphertext bytes.
+pub fn decode_record_write(bytes: &[u8]) -> Result<Vec<u8>, ServerError> {
+    let req: RecordWrite = json(bytes, RECORD_HINT)?;
+    hex::decode(&req.ciphertext)
+        .map_err(|_| ServerError::bad_request("ciphertext is not valid hex", RECORD_HINT))
+}
+
+/// Decodes the body of `POST /v1/principals/{id}/bundle` as the route
+/// does: the engine's submit parses it first thing (on the blocking pool,
+/// so the handler does not parse it twice) and a malformed bundle is
+/// answered with exactly this error.
+pub fn decode_bundle(bytes: &[u8]) -> Result<SignedBundle, ServerError> {
+    SignedBundle::parse(bytes)
+        .map_err(|w| ServerError::from_engine(rekey_engine::EngineError::MalformedBundle(w)))
+}
+
+/// Decodes an id in a route's path (`{id}`, `{grant}`); `what` names it in
+/// the error.
+pub fn decode_id<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, ServerError> {
     s.parse().map_err(|_| {
         ServerError::bad_request(
             format!("{what} {s:?} is not a valid id"),
@@ -548,7 +601,7 @@ async fn admin_start(
     State(state): State<AppState>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ServerError> {
-    let req: StartRequest = json_body(raw, &state, "send {\"code_word\": \"Start\"}")?;
+    let req = decode_start(&body(raw, &state, false)?)?;
     // A wrong code word changes nothing, not even the preflight record.
     let blockers = if req.code_word == rekey_core::lifecycle::CODE_WORD {
         run_preflight(&state)
@@ -627,24 +680,8 @@ async fn admin_resolve(
     Path(grant): Path<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ServerError> {
-    let grant: GrantId = parse_id(&grant, "grant")?;
-    let req: ResolveRequest = json_body(
-        raw,
-        &state,
-        "send {\"resolution\": \"reshared\"} or {\"resolution\": \"written_off\"}",
-    )?;
-    let resolution = match req.resolution.parse::<Resolution>() {
-        Ok(r @ (Resolution::Reshared | Resolution::WrittenOff)) => r,
-        _ => {
-            return Err(ServerError::bad_request(
-                format!(
-                    "resolution {:?} is not reshared or written_off",
-                    req.resolution
-                ),
-                "send {\"resolution\": \"reshared\"} or {\"resolution\": \"written_off\"}",
-            ));
-        }
-    };
+    let grant: GrantId = decode_id(&grant, "grant")?;
+    let resolution = decode_resolve(&body(raw, &state, false)?)?;
     let audit = AuditEvent {
         at: Timestamp::now(),
         actor: state.actor(),
@@ -664,7 +701,7 @@ async fn package(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<PackageJson>, ServerError> {
-    let principal: PrincipalId = parse_id(&id, "principal")?;
+    let principal: PrincipalId = decode_id(&id, "principal")?;
     let p = state
         .engine()
         .package(principal)
@@ -710,7 +747,7 @@ async fn submit_inner(
     headers: &HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<ApplyResponse, ServerError> {
-    let principal: PrincipalId = parse_id(id, "principal")?;
+    let principal: PrincipalId = decode_id(id, "principal")?;
     if let Some(ct) = headers.get(CONTENT_TYPE) {
         if !ct
             .to_str()
@@ -759,7 +796,7 @@ async fn get_record(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RecordJson>, ServerError> {
-    let rid: RecordId = parse_id(&id, "record")?;
+    let rid: RecordId = decode_id(&id, "record")?;
     let row = state
         .engine()
         .vault()
@@ -779,14 +816,8 @@ async fn put_record(
     Path(id): Path<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ServerError> {
-    let rid: RecordId = parse_id(&id, "record")?;
-    let req: RecordWrite = json_body(raw, &state, "send {\"ciphertext\": \"<hex>\"}")?;
-    let ciphertext = hex::decode(&req.ciphertext).map_err(|_| {
-        ServerError::bad_request(
-            "ciphertext is not valid hex",
-            "send {\"ciphertext\": \"<hex>\"}",
-        )
-    })?;
+    let rid: RecordId = decode_id(&id, "record")?;
+    let ciphertext = decode_record_write(&body(raw, &state, false)?)?;
     state
         .engine()
         .vault()
