@@ -218,7 +218,12 @@ impl Served {
         let report =
             ledger::check_completed(self.engine.vault(), &self.before, &self.keys, &self.creds)
                 .await;
-        assert!(report.clean(), "{:#?}", report.problems);
+        assert!(
+            report.clean(),
+            "{:#?} {:?}",
+            report.problems,
+            report.missing_certificates
+        );
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }

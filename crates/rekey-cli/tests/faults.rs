@@ -324,7 +324,12 @@ fn sqlite_disk_full_refuses_clearly_loses_nothing_and_resumes() {
         &rk.key_dir(),
         &rk.credentials(),
     ));
-    assert!(report.clean(), "{:#?}", report.problems);
+    assert!(
+        report.clean(),
+        "{:#?} {:?}",
+        report.problems,
+        report.missing_certificates
+    );
     println!(
         "SQLite disk full (tmpfs): {} faults injected, each refused and resumed; {} grants checked, 0 lost, 0 corrupt:",
         faults.len(),

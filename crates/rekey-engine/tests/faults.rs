@@ -237,3 +237,72 @@ async fn postgres_backend_terminated_mid_transaction() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A crash in the server phase between applying a service's bundle and
+/// recording the certificate of its new key (`run_server_phase` stores the
+/// key file, applies the bundle, then calls `add_certificate` in a
+/// transaction of its own) leaves the service migrated without a
+/// certificate for its new key; resuming skips migrated services, so the
+/// certificate is never written, and finalize then deletes the legacy one.
+/// The crash state is made by hand here: after a complete server phase,
+/// one new certificate row is removed and the phase put back to
+/// `server_phase`, exactly what a SIGKILL in that window leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug in engine.rs run_server_phase (lead's file): a crash between apply_signed and add_certificate loses the service's new certificate for good; see the issue #9 report"]
+async fn a_crash_before_the_new_certificate_is_recorded_is_repaired_on_resume() {
+    let dir = std::env::temp_dir().join(format!("rekey-cert-crash-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+    let engine = Engine::new(
+        Vault::init(&url).await.unwrap(),
+        Some(KeyDir::open(dir.join("keys")).unwrap()),
+        "test",
+    );
+    let spec = DemoSpec {
+        users: 4,
+        roles: 1,
+        records: 40,
+        rsa_bits: 2048,
+        seed: 9,
+        with_problems: false,
+    };
+    let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
+    engine.seed_demo(&demo).await.unwrap();
+    engine.start("Start", &[]).await.unwrap();
+    let services = engine
+        .vault()
+        .principals_of_kind(rekey_core::model::PrincipalKind::Service)
+        .await
+        .unwrap();
+    let current = |kps: Vec<rekey_core::model::KeyPairRecord>| {
+        kps.into_iter()
+            .find(|k| k.state == KeyState::Current)
+            .unwrap()
+    };
+    let victim = current(engine.vault().key_pairs(services[0].id).await.unwrap());
+    let raw = sea_orm::Database::connect(&url).await.unwrap();
+    raw.execute_unprepared(&format!(
+        "DELETE FROM certificate WHERE key_pair_id = '{}'",
+        victim.id
+    ))
+    .await
+    .unwrap();
+    raw.execute_unprepared("UPDATE migration SET phase = 'server_phase' WHERE id = 1")
+        .await
+        .unwrap();
+    raw.close().await.unwrap();
+
+    // Resume, as `rekey start` does after a crash.
+    let done = engine.run_server_phase(&|_, _, _| {}).await.unwrap();
+    assert_eq!(done.phase, Some(Phase::UserPhase));
+    let certificates = engine.vault().certificates().await.unwrap();
+    for s in &services {
+        let kp = current(engine.vault().key_pairs(s.id).await.unwrap());
+        assert!(
+            certificates.iter().any(|c| c.key_pair == kp.id),
+            "service {} is migrated but its new key has no certificate",
+            s.name
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

