@@ -8,7 +8,10 @@
 use rayon::prelude::*;
 use rekey_benches::rsa_fixture;
 use rekey_core::grant::{open_grant, wrap_legacy_grant};
-use rekey_core::{GrantBinding, PrincipalId, PublicKey, RecordId, Scheme, Subject, VaultId};
+use rekey_core::{
+    GrantBinding, LegacyRsaPrivateKey, PrincipalId, PrivateKey, PublicKey, RecordId, Scheme,
+    Subject, VaultId,
+};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -82,8 +85,20 @@ fn run() -> Result<String, String> {
     if opened != grants {
         return Err(format!("only {opened} of {grants} unwraps succeeded"));
     }
+    // What unlocking a legacy key costs once per login: parsing (and
+    // validating) its PKCS#8 DER.
+    let PrivateKey::Rsa(rsa) = &key else {
+        return Err("the fixture is not an RSA key".into());
+    };
+    let parses = 20;
+    let t = Instant::now();
+    for _ in 0..parses {
+        LegacyRsaPrivateKey::from_pkcs8_der(rsa.dangerous_pkcs8_der())
+            .map_err(|e| e.to_string())?;
+    }
+    let parse_ms = t.elapsed().as_secs_f64() * 1e3 / f64::from(parses);
     Ok(format!(
-        "{{\"grants\":{grants},\"threads\":{threads},\"bits\":{bits},\"seconds\":{seconds:.6},\"grants_per_second\":{:.1}}}",
+        "{{\"grants\":{grants},\"threads\":{threads},\"bits\":{bits},\"seconds\":{seconds:.6},\"grants_per_second\":{:.1},\"key_parse_ms\":{parse_ms:.3}}}",
         grants as f64 / seconds.max(1e-9)
     ))
 }

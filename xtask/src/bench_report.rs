@@ -1,5 +1,833 @@
-//! Placeholder being written this session (owner will replace it).
+//! `cargo xtask bench-report [--quick] [--no-large] [--no-baseline]
+//! [--no-criterion]`: measures, in one run on this machine, the crypto floor
+//! of a migration (legacy RSA unwraps alone, spread over the cores) and
+//! whole-vault migrations of seeded demo vaults through the release `rekey`
+//! binary, and writes `docs/BENCHMARKS.md` with the ratios the performance
+//! issue asks for.
+//!
+//! Everything it makes lives under `target/bench-report/` (RSA key caches
+//! are kept there between runs, so only the first run generates keys).
 
-pub(crate) fn run(_args: &[String]) -> Result<(), String> {
-    Err("this xtask command is not written yet".into())
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Options of one report.
+struct Options {
+    /// Smaller vaults and shorter criterion runs (a smoke run, not a report
+    /// to publish).
+    quick: bool,
+    /// Skip the 1,000,000-grant vault (its seed and migration take minutes).
+    large: bool,
+    /// Skip the Python baseline.
+    baseline: bool,
+    /// Skip the criterion benches.
+    criterion: bool,
+}
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let mut o = Options {
+        quick: false,
+        large: true,
+        baseline: true,
+        criterion: true,
+    };
+    for a in args {
+        match a.as_str() {
+            "--quick" => {
+                o.quick = true;
+                o.large = false;
+            }
+            "--no-large" => o.large = false,
+            "--no-baseline" => o.baseline = false,
+            "--no-criterion" => o.criterion = false,
+            other => return Err(format!("unknown bench-report option `{other}`")),
+        }
+    }
+    let root = crate::root();
+    let target = crate::target_dir();
+    let work = target.join("bench-report");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let started = Instant::now();
+
+    say("building the release binaries");
+    status(
+        Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "rekey-cli",
+                "-p",
+                "rekey-benches",
+                "--bins",
+            ])
+            .current_dir(&root),
+    )?;
+    let bins = Bins {
+        rekey: target.join("release/rekey"),
+        floor: target.join("release/rekey-floor"),
+    };
+    let machine = Machine::read();
+
+    // The floor first and again last: the machine's state between them
+    // shows in the two figures.
+    let floor_grants = if o.quick { 4_000 } else { 20_000 };
+    say("measuring the RSA floor (unwraps alone, every core)");
+    let floor_2048 = bins.floor(floor_grants, machine.cores, 2048)?;
+    let floor_2048_one = bins.floor(floor_grants / 4, 1, 2048)?;
+    let floor_4096 = bins.floor(floor_grants / 8, machine.cores, 4096)?;
+
+    let mut vaults = Vec::new();
+    let main_spec = if o.quick {
+        Spec::new("RSA-2048, 200 users", 200, 20, 9_000, 2048)
+    } else {
+        Spec::new("RSA-2048, 1,000 users", 1_000, 100, 45_000, 2048)
+    };
+    let main = Seeded::seed(&bins, &work, &main_spec)?;
+    // The baseline migrates its own copy of the same seeded vault (with its
+    // WAL files), before rekey migrates the original.
+    let baseline = if o.baseline {
+        say("running the Python baseline on a copy of the same vault");
+        Some(
+            crate::baseline::run_baseline(
+                &main.dir.join("vault.db"),
+                &main.dir.join("credentials.json"),
+            )
+            .inspect_err(|e| eprintln!("xtask: the baseline did not run: {e}")),
+        )
+    } else {
+        None
+    };
+    vaults.push(main.migrate(&bins, &floor_2048)?);
+    let small_4096 = if o.quick {
+        Spec::new("RSA-4096, 30 users", 30, 3, 600, 4096)
+    } else {
+        Spec::new("RSA-4096, 100 users", 100, 10, 4_000, 4096)
+    };
+    vaults.push(Seeded::seed(&bins, &work, &small_4096)?.migrate(&bins, &floor_4096)?);
+    if o.large {
+        let mut large = Spec::new("RSA-2048, 10,000 users", 10_000, 1_000, 450_000, 2048);
+        large.distinct_keys = Some(main_spec.users + main_spec.roles + 3);
+        vaults.push(Seeded::seed(&bins, &work, &large)?.migrate(&bins, &floor_2048)?);
+    }
+
+    let floor_after = bins.floor(floor_grants, machine.cores, 2048)?;
+
+    let criterion = if o.criterion {
+        say("running the criterion benches (cargo bench)");
+        run_criterion(&root, o.quick)?;
+        collect_criterion(&target.join("criterion"))
+    } else {
+        Vec::new()
+    };
+
+    let report = Report {
+        machine,
+        floor_2048,
+        floor_2048_one,
+        floor_4096,
+        floor_after,
+        vaults,
+        baseline,
+        criterion,
+        quick: o.quick,
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+    };
+    let out = root.join("docs/BENCHMARKS.md");
+    std::fs::write(&out, report.render()).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("{}", report.headline());
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn say(what: &str) {
+    println!("bench-report: {what}");
+}
+
+fn status(cmd: &mut Command) -> Result<(), String> {
+    let s = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if s.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {s}"))
+    }
+}
+
+/// Runs `cmd` and parses the last line of its standard output as JSON.
+fn json_of(cmd: &mut Command) -> Result<Value, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // The last JSON value printed (the commands pretty-print one object).
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut last = None;
+    for v in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
+        last = Some(v.map_err(|e| format!("{cmd:?} printed bad JSON ({e}): {text}"))?);
+    }
+    last.ok_or_else(|| format!("{cmd:?} printed no JSON: {text}"))
+}
+
+fn num(v: &Value, key: &str) -> Result<f64, String> {
+    v.get(key)
+        .and_then(Value::as_f64)
+        .ok_or_else(|| format!("no number `{key}` in {v}"))
+}
+
+struct Bins {
+    rekey: PathBuf,
+    floor: PathBuf,
+}
+
+/// One floor measurement: RSA unwraps per second over `threads` threads.
+struct Floor {
+    threads: usize,
+    bits: usize,
+    grants: usize,
+    per_second: f64,
+}
+
+impl Bins {
+    fn floor(&self, grants: usize, threads: usize, bits: usize) -> Result<Floor, String> {
+        let v = json_of(Command::new(&self.floor).args([
+            "--grants",
+            &grants.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--bits",
+            &bits.to_string(),
+        ]))?;
+        Ok(Floor {
+            threads,
+            bits,
+            grants,
+            per_second: num(&v, "grants_per_second")?,
+        })
+    }
+
+    fn rekey(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.rekey);
+        c.current_dir(dir).args(args);
+        c
+    }
+}
+
+/// The shape of a demo vault.
+struct Spec {
+    title: &'static str,
+    users: usize,
+    roles: usize,
+    records: usize,
+    bits: usize,
+    /// Repeat this many distinct RSA keys (the large vault: 11,000 fresh
+    /// keys would take longer to make than to migrate).
+    distinct_keys: Option<usize>,
+}
+
+impl Spec {
+    fn new(title: &'static str, users: usize, roles: usize, records: usize, bits: usize) -> Self {
+        Self {
+            title,
+            users,
+            roles,
+            records,
+            bits,
+            distinct_keys: None,
+        }
+    }
+
+    fn dir_name(&self) -> String {
+        format!("vault-{}u-{}r-{}", self.users, self.records, self.bits)
+    }
+}
+
+/// A seeded vault, started (server phase done), waiting for its users.
+struct Seeded<'a> {
+    spec: &'a Spec,
+    dir: PathBuf,
+    db: String,
+    legacy_grants: usize,
+    e2ee_users: usize,
+    seed_seconds: f64,
+}
+
+impl<'a> Seeded<'a> {
+    fn seed(bins: &Bins, work: &Path, spec: &'a Spec) -> Result<Self, String> {
+        say(&format!(
+            "seeding {} ({} records; RSA keys come from target/bench-report/keys-{}.cache)",
+            spec.title, spec.records, spec.bits
+        ));
+        let dir = work.join(spec.dir_name());
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let db = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
+        let cache = work.join(format!("keys-{}.cache", spec.bits));
+        let (users, roles, records, bits) = (
+            spec.users.to_string(),
+            spec.roles.to_string(),
+            spec.records.to_string(),
+            spec.bits.to_string(),
+        );
+        let cache = cache.display().to_string();
+        let mut args: Vec<String> = [
+            "--db",
+            &db,
+            "--format",
+            "json",
+            "demo",
+            "--users",
+            &users,
+            "--roles",
+            &roles,
+            "--records",
+            &records,
+            "--rsa-bits",
+            &bits,
+            "--key-cache",
+            &cache,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        if let Some(n) = spec.distinct_keys {
+            args.extend(["--distinct-keys".to_owned(), n.to_string()]);
+        }
+        args.extend(["seed", "--credentials", "credentials.json"].map(str::to_owned));
+        let v = json_of(Command::new(&bins.rekey).current_dir(&dir).args(&args))?;
+        std::fs::write(dir.join("passphrase"), "bench-report backup passphrase")
+            .map_err(|e| e.to_string())?;
+        status(&mut bins.rekey(
+            &dir,
+            &[
+                "--db",
+                &db,
+                "--format",
+                "json",
+                "cert",
+                "backup",
+                "--out",
+                "certificates.age",
+                "--passphrase-file",
+                "passphrase",
+            ],
+        ))?;
+        Ok(Self {
+            spec,
+            legacy_grants: num(&v, "legacy_grants")? as usize,
+            e2ee_users: num(&v, "e2ee_users")? as usize,
+            seed_seconds: num(&v, "seconds")?,
+            dir,
+            db,
+        })
+    }
+
+    /// Start, every user logs in (timed), finalize, verify.
+    fn migrate(self, bins: &Bins, floor: &Floor) -> Result<Migration, String> {
+        let db = self.db.as_str();
+        let t = Instant::now();
+        status(&mut bins.rekey(
+            &self.dir,
+            &[
+                "--db",
+                db,
+                "--format",
+                "json",
+                "start",
+                "--code-word",
+                "Start",
+            ],
+        ))?;
+        let start_seconds = t.elapsed().as_secs_f64();
+        say(&format!(
+            "migrating {} ({} legacy grants, {} e2ee users)",
+            self.spec.title, self.legacy_grants, self.e2ee_users
+        ));
+        let concurrency = (2 * floor.threads).to_string();
+        let v = json_of(&mut bins.rekey(
+            &self.dir,
+            &[
+                "--db",
+                db,
+                "--format",
+                "json",
+                "demo",
+                "--concurrency",
+                &concurrency,
+                "login-all",
+                "--credentials",
+                "credentials.json",
+            ],
+        ))?;
+        let t = Instant::now();
+        status(&mut bins.rekey(&self.dir, &["--db", db, "--format", "json", "finalize"]))?;
+        let finalize_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let verified = bins
+            .rekey(
+                &self.dir,
+                &[
+                    "--db",
+                    db,
+                    "--format",
+                    "json",
+                    "verify",
+                    "--credentials",
+                    "credentials.json",
+                ],
+            )
+            .output()
+            .map(|o| o.status.success())
+            .map_err(|e| e.to_string())?;
+        let verify_seconds = t.elapsed().as_secs_f64();
+        let seconds = num(&v, "seconds")?;
+        let unwraps = num(&v, "legacy_unwraps")? as usize;
+        Ok(Migration {
+            title: self.spec.title,
+            users: self.spec.users,
+            e2ee_users: self.e2ee_users,
+            legacy_grants: self.legacy_grants,
+            unwraps,
+            written: num(&v, "grants")? as usize,
+            seconds,
+            per_second: unwraps as f64 / seconds.max(1e-9),
+            floor_per_second: floor.per_second,
+            peak_rss: v.get("peak_rss_bytes").and_then(Value::as_u64),
+            seed_seconds: self.seed_seconds,
+            start_seconds,
+            finalize_seconds,
+            verify_seconds,
+            verified,
+            concurrency: 2 * floor.threads,
+            conflicts: num(&v, "conflicts_rebuilt")? as usize,
+        })
+    }
+}
+
+/// One whole-vault migration as measured.
+struct Migration {
+    title: &'static str,
+    users: usize,
+    e2ee_users: usize,
+    legacy_grants: usize,
+    unwraps: usize,
+    written: usize,
+    seconds: f64,
+    per_second: f64,
+    floor_per_second: f64,
+    peak_rss: Option<u64>,
+    seed_seconds: f64,
+    start_seconds: f64,
+    finalize_seconds: f64,
+    verify_seconds: f64,
+    verified: bool,
+    concurrency: usize,
+    conflicts: usize,
+}
+
+impl Migration {
+    fn ratio(&self) -> f64 {
+        self.per_second / self.floor_per_second.max(1e-9)
+    }
+}
+
+/// What the machine is.
+struct Machine {
+    cores: usize,
+    cpu: String,
+    kernel: String,
+    rustc: String,
+    commit: String,
+    date: String,
+}
+
+impl Machine {
+    fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map_or_else(|| "unknown".to_owned(), |s| s.trim().to_owned());
+        let out = |prog: &str, args: &[&str]| {
+            Command::new(prog)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_else(|| "unknown".into())
+        };
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            cpu,
+            kernel: out("uname", &["-sr"]),
+            rustc: out("rustc", &["--version"]),
+            commit: out("git", &["rev-parse", "--short", "HEAD"]),
+            date: out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        }
+    }
+}
+
+fn run_criterion(root: &Path, quick: bool) -> Result<(), String> {
+    let timing: &[&str] = if quick {
+        &["--warm-up-time", "1", "--measurement-time", "2"]
+    } else {
+        &["--warm-up-time", "2", "--measurement-time", "5"]
+    };
+    for (package, bench) in [
+        ("rekey-benches", "crypto"),
+        ("rekey-benches", "bundle"),
+        ("rekey-storage", "storage"),
+    ] {
+        let mut args = vec![
+            "bench", "--locked", "-p", package, "--bench", bench, "--", "--noplot",
+        ];
+        args.extend_from_slice(timing);
+        status(Command::new(env!("CARGO")).args(&args).current_dir(root))?;
+    }
+    Ok(())
+}
+
+/// One criterion result: `group/function/parameter`, mean time, and the
+/// throughput when the bench declared one.
+struct Estimate {
+    id: String,
+    mean_ns: f64,
+    elements: Option<u64>,
+}
+
+fn collect_criterion(dir: &Path) -> Vec<Estimate> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "new") {
+                    if let Some(est) = read_estimate(&p) {
+                        found.push(est);
+                    }
+                } else if p.file_name().is_none_or(|n| n != "base" && n != "report") {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found
+}
+
+fn read_estimate(new: &Path) -> Option<Estimate> {
+    let est: Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("estimates.json")).ok()?).ok()?;
+    let bench: Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("benchmark.json")).ok()?).ok()?;
+    Some(Estimate {
+        id: bench.get("full_id")?.as_str()?.to_owned(),
+        mean_ns: est.get("mean")?.get("point_estimate")?.as_f64()?,
+        elements: bench
+            .get("throughput")
+            .and_then(|t| t.get("Elements"))
+            .and_then(Value::as_u64),
+    })
+}
+
+fn human_time(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "n/a".into(),
+        |b| format!("{:.0} MiB", b as f64 / 1_048_576.0),
+    )
+}
+
+struct Report {
+    machine: Machine,
+    floor_2048: Floor,
+    floor_2048_one: Floor,
+    floor_4096: Floor,
+    floor_after: Floor,
+    vaults: Vec<Migration>,
+    baseline: Option<Result<crate::baseline::BaselineResult, String>>,
+    criterion: Vec<Estimate>,
+    quick: bool,
+    minutes: f64,
+}
+
+impl Report {
+    fn headline(&self) -> String {
+        match self.vaults.first() {
+            Some(m) => format!(
+                "whole migration {:.0} grants/s = {:.2} of the RSA floor ({:.0} grants/s on {} cores)",
+                m.per_second,
+                m.ratio(),
+                m.floor_per_second,
+                self.floor_2048.threads
+            ),
+            None => "no migration measured".into(),
+        }
+    }
+
+    fn criterion_mean(&self, id: &str) -> Option<f64> {
+        self.criterion
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| e.mean_ns)
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn render(&self) -> String {
+        let m = &self.machine;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# rekey benchmarks\n\n\
+             Written by `cargo xtask bench-report` — do not edit by hand; run it again.\n"
+        );
+        if self.quick {
+            let _ = writeln!(
+                s,
+                "**This is a `--quick` smoke run (small vaults, short criterion runs): do not quote it.**\n"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| | |\n|---|---|\n| machine | {} cores, {} |\n| kernel | {} |\n| compiler | {} |\n| commit | {} |\n| measured | {} (the whole report took {:.0} min) |\n",
+            m.cores, m.cpu, m.kernel, m.rustc, m.commit, m.date, self.minutes
+        );
+
+        let _ = writeln!(s, "## Targets\n");
+        let _ = writeln!(s, "| target | measured | met? |\n|---|---|---|");
+        if let Some(v) = self.vaults.first() {
+            let _ = writeln!(
+                s,
+                "| whole migration ≥ 0.75 of the RSA floor on {} cores | {:.2} ({}) | {} |",
+                self.floor_2048.threads,
+                v.ratio(),
+                v.title,
+                yes(v.ratio() >= 0.75)
+            );
+            if let Some(Ok(b)) = &self.baseline {
+                let x = v.per_second / b.grants_per_second.max(1e-9);
+                let _ = writeln!(
+                    s,
+                    "| ≥ 2× the straightforward Python baseline | {x:.1}× ({:.0} vs {:.0} grants/s) | {} |",
+                    v.per_second,
+                    b.grants_per_second,
+                    yes(x >= 2.0)
+                );
+            }
+        }
+        let build = self.criterion_mean("bundle/build_2_threads/10000");
+        let apply = self.criterion_mean("storage/sqlite/apply_10000_grant_write_set");
+        if let (Some(b), Some(a)) = (build, apply) {
+            let total = b + a;
+            let _ = writeln!(
+                s,
+                "| a 10,000-grant user built and applied in < 2 s on 2 cores | {} (build {} + apply on SQLite {}) | {} |",
+                human_time(total),
+                human_time(b),
+                human_time(a),
+                yes(total < 2e9)
+            );
+        }
+        if let [first, .., last] = self.vaults.as_slice()
+            && last.users > first.users * 5
+        {
+            {
+                let _ = writeln!(
+                    s,
+                    "| peak memory flat as the vault grows | {} at {} grants, {} at {} grants | {} |",
+                    mib(first.peak_rss),
+                    thousands(first.legacy_grants),
+                    mib(last.peak_rss),
+                    thousands(last.legacy_grants),
+                    yes(
+                        matches!((first.peak_rss, last.peak_rss), (Some(a), Some(b)) if (b as f64) < 1.5 * a as f64)
+                    )
+                );
+            }
+        }
+
+        let _ = writeln!(s, "\n## The floor\n");
+        let _ = writeln!(
+            s,
+            "Legacy RSA-OAEP unwraps alone (the demo's mix of OAEP variants), nothing else, spread \
+             over worker threads (`target/release/rekey-floor`). Every legacy grant costs one of \
+             these; a migration cannot be faster.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| key | threads | unwraps | unwraps/s |\n|---|---|---|---|"
+        );
+        for f in [
+            &self.floor_2048_one,
+            &self.floor_2048,
+            &self.floor_4096,
+            &self.floor_after,
+        ] {
+            let _ = writeln!(
+                s,
+                "| RSA-{} | {} | {} | {:.0} |",
+                f.bits,
+                f.threads,
+                thousands(f.grants),
+                f.per_second
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nThe last row is the same floor measured again after the migrations: the spread \
+             between it and the first {}-thread row is the noise of this machine during the run.\n",
+            self.floor_2048.threads
+        );
+
+        let _ = writeln!(s, "## Whole-vault migrations\n");
+        let _ = writeln!(
+            s,
+            "A demo vault is seeded on SQLite (`rekey demo seed`), started (`rekey start`, which \
+             also migrates the server-held keys), then every e2ee user logs in through the \
+             release binary (`rekey demo login-all`, {} clients at once, each building its bundle \
+             and submitting it to the vault); the time is that of `login-all` alone. Then \
+             `rekey finalize` and `rekey verify` (every user reads exactly its seeded records).\n",
+            self.vaults.first().map_or(0, |v| v.concurrency)
+        );
+        let _ = writeln!(
+            s,
+            "| vault | legacy grants | e2ee users | unwrapped by clients | grants written | conflicts rebuilt | login-all | grants/s | floor | ratio | peak RSS | verify |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for v in &self.vaults {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {:.1} s | {:.0} | {:.0} | **{:.2}** | {} | {} |",
+                v.title,
+                thousands(v.legacy_grants),
+                thousands(v.e2ee_users),
+                thousands(v.unwraps),
+                thousands(v.written),
+                v.conflicts,
+                v.seconds,
+                v.per_second,
+                v.floor_per_second,
+                v.ratio(),
+                mib(v.peak_rss),
+                if v.verified { "passed" } else { "**FAILED**" }
+            );
+        }
+        for v in &self.vaults {
+            let at_floor = v.unwraps as f64 / v.floor_per_second.max(1e-9);
+            let _ = writeln!(
+                s,
+                "\n{}: at the floor its {} client unwraps take {:.1} s; login-all took {:.1} s. \
+                 The other {:.1} s ({:.0} %) is everything else a login does — password \
+                 hashing (Argon2id), reading the package, HPKE sealing, signing, the server's \
+                 check and the database write — plus the work of {} conflicting builds and the \
+                 tail of the run when fewer logins than cores remain.",
+                v.title,
+                thousands(v.unwraps),
+                at_floor,
+                v.seconds,
+                (v.seconds - at_floor).max(0.0),
+                100.0 * (v.seconds - at_floor).max(0.0) / v.seconds.max(1e-9),
+                v.conflicts
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n| vault | seed | start (server phase) | finalize | verify |\n|---|---|---|---|---|"
+        );
+        for v in &self.vaults {
+            let _ = writeln!(
+                s,
+                "| {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s |",
+                v.title, v.seed_seconds, v.start_seconds, v.finalize_seconds, v.verify_seconds
+            );
+        }
+
+        let _ = writeln!(s, "\n## Against the straightforward baseline\n");
+        match &self.baseline {
+            Some(Ok(b)) => {
+                let _ = writeln!(
+                    s,
+                    "`benches/baseline/migrate.py` (Python {}, cryptography {}) migrates a copy of \
+                     the first vault above the straightforward way: one user, then one grant at \
+                     a time (RSA unwrap, HPKE seal, one row written). It took {:.1} s for {} \
+                     grants: {:.0} grants/s.\n",
+                    b.python,
+                    b.cryptography,
+                    b.seconds,
+                    thousands(usize::try_from(b.grants).unwrap_or(usize::MAX)),
+                    b.grants_per_second
+                );
+                if let Some(v) = self.vaults.first() {
+                    let _ = writeln!(
+                        s,
+                        "rekey on the same vault: {:.0} grants/s, **{:.1}×** the baseline.\n",
+                        v.per_second,
+                        v.per_second / b.grants_per_second.max(1e-9)
+                    );
+                }
+            }
+            Some(Err(e)) => {
+                let _ = writeln!(s, "The baseline did not run: {e}\n");
+            }
+            None => {
+                let _ = writeln!(s, "Not run (`--no-baseline`).\n");
+            }
+        }
+
+        if !self.criterion.is_empty() {
+            let _ = writeln!(
+                s,
+                "## criterion benches\n\nMeans from `cargo bench` (`benches/`, `crates/rekey-storage/benches/`) in this run.\n\n| bench | mean | per element |\n|---|---|---|"
+            );
+            for e in &self.criterion {
+                let per = e
+                    .elements
+                    .filter(|&n| n > 1)
+                    .map_or_else(String::new, |n| human_time(e.mean_ns / n as f64));
+                let _ = writeln!(s, "| `{}` | {} | {} |", e.id, human_time(e.mean_ns), per);
+            }
+        }
+        s
+    }
+}
+
+fn yes(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
 }

@@ -48,6 +48,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the root) or
+/// `target/`.
+pub(crate) fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(p) if p.is_absolute() => p,
+        Some(p) => root().join(p),
+        None => root().join("target"),
+    }
+}
+
 /// The workspace root (xtask's parent directory).
 pub(crate) fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -14,7 +14,9 @@ use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rekey_core::bundle::{BuildError, BuildOptions, MigrationPackage, Unlock, build_bundle};
+use rekey_core::bundle::{
+    BuildError, BuildOptions, MigrationPackage, OpenedGrants, Unlock, build_bundle_reusing,
+};
 use rekey_core::{MasterSecret, PrincipalId, VaultId};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -361,11 +363,20 @@ impl HttpClient {
     ) -> Result<MigrateReport, ClientError> {
         let mut master = master;
         let mut retries = 0;
+        // A rebuild after a conflict reopens no grant opened before.
+        let memo = std::sync::Arc::new(OpenedGrants::new());
         loop {
             let package = self.package(principal).await?;
+            let memo = memo.clone();
             let (built, m) = tokio::task::spawn_blocking(move || {
-                let r = build_bundle(&package, Unlock::MasterSecret(&master), options)
-                    .map(|out| out.bundle.encode());
+                let r = build_bundle_reusing(
+                    &package,
+                    Unlock::MasterSecret(&master),
+                    options,
+                    &|_, _| {},
+                    &memo,
+                )
+                .map(|out| out.bundle.encode());
                 (r, master)
             })
             .await
