@@ -253,6 +253,12 @@ impl Engine {
         let total = services.len();
         for (i, svc) in services.iter().enumerate() {
             progress(&svc.name, i, total);
+            if svc.migration == MigrationState::Migrated {
+                // A crash between applying a service's bundle and recording
+                // its new certificate: record it now from the key file.
+                self.repair_certificate(svc, keys, &certificates).await?;
+                continue;
+            }
             if svc.migration != MigrationState::Pending {
                 continue;
             }
@@ -318,6 +324,50 @@ impl Engine {
             .await?;
         report.phase = Some(Phase::UserPhase);
         Ok(report)
+    }
+
+    /// Records the certificate of a migrated service's current key when the
+    /// row is missing and the key file is in the key directory.
+    async fn repair_certificate(
+        &self,
+        svc: &Principal,
+        keys: &KeyDir,
+        certificates: &[Certificate],
+    ) -> Result<(), EngineError> {
+        let Some(kp) = self
+            .vault
+            .key_pairs(svc.id)
+            .await?
+            .into_iter()
+            .find(|k| k.state == KeyState::Current)
+        else {
+            return Ok(());
+        };
+        if certificates.iter().any(|c| c.key_pair == kp.id) {
+            return Ok(());
+        }
+        let curve = if kp.public_key.len() == Curve::P521.point_len() {
+            Curve::P521
+        } else {
+            Curve::P256
+        };
+        let fp = EcPublicKey::from_sec1(curve, &kp.public_key)?.fingerprint();
+        if keys.new_key(&fp)?.is_none() {
+            return Err(EngineError::Inconsistent(format!(
+                "service {} is migrated but its new key {fp} is not in the key directory",
+                svc.name
+            )));
+        }
+        self.vault
+            .add_certificate(&Certificate {
+                key_pair: kp.id,
+                principal: svc.id,
+                fingerprint: fp,
+                backup_digest: None,
+                backup_verified_at: None,
+            })
+            .await?;
+        Ok(())
     }
 
     /// Certificates of pending services whose private key is not in the key

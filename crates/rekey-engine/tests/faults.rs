@@ -248,7 +248,6 @@ async fn postgres_backend_terminated_mid_transaction() {
 /// one new certificate row is removed and the phase put back to
 /// `server_phase`, exactly what a SIGKILL in that window leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug in engine.rs run_server_phase (lead's file): a crash between apply_signed and add_certificate loses the service's new certificate for good; see the issue #9 report"]
 async fn a_crash_before_the_new_certificate_is_recorded_is_repaired_on_resume() {
     let dir = std::env::temp_dir().join(format!("rekey-cert-crash-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
