@@ -236,7 +236,7 @@ fn crash_campaign(db: Db) {
          {} runs, {} resumes after a kill, {} finished before their kill, {} conflict exits; \
          verify passed every round; {} grants checked: {} lost, {} corrupt, {} duplicated; \
          {} bad principals, {} audit mismatches, {} bundles applied; \
-         {} service certificate(s) missing (known server-phase bug); {:.1} s",
+         {} service certificate(s) missing; {:.1} s",
         db.name(),
         tally.kills,
         tally.rounds,
