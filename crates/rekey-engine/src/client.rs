@@ -291,11 +291,7 @@ fn unlock(kp: &rekey_core::model::KeyPairRecord, vault: VaultId, kek: &Kek) -> O
             .ok()
             .map(PrivateKey::Rsa)
     } else {
-        let curve = if kp.public_key.len() == Curve::P521.point_len() {
-            Curve::P521
-        } else {
-            Curve::P256
-        };
+        let curve = Curve::of_point(&kp.public_key);
         EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
             .ok()
             .map(PrivateKey::Ec)

@@ -346,11 +346,7 @@ impl Engine {
         if certificates.iter().any(|c| c.key_pair == kp.id) {
             return Ok(());
         }
-        let curve = if kp.public_key.len() == Curve::P521.point_len() {
-            Curve::P521
-        } else {
-            Curve::P256
-        };
+        let curve = Curve::of_point(&kp.public_key);
         let fp = EcPublicKey::from_sec1(curve, &kp.public_key)?.fingerprint();
         if keys.new_key(&fp)?.is_none() {
             return Err(EngineError::Inconsistent(format!(
@@ -485,11 +481,7 @@ impl Engine {
         let pairs = self.vault.key_pairs(h.id).await?;
         if h.migration == MigrationState::Migrated {
             if let Some(kp) = pairs.iter().find(|k| k.state == KeyState::Current) {
-                let curve = if kp.public_key.len() == Curve::P521.point_len() {
-                    Curve::P521
-                } else {
-                    Curve::P256
-                };
+                let curve = Curve::of_point(&kp.public_key);
                 return Ok(HolderKey::Migrated {
                     principal: h.id,
                     key_pair: kp.id,
