@@ -140,23 +140,10 @@ fn to_usize(n: u64) -> Result<usize, String> {
     usize::try_from(n).map_err(|_| format!("{n} is too large"))
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                crate::root().join(p)
-            }
-        })
-        .unwrap_or_else(|| crate::root().join("target"))
-}
-
 /// Seeds a demo vault for `spec` with the release `rekey` binary, or
 /// reuses the one a previous run seeded with the same spec.
 pub(crate) fn seeded_vault(spec: &SeedSpec) -> Result<SeededVault, String> {
-    let base = target_dir().join("baseline");
+    let base = crate::target_dir().join("baseline");
     let records = spec.records.map_or("default".to_owned(), |r| r.to_string());
     let dir = base.join(format!(
         "u{}-r{}-rec{records}-rsa{}-seed{}",
@@ -193,7 +180,7 @@ pub(crate) fn seeded_vault(spec: &SeedSpec) -> Result<SeededVault, String> {
     if let Some(r) = spec.records {
         cmd.args(["--records", &r.to_string()]);
     }
-    status(&mut cmd)?;
+    crate::status(&mut cmd)?;
     std::fs::write(&done, b"seeded by cargo xtask baseline\n")
         .map_err(|e| format!("{}: {e}", done.display()))?;
     Ok(seeded)
@@ -202,12 +189,12 @@ pub(crate) fn seeded_vault(spec: &SeedSpec) -> Result<SeededVault, String> {
 /// Builds and returns the release `rekey` binary.
 fn rekey_binary() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    status(
+    crate::status(
         Command::new(cargo)
             .args(["build", "--release", "-p", "rekey-cli"])
             .current_dir(crate::root()),
     )?;
-    let bin = target_dir().join("release").join("rekey");
+    let bin = crate::target_dir().join("release").join("rekey");
     if bin.exists() {
         Ok(bin)
     } else {
@@ -221,7 +208,7 @@ fn venv_python() -> Result<PathBuf, String> {
     let requirements = crate::root().join("benches/baseline/requirements.txt");
     let wanted =
         std::fs::read(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
-    let venv = target_dir().join("baseline-venv");
+    let venv = crate::target_dir().join("baseline-venv");
     let python = venv.join("bin").join("python");
     let stamp = venv.join("rekey-requirements.txt");
     if python.exists() && std::fs::read(&stamp).ok().as_deref() == Some(&wanted[..]) {
@@ -234,9 +221,9 @@ fn venv_python() -> Result<PathBuf, String> {
     if venv.exists() {
         std::fs::remove_dir_all(&venv).map_err(|e| format!("{}: {e}", venv.display()))?;
     }
-    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+    crate::status(Command::new("python3").args(["-m", "venv"]).arg(&venv))
         .map_err(|e| format!("{e} (is python3 with its venv module installed?)"))?;
-    status(
+    crate::status(
         Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "-r"])
             .arg(&requirements),
@@ -249,7 +236,7 @@ fn venv_python() -> Result<PathBuf, String> {
 /// migrates the copy with the baseline script and returns what it measured.
 pub(crate) fn run_baseline(vault: &Path, credentials: &Path) -> Result<BaselineResult, String> {
     let python = venv_python()?;
-    let run_dir = target_dir().join("baseline").join("run");
+    let run_dir = crate::target_dir().join("baseline").join("run");
     if run_dir.exists() {
         std::fs::remove_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
     }
@@ -337,15 +324,6 @@ fn field<'a>(json: &'a str, key: &str) -> Result<&'a str, String> {
     let rest = &json[start..];
     let end = rest.find([',', '}']).unwrap_or(rest.len());
     Ok(rest[..end].trim())
-}
-
-fn status(cmd: &mut Command) -> Result<(), String> {
-    let s = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if s.success() {
-        Ok(())
-    } else {
-        Err(format!("{cmd:?} failed: {s}"))
-    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let started = Instant::now();
 
     say("building the release binaries");
-    status(
+    crate::status(
         Command::new(env!("CARGO"))
             .args([
                 "build",
@@ -154,15 +154,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 
 fn say(what: &str) {
     println!("bench-report: {what}");
-}
-
-fn status(cmd: &mut Command) -> Result<(), String> {
-    let s = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if s.success() {
-        Ok(())
-    } else {
-        Err(format!("{cmd:?} failed: {s}"))
-    }
 }
 
 /// Runs `cmd` and parses the last line of its standard output as JSON.
@@ -314,7 +305,7 @@ impl<'a> Seeded<'a> {
         let v = json_of(Command::new(&bins.rekey).current_dir(&dir).args(&args))?;
         std::fs::write(dir.join("passphrase"), "bench-report backup passphrase")
             .map_err(|e| e.to_string())?;
-        status(&mut bins.rekey(
+        crate::status(&mut bins.rekey(
             &dir,
             &[
                 "--db",
@@ -343,7 +334,7 @@ impl<'a> Seeded<'a> {
     fn migrate(self, bins: &Bins, floor: &Floor) -> Result<Migration, String> {
         let db = self.db.as_str();
         let t = Instant::now();
-        status(&mut bins.rekey(
+        crate::status(&mut bins.rekey(
             &self.dir,
             &[
                 "--db",
@@ -377,7 +368,7 @@ impl<'a> Seeded<'a> {
             ],
         ))?;
         let t = Instant::now();
-        status(&mut bins.rekey(&self.dir, &["--db", db, "--format", "json", "finalize"]))?;
+        crate::status(&mut bins.rekey(&self.dir, &["--db", db, "--format", "json", "finalize"]))?;
         let finalize_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let verified = bins
@@ -503,7 +494,7 @@ fn run_criterion(root: &Path, quick: bool) -> Result<(), String> {
             "bench", "--locked", "-p", package, "--bench", bench, "--", "--noplot",
         ];
         args.extend_from_slice(timing);
-        status(Command::new(env!("CARGO")).args(&args).current_dir(root))?;
+        crate::status(Command::new(env!("CARGO")).args(&args).current_dir(root))?;
     }
     Ok(())
 }

@@ -68,7 +68,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if write_seeds {
         for (package, test, name) in SEED_WRITERS {
             println!("writing seeds: {package} --test {test} {name}");
-            status(
+            crate::status(
                 Command::new("cargo")
                     .args(["test", "-p", package, "--test", test, "--", name, "--exact"])
                     .current_dir(&root)
@@ -83,7 +83,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .unwrap_or(true)
     {
         println!("installing cargo-fuzz …");
-        status(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
+        crate::status(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
     }
     let list = Command::new("cargo")
         .args(["fuzz", "list"])
@@ -118,7 +118,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     // One build for every target, so that the time given to each is spent
     // fuzzing.
     println!("building {} fuzz targets …", targets.len());
-    status(
+    crate::status(
         Command::new("cargo")
             .args(["fuzz", "build"])
             .current_dir(&root)
@@ -236,15 +236,6 @@ fn read_status(line: &str, o: &mut Outcome) {
             "corp:" => pair[1].clone_into(&mut o.corpus),
             _ => {}
         }
-    }
-}
-
-fn status(cmd: &mut Command) -> Result<(), String> {
-    let s = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if s.success() {
-        Ok(())
-    } else {
-        Err(format!("{cmd:?} failed: {s}"))
     }
 }
 

@@ -58,6 +58,16 @@ pub(crate) fn target_dir() -> PathBuf {
     }
 }
 
+/// Runs `cmd`; an error names it and how it failed.
+pub(crate) fn status(cmd: &mut std::process::Command) -> Result<(), String> {
+    let s = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if s.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {s}"))
+    }
+}
+
 /// The workspace root (xtask's parent directory).
 pub(crate) fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
