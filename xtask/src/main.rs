@@ -7,6 +7,7 @@ mod crash;
 mod fixtures;
 mod format_doc;
 mod fuzz;
+mod profile;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -21,6 +21,9 @@ use std::collections::HashMap;
 
 /// Grants read per page when streaming.
 pub const PAGE: u64 = 1000;
+
+/// Rows per page when only pending grant ids are read (small rows).
+const ID_PAGE: u64 = 10_000;
 /// Legacy rows deleted per finalize batch (one transaction each).
 pub const FINALIZE_BATCH: u64 = 2000;
 
@@ -594,11 +597,12 @@ impl Engine {
         let ids: Vec<PrincipalId> = signed.bundle().parts.iter().map(|p| p.principal).collect();
         for p in self.vault.principals(&ids).await? {
             let legacy = self.legacy_key_pair(p.id).await?;
+            // Ids and subjects only: the server never opens a legacy envelope.
             let pending = self
-                .all_pending(p.id)
+                .vault
+                .pending_grant_subjects(p.id, ID_PAGE)
                 .await?
                 .into_iter()
-                .map(|g| (g.id, g.subject))
                 .collect();
             let hs = self.holders_of(&p).await?;
             let pairs = self

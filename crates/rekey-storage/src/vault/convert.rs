@@ -42,7 +42,7 @@ pub(crate) fn subject_parts(subject: Subject) -> (&'static str, String) {
     }
 }
 
-fn subject(kind: &str, id: &str) -> Result<Subject> {
+pub(crate) fn subject(kind: &str, id: &str) -> Result<Subject> {
     match kind {
         "record_key" => Ok(Subject::RecordKey(parse::<RecordId>("record id", id)?)),
         "private_key" => Ok(Subject::PrivateKey(parse::<KeyPairId>("key pair id", id)?)),

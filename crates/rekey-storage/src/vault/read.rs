@@ -9,7 +9,7 @@ use crate::entity::{
     audit, grant, key_pair, membership, migration, non_migratable, principal, record,
 };
 use crate::error::{Error, Result, db};
-use rekey_core::ids::{GrantId, PrincipalId, RecordId};
+use rekey_core::ids::{GrantId, PrincipalId, RecordId, Subject};
 use rekey_core::model::{
     AuditEvent, Counts, GrantOrigin, GrantRecord, KeyPairRecord, MigrationRow, MigrationState,
     NonMigratable, Principal, PrincipalKind, Progress, RecordRow, Resolution, UserStatus,
@@ -19,6 +19,9 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
+
+/// Rows per page when only grant ids are read (no envelopes: small rows).
+pub(crate) const PENDING_IDS_PAGE: u64 = 10_000;
 
 /// Inserts rows in multi-row statements of at most [`BATCH_ROWS`] rows.
 pub(crate) async fn insert_batched<A, C>(
@@ -199,6 +202,50 @@ impl Vault {
             .into_iter()
             .map(grant_from)
             .collect()
+    }
+
+    /// The ids and subjects of a principal's pending grants, without their
+    /// envelopes: what the server needs to check a bundle's coverage.
+    /// Read in keyset pages of `page_size` rows.
+    pub async fn pending_grant_subjects(
+        &self,
+        principal: PrincipalId,
+        page_size: u64,
+    ) -> Result<Vec<(GrantId, Subject)>> {
+        let page_size = std::cmp::max(page_size, 1);
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut q = grant::Entity::find()
+                .select_only()
+                .column(grant::Column::Id)
+                .column(grant::Column::SubjectKind)
+                .column(grant::Column::SubjectId)
+                .filter(grant::Column::RecipientId.eq(principal.to_string()))
+                .filter(grant::Column::Legacy.eq(true));
+            if let Some(a) = after.take() {
+                q = q.filter(grant::Column::Id.gt(a));
+            }
+            let page: Vec<(String, String, String)> = q
+                .order_by_asc(grant::Column::Id)
+                .limit(page_size)
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(db("load pending grant ids"))?;
+            let full = page.len() as u64 == page_size;
+            for (id, kind, subject_id) in &page {
+                out.push((
+                    super::convert::parse::<GrantId>("grant id", id)?,
+                    super::convert::subject(kind, subject_id)?,
+                ));
+            }
+            match page.into_iter().last() {
+                Some((last, _, _)) if full => after = Some(last),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     /// A cursor over a principal's pending grants, `page_size` at a time.

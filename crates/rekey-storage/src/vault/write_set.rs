@@ -261,7 +261,7 @@ impl Vault {
             }
             let page: Vec<String> = q
                 .order_by_asc(grant::Column::Id)
-                .limit(10_000)
+                .limit(super::read::PENDING_IDS_PAGE)
                 .into_tuple()
                 .all(txn)
                 .await

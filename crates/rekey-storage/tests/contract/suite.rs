@@ -222,6 +222,27 @@ contract_test!(pending_grants_come_in_pages, |t| {
         n += page.len();
     }
     assert_eq!(n, 2500);
+    // Ids and subjects alone, in pages of 1,000 and in one page: the same
+    // grants in the same order as the full rows.
+    let full: Vec<_> = all_pending(&vault, me)
+        .await
+        .into_iter()
+        .map(|g| (g.id, g.subject))
+        .collect();
+    assert_eq!(vault.pending_grant_subjects(me, 1000).await.unwrap(), full);
+    assert_eq!(vault.pending_grant_subjects(me, 2500).await.unwrap(), full);
+    assert_eq!(
+        vault.pending_grant_subjects(me, 10_000).await.unwrap(),
+        full
+    );
+    assert!(
+        vault
+            .pending_grant_subjects(f.users[1].id, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|(id, _)| !ids.contains(id))
+    );
 });
 
 contract_test!(apply_migrates_and_counts_progress, |t| {
