@@ -610,6 +610,7 @@ fn run_criterion(root: &Path, quick: bool) -> Result<(), String> {
     for (package, bench) in [
         ("rekey-benches", "crypto"),
         ("rekey-benches", "bundle"),
+        ("rekey-benches", "migration"),
         ("rekey-storage", "storage"),
     ] {
         let mut args = vec![
@@ -981,7 +982,7 @@ impl Report {
         if !self.criterion.is_empty() {
             let _ = writeln!(
                 s,
-                "## criterion benches\n\nMeans from `cargo bench` (`benches/`, `crates/rekey-storage/benches/`) in this run.\n\n| bench | mean | per element |\n|---|---|---|"
+                "## criterion benches\n\nMeans from `cargo bench` (`benches/`, `crates/rekey-storage/benches/`) in this run; `migration/*` is the whole-vault migration through the engine (start, every login, finalize) with fixture keys.\n\n| bench | mean | per element |\n|---|---|---|"
             );
             for e in &self.criterion {
                 let per = e

@@ -31,6 +31,10 @@ pub(crate) enum CliError {
     VerifyFailed(String),
     #[error("{0}")]
     Io(String),
+    /// One user's login failed during `login-all`: the user's name in
+    /// front of the error, whose exit code and hint it keeps.
+    #[error("{user}: {source}")]
+    ForUser { user: String, source: Box<CliError> },
 }
 
 impl CliError {
@@ -59,6 +63,7 @@ impl CliError {
             CliError::Refused(_) => code::REFUSED,
             CliError::VerifyFailed(_) => code::VERIFY_FAILED,
             CliError::Io(_) => code::FILES,
+            CliError::ForUser { source, .. } => source.exit_code(),
         }
     }
 

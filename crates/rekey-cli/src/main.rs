@@ -785,7 +785,12 @@ async fn login_all(
                 unwraps = unwraps.zip(o.unwraps).map(|(a, b)| a + b);
             }
             Ok(Ok(None)) => already += 1,
-            Ok(Err((name, e))) => return Err(CliError::Refused(format!("{name}: {e}"))),
+            Ok(Err((user, e))) => {
+                return Err(CliError::ForUser {
+                    user,
+                    source: Box::new(e),
+                });
+            }
             Err(_) => return Err(CliError::Refused("a login task panicked".into())),
         }
     }

@@ -139,6 +139,28 @@ fn bad_input_is_refused_with_distinct_codes_and_changes_nothing() {
             &["--db", &db, "login", "--user", "nobody", "--password", "x"],
         );
         assert_eq!(u.status.code(), Some(6));
+        // login-all with one wrong password: exit 6 (not 3), names the user.
+        let mut bad: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&creds).unwrap()).unwrap();
+        let users = bad["users"].as_object_mut().unwrap();
+        let victim = users.keys().next().unwrap().clone();
+        users.get_mut(&victim).unwrap()["password"] = "not the password".into();
+        std::fs::write(dir.join("bad.json"), bad.to_string()).unwrap();
+        let all = rekey(
+            &dir,
+            &[
+                "--db",
+                &db,
+                "demo",
+                "--concurrency",
+                "1",
+                "login-all",
+                "--credentials",
+                "bad.json",
+            ],
+        );
+        assert_eq!(all.status.code(), Some(6));
+        assert!(String::from_utf8_lossy(&all.stderr).contains(&victim));
         // Finalize with users pending: exit 3, names them.
         let f = rekey(&dir, &["--db", &db, "finalize"]);
         assert_eq!(f.status.code(), Some(3));
