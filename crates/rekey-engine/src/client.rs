@@ -18,8 +18,26 @@ use sha2::{Digest, Sha256};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 
-/// How many times a login rebuilds after a conflict before giving up.
-pub const LOGIN_ATTEMPTS: usize = 5;
+/// How many times a login builds its bundle before giving up on conflicts.
+/// A conflict means another client's bundle was applied meanwhile (the
+/// vault is read-only otherwise), so the migration as a whole always moves
+/// on; the cap only bounds how long one client keeps rebuilding while many
+/// logins that share its roles commit around it. A 10,000-user vault with
+/// users logging in by name (members of the same roles together) needed
+/// more than 5.
+pub const LOGIN_ATTEMPTS: usize = 30;
+
+/// The pause before rebuild number `retry` (from 1): up to 5 ms per retry
+/// so far (at most 100 ms), drawn at random so that clients racing for the
+/// same roles stop rebuilding in lockstep. A rebuild reopens no grant
+/// opened before, so it is much shorter than the first build.
+#[must_use]
+pub fn conflict_backoff(retry: usize) -> std::time::Duration {
+    use rand_core::RngCore;
+    let cap_ms = 5 * u64::try_from(retry.clamp(1, 20)).unwrap_or(20);
+    let micros = u64::from(rand_core::OsRng.next_u32()) % (cap_ms * 1000);
+    std::time::Duration::from_micros(micros)
+}
 
 /// What one login did.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +105,10 @@ impl Engine {
                         retries,
                     });
                 }
-                Err(e) if e.is_conflict() && retries + 1 < LOGIN_ATTEMPTS => retries += 1,
+                Err(e) if e.is_conflict() && retries + 1 < LOGIN_ATTEMPTS => {
+                    retries += 1;
+                    tokio::time::sleep(conflict_backoff(retries)).await;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -295,5 +316,23 @@ fn unlock(kp: &rekey_core::model::KeyPairRecord, vault: VaultId, kek: &Kek) -> O
         EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
             .ok()
             .map(PrivateKey::Ec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_retries_and_stays_bounded() {
+        for retry in [0, 1, 2, 7, 20, 1000] {
+            let cap = std::time::Duration::from_millis(5 * retry.clamp(1, 20) as u64);
+            for _ in 0..200 {
+                assert!(conflict_backoff(retry) < cap);
+            }
+        }
+        // Jittered: 200 draws are not all the same.
+        let draws: std::collections::BTreeSet<_> = (0..200).map(|_| conflict_backoff(10)).collect();
+        assert!(draws.len() > 1);
     }
 }

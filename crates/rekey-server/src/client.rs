@@ -26,8 +26,9 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 512 << 20;
 /// Default limit on one request, answer included (a large bundle takes a
 /// while to check and apply).
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
-/// How many times [`HttpClient::migrate`] rebuilds after a conflict.
-pub const MIGRATE_ATTEMPTS: usize = 5;
+/// How many times [`HttpClient::migrate`] builds before giving up on
+/// conflicts: the engine's rule for every client.
+pub const MIGRATE_ATTEMPTS: usize = rekey_engine::client::LOGIN_ATTEMPTS;
 /// How many times one request is sent when the connection fails (refused,
 /// reset, closed before the answer: a server restarting), by default.
 pub const DEFAULT_TRANSPORT_ATTEMPTS: usize = 9;
@@ -391,7 +392,10 @@ impl HttpClient {
                         bundle_bytes: bytes.len(),
                     });
                 }
-                Err(e) if e.is_conflict() && retries + 1 < MIGRATE_ATTEMPTS => retries += 1,
+                Err(e) if e.is_conflict() && retries + 1 < MIGRATE_ATTEMPTS => {
+                    retries += 1;
+                    tokio::time::sleep(rekey_engine::client::conflict_backoff(retries)).await;
+                }
                 Err(e) => return Err(e),
             }
         }
