@@ -634,6 +634,18 @@ impl crate::engine::Engine {
         }
         self.vault().set_vault_id(demo.vault).await?;
         let report = self.vault().seed(&demo.data, 5000).await?;
+        // The servers carry the time generation began; a large vault takes
+        // minutes to generate and store, and preflight (so `start`) wants a
+        // heartbeat from the last five minutes: they report in now.
+        let now = Timestamp::now();
+        for s in &demo.data.servers {
+            self.vault()
+                .heartbeat(&rekey_core::model::Server {
+                    heartbeat_at: now,
+                    ..s.clone()
+                })
+                .await?;
+        }
         self.vault()
             .set_settings(&rekey_core::model::Settings {
                 offline_access_allowed: true,
