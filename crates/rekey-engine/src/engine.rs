@@ -21,9 +21,6 @@ use std::collections::HashMap;
 
 /// Grants read per page when streaming.
 pub const PAGE: u64 = 1000;
-
-/// Rows per page when only pending grant ids are read (small rows).
-const ID_PAGE: u64 = 10_000;
 /// Legacy rows deleted per finalize batch (one transaction each).
 pub const FINALIZE_BATCH: u64 = 2000;
 
@@ -600,7 +597,7 @@ impl Engine {
             // Ids and subjects only: the server never opens a legacy envelope.
             let pending = self
                 .vault
-                .pending_grant_subjects(p.id, ID_PAGE)
+                .pending_grant_subjects(p.id, rekey_storage::PENDING_IDS_PAGE)
                 .await?
                 .into_iter()
                 .collect();

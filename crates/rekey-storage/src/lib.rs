@@ -69,6 +69,6 @@ mod vault;
 
 pub use error::{Error, READ_ONLY_MESSAGE, Result, redact_url};
 pub use vault::{
-    BATCH_ROWS, Backend, MigrationWrite, PendingGrants, PrincipalMigration, SchemaStatus, SeedData,
-    SeedReport, Vault,
+    BATCH_ROWS, Backend, MigrationWrite, PENDING_IDS_PAGE, PendingGrants, PrincipalMigration,
+    SchemaStatus, SeedData, SeedReport, Vault,
 };

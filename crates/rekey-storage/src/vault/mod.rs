@@ -11,7 +11,7 @@ mod read;
 mod seed;
 mod write_set;
 
-pub use read::PendingGrants;
+pub use read::{PENDING_IDS_PAGE, PendingGrants};
 pub use seed::{SeedData, SeedReport};
 pub use write_set::{MigrationWrite, PrincipalMigration};
 

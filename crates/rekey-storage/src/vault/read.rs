@@ -21,7 +21,7 @@ use sea_orm::{
 };
 
 /// Rows per page when only grant ids are read (no envelopes: small rows).
-pub(crate) const PENDING_IDS_PAGE: u64 = 10_000;
+pub const PENDING_IDS_PAGE: u64 = 10_000;
 
 /// Inserts rows in multi-row statements of at most [`BATCH_ROWS`] rows.
 pub(crate) async fn insert_batched<A, C>(
