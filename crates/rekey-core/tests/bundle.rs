@@ -100,6 +100,77 @@ fn the_first_member_migrates_the_role_for_everyone() {
     assert!(v.package(pending_member).candidates.is_empty());
 }
 
+/// user0 stands in for a directory master key: it holds user1's key (as
+/// the directory key holds a managed user's), and role0's only member is
+/// user1. Nobody else will ever carry role0, so user0's bundle must.
+fn held_vault() -> (MemVault, PrincipalId, PrincipalId, PrincipalId) {
+    let mut v = MemVault::seed(2, 1, &[vec![1]], &[vec![2], vec![1], vec![0]]);
+    let (holder, held, role) = (v.users[0], v.users[1], v.roles[0]);
+    v.hold(holder, held);
+    (v, holder, held, role)
+}
+
+#[test]
+fn a_role_held_only_through_a_migrating_principal_migrates_in_the_same_bundle() {
+    let (mut v, holder, held, role) = held_vault();
+    let before = v.readable(holder);
+    assert_eq!(
+        before.len(),
+        3,
+        "the holder reads its own, the held user's and the role's record"
+    );
+    let out = build(&v, holder);
+    assert_eq!(out.report.candidates_migrated, vec![held, role]);
+    assert!(out.report.candidates_skipped.is_empty());
+    let bundle = out.bundle.bundle();
+    let order: Vec<PrincipalId> = bundle.parts.iter().map(|p| p.principal).collect();
+    assert_eq!(order, vec![holder, held, role], "the role after its holder");
+    // The role's new KEK goes to the held principal's new key, not its
+    // legacy one (which finalize deletes).
+    let role_part = &bundle.parts[2];
+    assert_eq!(role_part.holder_grants.len(), 1);
+    assert_eq!(role_part.holder_grants[0].holder, held);
+    assert_eq!(
+        role_part.holder_grants[0].holder_key_pair,
+        bundle.parts[1].new_key_pair.id
+    );
+    assert!(role_part.holder_grants[0].envelope.scheme().is_hpke());
+
+    submit(&mut v, holder, &out.bundle).unwrap();
+    for p in [holder, held, role] {
+        assert_eq!(v.principals[&p].state, model::MigrationState::Migrated);
+    }
+    assert_eq!(v.readable(holder), before);
+    v.finalize();
+    assert_eq!(v.readable(holder), before, "through new keys only");
+}
+
+#[test]
+fn a_part_before_the_part_that_holds_it_is_refused() {
+    let (v, holder, _, role) = held_vault();
+    let out = build(&v, holder);
+    let mut bundle = out.bundle.bundle().clone();
+    bundle.parts.swap(1, 2);
+    let reordered = reencode(&bundle, &out.bundle);
+    let err = check_bundle(&reordered, &v.context(holder, reordered.bundle())).unwrap_err();
+    assert_eq!(err, CheckError::NotAHolder(v.name(role).to_owned()));
+}
+
+#[test]
+fn a_holder_in_the_bundle_must_get_its_new_key() {
+    let (v, holder, held, _) = held_vault();
+    let out = build(&v, holder);
+    let mut bundle = out.bundle.bundle().clone();
+    // The role's KEK to the held principal's legacy key instead.
+    let legacy = v.principals[&held].legacy_kp;
+    bundle.parts[2].holder_grants[0].holder_key_pair = legacy;
+    let forged = reencode(&bundle, &out.bundle);
+    assert!(matches!(
+        check_bundle(&forged, &v.context(holder, forged.bundle())),
+        Err(CheckError::HolderGrantInvalid { .. })
+    ));
+}
+
 #[test]
 fn wrong_password_is_refused_before_anything_is_built() {
     let v = small_vault();

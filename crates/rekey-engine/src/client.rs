@@ -137,13 +137,54 @@ impl Engine {
         let vault = self.vault_id().await?;
         let kek = Kek::derive(master, vault, user)?;
         let mut keys: HashMap<KeyPairId, PrivateKey> = HashMap::new();
-        let mut owners: HashMap<KeyPairId, PrincipalId> = HashMap::new();
         for kp in self.vault().key_pairs(user).await? {
             if let Some(k) = unlock(&kp, vault, &kek) {
-                owners.insert(kp.id, user);
                 keys.insert(kp.id, k);
             }
         }
+        self.readable_from(vault, user, keys, cache).await
+    }
+
+    /// Every record a server-held principal (a directory master key, the
+    /// vault key) can read with its keys in the key directory, legacy and
+    /// new, following grants through managed users and roles; each
+    /// decrypted and compared with its demo plaintext.
+    pub async fn readable_records_of_service(
+        &self,
+        service: PrincipalId,
+    ) -> Result<BTreeSet<RecordId>, EngineError> {
+        let keydir = self.key_dir().ok_or(EngineError::Internal(
+            "reading as a server-held key needs the key directory (--key-dir)",
+        ))?;
+        let vault = self.vault_id().await?;
+        let mut keys: HashMap<KeyPairId, PrivateKey> = HashMap::new();
+        for kp in self.vault().key_pairs(service).await? {
+            let key = if kp.scheme.is_legacy() {
+                let fp = LegacyRsaPublicKey::from_spki_der(&kp.public_key)?.fingerprint();
+                keydir.legacy_key(&fp)?.map(PrivateKey::Rsa)
+            } else {
+                let curve = Curve::of_point(&kp.public_key);
+                let fp = EcPublicKey::from_sec1(curve, &kp.public_key)?.fingerprint();
+                keydir.new_key(&fp)?.map(PrivateKey::Ec)
+            };
+            if let Some(k) = key {
+                keys.insert(kp.id, k);
+            }
+        }
+        self.readable_from(vault, service, keys, &mut ReadCache::default())
+            .await
+    }
+
+    /// The records readable from `start`'s unlocked `keys`.
+    async fn readable_from(
+        &self,
+        vault: VaultId,
+        user: PrincipalId,
+        mut keys: HashMap<KeyPairId, PrivateKey>,
+        cache: &mut ReadCache,
+    ) -> Result<BTreeSet<RecordId>, EngineError> {
+        let mut owners: HashMap<KeyPairId, PrincipalId> =
+            keys.keys().map(|kp| (*kp, user)).collect();
         let mut record_keys: HashMap<RecordId, RecordKey> = HashMap::new();
         let mut visited: BTreeSet<PrincipalId> = BTreeSet::new();
         let mut queue = vec![user];

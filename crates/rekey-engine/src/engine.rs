@@ -447,15 +447,36 @@ impl Engine {
                     .filter(|r| r.migration == MigrationState::Pending)
                     .collect())
             }
-            (PrincipalKind::Service, Some(ServiceKind::DirectoryMasterKey)) => Ok(self
-                .vault
-                .principals_of_kind(PrincipalKind::User)
-                .await?
-                .into_iter()
-                .filter(|u| {
-                    u.custody == KeyCustody::Managed && u.migration == MigrationState::Pending
-                })
-                .collect()),
+            // The managed users, and every pending role one of them belongs
+            // to: the directory key reaches those roles' keys through the
+            // managed members it migrates in the same bundle. A role whose
+            // members are all managed would otherwise never migrate: no
+            // member of it ever logs in.
+            (PrincipalKind::Service, Some(ServiceKind::DirectoryMasterKey)) => {
+                let managed: Vec<Principal> = self
+                    .vault
+                    .principals_of_kind(PrincipalKind::User)
+                    .await?
+                    .into_iter()
+                    .filter(|u| {
+                        u.custody == KeyCustody::Managed && u.migration == MigrationState::Pending
+                    })
+                    .collect();
+                let mut roles = Vec::new();
+                for u in &managed {
+                    roles.extend(self.vault.roles_of(u.id).await?);
+                }
+                roles.sort_unstable();
+                roles.dedup();
+                let roles: Vec<Principal> = self
+                    .vault
+                    .principals(&roles)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.migration == MigrationState::Pending)
+                    .collect();
+                Ok(managed.into_iter().chain(roles).collect())
+            }
             _ => Ok(Vec::new()),
         }
     }

@@ -6,9 +6,14 @@
 
 mod support;
 
-use rekey_core::model::{MigrationState, Phase};
+use rekey_core::grant::wrap_legacy_grant;
+use rekey_core::model::{
+    GrantOrigin, GrantRecord, KeyCustody, MigrationState, Phase, PrincipalKind, ServiceKind,
+};
+use rekey_core::{GrantId, Kek, LegacyRsaPublicKey, PrincipalId, Scheme, Subject};
 use rekey_engine::demo::{DemoSpec, generate};
 use rekey_engine::keycache::KeySource;
+use rekey_engine::password::master_secret;
 use rekey_engine::{Engine, KeyDir};
 use rekey_storage::Vault;
 use std::sync::Arc;
@@ -125,6 +130,151 @@ async fn abort_flow(url: &str) {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A role whose members are all directory-managed users: no member of it
+/// ever logs in, so the server phase must migrate it with the managed users
+/// it holds, or finalize would wait for ever.
+async fn managed_only_role_flow(url: &str) {
+    let dir = temp("managed-role");
+    let vault = Vault::init(url).await.unwrap();
+    let engine = Engine::new(vault, Some(KeyDir::open(dir.join("keys")).unwrap()), "test");
+    let spec = DemoSpec {
+        users: 4,
+        roles: 1,
+        records: 40,
+        rsa_bits: 2048,
+        seed: 7,
+        with_problems: false,
+    };
+    let mut demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
+    // Hand every e2ee member of the role to the directory: a grant of its
+    // KEK to the directory master key, and no password any more.
+    let data = &demo.data;
+    let role = data
+        .principals
+        .iter()
+        .find(|p| p.kind == PrincipalKind::Role)
+        .unwrap()
+        .id;
+    let dmk = data
+        .principals
+        .iter()
+        .find(|p| p.service == Some(ServiceKind::DirectoryMasterKey))
+        .unwrap()
+        .id;
+    let dmk_public = data
+        .key_pairs
+        .iter()
+        .find(|k| k.principal == dmk)
+        .map(|k| LegacyRsaPublicKey::from_spki_der(&k.public_key).unwrap())
+        .unwrap();
+    let members: Vec<PrincipalId> = data
+        .memberships
+        .iter()
+        .filter(|m| m.role == role)
+        .map(|m| m.member)
+        .collect();
+    let mut handed = Vec::new();
+    for (name, u) in demo.credentials.users.clone() {
+        if !members.contains(&u.id) {
+            continue;
+        }
+        let master = master_secret(&u.password, demo.vault, u.id).unwrap();
+        let kek = Kek::derive(&master, demo.vault, u.id).unwrap();
+        let kp = demo
+            .data
+            .key_pairs
+            .iter()
+            .find(|k| k.principal == u.id)
+            .unwrap()
+            .id;
+        demo.data.grants.push(GrantRecord {
+            id: GrantId::random(),
+            recipient: dmk,
+            subject: Subject::PrivateKey(kp),
+            envelope: wrap_legacy_grant(
+                &dmk_public,
+                Scheme::RsaOaepSha256,
+                kek.dangerous_as_bytes(),
+            )
+            .unwrap(),
+            origin: GrantOrigin::Legacy,
+            created_at: None,
+        });
+        let p = demo
+            .data
+            .principals
+            .iter_mut()
+            .find(|p| p.id == u.id)
+            .unwrap();
+        p.custody = KeyCustody::Managed;
+        demo.credentials.users.remove(&name);
+        handed.push(u.id);
+    }
+    assert!(
+        !handed.is_empty(),
+        "the role had an e2ee member to hand over"
+    );
+    let all_managed = members.iter().all(|m| {
+        demo.data
+            .principals
+            .iter()
+            .any(|p| p.id == *m && p.custody == KeyCustody::Managed)
+    });
+    assert!(all_managed, "every member of the role is managed now");
+    assert!(!demo.credentials.users.is_empty(), "an e2ee user is left");
+    engine.seed_demo(&demo).await.unwrap();
+    let creds = demo.credentials;
+
+    let directory_before = engine.readable_records_of_service(dmk).await.unwrap();
+    let role_records = demo
+        .data
+        .grants
+        .iter()
+        .filter(|g| g.recipient == role && matches!(g.subject, Subject::RecordKey(_)))
+        .count();
+    assert!(role_records > 0, "the role is granted records");
+    assert!(
+        directory_before.len() >= role_records,
+        "the directory key reads the role's records through its managed members"
+    );
+
+    let (_, server) = engine.start("Start", &[]).await.unwrap();
+    let server = server.unwrap();
+    let role_now = engine.vault().principal(role).await.unwrap().unwrap();
+    assert_eq!(
+        role_now.migration,
+        MigrationState::Migrated,
+        "the server phase migrated the managed-only role"
+    );
+    assert!(server.migrated_along > handed.len(), "{server:?}");
+    for (name, u) in &creds.users {
+        engine
+            .login(name, &u.password, Some(2), Arc::new(|_, _| {}))
+            .await
+            .unwrap();
+    }
+    engine.finalize(&|_| {}).await.unwrap();
+    assert_eq!(
+        engine.vault().migration().await.unwrap().phase,
+        Phase::Completed
+    );
+    assert!(engine.verify(&creds, &|_, _| {}).await.unwrap().passed());
+    assert_eq!(
+        engine.readable_records_of_service(dmk).await.unwrap(),
+        directory_before,
+        "through the new keys only, the directory key reads what it read before"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_managed_only_role_migrates_in_the_server_phase() {
+    let dir = temp("sqlite-managed");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
+    managed_only_role_flow(&url).await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_full_flow() {
     let dir = temp("sqlite");
@@ -236,4 +386,12 @@ async fn a_missing_certificate_key_waits_for_its_import() {
         .await
         .unwrap();
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_managed_only_role_migrates_in_the_server_phase() {
+    if let Some(url) = postgres_url("managed").await {
+        managed_only_role_flow(&url).await;
+        drop_schema(&url).await;
+    }
 }

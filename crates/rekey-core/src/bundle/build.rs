@@ -18,7 +18,7 @@ use crate::kek::{unwrap_private_key, wrap_private_key};
 use crate::secret::{Kek, MasterSecret, SecretBytes};
 use rand_core::OsRng;
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -300,15 +300,9 @@ fn build_inner(
     let (own_grants, own_nm) = rewrap(&own_sealer, &package.pending_grants, &opened)?;
 
     // Secrets of key-pair subjects: the KEKs of candidates' legacy keys.
-    let held_keks: HashMap<KeyPairId, &SecretBytes> = package
-        .pending_grants
-        .iter()
-        .zip(&opened)
-        .filter_map(|(g, o)| match (g.subject, o) {
-            (Subject::PrivateKey(kp), Ok(secret)) => Some((kp, secret)),
-            _ => None,
-        })
-        .collect();
+    let mut held_keks: HashMap<KeyPairId, SecretBytes> = HashMap::new();
+    collect_held_keks(&package.pending_grants, &opened, &mut held_keks);
+    drop(opened);
 
     // One batch per migrated holder, shared by every candidate.
     let mut migrated_holders: Vec<(PrincipalId, &crate::crypto::ec::EcPublicKey)> = package
@@ -331,25 +325,6 @@ fn build_inner(
         .map(|(p, pk)| BatchSealer::new(&mut OsRng, pk, vault, *p).map(|s| (*p, s)))
         .collect::<Result<_, _>>()?;
 
-    // 4. Candidates, in parallel.
-    let results: Vec<Result<Result<BuiltPart, &'static str>, BuildError>> = package
-        .candidates
-        .par_iter()
-        .map(|c| {
-            build_candidate(
-                c,
-                vault,
-                me,
-                new_id,
-                options.curve,
-                &held_keks,
-                &own_sealer,
-                &holder_sealers,
-                &progress,
-            )
-        })
-        .collect();
-
     let mut report = BuildReport {
         grants_rewrapped: own_grants.len(),
         non_migratable: own_nm.len(),
@@ -371,16 +346,68 @@ fn build_inner(
         legacy: Signer::Borrowed,
         new_key,
     }];
-    for (c, result) in package.candidates.iter().zip(results) {
-        match result? {
-            Ok(part) => {
-                report.grants_rewrapped += part.part.grants.len();
-                report.non_migratable += part.part.non_migratable.len();
-                report.candidates_migrated.push(c.principal);
-                built.push(part);
-            }
-            Err(why) => report.candidates_skipped.push((c.principal, why)),
+
+    // 4. Candidates, in waves, each wave in parallel. A candidate is ready
+    //    once a part already built opened the KEK of its legacy key (a
+    //    role's KEK is granted to a managed user the directory key
+    //    migrates in the same bundle) and none of its holders is a
+    //    candidate still to be built: a holder migrating in this bundle gets
+    //    the KEK under its new key, never under its legacy key.
+    let mut in_bundle: HashMap<PrincipalId, (KeyPairId, BatchSealer)> = HashMap::new();
+    in_bundle.insert(me, (new_id, own_sealer));
+    let mut waiting: Vec<&Candidate> = package.candidates.iter().collect();
+    loop {
+        let unbuilt: HashSet<PrincipalId> = waiting.iter().map(|c| c.principal).collect();
+        let (ready, rest): (Vec<&Candidate>, Vec<&Candidate>) =
+            waiting.iter().copied().partition(|c| {
+                held_keks.contains_key(&c.legacy_key.id)
+                    && !c
+                        .holders
+                        .iter()
+                        .any(|h| h.principal() != c.principal && unbuilt.contains(&h.principal()))
+            });
+        if ready.is_empty() {
+            break;
         }
+        waiting = rest;
+        let results: Vec<Result<Result<BuiltCandidate, &'static str>, BuildError>> = ready
+            .par_iter()
+            .map(|c| {
+                build_candidate(
+                    c,
+                    vault,
+                    options.curve,
+                    &held_keks,
+                    &in_bundle,
+                    &holder_sealers,
+                    &progress,
+                )
+            })
+            .collect();
+        for (c, result) in ready.iter().zip(results) {
+            match result? {
+                Ok(b) => {
+                    report.grants_rewrapped += b.part.part.grants.len();
+                    report.non_migratable += b.part.part.non_migratable.len();
+                    report.candidates_migrated.push(c.principal);
+                    held_keks.extend(b.held_keks);
+                    in_bundle.insert(c.principal, (b.part.part.new_key_pair.id, b.sealer));
+                    built.push(b.part);
+                }
+                Err(why) => report.candidates_skipped.push((c.principal, why)),
+            }
+        }
+    }
+    for c in waiting {
+        for _ in &c.pending_grants {
+            progress.tick();
+        }
+        let why = if held_keks.contains_key(&c.legacy_key.id) {
+            "a holder of its key could not be migrated first"
+        } else {
+            "no readable grant of its key"
+        };
+        report.candidates_skipped.push((c.principal, why));
     }
 
     // 5. Encode and sign.
@@ -490,18 +517,37 @@ fn rewrap(
     Ok((out, nm))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Copies the opened secrets of key-pair subjects (the KEKs of other
+/// principals' legacy keys) into `into`.
+fn collect_held_keks(
+    grants: &[PendingGrant],
+    opened: &[Result<SecretBytes, NonMigratableReason>],
+    into: &mut HashMap<KeyPairId, SecretBytes>,
+) {
+    for (g, o) in grants.iter().zip(opened) {
+        if let (Subject::PrivateKey(kp), Ok(secret)) = (g.subject, o) {
+            into.insert(kp, SecretBytes::from_slice(secret.dangerous_as_bytes()));
+        }
+    }
+}
+
+/// A candidate's part, with what later candidates may need of it: the KEKs
+/// its grants opened and a batch sealer to its new key.
+struct BuiltCandidate {
+    part: BuiltPart,
+    held_keks: HashMap<KeyPairId, SecretBytes>,
+    sealer: BatchSealer,
+}
+
 fn build_candidate(
     c: &Candidate,
     vault: VaultId,
-    me: PrincipalId,
-    my_new_key_pair: KeyPairId,
     curve: Curve,
-    held_keks: &HashMap<KeyPairId, &SecretBytes>,
-    own_sealer: &BatchSealer,
+    held_keks: &HashMap<KeyPairId, SecretBytes>,
+    in_bundle: &HashMap<PrincipalId, (KeyPairId, BatchSealer)>,
     holder_sealers: &HashMap<PrincipalId, BatchSealer>,
     progress: &Progress<'_>,
-) -> Result<Result<BuiltPart, &'static str>, BuildError> {
+) -> Result<Result<BuiltCandidate, &'static str>, BuildError> {
     let skip = |why| {
         for _ in &c.pending_grants {
             progress.tick();
@@ -549,20 +595,27 @@ fn build_candidate(
     let opened = unwrap_all(&legacy, &c.pending_grants, progress);
     let sealer = BatchSealer::new(&mut OsRng, new_key.public_key_ref(), vault, c.principal)?;
     let (grants, non_migratable) = rewrap(&sealer, &c.pending_grants, &opened)?;
+    let mut held = HashMap::new();
+    collect_held_keks(&c.pending_grants, &opened, &mut held);
 
     let subject = Subject::PrivateKey(new_id);
     let mut holder_grants = Vec::with_capacity(c.holders.len());
     for h in &c.holders {
-        let (holder_key_pair, envelope) = match h {
-            _ if h.principal() == me => (
-                my_new_key_pair,
-                own_sealer.seal(&mut OsRng, subject, new_kek.dangerous_as_bytes())?,
+        let (holder_key_pair, envelope) = match (in_bundle.get(&h.principal()), h) {
+            // The submitter, or a principal migrating in this bundle: its
+            // new key.
+            (Some((kp, sealer)), _) => (
+                *kp,
+                sealer.seal(&mut OsRng, subject, new_kek.dangerous_as_bytes())?,
             ),
-            HolderKey::Migrated {
-                principal,
-                key_pair,
-                ..
-            } => {
+            (
+                None,
+                HolderKey::Migrated {
+                    principal,
+                    key_pair,
+                    ..
+                },
+            ) => {
                 let sealer = holder_sealers
                     .get(principal)
                     .ok_or(CryptoError::Library("holder batch missing"))?;
@@ -571,11 +624,14 @@ fn build_candidate(
                     sealer.seal(&mut OsRng, subject, new_kek.dangerous_as_bytes())?,
                 )
             }
-            HolderKey::Pending {
-                key_pair,
-                public_key,
-                ..
-            } => (
+            (
+                None,
+                HolderKey::Pending {
+                    key_pair,
+                    public_key,
+                    ..
+                },
+            ) => (
                 *key_pair,
                 wrap_legacy_grant(
                     public_key,
@@ -590,21 +646,25 @@ fn build_candidate(
             envelope,
         });
     }
-    Ok(Ok(BuiltPart {
-        part: PrincipalPart {
-            principal: c.principal,
-            legacy_key_pair: c.legacy_key.id,
-            new_key_pair: NewKeyPair {
-                id: new_id,
-                public_key: new_key.public_key(),
-                wrapped_private: Some(wrapped_private),
+    Ok(Ok(BuiltCandidate {
+        part: BuiltPart {
+            part: PrincipalPart {
+                principal: c.principal,
+                legacy_key_pair: c.legacy_key.id,
+                new_key_pair: NewKeyPair {
+                    id: new_id,
+                    public_key: new_key.public_key(),
+                    wrapped_private: Some(wrapped_private),
+                },
+                grants,
+                non_migratable,
+                holder_grants,
             },
-            grants,
-            non_migratable,
-            holder_grants,
+            legacy: Signer::Owned(legacy),
+            new_key,
         },
-        legacy: Signer::Owned(legacy),
-        new_key,
+        held_keks: held,
+        sealer,
     }))
 }
 

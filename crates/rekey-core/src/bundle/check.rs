@@ -245,13 +245,26 @@ pub fn check_bundle(
     }
 
     let mut pre = Preconditions::default();
-    let submitter_new = bundle.parts[0].new_key_pair.id;
+    // Each part's new key pair: a holder migrating in this bundle gets the
+    // KEK under its new key.
+    let new_keys: HashMap<PrincipalId, KeyPairId> = bundle
+        .parts
+        .iter()
+        .map(|p| (p.principal, p.new_key_pair.id))
+        .collect();
     for (index, part) in bundle.parts.iter().enumerate() {
         let facts = ctx
             .principals
             .get(&part.principal)
             .ok_or(CheckError::UnknownPrincipal(part.principal))?;
-        if index > 0 && !facts.holders.contains(&ctx.submitter) {
+        // The submitter holds the key of every later part's principal, itself
+        // or through a principal of an earlier part (a role whose members are
+        // managed users the directory key migrates in the same bundle).
+        if index > 0
+            && !bundle.parts[..index]
+                .iter()
+                .any(|earlier| facts.holders.contains(&earlier.principal))
+        {
             return Err(CheckError::NotAHolder(facts.name.clone()));
         }
         match facts.state {
@@ -275,7 +288,7 @@ pub fn check_bundle(
         pre.covered
             .push((part.principal, check_coverage(part, facts)?));
         pre.pending.push(part.principal);
-        check_holders(part, facts, ctx, submitter_new, &mut pre)?;
+        check_holders(part, facts, ctx, &new_keys, &mut pre)?;
     }
     check_signatures(signed, ctx)?;
     Ok(CheckedBundle {
@@ -339,7 +352,7 @@ fn check_holders(
     part: &PrincipalPart,
     facts: &PrincipalFacts,
     ctx: &CheckContext,
-    submitter_new: KeyPairId,
+    new_keys: &HashMap<PrincipalId, KeyPairId>,
     pre: &mut Preconditions,
 ) -> Result<(), CheckError> {
     let expected: HashSet<PrincipalId> = facts.holders.iter().copied().collect();
@@ -354,8 +367,8 @@ fn check_holders(
             holder: h.holder,
         };
         let scheme = h.envelope.scheme();
-        if h.holder == ctx.submitter {
-            if h.holder_key_pair != submitter_new || scheme != hpke {
+        if let Some(new) = new_keys.get(&h.holder) {
+            if h.holder_key_pair != *new || scheme != hpke {
                 return Err(invalid());
             }
             continue;

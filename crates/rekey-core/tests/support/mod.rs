@@ -280,13 +280,51 @@ impl MemVault {
         }
     }
 
+    /// Makes `holder` hold `held`'s key, as a directory master key holds a
+    /// managed user's: a legacy grant of `held`'s KEK to `holder`.
+    pub fn hold(&mut self, holder: PrincipalId, held: PrincipalId) {
+        let master = MasterSecret::from_slice(&self.masters[&held]).unwrap();
+        let kek = Kek::derive(&master, self.vault, held).unwrap();
+        let env = wrap_legacy_grant(
+            &self.rsa_public(holder),
+            Scheme::RsaOaepSha256,
+            kek.dangerous_as_bytes(),
+        )
+        .unwrap();
+        let kp = self.principals[&held].legacy_kp;
+        self.add_grant(
+            holder,
+            Subject::PrivateKey(kp),
+            env.as_bytes().to_vec(),
+            true,
+        );
+        self.members.entry(held).or_default().push(holder);
+    }
+
+    /// The package of `user`: every pending principal whose key it holds,
+    /// itself or through another such principal.
     pub fn package(&self, user: PrincipalId) -> MigrationPackage {
+        let mut reach: BTreeSet<PrincipalId> = BTreeSet::from([user]);
+        loop {
+            let more: Vec<PrincipalId> = self
+                .members
+                .iter()
+                .filter(|(p, ms)| {
+                    !reach.contains(p)
+                        && self.principals[p].state == MigrationState::Pending
+                        && ms.iter().any(|m| reach.contains(m))
+                })
+                .map(|(p, _)| *p)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            reach.extend(more);
+        }
         let candidates = self
             .members
             .iter()
-            .filter(|(role, ms)| {
-                ms.contains(&user) && self.principals[role].state == MigrationState::Pending
-            })
+            .filter(|(role, _)| reach.contains(role))
             .map(|(role, ms)| Candidate {
                 principal: *role,
                 legacy_key: self.legacy_key(*role),
