@@ -72,6 +72,19 @@ id_type!(
     /// One grant: a wrapped key addressed to one recipient.
     GrantId
 );
+impl GrantId {
+    /// A fresh time-ordered identifier (UUIDv7: milliseconds since the Unix
+    /// epoch, then random bits). The grants a migration writes get these:
+    /// consecutive ids land side by side in the database's primary-key
+    /// index instead of on a random page each, so a bundle's commit writes
+    /// a few pages rather than one per grant. The id tells no more than the
+    /// grant's `created_at` already does.
+    #[must_use]
+    pub fn time_ordered() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
 id_type!(
     /// One run of the migration (a start). Bundles name it, so a bundle
     /// built for an aborted run cannot be replayed into the next one.
@@ -140,4 +153,20 @@ pub struct KeyBinding {
     pub owner: PrincipalId,
     /// The key pair whose private half is wrapped.
     pub key_pair: KeyPairId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_ordered_grant_ids_sort_in_creation_order_as_text() {
+        let ids: Vec<GrantId> = (0..1000).map(|_| GrantId::time_ordered()).collect();
+        let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted, "the database orders them as created");
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
 }

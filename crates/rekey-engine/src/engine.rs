@@ -732,7 +732,7 @@ impl Engine {
             });
             for g in &part.grants {
                 write.grants.push(GrantRecord {
-                    id: GrantId::random(),
+                    id: GrantId::time_ordered(),
                     recipient: part.principal,
                     subject: g.subject,
                     envelope: g.envelope.clone(),
@@ -742,7 +742,7 @@ impl Engine {
             }
             for h in &part.holder_grants {
                 write.membership_grants.push(GrantRecord {
-                    id: GrantId::random(),
+                    id: GrantId::time_ordered(),
                     recipient: h.holder,
                     subject: Subject::PrivateKey(part.new_key_pair.id),
                     envelope: h.envelope.clone(),

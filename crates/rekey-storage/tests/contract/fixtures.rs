@@ -133,7 +133,8 @@ pub fn write_set(principal: PrincipalId, pending: &[GrantRecord]) -> MigrationWr
         grants: pending
             .iter()
             .map(|g| GrantRecord {
-                id: GrantId::random(),
+                // As the engine writes them.
+                id: GrantId::time_ordered(),
                 recipient: principal,
                 subject: g.subject,
                 envelope: hpke_envelope(2),
