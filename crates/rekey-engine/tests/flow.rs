@@ -25,18 +25,23 @@ fn temp(name: &str) -> std::path::PathBuf {
     d
 }
 
-async fn seeded(url: &str, keydir: &std::path::Path) -> (Engine, rekey_engine::demo::Credentials) {
-    let vault = Vault::init(url).await.unwrap();
-    let engine = Engine::new(vault, Some(KeyDir::open(keydir).unwrap()), "test");
-    // 4 users + 1 role + 3 services = the 8 fixture keys.
-    let spec = DemoSpec {
+/// 4 users + 1 role + 3 services = the 8 fixture keys.
+fn spec() -> DemoSpec {
+    DemoSpec {
         users: 4,
         roles: 1,
         records: 40,
         rsa_bits: 2048,
         seed: 7,
         with_problems: false,
-    };
+    }
+}
+
+async fn seeded(url: &str, keydir: &std::path::Path) -> (Engine, rekey_engine::demo::Credentials) {
+    let vault = Vault::init(url).await.unwrap();
+    let engine = Engine::new(vault, Some(KeyDir::open(keydir).unwrap()), "test");
+    // 4 users + 1 role + 3 services = the 8 fixture keys.
+    let spec = spec();
     let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
     engine.seed_demo(&demo).await.unwrap();
     (engine, demo.credentials)
@@ -137,14 +142,7 @@ async fn managed_only_role_flow(url: &str) {
     let dir = temp("managed-role");
     let vault = Vault::init(url).await.unwrap();
     let engine = Engine::new(vault, Some(KeyDir::open(dir.join("keys")).unwrap()), "test");
-    let spec = DemoSpec {
-        users: 4,
-        roles: 1,
-        records: 40,
-        rsa_bits: 2048,
-        seed: 7,
-        with_problems: false,
-    };
+    let spec = spec();
     let mut demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
     // Hand every e2ee member of the role to the directory: a grant of its
     // KEK to the directory master key, and no password any more.
