@@ -175,7 +175,7 @@ impl Engine {
             .await
     }
 
-    /// The records readable from `start`'s unlocked `keys`.
+    /// The records readable from `user`'s unlocked `keys`, following grants.
     async fn readable_from(
         &self,
         vault: VaultId,

@@ -252,6 +252,9 @@ pub fn check_bundle(
         .iter()
         .map(|p| (p.principal, p.new_key_pair.id))
         .collect();
+    // Principals of the parts before this one (linear in parts x holders;
+    // the directory key's bundle has thousands of parts).
+    let mut earlier: HashSet<PrincipalId> = HashSet::with_capacity(bundle.parts.len());
     for (index, part) in bundle.parts.iter().enumerate() {
         let facts = ctx
             .principals
@@ -260,13 +263,10 @@ pub fn check_bundle(
         // The submitter holds the key of every later part's principal, itself
         // or through a principal of an earlier part (a role whose members are
         // managed users the directory key migrates in the same bundle).
-        if index > 0
-            && !bundle.parts[..index]
-                .iter()
-                .any(|earlier| facts.holders.contains(&earlier.principal))
-        {
+        if index > 0 && !facts.holders.iter().any(|h| earlier.contains(h)) {
             return Err(CheckError::NotAHolder(facts.name.clone()));
         }
+        earlier.insert(part.principal);
         match facts.state {
             MigrationState::Pending => {}
             MigrationState::Migrated => {
