@@ -240,7 +240,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
                 );
                 if let Some(s) = server {
                     println!(
-                        "server keys migrated: {} (with {} managed users, {} grants)",
+                        "server keys migrated: {} (with {} managed users and roles they hold, {} grants)",
                         s.migrated.len(),
                         s.migrated_along,
                         s.grants
@@ -887,7 +887,7 @@ async fn demo_all(dir: &Path, s: &SpecArgs, json: bool) -> Result<u8, CliError> 
         .await?;
     if let Some(sp) = &server {
         say(format!(
-            "    server keys migrated: {} (with {} managed users)",
+            "    server keys migrated: {} (with {} managed users and roles they hold)",
             sp.migrated.len(),
             sp.migrated_along
         ));

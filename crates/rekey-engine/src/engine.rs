@@ -17,7 +17,7 @@ use rekey_core::model::{
 };
 use rekey_core::*;
 use rekey_storage::{MigrationWrite, PrincipalMigration, Vault};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Grants read per page when streaming.
 pub const PAGE: u64 = 1000;
@@ -51,7 +51,8 @@ pub struct StartReport {
 pub struct ServerPhaseReport {
     /// Server-held principals migrated now.
     pub migrated: Vec<String>,
-    /// Principals migrated along (managed users).
+    /// Principals migrated along (managed users, and roles reached through
+    /// them).
     pub migrated_along: usize,
     /// Grants re-wrapped.
     pub grants: usize,
@@ -409,29 +410,72 @@ impl Engine {
         Ok(out)
     }
 
-    /// Who holds a principal's key: role members (not purged), or the
-    /// directory master key for a managed user.
-    async fn holders_of(&self, p: &Principal) -> Result<Vec<Principal>, EngineError> {
-        match (p.kind, p.custody) {
-            (PrincipalKind::Role, _) => {
-                let ids = self.vault.members_of(p.id).await?;
-                Ok(self
-                    .vault
-                    .principals(&ids)
-                    .await?
-                    .into_iter()
-                    .filter(|m| m.migration != MigrationState::Exempt)
-                    .collect())
-            }
-            (PrincipalKind::User, KeyCustody::Managed) => Ok(self
-                .vault
+    /// Who holds the keys of `ps` (role members not purged; the directory
+    /// master key for a managed user), and the key pairs of `ps` and their
+    /// holders, in a few batched queries: a package or a check of the
+    /// directory key's bundle names thousands of principals.
+    async fn key_index(&self, ps: &[Principal]) -> Result<KeyIndex, EngineError> {
+        let roles: Vec<PrincipalId> = ps
+            .iter()
+            .filter(|p| p.kind == PrincipalKind::Role)
+            .map(|p| p.id)
+            .collect();
+        let memberships = if roles.is_empty() {
+            Vec::new()
+        } else {
+            self.vault.memberships_of_roles(&roles).await?
+        };
+        let mut member_ids: Vec<PrincipalId> = memberships.iter().map(|(_, m)| *m).collect();
+        member_ids.sort_unstable();
+        member_ids.dedup();
+        let members: HashMap<PrincipalId, Principal> = self
+            .vault
+            .principals(&member_ids)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+        let directory: Vec<Principal> = if ps
+            .iter()
+            .any(|p| p.kind == PrincipalKind::User && p.custody == KeyCustody::Managed)
+        {
+            self.vault
                 .principals_of_kind(PrincipalKind::Service)
                 .await?
                 .into_iter()
                 .filter(|s| s.service == Some(ServiceKind::DirectoryMasterKey))
-                .collect()),
-            _ => Ok(Vec::new()),
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut holders: HashMap<PrincipalId, Vec<Principal>> = HashMap::new();
+        for (role, member) in &memberships {
+            if let Some(m) = members.get(member) {
+                if m.migration != MigrationState::Exempt {
+                    holders.entry(*role).or_default().push(m.clone());
+                }
+            }
         }
+        for p in ps {
+            if p.kind == PrincipalKind::User && p.custody == KeyCustody::Managed {
+                holders.insert(p.id, directory.clone());
+            }
+        }
+        let mut ids: Vec<PrincipalId> = ps
+            .iter()
+            .map(|p| p.id)
+            .chain(holders.values().flatten().map(|h| h.id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut key_pairs: HashMap<PrincipalId, Vec<KeyPairRecord>> = HashMap::new();
+        for kp in self.vault.key_pairs_of(&ids).await? {
+            key_pairs.entry(kp.principal).or_default().push(kp);
+        }
+        for pairs in key_pairs.values_mut() {
+            pairs.sort_by_key(|k| k.id);
+        }
+        Ok(KeyIndex { holders, key_pairs })
     }
 
     /// Principals `p` holds the key of and that are still pending.
@@ -462,10 +506,14 @@ impl Engine {
                         u.custody == KeyCustody::Managed && u.migration == MigrationState::Pending
                     })
                     .collect();
-                let mut roles = Vec::new();
-                for u in &managed {
-                    roles.extend(self.vault.roles_of(u.id).await?);
-                }
+                let managed_ids: Vec<PrincipalId> = managed.iter().map(|u| u.id).collect();
+                let mut roles: Vec<PrincipalId> = self
+                    .vault
+                    .memberships_of_members(&managed_ids)
+                    .await?
+                    .into_iter()
+                    .map(|(role, _)| role)
+                    .collect();
                 roles.sort_unstable();
                 roles.dedup();
                 let roles: Vec<Principal> = self
@@ -487,40 +535,6 @@ impl Engine {
             subject: g.subject,
             envelope_bytes: g.envelope.into_bytes(),
         }
-    }
-
-    async fn package_legacy_key(&self, p: PrincipalId) -> Result<PackageLegacyKey, EngineError> {
-        let kp = self.legacy_key_pair(p).await?;
-        Ok(PackageLegacyKey {
-            id: kp.id,
-            public_key: LegacyRsaPublicKey::from_spki_der(&kp.public_key)?,
-            wrapped_private: kp.wrapped_private_key,
-        })
-    }
-
-    async fn holder_key(&self, h: &Principal) -> Result<HolderKey, EngineError> {
-        let pairs = self.vault.key_pairs(h.id).await?;
-        if h.migration == MigrationState::Migrated {
-            if let Some(kp) = pairs.iter().find(|k| k.state == KeyState::Current) {
-                let curve = Curve::of_point(&kp.public_key);
-                return Ok(HolderKey::Migrated {
-                    principal: h.id,
-                    key_pair: kp.id,
-                    public_key: EcPublicKey::from_sec1(curve, &kp.public_key)?,
-                });
-            }
-        }
-        let kp = pairs
-            .into_iter()
-            .find(|k| k.state == KeyState::Legacy)
-            .ok_or_else(|| {
-                EngineError::Inconsistent(format!("{} has no legacy key pair", h.name))
-            })?;
-        Ok(HolderKey::Pending {
-            principal: h.id,
-            key_pair: kp.id,
-            public_key: LegacyRsaPublicKey::from_spki_der(&kp.public_key)?,
-        })
     }
 
     /// The migration package of a principal: its legacy key, its pending
@@ -546,29 +560,32 @@ impl Engine {
         vault: VaultId,
         run: RunId,
     ) -> Result<MigrationPackage, EngineError> {
-        let mut candidates = Vec::new();
-        for c in self.candidates_of(p).await? {
-            let mut holders = Vec::new();
-            for h in self.holders_of(&c).await? {
-                holders.push(self.holder_key(&h).await?);
-            }
+        let found = self.candidates_of(p).await?;
+        let everyone: Vec<Principal> = found.iter().chain([p]).cloned().collect();
+        let index = self.key_index(&everyone).await?;
+        let mut candidates = Vec::with_capacity(found.len());
+        for c in &found {
             candidates.push(Candidate {
                 principal: c.id,
-                legacy_key: self.package_legacy_key(c.id).await?,
+                legacy_key: index.package_legacy_key(c)?,
                 pending_grants: self
                     .all_pending(c.id)
                     .await?
                     .into_iter()
                     .map(Self::to_pending)
                     .collect(),
-                holders,
+                holders: index
+                    .holders(c.id)
+                    .iter()
+                    .map(|h| index.holder_key(h))
+                    .collect::<Result<_, _>>()?,
             });
         }
         Ok(MigrationPackage {
             vault,
             run,
             principal: p.id,
-            legacy_key: self.package_legacy_key(p.id).await?,
+            legacy_key: index.package_legacy_key(p)?,
             pending_grants: self
                 .all_pending(p.id)
                 .await?
@@ -613,8 +630,10 @@ impl Engine {
         let mut principals = HashMap::new();
         let mut holders = HashMap::new();
         let ids: Vec<PrincipalId> = signed.bundle().parts.iter().map(|p| p.principal).collect();
-        for p in self.vault.principals(&ids).await? {
-            let legacy = self.legacy_key_pair(p.id).await?;
+        let named = self.vault.principals(&ids).await?;
+        let index = self.key_index(&named).await?;
+        for p in named {
+            let legacy = index.legacy(&p)?;
             // Ids and subjects only: the server never opens a legacy envelope.
             let pending = self
                 .vault
@@ -622,30 +641,14 @@ impl Engine {
                 .await?
                 .into_iter()
                 .collect();
-            let hs = self.holders_of(&p).await?;
-            let pairs = self
-                .vault
-                .key_pairs_of(&hs.iter().map(|h| h.id).collect::<Vec<_>>())
-                .await?;
-            for h in &hs {
-                let mine = pairs.iter().filter(|k| k.principal == h.id);
-                let legacy_key_pair = mine
-                    .clone()
-                    .find(|k| k.state == KeyState::Legacy)
-                    .map(|k| k.id)
-                    .ok_or_else(|| {
-                        EngineError::Inconsistent(format!("{} has no legacy key pair", h.name))
-                    })?;
-                let current_key_pair = mine
-                    .clone()
-                    .find(|k| k.state == KeyState::Current)
-                    .map(|k| k.id);
+            let hs = index.holders(p.id);
+            for h in hs {
                 holders.insert(
                     h.id,
                     HolderFacts {
                         state: h.migration,
-                        legacy_key_pair,
-                        current_key_pair,
+                        legacy_key_pair: index.legacy(h)?.id,
+                        current_key_pair: index.current(h.id).map(|k| k.id),
                     },
                 );
             }
@@ -697,13 +700,14 @@ impl Engine {
         let bundle = checked.bundle();
         let pre = checked.preconditions();
         let now = Timestamp::now();
+        let in_bundle: HashSet<PrincipalId> = bundle.parts.iter().map(|p| p.principal).collect();
         let mut write = MigrationWrite {
             principals: Vec::new(),
             key_pairs: Vec::new(),
             grants: Vec::new(),
             membership_grants: Vec::new(),
             non_migratable: Vec::new(),
-            pending_holders: pre.pending.iter().copied().filter(|p| !bundle.parts.iter().any(|x| x.principal == *p)).collect(),
+            pending_holders: pre.pending.iter().copied().filter(|p| !in_bundle.contains(p)).collect(),
             current_keys: pre.current_keys.clone(),
             audit: self.audit(
                 "bundle applied",
@@ -886,5 +890,63 @@ impl Engine {
         let audit = self.audit("abort", serde_json::json!({ "from": row.phase }));
         self.vault.abort(row.version, &audit).await?;
         Ok(())
+    }
+}
+
+/// What [`Engine::key_index`] loads: holders and key pairs by principal.
+struct KeyIndex {
+    holders: HashMap<PrincipalId, Vec<Principal>>,
+    key_pairs: HashMap<PrincipalId, Vec<KeyPairRecord>>,
+}
+
+impl KeyIndex {
+    /// Who holds `p`'s key (empty for e2ee users and server-held keys).
+    fn holders(&self, p: PrincipalId) -> &[Principal] {
+        self.holders.get(&p).map_or(&[], Vec::as_slice)
+    }
+
+    fn pairs(&self, p: PrincipalId) -> &[KeyPairRecord] {
+        self.key_pairs.get(&p).map_or(&[], Vec::as_slice)
+    }
+
+    fn legacy(&self, p: &Principal) -> Result<&KeyPairRecord, EngineError> {
+        self.pairs(p.id)
+            .iter()
+            .find(|k| k.state == KeyState::Legacy)
+            .ok_or_else(|| EngineError::Inconsistent(format!("{} has no legacy key pair", p.name)))
+    }
+
+    fn current(&self, p: PrincipalId) -> Option<&KeyPairRecord> {
+        self.pairs(p).iter().find(|k| k.state == KeyState::Current)
+    }
+
+    fn package_legacy_key(&self, p: &Principal) -> Result<PackageLegacyKey, EngineError> {
+        let kp = self.legacy(p)?;
+        Ok(PackageLegacyKey {
+            id: kp.id,
+            public_key: LegacyRsaPublicKey::from_spki_der(&kp.public_key)?,
+            wrapped_private: kp.wrapped_private_key.clone(),
+        })
+    }
+
+    /// A holder's key to wrap a KEK to: its new key once migrated, else
+    /// its legacy key.
+    fn holder_key(&self, h: &Principal) -> Result<HolderKey, EngineError> {
+        if h.migration == MigrationState::Migrated {
+            if let Some(kp) = self.current(h.id) {
+                let curve = Curve::of_point(&kp.public_key);
+                return Ok(HolderKey::Migrated {
+                    principal: h.id,
+                    key_pair: kp.id,
+                    public_key: EcPublicKey::from_sec1(curve, &kp.public_key)?,
+                });
+            }
+        }
+        let kp = self.legacy(h)?;
+        Ok(HolderKey::Pending {
+            principal: h.id,
+            key_pair: kp.id,
+            public_key: LegacyRsaPublicKey::from_spki_der(&kp.public_key)?,
+        })
     }
 }

@@ -2,7 +2,7 @@
 //! server). Pure: the caller supplies the package and the secret that
 //! unlocks the legacy key. RSA unwraps run on all cores (rayon).
 
-use super::wire::{encode_body, signed_message};
+use super::wire::{body_digest, encode_body, signed_message_of_digest};
 use super::{
     Bundle, BundleSignature, Candidate, HolderGrant, HolderKey, MigrationPackage, NewGrant,
     NewKeyPair, NonMigratableEntry, NonMigratableReason, PendingGrant, PrincipalPart,
@@ -418,6 +418,7 @@ fn build_inner(
         parts: built.iter().map(|b| b.part.clone()).collect(),
     };
     let body = encode_body(&bundle);
+    let digest = body_digest(&body);
     let signatures: Vec<Vec<BundleSignature>> = built
         .par_iter()
         .map(|b| {
@@ -426,10 +427,16 @@ fn build_inner(
                 Signer::Owned(k) => k,
                 Signer::Borrowed => legacy_key,
             };
-            let rsa = legacy.sign_pss(&signed_message(&body, SignatureKind::LegacyRsaPss, p))?;
-            let ec = b
-                .new_key
-                .sign(&signed_message(&body, SignatureKind::NewKeyEcdsa, p));
+            let rsa = legacy.sign_pss(&signed_message_of_digest(
+                &digest,
+                SignatureKind::LegacyRsaPss,
+                p,
+            ))?;
+            let ec = b.new_key.sign(&signed_message_of_digest(
+                &digest,
+                SignatureKind::NewKeyEcdsa,
+                p,
+            ));
             Ok(vec![
                 BundleSignature {
                     principal: p,

@@ -1,7 +1,7 @@
 //! Checking a bundle on the server. A [`CheckedBundle`] can only come out
 //! of [`check_bundle`]; storage applies nothing else.
 
-use super::wire::signed_message;
+use super::wire::{body_digest, signed_message_of_digest};
 use super::{Bundle, PrincipalPart, SignatureKind, SignedBundle};
 use crate::crypto::hpke_export_scheme;
 use crate::crypto::rsa::LegacyRsaPublicKey;
@@ -423,6 +423,7 @@ fn check_signatures(signed: &SignedBundle, ctx: &CheckContext) -> Result<(), Che
             return Err(CheckError::UnexpectedSignature);
         }
     }
+    let digest = body_digest(signed.body());
     for part in &bundle.parts {
         let facts = ctx
             .principals
@@ -435,7 +436,7 @@ fn check_signatures(signed: &SignedBundle, ctx: &CheckContext) -> Result<(), Che
                         name: facts.name.clone(),
                         kind: kind_name(kind),
                     })?;
-            let msg = signed_message(signed.body(), kind, part.principal);
+            let msg = signed_message_of_digest(&digest, kind, part.principal);
             let ok = match kind {
                 SignatureKind::LegacyRsaPss => facts.legacy_public_key.verify_pss(&msg, sig),
                 SignatureKind::NewKeyEcdsa => part.new_key_pair.public_key.verify(&msg, sig),

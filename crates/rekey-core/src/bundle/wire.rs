@@ -304,11 +304,30 @@ pub fn decode_body(bytes: &[u8]) -> Result<Bundle, WireError> {
 /// The bytes a signature of `kind` by `principal` covers.
 #[must_use]
 pub fn signed_message(body: &[u8], kind: SignatureKind, principal: PrincipalId) -> Vec<u8> {
+    signed_message_of_digest(&body_digest(body), kind, principal)
+}
+
+/// SHA-256 of a bundle body: what every signature of the bundle covers.
+/// A bundle carries two signatures per part, so builders and checkers hash
+/// the body once and call [`signed_message_of_digest`] per signature
+/// (hashing it per signature is quadratic in the parts of a large bundle).
+#[must_use]
+pub fn body_digest(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
+
+/// [`signed_message`] from the body's [`body_digest`].
+#[must_use]
+pub fn signed_message_of_digest(
+    digest: &[u8; 32],
+    kind: SignatureKind,
+    principal: PrincipalId,
+) -> Vec<u8> {
     let mut msg = Vec::with_capacity(SIGNATURE_LABEL.len() + 1 + 16 + 32);
     msg.extend_from_slice(SIGNATURE_LABEL);
     msg.push(kind.to_byte());
     msg.extend_from_slice(&principal.to_bytes());
-    msg.extend_from_slice(&Sha256::digest(body));
+    msg.extend_from_slice(digest);
     msg
 }
 

@@ -180,6 +180,52 @@ impl Vault {
             .collect()
     }
 
+    /// Every membership of these roles, as `(role, member)` pairs ordered
+    /// by role then member: [`Vault::members_of`] for many roles in a few
+    /// queries.
+    pub async fn memberships_of_roles(
+        &self,
+        roles: &[PrincipalId],
+    ) -> Result<Vec<(PrincipalId, PrincipalId)>> {
+        self.memberships_where(membership::Column::RoleId, roles)
+            .await
+    }
+
+    /// Every membership of these members, as `(role, member)` pairs
+    /// ordered by role then member: [`Vault::roles_of`] for many members in
+    /// a few queries.
+    pub async fn memberships_of_members(
+        &self,
+        members: &[PrincipalId],
+    ) -> Result<Vec<(PrincipalId, PrincipalId)>> {
+        self.memberships_where(membership::Column::MemberId, members)
+            .await
+    }
+
+    async fn memberships_where(
+        &self,
+        column: membership::Column,
+        ids: &[PrincipalId],
+    ) -> Result<Vec<(PrincipalId, PrincipalId)>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let rows = membership::Entity::find()
+                .filter(column.is_in(chunk.iter().map(ToString::to_string)))
+                .all(&self.db)
+                .await
+                .map_err(db("load memberships"))?;
+            for m in rows {
+                out.push((
+                    super::convert::parse("principal id", &m.role_id)?,
+                    super::convert::parse("principal id", &m.member_id)?,
+                ));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     /// One page of a principal's pending grants: legacy-scheme grants
     /// addressed to it, ordered by id, starting after `after`.
     pub async fn pending_grants_page(

@@ -16,7 +16,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// One principal a write set migrates, with the exact legacy grants it
 /// covers (re-wrapped or listed as non-migratable).
@@ -129,18 +129,25 @@ impl Vault {
             .collect();
         lock_ids.sort();
         lock_ids.dedup();
-        let mut q = principal::Entity::find()
-            .filter(principal::Column::Id.is_in(lock_ids))
-            .order_by_asc(principal::Column::Id);
-        if self.lock_suffix(false).is_empty() {
-            // SQLite: the transaction already holds the write lock.
-        } else {
-            q = q.lock_exclusive();
+        // In chunks (a bind-parameter limit), each in id order, so the
+        // locks are still taken in one global order.
+        let mut found: HashMap<String, principal::Model> = HashMap::with_capacity(lock_ids.len());
+        for chunk in lock_ids.chunks(super::BATCH_ROWS) {
+            let mut q = principal::Entity::find()
+                .filter(principal::Column::Id.is_in(chunk.to_vec()))
+                .order_by_asc(principal::Column::Id);
+            if self.lock_suffix(false).is_empty() {
+                // SQLite: the transaction already holds the write lock.
+            } else {
+                q = q.lock_exclusive();
+            }
+            for row in q.all(txn).await.map_err(db("lock the principals"))? {
+                found.insert(row.id.clone(), row);
+            }
         }
-        let found = q.all(txn).await.map_err(db("lock the principals"))?;
         for pm in &write.principals {
             let id = pm.principal.to_string();
-            let Some(row) = found.iter().find(|r| r.id == id) else {
+            let Some(row) = found.get(&id) else {
                 return Err(Error::NotFound {
                     what: "principal",
                     id,
@@ -157,8 +164,7 @@ impl Vault {
             self.check_covered(txn, pm).await?;
         }
         for holder in &write.pending_holders {
-            let id = holder.to_string();
-            let state = match found.iter().find(|r| r.id == id) {
+            let state = match found.get(&holder.to_string()) {
                 Some(row) => super::convert::parse("migration state", &row.migration_state)?,
                 None => MigrationState::Exempt,
             };
@@ -169,12 +175,22 @@ impl Vault {
                 });
             }
         }
-        for (holder, key_pair_id) in &write.current_keys {
-            let current = crate::entity::key_pair::Entity::find_by_id(key_pair_id.to_string())
-                .one(txn)
+        let key_ids: Vec<String> = write
+            .current_keys
+            .iter()
+            .map(|(_, k)| k.to_string())
+            .collect();
+        let mut current: HashMap<String, crate::entity::key_pair::Model> = HashMap::new();
+        for chunk in key_ids.chunks(super::BATCH_ROWS) {
+            let rows = crate::entity::key_pair::Entity::find()
+                .filter(crate::entity::key_pair::Column::Id.is_in(chunk.to_vec()))
+                .all(txn)
                 .await
-                .map_err(db("load a holder's key pair"))?;
-            let ok = current.is_some_and(|k| {
+                .map_err(db("load the holders' key pairs"))?;
+            current.extend(rows.into_iter().map(|k| (k.id.clone(), k)));
+        }
+        for (holder, key_pair_id) in &write.current_keys {
+            let ok = current.get(&key_pair_id.to_string()).is_some_and(|k| {
                 k.principal_id == holder.to_string() && k.state == KeyState::Current.as_str()
             });
             if !ok {

@@ -163,6 +163,23 @@ contract_test!(seeding_and_loading, |t| {
         vec![f.role.id]
     );
     assert_eq!(vault.members_of(f.role.id).await.unwrap().len(), 2);
+    // The batched forms agree with the one-principal reads, in
+    // (role, member) order, and skip principals without memberships.
+    let mut pairs: Vec<_> = f.users[..2].iter().map(|u| (f.role.id, u.id)).collect();
+    pairs.sort();
+    assert_eq!(
+        vault
+            .memberships_of_roles(&[f.role.id, f.users[0].id])
+            .await
+            .unwrap(),
+        pairs
+    );
+    let all_users: Vec<_> = f.users.iter().map(|u| u.id).collect();
+    assert_eq!(
+        vault.memberships_of_members(&all_users).await.unwrap(),
+        pairs
+    );
+    assert!(vault.memberships_of_members(&[]).await.unwrap().is_empty());
     assert_eq!(vault.devices().await.unwrap(), f.data.devices);
     assert_eq!(vault.servers().await.unwrap(), f.data.servers);
     assert_eq!(
