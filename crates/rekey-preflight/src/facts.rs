@@ -41,6 +41,10 @@ pub struct Facts {
     pub backup_file: Option<BackupFileFacts>,
     /// Users deactivated or deleted but not purged.
     pub unpurged_users: Vec<Principal>,
+    /// Roles no active user belongs to (names): no member will ever log
+    /// in to migrate them, and the directory key reaches only roles with a
+    /// managed member.
+    pub roles_without_active_member: Vec<String>,
     /// Last login of every active e2ee user, if the vault records it
     /// (`None`: it does not, and inactive users are not looked for).
     pub e2ee_logins: Option<Vec<LastLogin>>,
@@ -70,6 +74,7 @@ impl Facts {
             key_dir: None,
             backup_file: None,
             unpurged_users: Vec::new(),
+            roles_without_active_member: Vec::new(),
             e2ee_logins: None,
             servers: Vec::new(),
             directory_profiles: Vec::new(),

@@ -5,8 +5,8 @@ use crate::error::Result;
 use crate::facts::{BackupFileFacts, CertificateFacts, Facts, LegacyScan, StorageFacts};
 use crate::keydir::{KeyFileState, read_key};
 use crate::report::Report;
-use rekey_core::ids::{RecordId, Subject};
-use rekey_core::model::{MigrationState, Principal, Timestamp, UserStatus};
+use rekey_core::ids::{PrincipalId, RecordId, Subject};
+use rekey_core::model::{MigrationState, Principal, PrincipalKind, Timestamp, UserStatus};
 use rekey_storage::{Backend, Vault};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -97,6 +97,7 @@ pub async fn load(vault: &Vault, options: &Options) -> Result<Facts> {
     let principals = all_principals(vault).await?;
     facts.names = principals.iter().map(|p| (p.id, p.name.clone())).collect();
     facts.legacy = scan_legacy(vault, &principals).await?;
+    facts.roles_without_active_member = roles_without_active_member(vault, &principals).await?;
 
     facts.key_dir = options.key_dir.clone();
     for certificate in vault.certificates().await? {
@@ -184,6 +185,40 @@ async fn scan_legacy(vault: &Vault, principals: &[Principal]) -> Result<LegacySc
     }
     scan.records_without_grant = Some(orphans);
     Ok(scan)
+}
+
+/// Names of the roles none of whose members is an active user (purged,
+/// deactivated or deleted members, or none): nobody could ever open such a
+/// role's key to migrate it.
+async fn roles_without_active_member(
+    vault: &Vault,
+    principals: &[Principal],
+) -> Result<Vec<String>> {
+    let roles: Vec<&Principal> = principals
+        .iter()
+        .filter(|p| p.kind == PrincipalKind::Role && p.migration != MigrationState::Exempt)
+        .collect();
+    if roles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let active: HashSet<PrincipalId> = principals
+        .iter()
+        .filter(|p| p.kind == PrincipalKind::User && p.status == UserStatus::Active)
+        .map(|p| p.id)
+        .collect();
+    let ids: Vec<PrincipalId> = roles.iter().map(|r| r.id).collect();
+    let reachable: HashSet<PrincipalId> = vault
+        .memberships_of_roles(&ids)
+        .await?
+        .into_iter()
+        .filter(|(_, member)| active.contains(member))
+        .map(|(role, _)| role)
+        .collect();
+    Ok(roles
+        .into_iter()
+        .filter(|r| !reachable.contains(&r.id))
+        .map(|r| r.name.clone())
+        .collect())
 }
 
 /// Where the vault lives, and free space there for a SQLite file.

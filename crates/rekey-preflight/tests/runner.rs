@@ -58,6 +58,12 @@ async fn preflight_on_a_seeded_vault_blocks_then_clears() {
     );
     assert!(r("offline-devices").evidence[0].contains("alice-laptop of alice (2 changes"));
     assert!(r("users").evidence[0].contains("bob (deactivated)"));
+    // `ops` has an active member; `finance` only the deactivated `bob`.
+    assert_eq!(
+        r("users").evidence[1],
+        "roles no active user belongs to (1): finance"
+    );
+    assert!(r("users").remedy.contains("Add an active member"));
     assert!(r("directory-tokens").evidence[0].contains("corp-scim"));
     assert!(
         r("certificates")

@@ -1,5 +1,5 @@
-//! Check 5: users who can never log in, and e2ee users who have not for a
-//! long time.
+//! Check 5: users who can never log in, roles no active user belongs to,
+//! and e2ee users who have not logged in for a long time.
 
 use crate::check::{Check, CheckResult, Findings, NOTHING_TO_DO, Outcome};
 use crate::facts::Facts;
@@ -10,7 +10,8 @@ use crate::time::{DAY_MS, age};
 pub const INACTIVE_AFTER_MS: i64 = 90 * DAY_MS;
 
 /// Users deactivated or deleted but not purged block (they can never log
-/// in, so the migration could never finish). Active e2ee users not seen for
+/// in, so the migration could never finish), and so do roles none of whose
+/// members is an active user (nobody could ever open their key). Active e2ee users not seen for
 /// [`INACTIVE_AFTER_MS`] (or never) warn, when the vault records logins.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Users;
@@ -32,6 +33,13 @@ impl Check for Users {
             "deactivated or deleted, not purged",
             &unpurged,
         );
+        f.note_list(
+            Outcome::Block,
+            "roles no active user belongs to",
+            &facts.roles_without_active_member,
+        );
+        let users_block = !unpurged.is_empty();
+        let roles_block = !facts.roles_without_active_member.is_empty();
         match &facts.e2ee_logins {
             None => f.note(
                 Outcome::Pass,
@@ -54,7 +62,16 @@ impl Check for Users {
         }
         let blocked = f.outcome() == Outcome::Block;
         f.finish(self.name(), move |o| match o {
-            Outcome::Block => "Purge or restore each listed user: a deactivated or deleted user can never log in, so the migration could never finish.".to_owned(),
+            Outcome::Block => {
+                let mut remedy = Vec::new();
+                if users_block {
+                    remedy.push("Purge or restore each listed user: a deactivated or deleted user can never log in, so the migration could never finish.");
+                }
+                if roles_block {
+                    remedy.push("Add an active member to each listed role, or delete the role once its records are shared elsewhere: a role migrates only when one of its members logs in (or through a directory-managed member), so a role without one would hold up finalization for ever.");
+                }
+                remedy.join(" ")
+            }
             Outcome::Warn if !blocked => "Ask the listed users to log in once the migration starts, or deactivate and purge the accounts no longer needed.".to_owned(),
             _ => NOTHING_TO_DO.to_owned(),
         })
@@ -110,6 +127,24 @@ mod tests {
             r.evidence[0],
             "deactivated or deleted, not purged (2): bob (deactivated), carol (deleted)"
         );
+    }
+
+    #[test]
+    fn roles_without_an_active_member_block_with_their_own_remedy() {
+        let mut f = Facts::new(NOW);
+        f.roles_without_active_member = vec!["finance".to_owned()];
+        let r = Users.run(&f);
+        assert_eq!(r.outcome, Outcome::Block);
+        assert_eq!(
+            r.evidence[0],
+            "roles no active user belongs to (1): finance"
+        );
+        assert!(r.remedy.starts_with("Add an active member"), "{}", r.remedy);
+        assert!(!r.remedy.contains("Purge or restore"), "{}", r.remedy);
+        // With unpurged users too, both remedies are given.
+        f.unpurged_users = vec![user("bob", UserStatus::Deleted)];
+        let r = Users.run(&f);
+        assert!(r.remedy.contains("Purge or restore") && r.remedy.contains("Add an active member"));
     }
 
     #[test]

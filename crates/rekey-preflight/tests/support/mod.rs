@@ -5,8 +5,8 @@
 use rekey_core::ids::{GrantId, KeyPairId, PrincipalId, RecordId, Subject};
 use rekey_core::model::{
     Certificate, Component, Device, DeviceKind, DirectoryProfile, GrantOrigin, GrantRecord,
-    KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind, RecordRow,
-    Server, ServiceKind, Settings, Timestamp, UserStatus,
+    KeyCustody, KeyPairRecord, KeyState, Membership, MigrationState, Principal, PrincipalKind,
+    RecordRow, Server, ServiceKind, Settings, Timestamp, UserStatus,
 };
 use rekey_core::{LegacyRsaPrivateKey, Scheme, wrap_legacy_grant};
 use rekey_preflight::fingerprint;
@@ -87,7 +87,8 @@ pub struct Seeded {
 
 /// A legacy vault with: a vault-key service holding a certificate (its
 /// private key in `key_dir`), an active user `alice` and a deactivated
-/// `bob` (each with a legacy key and one record shared to them), one
+/// `bob` (each with a legacy key and one record shared to them), a role
+/// `ops` with both as members and a role `finance` with only `bob`, one
 /// server heartbeating now, every component at 10.1.0, offline access
 /// allowed with an offline add-on holding 2 unsynchronised changes, and a
 /// SCIM profile whose token predates everything.
@@ -104,6 +105,18 @@ pub async fn seeded_vault() -> Seeded {
     let cert_pair = legacy_key_pair(&vault_key, CERT_KEY);
     let alice_pair = legacy_key_pair(&alice, USER_KEY);
     let bob_pair = legacy_key_pair(&bob, OTHER_KEY);
+    let ops = principal("ops", PrincipalKind::Role, UserStatus::Active);
+    let finance = principal("finance", PrincipalKind::Role, UserStatus::Active);
+    let (ops_pair, finance_pair) = (
+        legacy_key_pair(&ops, OTHER_KEY),
+        legacy_key_pair(&finance, OTHER_KEY),
+    );
+    let memberships = [(&ops, &alice), (&ops, &bob), (&finance, &bob)]
+        .map(|(role, member)| Membership {
+            role: role.id,
+            member: member.id,
+        })
+        .to_vec();
     let certificate = Certificate {
         key_pair: cert_pair.id,
         principal: vault_key.id,
@@ -131,8 +144,9 @@ pub async fn seeded_vault() -> Seeded {
         records.push(record);
     }
     let seed = SeedData {
-        principals: vec![vault_key.clone(), alice.clone(), bob.clone()],
-        key_pairs: vec![cert_pair, alice_pair, bob_pair],
+        principals: vec![vault_key.clone(), alice.clone(), bob.clone(), ops, finance],
+        key_pairs: vec![cert_pair, alice_pair, bob_pair, ops_pair, finance_pair],
+        memberships,
         records,
         grants,
         certificates: vec![certificate.clone()],
