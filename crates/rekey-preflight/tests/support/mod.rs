@@ -175,7 +175,6 @@ pub async fn seeded_vault() -> Seeded {
                 version: "10.1.0".to_owned(),
             })
             .collect(),
-        ..SeedData::default()
     };
     vault.seed(&seed, 1000).await.unwrap();
     vault
