@@ -154,30 +154,16 @@ impl Vault {
             .collect()
     }
 
-    /// The roles a user belongs to.
+    /// The roles a user belongs to, in id order.
     pub async fn roles_of(&self, member: PrincipalId) -> Result<Vec<PrincipalId>> {
-        let rows = membership::Entity::find()
-            .filter(membership::Column::MemberId.eq(member.to_string()))
-            .order_by_asc(membership::Column::RoleId)
-            .all(&self.db)
-            .await
-            .map_err(db("load memberships"))?;
-        rows.iter()
-            .map(|m| super::convert::parse("principal id", &m.role_id))
-            .collect()
+        let pairs = self.memberships_of_members(&[member]).await?;
+        Ok(pairs.into_iter().map(|(role, _)| role).collect())
     }
 
-    /// The members of a role.
+    /// The members of a role, in id order.
     pub async fn members_of(&self, role: PrincipalId) -> Result<Vec<PrincipalId>> {
-        let rows = membership::Entity::find()
-            .filter(membership::Column::RoleId.eq(role.to_string()))
-            .order_by_asc(membership::Column::MemberId)
-            .all(&self.db)
-            .await
-            .map_err(db("load memberships"))?;
-        rows.iter()
-            .map(|m| super::convert::parse("principal id", &m.member_id))
-            .collect()
+        let pairs = self.memberships_of_roles(&[role]).await?;
+        Ok(pairs.into_iter().map(|(_, member)| member).collect())
     }
 
     /// Every membership of these roles, as `(role, member)` pairs ordered
