@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 /// Grants read per page when streaming.
 pub const PAGE: u64 = 1000;
 /// Legacy rows deleted per finalize batch (one transaction each).
-pub const FINALIZE_BATCH: u64 = 2000;
+pub const FINALIZE_BATCH: u64 = 10_000;
 
 /// The migration engine on one vault.
 #[derive(Debug, Clone)]

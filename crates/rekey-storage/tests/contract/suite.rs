@@ -77,6 +77,41 @@ contract_test!(schema_up_down_up, |t| {
     Vault::open(&t.url).await.unwrap();
 });
 
+contract_test!(init_upgrades_a_vault_one_schema_step_behind, |t| {
+    // A vault made by the build before the grant (legacy, id) index: that
+    // index and its history row missing, the data in place.
+    let vault = t.vault().await;
+    let f = fixture(2, 3);
+    vault.seed(&f.data, 1000).await.unwrap();
+    let raw = t.raw().await;
+    let drop = match t.backend {
+        Db::MySql => format!("DROP INDEX grant_legacy_id ON {}", t.q("grant")),
+        _ => "DROP INDEX grant_legacy_id".to_owned(),
+    };
+    raw.execute_unprepared(&drop).await.unwrap();
+    raw.execute_unprepared(
+        "DELETE FROM seaql_migrations WHERE version = 'm20261201_000005_grant_legacy_index'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        vault.schema_status().await.unwrap(),
+        SchemaStatus::Behind { pending: 1 }
+    );
+    let err = Vault::open(&t.url).await.unwrap_err();
+    assert!(
+        matches!(err, Error::SchemaOutdated { pending: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("rekey init"), "{err}");
+
+    let vault = t.vault().await;
+    assert_eq!(vault.schema_status().await.unwrap(), SchemaStatus::Current);
+    assert_eq!(all_pending(&vault, f.users[0].id).await.len(), 3);
+    // The step really ran: dropping the index again succeeds.
+    raw.execute_unprepared(&drop).await.unwrap();
+});
+
 contract_test!(open_refuses_foreign_and_newer_databases, |t| {
     let raw = t.raw().await;
     raw.execute_unprepared("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
