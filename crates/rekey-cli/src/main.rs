@@ -747,6 +747,42 @@ async fn login_one(
     }
 }
 
+/// What a set of logins did, added up.
+#[derive(Debug)]
+struct LoginSum {
+    grants: usize,
+    already: usize,
+    /// `None` once one login could not say (over HTTP).
+    unwraps: Option<usize>,
+    retries: usize,
+}
+
+impl Default for LoginSum {
+    fn default() -> Self {
+        Self {
+            grants: 0,
+            already: 0,
+            unwraps: Some(0),
+            retries: 0,
+        }
+    }
+}
+
+impl LoginSum {
+    fn add(&mut self, o: &LoginOutcome) {
+        self.grants += o.grants;
+        self.retries += o.retries;
+        self.unwraps = self.unwraps.zip(o.unwraps).map(|(a, b)| a + b);
+    }
+
+    fn merge(&mut self, other: &LoginSum) {
+        self.grants += other.grants;
+        self.already += other.already;
+        self.retries += other.retries;
+        self.unwraps = self.unwraps.zip(other.unwraps).map(|(a, b)| a + b);
+    }
+}
+
 /// Every demo user logs in, `concurrency` at a time, with a progress bar
 /// and a summary with the rate.
 async fn login_all(
@@ -760,40 +796,71 @@ async fn login_all(
     let total = creds.users.len();
     let bar = Arc::new(Progress::new("users logging in", !json));
     let started = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    // A fixed pool of `concurrency` workers takes users from one queue: a
+    // task per user, spawned up front, would hold every user's login
+    // future at once (memory growing with the user count).
+    let queue = Arc::new(std::sync::Mutex::new(creds.users.into_iter()));
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for (name, user) in creds.users.clone() {
-        let (sem, bar, done, via) = (sem.clone(), bar.clone(), done.clone(), via.clone());
-        let vault = creds.vault;
-        tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire().await;
-            let r = login_one(&via, vault, &name, &user).await;
-            bar.update(
-                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                total,
-            );
-            r.map_err(|e| (name, e))
+    let vault = creds.vault;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.clamp(1, total.max(1)) {
+        let (queue, failed, bar, done, via) = (
+            queue.clone(),
+            failed.clone(),
+            bar.clone(),
+            done.clone(),
+            via.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut sum = LoginSum::default();
+            while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                // The lock is held only to take the next user.
+                let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                let Some((name, user)) = next else { break };
+                let r = login_one(&via, vault, &name, &user).await;
+                bar.update(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    total,
+                );
+                match r {
+                    Ok(Some(o)) => sum.add(&o),
+                    Ok(None) => sum.already += 1,
+                    Err(e) => {
+                        // The others finish the login they are in, then stop.
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Err((name, e));
+                    }
+                }
+            }
+            Ok(sum)
         }));
     }
-    let (mut grants, mut already, mut unwraps, mut retries) = (0, 0, Some(0usize), 0);
-    for t in tasks {
-        match t.await {
-            Ok(Ok(Some(o))) => {
-                grants += o.grants;
-                retries += o.retries;
-                unwraps = unwraps.zip(o.unwraps).map(|(a, b)| a + b);
-            }
-            Ok(Ok(None)) => already += 1,
+    let mut all = LoginSum::default();
+    let mut first_error = None;
+    for w in workers {
+        match w.await {
+            Ok(Ok(sum)) => all.merge(&sum),
             Ok(Err((user, e))) => {
-                return Err(CliError::ForUser {
+                first_error.get_or_insert(CliError::ForUser {
                     user,
                     source: Box::new(e),
                 });
             }
-            Err(_) => return Err(CliError::Refused("a login task panicked".into())),
+            Err(_) => {
+                first_error.get_or_insert(CliError::Refused("a login task panicked".into()));
+            }
         }
     }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let LoginSum {
+        grants,
+        already,
+        unwraps,
+        retries,
+    } = all;
     let secs = started.elapsed().as_secs_f64();
     if !summary {
         return Ok((total, grants));

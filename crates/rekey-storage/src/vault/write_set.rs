@@ -215,17 +215,25 @@ impl Vault {
             "insert the new key pairs",
         )
         .await?;
-        let grants: Vec<_> = write
+        // Active models a batch at a time: a 40,000-grant write set never
+        // has them all in memory at once.
+        let grants: Vec<&GrantRecord> = write
             .grants
             .iter()
             .chain(&write.membership_grants)
-            .map(|g| {
-                let mut m = grant_to(g);
-                m.origin = sea_orm::ActiveValue::Set(GrantOrigin::Migration.as_str().to_owned());
-                m
-            })
             .collect();
-        insert_batched::<grant::ActiveModel, _>(txn, grants, "insert the new grants").await?;
+        for chunk in grants.chunks(super::BATCH_ROWS) {
+            let models: Vec<grant::ActiveModel> = chunk
+                .iter()
+                .map(|g| {
+                    let mut m = grant_to(g);
+                    m.origin =
+                        sea_orm::ActiveValue::Set(GrantOrigin::Migration.as_str().to_owned());
+                    m
+                })
+                .collect();
+            insert_batched(txn, models, "insert the new grants").await?;
+        }
         insert_batched(
             txn,
             write.non_migratable.iter().map(non_migratable_to).collect(),
