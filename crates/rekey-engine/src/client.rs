@@ -185,7 +185,7 @@ impl Engine {
     ) -> Result<BTreeSet<RecordId>, EngineError> {
         let mut owners: HashMap<KeyPairId, PrincipalId> =
             keys.keys().map(|kp| (*kp, user)).collect();
-        let mut record_keys: HashMap<RecordId, RecordKey> = HashMap::new();
+        let mut ok = BTreeSet::new();
         let mut visited: BTreeSet<PrincipalId> = BTreeSet::new();
         let mut queue = vec![user];
         while let Some(principal) = queue.pop() {
@@ -195,13 +195,29 @@ impl Engine {
             if let Entry::Vacant(slot) = cache.grants.entry(principal) {
                 slot.insert(self.vault().grants_to(principal).await?);
             }
+            let mut key_ids: Vec<KeyPairId> = keys
+                .keys()
+                .filter(|kp| owners.get(kp) == Some(&principal))
+                .copied()
+                .collect();
+            key_ids.sort_unstable();
+            // A principal reached through a key (a role, a managed user)
+            // reads the same records for every user that reaches it with
+            // the same keys: its record grants are opened and checked once.
+            let shared = principal != user;
+            let known = shared
+                && cache
+                    .opened
+                    .get(&principal)
+                    .is_some_and(|(ids, _)| *ids == key_ids);
             // One opener per key for the whole principal: a batch of grants
             // costs one decapsulation.
-            let mut openers: Vec<GrantOpener<'_>> = keys
+            let mut openers: Vec<GrantOpener<'_>> = key_ids
                 .iter()
-                .filter(|(kp, _)| owners.get(kp) == Some(&principal))
-                .map(|(_, k)| GrantOpener::new(k))
+                .filter_map(|kp| keys.get(kp))
+                .map(GrantOpener::new)
                 .collect();
+            let mut record_keys: HashMap<RecordId, RecordKey> = HashMap::new();
             let mut learned_kps = Vec::new();
             for g in cache
                 .grants
@@ -209,6 +225,9 @@ impl Engine {
                 .map(Vec::as_slice)
                 .unwrap_or_default()
             {
+                if known && matches!(g.subject, Subject::RecordKey(_)) {
+                    continue;
+                }
                 let binding = GrantBinding {
                     vault,
                     recipient: principal,
@@ -236,6 +255,19 @@ impl Engine {
                 }
             }
             drop(openers);
+            if known {
+                if let Some((_, read)) = cache.opened.get(&principal) {
+                    ok.extend(read.iter().copied());
+                }
+            } else {
+                let read = self
+                    .records_that_decrypt(vault, &record_keys, cache)
+                    .await?;
+                ok.extend(read.iter().copied());
+                if shared {
+                    cache.opened.insert(principal, (key_ids, read));
+                }
+            }
             for (kp_id, kek) in learned_kps {
                 if let Entry::Vacant(slot) = cache.key_pairs.entry(kp_id) {
                     slot.insert(self.vault().key_pair(kp_id).await?);
@@ -251,8 +283,19 @@ impl Engine {
                 }
             }
         }
+        Ok(ok)
+    }
+
+    /// The records among `record_keys` whose ciphertext decrypts under the
+    /// key to its demo plaintext.
+    async fn records_that_decrypt(
+        &self,
+        vault: VaultId,
+        record_keys: &HashMap<RecordId, RecordKey>,
+        cache: &mut ReadCache,
+    ) -> Result<BTreeSet<RecordId>, EngineError> {
         let mut ok = BTreeSet::new();
-        for (r, key) in &record_keys {
+        for (r, key) in record_keys {
             if let Entry::Vacant(slot) = cache.records.entry(*r) {
                 slot.insert(self.vault().record(*r).await?.map(|row| row.ciphertext));
             }
@@ -309,6 +352,9 @@ struct ReadCache {
     grants: HashMap<PrincipalId, Vec<rekey_core::model::GrantRecord>>,
     key_pairs: HashMap<KeyPairId, Option<rekey_core::model::KeyPairRecord>>,
     records: HashMap<RecordId, Option<Vec<u8>>>,
+    /// What a shared principal's record grants gave, by the key pairs they
+    /// were opened with: the records that decrypted correctly.
+    opened: HashMap<PrincipalId, (Vec<KeyPairId>, BTreeSet<RecordId>)>,
 }
 
 /// The outcome of `verify`.

@@ -38,11 +38,18 @@ fn spec() -> DemoSpec {
 }
 
 async fn seeded(url: &str, keydir: &std::path::Path) -> (Engine, rekey_engine::demo::Credentials) {
+    seeded_with(url, keydir, &spec()).await
+}
+
+async fn seeded_with(
+    url: &str,
+    keydir: &std::path::Path,
+    spec: &DemoSpec,
+) -> (Engine, rekey_engine::demo::Credentials) {
     let vault = Vault::init(url).await.unwrap();
     let engine = Engine::new(vault, Some(KeyDir::open(keydir).unwrap()), "test");
     // 4 users + 1 role + 3 services = the 8 fixture keys.
-    let spec = spec();
-    let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
+    let demo = generate(spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
     engine.seed_demo(&demo).await.unwrap();
     (engine, demo.credentials)
 }
@@ -392,4 +399,84 @@ async fn postgres_managed_only_role_migrates_in_the_server_phase() {
         managed_only_role_flow(&url).await;
         drop_schema(&url).await;
     }
+}
+
+/// Verify reads a role's records once for all its members (a cache): a
+/// record lost from the role must still show up as a mismatch for every
+/// member that reads through it, not only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_every_member_of_a_role_that_lost_a_record() {
+    use sea_orm::ConnectionTrait;
+    let dir = temp("verify-role");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+    // Seed 8: the role has two e2ee members, and one of its records
+    // reaches both only through it.
+    let spec = DemoSpec { seed: 8, ..spec() };
+    let (engine, creds) = seeded_with(&url, &dir.join("keys"), &spec).await;
+    let before = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    assert!(before.passed(), "{before:?}");
+
+    let vault = engine.vault();
+    let role = vault.principals_of_kind(PrincipalKind::Role).await.unwrap()[0].clone();
+    let members = vault.members_of(role.id).await.unwrap();
+    let members_in_creds: Vec<&str> = creds
+        .users
+        .iter()
+        .filter(|(_, u)| members.contains(&u.id))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    // The role's record that the most members read only through the role.
+    let mut direct = std::collections::HashMap::new();
+    for (n, u) in &creds.users {
+        let subjects: std::collections::HashSet<Subject> = vault
+            .grants_to(u.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|g| g.subject)
+            .collect();
+        direct.insert(n.as_str(), subjects);
+    }
+    let (lost, readers) = vault
+        .grants_to(role.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| matches!(g.subject, Subject::RecordKey(_)))
+        .map(|g| {
+            let only_via_role: Vec<&str> = members_in_creds
+                .iter()
+                .copied()
+                .filter(|n| !direct[n].contains(&g.subject))
+                .collect();
+            (g, only_via_role)
+        })
+        .max_by_key(|(_, r)| r.len())
+        .expect("the role holds record grants");
+    assert!(
+        readers.len() >= 2,
+        "two members read one of the role's records only through it: {readers:?}"
+    );
+    let conn = sea_orm::Database::connect(&url).await.unwrap();
+    conn.execute_unprepared(&format!("DELETE FROM \"grant\" WHERE id = '{}'", lost.id))
+        .await
+        .unwrap();
+
+    let after = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    assert!(!after.passed());
+    let mut named: Vec<&str> = after
+        .mismatches
+        .iter()
+        .map(|m| m.split(':').next().unwrap_or_default())
+        .collect();
+    named.sort_unstable();
+    let mut expected = readers.clone();
+    expected.sort_unstable();
+    assert_eq!(named, expected, "{after:?}");
+    assert_eq!(
+        after.records_read,
+        before.records_read - readers.len(),
+        "each member reads one record fewer"
+    );
+    std::fs::remove_dir_all(dir).ok();
 }
