@@ -770,9 +770,12 @@ impl Default for LoginSum {
 
 impl LoginSum {
     fn add(&mut self, o: &LoginOutcome) {
-        self.grants += o.grants;
-        self.retries += o.retries;
-        self.unwraps = self.unwraps.zip(o.unwraps).map(|(a, b)| a + b);
+        self.merge(&LoginSum {
+            grants: o.grants,
+            already: 0,
+            unwraps: o.unwraps,
+            retries: o.retries,
+        });
     }
 
     fn merge(&mut self, other: &LoginSum) {
