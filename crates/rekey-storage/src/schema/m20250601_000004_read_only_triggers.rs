@@ -14,38 +14,98 @@ pub struct Migration;
 /// The tables the guard protects.
 pub(crate) const GUARDED: [&str; 4] = ["record", "grant", "key_pair", "membership"];
 const EVENTS: [&str; 3] = ["INSERT", "UPDATE", "DELETE"];
-const READ_ONLY_PHASES: &str =
-    "('server_phase', 'awaiting_certificates', 'user_phase', 'finalizing')";
+/// The phases in which the vault is read-only.
+const PHASES: [&str; 4] = [
+    "server_phase",
+    "awaiting_certificates",
+    "user_phase",
+    "finalizing",
+];
 
-fn sqlite_up() -> Vec<String> {
+/// The phases as an SQL list: `('server_phase', …)`.
+fn phase_list() -> String {
+    let quoted: Vec<String> = PHASES.iter().map(|p| format!("'{p}'")).collect();
+    format!("({})", quoted.join(", "))
+}
+
+/// In what order a row trigger (SQLite, MySQL) asks its two questions.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Guard {
+    /// Schema step 4: "is the phase read-only?" first. SQLite tests the
+    /// phase with an `IN` list, which it answers by building a temporary
+    /// b-tree, once per row written.
+    PhaseFirst,
+    /// Schema step 6: "is this the migration's own transaction?" first,
+    /// so the migration's writes (thousands of rows per bundle) stop
+    /// there; the phase is tested with plain comparisons.
+    WriterFirst,
+}
+
+fn sqlite_when(guard: Guard) -> String {
+    let writer = "NOT EXISTS (SELECT 1 FROM migration_session)";
+    match guard {
+        Guard::PhaseFirst => format!(
+            "(SELECT phase FROM migration WHERE id = 1) IN {} AND {writer}",
+            phase_list()
+        ),
+        Guard::WriterFirst => {
+            let any: Vec<String> = PHASES.iter().map(|p| format!("phase = '{p}'")).collect();
+            format!(
+                "{writer} AND EXISTS (SELECT 1 FROM migration WHERE id = 1 AND ({}))",
+                any.join(" OR ")
+            )
+        }
+    }
+}
+
+fn mysql_if(guard: Guard) -> String {
+    let phase = format!(
+        "(SELECT phase FROM migration WHERE id = 1) IN {}",
+        phase_list()
+    );
+    let writer = "NOT EXISTS (SELECT 1 FROM migration_session WHERE conn_id = CONNECTION_ID())";
+    match guard {
+        Guard::PhaseFirst => format!("{phase} AND {writer}"),
+        Guard::WriterFirst => format!("{writer} AND {phase}"),
+    }
+}
+
+/// The CREATE TRIGGER statements of the row triggers (SQLite, MySQL).
+pub(crate) fn row_triggers(backend: DbBackend, guard: Guard) -> Vec<String> {
     let mut out = Vec::new();
     for table in GUARDED {
         for event in EVENTS {
-            out.push(format!(
-                "CREATE TRIGGER rekey_ro_{table}_{ev} BEFORE {event} ON \"{table}\" \
-                 WHEN (SELECT phase FROM migration WHERE id = 1) IN {READ_ONLY_PHASES} \
-                 AND NOT EXISTS (SELECT 1 FROM migration_session) \
-                 BEGIN SELECT RAISE(ABORT, '{READ_ONLY_MESSAGE}'); END",
-                ev = event.to_lowercase()
-            ));
+            let ev = event.to_lowercase();
+            out.push(match backend {
+                DbBackend::MySql => format!(
+                    "CREATE TRIGGER rekey_ro_{table}_{ev} BEFORE {event} ON `{table}` FOR EACH ROW \
+                     BEGIN \
+                       IF {} THEN \
+                         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{READ_ONLY_MESSAGE}'; \
+                       END IF; \
+                     END",
+                    mysql_if(guard)
+                ),
+                _ => format!(
+                    "CREATE TRIGGER rekey_ro_{table}_{ev} BEFORE {event} ON \"{table}\" \
+                     WHEN {} \
+                     BEGIN SELECT RAISE(ABORT, '{READ_ONLY_MESSAGE}'); END",
+                    sqlite_when(guard)
+                ),
+            });
         }
     }
     out
 }
 
-fn mysql_up() -> Vec<String> {
+/// The DROP TRIGGER statements of the row triggers (SQLite, MySQL).
+pub(crate) fn drop_row_triggers() -> Vec<String> {
     let mut out = Vec::new();
     for table in GUARDED {
         for event in EVENTS {
             out.push(format!(
-                "CREATE TRIGGER rekey_ro_{table}_{ev} BEFORE {event} ON `{table}` FOR EACH ROW \
-                 BEGIN \
-                   IF (SELECT phase FROM migration WHERE id = 1) IN {READ_ONLY_PHASES} \
-                      AND NOT EXISTS (SELECT 1 FROM migration_session WHERE conn_id = CONNECTION_ID()) THEN \
-                     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{READ_ONLY_MESSAGE}'; \
-                   END IF; \
-                 END",
-                ev = event.to_lowercase()
+                "DROP TRIGGER IF EXISTS rekey_ro_{table}_{}",
+                event.to_lowercase()
             ));
         }
     }
@@ -53,12 +113,13 @@ fn mysql_up() -> Vec<String> {
 }
 
 fn postgres_up() -> Vec<String> {
+    let phases = phase_list();
     let mut out = vec![format!(
         "CREATE FUNCTION rekey_read_only_guard() RETURNS trigger LANGUAGE plpgsql \
          SET search_path FROM CURRENT AS $guard$ \
          BEGIN \
            IF coalesce(current_setting('rekey.migration_writer', true), '') <> 'on' \
-              AND EXISTS (SELECT 1 FROM migration WHERE id = 1 AND phase IN {READ_ONLY_PHASES}) THEN \
+              AND EXISTS (SELECT 1 FROM migration WHERE id = 1 AND phase IN {phases}) THEN \
              RAISE EXCEPTION '{READ_ONLY_MESSAGE}' USING ERRCODE = 'object_not_in_prerequisite_state'; \
            END IF; \
            RETURN NULL; \
@@ -74,28 +135,17 @@ fn postgres_up() -> Vec<String> {
 }
 
 fn down(backend: DbBackend) -> Vec<String> {
-    let mut out = Vec::new();
     match backend {
         DbBackend::Postgres => {
-            for table in GUARDED {
-                out.push(format!(
-                    "DROP TRIGGER IF EXISTS rekey_ro_{table} ON \"{table}\""
-                ));
-            }
+            let mut out: Vec<String> = GUARDED
+                .iter()
+                .map(|table| format!("DROP TRIGGER IF EXISTS rekey_ro_{table} ON \"{table}\""))
+                .collect();
             out.push("DROP FUNCTION IF EXISTS rekey_read_only_guard()".to_owned());
+            out
         }
-        _ => {
-            for table in GUARDED {
-                for event in EVENTS {
-                    out.push(format!(
-                        "DROP TRIGGER IF EXISTS rekey_ro_{table}_{}",
-                        event.to_lowercase()
-                    ));
-                }
-            }
-        }
+        _ => drop_row_triggers(),
     }
-    out
 }
 
 #[async_trait::async_trait]
@@ -103,8 +153,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let statements = match manager.get_database_backend() {
             DbBackend::Postgres => postgres_up(),
-            DbBackend::MySql => mysql_up(),
-            _ => sqlite_up(),
+            backend => row_triggers(backend, Guard::PhaseFirst),
         };
         let conn = manager.get_connection();
         for sql in statements {

@@ -11,6 +11,7 @@ mod m20250601_000002_environment;
 mod m20250601_000003_migration_state;
 mod m20250601_000004_read_only_triggers;
 mod m20261201_000005_grant_legacy_index;
+mod m20261201_000006_guard_writer_first;
 
 /// Every schema migration of this build, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250601_000003_migration_state::Migration),
             Box::new(m20250601_000004_read_only_triggers::Migration),
             Box::new(m20261201_000005_grant_legacy_index::Migration),
+            Box::new(m20261201_000006_guard_writer_first::Migration),
         ]
     }
 }

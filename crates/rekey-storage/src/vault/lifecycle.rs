@@ -454,7 +454,7 @@ impl Vault {
     /// phase finding a grant addressed to a service that does not open).
     pub async fn add_non_migratable(&self, entries: &[NonMigratable]) -> Result<()> {
         let txn = self.db.begin().await.map_err(db("begin"))?;
-        super::read::insert_batched(
+        super::sql::insert_batched(
             &txn,
             entries.iter().map(non_migratable_to).collect(),
             "record the non-migratable grants",
@@ -502,8 +502,7 @@ async fn append<C: ConnectionTrait>(conn: &C, event: &AuditEvent) -> Result<()> 
 }
 
 async fn read_migration<C: ConnectionTrait>(conn: &C) -> Result<MigrationRow> {
-    let row = migration::Entity::find_by_id(1)
-        .one(conn)
+    let row = super::sql::unique(conn, migration::Entity::find_by_id(1))
         .await
         .map_err(db("read the migration phase"))?
         .ok_or_else(|| Error::corrupt("migration row", "missing"))?;

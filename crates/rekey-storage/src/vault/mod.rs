@@ -9,6 +9,7 @@ mod lifecycle;
 mod queries;
 mod read;
 mod seed;
+mod sql;
 mod write_set;
 
 pub use read::{PENDING_IDS_PAGE, PendingGrants};

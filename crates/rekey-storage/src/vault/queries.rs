@@ -4,18 +4,18 @@
 
 use super::Vault;
 use super::convert::{grant_from, key_pair_from, principal_from};
+use super::sql::{page, unique};
 use crate::entity::{grant, key_pair, migration, principal, record};
 use crate::error::{Error, Result, db};
 use rekey_core::ids::{PrincipalId, RecordId, VaultId};
 use rekey_core::model::{GrantRecord, KeyPairRecord, Principal, PrincipalKind, RecordRow};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
 impl Vault {
     /// The vault's identity: every grant binding names it. Made at `init`.
     pub async fn vault_id(&self) -> Result<VaultId> {
-        let row = migration::Entity::find_by_id(1)
-            .one(&self.db)
+        let row = unique(&self.db, migration::Entity::find_by_id(1))
             .await
             .map_err(db("read the vault id"))?
             .ok_or_else(|| Error::corrupt("migration row", "missing"))?;
@@ -47,13 +47,14 @@ impl Vault {
 
     /// The principal with this name, if any.
     pub async fn principal_by_name(&self, name: &str) -> Result<Option<Principal>> {
-        principal::Entity::find()
-            .filter(principal::Column::Name.eq(name))
-            .one(&self.db)
-            .await
-            .map_err(db("find a principal by name"))?
-            .map(principal_from)
-            .transpose()
+        unique(
+            &self.db,
+            principal::Entity::find().filter(principal::Column::Name.eq(name)),
+        )
+        .await
+        .map_err(db("find a principal by name"))?
+        .map(principal_from)
+        .transpose()
     }
 
     /// Every principal of one kind, by id.
@@ -103,8 +104,7 @@ impl Vault {
 
     /// One key pair by id.
     pub async fn key_pair(&self, id: rekey_core::ids::KeyPairId) -> Result<Option<KeyPairRecord>> {
-        key_pair::Entity::find_by_id(id.to_string())
-            .one(&self.db)
+        unique(&self.db, key_pair::Entity::find_by_id(id.to_string()))
             .await
             .map_err(db("load a key pair"))?
             .map(key_pair_from)
@@ -134,10 +134,7 @@ impl Vault {
         if let Some(after) = after {
             q = q.filter(record::Column::Id.gt(after.to_string()));
         }
-        let rows = q
-            .order_by_asc(record::Column::Id)
-            .limit(limit)
-            .all(&self.db)
+        let rows = page(&self.db, q.order_by_asc(record::Column::Id), limit)
             .await
             .map_err(db("load records"))?;
         rows.into_iter()

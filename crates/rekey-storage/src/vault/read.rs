@@ -4,6 +4,7 @@
 use super::convert::{
     audit_from, grant_from, key_pair_from, migration_from, non_migratable_from, principal_from,
 };
+use super::sql::{page, page_tuples, unique};
 use super::{BATCH_ROWS, Vault};
 use crate::entity::{
     audit, grant, key_pair, membership, migration, non_migratable, principal, record,
@@ -15,34 +16,10 @@ use rekey_core::model::{
     NonMigratable, Principal, PrincipalKind, Progress, RecordRow, Resolution, UserStatus,
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Query};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 /// Rows per page when only grant ids are read (no envelopes: small rows).
 pub const PENDING_IDS_PAGE: u64 = 10_000;
-
-/// Inserts rows in multi-row statements of at most [`BATCH_ROWS`] rows.
-pub(crate) async fn insert_batched<A, C>(
-    conn: &C,
-    rows: Vec<A>,
-    context: &'static str,
-) -> Result<()>
-where
-    A: ActiveModelTrait + Send,
-    C: ConnectionTrait,
-{
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<A> = rows.by_ref().take(BATCH_ROWS).collect();
-        <A::Entity as EntityTrait>::insert_many(chunk)
-            .exec_without_returning(conn)
-            .await
-            .map_err(db(context))?;
-    }
-    Ok(())
-}
 
 /// A cursor over one principal's pending (legacy-scheme) grants, a page at
 /// a time, in grant-id order (keyset pagination: each page is one indexed
@@ -85,8 +62,7 @@ impl PendingGrants {
 impl Vault {
     /// The migration row: phase, version, start, snapshot.
     pub async fn migration(&self) -> Result<MigrationRow> {
-        let row = migration::Entity::find_by_id(1)
-            .one(&self.db)
+        let row = unique(&self.db, migration::Entity::find_by_id(1))
             .await
             .map_err(db("read the migration phase"))?
             .ok_or_else(|| Error::corrupt("migration row", "missing"))?;
@@ -95,8 +71,7 @@ impl Vault {
 
     /// One principal.
     pub async fn principal(&self, id: PrincipalId) -> Result<Option<Principal>> {
-        principal::Entity::find_by_id(id.to_string())
-            .one(&self.db)
+        unique(&self.db, principal::Entity::find_by_id(id.to_string()))
             .await
             .map_err(db("load a principal"))?
             .map(principal_from)
@@ -131,9 +106,7 @@ impl Vault {
         if let Some(after) = after {
             q = q.filter(principal::Column::Id.gt(after.to_string()));
         }
-        q.order_by_asc(principal::Column::Id)
-            .limit(limit)
-            .all(&self.db)
+        page(&self.db, q.order_by_asc(principal::Column::Id), limit)
             .await
             .map_err(db("list principals by migration state"))?
             .into_iter()
@@ -226,9 +199,7 @@ impl Vault {
         if let Some(after) = after {
             q = q.filter(grant::Column::Id.gt(after.to_string()));
         }
-        q.order_by_asc(grant::Column::Id)
-            .limit(limit)
-            .all(&self.db)
+        page(&self.db, q.order_by_asc(grant::Column::Id), limit)
             .await
             .map_err(db("load pending grants"))?
             .into_iter()
@@ -258,13 +229,10 @@ impl Vault {
             if let Some(a) = after.take() {
                 q = q.filter(grant::Column::Id.gt(a));
             }
-            let page: Vec<(String, String, String)> = q
-                .order_by_asc(grant::Column::Id)
-                .limit(page_size)
-                .into_tuple()
-                .all(&self.db)
-                .await
-                .map_err(db("load pending grant ids"))?;
+            let page: Vec<(String, String, String)> =
+                page_tuples(&self.db, q.order_by_asc(grant::Column::Id), page_size)
+                    .await
+                    .map_err(db("load pending grant ids"))?;
             let full = page.len() as u64 == page_size;
             for (id, kind, subject_id) in &page {
                 out.push((
@@ -394,22 +362,23 @@ impl Vault {
     /// first, at most `limit`.
     pub async fn audit_events(&self, after: u64, limit: u64) -> Result<Vec<(u64, AuditEvent)>> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        Ok(audit::Entity::find()
-            .filter(audit::Column::Id.gt(after))
-            .order_by_asc(audit::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(db("read the audit log"))?
-            .into_iter()
-            .map(audit_from)
-            .collect())
+        Ok(page(
+            &self.db,
+            audit::Entity::find()
+                .filter(audit::Column::Id.gt(after))
+                .order_by_asc(audit::Column::Id),
+            limit,
+        )
+        .await
+        .map_err(db("read the audit log"))?
+        .into_iter()
+        .map(audit_from)
+        .collect())
     }
 
     /// One record.
     pub async fn record(&self, id: RecordId) -> Result<Option<RecordRow>> {
-        Ok(record::Entity::find_by_id(id.to_string())
-            .one(&self.db)
+        Ok(unique(&self.db, record::Entity::find_by_id(id.to_string()))
             .await
             .map_err(db("load a record"))?
             .map(|m| RecordRow {

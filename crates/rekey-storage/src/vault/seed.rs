@@ -5,7 +5,7 @@ use super::convert::{
     certificate_to, component_to, device_to, grant_to, key_pair_to, principal_to, profile_to,
     server_to,
 };
-use super::read::insert_batched;
+use super::sql::insert_batched;
 use super::{BATCH_ROWS, Vault};
 use crate::entity::{membership, record};
 use crate::error::{Result, db};

@@ -3,7 +3,7 @@
 
 use super::Vault;
 use super::convert::{audit_to, grant_to, key_pair_to, non_migratable_to};
-use super::read::insert_batched;
+use super::sql::{insert_batched, page_tuples};
 use crate::entity::{audit, grant, principal};
 use crate::error::{Error, Result, db};
 use rekey_core::ids::{GrantId, KeyPairId, PrincipalId};
@@ -283,13 +283,13 @@ impl Vault {
             if let Some(a) = &after {
                 q = q.filter(grant::Column::Id.gt(a.clone()));
             }
-            let page: Vec<String> = q
-                .order_by_asc(grant::Column::Id)
-                .limit(super::read::PENDING_IDS_PAGE)
-                .into_tuple()
-                .all(txn)
-                .await
-                .map_err(db("read the pending grants"))?;
+            let page: Vec<String> = page_tuples::<String, _, _>(
+                txn,
+                q.order_by_asc(grant::Column::Id),
+                super::read::PENDING_IDS_PAGE,
+            )
+            .await
+            .map_err(db("read the pending grants"))?;
             let Some(last) = page.last().cloned() else {
                 break;
             };

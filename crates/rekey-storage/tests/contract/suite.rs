@@ -77,9 +77,10 @@ contract_test!(schema_up_down_up, |t| {
     Vault::open(&t.url).await.unwrap();
 });
 
-contract_test!(init_upgrades_a_vault_one_schema_step_behind, |t| {
-    // A vault made by the build before the grant (legacy, id) index: that
-    // index and its history row missing, the data in place.
+contract_test!(init_upgrades_a_vault_two_schema_steps_behind, |t| {
+    // A vault made by the build before the grant (legacy, id) index (step
+    // 5) and the writer-first guard (step 6): the index, the row triggers
+    // (SQLite, MySQL) and both history rows missing, the data in place.
     let vault = t.vault().await;
     let f = fixture(2, 3);
     vault.seed(&f.data, 1000).await.unwrap();
@@ -89,18 +90,28 @@ contract_test!(init_upgrades_a_vault_one_schema_step_behind, |t| {
         _ => "DROP INDEX grant_legacy_id".to_owned(),
     };
     raw.execute_unprepared(&drop).await.unwrap();
+    if t.backend != Db::Postgres {
+        for table in ["record", "grant", "key_pair", "membership"] {
+            for event in ["insert", "update", "delete"] {
+                raw.execute_unprepared(&format!("DROP TRIGGER rekey_ro_{table}_{event}"))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
     raw.execute_unprepared(
-        "DELETE FROM seaql_migrations WHERE version = 'm20261201_000005_grant_legacy_index'",
+        "DELETE FROM seaql_migrations WHERE version IN \
+         ('m20261201_000005_grant_legacy_index', 'm20261201_000006_guard_writer_first')",
     )
     .await
     .unwrap();
     assert_eq!(
         vault.schema_status().await.unwrap(),
-        SchemaStatus::Behind { pending: 1 }
+        SchemaStatus::Behind { pending: 2 }
     );
     let err = Vault::open(&t.url).await.unwrap_err();
     assert!(
-        matches!(err, Error::SchemaOutdated { pending: 1, .. }),
+        matches!(err, Error::SchemaOutdated { pending: 2, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("rekey init"), "{err}");
@@ -108,7 +119,24 @@ contract_test!(init_upgrades_a_vault_one_schema_step_behind, |t| {
     let vault = t.vault().await;
     assert_eq!(vault.schema_status().await.unwrap(), SchemaStatus::Current);
     assert_eq!(all_pending(&vault, f.users[0].id).await.len(), 3);
-    // The step really ran: dropping the index again succeeds.
+    // The guard is back: another writer is refused while users migrate,
+    // the migration's own transaction writes.
+    start_user_phase(&vault).await;
+    let err = raw
+        .execute_unprepared(&format!(
+            "DELETE FROM {} WHERE id = '{}'",
+            t.q("grant"),
+            f.data.grants[0].id
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("vault is being migrated"), "{err}");
+    let pending = all_pending(&vault, f.users[1].id).await;
+    vault
+        .apply(&write_set(f.users[1].id, &pending))
+        .await
+        .unwrap();
+    // Step 5 really ran: dropping the index again succeeds.
     raw.execute_unprepared(&drop).await.unwrap();
 });
 

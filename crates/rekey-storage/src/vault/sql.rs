@@ -1,0 +1,164 @@
+//! Statement shapes a database can keep prepared.
+//!
+//! sqlx keeps one prepared statement per SQL text and connection. A query
+//! runs from that cache only if its text repeats, and stays prepared only
+//! if binding new values does not invalidate it. Two sea-orm habits defeat
+//! both on SQLite, and the migration's hot path runs into each thousands of
+//! times:
+//!
+//! - **A bound `LIMIT ?`.** SQLite's planner (3.47 and later) reads the
+//!   value bound to a LIMIT and so marks the statement as depending on it:
+//!   binding that parameter again, as every execution does, makes the next
+//!   step parse and plan the whole statement anew. `.one()` adds such a
+//!   limit, and so does `.limit(n)`. Here the limit is written into the SQL
+//!   as a number instead ([`unique`], [`page`], [`page_tuples`]).
+//! - **A multi-row INSERT of `n` rows is a new text for every `n`.** A
+//!   write set of 137 grants would prepare a 137-row statement used once.
+//!   [`insert_batched`] splits rows into chunks whose sizes come from a
+//!   short fixed list, so a few statements serve every write.
+
+use super::BATCH_ROWS;
+use crate::error::{Result, db};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, QueryTrait, Select, TryGetableMany,
+};
+
+/// The row of a lookup by a unique key (`find_by_id`, a unique column),
+/// without the `LIMIT 1` that `.one()` would bind. Only for filters that
+/// match at most one row.
+pub(crate) async fn unique<E, C>(
+    conn: &C,
+    q: Select<E>,
+) -> std::result::Result<Option<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    Ok(q.all(conn).await?.into_iter().next())
+}
+
+/// `q` (ordered, not limited yet) with `LIMIT limit` written into its SQL.
+fn limited<E: EntityTrait, C: ConnectionTrait>(
+    conn: &C,
+    q: &Select<E>,
+    limit: u64,
+) -> sea_orm::Statement {
+    let mut stmt = q.build(conn.get_database_backend());
+    // A number formatted by us: nothing from outside reaches the text.
+    stmt.sql.push_str(" LIMIT ");
+    stmt.sql.push_str(&limit.to_string());
+    stmt
+}
+
+/// At most `limit` rows of `q` (which must be ordered and carry no limit
+/// of its own), as models.
+pub(crate) async fn page<E, C>(
+    conn: &C,
+    q: Select<E>,
+    limit: u64,
+) -> std::result::Result<Vec<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let stmt = limited(conn, &q, limit);
+    E::find().from_raw_sql(stmt).all(conn).await
+}
+
+/// At most `limit` rows of `q` (a `select_only` of the tuple's columns, in
+/// order; ordered, no limit of its own), as tuples.
+pub(crate) async fn page_tuples<T, E, C>(
+    conn: &C,
+    q: Select<E>,
+    limit: u64,
+) -> std::result::Result<Vec<T>, DbErr>
+where
+    T: TryGetableMany,
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let stmt = limited(conn, &q, limit);
+    conn.query_all_raw(stmt)
+        .await?
+        .iter()
+        .map(|row| T::try_get_many_by_index(row).map_err(DbErr::from))
+        .collect()
+}
+
+/// The size of the next INSERT chunk when `remaining` rows are left:
+/// [`BATCH_ROWS`] while that many are left, then the largest power of two
+/// that fits. So every write uses at most eleven statement texts per
+/// table, and a remainder of `r` rows takes one statement per set bit of
+/// `r`.
+pub(crate) fn chunk_len(remaining: usize) -> usize {
+    if remaining >= BATCH_ROWS {
+        BATCH_ROWS
+    } else if remaining == 0 {
+        0
+    } else {
+        1 << remaining.ilog2()
+    }
+}
+
+/// Inserts rows in multi-row statements of [`chunk_len`] rows each.
+pub(crate) async fn insert_batched<A, C>(
+    conn: &C,
+    rows: Vec<A>,
+    context: &'static str,
+) -> Result<()>
+where
+    A: ActiveModelTrait + Send,
+    C: ConnectionTrait,
+{
+    let mut left = rows.len();
+    let mut rows = rows.into_iter();
+    while left > 0 {
+        let n = chunk_len(left);
+        let chunk: Vec<A> = rows.by_ref().take(n).collect();
+        left -= chunk.len();
+        <A::Entity as EntityTrait>::insert_many(chunk)
+            .exec_without_returning(conn)
+            .await
+            .map_err(db(context))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    proptest! {
+        /// Chunks add up to the rows, each is a known shape, and a
+        /// remainder below BATCH_ROWS takes one chunk per set bit.
+        #[test]
+        fn chunks_cover_the_rows_in_few_shapes(total in 0usize..5_000) {
+            let mut left = total;
+            let mut sizes = Vec::new();
+            while left > 0 {
+                let n = chunk_len(left);
+                prop_assert!(n >= 1 && n <= left);
+                sizes.push(n);
+                left -= n;
+            }
+            prop_assert_eq!(sizes.iter().sum::<usize>(), total);
+            let shapes: BTreeSet<usize> = sizes.iter().copied().collect();
+            for s in &shapes {
+                prop_assert!(*s == BATCH_ROWS || s.is_power_of_two());
+            }
+            let tail = sizes.iter().filter(|s| **s != BATCH_ROWS).count();
+            prop_assert_eq!(tail as u32, (total % BATCH_ROWS).count_ones());
+        }
+    }
+
+    #[test]
+    fn nothing_to_insert_is_no_chunk() {
+        assert_eq!(chunk_len(0), 0);
+        assert_eq!(chunk_len(1), 1);
+        assert_eq!(chunk_len(999), 512);
+        assert_eq!(chunk_len(1000), 1000);
+        assert_eq!(chunk_len(12_345), 1000);
+    }
+}
