@@ -392,6 +392,8 @@ pub struct SnapshotCounts {
 /// The one row describing the vault-wide migration.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct MigrationRow {
+    /// The vault's identity (made at `init`; every grant binding names it).
+    pub vault: crate::ids::VaultId,
     /// Current phase.
     pub phase: Phase,
     /// Incremented by every transition (compare-and-swap token).

@@ -70,12 +70,12 @@ impl Engine {
         if p.custody != KeyCustody::E2ee {
             return Err(EngineError::NotE2ee(name.to_owned()));
         }
-        let vault = self.vault_id().await?;
         let mut retries = 0;
         // A rebuild after a conflict reopens no grant opened before.
         let memo = std::sync::Arc::new(OpenedGrants::new());
         loop {
-            let package = self.package(p.id).await?;
+            let package = self.package_of(&p).await?;
+            let vault = package.vault;
             let password = zeroize::Zeroizing::new(password.to_owned());
             let progress = progress.clone();
             let memo = memo.clone();

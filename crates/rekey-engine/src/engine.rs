@@ -540,18 +540,22 @@ impl Engine {
     /// The migration package of a principal: its legacy key, its pending
     /// grants, and the pending principals whose key it holds.
     pub async fn package(&self, principal: PrincipalId) -> Result<MigrationPackage, EngineError> {
-        let (state, row) = self.lifecycle().await?;
-        let run = state.run().ok_or(EngineError::WrongPhase {
-            expected: "a migration in progress",
-            actual: row.phase,
-        })?;
         let p = self
             .vault
             .principal(principal)
             .await?
             .ok_or_else(|| EngineError::UnknownPrincipal(principal.to_string()))?;
-        let vault_id = self.vault_id().await?;
-        self.package_with(&p, vault_id, run).await
+        self.package_of(&p).await
+    }
+
+    /// [`Engine::package`] of a principal the caller has just read.
+    pub(crate) async fn package_of(&self, p: &Principal) -> Result<MigrationPackage, EngineError> {
+        let (state, row) = self.lifecycle().await?;
+        let run = state.run().ok_or(EngineError::WrongPhase {
+            expected: "a migration in progress",
+            actual: row.phase,
+        })?;
+        self.package_with(p, row.vault, run).await
     }
 
     async fn package_with(
@@ -615,8 +619,7 @@ impl Engine {
                 });
             }
         };
-        let vault_id = self.vault_id().await?;
-        self.apply_signed(submitter, &signed, vault_id, run).await
+        self.apply_signed(submitter, &signed, row.vault, run).await
     }
 
     /// Loads the server's view for a bundle.

@@ -187,6 +187,10 @@ pub fn build_bundle_reusing(
 ) -> Result<BuildOutput, BuildError> {
     match options.threads {
         None => build_inner(package, unlock, options, progress, memo),
+        // One thread: this one. A pool of one would start a thread per
+        // build and hand every grant to it (login-all runs one build per
+        // user, several at once).
+        Some(1) => build_inner(package, unlock, options, progress, memo),
         Some(n) => {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
@@ -202,9 +206,22 @@ struct Progress<'a> {
     total: usize,
     report: &'a (dyn Fn(usize, usize) + Sync),
     memo: &'a OpenedGrants,
+    /// Whether per-item work goes to rayon's threads; `false` keeps it all
+    /// on the calling thread.
+    parallel: bool,
 }
 
 impl Progress<'_> {
+    /// `f` over `items`, in order: spread over rayon's threads, or on this
+    /// one.
+    fn map_each<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+        if self.parallel {
+            items.par_iter().map(f).collect()
+        } else {
+            items.iter().map(f).collect()
+        }
+    }
+
     fn tick(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if done % 64 == 0 || done == self.total {
@@ -245,6 +262,7 @@ fn build_inner(
         total,
         report: progress,
         memo,
+        parallel: options.threads != Some(1),
     };
 
     // 1. Unlock the submitter's legacy key.
@@ -320,9 +338,11 @@ fn build_inner(
         .collect();
     migrated_holders.sort_by_key(|(p, _)| *p);
     migrated_holders.dedup_by_key(|(p, _)| *p);
-    let holder_sealers: HashMap<PrincipalId, BatchSealer> = migrated_holders
-        .par_iter()
-        .map(|(p, pk)| BatchSealer::new(&mut OsRng, pk, vault, *p).map(|s| (*p, s)))
+    let holder_sealers: HashMap<PrincipalId, BatchSealer> = progress
+        .map_each(&migrated_holders, |(p, pk)| {
+            BatchSealer::new(&mut OsRng, pk, vault, *p).map(|s| (*p, s))
+        })
+        .into_iter()
         .collect::<Result<_, _>>()?;
 
     let mut report = BuildReport {
@@ -370,9 +390,8 @@ fn build_inner(
             break;
         }
         waiting = rest;
-        let results: Vec<Result<Result<BuiltCandidate, &'static str>, BuildError>> = ready
-            .par_iter()
-            .map(|c| {
+        let results: Vec<Result<Result<BuiltCandidate, &'static str>, BuildError>> = progress
+            .map_each(&ready, |c| {
                 build_candidate(
                     c,
                     vault,
@@ -382,8 +401,7 @@ fn build_inner(
                     &holder_sealers,
                     &progress,
                 )
-            })
-            .collect();
+            });
         for (c, result) in ready.iter().zip(results) {
             match result? {
                 Ok(b) => {
@@ -419,9 +437,8 @@ fn build_inner(
     };
     let body = encode_body(&bundle);
     let digest = body_digest(&body);
-    let signatures: Vec<Vec<BundleSignature>> = built
-        .par_iter()
-        .map(|b| {
+    let signatures: Vec<Vec<BundleSignature>> = progress
+        .map_each(&built, |b| {
             let p = b.part.principal;
             let legacy: &LegacyRsaPrivateKey = match &b.legacy {
                 Signer::Owned(k) => k,
@@ -450,6 +467,7 @@ fn build_inner(
                 },
             ])
         })
+        .into_iter()
         .collect::<Result<_, CryptoError>>()?;
     let new_server_key = match unlock {
         Unlock::ServerKey(_) => built.into_iter().next().map(|b| b.new_key),
@@ -468,23 +486,20 @@ fn unwrap_all(
     grants: &[PendingGrant],
     progress: &Progress<'_>,
 ) -> Vec<Result<SecretBytes, NonMigratableReason>> {
-    grants
-        .par_iter()
-        .map(|g| {
-            let out = match progress.memo.get(g) {
-                Some(secret) => Ok(secret),
-                None => {
-                    let out = open_legacy(key, g);
-                    if let Ok(secret) = &out {
-                        progress.memo.put(g, secret);
-                    }
-                    out
+    progress.map_each(grants, |g| {
+        let out = match progress.memo.get(g) {
+            Some(secret) => Ok(secret),
+            None => {
+                let out = open_legacy(key, g);
+                if let Ok(secret) = &out {
+                    progress.memo.put(g, secret);
                 }
-            };
-            progress.tick();
-            out
-        })
-        .collect()
+                out
+            }
+        };
+        progress.tick();
+        out
+    })
 }
 
 /// Legacy grants carry no binding: only the scheme and the key matter.

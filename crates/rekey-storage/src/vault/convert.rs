@@ -153,6 +153,7 @@ pub(crate) fn migration_from(m: migration::Model) -> Result<MigrationRow> {
         grants: count(Some(grants)),
     });
     Ok(MigrationRow {
+        vault: parse("vault id", &m.vault_id)?,
         phase: parse("phase", &m.phase)?,
         version: m.version,
         started_at: m.started_at.map(Timestamp),

@@ -290,6 +290,7 @@ impl Vault {
             )
             .await
             .map_err(db("read the pending grants"))?;
+            let full = page.len() as u64 == super::read::PENDING_IDS_PAGE;
             let Some(last) = page.last().cloned() else {
                 break;
             };
@@ -302,6 +303,9 @@ impl Vault {
                 }
             }
             seen += page.len();
+            if !full {
+                break;
+            }
             after = Some(last);
         }
         if seen != covered.len() {
