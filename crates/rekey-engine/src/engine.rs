@@ -540,22 +540,30 @@ impl Engine {
     /// The migration package of a principal: its legacy key, its pending
     /// grants, and the pending principals whose key it holds.
     pub async fn package(&self, principal: PrincipalId) -> Result<MigrationPackage, EngineError> {
+        let (vault, run) = self.run_in_progress().await?;
         let p = self
             .vault
             .principal(principal)
             .await?
             .ok_or_else(|| EngineError::UnknownPrincipal(principal.to_string()))?;
-        self.package_of(&p).await
+        self.package_with(&p, vault, run).await
     }
 
     /// [`Engine::package`] of a principal the caller has just read.
     pub(crate) async fn package_of(&self, p: &Principal) -> Result<MigrationPackage, EngineError> {
+        let (vault, run) = self.run_in_progress().await?;
+        self.package_with(p, vault, run).await
+    }
+
+    /// The vault id and the current run, or `WrongPhase` when no
+    /// migration is in progress.
+    async fn run_in_progress(&self) -> Result<(VaultId, RunId), EngineError> {
         let (state, row) = self.lifecycle().await?;
         let run = state.run().ok_or(EngineError::WrongPhase {
             expected: "a migration in progress",
             actual: row.phase,
         })?;
-        self.package_with(p, row.vault, run).await
+        Ok((row.vault, run))
     }
 
     async fn package_with(

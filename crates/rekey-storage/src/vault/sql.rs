@@ -6,10 +6,10 @@
 //! both on SQLite, and the migration's hot path runs into each thousands of
 //! times:
 //!
-//! - **A bound `LIMIT ?`.** SQLite's planner (3.47 and later) reads the
-//!   value bound to a LIMIT and so marks the statement as depending on it:
-//!   binding that parameter again, as every execution does, makes the next
-//!   step parse and plan the whole statement anew. `.one()` adds such a
+//! - **A bound `LIMIT ?`.** The planner of the SQLite this build links
+//!   (3.51) reads the value bound to a LIMIT and so marks the statement as
+//!   depending on it: binding that parameter again, as every execution
+//!   does, makes the next step parse and plan the whole statement anew. `.one()` adds such a
 //!   limit, and so does `.limit(n)`. Here the limit is written into the SQL
 //!   as a number instead ([`unique`], [`page`], [`page_tuples`]).
 //! - **A multi-row INSERT of `n` rows is a new text for every `n`.** A
@@ -20,7 +20,8 @@
 use super::BATCH_ROWS;
 use crate::error::{Result, db};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, QueryTrait, Select, TryGetableMany,
+    ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait, Select,
+    TryGetableMany,
 };
 
 /// The row of a lookup by a unique key (`find_by_id`, a unique column),
@@ -38,12 +39,8 @@ where
 }
 
 /// `q` (ordered, not limited yet) with `LIMIT limit` written into its SQL.
-fn limited<E: EntityTrait, C: ConnectionTrait>(
-    conn: &C,
-    q: &Select<E>,
-    limit: u64,
-) -> sea_orm::Statement {
-    let mut stmt = q.build(conn.get_database_backend());
+fn limited<E: EntityTrait>(backend: DbBackend, q: &Select<E>, limit: u64) -> sea_orm::Statement {
+    let mut stmt = q.build(backend);
     // A number formatted by us: nothing from outside reaches the text.
     stmt.sql.push_str(" LIMIT ");
     stmt.sql.push_str(&limit.to_string());
@@ -61,7 +58,7 @@ where
     E: EntityTrait,
     C: ConnectionTrait,
 {
-    let stmt = limited(conn, &q, limit);
+    let stmt = limited(conn.get_database_backend(), &q, limit);
     E::find().from_raw_sql(stmt).all(conn).await
 }
 
@@ -77,7 +74,7 @@ where
     E: EntityTrait,
     C: ConnectionTrait,
 {
-    let stmt = limited(conn, &q, limit);
+    let stmt = limited(conn.get_database_backend(), &q, limit);
     conn.query_all_raw(stmt)
         .await?
         .iter()
@@ -150,6 +147,21 @@ mod tests {
             }
             let tail = sizes.iter().filter(|s| **s != BATCH_ROWS).count();
             prop_assert_eq!(tail as u32, (total % BATCH_ROWS).count_ones());
+        }
+    }
+
+    #[test]
+    fn a_page_limit_is_written_into_the_sql_not_bound() {
+        use crate::entity::grant;
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+        let q = grant::Entity::find()
+            .filter(grant::Column::RecipientId.eq("someone"))
+            .order_by_asc(grant::Column::Id);
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres, DbBackend::MySql] {
+            let stmt = limited(backend, &q, 1234);
+            assert!(stmt.sql.ends_with(" LIMIT 1234"), "{}", stmt.sql);
+            // Only the filter's value is bound.
+            assert_eq!(stmt.values.map(|v| v.0.len()), Some(1), "{backend:?}");
         }
     }
 
