@@ -68,6 +68,17 @@ impl CliError {
     }
 
     pub(crate) fn hint(&self) -> Option<&'static str> {
+        match self {
+            CliError::ForUser { source, .. } => return source.hint(),
+            CliError::Engine(EngineError::Storage(rekey_storage::Error::SchemaOutdated {
+                ..
+            })) => {
+                return Some(
+                    "`rekey init` upgrades the vault in place and keeps its data (a migration in progress carries on)",
+                );
+            }
+            _ => {}
+        }
         match self.exit_code() {
             code::DATABASE => {
                 Some("check --db (or REKEY_DATABASE_URL); `rekey init` creates a new vault")

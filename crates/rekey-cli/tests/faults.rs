@@ -3,7 +3,9 @@
 //! (checksums of every row, per table) and every user reads everything with
 //! the legacy keys; a SQLite vault on a full file system (a small tmpfs)
 //! refuses start, logins and finalize with a clear error, loses nothing,
-//! and resumes once there is room again.
+//! and resumes once there is room again; a vault one schema step behind
+//! in the middle of a migration is refused with the upgrade hint, and after
+//! `rekey init` its users migrate and it finalizes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -340,5 +342,45 @@ fn sqlite_disk_full_refuses_clearly_loses_nothing_and_resumes() {
     }
     rt.block_on(vault.close()).ok();
     drop(fs);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sqlite_vault_one_schema_step_behind_mid_migration_is_upgraded_by_init_and_carries_on() {
+    let dir = temp("upgrade");
+    let Some(tdb) = TestDb::create(Db::Sqlite, &dir) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rk = Rekey::new(&dir, &tdb.url);
+    rk.seed(37);
+    rk.ok(&["start", "--code-word", "Start"]);
+    // As left by the build before the newest schema step.
+    rt.block_on(support::pg_exec(
+        &tdb.url,
+        "DELETE FROM seaql_migrations WHERE version = (SELECT MAX(version) FROM seaql_migrations)",
+    ))
+    .unwrap();
+
+    let out = rk.run(&["status"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("older schema"), "{err}");
+    assert!(err.contains("upgrades the vault in place"), "{err}");
+
+    rk.ok(&["init"]);
+    let vault = rt.block_on(rk.vault());
+    assert_eq!(
+        rt.block_on(vault.migration()).unwrap().phase,
+        Phase::UserPhase
+    );
+    rk.ok(&["demo", "login-all", "--credentials", "c.json"]);
+    rk.ok(&["finalize"]);
+    assert_eq!(
+        rt.block_on(vault.migration()).unwrap().phase,
+        Phase::Completed
+    );
+    rt.block_on(vault.close()).ok();
+    drop(tdb);
     std::fs::remove_dir_all(&dir).ok();
 }
