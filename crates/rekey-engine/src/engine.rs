@@ -242,7 +242,7 @@ impl Engine {
             report.phase = Some(Phase::AwaitingCertificates);
             return Ok(report);
         }
-        let vault_id = self.vault_id().await?;
+        let vault_id = row.vault;
         let mut services = self
             .vault
             .principals_of_kind(PrincipalKind::Service)

@@ -186,11 +186,11 @@ pub fn build_bundle_reusing(
     memo: &OpenedGrants,
 ) -> Result<BuildOutput, BuildError> {
     match options.threads {
-        None => build_inner(package, unlock, options, progress, memo),
-        // One thread: this one. A pool of one would start a thread per
-        // build and hand every grant to it (login-all runs one build per
-        // user, several at once).
-        Some(1) => build_inner(package, unlock, options, progress, memo),
+        // Every core, or one thread: this one (`build_inner` keeps the work
+        // on it). A pool of one would start a thread per build and hand
+        // every grant to it (login-all runs one build per user, several at
+        // once).
+        None | Some(1) => build_inner(package, unlock, options, progress, memo),
         Some(n) => {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(n)

@@ -15,11 +15,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder}
 impl Vault {
     /// The vault's identity: every grant binding names it. Made at `init`.
     pub async fn vault_id(&self) -> Result<VaultId> {
-        let row = unique(&self.db, migration::Entity::find_by_id(1))
-            .await
-            .map_err(db("read the vault id"))?
-            .ok_or_else(|| Error::corrupt("migration row", "missing"))?;
-        super::convert::parse("vault id", &row.vault_id)
+        Ok(self.migration().await?.vault)
     }
 
     /// Gives an empty vault the identity its seed data was made for (the

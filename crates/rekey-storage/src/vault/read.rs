@@ -21,6 +21,40 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 /// Rows per page when only grant ids are read (no envelopes: small rows).
 pub const PENDING_IDS_PAGE: u64 = 10_000;
 
+/// `columns` (the first one the grant id) of every pending grant of
+/// `principal`, in id order, read on `conn` in keyset pages of `page_size`
+/// rows; `id` gives a row's grant id, where the next page starts after.
+pub(crate) async fn pending_grant_columns<T, C>(
+    conn: &C,
+    principal: PrincipalId,
+    columns: &[grant::Column],
+    page_size: u64,
+    id: impl Fn(&T) -> &String,
+) -> std::result::Result<Vec<T>, sea_orm::DbErr>
+where
+    T: sea_orm::TryGetableMany,
+    C: ConnectionTrait,
+{
+    let page_size = std::cmp::max(page_size, 1);
+    let mut out = Vec::new();
+    loop {
+        let mut q = grant::Entity::find()
+            .select_only()
+            .columns(columns.iter().copied())
+            .filter(grant::Column::RecipientId.eq(principal.to_string()))
+            .filter(grant::Column::Legacy.eq(true));
+        if let Some(last) = out.last() {
+            q = q.filter(grant::Column::Id.gt(id(last).clone()));
+        }
+        let page: Vec<T> = page_tuples(conn, q.order_by_asc(grant::Column::Id), page_size).await?;
+        let full = page.len() as u64 == page_size;
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
 /// A cursor over one principal's pending (legacy-scheme) grants, a page at
 /// a time, in grant-id order (keyset pagination: each page is one indexed
 /// query starting after the last id seen).
@@ -215,37 +249,27 @@ impl Vault {
         principal: PrincipalId,
         page_size: u64,
     ) -> Result<Vec<(GrantId, Subject)>> {
-        let page_size = std::cmp::max(page_size, 1);
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut q = grant::Entity::find()
-                .select_only()
-                .column(grant::Column::Id)
-                .column(grant::Column::SubjectKind)
-                .column(grant::Column::SubjectId)
-                .filter(grant::Column::RecipientId.eq(principal.to_string()))
-                .filter(grant::Column::Legacy.eq(true));
-            if let Some(a) = after.take() {
-                q = q.filter(grant::Column::Id.gt(a));
-            }
-            let page: Vec<(String, String, String)> =
-                page_tuples(&self.db, q.order_by_asc(grant::Column::Id), page_size)
-                    .await
-                    .map_err(db("load pending grant ids"))?;
-            let full = page.len() as u64 == page_size;
-            for (id, kind, subject_id) in &page {
-                out.push((
+        let rows: Vec<(String, String, String)> = pending_grant_columns(
+            &self.db,
+            principal,
+            &[
+                grant::Column::Id,
+                grant::Column::SubjectKind,
+                grant::Column::SubjectId,
+            ],
+            page_size,
+            |(id, _, _)| id,
+        )
+        .await
+        .map_err(db("load pending grant ids"))?;
+        rows.iter()
+            .map(|(id, kind, subject_id)| {
+                Ok((
                     super::convert::parse::<GrantId>("grant id", id)?,
                     super::convert::subject(kind, subject_id)?,
-                ));
-            }
-            match page.into_iter().last() {
-                Some((last, _, _)) if full => after = Some(last),
-                _ => break,
-            }
-        }
-        Ok(out)
+                ))
+            })
+            .collect()
     }
 
     /// A cursor over a principal's pending grants, `page_size` at a time.

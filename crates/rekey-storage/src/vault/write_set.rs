@@ -3,7 +3,8 @@
 
 use super::Vault;
 use super::convert::{audit_to, grant_to, key_pair_to, non_migratable_to};
-use super::sql::{insert_batched, page_tuples};
+use super::read::pending_grant_columns;
+use super::sql::insert_batched;
 use crate::entity::{audit, grant, principal};
 use crate::error::{Error, Result, db};
 use rekey_core::ids::{GrantId, KeyPairId, PrincipalId};
@@ -272,42 +273,22 @@ impl Vault {
                 reason: "the write set covers a grant twice".to_owned(),
             });
         }
-        let mut seen = 0usize;
-        let mut after: Option<String> = None;
-        loop {
-            let mut q = grant::Entity::find()
-                .select_only()
-                .column(grant::Column::Id)
-                .filter(grant::Column::RecipientId.eq(pm.principal.to_string()))
-                .filter(grant::Column::Legacy.eq(true));
-            if let Some(a) = &after {
-                q = q.filter(grant::Column::Id.gt(a.clone()));
-            }
-            let page: Vec<String> = page_tuples::<String, _, _>(
-                txn,
-                q.order_by_asc(grant::Column::Id),
-                super::read::PENDING_IDS_PAGE,
-            )
-            .await
-            .map_err(db("read the pending grants"))?;
-            let full = page.len() as u64 == super::read::PENDING_IDS_PAGE;
-            let Some(last) = page.last().cloned() else {
-                break;
-            };
-            for id in &page {
-                if !covered.contains(id) {
-                    return Err(Error::Conflict {
-                        principal: pm.principal,
-                        reason: format!("pending grant {id} is not covered by the write set"),
-                    });
-                }
-            }
-            seen += page.len();
-            if !full {
-                break;
-            }
-            after = Some(last);
+        let pending: Vec<String> = pending_grant_columns(
+            txn,
+            pm.principal,
+            &[grant::Column::Id],
+            super::read::PENDING_IDS_PAGE,
+            |id| id,
+        )
+        .await
+        .map_err(db("read the pending grants"))?;
+        if let Some(id) = pending.iter().find(|id| !covered.contains(*id)) {
+            return Err(Error::Conflict {
+                principal: pm.principal,
+                reason: format!("pending grant {id} is not covered by the write set"),
+            });
         }
+        let seen = pending.len();
         if seen != covered.len() {
             return Err(Error::Conflict {
                 principal: pm.principal,
