@@ -1,8 +1,15 @@
 //! Elliptic-curve keys (P-256, P-521): ECDH for HPKE and ECDSA proofs of
 //! possession.
+//!
+//! P-256 key generation, ECDH and ECDSA verification run on AWS-LC, whose
+//! assembly does them several times faster than RustCrypto's portable
+//! arithmetic; RustCrypto parses and range-checks scalars and points, and
+//! signs, because its ECDSA nonces are deterministic (RFC 6979) and so the
+//! worked examples in FORMAT.md can be reproduced. P-521 is all RustCrypto.
 
 use crate::error::CryptoError;
 use crate::secret::SecretBytes;
+use aws_lc_rs::{agreement, signature as lc_signature};
 use elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
@@ -50,15 +57,23 @@ impl Curve {
     }
 }
 
-/// An EC private key. The inner RustCrypto keys zeroize on drop; the public
-/// half is computed once (decapsulation needs it for every grant).
+/// An EC private key. The inner RustCrypto keys zeroize on drop, and
+/// AWS-LC clears its copy when it frees it; the public half is computed
+/// once (decapsulation needs it for every grant).
 pub struct EcPrivateKey {
     secret: Secret,
     public: EcPublicKey,
 }
 
 enum Secret {
-    P256(p256::SecretKey),
+    P256 {
+        /// Signs, and gives the scalar bytes.
+        key: p256::SecretKey,
+        /// The same scalar in AWS-LC, for ECDH. `None` only if AWS-LC
+        /// refused a scalar RustCrypto accepted (it never has); ECDH then
+        /// runs on RustCrypto.
+        dh: Option<agreement::PrivateKey>,
+    },
     P521(p521::SecretKey),
 }
 
@@ -101,18 +116,34 @@ fn hex_prefix(bytes: &[u8]) -> String {
 impl EcPrivateKey {
     /// A fresh random key.
     pub fn generate(curve: Curve, rng: &mut impl CryptoRngCore) -> Self {
-        Self::from_secret(match curve {
-            Curve::P256 => Secret::P256(p256::SecretKey::random(rng)),
-            Curve::P521 => Secret::P521(p521::SecretKey::random(rng)),
-        })
+        match curve {
+            Curve::P256 => Self::p256(p256::SecretKey::random(rng)),
+            Curve::P521 => Self::p521(p521::SecretKey::random(rng)),
+        }
     }
 
-    fn from_secret(secret: Secret) -> Self {
-        let public = match &secret {
-            Secret::P256(sk) => EcPublicKey::P256(sk.public_key()),
-            Secret::P521(sk) => EcPublicKey::P521(sk.public_key()),
-        };
-        Self { secret, public }
+    /// A P-256 key from a scalar RustCrypto has range-checked; AWS-LC
+    /// computes the public point (with its precomputed base-point table).
+    fn p256(key: p256::SecretKey) -> Self {
+        let dh =
+            agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, &key.to_bytes()).ok();
+        let public = dh
+            .as_ref()
+            .and_then(|dh| dh.compute_public_key().ok())
+            .and_then(|pk| p256::PublicKey::from_sec1_bytes(pk.as_ref()).ok())
+            .unwrap_or_else(|| key.public_key());
+        Self {
+            secret: Secret::P256 { key, dh },
+            public: EcPublicKey::P256(public),
+        }
+    }
+
+    fn p521(key: p521::SecretKey) -> Self {
+        let public = EcPublicKey::P521(key.public_key());
+        Self {
+            secret: Secret::P521(key),
+            public,
+        }
     }
 
     /// Reads a private key from its big-endian scalar of exactly
@@ -124,10 +155,10 @@ impl EcPrivateKey {
             ));
         }
         let bad = |_| CryptoError::InvalidPrivateKey("scalar is zero or not below the curve order");
-        Ok(Self::from_secret(match curve {
-            Curve::P256 => Secret::P256(p256::SecretKey::from_slice(bytes).map_err(bad)?),
-            Curve::P521 => Secret::P521(p521::SecretKey::from_slice(bytes).map_err(bad)?),
-        }))
+        Ok(match curve {
+            Curve::P256 => Self::p256(p256::SecretKey::from_slice(bytes).map_err(bad)?),
+            Curve::P521 => Self::p521(p521::SecretKey::from_slice(bytes).map_err(bad)?),
+        })
     }
 
     /// Derives a key from input keying material exactly as RFC 9180
@@ -146,7 +177,7 @@ impl EcPrivateKey {
     #[must_use]
     pub fn dangerous_to_scalar_bytes(&self) -> SecretBytes {
         match &self.secret {
-            Secret::P256(sk) => SecretBytes::new(sk.to_bytes().to_vec()),
+            Secret::P256 { key, .. } => SecretBytes::new(key.to_bytes().to_vec()),
             Secret::P521(sk) => SecretBytes::new(sk.to_bytes().to_vec()),
         }
     }
@@ -166,8 +197,17 @@ impl EcPrivateKey {
     /// Raw ECDH: the x-coordinate of `sk·P`.
     pub(crate) fn dh(&self, peer: &EcPublicKey) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         match (&self.secret, peer) {
-            (Secret::P256(sk), EcPublicKey::P256(pk)) => {
-                let shared = p256::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());
+            (Secret::P256 { dh: Some(dh), .. }, EcPublicKey::P256(pk)) => {
+                let point = pk.to_encoded_point(false);
+                agreement::agree(
+                    dh,
+                    agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, point.as_bytes()),
+                    CryptoError::InvalidPublicKey("ECDH with the point failed"),
+                    |shared| Ok(Zeroizing::new(shared.to_vec())),
+                )
+            }
+            (Secret::P256 { key, dh: None }, EcPublicKey::P256(pk)) => {
+                let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), pk.as_affine());
                 Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
             }
             (Secret::P521(sk), EcPublicKey::P521(pk)) => {
@@ -185,12 +225,18 @@ impl EcPrivateKey {
     /// `r ‖ s` (64 or 132 bytes).
     #[must_use]
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        use p256::ecdsa::signature::Signer;
         match &self.secret {
-            Secret::P256(sk) => {
-                let key = p256::ecdsa::SigningKey::from(sk);
-                let sig: p256::ecdsa::Signature = key.sign(message);
-                sig.to_bytes().to_vec()
+            Secret::P256 { key, .. } => {
+                // What `p256::ecdsa::SigningKey::sign` computes, without
+                // the public key it would first derive from the scalar.
+                use ecdsa::hazmat::{SignPrimitive, bits2field};
+                use sha2::{Digest, Sha256};
+                let scalar = Zeroizing::new(*key.to_nonzero_scalar());
+                bits2field::<p256::NistP256>(&Sha256::digest(message))
+                    .and_then(|z| scalar.try_sign_prehashed_rfc6979::<Sha256>(&z, &[]))
+                    .map(|(sig, _)| sig.to_bytes().to_vec())
+                    // A valid secret scalar always signs.
+                    .unwrap_or_default()
             }
             Secret::P521(sk) => {
                 let key = p521::ecdsa::SigningKey::from_bytes(&sk.to_bytes());
@@ -258,13 +304,15 @@ impl EcPublicKey {
         use p256::ecdsa::signature::Verifier;
         let ok = match self {
             EcPublicKey::P256(pk) => {
-                p256::ecdsa::Signature::from_slice(signature)
-                    .ok()
-                    .map(|sig| {
-                        p256::ecdsa::VerifyingKey::from(pk)
-                            .verify(message, &sig)
-                            .is_ok()
-                    })
+                let point = pk.to_encoded_point(false);
+                Some(
+                    lc_signature::UnparsedPublicKey::new(
+                        &lc_signature::ECDSA_P256_SHA256_FIXED,
+                        point.as_bytes(),
+                    )
+                    .verify(message, signature)
+                    .is_ok(),
+                )
             }
             EcPublicKey::P521(pk) => {
                 let sig = p521::ecdsa::Signature::from_slice(signature).ok();
@@ -319,6 +367,30 @@ mod tests {
                 sk.public_key()
             );
             assert!(EcPrivateKey::from_scalar_bytes(curve, &vec![0; curve.scalar_len()]).is_err());
+        }
+    }
+
+    #[test]
+    fn p256_on_aws_lc_computes_what_rustcrypto_computes() {
+        use p256::ecdsa::signature::Signer;
+        for i in 0..16u8 {
+            let sk = EcPrivateKey::generate(Curve::P256, &mut OsRng);
+            let peer = EcPrivateKey::generate(Curve::P256, &mut OsRng);
+            let (Secret::P256 { key, dh }, EcPublicKey::P256(peer_pk)) =
+                (&sk.secret, peer.public_key_ref())
+            else {
+                panic!("a P-256 key");
+            };
+            assert!(dh.is_some(), "AWS-LC holds every P-256 scalar");
+            assert_eq!(sk.public_key(), EcPublicKey::P256(key.public_key()));
+            let rc = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), peer_pk.as_affine());
+            assert_eq!(
+                &sk.dh(peer.public_key_ref()).unwrap()[..],
+                &rc.raw_secret_bytes()[..]
+            );
+            let message = [i; 40];
+            let rc: p256::ecdsa::Signature = p256::ecdsa::SigningKey::from(key).sign(&message);
+            assert_eq!(sk.sign(&message), rc.to_bytes().to_vec());
         }
     }
 

@@ -107,6 +107,10 @@ impl Vault {
             options.map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(60))
+                    // Statement journals (a write that may need a partial
+                    // rollback) stay in memory instead of a temporary file
+                    // opened and closed per transaction.
+                    .pragma("temp_store", "memory")
             });
         }
         let db = Database::connect(options)
