@@ -111,6 +111,10 @@ impl Vault {
                     // rollback) stay in memory instead of a temporary file
                     // opened and closed per transaction.
                     .pragma("temp_store", "memory")
+                    // sqlx's worker thread hands rows over a bounded
+                    // channel (50 by default): a 1,000-row page then
+                    // stalls the worker twenty times. One page fits.
+                    .row_buffer_size(1024)
             });
         }
         let db = Database::connect(options)
