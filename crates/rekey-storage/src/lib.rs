@@ -31,9 +31,10 @@
 //!   triggers (`BEFORE … WHEN NOT EXISTS (SELECT 1 FROM migration_session)
 //!   AND <the phase is one of them>`, `RAISE(ABORT, …)`) let a write
 //!   through only if a marker is visible. The marker is asked about first
-//!   (schema step 6), so the migration's own rows cost one lookup each. SQLite has one writer at a time and other
-//!   connections never see uncommitted rows, so only the migration's own
-//!   transaction can see its marker; a crash rolls the marker back.
+//!   (schema step 6), so the migration's own rows cost one lookup each.
+//!   SQLite has one writer at a time and other connections never see
+//!   uncommitted rows, so only the migration's own transaction can see its
+//!   marker; a crash rolls the marker back.
 //! - **PostgreSQL**: the migration transaction runs `SET LOCAL
 //!   rekey.migration_writer = 'on'`, which ends with the transaction. One
 //!   statement-level trigger per table (`FOR EACH STATEMENT`, also on

@@ -239,20 +239,15 @@ impl EcPrivateKey {
                     .unwrap_or_default()
             }
             Secret::P521(sk) => {
-                let key = p521::ecdsa::SigningKey::from_bytes(&sk.to_bytes());
-                match key {
-                    Ok(key) => {
+                use p521::ecdsa::signature::RandomizedSigner;
+                p521::ecdsa::SigningKey::from_bytes(&sk.to_bytes())
+                    .map(|key| {
                         let sig: p521::ecdsa::Signature =
-                            p521::ecdsa::signature::RandomizedSigner::sign_with_rng(
-                                &key,
-                                &mut rand_core::OsRng,
-                                message,
-                            );
+                            key.sign_with_rng(&mut rand_core::OsRng, message);
                         sig.to_bytes().to_vec()
-                    }
+                    })
                     // A valid secret key is always a valid signing key.
-                    Err(_) => Vec::new(),
-                }
+                    .unwrap_or_default()
             }
         }
     }

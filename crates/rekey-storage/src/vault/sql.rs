@@ -9,9 +9,10 @@
 //! - **A bound `LIMIT ?`.** The planner of the SQLite this build links
 //!   (3.51) reads the value bound to a LIMIT and so marks the statement as
 //!   depending on it: binding that parameter again, as every execution
-//!   does, makes the next step parse and plan the whole statement anew. `.one()` adds such a
-//!   limit, and so does `.limit(n)`. Here the limit is written into the SQL
-//!   as a number instead ([`unique`], [`page`], [`page_tuples`]).
+//!   does, makes the next step parse and plan the whole statement anew.
+//!   `.one()` adds such a limit, and so does `.limit(n)`. Here the limit is
+//!   written into the SQL as a number instead ([`unique`], [`page`],
+//!   [`page_tuples`]).
 //! - **A multi-row INSERT of `n` rows is a new text for every `n`.** A
 //!   write set of 137 grants would prepare a 137-row statement used once.
 //!   [`insert_batched`] splits rows into chunks whose sizes come from a
