@@ -7,7 +7,9 @@ use crate::demo::{Credentials, record_plaintext};
 use crate::engine::{ApplyReport, Engine};
 use crate::error::EngineError;
 use crate::password::master_secret;
-use rekey_core::bundle::{BuildOptions, BuildReport, OpenedGrants, Unlock, build_bundle_reusing};
+use rekey_core::bundle::{
+    BuildOptions, BuildOutput, BuildReport, OpenedGrants, Unlock, build_bundle_reusing,
+};
 use rekey_core::grant::GrantOpener;
 use rekey_core::kek::unwrap_private_key;
 use rekey_core::model::{KeyCustody, PrincipalKind};
@@ -96,11 +98,15 @@ impl Engine {
             })
             .await
             .map_err(|_| EngineError::Internal("the bundle builder panicked"))??;
-            let bytes = built.bundle.encode();
+            // Only the encoded bytes go on: the decoded bundle is dropped
+            // before the server side decodes its own copy.
+            let BuildOutput { bundle, report, .. } = built;
+            let bytes = bundle.encode();
+            drop(bundle);
             match self.submit(p.id, &bytes).await {
                 Ok(applied) => {
                     return Ok(LoginReport {
-                        build: built.report,
+                        build: report,
                         applied,
                         retries,
                     });

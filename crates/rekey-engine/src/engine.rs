@@ -6,7 +6,7 @@ use crate::keydir::KeyDir;
 use rekey_core::bundle::{
     BuildOptions, Candidate, CheckContext, CheckedBundle, HolderFacts, HolderKey, MigrationPackage,
     PackageLegacyKey, PendingGrant, PrincipalFacts, SignedBundle, Unlock, build_bundle,
-    check_bundle,
+    check_signed,
 };
 use rekey_core::crypto::hpke_export_scheme;
 use rekey_core::lifecycle::{FinalizeFacts, Legacy, Lifecycle, NAMES_SHOWN};
@@ -288,13 +288,13 @@ impl Engine {
             // The key file first: a crash after it leaves an unused file,
             // never a migrated service without its key.
             let fp = keys.store_new_key(&new_key)?;
+            let new_pair = out.bundle.bundle().parts[0].new_key_pair.id;
             let applied = self
-                .apply_signed(svc.id, &out.bundle, vault_id, server.run)
+                .apply_signed(svc.id, out.bundle, vault_id, server.run)
                 .await?;
             report.migrated.push(svc.name.clone());
             report.migrated_along += applied.principals.len().saturating_sub(1);
             report.grants += applied.grants;
-            let new_pair = out.bundle.bundle().parts[0].new_key_pair.id;
             self.vault
                 .add_certificate(&Certificate {
                     key_pair: new_pair,
@@ -627,7 +627,7 @@ impl Engine {
                 });
             }
         };
-        self.apply_signed(submitter, &signed, row.vault, run).await
+        self.apply_signed(submitter, signed, row.vault, run).await
     }
 
     /// Loads the server's view for a bundle.
@@ -688,15 +688,18 @@ impl Engine {
     async fn apply_signed(
         &self,
         submitter: PrincipalId,
-        signed: &SignedBundle,
+        signed: SignedBundle,
         vault: VaultId,
         run: RunId,
     ) -> Result<ApplyReport, EngineError> {
-        let ctx = self.check_context(submitter, signed, vault, run).await?;
-        let checked = check_bundle(signed, &ctx)?;
-        let write = self.write_set(&checked);
+        let ctx = self.check_context(submitter, &signed, vault, run).await?;
+        // The checked bundle takes the decoded copy and the write set its
+        // envelopes: one copy of a large bundle in memory, not three.
+        let checked = check_signed(signed, &ctx)?;
+        let principals = checked.bundle().parts.iter().map(|p| p.principal).collect();
+        let write = self.write_set(checked);
         let report = ApplyReport {
-            principals: checked.bundle().parts.iter().map(|p| p.principal).collect(),
+            principals,
             grants: write.grants.len() + write.membership_grants.len(),
             non_migratable: write.non_migratable.len(),
         };
@@ -707,9 +710,8 @@ impl Engine {
         Ok(report)
     }
 
-    fn write_set(&self, checked: &CheckedBundle) -> MigrationWrite {
-        let bundle = checked.bundle();
-        let pre = checked.preconditions();
+    fn write_set(&self, checked: CheckedBundle) -> MigrationWrite {
+        let (bundle, pre) = checked.into_parts();
         let now = Timestamp::now();
         let in_bundle: HashSet<PrincipalId> = bundle.parts.iter().map(|p| p.principal).collect();
         let mut write = MigrationWrite {
@@ -719,7 +721,7 @@ impl Engine {
             membership_grants: Vec::new(),
             non_migratable: Vec::new(),
             pending_holders: pre.pending.iter().copied().filter(|p| !in_bundle.contains(p)).collect(),
-            current_keys: pre.current_keys.clone(),
+            current_keys: pre.current_keys,
             audit: self.audit(
                 "bundle applied",
                 serde_json::json!({
@@ -731,41 +733,44 @@ impl Engine {
                 }),
             ),
         };
-        for (part, (principal, covered)) in bundle.parts.iter().zip(&pre.covered) {
-            debug_assert_eq!(part.principal, *principal);
+        write
+            .grants
+            .reserve(bundle.parts.iter().map(|p| p.grants.len()).sum());
+        for (part, (principal, covered)) in bundle.parts.into_iter().zip(pre.covered) {
+            debug_assert_eq!(part.principal, principal);
             write.principals.push(PrincipalMigration {
                 principal: part.principal,
-                covered_grants: covered.clone(),
+                covered_grants: covered,
             });
             write.key_pairs.push(KeyPairRecord {
                 id: part.new_key_pair.id,
                 principal: part.principal,
                 scheme: hpke_export_scheme(part.new_key_pair.public_key.curve()),
                 public_key: part.new_key_pair.public_key.to_sec1(),
-                wrapped_private_key: part.new_key_pair.wrapped_private.clone(),
+                wrapped_private_key: part.new_key_pair.wrapped_private,
                 state: KeyState::Current,
             });
-            for g in &part.grants {
+            for g in part.grants {
                 write.grants.push(GrantRecord {
                     id: GrantId::time_ordered(),
                     recipient: part.principal,
                     subject: g.subject,
-                    envelope: g.envelope.clone(),
+                    envelope: g.envelope,
                     origin: GrantOrigin::Migration,
                     created_at: Some(now),
                 });
             }
-            for h in &part.holder_grants {
+            for h in part.holder_grants {
                 write.membership_grants.push(GrantRecord {
                     id: GrantId::time_ordered(),
                     recipient: h.holder,
                     subject: Subject::PrivateKey(part.new_key_pair.id),
-                    envelope: h.envelope.clone(),
+                    envelope: h.envelope,
                     origin: GrantOrigin::Migration,
                     created_at: Some(now),
                 });
             }
-            for nm in &part.non_migratable {
+            for nm in part.non_migratable {
                 write.non_migratable.push(NonMigratable {
                     grant: nm.grant,
                     recipient: part.principal,

@@ -218,13 +218,42 @@ impl CheckedBundle {
     pub fn preconditions(&self) -> &Preconditions {
         &self.preconditions
     }
+
+    /// The bundle and its preconditions, by value: a write set can move
+    /// the envelopes instead of copying a large bundle once more.
+    #[must_use]
+    pub fn into_parts(self) -> (Bundle, Preconditions) {
+        (self.bundle, self.preconditions)
+    }
 }
 
-/// Checks a signed bundle against the server's view.
+/// Checks a signed bundle against the server's view. The checked bundle
+/// is a copy; [`check_signed`] takes the signed bundle instead.
 pub fn check_bundle(
     signed: &SignedBundle,
     ctx: &CheckContext,
 ) -> Result<CheckedBundle, CheckError> {
+    Ok(CheckedBundle {
+        preconditions: preconditions_of(signed, ctx)?,
+        bundle: signed.bundle().clone(),
+    })
+}
+
+/// [`check_bundle`] that consumes the signed bundle, so the checked one
+/// holds the only decoded copy (the signed body is dropped).
+pub fn check_signed(signed: SignedBundle, ctx: &CheckContext) -> Result<CheckedBundle, CheckError> {
+    let preconditions = preconditions_of(&signed, ctx)?;
+    Ok(CheckedBundle {
+        bundle: signed.into_bundle(),
+        preconditions,
+    })
+}
+
+/// Every check of [`check_bundle`]; what must still hold when applied.
+fn preconditions_of(
+    signed: &SignedBundle,
+    ctx: &CheckContext,
+) -> Result<Preconditions, CheckError> {
     let bundle = signed.bundle();
     if bundle.vault != ctx.vault {
         return Err(CheckError::WrongVault);
@@ -291,10 +320,7 @@ pub fn check_bundle(
         check_holders(part, facts, ctx, &new_keys, &mut pre)?;
     }
     check_signatures(signed, ctx)?;
-    Ok(CheckedBundle {
-        bundle: bundle.clone(),
-        preconditions: pre,
-    })
+    Ok(pre)
 }
 
 fn check_coverage(

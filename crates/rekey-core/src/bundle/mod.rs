@@ -20,7 +20,7 @@ pub use build::{
 };
 pub use check::{
     CheckContext, CheckError, CheckedBundle, HolderFacts, Preconditions, PrincipalFacts,
-    check_bundle,
+    check_bundle, check_signed,
 };
 
 use crate::crypto::ec::EcPublicKey;
@@ -241,6 +241,12 @@ impl SignedBundle {
     #[must_use]
     pub fn signatures(&self) -> &[BundleSignature] {
         &self.signatures
+    }
+
+    /// The decoded body alone (the body bytes and signatures dropped).
+    #[must_use]
+    pub fn into_bundle(self) -> Bundle {
+        self.bundle
     }
 }
 
