@@ -8,13 +8,10 @@ use crate::error::CryptoError;
 use crate::secret::SecretBytes;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{
-    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPrivateDecryptingKey,
-    OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
+    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPublicEncryptingKey,
+    PrivateDecryptingKey, PublicEncryptingKey,
 };
-use aws_lc_rs::signature::{
-    self, KeyPair as _, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256, UnparsedPublicKey,
-};
-use std::sync::OnceLock;
+use aws_lc_rs::signature::{RSA_PSS_2048_8192_SHA256, UnparsedPublicKey};
 use zeroize::Zeroizing;
 
 /// RSA modulus sizes rekey reads.
@@ -22,12 +19,16 @@ pub const SUPPORTED_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 
 /// A legacy RSA private key (PKCS#8). The DER copy is wiped on drop; AWS-LC
 /// clears its own copy when the key is freed.
+///
+/// One AWS-LC key serves every OAEP unwrap and the bundle's PSS signature.
+/// aws-lc-rs would parse (and check) the DER twice, once for decryption
+/// and once for signing, and each copy would set up its own blinding and
+/// Montgomery values on first use: for a user with a hundred grants that
+/// was about 1.5 % of the migration's CPU.
 pub struct LegacyRsaPrivateKey {
     pkcs8: Zeroizing<Vec<u8>>,
-    oaep: OaepPrivateDecryptingKey,
-    signer: signature::RsaKeyPair,
-    /// Raw AWS-LC handle for OAEP-SHA-256/MGF1-SHA-1, made on first use.
-    raw: OnceLock<Option<ffi::RawKey>>,
+    key: ffi::RawKey,
+    spki: Vec<u8>,
     bits: usize,
 }
 
@@ -69,20 +70,21 @@ fn oaep_algorithm(scheme: Scheme) -> Option<&'static OaepAlgorithm> {
 impl LegacyRsaPrivateKey {
     /// Reads a PKCS#8 DER private key of 2048 to 4096 bits.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
-        let bad = |_| CryptoError::InvalidPrivateKey("not an RSA PKCS#8 private key");
-        let decrypting = PrivateDecryptingKey::from_pkcs8(der).map_err(bad)?;
-        let bits = decrypting.key_size_bits();
+        // AWS-LC checks the key's consistency while parsing it.
+        let key = ffi::RawKey::private_from_pkcs8(der).ok_or(CryptoError::InvalidPrivateKey(
+            "not an RSA PKCS#8 private key",
+        ))?;
+        let bits = key.bits();
         if !SUPPORTED_BITS.contains(&bits) {
             return Err(CryptoError::UnsupportedKeySize { bits });
         }
-        let oaep = OaepPrivateDecryptingKey::new(decrypting)
-            .map_err(|_| CryptoError::InvalidPrivateKey("RSA key unusable for OAEP"))?;
-        let signer = signature::RsaKeyPair::from_pkcs8(der).map_err(bad)?;
+        let spki = key
+            .spki_der()
+            .ok_or(CryptoError::Library("RSA public key encoding"))?;
         Ok(Self {
             pkcs8: Zeroizing::new(der.to_vec()),
-            oaep,
-            signer,
-            raw: OnceLock::new(),
+            key,
+            spki,
             bits,
         })
     }
@@ -118,15 +120,8 @@ impl LegacyRsaPrivateKey {
     /// The public half.
     #[must_use]
     pub fn public_key(&self) -> LegacyRsaPublicKey {
-        // The SPKI of a key we already parsed always encodes.
-        let spki = self
-            .signer
-            .public_key()
-            .as_der()
-            .map(|d| d.as_ref().to_vec())
-            .unwrap_or_default();
         LegacyRsaPublicKey {
-            spki,
+            spki: self.spki.clone(),
             bits: self.bits,
         }
     }
@@ -144,42 +139,25 @@ impl LegacyRsaPrivateKey {
         ct: &[u8],
         label: &[u8],
     ) -> Result<SecretBytes, CryptoError> {
+        let oaep = ffi::Oaep::of(scheme).ok_or(CryptoError::WrongScheme {
+            expected: "an RSA-OAEP scheme",
+            found: scheme,
+        })?;
         if ct.len() != self.bits / 8 {
             return Err(CryptoError::Decrypt);
         }
-        if let Some(alg) = oaep_algorithm(scheme) {
-            let mut out = Zeroizing::new(vec![0u8; self.oaep.min_output_size()]);
-            let pt = self
-                .oaep
-                .decrypt(alg, ct, &mut out, Some(label))
-                .map_err(|_| CryptoError::Decrypt)?;
-            return Ok(SecretBytes::from_slice(pt));
-        }
-        if scheme == Scheme::RsaOaepSha256Mgf1Sha1 {
-            let raw = self
-                .raw
-                .get_or_init(|| ffi::RawKey::private_from_pkcs8(&self.pkcs8))
-                .as_ref()
-                .ok_or(CryptoError::Decrypt)?;
-            return raw
-                .oaep_sha256_mgf1sha1_decrypt(ct, label)
-                .map(|pt| SecretBytes::from_slice(&pt))
-                .ok_or(CryptoError::Decrypt);
-        }
-        Err(CryptoError::WrongScheme {
-            expected: "an RSA-OAEP scheme",
-            found: scheme,
-        })
+        self.key
+            .oaep_decrypt(oaep, ct, label)
+            .map(|pt| SecretBytes::from_slice(&pt))
+            .ok_or(CryptoError::Decrypt)
     }
 
     /// RSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt) over `message`.
     pub fn sign_pss(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let mut sig = vec![0u8; self.signer.public_modulus_len()];
-        self.signer
-            .sign(&RSA_PSS_SHA256, &rng, message, &mut sig)
-            .map_err(|_| CryptoError::Library("RSA-PSS signing"))?;
-        Ok(sig)
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
+        self.key
+            .pss_sha256_sign(digest.as_ref())
+            .ok_or(CryptoError::Library("RSA-PSS signing"))
     }
 }
 
@@ -249,7 +227,7 @@ impl LegacyRsaPublicKey {
             return Ok(out);
         }
         ffi::RawKey::public_from_spki(&self.spki)
-            .and_then(|k| k.oaep_sha256_mgf1sha1_encrypt(secret))
+            .and_then(|k| k.oaep_encrypt(ffi::Oaep::Sha256Mgf1Sha1, secret))
             .ok_or(CryptoError::Library("RSA-OAEP encryption"))
     }
 
@@ -269,8 +247,9 @@ impl LegacyRsaPublicKey {
     }
 }
 
-/// Direct AWS-LC calls for OAEP with SHA-256 and MGF1-SHA-1, which
-/// aws-lc-rs does not expose. Same library, same constant-time code.
+/// Direct AWS-LC calls: one parsed key for OAEP (including SHA-256 with
+/// MGF1-SHA-1, which aws-lc-rs does not expose) and PSS signing. Same
+/// library and the same constant-time code as aws-lc-rs.
 #[allow(unsafe_code)]
 mod ffi {
     use aws_lc_sys as sys;
@@ -293,6 +272,38 @@ mod ffi {
     }
 
     struct Ctx(NonNull<sys::EVP_PKEY_CTX>);
+
+    /// The OAEP digest pairs of the legacy schemes.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) enum Oaep {
+        Sha1,
+        Sha256,
+        Sha256Mgf1Sha1,
+    }
+
+    impl Oaep {
+        pub(super) fn of(scheme: crate::envelope::Scheme) -> Option<Self> {
+            use crate::envelope::Scheme;
+            match scheme {
+                Scheme::RsaOaepSha1 => Some(Self::Sha1),
+                Scheme::RsaOaepSha256 => Some(Self::Sha256),
+                Scheme::RsaOaepSha256Mgf1Sha1 => Some(Self::Sha256Mgf1Sha1),
+                _ => None,
+            }
+        }
+
+        /// The OAEP digest and the MGF1 digest.
+        fn digests(self) -> (*const sys::EVP_MD, *const sys::EVP_MD) {
+            // SAFETY: these return pointers to static digest tables.
+            unsafe {
+                match self {
+                    Self::Sha1 => (sys::EVP_sha1(), sys::EVP_sha1()),
+                    Self::Sha256 => (sys::EVP_sha256(), sys::EVP_sha256()),
+                    Self::Sha256Mgf1Sha1 => (sys::EVP_sha256(), sys::EVP_sha1()),
+                }
+            }
+        }
+    }
 
     impl Drop for Ctx {
         fn drop(&mut self) {
@@ -328,7 +339,84 @@ mod ffi {
             Self::parse(der, false)
         }
 
-        fn oaep_ctx(&self, encrypt: bool, label: &[u8]) -> Option<Ctx> {
+        /// The modulus size in bits.
+        pub(super) fn bits(&self) -> usize {
+            // SAFETY: valid key.
+            let n = unsafe { sys::EVP_PKEY_bits(self.0.as_ptr()) };
+            usize::try_from(n).unwrap_or(0)
+        }
+
+        /// The public half as X.509 SubjectPublicKeyInfo DER.
+        pub(super) fn spki_der(&self) -> Option<Vec<u8>> {
+            let mut cbb = std::mem::MaybeUninit::<sys::CBB>::uninit();
+            // SAFETY: CBB_init initialises the CBB (it allocates its buffer
+            // and can fail only on allocation); after a failed marshal or
+            // finish, CBB_cleanup frees it; after CBB_finish the buffer is
+            // ours, copied and freed with OPENSSL_free.
+            unsafe {
+                if sys::CBB_init(cbb.as_mut_ptr(), 600) != 1 {
+                    return None;
+                }
+                let mut out: *mut u8 = null_mut();
+                let mut len = 0usize;
+                if sys::EVP_marshal_public_key(cbb.as_mut_ptr(), self.0.as_ptr()) != 1
+                    || sys::CBB_finish(cbb.as_mut_ptr(), &mut out, &mut len) != 1
+                {
+                    sys::CBB_cleanup(cbb.as_mut_ptr());
+                    sys::ERR_clear_error();
+                    return None;
+                }
+                let der = std::slice::from_raw_parts(out, len).to_vec();
+                sys::OPENSSL_free(out.cast());
+                Some(der)
+            }
+        }
+
+        /// RSA-PSS over a SHA-256 digest: MGF1-SHA-256 and a salt as long
+        /// as the digest, as aws-lc-rs's `RSA_PSS_SHA256` signs.
+        pub(super) fn pss_sha256_sign(&self, digest: &[u8]) -> Option<Vec<u8>> {
+            // SAFETY: valid key; the context is freed by `Ctx`'s Drop; the
+            // EVP_MD pointer is static; `sig` has `len` writable bytes.
+            unsafe {
+                let ctx = Ctx(NonNull::new(sys::EVP_PKEY_CTX_new(
+                    self.0.as_ptr(),
+                    null_mut(),
+                ))?);
+                let ok = sys::EVP_PKEY_sign_init(ctx.0.as_ptr()) == 1
+                    && sys::EVP_PKEY_CTX_set_rsa_padding(
+                        ctx.0.as_ptr(),
+                        sys::RSA_PKCS1_PSS_PADDING,
+                    ) == 1
+                    && sys::EVP_PKEY_CTX_set_signature_md(ctx.0.as_ptr(), sys::EVP_sha256()) == 1
+                    && sys::EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.0.as_ptr(), sys::EVP_sha256()) == 1
+                    && sys::EVP_PKEY_CTX_set_rsa_pss_saltlen(
+                        ctx.0.as_ptr(),
+                        sys::RSA_PSS_SALTLEN_DIGEST,
+                    ) == 1;
+                if !ok {
+                    sys::ERR_clear_error();
+                    return None;
+                }
+                let mut sig = vec![0u8; self.size()];
+                let mut len = sig.len();
+                let rc = sys::EVP_PKEY_sign(
+                    ctx.0.as_ptr(),
+                    sig.as_mut_ptr(),
+                    &mut len,
+                    digest.as_ptr(),
+                    digest.len(),
+                );
+                if rc != 1 {
+                    sys::ERR_clear_error();
+                    return None;
+                }
+                sig.truncate(len);
+                Some(sig)
+            }
+        }
+
+        fn oaep_ctx(&self, oaep: Oaep, encrypt: bool, label: &[u8]) -> Option<Ctx> {
+            let (md, mgf1) = oaep.digests();
             // SAFETY: valid key; the context is freed by `Ctx`'s Drop; the
             // EVP_MD pointers are static.
             unsafe {
@@ -346,8 +434,8 @@ mod ffi {
                         ctx.0.as_ptr(),
                         sys::RSA_PKCS1_OAEP_PADDING,
                     ) == 1
-                    && sys::EVP_PKEY_CTX_set_rsa_oaep_md(ctx.0.as_ptr(), sys::EVP_sha256()) == 1
-                    && sys::EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.0.as_ptr(), sys::EVP_sha1()) == 1;
+                    && sys::EVP_PKEY_CTX_set_rsa_oaep_md(ctx.0.as_ptr(), md) == 1
+                    && sys::EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.0.as_ptr(), mgf1) == 1;
                 if !ok {
                     return None;
                 }
@@ -374,12 +462,13 @@ mod ffi {
             usize::try_from(n).unwrap_or(0)
         }
 
-        pub(super) fn oaep_sha256_mgf1sha1_decrypt(
+        pub(super) fn oaep_decrypt(
             &self,
+            oaep: Oaep,
             ct: &[u8],
             label: &[u8],
         ) -> Option<Zeroizing<Vec<u8>>> {
-            let ctx = self.oaep_ctx(false, label)?;
+            let ctx = self.oaep_ctx(oaep, false, label)?;
             let mut out = Zeroizing::new(vec![0u8; self.size()]);
             let mut len = out.len();
             // SAFETY: `out` has `len` writable bytes; `ct` is readable.
@@ -401,8 +490,8 @@ mod ffi {
             Some(out)
         }
 
-        pub(super) fn oaep_sha256_mgf1sha1_encrypt(&self, pt: &[u8]) -> Option<Vec<u8>> {
-            let ctx = self.oaep_ctx(true, &[])?;
+        pub(super) fn oaep_encrypt(&self, oaep: Oaep, pt: &[u8]) -> Option<Vec<u8>> {
+            let ctx = self.oaep_ctx(oaep, true, &[])?;
             let mut out = vec![0u8; self.size()];
             let mut len = out.len();
             // SAFETY: `out` has `len` writable bytes; `pt` is readable.
@@ -423,5 +512,83 @@ mod ffi {
             out.truncate(len);
             Some(out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::signature::{RSA_PSS_SHA256, RsaKeyPair};
+
+    const KEYS: [&[u8]; 2] = [
+        include_bytes!("../../tests/fixtures/rsa-2048-a.pk8"),
+        include_bytes!("../../tests/fixtures/rsa-4096-a.pk8"),
+    ];
+
+    /// The one raw AWS-LC key computes what aws-lc-rs's two typed keys
+    /// (decrypting, signing) computed before: the same public key, OAEP
+    /// plaintexts both ways, PSS signatures each verifier accepts.
+    #[test]
+    fn one_raw_key_does_what_the_aws_lc_rs_keys_did() {
+        for der in KEYS {
+            let ours = LegacyRsaPrivateKey::from_pkcs8_der(der).unwrap();
+            let typed = PrivateDecryptingKey::from_pkcs8(der).unwrap();
+            assert_eq!(ours.bits(), typed.key_size_bits());
+            let spki = typed.public_key().as_der().unwrap();
+            assert_eq!(ours.public_key().to_spki_der(), spki.as_ref());
+
+            // OAEP: aws-lc-rs encrypts, ours decrypts, for both schemes it
+            // has; and the reverse.
+            let oaep_typed = aws_lc_rs::rsa::OaepPrivateDecryptingKey::new(typed).unwrap();
+            let public = ours.public_key();
+            for (scheme, alg) in [
+                (Scheme::RsaOaepSha1, &OAEP_SHA1_MGF1SHA1),
+                (Scheme::RsaOaepSha256, &OAEP_SHA256_MGF1SHA256),
+            ] {
+                let secret = [7u8; 32];
+                let ct = public.encrypt(scheme, &secret).unwrap();
+                assert_eq!(
+                    ours.decrypt(scheme, &ct).unwrap().dangerous_as_bytes(),
+                    &secret
+                );
+                let mut out = vec![0u8; oaep_typed.min_output_size()];
+                let pt = oaep_typed.decrypt(alg, &ct, &mut out, None).unwrap();
+                assert_eq!(pt, &secret);
+                // A ciphertext under the other scheme does not open.
+                let other = if scheme == Scheme::RsaOaepSha1 {
+                    Scheme::RsaOaepSha256
+                } else {
+                    Scheme::RsaOaepSha1
+                };
+                assert!(ours.decrypt(other, &ct).is_err());
+            }
+
+            // PSS: our signature verifies with aws-lc-rs's verifier, and an
+            // aws-lc-rs signature with ours.
+            let msg = b"rekey bundle digest";
+            let sig = ours.sign_pss(msg).unwrap();
+            assert_eq!(sig.len(), ours.bits() / 8);
+            public.verify_pss(msg, &sig).unwrap();
+            assert!(public.verify_pss(b"another message", &sig).is_err());
+            let signer = RsaKeyPair::from_pkcs8(der).unwrap();
+            let mut theirs = vec![0u8; signer.public_modulus_len()];
+            signer
+                .sign(
+                    &RSA_PSS_SHA256,
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    msg,
+                    &mut theirs,
+                )
+                .unwrap();
+            public.verify_pss(msg, &theirs).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_cut_short_or_foreign_key_is_refused() {
+        let der = KEYS[0];
+        assert!(LegacyRsaPrivateKey::from_pkcs8_der(&der[..der.len() - 1]).is_err());
+        assert!(LegacyRsaPrivateKey::from_pkcs8_der(&[]).is_err());
+        assert!(LegacyRsaPrivateKey::from_pkcs8_der(b"not a key").is_err());
     }
 }
