@@ -2,9 +2,9 @@
 //! re-wrapping) in one transaction.
 
 use super::Vault;
-use super::convert::{audit_to, grant_to, key_pair_to, non_migratable_to};
+use super::convert::{audit_to, key_pair_to, non_migratable_to};
 use super::read::pending_grant_columns;
-use super::sql::insert_batched;
+use super::sql::{insert_batched, insert_grants};
 use crate::entity::{audit, grant, principal};
 use crate::error::{Error, Result, db};
 use rekey_core::ids::{GrantId, KeyPairId, PrincipalId};
@@ -216,25 +216,20 @@ impl Vault {
             "insert the new key pairs",
         )
         .await?;
-        // Active models a batch at a time: a 40,000-grant write set never
+        // Bound values a chunk at a time: a 40,000-grant write set never
         // has them all in memory at once.
         let grants: Vec<&GrantRecord> = write
             .grants
             .iter()
             .chain(&write.membership_grants)
             .collect();
-        for chunk in grants.chunks(super::BATCH_ROWS) {
-            let models: Vec<grant::ActiveModel> = chunk
-                .iter()
-                .map(|g| {
-                    let mut m = grant_to(g);
-                    m.origin =
-                        sea_orm::ActiveValue::Set(GrantOrigin::Migration.as_str().to_owned());
-                    m
-                })
-                .collect();
-            insert_batched(txn, models, "insert the new grants").await?;
-        }
+        insert_grants(
+            txn,
+            &grants,
+            GrantOrigin::Migration,
+            "insert the new grants",
+        )
+        .await?;
         insert_batched(
             txn,
             write.non_migratable.iter().map(non_migratable_to).collect(),
