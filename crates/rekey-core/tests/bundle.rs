@@ -47,7 +47,15 @@ fn build(v: &MemVault, u: PrincipalId) -> BuildOutput {
 fn submit(v: &mut MemVault, u: PrincipalId, signed: &SignedBundle) -> Result<(), CheckError> {
     // Through the wire, as a server receives it.
     let received = SignedBundle::parse(&signed.encode()).unwrap();
-    let checked = check_bundle(&received, &v.context(u, received.bundle()))?;
+    let ctx = v.context(u, received.bundle());
+    let checked = check_bundle(&received, &ctx)?;
+    // The consuming check (the server's) accepts the same bundle with the
+    // same preconditions, and keeps the decoded bundle unchanged.
+    let owned = check_signed(received, &ctx).expect("check_signed agrees with check_bundle");
+    assert_eq!(owned.preconditions(), checked.preconditions());
+    let (bundle, pre) = owned.into_parts();
+    assert_eq!(&bundle, checked.bundle());
+    assert_eq!(&pre, checked.preconditions());
     v.apply(&checked).unwrap();
     Ok(())
 }
@@ -227,11 +235,14 @@ fn a_dropped_grant_is_refused() {
     let sig_start = wire::MAGIC.len() + 1 + 4 + out.bundle.body().len();
     bytes.extend_from_slice(&original[sig_start..]);
     let tampered = SignedBundle::parse(&bytes).unwrap();
-    let err = check_bundle(&tampered, &v.context(u, tampered.bundle())).unwrap_err();
+    let ctx = v.context(u, tampered.bundle());
+    let err = check_bundle(&tampered, &ctx).unwrap_err();
     assert!(
         matches!(err, CheckError::CoverageChanged { missing: 1, .. }),
         "{err}"
     );
+    // The consuming check refuses it the same way.
+    assert_eq!(check_signed(tampered, &ctx).unwrap_err(), err);
     // Nothing was written.
     assert_eq!(v.principals[&u].state, model::MigrationState::Pending);
 }
