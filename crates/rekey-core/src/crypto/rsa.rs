@@ -366,6 +366,9 @@ mod ffi {
                     sys::ERR_clear_error();
                     return None;
                 }
+                if out.is_null() {
+                    return None;
+                }
                 let der = std::slice::from_raw_parts(out, len).to_vec();
                 sys::OPENSSL_free(out.cast());
                 Some(der)
@@ -526,8 +529,9 @@ mod tests {
     ];
 
     /// The one raw AWS-LC key computes what aws-lc-rs's two typed keys
-    /// (decrypting, signing) computed before: the same public key, OAEP
-    /// plaintexts both ways, PSS signatures each verifier accepts.
+    /// (decrypting, signing) computed before: the same public key, the same
+    /// OAEP plaintexts, PSS signatures the verifier accepts as it accepts
+    /// aws-lc-rs's.
     #[test]
     fn one_raw_key_does_what_the_aws_lc_rs_keys_did() {
         for der in KEYS {
@@ -537,8 +541,8 @@ mod tests {
             let spki = typed.public_key().as_der().unwrap();
             assert_eq!(ours.public_key().to_spki_der(), spki.as_ref());
 
-            // OAEP: aws-lc-rs encrypts, ours decrypts, for both schemes it
-            // has; and the reverse.
+            // OAEP, for both schemes aws-lc-rs has: aws-lc-rs encrypts, and
+            // ours and aws-lc-rs's typed key both decrypt.
             let oaep_typed = aws_lc_rs::rsa::OaepPrivateDecryptingKey::new(typed).unwrap();
             let public = ours.public_key();
             for (scheme, alg) in [
@@ -563,8 +567,8 @@ mod tests {
                 assert!(ours.decrypt(other, &ct).is_err());
             }
 
-            // PSS: our signature verifies with aws-lc-rs's verifier, and an
-            // aws-lc-rs signature with ours.
+            // PSS: our signature verifies with aws-lc-rs's verifier, only
+            // for its message; so does an aws-lc-rs signature.
             let msg = b"rekey bundle digest";
             let sig = ours.sign_pss(msg).unwrap();
             assert_eq!(sig.len(), ours.bits() / 8);

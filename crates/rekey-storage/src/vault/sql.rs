@@ -147,6 +147,8 @@ fn grant_insert_sql(backend: DbBackend, rows: usize) -> &'static str {
         DbBackend::Postgres => 1,
         _ => 2,
     };
+    // Only the sizes chunk_len hands out have a slot of their own.
+    debug_assert!(rows == BATCH_ROWS || (rows.is_power_of_two() && rows < BATCH_ROWS));
     let slot = if rows == BATCH_ROWS {
         SIZES - 1
     } else {
