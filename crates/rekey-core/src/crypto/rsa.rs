@@ -7,10 +7,7 @@ use crate::envelope::Scheme;
 use crate::error::CryptoError;
 use crate::secret::SecretBytes;
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{
-    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPublicEncryptingKey,
-    PrivateDecryptingKey, PublicEncryptingKey,
-};
+use aws_lc_rs::rsa::{KeySize, PrivateDecryptingKey, PublicEncryptingKey};
 use aws_lc_rs::signature::{RSA_PSS_2048_8192_SHA256, UnparsedPublicKey};
 use zeroize::Zeroizing;
 
@@ -58,14 +55,6 @@ impl PartialEq for LegacyRsaPublicKey {
 }
 
 impl Eq for LegacyRsaPublicKey {}
-
-fn oaep_algorithm(scheme: Scheme) -> Option<&'static OaepAlgorithm> {
-    match scheme {
-        Scheme::RsaOaepSha1 => Some(&OAEP_SHA1_MGF1SHA1),
-        Scheme::RsaOaepSha256 => Some(&OAEP_SHA256_MGF1SHA256),
-        _ => None,
-    }
-}
 
 impl LegacyRsaPrivateKey {
     /// Reads a PKCS#8 DER private key of 2048 to 4096 bits.
@@ -214,20 +203,13 @@ impl LegacyRsaPublicKey {
                 max,
             });
         }
-        if let Some(alg) = oaep_algorithm(scheme) {
-            let key = PublicEncryptingKey::from_der(&self.spki)
-                .and_then(|k| OaepPublicEncryptingKey::new(k).map_err(Into::into))
-                .map_err(|_| CryptoError::InvalidPublicKey("RSA key unusable for OAEP"))?;
-            let mut out = vec![0u8; key.ciphertext_size()];
-            let n = key
-                .encrypt(alg, secret, &mut out, None)
-                .map_err(|_| CryptoError::Library("RSA-OAEP encryption"))?
-                .len();
-            out.truncate(n);
-            return Ok(out);
-        }
+        // max_secret_len has already refused a non-OAEP scheme.
+        let oaep = ffi::Oaep::of(scheme).ok_or(CryptoError::WrongScheme {
+            expected: "an RSA-OAEP scheme",
+            found: scheme,
+        })?;
         ffi::RawKey::public_from_spki(&self.spki)
-            .and_then(|k| k.oaep_encrypt(ffi::Oaep::Sha256Mgf1Sha1, secret))
+            .and_then(|k| k.oaep_encrypt(oaep, secret))
             .ok_or(CryptoError::Library("RSA-OAEP encryption"))
     }
 
@@ -521,6 +503,7 @@ mod ffi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256};
     use aws_lc_rs::signature::{RSA_PSS_SHA256, RsaKeyPair};
 
     const KEYS: [&[u8]; 2] = [
@@ -541,8 +524,8 @@ mod tests {
             let spki = typed.public_key().as_der().unwrap();
             assert_eq!(ours.public_key().to_spki_der(), spki.as_ref());
 
-            // OAEP, for both schemes aws-lc-rs has: aws-lc-rs encrypts, and
-            // ours and aws-lc-rs's typed key both decrypt.
+            // OAEP, for both schemes aws-lc-rs has: ours encrypts, and ours
+            // and aws-lc-rs's typed key both decrypt.
             let oaep_typed = aws_lc_rs::rsa::OaepPrivateDecryptingKey::new(typed).unwrap();
             let public = ours.public_key();
             for (scheme, alg) in [
