@@ -401,11 +401,13 @@ impl Engine {
             })
     }
 
-    async fn all_pending(&self, p: PrincipalId) -> Result<Vec<GrantRecord>, EngineError> {
+    /// Every pending grant of `p` as the package carries it, converted page
+    /// by page (never the storage rows and the package's copy at once).
+    async fn all_pending(&self, p: PrincipalId) -> Result<Vec<PendingGrant>, EngineError> {
         let mut out = Vec::new();
         let mut cursor = self.vault.pending_grants(p, PAGE);
         while let Some(page) = cursor.next_page().await? {
-            out.extend(page);
+            out.extend(page.into_iter().map(Self::to_pending));
         }
         Ok(out)
     }
@@ -580,12 +582,7 @@ impl Engine {
             candidates.push(Candidate {
                 principal: c.id,
                 legacy_key: index.package_legacy_key(c)?,
-                pending_grants: self
-                    .all_pending(c.id)
-                    .await?
-                    .into_iter()
-                    .map(Self::to_pending)
-                    .collect(),
+                pending_grants: self.all_pending(c.id).await?,
                 holders: index
                     .holders(c.id)
                     .iter()
@@ -598,12 +595,7 @@ impl Engine {
             run,
             principal: p.id,
             legacy_key: index.package_legacy_key(p)?,
-            pending_grants: self
-                .all_pending(p.id)
-                .await?
-                .into_iter()
-                .map(Self::to_pending)
-                .collect(),
+            pending_grants: self.all_pending(p.id).await?,
             candidates,
         })
     }

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod keycache;
 pub mod keydir;
+pub mod memory;
 pub mod password;
 
 pub use client::{LoginReport, VerifyReport};

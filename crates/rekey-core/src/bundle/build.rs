@@ -105,9 +105,18 @@ pub enum BuildError {
 /// meanwhile) the rebuild costs no RSA operation for the grants it opened
 /// before. An entry is reused only for the same grant id with the same
 /// envelope bytes; the secrets are zeroized when the memo is dropped.
+///
+/// The memo lives as long as the login, beside the bundle and the server's
+/// copy of it, so an entry keeps only a SHA-256 digest of the envelope (32
+/// bytes, not the 256 or 512 of an RSA ciphertext) to recognise it.
 #[derive(Default)]
 pub struct OpenedGrants {
-    opened: Mutex<HashMap<crate::ids::GrantId, (Vec<u8>, SecretBytes)>>,
+    opened: Mutex<HashMap<crate::ids::GrantId, ([u8; 32], SecretBytes)>>,
+}
+
+fn envelope_digest(envelope_bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(envelope_bytes).into()
 }
 
 impl OpenedGrants {
@@ -131,8 +140,8 @@ impl OpenedGrants {
 
     fn get(&self, g: &PendingGrant) -> Option<SecretBytes> {
         let m = self.opened.lock().ok()?;
-        let (envelope, secret) = m.get(&g.id)?;
-        (envelope == &g.envelope_bytes)
+        let (digest, secret) = m.get(&g.id)?;
+        (*digest == envelope_digest(&g.envelope_bytes))
             .then(|| SecretBytes::from_slice(secret.dangerous_as_bytes()))
     }
 
@@ -141,7 +150,7 @@ impl OpenedGrants {
             m.insert(
                 g.id,
                 (
-                    g.envelope_bytes.clone(),
+                    envelope_digest(&g.envelope_bytes),
                     SecretBytes::from_slice(secret.dangerous_as_bytes()),
                 ),
             );
