@@ -22,7 +22,7 @@ use std::time::Instant;
 fn main() -> ExitCode {
     // Before any thread: freed bundle buffers leave the process, so peak
     // memory follows the live data, not every arena's largest bundle.
-    let _ = rekey_engine::memory::return_large_buffers_to_the_system();
+    rekey_engine::memory::return_large_buffers_to_the_system();
     let cli = Cli::parse();
     let format = cli.format;
     let runtime = match tokio::runtime::Builder::new_multi_thread()

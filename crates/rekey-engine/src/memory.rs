@@ -12,26 +12,20 @@
 //! clients: 131–150 MiB by default, 101–106 MiB with the threshold pinned;
 //! `docs/BENCHMARKS.md` has the whole-vault figures).
 
-/// Buffers of this size and larger always come from and go straight back
-/// to the kernel (glibc's own starting value, no longer raised).
-pub const LARGE_BUFFER_BYTES: usize = 128 * 1024;
-
-/// Pins the allocator's large-buffer threshold at [`LARGE_BUFFER_BYTES`],
-/// so freed bundle buffers leave the process. Call it once at the start of
-/// `main`, before the async runtime. Returns whether the allocator took the
-/// setting (`false` where it is not glibc's, which needs none of this).
-#[must_use = "the caller may want to log that the allocator was not tuned"]
+/// Pins glibc's large-buffer threshold at its own starting value, 128 KiB,
+/// so buffers that size and larger always come from and go straight back
+/// to the kernel. Call it once at the start of `main`, before the async
+/// runtime. Returns whether the allocator took the setting (`false` where
+/// it is not glibc's, which needs none of this).
 pub fn return_large_buffers_to_the_system() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let Ok(bytes) = libc::c_int::try_from(LARGE_BUFFER_BYTES) else {
-            return false;
-        };
+        const LARGE_BUFFER_BYTES: libc::c_int = 128 * 1024;
         // SAFETY: `mallopt` only changes glibc's malloc tuning; it takes
         // the allocator's own locks, reads no pointer of ours and is sound
         // to call at any time, from any thread.
         #[allow(unsafe_code)]
-        let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes) };
+        let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES) };
         set == 1
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Before any thread: freed bundle buffers leave the process, so peak
     // memory follows the live data, not every arena's largest bundle.
-    let _ = rekey_engine::memory::return_large_buffers_to_the_system();
+    rekey_engine::memory::return_large_buffers_to_the_system();
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
     let config = match cli.config() {

@@ -146,14 +146,13 @@ impl OpenedGrants {
     }
 
     fn put(&self, g: &PendingGrant, secret: &SecretBytes) {
+        // Hashed before the lock: the build's worker threads all put here.
+        let entry = (
+            envelope_digest(&g.envelope_bytes),
+            SecretBytes::from_slice(secret.dangerous_as_bytes()),
+        );
         if let Ok(mut m) = self.opened.lock() {
-            m.insert(
-                g.id,
-                (
-                    envelope_digest(&g.envelope_bytes),
-                    SecretBytes::from_slice(secret.dangerous_as_bytes()),
-                ),
-            );
+            m.insert(g.id, entry);
         }
     }
 }
