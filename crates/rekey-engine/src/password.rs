@@ -15,7 +15,7 @@
 use crate::error::EngineError;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rekey_core::{MasterSecret, PrincipalId, VaultId};
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use zeroize::{Zeroize, Zeroizing};
 
 /// Argon2id memory in KiB for the demo.
@@ -46,21 +46,30 @@ thread_local! {
     static MEMORY: RefCell<Memory> = const { RefCell::new(Memory(Vec::new())) };
 }
 
+/// This thread's working memory while one hash uses it: wiped when the
+/// hash is done, also when it unwinds.
+struct Borrowed<'a>(RefMut<'a, Memory>);
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        self.0.wipe();
+    }
+}
+
 /// Runs `f` on `blocks` Argon2 blocks of this thread's working memory and
 /// wipes them afterwards, whatever `f` returned.
 fn with_memory<T>(blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
     MEMORY.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut memory) => {
-            if memory.0.len() != blocks {
-                memory.wipe();
-                memory.0 = vec![Block::default(); blocks];
+        Ok(memory) => {
+            let mut memory = Borrowed(memory);
+            if memory.0.0.len() != blocks {
+                memory.0.wipe();
+                memory.0.0 = vec![Block::default(); blocks];
             }
-            let out = f(&mut memory.0);
-            memory.wipe();
-            out
+            f(&mut memory.0.0)
         }
         // Not reached (a hash never starts another), but a fresh buffer is
-        // the safe answer rather than a panic.
+        // the safe answer rather than a panic; `Memory` wipes it on drop.
         Err(_) => {
             let mut fresh = Memory(vec![Block::default(); blocks]);
             f(&mut fresh.0)
@@ -139,5 +148,22 @@ mod tests {
         }
         assert_ne!(seen[0], seen[1], "two passwords, one hash");
         assert_eq!(seen[0], seen[2]);
+    }
+
+    /// A hash that unwinds half way leaves no state behind either.
+    #[test]
+    fn memory_is_wiped_when_a_hash_unwinds() {
+        let unwound = std::panic::catch_unwind(|| {
+            with_memory(8, |memory| {
+                memory[3].as_mut()[5] = 0x5ec7e7;
+                panic!("hash interrupted");
+            })
+        });
+        assert!(unwound.is_err());
+        MEMORY.with(|m| {
+            let m = m.borrow();
+            assert_eq!(m.0.len(), 8);
+            assert!(m.0.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)));
+        });
     }
 }
