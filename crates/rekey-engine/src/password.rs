@@ -116,6 +116,16 @@ fn argon2id(password: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, EngineEr
 mod tests {
     use super::*;
 
+    /// This thread's working memory: its size in blocks, and whether every
+    /// word of it is zero.
+    fn this_threads_memory() -> (usize, bool) {
+        MEMORY.with(|m| {
+            let m = m.borrow();
+            let zero = m.0.iter().all(|b| b.as_ref().iter().all(|w| *w == 0));
+            (m.0.len(), zero)
+        })
+    }
+
     /// The reused memory gives the same hash as a fresh buffer, for the
     /// same and for another password (nothing of one hash leaks into the
     /// next), and is all zeros once a hash is done.
@@ -137,14 +147,12 @@ mod tests {
                 *reused, fresh,
                 "reused memory changed the hash of {password:?}"
             );
-            MEMORY.with(|m| {
-                let m = m.borrow();
-                assert_eq!(m.0.len(), DEMO_M_COST_KIB as usize, "one block per KiB");
-                assert!(
-                    m.0.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)),
-                    "the working memory still holds password-derived state"
-                );
-            });
+            let (blocks, zero) = this_threads_memory();
+            assert_eq!(blocks, DEMO_M_COST_KIB as usize, "one block per KiB");
+            assert!(
+                zero,
+                "the working memory still holds password-derived state"
+            );
             seen.push(fresh);
         }
         assert_ne!(seen[0], seen[1], "two passwords, one hash");
@@ -161,10 +169,8 @@ mod tests {
             })
         });
         assert!(unwound.is_err());
-        MEMORY.with(|m| {
-            let m = m.borrow();
-            assert_eq!(m.0.len(), 8);
-            assert!(m.0.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)));
-        });
+        let (blocks, zero) = this_threads_memory();
+        assert_eq!(blocks, 8);
+        assert!(zero, "an unwound hash left state behind");
     }
 }
