@@ -1,6 +1,7 @@
-//! Conformance: RFC 9180 and Wycheproof vectors from `../shared/vectors`
-//! (or `$REKEY_VECTORS_DIR`). Every case of the selected groups runs; a
-//! missing vectors folder fails loudly rather than passing silently.
+//! Conformance: RFC 9180 and Wycheproof vectors from the repository's
+//! `vectors/` folder (provenance in `vectors/README.md`; `$REKEY_VECTORS_DIR`
+//! points elsewhere). Every case of the selected groups runs; a missing file
+//! fails loudly rather than passing silently.
 
 use super::aead::Aead;
 use super::ec::{Curve, EcPrivateKey, EcPublicKey};
@@ -17,15 +18,15 @@ fn vectors_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.join("../../../shared/vectors")
+    manifest.join("../../vectors")
 }
 
 fn load(name: &str) -> Value {
     let path = vectors_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "test vectors missing at {} ({e}); put the shared/ folder beside the repository \
-             or set REKEY_VECTORS_DIR",
+            "test vectors missing at {} ({e}): they ship in the repository's vectors/ \
+             folder (or set REKEY_VECTORS_DIR)",
             path.display()
         )
     });
