@@ -13,7 +13,7 @@ pub(crate) struct Cli {
         long,
         global = true,
         env = "REKEY_DATABASE_URL",
-        default_value = "sqlite://rekey.db?mode=rwc"
+        default_value = rekey_server::DEFAULT_DATABASE_URL
     )]
     pub(crate) db: String,
     /// The server's key directory (certificate private keys).
@@ -21,7 +21,7 @@ pub(crate) struct Cli {
         long,
         global = true,
         env = "REKEY_KEY_DIR",
-        default_value = "rekey-keys"
+        default_value = rekey_server::DEFAULT_KEY_DIR
     )]
     pub(crate) key_dir: PathBuf,
     /// Output for people (text) or scripts (json).
@@ -107,17 +107,17 @@ pub(crate) enum Command {
         yes: bool,
     },
     /// Serve the HTTP API clients use during the migration, the status page
-    /// and metrics (`rekey-server` with the same options).
-    Serve {
-        /// Where to listen.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        bind: std::net::SocketAddr,
-        /// A file holding the admin token (or REKEY_ADMIN_TOKEN).
-        #[arg(long)]
-        admin_token_file: Option<PathBuf>,
-        /// This server's name in the vault's server list (default: the host name).
-        #[arg(long)]
-        name: Option<String>,
+    /// and metrics (the `rekey-server` binary takes the same options).
+    Serve(rekey_server::ServeArgs),
+    /// Resolve a grant a client could not migrate: `reshared` (the record
+    /// was shared again with a new grant) or `written_off` (its loss is
+    /// accepted). Audited.
+    Resolve {
+        /// The grant's id (`rekey status` counts them; preflight and the
+        /// audit log name them).
+        grant: String,
+        /// `reshared` or `written_off`.
+        resolution: String,
     },
     /// Demo vaults: every demo user unlocks and reads exactly what it should.
     Verify {
@@ -144,9 +144,9 @@ pub(crate) struct SpecArgs {
     /// Users.
     #[arg(long, global = true, default_value_t = 200)]
     pub(crate) users: usize,
-    /// Roles.
-    #[arg(long, global = true, default_value_t = 20)]
-    pub(crate) roles: usize,
+    /// Roles (default: one for every ten users).
+    #[arg(long, global = true)]
+    pub(crate) roles: Option<usize>,
     /// Records (default: 10 per user).
     #[arg(long, global = true)]
     pub(crate) records: Option<usize>,

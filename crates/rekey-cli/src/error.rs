@@ -1,13 +1,23 @@
 //! What the command line tells a person when something fails: the error,
-//! a hint, and a distinct exit code (documented in README.md).
+//! a hint that fits it, and a distinct exit code (documented in
+//! README.md). Errors are classified by their type, never by their text.
 
+use rekey_client::ClientError;
+use rekey_core::bundle::BuildError;
+use rekey_core::lifecycle::TransitionError;
+use rekey_demo::DemoError;
 use rekey_engine::EngineError;
+use rekey_keys::Error as KeysError;
+use rekey_server::ServerError;
 
 /// Exit codes.
 pub(crate) mod code {
     /// Something unexpected.
     pub(crate) const OTHER: u8 = 1;
-    /// A guard refused: wrong code word, users pending, wrong phase.
+    /// Bad arguments (and preflight blocking, by its own report).
+    pub(crate) const USAGE: u8 = 2;
+    /// A guard refused: wrong code word, users pending, wrong phase,
+    /// read-only.
     pub(crate) const REFUSED: u8 = 3;
     /// The vault changed meanwhile: run again.
     pub(crate) const CONFLICT: u8 = 4;
@@ -17,7 +27,7 @@ pub(crate) mod code {
     pub(crate) const CREDENTIALS: u8 = 6;
     /// Verification found a user who cannot read what it should.
     pub(crate) const VERIFY_FAILED: u8 = 7;
-    /// Files: key directory, key cache, credentials.
+    /// Files: key directory, key cache, credentials, backups.
     pub(crate) const FILES: u8 = 8;
 }
 
@@ -25,72 +35,193 @@ pub(crate) mod code {
 pub(crate) enum CliError {
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    /// The person's answer or arguments do not allow going on.
     #[error("{0}")]
-    Refused(String),
+    Usage(String),
+    /// Nothing was done because the person said no.
+    #[error("{0}")]
+    Declined(String),
     #[error("verification failed: {0}")]
     VerifyFailed(String),
     #[error("{0}")]
     Io(String),
-    /// One user's login failed during `login-all`: the user's name in
-    /// front of the error, whose exit code and hint it keeps.
-    #[error("{user}: {source}")]
-    ForUser { user: String, source: Box<CliError> },
+}
+
+/// What went wrong, in the terms the exit codes and hints use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Other,
+    Usage,
+    Refused,
+    PreflightBlocks,
+    Conflict,
+    Database,
+    SchemaOutdated,
+    Credentials,
+    VerifyFailed,
+    Files,
+    Server,
+    Unreachable,
 }
 
 impl CliError {
-    pub(crate) fn exit_code(&self) -> u8 {
+    fn kind(&self) -> Kind {
         match self {
-            CliError::Engine(e) => match e {
-                EngineError::Storage(s) => match s {
-                    rekey_storage::Error::ReadOnly => code::REFUSED,
-                    rekey_storage::Error::Conflict { .. }
-                    | rekey_storage::Error::PhaseConflict { .. } => code::CONFLICT,
-                    _ => code::DATABASE,
-                },
-                EngineError::Transition(_) | EngineError::WrongPhase { .. } => code::REFUSED,
-                e if e.is_conflict() => code::CONFLICT,
-                EngineError::UnknownUser(_) | EngineError::NotE2ee(_) => code::CREDENTIALS,
-                EngineError::Build(rekey_core::bundle::BuildError::WrongMasterSecret) => {
-                    code::CREDENTIALS
-                }
-                EngineError::KeyDir { .. }
-                | EngineError::BadKeyFile { .. }
-                | EngineError::KeyCache { .. }
-                | EngineError::Credentials { .. }
-                | EngineError::CredentialsMismatch => code::FILES,
-                _ => code::OTHER,
+            CliError::Engine(e) => engine_kind(e),
+            CliError::Demo(e) => demo_kind(e),
+            CliError::Server(e) if e.is_startup() => match e {
+                ServerError::Config(_) => Kind::Usage,
+                ServerError::Open(e) => engine_kind(e),
+                _ => Kind::Server,
             },
-            CliError::Refused(_) => code::REFUSED,
-            CliError::VerifyFailed(_) => code::VERIFY_FAILED,
-            CliError::Io(_) => code::FILES,
-            CliError::ForUser { source, .. } => source.exit_code(),
+            CliError::Server(_) => Kind::Other,
+            CliError::Client(e) => client_kind(e),
+            CliError::Keys(e) => keys_kind(e),
+            CliError::Usage(_) => Kind::Usage,
+            CliError::Declined(_) => Kind::Refused,
+            CliError::VerifyFailed(_) => Kind::VerifyFailed,
+            CliError::Io(_) => Kind::Files,
+        }
+    }
+
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self.kind() {
+            Kind::Other | Kind::Server => code::OTHER,
+            Kind::Usage => code::USAGE,
+            Kind::Refused | Kind::PreflightBlocks => code::REFUSED,
+            Kind::Conflict => code::CONFLICT,
+            Kind::Database | Kind::SchemaOutdated | Kind::Unreachable => code::DATABASE,
+            Kind::Credentials => code::CREDENTIALS,
+            Kind::VerifyFailed => code::VERIFY_FAILED,
+            Kind::Files => code::FILES,
         }
     }
 
     pub(crate) fn hint(&self) -> Option<&'static str> {
-        match self {
-            CliError::ForUser { source, .. } => return source.hint(),
-            CliError::Engine(EngineError::Storage(rekey_storage::Error::SchemaOutdated {
-                ..
-            })) => {
-                return Some(
-                    "`rekey init` upgrades the vault in place and keeps its data (a migration in progress carries on)",
-                );
+        Some(match self.kind() {
+            Kind::Other => return None,
+            Kind::Usage => "see `rekey --help` (and `rekey COMMAND --help`)",
+            Kind::Refused => "`rekey status` shows the phase and what is pending",
+            Kind::PreflightBlocks => {
+                "`rekey preflight` shows the evidence and the remedy of each blocking check"
             }
-            _ => {}
-        }
-        match self.exit_code() {
-            code::DATABASE => {
-                Some("check --db (or REKEY_DATABASE_URL); `rekey init` creates a new vault")
+            Kind::Conflict => "the vault changed meanwhile; run the command again",
+            Kind::Database => "check --db (or REKEY_DATABASE_URL); `rekey init` creates a new vault",
+            Kind::SchemaOutdated => {
+                "`rekey init` upgrades the vault in place and keeps its data (a migration in progress carries on)"
             }
-            code::CONFLICT => Some("the vault changed meanwhile; run the command again"),
-            code::CREDENTIALS => {
-                Some("check the user name and password (`rekey status` lists pending users)")
+            Kind::Credentials => {
+                "check the user name and password (`rekey status` lists pending users)"
             }
-            code::REFUSED => Some("`rekey status` shows the phase and what is pending"),
-            code::FILES => Some("check the paths and their permissions"),
-            code::VERIFY_FAILED => Some("run `rekey status` and look at the non-migratable grants"),
-            _ => None,
-        }
+            Kind::VerifyFailed => "run `rekey status` and look at the non-migratable grants",
+            Kind::Files => "check the paths and their permissions",
+            Kind::Server => "check the bind address and that the port is free",
+            Kind::Unreachable => "check that `rekey serve` runs at --server and answers GET /health",
+        })
+    }
+}
+
+fn engine_kind(e: &EngineError) -> Kind {
+    match e {
+        EngineError::Storage(s) => storage_kind(s),
+        EngineError::Transition(TransitionError::ChecksBlock { .. }) => Kind::PreflightBlocks,
+        EngineError::Transition(_) | EngineError::WrongPhase { .. } => Kind::Refused,
+        e if e.is_conflict() => Kind::Conflict,
+        EngineError::Bundle(_) => Kind::Refused,
+        EngineError::Build(BuildError::WrongMasterSecret) => Kind::Credentials,
+        EngineError::Keys(k) => keys_kind(k),
+        EngineError::NoKeyDir(_) => Kind::Files,
+        EngineError::BadResolution(_) => Kind::Usage,
+        EngineError::Preflight(rekey_preflight::Error::Storage { source }) => storage_kind(source),
+        EngineError::Preflight(_) | EngineError::UnknownPrincipal(_) => Kind::Usage,
+        _ => Kind::Other,
+    }
+}
+
+fn storage_kind(s: &rekey_storage::Error) -> Kind {
+    use rekey_storage::Error as S;
+    match s {
+        S::ReadOnly | S::WrongPhase { .. } => Kind::Refused,
+        S::Conflict { .. } | S::PhaseConflict { .. } => Kind::Conflict,
+        S::SchemaOutdated { .. } => Kind::SchemaOutdated,
+        S::NotFound { .. } => Kind::Usage,
+        _ => Kind::Database,
+    }
+}
+
+fn keys_kind(e: &KeysError) -> Kind {
+    match e {
+        KeysError::Storage { source } => storage_kind(source),
+        KeysError::EmptyPassphrase => Kind::Usage,
+        KeysError::WrongPassphrase => Kind::Credentials,
+        _ => Kind::Files,
+    }
+}
+
+fn demo_kind(e: &DemoError) -> Kind {
+    match e {
+        DemoError::Engine(e) => engine_kind(e),
+        DemoError::Client(e) => client_kind(e),
+        DemoError::Keys(e) => keys_kind(e),
+        DemoError::Build(BuildError::WrongMasterSecret)
+        | DemoError::UnknownUser(_)
+        | DemoError::NotE2ee(_) => Kind::Credentials,
+        DemoError::BadSpec(_) => Kind::Usage,
+        DemoError::File { .. } | DemoError::CredentialsMismatch => Kind::Files,
+        DemoError::ForUser { source, .. } => demo_kind(source),
+        _ => Kind::Other,
+    }
+}
+
+fn client_kind(e: &ClientError) -> Kind {
+    match e {
+        ClientError::BadUrl(_) => Kind::Usage,
+        ClientError::Transport(_) => Kind::Unreachable,
+        ClientError::Build(BuildError::WrongMasterSecret) => Kind::Credentials,
+        e if e.is_conflict() => Kind::Conflict,
+        ClientError::Refused { status: 404, .. } => Kind::Credentials,
+        ClientError::Refused { status: 401, .. } => Kind::Usage,
+        ClientError::Refused {
+            status: 409 | 423 | 403,
+            ..
+        } => Kind::Refused,
+        _ => Kind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_documented_exit_code() {
+        let wrong_word = CliError::Engine(EngineError::Transition(TransitionError::WrongCodeWord));
+        assert_eq!(wrong_word.exit_code(), code::REFUSED);
+        let blocked = CliError::Engine(EngineError::Transition(TransitionError::ChecksBlock {
+            checks: vec!["certificates".into()],
+        }));
+        assert_eq!(blocked.exit_code(), code::REFUSED);
+        assert!(blocked.hint().is_some_and(|h| h.contains("rekey preflight")));
+        let password = CliError::Demo(DemoError::Build(BuildError::WrongMasterSecret));
+        assert_eq!(password.exit_code(), code::CREDENTIALS);
+        let over_http = CliError::Demo(DemoError::Client(ClientError::Build(
+            BuildError::WrongMasterSecret,
+        )));
+        assert_eq!(over_http.exit_code(), code::CREDENTIALS);
+        let backup = CliError::Engine(EngineError::Keys(KeysError::NotABackup {
+            reason: "x".into(),
+        }));
+        assert_eq!(backup.exit_code(), code::FILES);
+        let config = CliError::Server(ServerError::Config("no token".into()));
+        assert_eq!(config.exit_code(), code::USAGE);
+        assert_eq!(CliError::VerifyFailed(String::new()).exit_code(), code::VERIFY_FAILED);
     }
 }

@@ -1,61 +1,50 @@
-//! A one-line progress display on stderr: count, rate and estimate.
-//! Silent when stderr is not a terminal or the output is JSON.
+//! Progress for long work: a bar with count, rate and estimate on stderr
+//! (indicatif), hidden when stderr is not a terminal or the output is JSON.
 
-use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rekey_demo::login::Progress;
+use std::sync::Arc;
 
-pub(crate) struct Progress {
-    label: String,
-    start: Instant,
-    last: Mutex<Instant>,
-    enabled: bool,
+/// A progress callback `(done, total)` drawing a bar labelled `what`.
+pub(crate) fn bar(what: &'static str, show: bool) -> Progress {
+    let target = if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:<24} [{bar:24}] {pos}/{len}  {per_sec}  ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("#>-"));
+    }
+    bar.set_message(what);
+    Arc::new(move |done, total| {
+        let (done, total) = (done as u64, total as u64);
+        if bar.length() != Some(total) {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+        if done >= total {
+            bar.finish();
+        }
+    })
 }
 
-impl Progress {
-    pub(crate) fn new(label: &str, enabled: bool) -> Self {
-        Self {
-            label: label.to_owned(),
-            start: Instant::now(),
-            last: Mutex::new(Instant::now() - Duration::from_secs(1)),
-            enabled: enabled && std::io::stderr().is_terminal(),
-        }
+/// A running count labelled `what`, with its rate, for work whose total is
+/// not known up front.
+pub(crate) fn counter(what: &'static str, show: bool) -> impl Fn(u64) + Sync {
+    let target = if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    if let Ok(style) = ProgressStyle::with_template("{msg:<24} {pos}  {per_sec}  {elapsed}") {
+        bar.set_style(style);
     }
-
-    pub(crate) fn update(&self, done: usize, total: usize) {
-        if !self.enabled {
-            return;
-        }
-        let Ok(mut last) = self.last.lock() else {
-            return;
-        };
-        if last.elapsed() < Duration::from_millis(100) && done < total {
-            return;
-        }
-        *last = Instant::now();
-        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
-        let rate = done as f64 / secs;
-        let eta = if rate > 0.0 {
-            (total.saturating_sub(done)) as f64 / rate
-        } else {
-            0.0
-        };
-        let width = 24usize;
-        let filled = (done.min(total) * width)
-            .checked_div(total)
-            .unwrap_or(width);
-        let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "\r{:<24} [{bar}] {done}/{total}  {rate:.0}/s  ETA {eta:.0}s   ",
-            self.label
-        );
-        if done >= total {
-            let _ = writeln!(err);
-        }
-        let _ = err.flush();
-    }
+    bar.set_message(what);
+    move |n| bar.set_position(n)
 }
 
 /// This process's peak resident set size so far (Linux: `VmHWM` in

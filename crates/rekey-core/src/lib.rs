@@ -1,6 +1,8 @@
 //! rekey-core: the pure heart of rekey. Crypto schemes and typed keys,
-//! the wrapped-key envelope, and (to come) the migration lifecycle and
-//! bundles. No I/O, no async runtime, no database.
+//! the wrapped-key envelope, the migration lifecycle, bundles (building,
+//! checking, their byte codec) and the migration package document, and the
+//! reports the engine's operations answer. No I/O, no async runtime, no
+//! database.
 //!
 //! The byte layouts are specified in `docs/FORMAT.md`.
 
@@ -15,6 +17,7 @@ pub mod labels;
 pub mod lifecycle;
 pub mod model;
 pub mod record;
+pub mod report;
 pub mod secret;
 #[doc(hidden)]
 pub mod worked_examples;

@@ -92,6 +92,25 @@ pub enum TransitionError {
     TooLateToAbort(Phase),
 }
 
+impl TransitionError {
+    /// The stable machine-readable code of this refusal (`docs/PROTOCOL.md`).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            TransitionError::WrongCodeWord => "wrong_code_word",
+            TransitionError::ChecksBlock { .. } => "preflight_blocks",
+            TransitionError::WrongPhase { .. } => "wrong_phase",
+            TransitionError::ServerKeysPending { .. } => "server_keys_pending",
+            TransitionError::CertificatesMissing { .. } => "certificates_missing",
+            TransitionError::PrincipalsPending { .. } => "principals_pending",
+            TransitionError::NonMigratableUnresolved { .. } => "non_migratable_unresolved",
+            TransitionError::CertificatesNotOnEveryServer { .. } => "certificates_not_on_every_server",
+            TransitionError::LegacyMaterialLeft { .. } => "legacy_material_left",
+            TransitionError::TooLateToAbort(_) => "too_late_to_abort",
+        }
+    }
+}
+
 fn list<S: AsRef<str>>(names: &[S], total: impl TryInto<u64>) -> String {
     let total = total.try_into().unwrap_or(0);
     let shown: Vec<&str> = names.iter().take(NAMES_SHOWN).map(AsRef::as_ref).collect();
@@ -103,6 +122,86 @@ fn list<S: AsRef<str>>(names: &[S], total: impl TryInto<u64>) -> String {
     }
 }
 
+/// A move from one phase to the next that the lifecycle allowed: storage
+/// persists exactly this (see `Vault::transition`). Made only by
+/// [`Transition::between`] from two states, and a state after `Legacy` is
+/// made only by the transition functions below (or loaded back from the
+/// vault with [`Lifecycle::load`]), so no frontend can name a move the
+/// guards did not pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    from: Phase,
+    to: Phase,
+}
+
+impl Transition {
+    /// The move from `from` to `to`, the state a transition function
+    /// returned for it.
+    #[must_use]
+    pub fn between(from: &impl State, to: &impl State) -> Self {
+        Self {
+            from: from.phase(),
+            to: to.phase(),
+        }
+    }
+
+    /// The phase left.
+    #[must_use]
+    pub fn from(self) -> Phase {
+        self.from
+    }
+
+    /// The phase entered.
+    #[must_use]
+    pub fn to(self) -> Phase {
+        self.to
+    }
+}
+
+/// A lifecycle state: one of the structs below.
+pub trait State: sealed::Sealed {
+    /// Its persisted phase.
+    fn phase(&self) -> Phase;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! state {
+    ($($ty:ident => $phase:ident),* $(,)?) => {$(
+        impl sealed::Sealed for $ty {}
+        impl State for $ty {
+            fn phase(&self) -> Phase {
+                Phase::$phase
+            }
+        }
+    )*};
+}
+
+state! {
+    Legacy => Legacy,
+    ServerPhase => ServerPhase,
+    AwaitingCertificates => AwaitingCertificates,
+    UserPhase => UserPhase,
+    Finalizing => Finalizing,
+    Completed => Completed,
+}
+
+macro_rules! run_of {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            /// This run.
+            #[must_use]
+            pub fn run(&self) -> RunId {
+                self.run
+            }
+        }
+    )*};
+}
+
+run_of!(ServerPhase, AwaitingCertificates, UserPhase, Finalizing);
+
 /// The vault before any migration (or after an abort).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Legacy;
@@ -110,31 +209,26 @@ pub struct Legacy;
 /// Start done; the server migrates the keys it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerPhase {
-    /// This run.
-    pub run: RunId,
+    run: RunId,
 }
 
 /// The server phase stopped on certificates whose private key is missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwaitingCertificates {
-    /// This run.
-    pub run: RunId,
-    /// What is missing.
-    pub missing: Vec<String>,
+    run: RunId,
+    missing: Vec<String>,
 }
 
 /// Server keys done; users migrate as they log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserPhase {
-    /// This run.
-    pub run: RunId,
+    run: RunId,
 }
 
 /// Legacy material is being deleted (resumable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Finalizing {
-    /// This run.
-    pub run: RunId,
+    run: RunId,
 }
 
 /// Done: only new keys remain and the vault is writable again.
@@ -156,6 +250,16 @@ pub struct FinalizeFacts {
     pub servers_without_new_certificates: Vec<String>,
 }
 
+/// Whether `answer` is [`CODE_WORD`], exactly: the first and cheapest
+/// guard of a start, checked before preflight runs.
+pub fn code_word_accepted(answer: &str) -> Result<(), TransitionError> {
+    if answer == CODE_WORD {
+        Ok(())
+    } else {
+        Err(TransitionError::WrongCodeWord)
+    }
+}
+
 impl Legacy {
     /// Starts a migration. `answer` must be [`CODE_WORD`] exactly; no
     /// preparation check may block. Nothing changes on refusal.
@@ -165,9 +269,7 @@ impl Legacy {
         blocking_checks: &[String],
         run: RunId,
     ) -> Result<ServerPhase, TransitionError> {
-        if answer != CODE_WORD {
-            return Err(TransitionError::WrongCodeWord);
-        }
+        code_word_accepted(answer)?;
         if !blocking_checks.is_empty() {
             return Err(TransitionError::ChecksBlock {
                 checks: blocking_checks.to_vec(),
@@ -215,6 +317,12 @@ impl ServerPhase {
 }
 
 impl AwaitingCertificates {
+    /// The certificates whose private key was missing.
+    #[must_use]
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
     /// The missing keys are in the key directory now: resume.
     pub fn certificates_imported(
         self,

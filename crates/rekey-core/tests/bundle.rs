@@ -194,14 +194,16 @@ fn wrong_password_is_refused_before_anything_is_built() {
 }
 
 #[test]
-fn a_replayed_bundle_is_a_conflict() {
+fn a_replayed_bundle_is_refused_for_good() {
     let mut v = small_vault();
     let u = v.users[3];
     let out = build(&v, u);
     submit(&mut v, u, &out.bundle).unwrap();
     let err = submit(&mut v, u, &out.bundle).unwrap_err();
-    assert!(matches!(err, CheckError::AlreadyMigrated(_)), "{err}");
-    assert!(err.is_conflict());
+    assert!(matches!(err, CheckError::SubmitterMigrated(_)), "{err}");
+    // Rebuilding cannot help an account that has migrated.
+    assert!(!err.is_conflict());
+    assert_eq!(err.code(), "already_migrated");
 }
 
 #[test]

@@ -5,7 +5,6 @@ use rekey_core::bundle::{BuildError, CheckError};
 use rekey_core::lifecycle::TransitionError;
 use rekey_core::model::Phase;
 use rekey_core::{CryptoError, EnvelopeError};
-use std::path::PathBuf;
 
 impl EngineError {
     /// The vault changed under the client: fetch a new package, rebuild.
@@ -57,52 +56,23 @@ pub enum EngineError {
         "the vault changed while the bundle was checked ({0}); fetch a new package and rebuild"
     )]
     ApplyConflict(String),
-    /// No such user.
-    #[error("no user named `{0}` in this vault")]
-    UnknownUser(String),
-    /// The user's key is not held end-to-end (managed users do not log in
-    /// with a password; the server migrates them).
-    #[error("`{0}` is a managed user: the server migrates it, it does not log in")]
-    NotE2ee(String),
-    /// The credentials file belongs to another vault.
-    #[error("the credentials file belongs to another vault")]
-    CredentialsMismatch,
-    /// The credentials file cannot be read or written.
-    #[error("credentials file {}: {reason}", path.display())]
-    Credentials {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
     /// No such principal.
     #[error("no principal with id {0}")]
     UnknownPrincipal(String),
-    /// The key directory failed.
-    #[error("key directory {}: {source}", path.display())]
-    KeyDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A key file is not what its name says.
-    #[error("key file {} is damaged or does not match its name", path.display())]
-    BadKeyFile {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The RSA key cache is unusable.
-    #[error("key cache {}: {reason}", path.display())]
-    KeyCache {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The demo parameters make no sense.
-    #[error("invalid demo vault: {0}")]
-    BadDemoSpec(&'static str),
+    /// Preflight could not run.
+    #[error(transparent)]
+    Preflight(#[from] rekey_preflight::Error),
+    /// The key directory or a certificate backup failed.
+    #[error(transparent)]
+    Keys(#[from] rekey_keys::Error),
+    /// The operation needs the server's key directory and the engine has
+    /// none.
+    #[error("{0} needs the key directory (--key-dir)")]
+    NoKeyDir(&'static str),
+    /// A non-migratable grant can only be resolved as reshared or
+    /// written off.
+    #[error("`{}` does not resolve a non-migratable grant; use reshared or written_off", .0.as_str())]
+    BadResolution(rekey_core::model::Resolution),
     /// The vault holds inconsistent data.
     #[error("the vault is inconsistent: {0}")]
     Inconsistent(String),

@@ -1,21 +1,19 @@
-//! rekey-engine: the migration engine on top of rekey-storage. The rules
-//! live in rekey-core (lifecycle, bundles); this crate loads what they
-//! need from the vault, runs them, and persists the result. The command
-//! line and the HTTP server both call it and hold no rules of their own.
+//! rekey-engine: the one door to a vault. Every operation the command line
+//! and the HTTP server offer is an [`Engine`] method with typed inputs and
+//! outputs (the reports in `rekey_core::report`), so the same question gets
+//! the same answer, and the same JSON, from both. The rules live in
+//! rekey-core (lifecycle guards, bundle checks); the engine loads what they
+//! need from rekey-storage, runs them, and persists the result with its
+//! audit event. Preflight (rekey-preflight) and the key directory
+//! (rekey-keys) sit beside storage; frontends reach them through the engine.
 
-pub mod client;
-pub mod demo;
 pub mod engine;
 pub mod error;
-pub mod keycache;
-pub mod keydir;
 pub mod memory;
-pub mod password;
 
-pub use client::{LoginReport, VerifyReport};
-pub use engine::{ApplyReport, Engine, ServerPhaseReport, StartReport};
+pub use engine::{Engine, Names, SeedReport, ServerProgress};
 pub use error::EngineError;
-pub use keydir::KeyDir;
+pub use rekey_keys::KeyDir;
 
 /// This machine's name as servers register it in the vault (the host name,
 /// or `rekey-server`). The demo registers its one server under it, so a

@@ -2,7 +2,6 @@
 //! preparation, renew a directory token, write a device off.
 
 use crate::error::{Error, Result};
-use rekey_core::ids::VaultId;
 use rekey_core::model::{AuditEvent, Timestamp};
 use rekey_storage::Vault;
 use sha2::{Digest, Sha256};
@@ -159,8 +158,3 @@ pub async fn write_off_device(vault: &Vault, device_id: &str, actor: &str) -> Re
     Ok(())
 }
 
-/// The vault's identity, as backups record it (made when the vault was
-/// initialised; every grant binding names it).
-pub async fn vault_identity(vault: &Vault) -> Result<VaultId> {
-    Ok(vault.vault_id().await?)
-}

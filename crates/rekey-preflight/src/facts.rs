@@ -2,7 +2,7 @@
 //! directory, and the disk) by the runner. Checks are pure functions of a
 //! [`Facts`], so each one is tested with facts built in memory.
 
-use crate::keydir::KeyFileState;
+use rekey_keys::KeyFileState;
 use rekey_core::LegacyRsaPublicKey;
 use rekey_core::envelope::Envelope;
 use rekey_core::ids::PrincipalId;

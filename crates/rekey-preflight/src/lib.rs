@@ -117,12 +117,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod actions;
-mod backup;
 mod check;
 pub mod checks;
 mod error;
 mod facts;
-mod keydir;
 mod report;
 mod runner;
 mod time;
@@ -130,24 +128,13 @@ mod version;
 
 pub use actions::{
     DEVICE_WRITTEN_OFF, DIRECTORY_TOKEN_RENEWED, DirectoryToken, PREPARATION_BEGAN,
-    begin_preparation, preparation_began, renew_directory_token, vault_identity, write_off_device,
-};
-pub use backup::{
-    BackupOptions, BackupSummary, CERTIFICATE_BACKUP, CERTIFICATE_IMPORT, DEFAULT_WORK_FACTOR,
-    ImportSummary, MAX_WORK_FACTOR, Passphrase, backup, backup_with, import, verify,
-};
-// The backup parsers without a vault or files: for the fuzz targets and
-// property tests only.
-#[doc(hidden)]
-pub use backup::{
-    BackupContents, encode_manifest, open_backup_bytes, parse_manifest, seal_backup_bytes,
+    begin_preparation, preparation_began, renew_directory_token, write_off_device,
 };
 pub use check::{Check, CheckResult, EVIDENCE_LIMIT, Outcome};
 pub use error::{Error, Result};
 pub use facts::{
     BackupFileFacts, CertificateFacts, Facts, LastLogin, LegacyScan, StorageFacts, USUAL_RSA_BITS,
 };
-pub use keydir::{KEY_FILE_EXTENSION, KeyFileState, fingerprint, is_fingerprint, key_file_path};
 pub use report::{JSON_FORMAT, Report};
 pub use runner::{Options, load, run, run_checks};
 pub use version::{ComponentRequirement, REQUIRED_COMPONENTS, Version};

@@ -3,7 +3,7 @@
 use crate::check::Check;
 use crate::error::Result;
 use crate::facts::{BackupFileFacts, CertificateFacts, Facts, LegacyScan, StorageFacts};
-use crate::keydir::{KeyFileState, read_key};
+use rekey_keys::{KeyDir, KeyFileState};
 use crate::report::Report;
 use rekey_core::ids::{PrincipalId, RecordId, Subject};
 use rekey_core::model::{MigrationState, Principal, PrincipalKind, Timestamp, UserStatus};
@@ -27,7 +27,7 @@ pub struct Options {
     /// The server's key directory, to look for each certificate's private
     /// key. `None`: not looked for (the certificates check blocks if there
     /// are certificates).
-    pub key_dir: Option<PathBuf>,
+    pub key_dir: Option<KeyDir>,
     /// A backup file to compare with the digests recorded by `rekey cert
     /// backup` (no passphrase needed: the digest is of the encrypted file).
     pub backup_file: Option<PathBuf>,
@@ -99,14 +99,11 @@ pub async fn load(vault: &Vault, options: &Options) -> Result<Facts> {
     facts.legacy = scan_legacy(vault, &principals).await?;
     facts.roles_without_active_member = roles_without_active_member(vault, &principals).await?;
 
-    facts.key_dir = options.key_dir.clone();
+    facts.key_dir = options.key_dir.as_ref().map(|k| k.path().to_path_buf());
     for certificate in vault.certificates().await? {
         let key_file = match &options.key_dir {
             None => KeyFileState::NotChecked,
-            Some(dir) => match read_key(dir, &certificate.fingerprint) {
-                Ok(_) => KeyFileState::Present,
-                Err(state) => state,
-            },
+            Some(dir) => dir.check_legacy(&certificate.fingerprint),
         };
         facts.certificates.push(CertificateFacts {
             owner: facts.name_of(certificate.principal),

@@ -1,11 +1,11 @@
-//! The server's one error type: every refusal has an HTTP status, a
-//! message that says what was wrong and a hint that says what to do. The
-//! body of every error response is `{"error": "...", "hint": "..."}`.
+//! The server's one error type: every refusal has an HTTP status, a stable
+//! machine-readable code (`docs/PROTOCOL.md` lists them), a message that
+//! says what was wrong and a hint that says what to do. The body of every
+//! error response is `{"error": "...", "code": "...", "hint": "..."}`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rekey_core::bundle::CheckError;
-use rekey_core::lifecycle::TransitionError;
 use rekey_engine::EngineError;
 
 /// Anything the server can fail with, at start-up or per request.
@@ -17,6 +17,8 @@ pub enum ServerError {
     BadRequest {
         /// What was wrong.
         message: String,
+        /// The stable code.
+        code: &'static str,
         /// What to do.
         hint: &'static str,
     },
@@ -24,8 +26,13 @@ pub enum ServerError {
     #[error("missing or wrong admin token")]
     Unauthorized,
     /// A bundle's signatures do not prove who submitted it (403).
-    #[error("{0}")]
-    SignatureRefused(String),
+    #[error("{message}")]
+    SignatureRefused {
+        /// What failed.
+        message: String,
+        /// The stable code.
+        code: &'static str,
+    },
     /// No such thing (404).
     #[error("{0}")]
     NotFound(String),
@@ -40,6 +47,8 @@ pub enum ServerError {
     Conflict {
         /// What changed.
         message: String,
+        /// The stable code.
+        code: &'static str,
         /// What to do.
         hint: &'static str,
     },
@@ -55,6 +64,8 @@ pub enum ServerError {
     Locked {
         /// Why.
         message: String,
+        /// The stable code.
+        code: &'static str,
         /// What to do.
         hint: &'static str,
     },
@@ -93,6 +104,9 @@ pub(crate) const REFUSAL_REASONS: [&str; 7] = [
     "other",
 ];
 
+const REBUILD: &str = "fetch a new package (GET /v1/principals/{id}/package), rebuild the bundle and submit it again";
+const STATUS_HINT: &str = "GET /v1/migration/status shows the phase";
+
 impl ServerError {
     /// The HTTP status.
     #[must_use]
@@ -100,7 +114,7 @@ impl ServerError {
         match self {
             ServerError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ServerError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ServerError::SignatureRefused(_) => StatusCode::FORBIDDEN,
+            ServerError::SignatureRefused { .. } => StatusCode::FORBIDDEN,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::Conflict { .. } => StatusCode::CONFLICT,
@@ -114,6 +128,26 @@ impl ServerError {
         }
     }
 
+    /// The stable machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServerError::BadRequest { code, .. }
+            | ServerError::SignatureRefused { code, .. }
+            | ServerError::Conflict { code, .. }
+            | ServerError::Locked { code, .. } => code,
+            ServerError::Unauthorized => "unauthorized",
+            ServerError::NotFound(_) => "not_found",
+            ServerError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ServerError::TooLarge { .. } => "too_large",
+            ServerError::Unavailable => "unavailable",
+            ServerError::Internal(_) => "internal",
+            ServerError::Config(_) => "config",
+            ServerError::Open(_) => "open",
+            ServerError::Io { .. } => "io",
+        }
+    }
+
     /// What to do about it.
     #[must_use]
     pub fn hint(&self) -> &'static str {
@@ -122,36 +156,45 @@ impl ServerError {
             | ServerError::Conflict { hint, .. }
             | ServerError::Locked { hint, .. } => hint,
             ServerError::Unauthorized => {
-                "send the admin token given at server start-up as `Authorization: Bearer <token>`"
+                "send Authorization: Bearer <admin token> (the token the server was started with)"
             }
-            ServerError::SignatureRefused(_) => {
-                "a bundle must be built and signed by the account it is submitted for, with that account's own key, and posted to that account's URL"
+            ServerError::SignatureRefused { .. } => {
+                "sign the bundle with the account's own legacy key and post it at its own URL"
             }
             ServerError::NotFound(_) => "check the id (GET /openapi.json lists the routes)",
             ServerError::UnsupportedMediaType { .. } => {
-                "set the Content-Type header to the type this route takes"
+                "send the body with the content type the route names in /openapi.json"
             }
             ServerError::TooLarge { .. } => {
-                "send a smaller body, or start the server with a larger --max-bundle-bytes / --max-body-bytes"
+                "the limit is set when the server starts (--max-bundle-bytes, --max-body-bytes)"
             }
             ServerError::Unavailable => {
-                "check that the database is running and reachable from the server; GET /ready reports when it answers again"
+                "the database is down or unreachable; retry once it is back (GET /ready)"
             }
             ServerError::Internal(_) => "retry; if it persists, the server log has the details",
-            ServerError::Config(_) => "see rekey-server --help",
+            ServerError::Config(_) => "see `rekey serve --help`",
             ServerError::Open(_) => "check --db and --key-dir",
             ServerError::Io { .. } => "check the bind address and that the port is free",
         }
     }
 
-    /// The metrics label of a refused bundle.
+    /// Whether the error happened before serving (configuration, opening
+    /// the vault, binding the socket) rather than in a request.
+    #[must_use]
+    pub fn is_startup(&self) -> bool {
+        matches!(
+            self,
+            ServerError::Config(_) | ServerError::Open(_) | ServerError::Io { .. }
+        )
+    }
+
     pub(crate) fn refusal_reason(&self) -> &'static str {
         match self {
             ServerError::BadRequest { .. } | ServerError::UnsupportedMediaType { .. } => {
                 "malformed"
             }
             ServerError::Unauthorized => "unauthorized",
-            ServerError::SignatureRefused(_) => "signature",
+            ServerError::SignatureRefused { .. } => "signature",
             ServerError::Conflict { .. } => "conflict",
             ServerError::TooLarge { .. } => "too_large",
             ServerError::Locked { .. } => "wrong_phase",
@@ -159,9 +202,22 @@ impl ServerError {
         }
     }
 
-    pub(crate) fn bad_request(message: impl Into<String>, hint: &'static str) -> Self {
+    pub(crate) fn bad_request(
+        message: impl Into<String>,
+        code: &'static str,
+        hint: &'static str,
+    ) -> Self {
         ServerError::BadRequest {
             message: message.into(),
+            code,
+            hint,
+        }
+    }
+
+    fn conflict(message: impl Into<String>, code: &'static str, hint: &'static str) -> Self {
+        ServerError::Conflict {
+            message: message.into(),
+            code,
             hint,
         }
     }
@@ -178,65 +234,81 @@ impl ServerError {
     }
 
     fn engine(e: EngineError, admin: bool) -> Self {
-        const REBUILD: &str = "fetch a new package (GET /v1/principals/{id}/package), rebuild the bundle and submit it again";
         match e {
             EngineError::MalformedBundle(w) => ServerError::bad_request(
                 format!("malformed bundle: {w}"),
-                "send the bytes of SignedBundle::encode() as application/octet-stream",
+                "bundle_malformed",
+                "send the bundle's bytes as docs/PROTOCOL.md lays them out, as application/octet-stream",
             ),
-            EngineError::Bundle(c) if c.is_signature() => {
-                ServerError::SignatureRefused(format!("bundle refused: {c}"))
+            EngineError::Bundle(c) => Self::check(&c),
+            e @ EngineError::ApplyConflict(_) => Self::conflict(e.to_string(), "vault_changed", REBUILD),
+            e @ EngineError::WrongPhase { .. } if admin => {
+                Self::conflict(e.to_string(), "wrong_phase", STATUS_HINT)
             }
-            EngineError::Bundle(c) if c.is_conflict() => ServerError::Conflict {
-                message: format!("bundle refused: {c}"),
-                hint: REBUILD,
-            },
-            EngineError::Bundle(c @ CheckError::NotPending { .. }) => ServerError::Conflict {
-                message: format!("bundle refused: {c}"),
-                hint: "this account cannot migrate; ask the administrator",
-            },
-            EngineError::Bundle(c) => ServerError::bad_request(
-                format!("bundle refused: {c}"),
-                "the bundle does not match its package; rebuild it from a fresh package",
-            ),
-            e @ EngineError::ApplyConflict(_) => ServerError::Conflict {
-                message: e.to_string(),
-                hint: REBUILD,
-            },
-            e @ EngineError::WrongPhase { .. } if admin => ServerError::Conflict {
-                message: e.to_string(),
-                hint: "GET /v1/migration/status shows the phase",
-            },
             e @ EngineError::WrongPhase { .. } => ServerError::Locked {
                 message: e.to_string(),
+                code: "wrong_phase",
                 hint: "the vault takes migration packages and bundles only while users migrate; GET /v1/migration/status shows the phase",
             },
-            EngineError::Transition(t) => Self::transition(t),
-            e @ (EngineError::UnknownPrincipal(_) | EngineError::UnknownUser(_)) => {
-                ServerError::NotFound(e.to_string())
+            EngineError::Transition(t) => {
+                let hint = match &t {
+                    rekey_core::lifecycle::TransitionError::WrongCodeWord => {
+                        return ServerError::bad_request(
+                            t.to_string(),
+                            t.code(),
+                            "send {\"code_word\": \"Start\"}; nothing was changed",
+                        );
+                    }
+                    rekey_core::lifecycle::TransitionError::ChecksBlock { .. } => {
+                        "POST /v1/admin/preflight shows the evidence and the remedy of each blocking check"
+                    }
+                    _ => "GET /v1/migration/status shows what is pending",
+                };
+                Self::conflict(t.to_string(), t.code(), hint)
             }
-            e @ EngineError::NotE2ee(_) => {
-                ServerError::bad_request(e.to_string(), "managed users are migrated by the server")
-            }
+            e @ EngineError::UnknownPrincipal(_) => ServerError::NotFound(e.to_string()),
+            e @ EngineError::BadResolution(_) => ServerError::bad_request(
+                e.to_string(),
+                "bad_resolution",
+                "send {\"resolution\": \"reshared\"} or {\"resolution\": \"written_off\"}",
+            ),
             EngineError::Storage(s) => Self::from_storage(s),
+            EngineError::Preflight(rekey_preflight::Error::Storage { source }) => {
+                Self::from_storage(source)
+            }
+            e @ EngineError::Preflight(_) => ServerError::NotFound(e.to_string()),
             other => ServerError::Internal(other.to_string()),
         }
     }
 
-    fn transition(t: TransitionError) -> Self {
-        match t {
-            t @ TransitionError::WrongCodeWord => ServerError::bad_request(
-                t.to_string(),
-                "send {\"code_word\": \"Start\"}; nothing was changed",
+    /// A bundle the core checks refused.
+    fn check(c: &CheckError) -> Self {
+        let message = format!("bundle refused: {c}");
+        if c.is_signature() {
+            return ServerError::SignatureRefused {
+                message,
+                code: c.code(),
+            };
+        }
+        if c.is_conflict() {
+            return Self::conflict(message, c.code(), REBUILD);
+        }
+        match c {
+            CheckError::SubmitterMigrated(_) => Self::conflict(
+                message,
+                c.code(),
+                "this account has migrated already: log in with its new key",
             ),
-            t @ TransitionError::ChecksBlock { .. } => ServerError::Conflict {
-                message: t.to_string(),
-                hint: "POST /v1/admin/preflight shows the evidence and the remedy of each blocking check",
-            },
-            t => ServerError::Conflict {
-                message: t.to_string(),
-                hint: "GET /v1/migration/status shows what is pending",
-            },
+            CheckError::NotPending { .. } => Self::conflict(
+                message,
+                c.code(),
+                "this account cannot migrate; ask the administrator",
+            ),
+            _ => ServerError::bad_request(
+                message,
+                c.code(),
+                "the bundle does not match its package; rebuild it from a fresh package",
+            ),
         }
     }
 
@@ -246,28 +318,17 @@ impl ServerError {
         match e {
             e @ S::ReadOnly => ServerError::Locked {
                 message: e.to_string(),
+                code: "read_only",
                 hint: "writes are accepted again once the migration is finalized or aborted",
             },
             S::Unreachable { .. } => ServerError::Unavailable,
             e @ S::NotFound { .. } => ServerError::NotFound(e.to_string()),
-            e @ (S::PhaseConflict { .. } | S::Conflict { .. } | S::WrongPhase { .. }) => {
-                ServerError::Conflict {
-                    message: e.to_string(),
-                    hint: "the vault changed meanwhile; reload and retry",
-                }
-            }
-            other => ServerError::Internal(other.to_string()),
-        }
-    }
-
-    /// A preflight error.
-    pub(crate) fn from_preflight(e: rekey_preflight::Error) -> Self {
-        use rekey_preflight::Error as P;
-        match e {
-            e @ (P::UnknownDevice { .. } | P::UnknownDirectoryProfile { .. }) => {
-                ServerError::NotFound(e.to_string())
-            }
-            P::Storage { source, .. } => Self::from_storage(source),
+            e @ (S::PhaseConflict { .. } | S::Conflict { .. }) => Self::conflict(
+                e.to_string(),
+                "vault_changed",
+                "the vault changed meanwhile; reload and retry",
+            ),
+            e @ S::WrongPhase { .. } => Self::conflict(e.to_string(), "wrong_phase", STATUS_HINT),
             other => ServerError::Internal(other.to_string()),
         }
     }
@@ -281,7 +342,11 @@ impl IntoResponse for ServerError {
             // tokens (engine and storage messages name ids, not bytes).
             tracing::error!(error = %self, detail = ?detail(&self), "request failed");
         }
-        let body = serde_json::json!({ "error": self.to_string(), "hint": self.hint() });
+        let body = serde_json::json!({
+            "error": self.to_string(),
+            "code": self.code(),
+            "hint": self.hint(),
+        });
         (status, axum::Json(body)).into_response()
     }
 }

@@ -8,8 +8,8 @@
 //! POST /v1/admin/{preflight,start,finalize,abort}            Bearer admin token
 //! POST /v1/admin/devices/{id}/write-off                      Bearer admin token
 //! POST /v1/admin/non-migratable/{grant}/resolve              Bearer admin token
-//! GET  /v1/principals/{id}/package             rekey-package/1 JSON (see [`package`])
-//! POST /v1/principals/{id}/bundle              binary SignedBundle
+//! GET  /v1/principals/{id}/package             rekey-package/1 JSON (docs/PROTOCOL.md)
+//! POST /v1/principals/{id}/bundle              the binary bundle (docs/PROTOCOL.md)
 //! GET  /v1/records/{id}   PUT /v1/records/{id} (admin; 423 during the migration)
 //! ```
 //!
@@ -41,7 +41,7 @@
 //! conflict (already migrated, grants or holders changed: fetch a new
 //! package and rebuild) · 413 too large · 415 not
 //! `application/octet-stream` · 423 the vault is not in the user phase.
-//! Every error body is `{"error": "...", "hint": "..."}`.
+//! Every error body is `{"error": "...", "code": "...", "hint": "..."}`.
 //!
 //! # Work off the async workers
 //!
@@ -58,36 +58,52 @@
 //! through the API with concurrent clients on loopback and prints
 //! bundles/s and the p50/p99 latency of submissions and whole logins.
 
-pub mod client;
+pub mod args;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
-pub mod package;
 pub mod routes;
 pub mod state;
 pub mod status;
 
-pub use client::{ClientError, HttpClient, MigrateReport};
+pub use args::{DEFAULT_DATABASE_URL, DEFAULT_KEY_DIR, ServeArgs};
 pub use error::ServerError;
-pub use package::{PackageJson, parse_package};
-pub use routes::{ApplyResponse, ROUTES, router};
+pub use routes::{ROUTES, router};
 pub use state::{AdminToken, AppState, ServerConfig};
-pub use status::MigrationStatus;
 
 use rekey_engine::{Engine, KeyDir};
-use rekey_storage::Vault;
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Opens the vault and key directory of `config`, binds, registers the
-/// server in the vault, and serves until SIGTERM or ctrl-c (in-flight
-/// requests finish first).
+/// Logs to stderr through `tracing`: the level comes from `RUST_LOG` (for
+/// example `RUST_LOG=debug` or `RUST_LOG=rekey_server=debug,warn`), by
+/// default `info` for rekey's crates and `warn` for the rest. Log lines
+/// never hold key material, tokens or request bodies. Call once, before
+/// serving; a second call changes nothing.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,rekey_server=info,rekey_engine=info,rekey_storage=info")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Opens the vault and its key directory, binds, and serves until Ctrl-C or
+/// SIGTERM (finishing the requests in flight).
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
-    let vault = Vault::open(&config.db_url)
-        .await
+    let keys = KeyDir::open(&config.key_dir)
         .map_err(|e| ServerError::Open(e.into()))?;
-    let keys = KeyDir::open(&config.key_dir).map_err(ServerError::Open)?;
-    let engine = Engine::new(vault, Some(keys), format!("server:{}", config.server_name));
+    let engine = Engine::open(
+        &config.db_url,
+        Some(keys),
+        format!("server:{}", config.server_name),
+    )
+    .await
+    .map_err(ServerError::Open)?;
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|e| ServerError::Io {
@@ -98,9 +114,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     run(listener, state, config.heartbeat_every, shutdown_signal()).await
 }
 
-/// Serves `state` on `listener` until `shutdown` completes, heartbeating
-/// every `heartbeat_every` (the first one registers the server before the
-/// first request is taken).
+/// Serves `state` on an already bound `listener` until `shutdown`
+/// completes; records a heartbeat every `heartbeat_every`.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -109,7 +124,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     state.heartbeat().await?;
     let addr = listener.local_addr().ok();
-    tracing::info!(server = state.name(), addr = ?addr, "serving");
+    tracing::info!(server = state.name(), addr = ?addr, "serving (status page at /, API under /v1, metrics at /metrics)");
     let beat = state.clone();
     let heartbeats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(heartbeat_every);
@@ -122,7 +137,8 @@ pub async fn run(
             }
         }
     });
-    let result = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| ServerError::Io {
@@ -134,7 +150,7 @@ pub async fn run(
     result
 }
 
-/// Completes on SIGTERM or ctrl-c.
+/// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {

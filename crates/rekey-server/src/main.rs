@@ -1,18 +1,32 @@
-//! The `rekey-server` binary: parses its options and runs
-//! [`rekey_server::serve`].
-
-mod cli;
+//! `rekey-server`: the same server as `rekey serve`, as its own binary for
+//! deployments that do not want the administrator's command line on the
+//! server. Same options, same environment variables, same logs.
 
 use clap::Parser;
+use rekey_server::{DEFAULT_DATABASE_URL, DEFAULT_KEY_DIR, ServeArgs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Serve a rekey vault's migration API, status page and metrics.
+#[derive(Debug, Parser)]
+#[command(name = "rekey-server", version, about, long_about = None)]
+struct Cli {
+    /// The vault: sqlite://FILE, postgres://…, mysql://…
+    #[arg(long, env = "REKEY_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    db: String,
+    /// The server's key directory (certificate private keys).
+    #[arg(long, env = "REKEY_KEY_DIR", default_value = DEFAULT_KEY_DIR)]
+    key_dir: PathBuf,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
 fn main() -> ExitCode {
-    // Before any thread: freed bundle buffers leave the process, so peak
-    // memory follows the live data, not every arena's largest bundle.
+    // Before any thread: freed bundle buffers leave the process.
     rekey_engine::memory::return_large_buffers_to_the_system();
-    let cli = cli::Cli::parse();
-    init_logging(cli.verbose);
-    let config = match cli.config() {
+    let cli = Cli::parse();
+    rekey_server::init_logging();
+    let config = match cli.serve.config(&cli.db, &cli.key_dir) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}\nhint: {}", e.hint());
@@ -36,25 +50,4 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Plain fmt logs: this crate at info (debug with --verbose), every other
-/// crate at warn only, so that no dependency's debug output (SQL with its
-/// bound values, say) reaches the log.
-fn init_logging(verbose: bool) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let ours = if verbose {
-        LevelFilter::DEBUG
-    } else {
-        LevelFilter::INFO
-    };
-    let filter = Targets::new()
-        .with_target("rekey_server", ours)
-        .with_default(LevelFilter::WARN);
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_target(false))
-        .with(filter)
-        .init();
 }

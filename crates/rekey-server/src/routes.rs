@@ -2,18 +2,17 @@
 //! router is built from it ([`router`]) and so is the OpenAPI document
 //! ([`crate::openapi::document`]), so the two cannot drift apart.
 //!
-//! No rules live here: handlers call rekey-engine, rekey-preflight and
-//! rekey-storage and turn the outcome into JSON or a status code.
+//! No rules live here: each handler decodes its request, calls one
+//! rekey-engine method and turns the outcome into JSON or a status code.
 
 use crate::error::ServerError;
-use crate::package::PackageJson;
 use crate::state::AppState;
 use crate::status;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -21,10 +20,14 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 use rekey_core::bundle::SignedBundle;
-use rekey_core::model::{AuditEvent, RecordRow, Resolution, Timestamp};
+use rekey_core::bundle::package::PackageJson;
+use rekey_core::model::Resolution;
+use rekey_core::report::{AbortReport, ApplyReport, FinalizeReport, StartReport, StatusReport};
 use rekey_core::{GrantId, PrincipalId, RecordId};
+use rekey_engine::Names;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// An HTTP method the API uses.
@@ -155,13 +158,24 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: HttpMethod::Get,
         path: "/v1/migration/status",
-        summary: "Phase, progress, pending names, rate and estimate (as `rekey status --format json`)",
+        summary: "Phase, progress counts, rate, estimate, blockers and the next step; no principal's name",
         tag: "status",
         auth: Auth::Public,
         body: BodyKind::None,
         responses: &[(200, "the status"), (503, "the database does not answer")],
         large_body: false,
         handler: || get(migration_status),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/v1/admin/status",
+        summary: "The status with the pending and blocked principals' names (`?all=true`: every one), as `rekey status --format json` prints it",
+        tag: "admin",
+        auth: Auth::Admin,
+        body: BodyKind::None,
+        responses: &[(200, "the status"), (401, "missing or wrong admin token"), (503, "the database does not answer")],
+        large_body: false,
+        handler: || get(admin_status),
     },
     RouteSpec {
         method: HttpMethod::Post,
@@ -346,35 +360,43 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Request ids, counted from 1 per process (sent back as `x-request-id`).
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// Times and logs every request: one line with its id, the client's
+/// address, the method, the route template (never the concrete path: ids
+/// stay out of the log), the status and the latency. Written here rather
+/// than with tower-http's trace layer because that layer logs the request
+/// URI, and the route template is only known per route.
 async fn track(
     State((state, index)): State<(AppState, usize)>,
     req: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let response = next.run(req).await;
+    let id = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string());
+    let mut response = next.run(req).await;
     let elapsed = started.elapsed();
     state.metrics().observe(index, elapsed);
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert("x-request-id", v);
+    }
     if let Some(spec) = ROUTES.get(index) {
         let status = response.status().as_u16();
         let ms = elapsed.as_secs_f64() * 1000.0;
-        // Route templates only: no ids, bodies, headers or tokens.
-        if spec.method == HttpMethod::Get {
-            tracing::debug!(
-                method = spec.method.as_str(),
-                route = spec.path,
-                status,
-                ms,
-                "request"
-            );
+        let client = client.as_deref().unwrap_or("-");
+        let method = spec.method.as_str();
+        let route = spec.path;
+        if status >= 500 {
+            tracing::error!(request = id, client, method, route, status, ms, "request");
+        } else if status >= 400 {
+            tracing::warn!(request = id, client, method, route, status, ms, "request");
         } else {
-            tracing::info!(
-                method = spec.method.as_str(),
-                route = spec.path,
-                status,
-                ms,
-                "request"
-            );
+            tracing::info!(request = id, client, method, route, status, ms, "request");
         }
     }
     response
@@ -387,6 +409,7 @@ async fn not_found() -> ServerError {
 async fn method_not_allowed() -> Response {
     let body = json!({
         "error": "this route does not take this method",
+        "code": "method_not_allowed",
         "hint": "GET /openapi.json lists the routes and their methods",
     });
     (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
@@ -431,6 +454,7 @@ fn body(
         } else {
             ServerError::bad_request(
                 format!("could not read the request body: {}", r.body_text()),
+                "body_unreadable",
                 "send the whole body",
             )
         }
@@ -442,7 +466,7 @@ fn json<T: serde::de::DeserializeOwned>(
     hint: &'static str,
 ) -> Result<T, ServerError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| ServerError::bad_request(format!("malformed JSON body: {e}"), hint))
+        .map_err(|e| ServerError::bad_request(format!("malformed JSON body: {e}"), "json_malformed", hint))
 }
 
 // Request decoding. Each route that takes a body decodes it with one of
@@ -475,6 +499,7 @@ pub fn decode_resolve(bytes: &[u8]) -> Result<Resolution, ServerError> {
                 "resolution {:?} is not reshared or written_off",
                 req.resolution
             ),
+            "bad_resolution",
             RESOLVE_HINT,
         )),
     }
@@ -485,7 +510,7 @@ pub fn decode_resolve(bytes: &[u8]) -> Result<Resolution, ServerError> {
 pub fn decode_record_write(bytes: &[u8]) -> Result<Vec<u8>, ServerError> {
     let req: RecordWrite = json(bytes, RECORD_HINT)?;
     hex::decode(&req.ciphertext)
-        .map_err(|_| ServerError::bad_request("ciphertext is not valid hex", RECORD_HINT))
+        .map_err(|_| ServerError::bad_request("ciphertext is not valid hex", "hex_malformed", RECORD_HINT))
 }
 
 /// Decodes the body of `POST /v1/principals/{id}/bundle` as the route
@@ -502,7 +527,8 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<SignedBundle, ServerError> {
 pub fn decode_id<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, ServerError> {
     s.parse().map_err(|_| {
         ServerError::bad_request(
-            format!("{what} {s:?} is not a valid id"),
+            format!("the {what} id is not a valid id"),
+            "id_malformed",
             "ids are UUIDs, e.g. 0b0f6c9e-4a7e-4c47-9a44-3f0d4d0f1d2a",
         )
     })
@@ -524,8 +550,8 @@ where
 }
 
 async fn page(State(state): State<AppState>) -> Result<Html<String>, ServerError> {
-    let s = status::load(&state).await?;
-    Ok(Html(status::render_page(&s)))
+    let s = public_status(&state).await?;
+    Ok(Html(status::render_page(&s, state.name())))
 }
 
 async fn health() -> Json<Value> {
@@ -533,20 +559,20 @@ async fn health() -> Json<Value> {
 }
 
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ServerError> {
-    let row = state
+    let phase = state
         .engine()
-        .vault()
-        .migration()
+        .phase()
         .await
         .map_err(|_| ServerError::Unavailable)?;
-    Ok(Json(json!({ "status": "ready", "phase": row.phase })))
+    Ok(Json(json!({ "status": "ready", "phase": phase })))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let vault = state.engine().vault();
-    let progress = vault.progress().await.ok();
-    let phase = vault.migration().await.ok().map(|r| r.phase.as_str());
-    let text = state.metrics().render(progress.as_ref(), phase);
+    let s = public_status(&state).await.ok();
+    let text = state.metrics().render(
+        s.as_ref().map(|s| &s.progress),
+        s.as_ref().map(|s| s.phase.as_str()),
+    );
     (
         [(
             CONTENT_TYPE,
@@ -561,26 +587,51 @@ async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
 
-async fn migration_status(
-    State(state): State<AppState>,
-) -> Result<Json<status::MigrationStatus>, ServerError> {
-    Ok(Json(status::load(&state).await?))
+/// The status anyone may read: counts, no names.
+async fn public_status(state: &AppState) -> Result<StatusReport, ServerError> {
+    state
+        .engine()
+        .status(Names::Withheld)
+        .await
+        .map_err(ServerError::from_admin_engine)
 }
 
-async fn run_preflight(state: &AppState) -> Result<rekey_preflight::Report, ServerError> {
-    let options = rekey_preflight::Options {
-        key_dir: state.engine().key_dir().map(|k| k.path().to_path_buf()),
-        ..rekey_preflight::Options::default()
-    };
-    let report = rekey_preflight::run(state.engine().vault(), &options)
-        .await
-        .map_err(ServerError::from_preflight)?;
-    state.set_preflight_blocking(report.blocking().into_iter().map(str::to_owned).collect());
-    Ok(report)
+async fn migration_status(
+    State(state): State<AppState>,
+) -> Result<Json<StatusReport>, ServerError> {
+    Ok(Json(public_status(&state).await?))
+}
+
+/// The query of `GET /v1/admin/status`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    /// Name every pending principal, not just the first ones.
+    #[serde(default)]
+    pub all: bool,
+}
+
+async fn admin_status(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<StatusQuery>,
+) -> Result<Json<StatusReport>, ServerError> {
+    let names = if query.all { Names::All } else { Names::First };
+    Ok(Json(
+        state
+            .engine()
+            .status(names)
+            .await
+            .map_err(ServerError::from_admin_engine)?,
+    ))
 }
 
 async fn admin_preflight(_: Admin, State(state): State<AppState>) -> Result<Response, ServerError> {
-    let report = run_preflight(&state).await?;
+    let report = state
+        .engine()
+        .preflight()
+        .await
+        .map_err(ServerError::from_admin_engine)?;
     Ok((
         [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         report.to_json(),
@@ -600,59 +651,43 @@ async fn admin_start(
     _: Admin,
     State(state): State<AppState>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ServerError> {
+) -> Result<Json<StartReport>, ServerError> {
     let req = decode_start(&body(raw, &state, false)?)?;
-    // A wrong code word changes nothing, not even the preflight record.
-    let blockers = if req.code_word == rekey_core::lifecycle::CODE_WORD {
-        run_preflight(&state)
-            .await?
-            .blocking()
-            .into_iter()
-            .map(str::to_owned)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let answer = req.code_word;
-    let b = blockers.clone();
-    let (report, server) = blocking(&state, move |e| async move { e.start(&answer, &b).await })
-        .await?
-        .map_err(ServerError::from_admin_engine)?;
-    tracing::info!(run = %report.run, phase = %report.phase, "migration started");
-    Ok(Json(json!({
-        "run": report.run,
-        "phase": report.phase,
-        "blocked_users": report.blocked,
-        "exempt": report.exempt,
-        "server_keys_migrated": server.as_ref().map(|s| s.migrated.clone()),
-        "migrated_along": server.as_ref().map(|s| s.migrated_along),
-        "missing_certificates": server.as_ref().map(|s| s.missing_certificates.clone()),
-    })))
+    // The server phase re-wraps every server-held grant: off the async
+    // workers.
+    let report = blocking(&state, move |e| async move {
+        e.start(&req.code_word, &|_, _, _| {}).await
+    })
+    .await?
+    .map_err(ServerError::from_admin_engine)?;
+    tracing::info!(run = %report.run, phase = %report.phase, resumed = report.resumed, "migration started");
+    Ok(Json(report))
 }
 
 async fn admin_finalize(
     _: Admin,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ServerError> {
-    let deleted = state
+) -> Result<Json<FinalizeReport>, ServerError> {
+    let report = state
         .engine()
         .finalize(&|_| {})
         .await
         .map_err(ServerError::from_admin_engine)?;
-    tracing::info!(deleted, "migration finalized");
-    Ok(Json(
-        json!({ "phase": "completed", "deleted_legacy_rows": deleted }),
-    ))
+    tracing::info!(deleted = report.deleted_legacy_rows, "migration finalized");
+    Ok(Json(report))
 }
 
-async fn admin_abort(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ServerError> {
-    state
+async fn admin_abort(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<AbortReport>, ServerError> {
+    let report = state
         .engine()
         .abort()
         .await
         .map_err(ServerError::from_admin_engine)?;
-    tracing::info!("migration aborted");
-    Ok(Json(json!({ "phase": "legacy" })))
+    tracing::info!(from = %report.from, "migration aborted");
+    Ok(Json(report))
 }
 
 async fn admin_write_off(
@@ -660,9 +695,11 @@ async fn admin_write_off(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ServerError> {
-    rekey_preflight::write_off_device(state.engine().vault(), &id, &state.actor())
+    state
+        .engine()
+        .write_off_device(&id)
         .await
-        .map_err(ServerError::from_preflight)?;
+        .map_err(ServerError::from_admin_engine)?;
     Ok(Json(json!({ "device": id, "written_off": true })))
 }
 
@@ -682,18 +719,11 @@ async fn admin_resolve(
 ) -> Result<Json<Value>, ServerError> {
     let grant: GrantId = decode_id(&grant, "grant")?;
     let resolution = decode_resolve(&body(raw, &state, false)?)?;
-    let audit = AuditEvent {
-        at: Timestamp::now(),
-        actor: state.actor(),
-        action: "resolve non-migratable".to_owned(),
-        details: json!({ "grant": grant, "resolution": resolution.as_str() }).to_string(),
-    };
     state
         .engine()
-        .vault()
-        .resolve_non_migratable(grant, resolution, &audit)
+        .resolve_non_migratable(grant, resolution)
         .await
-        .map_err(ServerError::from_storage)?;
+        .map_err(ServerError::from_admin_engine)?;
     Ok(Json(json!({ "grant": grant, "resolution": resolution })))
 }
 
@@ -710,32 +740,21 @@ async fn package(
     Ok(Json(PackageJson::from(&p)))
 }
 
-/// What an applied bundle did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApplyResponse {
-    /// Principals migrated.
-    pub principals: Vec<PrincipalId>,
-    /// Grants written.
-    pub grants: usize,
-    /// Grants listed as non-migratable.
-    pub non_migratable: usize,
-}
-
 async fn submit_bundle(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<ApplyResponse>, ServerError> {
+) -> Result<Json<ApplyReport>, ServerError> {
     let result = submit_inner(&state, &id, &headers, raw).await;
     match &result {
         Ok(r) => {
             state.metrics().applied(r.grants);
-            tracing::info!(principal = %id, principals = r.principals.len(), grants = r.grants, non_migratable = r.non_migratable, "bundle applied");
+            tracing::info!(principals = r.principals.len(), grants = r.grants, non_migratable = r.non_migratable, "bundle applied");
         }
         Err(e) => {
             state.metrics().refused(e.refusal_reason());
-            tracing::warn!(principal = %id, status = e.status().as_u16(), error = %e, "bundle refused");
+            tracing::warn!(status = e.status().as_u16(), code = e.code(), "bundle refused");
         }
     }
     result.map(Json)
@@ -746,7 +765,7 @@ async fn submit_inner(
     id: &str,
     headers: &HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<ApplyResponse, ServerError> {
+) -> Result<ApplyReport, ServerError> {
     let principal: PrincipalId = decode_id(id, "principal")?;
     if let Some(ct) = headers.get(CONTENT_TYPE) {
         if !ct
@@ -761,17 +780,12 @@ async fn submit_inner(
     let bytes = body(raw, state, true)?;
     // Parsing and the signature checks (RSA-PSS, ECDSA) run on the blocking
     // pool; the engine's database calls run there too, on this runtime.
-    let report = blocking(
+    blocking(
         state,
         move |e| async move { e.submit(principal, &bytes).await },
     )
     .await?
-    .map_err(ServerError::from_engine)?;
-    Ok(ApplyResponse {
-        principals: report.principals,
-        grants: report.grants,
-        non_migratable: report.non_migratable,
-    })
+    .map_err(ServerError::from_engine)
 }
 
 /// A record as the record API shows it.
@@ -797,16 +811,15 @@ async fn get_record(
     Path(id): Path<String>,
 ) -> Result<Json<RecordJson>, ServerError> {
     let rid: RecordId = decode_id(&id, "record")?;
-    let row = state
+    let ciphertext = state
         .engine()
-        .vault()
         .record(rid)
         .await
-        .map_err(ServerError::from_storage)?
+        .map_err(ServerError::from_engine)?
         .ok_or_else(|| ServerError::NotFound(format!("record {rid} not found")))?;
     Ok(Json(RecordJson {
         id: rid,
-        ciphertext: hex::encode(row.ciphertext),
+        ciphertext: hex::encode(ciphertext),
     }))
 }
 
@@ -820,12 +833,8 @@ async fn put_record(
     let ciphertext = decode_record_write(&body(raw, &state, false)?)?;
     state
         .engine()
-        .vault()
-        .put_record(&RecordRow {
-            id: rid,
-            ciphertext,
-        })
+        .put_record(rid, ciphertext)
         .await
-        .map_err(ServerError::from_storage)?;
+        .map_err(ServerError::from_engine)?;
     Ok(Json(json!({ "id": rid, "written": true })))
 }

@@ -2,12 +2,11 @@
 
 use crate::error::ServerError;
 use crate::metrics::Metrics;
-use rekey_core::model::{Server, Timestamp};
 use rekey_engine::Engine;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
@@ -127,9 +126,6 @@ struct Inner {
     max_bundle_bytes: usize,
     max_body_bytes: usize,
     metrics: Metrics,
-    /// The blocking checks of the last preflight this server ran (shown on
-    /// the status page until the migration starts).
-    preflight_blocking: Mutex<Option<Vec<String>>>,
 }
 
 impl AppState {
@@ -146,7 +142,6 @@ impl AppState {
                 max_bundle_bytes: config.max_bundle_bytes,
                 max_body_bytes: config.max_body_bytes,
                 metrics: Metrics::default(),
-                preflight_blocking: Mutex::new(None),
             }),
         }
     }
@@ -185,59 +180,14 @@ impl AppState {
         format!("server:{} (admin API)", self.inner.name)
     }
 
-    pub(crate) fn set_preflight_blocking(&self, blocking: Vec<String>) {
-        if let Ok(mut g) = self.inner.preflight_blocking.lock() {
-            *g = Some(blocking);
-        }
-    }
-
-    pub(crate) fn preflight_blocking(&self) -> Option<Vec<String>> {
-        self.inner
-            .preflight_blocking
-            .lock()
-            .ok()
-            .and_then(|g| g.clone())
-    }
-
     /// Registers this server in the vault or records its heartbeat, with
-    /// the fingerprints of the certificate keys in its key directory.
+    /// the fingerprints of the keys in its key directory.
     pub async fn heartbeat(&self) -> Result<(), ServerError> {
-        let fingerprints = self
-            .engine()
-            .key_dir()
-            .map(|k| key_fingerprints(k.path()))
-            .unwrap_or_default();
         self.engine()
-            .vault()
-            .heartbeat(&Server {
-                name: self.inner.name.clone(),
-                heartbeat_at: Timestamp::now(),
-                certificate_fingerprints: fingerprints,
-            })
+            .heartbeat(&self.inner.name)
             .await
-            .map_err(ServerError::from_storage)
+            .map_err(ServerError::from_admin_engine)
     }
-}
-
-/// Fingerprints of the keys in a key directory (`<fp>.pk8` legacy RSA,
-/// `<fp>.ec` new EC), sorted.
-#[must_use]
-pub fn key_fingerprints(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_owned();
-            let (stem, ext) = name.rsplit_once('.')?;
-            ((ext == "pk8" || ext == "ec") && rekey_preflight::is_fingerprint(stem))
-                .then(|| stem.to_owned())
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 #[cfg(test)]

@@ -1,125 +1,10 @@
-//! The migration status: `GET /v1/migration/status` (JSON, the same
-//! fields `rekey status --format json` prints, plus what the status page
-//! shows) and the page at `/` (server-rendered HTML, inline CSS, no
-//! external assets, refreshes itself every 2 s).
+//! The status page at `/`: server-rendered HTML of the engine's status
+//! report (inline CSS, no external assets, refreshes itself every 2 s).
+//! `GET /v1/migration/status` sends the same report as JSON.
 
-use crate::error::ServerError;
-use crate::state::AppState;
-use rekey_core::RunId;
-use rekey_core::model::{Counts, MigrationState, Phase, Progress, Timestamp};
-use serde::{Deserialize, Serialize};
+use rekey_core::model::Counts;
+use rekey_core::report::StatusReport;
 use std::fmt::Write;
-
-/// Pending names listed.
-pub const PENDING_SHOWN: u64 = 20;
-
-/// The migration status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MigrationStatus {
-    /// The phase.
-    pub phase: Phase,
-    /// The run, once started.
-    pub run: Option<RunId>,
-    /// When it started (ms since the epoch).
-    pub started_at: Option<Timestamp>,
-    /// Migrated versus remaining.
-    pub progress: Progress,
-    /// The first pending principals, by name (at most [`PENDING_SHOWN`]).
-    pub pending: Vec<String>,
-    /// Principals migrated per minute since the start.
-    pub rate_principals_per_minute: Option<f64>,
-    /// Minutes left at that rate.
-    pub eta_minutes: Option<f64>,
-    /// The first blocked principals (they can never log in), by name.
-    pub blocked: Vec<String>,
-    /// What stops the next step, in words (preflight blockers before the
-    /// start, blocked principals, unresolved non-migratable grants, missing
-    /// certificate keys).
-    pub blockers: Vec<String>,
-    /// The server answering.
-    pub server: String,
-}
-
-/// Loads the status from the vault.
-pub async fn load(state: &AppState) -> Result<MigrationStatus, ServerError> {
-    let vault = state.engine().vault();
-    let row = vault.migration().await.map_err(ServerError::from_storage)?;
-    let progress = vault.progress().await.map_err(ServerError::from_storage)?;
-    let names = |ps: Vec<rekey_core::model::Principal>| ps.into_iter().map(|p| p.name).collect();
-    let pending: Vec<String> = names(
-        vault
-            .principals_in_state(MigrationState::Pending, None, PENDING_SHOWN)
-            .await
-            .map_err(ServerError::from_storage)?,
-    );
-    let blocked: Vec<String> = names(
-        vault
-            .principals_in_state(MigrationState::Blocked, None, PENDING_SHOWN)
-            .await
-            .map_err(ServerError::from_storage)?,
-    );
-    let elapsed_min = row
-        .started_at
-        .map(|s| ((Timestamp::now().0 - s.0) as f64 / 60_000.0).max(1.0 / 60.0));
-    let p = &progress;
-    let migrated = p.users.migrated + p.roles.migrated + p.services.migrated;
-    let remaining = p.users.remaining + p.roles.remaining + p.services.remaining;
-    let rate = elapsed_min.map(|m| migrated as f64 / m);
-    let eta = rate.filter(|r| *r > 0.0).map(|r| remaining as f64 / r);
-
-    let mut blockers = Vec::new();
-    if row.phase == Phase::Legacy {
-        match state.preflight_blocking() {
-            Some(b) if !b.is_empty() => {
-                blockers.push(format!(
-                    "preflight checks block the start: {}",
-                    b.join(", ")
-                ));
-            }
-            Some(_) => {}
-            None => blockers.push("no preflight run by this server yet".to_owned()),
-        }
-    }
-    if p.blocked > 0 {
-        blockers.push(format!(
-            "{} principal(s) can never log in (deactivated or deleted): {}",
-            p.blocked,
-            blocked.join(", ")
-        ));
-    }
-    if p.unresolved_non_migratable > 0 {
-        blockers.push(format!(
-            "{} non-migratable grant(s) not resolved (POST /v1/admin/non-migratable/{{grant}}/resolve)",
-            p.unresolved_non_migratable
-        ));
-    }
-    if row.phase == Phase::AwaitingCertificates {
-        if let Some(keys) = state.engine().key_dir() {
-            let missing = state
-                .engine()
-                .missing_certificates(keys)
-                .await
-                .map_err(ServerError::from_admin_engine)?;
-            for m in missing {
-                blockers.push(format!(
-                    "certificate key missing from the key directory: {m}"
-                ));
-            }
-        }
-    }
-    Ok(MigrationStatus {
-        phase: row.phase,
-        run: row.run,
-        started_at: row.started_at,
-        progress,
-        pending,
-        rate_principals_per_minute: rate,
-        eta_minutes: eta,
-        blocked,
-        blockers,
-        server: state.name().to_owned(),
-    })
-}
 
 /// Escapes text for HTML.
 #[must_use]
@@ -152,9 +37,9 @@ fn bar(out: &mut String, id: &str, label: &str, c: Counts) {
     );
 }
 
-/// The status page.
+/// The status page of `s`, as served by the server named `server`.
 #[must_use]
-pub fn render_page(s: &MigrationStatus) -> String {
+pub fn render_page(s: &StatusReport, server: &str) -> String {
     let mut out = String::with_capacity(4096);
     out.push_str(r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
@@ -176,7 +61,7 @@ dl{display:grid;grid-template-columns:10rem 1fr;margin:0}dt{color:#5b6675}dd{mar
     let _ = writeln!(
         out,
         r#"<p class="sub">server <b>{}</b> · phase <span class="phase" id="phase">{}</span></p>"#,
-        escape(&s.server),
+        escape(server),
         s.phase.as_str()
     );
     out.push_str(r#"<div class="card">"#);
@@ -196,8 +81,18 @@ dl{display:grid;grid-template-columns:10rem 1fr;margin:0}dt{color:#5b6675}dd{mar
             .map_or_else(|| "–".to_owned(), |e| format!("{e:.1} min left")),
         s.progress.unresolved_non_migratable
     );
-    out.push_str("</dl></div>\n<div class=\"card\"><b>pending</b>");
-    list(&mut out, "pending", &s.pending, "nobody");
+    let _ = write!(
+        out,
+        r#"</dl></div>\n<div class="card next"><b>next step</b><p id="next-step">{}</p></div>"#,
+        escape(&s.next_step)
+    );
+    out.push_str("\n<div class=\"card\"><b>pending</b>");
+    let nobody = if s.names_withheld {
+        "names are shown to the administrator only (rekey status)"
+    } else {
+        "nobody"
+    };
+    list(&mut out, "pending", &s.pending, nobody);
     out.push_str("</div>\n<div class=\"card blockers\"><b>blockers</b>");
     list(&mut out, "blockers", &s.blockers, "none");
     out.push_str("</div>\n</body></html>\n");
@@ -219,10 +114,11 @@ fn list(out: &mut String, id: &str, items: &[String], empty: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rekey_core::model::{Phase, Progress};
 
     #[test]
     fn page_escapes_names_and_shows_counts() {
-        let s = MigrationStatus {
+        let s = StatusReport {
             phase: Phase::UserPhase,
             run: None,
             started_at: None,
@@ -237,15 +133,17 @@ mod tests {
             rate_principals_per_minute: Some(2.0),
             eta_minutes: Some(0.5),
             blocked: Vec::new(),
+            names_withheld: false,
             blockers: Vec::new(),
-            server: "s&1".into(),
+            next_step: "wait for <everyone>".into(),
         };
-        let html = render_page(&s);
+        let html = render_page(&s, "s&1");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!html.contains("<script>"));
         assert!(html.contains("s&amp;1"));
         assert!(html.contains(r#"<b class="migrated">3</b> / <span class="total">4</span>"#));
         assert!(html.contains("user_phase"));
         assert!(html.contains("2.0 principals/min"));
+        assert!(html.contains("wait for &lt;everyone&gt;"));
     }
 }

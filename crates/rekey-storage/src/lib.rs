@@ -6,7 +6,7 @@
 //! Vault::open(url)                            an existing vault of this build
 //! vault.pending_grants(user, 1000)            a cursor, page by page
 //! vault.apply(&write_set)                     one transaction, batched INSERTs
-//! vault.transition(from, version, to, &audit) compare-and-swap on the phase
+//! vault.transition(step, version, &audit)     compare-and-swap on the phase
 //! vault.progress()                            migrated vs remaining
 //! ```
 //!

@@ -79,7 +79,12 @@ pub enum CheckError {
     /// A part for a principal whose key the submitter does not hold.
     #[error("the submitter does not hold the key of {0}")]
     NotAHolder(String),
-    /// Someone migrated this principal already.
+    /// The submitter has migrated already (an earlier bundle of its own,
+    /// or another holder's): rebuilding cannot help.
+    #[error("{0} has already migrated")]
+    SubmitterMigrated(String),
+    /// A principal of a later part (a role, a managed user) was migrated by
+    /// another holder meanwhile: fetch a new package and rebuild without it.
     #[error("{0} has already migrated")]
     AlreadyMigrated(String),
     /// The principal cannot migrate now (blocked or exempt).
@@ -169,6 +174,34 @@ impl CheckError {
                 | CheckError::CoverageChanged { .. }
                 | CheckError::HoldersChanged(_)
         )
+    }
+
+    /// The stable machine-readable code of this refusal, as the server
+    /// sends it and `docs/PROTOCOL.md` lists it.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            CheckError::WrongVault => "wrong_vault",
+            CheckError::StaleRun => "stale_run",
+            CheckError::NotSubmitter => "not_submitter",
+            CheckError::UnknownPrincipal(_) => "unknown_principal",
+            CheckError::DuplicatePart(_) => "duplicate_part",
+            CheckError::NotAHolder(_) => "not_a_holder",
+            CheckError::SubmitterMigrated(_) => "already_migrated",
+            CheckError::AlreadyMigrated(_) => "candidate_migrated",
+            CheckError::NotPending { .. } => "not_pending",
+            CheckError::LegacyKeyChanged(_) => "legacy_key_changed",
+            CheckError::CoverageChanged { .. } => "coverage_changed",
+            CheckError::DuplicateGrant(_) => "duplicate_grant",
+            CheckError::SubjectChanged(_) => "subject_changed",
+            CheckError::WrongGrantScheme { .. } => "wrong_grant_scheme",
+            CheckError::WrappedKeyMisplaced(_) => "wrapped_key_misplaced",
+            CheckError::HoldersChanged(_) => "holders_changed",
+            CheckError::HolderGrantInvalid { .. } => "holder_grant_invalid",
+            CheckError::MissingSignature { .. } => "signature_missing",
+            CheckError::BadSignature { .. } => "signature_invalid",
+            CheckError::UnexpectedSignature => "signature_unexpected",
+        }
     }
 
     /// A signature is missing or wrong: the submitter is not who it claims.
@@ -298,6 +331,9 @@ fn preconditions_of(
         earlier.insert(part.principal);
         match facts.state {
             MigrationState::Pending => {}
+            MigrationState::Migrated if index == 0 => {
+                return Err(CheckError::SubmitterMigrated(facts.name.clone()));
+            }
             MigrationState::Migrated => {
                 return Err(CheckError::AlreadyMigrated(facts.name.clone()));
             }

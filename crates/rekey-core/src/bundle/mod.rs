@@ -12,6 +12,7 @@
 
 mod build;
 mod check;
+pub mod package;
 pub mod wire;
 
 pub use build::{

@@ -3,7 +3,7 @@
 
 use crate::check::{Check, CheckResult, Findings, NOTHING_TO_DO, Outcome};
 use crate::facts::{CertificateFacts, Facts};
-use crate::keydir::KeyFileState;
+use rekey_keys::KeyFileState;
 use crate::time::iso8601;
 
 /// For every certificate: a backup digest recorded by `rekey cert backup`

@@ -7,6 +7,7 @@ use crate::entity::{
 };
 use crate::error::{Error, Result, db};
 use rekey_core::ids::{GrantId, PrincipalId, RecordId, RunId};
+use rekey_core::lifecycle::Transition;
 use rekey_core::model::{
     AuditEvent, GrantOrigin, KeyState, MigrationRow, MigrationState, NonMigratable, Phase,
     PrincipalKind, RecordRow, Resolution,
@@ -19,20 +20,20 @@ use sea_orm::{
 };
 
 impl Vault {
-    /// Moves the phase from `from` to `to` if the migration row still has
-    /// `expected_version` (compare-and-swap: of two concurrent callers from
-    /// the same version exactly one wins, the other gets
-    /// [`Error::PhaseConflict`]). Appends `audit` in the same transaction.
-    /// Which transitions are legal is the core lifecycle's business.
+    /// Persists `step`, a move the core lifecycle allowed, if the migration
+    /// row is still in its `from` phase at `expected_version`
+    /// (compare-and-swap: of two concurrent callers from the same version
+    /// exactly one wins, the other gets [`Error::PhaseConflict`]). Appends
+    /// `audit` in the same transaction.
     pub async fn transition(
         &self,
-        from: Phase,
+        step: Transition,
         expected_version: i64,
-        to: Phase,
         audit: &AuditEvent,
     ) -> Result<MigrationRow> {
         let txn = self.db.begin().await.map_err(db("begin a transition"))?;
-        self.cas(&txn, from, expected_version, to).await?;
+        self.cas(&txn, step.from(), expected_version, step.to())
+            .await?;
         append(&txn, audit).await?;
         let row = read_migration(&txn).await?;
         txn.commit().await.map_err(db("commit the transition"))?;
@@ -70,20 +71,28 @@ impl Vault {
         })
     }
 
-    /// Starts the migration: moves `legacy` → `server_phase` with
-    /// compare-and-swap, sets every principal pending except the given
-    /// blocked and exempt ones, and records who started it, when, and the
-    /// snapshot of what must be migrated. One transaction.
+    /// Starts the migration: persists `step` (`legacy` → `server_phase`,
+    /// as the core lifecycle allowed it) with compare-and-swap, sets every
+    /// principal pending except the given blocked and exempt ones, and
+    /// records who started it, when, and the snapshot of what must be
+    /// migrated. One transaction.
     pub async fn start(
         &self,
+        step: Transition,
         expected_version: i64,
         run: RunId,
         blocked: &[PrincipalId],
         exempt: &[PrincipalId],
         audit: &AuditEvent,
     ) -> Result<MigrationRow> {
+        if (step.from(), step.to()) != (Phase::Legacy, Phase::ServerPhase) {
+            return Err(Error::WrongPhase {
+                phase: step.from(),
+                operation: "start the migration",
+            });
+        }
         let txn = self.db.begin().await.map_err(db("begin the start"))?;
-        self.cas(&txn, Phase::Legacy, expected_version, Phase::ServerPhase)
+        self.cas(&txn, step.from(), expected_version, step.to())
             .await?;
         principal::Entity::update_many()
             .col_expr(

@@ -299,6 +299,20 @@ impl Vault {
             .collect()
     }
 
+    /// How many grants have this origin (after finalize, the ones the
+    /// migration wrote are all that is left to count).
+    pub async fn count_grants(&self, origin: GrantOrigin) -> Result<u64> {
+        let n = grant::Entity::find()
+            .filter(grant::Column::Origin.eq(origin.as_str()))
+            .select_only()
+            .column_as(grant::Column::Id.count(), "n")
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await
+            .map_err(db("count grants"))?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
     /// How far the migration is: principals per kind and legacy grants,
     /// migrated versus remaining.
     pub async fn progress(&self) -> Result<Progress> {

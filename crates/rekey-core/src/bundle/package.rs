@@ -29,8 +29,8 @@
 //! The package holds only public keys and wrapped (encrypted) material:
 //! nothing in it is readable without the account's master secret.
 
-use rekey_core::bundle::{Candidate, HolderKey, MigrationPackage, PackageLegacyKey, PendingGrant};
-use rekey_core::{
+use super::{Candidate, HolderKey, MigrationPackage, PackageLegacyKey, PendingGrant};
+use crate::{
     Curve, EcPublicKey, Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId,
     Subject, VaultId,
 };

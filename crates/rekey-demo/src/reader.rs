@@ -1,123 +1,32 @@
-//! The client side, as the demo simulates it: log in (password → master
-//! secret), build the bundle on all cores, submit, rebuild on a conflict;
-//! and `verify`: every demo user unlocks with the keys the vault holds now
-//! and decrypts every record it is granted.
+//! Verification as a client would do it: every demo user unlocks with its
+//! password and the keys the vault holds now, follows its grants (through
+//! roles and managed users) and decrypts every record it is granted; the
+//! records it reads are compared with what the seed granted it.
 
-use crate::demo::{Credentials, record_plaintext};
-use crate::engine::{ApplyReport, Engine};
-use crate::error::EngineError;
+use crate::credentials::{Credentials, access_digest};
+use crate::error::DemoError;
+use crate::generate::record_plaintext;
 use crate::password::master_secret;
-use rekey_core::bundle::{
-    BuildOptions, BuildOutput, BuildReport, OpenedGrants, Unlock, build_bundle_reusing,
-};
 use rekey_core::grant::GrantOpener;
 use rekey_core::kek::unwrap_private_key;
-use rekey_core::model::{KeyCustody, PrincipalKind};
 use rekey_core::record::decrypt_record;
 use rekey_core::*;
+use rekey_engine::Engine;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 
-/// How many times a login builds its bundle before giving up on conflicts.
-/// A conflict means another client's bundle was applied meanwhile (the
-/// vault is read-only otherwise), so the migration as a whole always moves
-/// on; the cap only bounds how long one client keeps rebuilding while many
-/// logins that share its roles commit around it. A 10,000-user vault with
-/// users logging in by name (members of the same roles together) needed
-/// more than 5.
-pub const LOGIN_ATTEMPTS: usize = 30;
-
-/// The pause before rebuild number `retry` (from 1): up to 5 ms per retry
-/// so far (at most 100 ms), drawn at random so that clients racing for the
-/// same roles stop rebuilding in lockstep. A rebuild reopens no grant
-/// opened before, so it is much shorter than the first build.
-#[must_use]
-pub fn conflict_backoff(retry: usize) -> std::time::Duration {
-    use rand_core::RngCore;
-    let cap_ms = 5 * u64::try_from(retry.clamp(1, 20)).unwrap_or(20);
-    let micros = u64::from(rand_core::OsRng.next_u32()) % (cap_ms * 1000);
-    std::time::Duration::from_micros(micros)
+/// Reads a vault as its clients would, through the engine's client reads.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    engine: &'a Engine,
 }
 
-/// What one login did.
-#[derive(Debug, Clone, Default)]
-pub struct LoginReport {
-    /// What the bundle build did.
-    pub build: BuildReport,
-    /// What the server applied.
-    pub applied: ApplyReport,
-    /// Rebuilds after conflicts.
-    pub retries: usize,
-}
-
-impl Engine {
-    /// Logs `name` in with `password` and migrates it (and the roles it is
-    /// the first member of to log in). `progress(done, total)` reports the
-    /// legacy unwraps.
-    pub async fn login(
-        &self,
-        name: &str,
-        password: &str,
-        threads: Option<usize>,
-        progress: std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>,
-    ) -> Result<LoginReport, EngineError> {
-        let p = self
-            .vault()
-            .principal_by_name(name)
-            .await?
-            .filter(|p| p.kind == PrincipalKind::User)
-            .ok_or_else(|| EngineError::UnknownUser(name.to_owned()))?;
-        if p.custody != KeyCustody::E2ee {
-            return Err(EngineError::NotE2ee(name.to_owned()));
-        }
-        let mut retries = 0;
-        // A rebuild after a conflict reopens no grant opened before.
-        let memo = std::sync::Arc::new(OpenedGrants::new());
-        loop {
-            let package = self.package_of(&p).await?;
-            let vault = package.vault;
-            let password = zeroize::Zeroizing::new(password.to_owned());
-            let progress = progress.clone();
-            let memo = memo.clone();
-            let built = tokio::task::spawn_blocking(move || {
-                let master = master_secret(&password, vault, package.principal)?;
-                let options = BuildOptions {
-                    threads,
-                    ..BuildOptions::default()
-                };
-                build_bundle_reusing(
-                    &package,
-                    Unlock::MasterSecret(&master),
-                    options,
-                    &*progress,
-                    &memo,
-                )
-                .map_err(EngineError::from)
-            })
-            .await
-            .map_err(|_| EngineError::Internal("the bundle builder panicked"))??;
-            // Only the encoded bytes go on: the decoded bundle is dropped
-            // before the server side decodes its own copy.
-            let BuildOutput { bundle, report, .. } = built;
-            let bytes = bundle.encode();
-            drop(bundle);
-            match self.submit(p.id, &bytes).await {
-                Ok(applied) => {
-                    return Ok(LoginReport {
-                        build: report,
-                        applied,
-                        retries,
-                    });
-                }
-                Err(e) if e.is_conflict() && retries + 1 < LOGIN_ATTEMPTS => {
-                    retries += 1;
-                    tokio::time::sleep(conflict_backoff(retries)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+impl<'a> Reader<'a> {
+    /// A reader of the engine's vault.
+    #[must_use]
+    pub fn new(engine: &'a Engine) -> Self {
+        Self { engine }
     }
 
     /// Every record `user` can read with the keys the vault holds now,
@@ -127,23 +36,23 @@ impl Engine {
         &self,
         user: PrincipalId,
         master: &MasterSecret,
-    ) -> Result<BTreeSet<RecordId>, EngineError> {
+    ) -> Result<BTreeSet<RecordId>, DemoError> {
         self.readable_records_cached(user, master, &mut ReadCache::default())
             .await
     }
 
-    /// [`Engine::readable_records`] with rows shared across users (a role's
+    /// [`Reader::readable_records`] with rows shared across users (a role's
     /// grants are read once for all its members).
     async fn readable_records_cached(
         &self,
         user: PrincipalId,
         master: &MasterSecret,
         cache: &mut ReadCache,
-    ) -> Result<BTreeSet<RecordId>, EngineError> {
-        let vault = self.vault_id().await?;
+    ) -> Result<BTreeSet<RecordId>, DemoError> {
+        let vault = self.engine.vault_id().await?;
         let kek = Kek::derive(master, vault, user)?;
         let mut keys: HashMap<KeyPairId, PrivateKey> = HashMap::new();
-        for kp in self.vault().key_pairs(user).await? {
+        for kp in self.engine.key_pairs(user).await? {
             if let Some(k) = unlock(&kp, vault, &kek) {
                 keys.insert(kp.id, k);
             }
@@ -158,13 +67,14 @@ impl Engine {
     pub async fn readable_records_of_service(
         &self,
         service: PrincipalId,
-    ) -> Result<BTreeSet<RecordId>, EngineError> {
-        let keydir = self.key_dir().ok_or(EngineError::Internal(
-            "reading as a server-held key needs the key directory (--key-dir)",
-        ))?;
-        let vault = self.vault_id().await?;
+    ) -> Result<BTreeSet<RecordId>, DemoError> {
+        let keydir = self
+            .engine
+            .key_dir()
+            .ok_or(DemoError::Internal("reading as a server-held key needs the key directory"))?;
+        let vault = self.engine.vault_id().await?;
         let mut keys: HashMap<KeyPairId, PrivateKey> = HashMap::new();
-        for kp in self.vault().key_pairs(service).await? {
+        for kp in self.engine.key_pairs(service).await? {
             let key = if kp.scheme.is_legacy() {
                 let fp = LegacyRsaPublicKey::from_spki_der(&kp.public_key)?.fingerprint();
                 keydir.legacy_key(&fp)?.map(PrivateKey::Rsa)
@@ -188,7 +98,7 @@ impl Engine {
         user: PrincipalId,
         mut keys: HashMap<KeyPairId, PrivateKey>,
         cache: &mut ReadCache,
-    ) -> Result<BTreeSet<RecordId>, EngineError> {
+    ) -> Result<BTreeSet<RecordId>, DemoError> {
         let mut owners: HashMap<KeyPairId, PrincipalId> =
             keys.keys().map(|kp| (*kp, user)).collect();
         let mut ok = BTreeSet::new();
@@ -199,7 +109,7 @@ impl Engine {
                 continue;
             }
             if let Entry::Vacant(slot) = cache.grants.entry(principal) {
-                slot.insert(self.vault().grants_to(principal).await?);
+                slot.insert(self.engine.grants_to(principal).await?);
             }
             let mut key_ids: Vec<KeyPairId> = keys
                 .keys()
@@ -276,7 +186,7 @@ impl Engine {
             }
             for (kp_id, kek) in learned_kps {
                 if let Entry::Vacant(slot) = cache.key_pairs.entry(kp_id) {
-                    slot.insert(self.vault().key_pair(kp_id).await?);
+                    slot.insert(self.engine.key_pair(kp_id).await?);
                 }
                 let Some(Some(kp)) = cache.key_pairs.get(&kp_id) else {
                     continue;
@@ -299,11 +209,11 @@ impl Engine {
         vault: VaultId,
         record_keys: &HashMap<RecordId, RecordKey>,
         cache: &mut ReadCache,
-    ) -> Result<BTreeSet<RecordId>, EngineError> {
+    ) -> Result<BTreeSet<RecordId>, DemoError> {
         let mut ok = BTreeSet::new();
         for (r, key) in record_keys {
             if let Entry::Vacant(slot) = cache.records.entry(*r) {
-                slot.insert(self.vault().record(*r).await?.map(|row| row.ciphertext));
+                slot.insert(self.engine.record(*r).await?);
             }
             let Some(Some(ciphertext)) = cache.records.get(r) else {
                 continue;
@@ -324,10 +234,10 @@ impl Engine {
         &self,
         credentials: &Credentials,
         progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<VerifyReport, EngineError> {
-        let vault = self.vault_id().await?;
+    ) -> Result<VerifyReport, DemoError> {
+        let vault = self.engine.vault_id().await?;
         if vault != credentials.vault {
-            return Err(EngineError::CredentialsMismatch);
+            return Err(DemoError::CredentialsMismatch);
         }
         let mut report = VerifyReport::default();
         let mut cache = ReadCache::default();
@@ -382,15 +292,6 @@ impl VerifyReport {
     }
 }
 
-/// Hex SHA-256 over the sorted record ids a user can read.
-#[must_use]
-pub fn access_digest(records: &BTreeSet<RecordId>) -> String {
-    let mut h = Sha256::new();
-    for r in records {
-        h.update(r.to_bytes());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn unlock(kp: &rekey_core::model::KeyPairRecord, vault: VaultId, kek: &Kek) -> Option<PrivateKey> {
     let env = kp.wrapped_private_key.as_ref()?;
@@ -409,23 +310,5 @@ fn unlock(kp: &rekey_core::model::KeyPairRecord, vault: VaultId, kek: &Kek) -> O
         EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
             .ok()
             .map(PrivateKey::Ec)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_retries_and_stays_bounded() {
-        for retry in [0, 1, 2, 7, 20, 1000] {
-            let cap = std::time::Duration::from_millis(5 * retry.clamp(1, 20) as u64);
-            for _ in 0..200 {
-                assert!(conflict_backoff(retry) < cap);
-            }
-        }
-        // Jittered: 200 draws are not all the same.
-        let draws: std::collections::BTreeSet<_> = (0..200).map(|_| conflict_backoff(10)).collect();
-        assert!(draws.len() > 1);
     }
 }

@@ -5,7 +5,7 @@
 //! Cache format: `"rekey-key-cache\n"` then, per key, `u16 bits ‖ u32 len ‖
 //! PKCS#8 DER`. It holds private keys: demo only, written with mode 0600.
 
-use crate::error::EngineError;
+use crate::error::DemoError;
 use rayon::prelude::*;
 use rekey_core::LegacyRsaPrivateKey;
 use std::path::PathBuf;
@@ -61,7 +61,7 @@ impl KeySource {
         self
     }
 
-    fn load(&self, bits: usize) -> Result<Vec<LegacyRsaPrivateKey>, EngineError> {
+    fn load(&self, bits: usize) -> Result<Vec<LegacyRsaPrivateKey>, DemoError> {
         let Some(path) = &self.cache else {
             return Ok(Vec::new());
         };
@@ -69,16 +69,10 @@ impl KeySource {
             Ok(b) => zeroize::Zeroizing::new(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => {
-                return Err(EngineError::KeyCache {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                });
+                return Err(DemoError::file(path, e));
             }
         };
-        let bad = |why: &str| EngineError::KeyCache {
-            path: path.clone(),
-            reason: why.to_owned(),
-        };
+        let bad = |why: &str| DemoError::file(path, format!("key cache: {why}"));
         let rest = bytes
             .strip_prefix(MAGIC)
             .ok_or_else(|| bad("not a rekey key cache"))?;
@@ -104,15 +98,12 @@ impl KeySource {
         Ok(out)
     }
 
-    fn append(&self, keys: &[LegacyRsaPrivateKey]) -> Result<(), EngineError> {
+    fn append(&self, keys: &[LegacyRsaPrivateKey]) -> Result<(), DemoError> {
         let Some(path) = &self.cache else {
             return Ok(());
         };
         use std::io::Write;
-        let fail = |e: std::io::Error| EngineError::KeyCache {
-            path: path.clone(),
-            reason: e.to_string(),
-        };
+        let fail = |e: std::io::Error| DemoError::file(path, e);
         let exists = path.exists();
         let mut opts = std::fs::OpenOptions::new();
         opts.append(true).create(true);
@@ -148,7 +139,7 @@ impl KeySource {
         n: usize,
         bits: usize,
         progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Vec<LegacyRsaPrivateKey>, EngineError> {
+    ) -> Result<Vec<LegacyRsaPrivateKey>, DemoError> {
         let mut keys = std::mem::take(&mut self.preset);
         keys.retain(|k| k.bits() == bits);
         keys.extend(self.load(bits)?);

@@ -1,11 +1,13 @@
-//! `cargo xtask fixtures`: the fixed RSA keys tests use instead of
-//! generating fresh ones, and the legacy ciphertext of the worked example.
+//! The fixed RSA keys tests use instead of generating fresh ones, the
+//! command-line tests' key cache, and the legacy ciphertext of FORMAT.md's
+//! worked example. Run through `cargo xtask fixtures [--force]`.
+#![allow(clippy::print_stdout)]
 
 use rekey_core::crypto::rsa::LegacyRsaPrivateKey;
 use rekey_core::worked_examples;
 
 /// Fixture keys: eight RSA-2048 (a to h) and one RSA-4096.
-pub(crate) const KEYS: [(&str, usize); 9] = [
+const KEYS: [(&str, usize); 9] = [
     ("rsa-2048-a.pk8", 2048),
     ("rsa-2048-b.pk8", 2048),
     ("rsa-2048-c.pk8", 2048),
@@ -20,11 +22,26 @@ pub(crate) const KEYS: [(&str, usize); 9] = [
 /// RSA-2048 keys in the command-line tests' key cache.
 const DEMO_CACHE_KEYS: usize = 16;
 
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fixtures: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// Makes the missing fixtures; `--force` makes them all anew (and so
 /// changes the worked examples: run `cargo xtask format-doc` after).
-pub(crate) fn run(args: &[String]) -> Result<(), String> {
+fn run(args: &[String]) -> Result<(), String> {
     let force = args.iter().any(|a| a == "--force");
-    let dir = crate::root().join("crates/rekey-core/tests/fixtures");
+    let dir = root().join("crates/rekey-core/tests/fixtures");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for (name, bits) in KEYS {
         if !force && dir.join(name).exists() {
@@ -36,13 +53,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     // A key cache for the command-line tests (the demo takes its RSA keys
     // from it instead of generating them).
-    let cli = crate::root().join("crates/rekey-cli/tests/fixtures");
+    let cli = root().join("crates/rekey-cli/tests/fixtures");
     std::fs::create_dir_all(&cli).map_err(|e| format!("{}: {e}", cli.display()))?;
     let cache = cli.join("demo-keys-2048.cache");
     if force {
         let _ = std::fs::remove_file(&cache);
     }
-    let mut source = rekey_engine::keycache::KeySource::with_cache(&cache);
+    let mut source = rekey_demo::KeySource::with_cache(&cache);
     source
         .take(DEMO_CACHE_KEYS, 2048, &|_, _| {})
         .map_err(|e| e.to_string())?;

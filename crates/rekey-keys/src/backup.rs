@@ -20,12 +20,9 @@
 //! altered file does not decrypt; the manifest names the vault, so a backup
 //! of another vault is refused.
 
-use crate::actions::vault_identity;
 use crate::error::{Error, Result};
-use crate::keydir::{
-    KeyFileState, LoadedKey, fingerprint, is_fingerprint, key_file_path, read_key, temp_path,
-    write_atomically,
-};
+use crate::files;
+use crate::keydir::{KeyDir, KeyFileState, LoadedKey, is_fingerprint};
 use age::secrecy::SecretString;
 use rekey_core::LegacyRsaPrivateKey;
 use rekey_core::ids::VaultId;
@@ -33,7 +30,7 @@ use rekey_core::model::{AuditEvent, Timestamp};
 use rekey_storage::Vault;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use zeroize::Zeroizing;
 
 const MAGIC: &[u8; 18] = b"rekey-cert-backup\0";
@@ -107,7 +104,7 @@ impl Default for BackupOptions {
 }
 
 /// What a backup file holds (no key material).
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize)]
 pub struct BackupSummary {
     /// Lower-case hex SHA-256 of the file.
     pub digest: String,
@@ -125,7 +122,7 @@ pub struct BackupSummary {
 }
 
 /// What an import did.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize)]
 pub struct ImportSummary {
     /// Key files written (fingerprints).
     pub written: Vec<String>,
@@ -141,7 +138,7 @@ struct Manifest {
 }
 
 /// Writes one passphrase-protected file holding every server-held private
-/// key of the vault, read from `key_dir` (`<fingerprint>.pk8`), then
+/// key of the vault, read from the key directory (`<fingerprint>.pk8`), then
 /// decrypts it again to verify it, and records its SHA-256 on every
 /// certificate (and an audit event listing the fingerprints).
 ///
@@ -149,7 +146,7 @@ struct Manifest {
 /// The file is written atomically (temporary file, mode 0600, rename).
 pub async fn backup(
     vault: &Vault,
-    key_dir: &Path,
+    key_dir: &KeyDir,
     out_file: &Path,
     passphrase: &Passphrase,
 ) -> Result<BackupSummary> {
@@ -166,20 +163,20 @@ pub async fn backup(
 /// [`backup`] with options.
 pub async fn backup_with(
     vault: &Vault,
-    key_dir: &Path,
+    key_dir: &KeyDir,
     out_file: &Path,
     passphrase: &Passphrase,
     options: &BackupOptions,
 ) -> Result<BackupSummary> {
     let secret = passphrase.secret()?;
-    let vault_id = vault_identity(vault).await?;
+    let vault_id = vault.vault_id().await?;
     let certificates = vault.certificates().await?;
     if certificates.is_empty() {
         return Err(Error::NoCertificates);
     }
     let mut keys = Vec::with_capacity(certificates.len());
     for c in &certificates {
-        match read_key(key_dir, &c.fingerprint) {
+        match key_dir.read_legacy(&c.fingerprint) {
             Ok(key) => keys.push(key),
             Err(KeyFileState::Missing | KeyFileState::NotChecked) => {
                 let owner = vault
@@ -189,7 +186,7 @@ pub async fn backup_with(
                 return Err(Error::MissingKey {
                     fingerprint: c.fingerprint.clone(),
                     owner,
-                    key_dir: key_dir.to_path_buf(),
+                    key_dir: key_dir.path().to_path_buf(),
                 });
             }
             Err(KeyFileState::Unusable(reason)) => {
@@ -219,7 +216,7 @@ pub async fn backup_with(
             reason: "it did not decrypt to what was written".to_owned(),
         });
     }
-    write_atomically(out_file, &ciphertext).map_err(|source| Error::File {
+    files::write_private(out_file, &ciphertext).map_err(|source| Error::File {
         action: "write the backup",
         path: out_file.to_path_buf(),
         source,
@@ -279,10 +276,11 @@ pub async fn import(
     key_dir: &Path,
 ) -> Result<ImportSummary> {
     let (summary, manifest) = open_for_vault(vault, file, passphrase).await?;
-    let mut plan: Vec<(&LoadedKey, PathBuf)> = Vec::new();
+    let dir = KeyDir::open(key_dir)?;
+    let mut plan: Vec<&LoadedKey> = Vec::new();
     let mut result = ImportSummary::default();
     for key in &manifest.keys {
-        let path = key_file_path(key_dir, &key.fingerprint);
+        let path = dir.legacy_key_path(&key.fingerprint);
         match std::fs::read(&path) {
             Ok(existing) => {
                 let existing = Zeroizing::new(existing);
@@ -295,7 +293,7 @@ pub async fn import(
                     });
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => plan.push((key, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => plan.push(key),
             Err(source) => {
                 return Err(Error::File {
                     action: "read the existing key file",
@@ -305,38 +303,25 @@ pub async fn import(
             }
         }
     }
-    if !plan.is_empty() {
-        create_key_dir(key_dir)?;
+    // Stage every file, then move them all into place (dropping a staged
+    // file removes it, so a failure leaves no temporary file behind).
+    let mut staged = Vec::with_capacity(plan.len());
+    for key in plan {
+        let file = files::stage(dir.path(), &key.der).map_err(|source| Error::File {
+            action: "write the key file",
+            path: dir.legacy_key_path(&key.fingerprint),
+            source,
+        })?;
+        staged.push((file, key.fingerprint.clone()));
     }
-    // Stage every file, then rename them all.
-    let mut staged: Vec<(PathBuf, PathBuf, String)> = Vec::new();
-    for (key, path) in &plan {
-        let tmp = temp_path(path);
-        if let Err(source) = write_new_file(&tmp, &key.der) {
-            for (t, _, _) in &staged {
-                let _ = std::fs::remove_file(t);
-            }
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::File {
-                action: "write the key file",
-                path: path.clone(),
-                source,
-            });
-        }
-        staged.push((tmp, path.clone(), key.fingerprint.clone()));
-    }
-    for (i, (tmp, path, fp)) in staged.iter().enumerate() {
-        if let Err(source) = std::fs::rename(tmp, path) {
-            for (t, _, _) in &staged[i..] {
-                let _ = std::fs::remove_file(t);
-            }
-            return Err(Error::File {
-                action: "move the key file into place",
-                path: path.clone(),
-                source,
-            });
-        }
-        result.written.push(fp.clone());
+    for (file, fp) in staged {
+        let path = dir.legacy_key_path(&fp);
+        file.persist(&path, true).map_err(|source| Error::File {
+            action: "move the key file into place",
+            path,
+            source,
+        })?;
+        result.written.push(fp);
     }
     let details = serde_json::json!({
         "file_sha256": summary.digest,
@@ -369,7 +354,7 @@ async fn open_for_vault(
     let digest = hex::encode(Sha256::digest(&ciphertext));
     let plaintext = decrypt(&ciphertext, passphrase, MAX_WORK_FACTOR)?;
     let manifest = decode(&plaintext)?;
-    let expected = vault_identity(vault).await?;
+    let expected = vault.vault_id().await?;
     if manifest.vault != expected {
         return Err(Error::OtherVault {
             expected,
@@ -571,7 +556,7 @@ fn decode(bytes: &[u8]) -> Result<Manifest> {
             fingerprint: fingerprint_hex.clone(),
             reason: "the backup holds something that is not an RSA PKCS#8 private key".to_owned(),
         })?;
-        let actual = fingerprint(key.public_key().to_spki_der());
+        let actual = key.public_key().fingerprint();
         if actual != fingerprint_hex || !is_fingerprint(&actual) {
             return Err(Error::UnusableKey {
                 fingerprint: fingerprint_hex,
@@ -685,34 +670,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn create_key_dir(dir: &Path) -> Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|source| Error::File {
-        action: "create the key directory",
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -725,7 +682,7 @@ mod tests {
             vault: VaultId::from_bytes([9; 16]),
             created_at: Timestamp(1234),
             keys: vec![LoadedKey {
-                fingerprint: fingerprint(key.public_key().to_spki_der()),
+                fingerprint: key.public_key().fingerprint(),
                 der: Zeroizing::new(KEY_A.to_vec()),
             }],
         }

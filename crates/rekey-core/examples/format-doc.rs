@@ -1,10 +1,22 @@
-//! `cargo xtask format-doc`: rewrites the generated worked examples in
-//! docs/FORMAT.md. A test in rekey-core fails when they are stale.
+//! Rewrites the generated worked examples in docs/FORMAT.md (run through
+//! `cargo xtask format-doc`). A test in rekey-core fails when they are
+//! stale.
+#![allow(clippy::print_stdout)]
 
 use rekey_core::worked_examples;
 
-pub(crate) fn run() -> Result<(), String> {
-    let root = crate::root();
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("format-doc: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let fixtures = root.join("crates/rekey-core/tests/fixtures");
     let read =
         |name: &str| std::fs::read(fixtures.join(name)).map_err(|e| format!("fixture {name}: {e}"));

@@ -13,7 +13,7 @@
 //! only 30 % in the compression function. The price is 4 MiB kept by each
 //! thread that has hashed (the demo's few login workers) until it ends.
 
-use crate::error::EngineError;
+use crate::error::DemoError;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rekey_core::{MasterSecret, PrincipalId, VaultId};
 use std::cell::{RefCell, RefMut};
@@ -84,9 +84,9 @@ pub fn master_secret(
     password: &str,
     vault: VaultId,
     user: PrincipalId,
-) -> Result<MasterSecret, EngineError> {
+) -> Result<MasterSecret, DemoError> {
     let out = argon2id(password, &salt(vault, user))?;
-    MasterSecret::from_slice(&out[..]).ok_or(EngineError::Internal("master secret length"))
+    MasterSecret::from_slice(&out[..]).ok_or(DemoError::Internal("master secret length"))
 }
 
 fn salt(vault: VaultId, user: PrincipalId) -> Vec<u8> {
@@ -96,19 +96,19 @@ fn salt(vault: VaultId, user: PrincipalId) -> Vec<u8> {
     salt
 }
 
-fn demo_argon2() -> Result<Argon2<'static>, EngineError> {
+fn demo_argon2() -> Result<Argon2<'static>, DemoError> {
     let params = Params::new(DEMO_M_COST_KIB, DEMO_T_COST, 1, Some(32))
-        .map_err(|_| EngineError::Internal("Argon2 parameters"))?;
+        .map_err(|_| DemoError::Internal("Argon2 parameters"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-fn argon2id(password: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, EngineError> {
+fn argon2id(password: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, DemoError> {
     let argon = demo_argon2()?;
     let mut out = Zeroizing::new([0u8; 32]);
     with_memory(argon.params().block_count(), |memory| {
         argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out[..], memory)
     })
-    .map_err(|_| EngineError::Internal("Argon2 hashing"))?;
+    .map_err(|_| DemoError::Internal("Argon2 hashing"))?;
     Ok(out)
 }
 

@@ -1,12 +1,11 @@
-//! [`HttpClient`]: what a client (the CLI's `login --server`, the load
-//! bench, the tests) uses to talk to a rekey-server: fetch a migration
-//! package (checked as untrusted input), submit a bundle, read the status,
-//! and call the admin endpoints. Plain HTTP/1 on hyper; put the server
-//! behind a TLS terminator anywhere but loopback.
+//! [`HttpClient`]: what a client (the CLI's `login --server`, the demo's
+//! simulated clients, the load bench, the tests) uses to talk to a
+//! rekey-server: fetch a migration package (checked as untrusted input),
+//! submit a bundle, read the status, and call the admin endpoints. Plain
+//! HTTP/1 on hyper; put the server behind a TLS terminator anywhere but
+//! loopback.
 
-use crate::package::{PackageError, parse_package};
-use crate::routes::ApplyResponse;
-use crate::status::MigrationStatus;
+use crate::migrate::{ApiError, MigrationApi};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -14,10 +13,10 @@ use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rekey_core::bundle::{
-    BuildError, BuildOptions, MigrationPackage, OpenedGrants, Unlock, build_bundle_reusing,
-};
-use rekey_core::{MasterSecret, PrincipalId, VaultId};
+use rekey_core::bundle::package::{PackageError, parse_package};
+use rekey_core::bundle::{BuildError, MigrationPackage};
+use rekey_core::report::{AbortReport, ApplyReport, FinalizeReport, StartReport, StatusReport};
+use rekey_core::{PrincipalId, VaultId};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -26,9 +25,6 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 512 << 20;
 /// Default limit on one request, answer included (a large bundle takes a
 /// while to check and apply).
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
-/// How many times [`HttpClient::migrate`] builds before giving up on
-/// conflicts: the engine's rule for every client.
-pub const MIGRATE_ATTEMPTS: usize = rekey_engine::client::LOGIN_ATTEMPTS;
 /// How many times one request is sent when the connection fails (refused,
 /// reset, closed before the answer: a server restarting), by default.
 pub const DEFAULT_TRANSPORT_ATTEMPTS: usize = 9;
@@ -53,6 +49,9 @@ pub enum ClientError {
     Refused {
         /// The HTTP status.
         status: u16,
+        /// The stable machine-readable error code (`docs/PROTOCOL.md`),
+        /// when the server sent one.
+        code: Option<String>,
         /// The server's message.
         error: String,
         /// What to do.
@@ -67,6 +66,19 @@ pub enum ClientError {
     /// The bundle could not be built (e.g. a wrong password).
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The bundle builder stopped without an answer.
+    #[error("the bundle builder failed")]
+    BuilderFailed,
+}
+
+impl ApiError for ClientError {
+    fn is_conflict(&self) -> bool {
+        ClientError::is_conflict(self)
+    }
+
+    fn builder_failed() -> Self {
+        ClientError::BuilderFailed
+    }
 }
 
 impl ClientError {
@@ -79,10 +91,21 @@ impl ClientError {
         }
     }
 
+    /// The server's error code, if it answered with one.
+    #[must_use]
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The vault changed under the client: fetch a new package, rebuild.
+    /// (An account that has migrated already is a 409 too, but rebuilding
+    /// cannot help it.)
     #[must_use]
     pub fn is_conflict(&self) -> bool {
-        self.status() == Some(409)
+        self.status() == Some(409) && self.code() != Some("already_migrated")
     }
 }
 
@@ -117,17 +140,6 @@ impl std::fmt::Debug for HttpClient {
             .field("vault", &self.vault)
             .finish_non_exhaustive()
     }
-}
-
-/// What [`HttpClient::migrate`] did.
-#[derive(Debug, Clone)]
-pub struct MigrateReport {
-    /// What the server applied.
-    pub applied: ApplyResponse,
-    /// Rebuilds after conflicts.
-    pub retries: usize,
-    /// Size of the submitted bundle in bytes.
-    pub bundle_bytes: usize,
 }
 
 impl HttpClient {
@@ -304,6 +316,7 @@ impl HttpClient {
         let text = |k: &str| v.get(k).and_then(|s| s.as_str()).map(str::to_owned);
         Err(ClientError::Refused {
             status: status.as_u16(),
+            code: text("code"),
             error: text("error")
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(500).collect()),
             hint: text("hint").unwrap_or_default(),
@@ -322,87 +335,8 @@ impl HttpClient {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))
     }
 
-    /// The migration package of `principal`, checked (see
-    /// [`crate::package`]).
-    pub async fn package(&self, principal: PrincipalId) -> Result<MigrationPackage, ClientError> {
-        let bytes = self
-            .call(
-                Method::GET,
-                &format!("/v1/principals/{principal}/package"),
-                None,
-                false,
-            )
-            .await?;
-        Ok(parse_package(&bytes, principal, self.vault)?)
-    }
-
-    /// Submits the bytes of a signed bundle for `principal`.
-    pub async fn submit(
-        &self,
-        principal: PrincipalId,
-        bundle: &[u8],
-    ) -> Result<ApplyResponse, ClientError> {
-        let bytes = self
-            .call(
-                Method::POST,
-                &format!("/v1/principals/{principal}/bundle"),
-                Some(("application/octet-stream", bundle.to_vec())),
-                false,
-            )
-            .await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))
-    }
-
-    /// Fetches the package, builds the bundle with the account's master
-    /// secret on the blocking pool, submits it; rebuilds after a conflict
-    /// (at most [`MIGRATE_ATTEMPTS`] times).
-    pub async fn migrate(
-        &self,
-        principal: PrincipalId,
-        master: MasterSecret,
-        options: BuildOptions,
-    ) -> Result<MigrateReport, ClientError> {
-        let mut master = master;
-        let mut retries = 0;
-        // A rebuild after a conflict reopens no grant opened before.
-        let memo = std::sync::Arc::new(OpenedGrants::new());
-        loop {
-            let package = self.package(principal).await?;
-            let memo = memo.clone();
-            let (built, m) = tokio::task::spawn_blocking(move || {
-                let r = build_bundle_reusing(
-                    &package,
-                    Unlock::MasterSecret(&master),
-                    options,
-                    &|_, _| {},
-                    &memo,
-                )
-                .map(|out| out.bundle.encode());
-                (r, master)
-            })
-            .await
-            .map_err(|_| ClientError::BadResponse("the bundle builder failed".to_owned()))?;
-            master = m;
-            let bytes = built?;
-            match self.submit(principal, &bytes).await {
-                Ok(applied) => {
-                    return Ok(MigrateReport {
-                        applied,
-                        retries,
-                        bundle_bytes: bytes.len(),
-                    });
-                }
-                Err(e) if e.is_conflict() && retries + 1 < MIGRATE_ATTEMPTS => {
-                    retries += 1;
-                    tokio::time::sleep(rekey_engine::client::conflict_backoff(retries)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     /// The migration status.
-    pub async fn status(&self) -> Result<MigrationStatus, ClientError> {
+    pub async fn status(&self) -> Result<StatusReport, ClientError> {
         self.json(Method::GET, "/v1/migration/status", None, false)
             .await
     }
@@ -414,7 +348,7 @@ impl HttpClient {
     }
 
     /// Starts the migration with `code_word` (admin).
-    pub async fn start(&self, code_word: &str) -> Result<serde_json::Value, ClientError> {
+    pub async fn start(&self, code_word: &str) -> Result<StartReport, ClientError> {
         self.json(
             Method::POST,
             "/v1/admin/start",
@@ -425,13 +359,48 @@ impl HttpClient {
     }
 
     /// Finalizes (admin).
-    pub async fn finalize(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn finalize(&self) -> Result<FinalizeReport, ClientError> {
         self.json(Method::POST, "/v1/admin/finalize", None, true)
             .await
     }
 
     /// Aborts (admin).
-    pub async fn abort(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn abort(&self) -> Result<AbortReport, ClientError> {
         self.json(Method::POST, "/v1/admin/abort", None, true).await
+    }
+}
+
+impl MigrationApi for HttpClient {
+    type Error = ClientError;
+
+    /// `GET /v1/principals/{id}/package`, checked as untrusted input (see
+    /// [`rekey_core::bundle::package`]).
+    async fn package(&self, principal: PrincipalId) -> Result<MigrationPackage, ClientError> {
+        let bytes = self
+            .call(
+                Method::GET,
+                &format!("/v1/principals/{principal}/package"),
+                None,
+                false,
+            )
+            .await?;
+        Ok(parse_package(&bytes, principal, self.vault)?)
+    }
+
+    /// `POST /v1/principals/{id}/bundle`.
+    async fn submit(
+        &self,
+        principal: PrincipalId,
+        bundle: Vec<u8>,
+    ) -> Result<ApplyReport, ClientError> {
+        let bytes = self
+            .call(
+                Method::POST,
+                &format!("/v1/principals/{principal}/bundle"),
+                Some(("application/octet-stream", bundle)),
+                false,
+            )
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))
     }
 }

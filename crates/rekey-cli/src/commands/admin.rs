@@ -1,0 +1,66 @@
+//! `preflight` and the remedies it names: `directory renew-token`,
+//! `device write-off`, `resolve`.
+
+use super::{Ctx, Keys};
+use crate::cli::{DeviceAction, DirectoryAction};
+use crate::error::CliError;
+use rekey_core::GrantId;
+use rekey_core::model::Resolution;
+
+pub(super) async fn preflight(ctx: &Ctx) -> Result<u8, CliError> {
+    let engine = ctx.engine(Keys::IfPresent).await?;
+    let report = engine.preflight().await?;
+    // The report has its own JSON form (`rekey-preflight/1`), the same the
+    // server's POST /v1/admin/preflight answers.
+    ctx.out.document(&report.to_json(), &report.to_text());
+    Ok(report.exit_code())
+}
+
+pub(super) async fn directory(ctx: &Ctx, action: &DirectoryAction) -> Result<u8, CliError> {
+    let DirectoryAction::RenewToken { profile } = action;
+    let engine = ctx.engine(Keys::IfPresent).await?;
+    let token = engine.renew_directory_token(profile).await?;
+    ctx.out.report(
+        &serde_json::json!({ "profile": profile, "token": token.expose() }),
+        |_| {
+            format!(
+                "new token for {profile} (shown once; paste it into the directory's provisioning settings):\n{}",
+                token.expose()
+            )
+        },
+    );
+    Ok(0)
+}
+
+pub(super) async fn device(ctx: &Ctx, action: &DeviceAction) -> Result<u8, CliError> {
+    let DeviceAction::WriteOff { device } = action;
+    let engine = ctx.engine(Keys::IfPresent).await?;
+    engine.write_off_device(device).await?;
+    ctx.out.report(
+        &serde_json::json!({ "device": device, "written_off": true }),
+        |_| {
+            format!(
+                "device {device} written off: its unsynchronised changes will be lost (recorded in the audit log)"
+            )
+        },
+    );
+    Ok(0)
+}
+
+pub(super) async fn resolve(ctx: &Ctx, grant: &str, resolution: &str) -> Result<u8, CliError> {
+    let grant: GrantId = grant
+        .parse()
+        .map_err(|_| CliError::Usage(format!("{grant:?} is not a grant id (a UUID)")))?;
+    let resolution: Resolution = resolution.parse().map_err(|_| {
+        CliError::Usage(format!(
+            "{resolution:?} is not a resolution: use reshared or written_off"
+        ))
+    })?;
+    let engine = ctx.engine(Keys::IfPresent).await?;
+    engine.resolve_non_migratable(grant, resolution).await?;
+    ctx.out.report(
+        &serde_json::json!({ "grant": grant, "resolution": resolution }),
+        |_| format!("grant {grant} resolved: {}", resolution.as_str()),
+    );
+    Ok(0)
+}

@@ -1,0 +1,148 @@
+//! `demo` (the whole flow), `demo seed`, `demo login-all`, `verify`.
+
+use super::{Ctx, Keys};
+use crate::cli::{DemoArgs, DemoStep, SpecArgs};
+use crate::error::CliError;
+use crate::output::Out;
+use rekey_demo::flow::{self, KeyOptions, Ui};
+use rekey_demo::login::{LoginSummary, Progress, Via, login_all};
+use rekey_demo::reader::VerifyReport;
+use rekey_demo::{Credentials, DemoSpec};
+use serde::Serialize;
+use std::path::Path;
+
+/// The demo's output: numbered steps and bars in text mode, nothing but
+/// the final JSON otherwise.
+struct Terminal(Out);
+
+impl Ui for Terminal {
+    fn step(&self, text: &str) {
+        self.0.say(text);
+    }
+
+    fn text(&self, text: &str) {
+        self.0.say(text.trim_end());
+    }
+
+    fn bar(&self, what: &'static str) -> Progress {
+        crate::progress::bar(what, !self.0.is_json())
+    }
+}
+
+fn spec_of(s: &SpecArgs) -> DemoSpec {
+    DemoSpec {
+        users: s.users,
+        roles: s.roles.unwrap_or_else(|| DemoSpec::default_roles(s.users)),
+        records: s.records.unwrap_or(s.users * 10),
+        rsa_bits: s.rsa_bits,
+        seed: s.seed,
+        with_problems: s.with_problems,
+    }
+}
+
+fn keys_of(s: &SpecArgs) -> KeyOptions {
+    KeyOptions {
+        cache: s.key_cache.clone(),
+        distinct: s.distinct_keys,
+    }
+}
+
+pub(super) async fn run(ctx: &Ctx, args: &DemoArgs) -> Result<u8, CliError> {
+    match &args.step {
+        Some(DemoStep::Seed { credentials }) => seed(ctx, &args.spec, credentials).await,
+        Some(DemoStep::LoginAll {
+            credentials,
+            server,
+        }) => {
+            let via = match server {
+                Some(url) => Via::Server(url.clone()),
+                None => Via::Vault(ctx.engine(Keys::IfPresent).await?),
+            };
+            logins(ctx, via, credentials, args.spec.concurrency).await
+        }
+        None => whole(ctx, &args.dir, &args.spec).await,
+    }
+}
+
+async fn whole(ctx: &Ctx, dir: &Path, s: &SpecArgs) -> Result<u8, CliError> {
+    let ui = Terminal(ctx.out);
+    let summary = flow::run(dir, &spec_of(s), &keys_of(s), s.concurrency, &ui).await?;
+    ctx.out.report(&summary, |d| {
+        format!(
+            "\ndemo done in {:.1} s: {} users migrated, {} grants re-wrapped, {} legacy rows deleted; verify: {} ({} record reads)",
+            d.seconds,
+            d.logins.users,
+            d.logins.grants,
+            d.legacy_rows_deleted,
+            if d.verify.passed() { "passed" } else { "FAILED" },
+            d.verify.records_read
+        )
+    });
+    verified(&summary.verify)
+}
+
+async fn seed(ctx: &Ctx, s: &SpecArgs, credentials: &Path) -> Result<u8, CliError> {
+    let engine = ctx.init_engine().await?;
+    let ui = Terminal(ctx.out);
+    let (summary, _) = flow::seed(&engine, &spec_of(s), &keys_of(s), credentials, &ui).await?;
+    ctx.out.report(&summary, |r| {
+        format!(
+            "seeded {} users, {} roles, {} records, {} legacy grants ({} rows) in {:.1} s; RSA keys: {} generated, {} from cache",
+            r.users,
+            r.roles,
+            r.records,
+            r.legacy_grants,
+            r.rows,
+            r.seconds,
+            r.rsa_keys_generated,
+            r.rsa_keys_reused
+        )
+    });
+    Ok(0)
+}
+
+/// `demo login-all` as JSON: the summary and this process's peak memory.
+#[derive(Debug, Serialize)]
+struct LoginAllReport {
+    #[serde(flatten)]
+    summary: LoginSummary,
+    peak_rss_bytes: Option<u64>,
+}
+
+async fn logins(ctx: &Ctx, via: Via, credentials: &Path, concurrency: usize) -> Result<u8, CliError> {
+    let creds = Credentials::load(credentials)?;
+    let bar = crate::progress::bar("users logging in", !ctx.out.is_json());
+    let summary = login_all(via, creds, concurrency, bar).await?;
+    let report = LoginAllReport {
+        summary,
+        peak_rss_bytes: crate::progress::peak_rss_bytes(),
+    };
+    ctx.out.report(&report, |r| {
+        format!(
+            "{} users logged in and migrated: {} grants in {:.1} s ({:.0} grants/s)",
+            r.summary.users,
+            r.summary.grants,
+            r.summary.seconds,
+            r.summary.grants_per_second()
+        )
+    });
+    Ok(0)
+}
+
+pub(super) async fn verify(ctx: &Ctx, credentials: &Path) -> Result<u8, CliError> {
+    let engine = ctx.engine(Keys::IfPresent).await?;
+    let creds = Credentials::load(credentials)?;
+    let report = flow::verify(&engine, &creds, &Terminal(ctx.out)).await?;
+    ctx.out.report(&report, |r| {
+        format!("verified {} users, {} record reads", r.users, r.records_read)
+    });
+    verified(&report)
+}
+
+fn verified(report: &VerifyReport) -> Result<u8, CliError> {
+    if report.passed() {
+        Ok(0)
+    } else {
+        Err(CliError::VerifyFailed(report.mismatches.join("; ")))
+    }
+}

@@ -1,0 +1,203 @@
+//! What the engine's operations answer, as plain data. The command line
+//! prints these (`--format json` serializes them as they are) and the HTTP
+//! server sends them, so the same question gets the same JSON from both;
+//! the HTTP client reads them back.
+
+use crate::ids::{PrincipalId, RunId};
+use crate::model::{Phase, Progress, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Names listed in a status by default (`rekey status --all` lists all).
+pub const NAMES_LISTED: u64 = 20;
+
+/// Where the migration stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    /// The phase.
+    pub phase: Phase,
+    /// The run, once started.
+    pub run: Option<RunId>,
+    /// When the run started (ms since the epoch).
+    pub started_at: Option<Timestamp>,
+    /// Migrated versus remaining.
+    pub progress: Progress,
+    /// The first pending principals by name (each pending since
+    /// `started_at`). Empty when names are withheld (the public status).
+    pub pending: Vec<String>,
+    /// The first blocked principals by name (they can never log in).
+    pub blocked: Vec<String>,
+    /// Whether `pending` and `blocked` were left empty on purpose: the
+    /// public status shows counts only.
+    pub names_withheld: bool,
+    /// Principals migrated per minute since the start.
+    pub rate_principals_per_minute: Option<f64>,
+    /// Minutes left at that rate.
+    pub eta_minutes: Option<f64>,
+    /// What stops the next step, in words (counts, never names).
+    pub blockers: Vec<String>,
+    /// What the operator does next, in words.
+    pub next_step: String,
+}
+
+impl StatusReport {
+    /// The same status without any principal's name: what anyone may see.
+    #[must_use]
+    pub fn without_names(mut self) -> Self {
+        self.pending.clear();
+        self.blocked.clear();
+        self.names_withheld = true;
+        self
+    }
+}
+
+/// Rate (principals per minute since `started_at`) and estimate (minutes
+/// left at that rate) at `now`; `None` before the start, and no estimate
+/// while nothing has migrated.
+#[must_use]
+pub fn rate_and_estimate(
+    started_at: Option<Timestamp>,
+    now: Timestamp,
+    migrated: u64,
+    remaining: u64,
+) -> (Option<f64>, Option<f64>) {
+    let Some(start) = started_at else {
+        return (None, None);
+    };
+    // At least one second, so a status read right after the start does not
+    // divide by zero.
+    let minutes = ((now.0 - start.0) as f64 / 60_000.0).max(1.0 / 60.0);
+    let rate = migrated as f64 / minutes;
+    let eta = (rate > 0.0).then(|| remaining as f64 / rate);
+    (Some(rate), eta)
+}
+
+/// What the server phase did (run by `start`, or resumed by it). The
+/// default is a server phase that has done nothing yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerPhaseReport {
+    /// Server-held principals migrated now, by name.
+    pub migrated: Vec<String>,
+    /// Principals migrated along with them (managed users, and roles
+    /// reached through them).
+    pub migrated_along: usize,
+    /// Grants re-wrapped.
+    pub grants: usize,
+    /// Certificates whose private key is missing from the key directory
+    /// (the vault then waits in `awaiting_certificates`).
+    pub missing_certificates: Vec<String>,
+    /// The phase afterwards.
+    pub phase: Phase,
+}
+
+impl Default for ServerPhaseReport {
+    fn default() -> Self {
+        Self {
+            migrated: Vec::new(),
+            migrated_along: 0,
+            grants: 0,
+            missing_certificates: Vec::new(),
+            phase: Phase::ServerPhase,
+        }
+    }
+}
+
+/// What `start` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartReport {
+    /// The run.
+    pub run: RunId,
+    /// Whether this resumed a migration started earlier (after a crash or a
+    /// certificate import) instead of starting one.
+    pub resumed: bool,
+    /// Users who can never log in (deactivated, deleted), by name.
+    pub blocked_users: Vec<String>,
+    /// Purged users (exempt from the migration).
+    pub exempt: usize,
+    /// The server phase, when the key directory was there to run it.
+    pub server_phase: Option<ServerPhaseReport>,
+    /// The phase afterwards.
+    pub phase: Phase,
+}
+
+/// What `finalize` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizeReport {
+    /// Legacy rows deleted (by this run of finalize).
+    pub deleted_legacy_rows: u64,
+    /// The phase afterwards (`completed`).
+    pub phase: Phase,
+}
+
+/// What `abort` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortReport {
+    /// The phase the migration was in.
+    pub from: Phase,
+    /// The phase afterwards (`legacy`).
+    pub phase: Phase,
+}
+
+/// What applying one bundle did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyReport {
+    /// Principals migrated.
+    pub principals: Vec<PrincipalId>,
+    /// Grants written (re-wrapped and holder grants).
+    pub grants: usize,
+    /// Grants listed as non-migratable.
+    pub non_migratable: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_counts_from_the_start_and_estimates_what_is_left() {
+        let start = Timestamp(1_000_000);
+        assert_eq!(rate_and_estimate(None, start, 5, 5), (None, None));
+        // 30 migrated in 10 minutes: 3 a minute; 60 left take 20 minutes.
+        let (rate, eta) = rate_and_estimate(Some(start), Timestamp(1_000_000 + 600_000), 30, 60);
+        assert_eq!(rate, Some(3.0));
+        assert_eq!(eta, Some(20.0));
+        // Nothing migrated yet: a rate of zero and no estimate.
+        let (rate, eta) = rate_and_estimate(Some(start), Timestamp(1_000_000 + 600_000), 0, 60);
+        assert_eq!((rate, eta), (Some(0.0), None));
+        // Read in the same millisecond as the start: no division by zero.
+        let (rate, _) = rate_and_estimate(Some(start), start, 1, 0);
+        assert_eq!(rate, Some(60.0));
+    }
+
+    #[test]
+    fn the_public_status_keeps_counts_and_drops_names() {
+        let s = StatusReport {
+            phase: Phase::UserPhase,
+            run: None,
+            started_at: None,
+            progress: Progress {
+                blocked: 1,
+                ..Progress::default()
+            },
+            pending: vec!["alice".into()],
+            blocked: vec!["mallory".into()],
+            names_withheld: false,
+            rate_principals_per_minute: None,
+            eta_minutes: None,
+            blockers: vec!["1 principal can never log in".into()],
+            next_step: "wait".into(),
+        };
+        let public = s.without_names();
+        assert!(public.pending.is_empty() && public.blocked.is_empty());
+        assert!(public.names_withheld);
+        assert_eq!(public.progress.blocked, 1);
+        let text = serde_json::to_string(&public).unwrap();
+        assert!(!text.contains("alice") && !text.contains("mallory"), "{text}");
+        assert!(text.contains("can never log in"), "{text}");
+    }
+}

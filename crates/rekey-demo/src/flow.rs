@@ -1,0 +1,235 @@
+//! The demo's steps, for `rekey demo` and its parts: seed a vault, verify
+//! one, and the whole flow on a fresh SQLite file (seed, certificate
+//! backup, preflight, start, every user logs in, finalize, verify).
+//! Output goes through a [`Ui`], so the command line decides how it looks.
+
+use crate::credentials::Credentials;
+use crate::error::DemoError;
+use crate::generate::{DemoSpec, generate};
+use crate::keycache::KeySource;
+use crate::login::{LoginSummary, Progress, Via, login_all};
+use crate::reader::{Reader, VerifyReport};
+use rekey_core::lifecycle::CODE_WORD;
+use rekey_engine::{Engine, KeyDir};
+use rekey_keys::Passphrase;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How the demo shows what it does.
+pub trait Ui: Sync {
+    /// A numbered step begins.
+    fn step(&self, text: &str);
+    /// A block of text (the preflight report).
+    fn text(&self, text: &str);
+    /// A progress bar for `what`, fed `(done, total)`.
+    fn bar(&self, what: &'static str) -> Progress;
+}
+
+/// The passphrase of the demo's certificate backup (a demo has nothing to
+/// protect; a real backup's passphrase is the operator's).
+pub const DEMO_BACKUP_PASSPHRASE: &str = "rekey demo passphrase";
+/// What marks a directory as the demo's own (so it may be remade).
+const MARKER: &str = ".rekey-demo";
+
+/// Where the RSA keys come from.
+#[derive(Debug, Clone, Default)]
+pub struct KeyOptions {
+    /// A cache file of RSA keys reused across runs.
+    pub cache: Option<PathBuf>,
+    /// At most this many distinct keys (the rest repeat them).
+    pub distinct: Option<usize>,
+}
+
+/// What seeding did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedSummary {
+    /// Users (e2ee and managed).
+    pub users: usize,
+    /// Users who log in with a password (the credentials file lists them).
+    pub e2ee_users: usize,
+    /// Roles.
+    pub roles: usize,
+    /// Records.
+    pub records: usize,
+    /// RSA modulus size.
+    pub rsa_bits: usize,
+    /// Legacy grants written.
+    pub legacy_grants: usize,
+    /// Rows written in all.
+    pub rows: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// RSA keys generated in this run.
+    pub rsa_keys_generated: usize,
+    /// RSA keys taken from the cache.
+    pub rsa_keys_reused: usize,
+}
+
+/// Generates a demo vault into the (empty) vault of `engine` and writes its
+/// credentials file.
+pub async fn seed(
+    engine: &Engine,
+    spec: &DemoSpec,
+    keys: &KeyOptions,
+    credentials: &Path,
+    ui: &dyn Ui,
+) -> Result<(SeedSummary, Credentials), DemoError> {
+    spec.check()?;
+    let mut source = match &keys.cache {
+        Some(p) => KeySource::with_cache(p),
+        None => KeySource::fresh(),
+    };
+    if let Some(limit) = keys.distinct {
+        source = source.with_distinct_limit(limit);
+    }
+    // Preparation begins before anything is issued.
+    engine.begin_preparation().await?;
+    let started = Instant::now();
+    let keys_bar = ui.bar("generating RSA keys");
+    let wrap_bar = ui.bar("wrapping legacy grants");
+    let demo = tokio::task::block_in_place(|| {
+        generate(spec, &mut source, &|what, d, t| {
+            if what.starts_with("generating") {
+                keys_bar(d, t);
+            } else {
+                wrap_bar(d, t);
+            }
+        })
+    })?;
+    let report = engine
+        .seed(demo.vault, &demo.data, &demo.server_keys)
+        .await?;
+    demo.credentials.save(credentials)?;
+    let summary = SeedSummary {
+        users: spec.users,
+        e2ee_users: demo.credentials.users.len(),
+        roles: spec.roles,
+        records: spec.records,
+        rsa_bits: spec.rsa_bits,
+        legacy_grants: demo.data.grants.len(),
+        rows: report.rows,
+        seconds: started.elapsed().as_secs_f64(),
+        rsa_keys_generated: source.generated,
+        rsa_keys_reused: source.reused,
+    };
+    Ok((summary, demo.credentials))
+}
+
+/// Verifies a demo vault against its credentials file.
+pub async fn verify(
+    engine: &Engine,
+    credentials: &Credentials,
+    ui: &dyn Ui,
+) -> Result<VerifyReport, DemoError> {
+    let bar = ui.bar("verifying users");
+    Reader::new(engine)
+        .verify(credentials, &|d, t| bar(d, t))
+        .await
+}
+
+/// What the whole demo did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DemoSummary {
+    /// The demo directory.
+    pub dir: PathBuf,
+    /// The seed.
+    pub seed: SeedSummary,
+    /// The logins.
+    pub logins: LoginSummary,
+    /// Legacy rows finalize deleted.
+    pub legacy_rows_deleted: u64,
+    /// Verification after finalize.
+    pub verify: VerifyReport,
+    /// Wall time of the whole flow.
+    pub seconds: f64,
+}
+
+/// The whole flow in `dir` (made afresh: a directory that is not the
+/// demo's own is refused), every user logging in `concurrency` at a time.
+pub async fn run(
+    dir: &Path,
+    spec: &DemoSpec,
+    keys: &KeyOptions,
+    concurrency: usize,
+    ui: &dyn Ui,
+) -> Result<DemoSummary, DemoError> {
+    spec.check()?;
+    let started = Instant::now();
+    fresh_dir(dir)?;
+    let db = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
+    let key_dir = KeyDir::open(dir.join("keys"))?;
+    let engine = Engine::init(&db, Some(key_dir), "rekey demo").await?;
+    let credentials = dir.join("credentials.json");
+    ui.step(&format!(
+        "1/7 seeding a legacy vault ({} users) into {}",
+        spec.users,
+        dir.display()
+    ));
+    let (seeded, creds) = seed(&engine, spec, keys, &credentials, ui).await?;
+    ui.step("2/7 backing up the certificate keys");
+    let passphrase = Passphrase::new(DEMO_BACKUP_PASSPHRASE.to_owned());
+    engine
+        .backup_certificates(&dir.join("certificates.age"), &passphrase)
+        .await?;
+    ui.step("3/7 preflight");
+    ui.text(&engine.preflight().await?.to_text());
+    ui.step("4/7 start (code word given for the demo) and the server phase");
+    let started_report = engine.start(CODE_WORD, &|_, _, _| {}).await?;
+    if let Some(sp) = &started_report.server_phase {
+        ui.step(&format!(
+            "    server keys migrated: {} (with {} managed users and roles they hold)",
+            sp.migrated.len(),
+            sp.migrated_along
+        ));
+    }
+    ui.step("5/7 every user logs in");
+    let logins = login_all(
+        Via::Vault(engine.clone()),
+        creds.clone(),
+        concurrency,
+        ui.bar("users logging in"),
+    )
+    .await?;
+    ui.step(&format!(
+        "    {} users logged in and migrated: {} grants in {:.1} s ({:.0} grants/s)",
+        logins.users,
+        logins.grants,
+        logins.seconds,
+        logins.grants_per_second()
+    ));
+    ui.step("6/7 finalize");
+    let finalized = engine.finalize(&|_| {}).await?;
+    ui.step("7/7 verify");
+    let verified = verify(&engine, &creds, ui).await?;
+    Ok(DemoSummary {
+        dir: dir.to_path_buf(),
+        seed: seeded,
+        logins,
+        legacy_rows_deleted: finalized.deleted_legacy_rows,
+        verify: verified,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Removes and remakes the demo directory; refuses one that exists, is not
+/// empty and is not the demo's own.
+fn fresh_dir(dir: &Path) -> Result<(), DemoError> {
+    let io = |e: std::io::Error| DemoError::file(dir, e);
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir).map_err(io)?.next().is_none();
+        if !empty && !dir.join(MARKER).exists() {
+            return Err(DemoError::file(
+                dir,
+                "exists and is not a rekey demo directory; choose another --dir",
+            ));
+        }
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(
+        dir.join(MARKER),
+        b"made by `rekey demo`; removed and remade on each run\n",
+    )
+    .map_err(io)
+}

@@ -1,0 +1,265 @@
+//! Simulated clients: a demo user logs in with its password and migrates,
+//! through rekey-client's one migration loop, either in-process (the
+//! engine on the vault's database) or over HTTP (a `rekey serve`).
+
+use crate::credentials::{Credentials, DemoUser};
+use crate::error::DemoError;
+use crate::password::master_secret;
+use rekey_client::{HttpClient, MigrateReport, MigrationApi, migrate};
+use rekey_core::bundle::{BuildOptions, CheckError, MigrationPackage};
+use rekey_core::model::{KeyCustody, PrincipalKind};
+use rekey_core::report::ApplyReport;
+use rekey_core::{PrincipalId, VaultId};
+use rekey_engine::{Engine, EngineError};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// The engine as a transport: package and submit without HTTP.
+#[derive(Debug)]
+pub struct InProcess<'a>(pub &'a Engine);
+
+impl MigrationApi for InProcess<'_> {
+    type Error = DemoError;
+
+    async fn package(&self, principal: PrincipalId) -> Result<MigrationPackage, DemoError> {
+        Ok(self.0.package(principal).await?)
+    }
+
+    async fn submit(&self, principal: PrincipalId, bundle: Vec<u8>) -> Result<ApplyReport, DemoError> {
+        Ok(self.0.submit(principal, &bundle).await?)
+    }
+}
+
+/// Where the simulated clients send their bundles.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// Straight into the vault (the engine on its database).
+    Vault(Engine),
+    /// Through a `rekey serve` at this URL.
+    Server(String),
+}
+
+/// Reports `(done, total)`.
+pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// Logs the demo user `name` in and migrates it (and the roles it is the
+/// first member of to log in), through `via`. `threads` caps the build's
+/// RSA threads (`None`: every core); `progress` reports the legacy unwraps.
+pub async fn login(
+    via: &Via,
+    vault: VaultId,
+    name: &str,
+    user: &DemoUser,
+    threads: Option<usize>,
+    progress: Progress,
+) -> Result<MigrateReport, DemoError> {
+    match via {
+        Via::Vault(engine) => login_in_process(engine, name, &user.password, threads, progress).await,
+        Via::Server(url) => {
+            login_over_http(url, vault, user.id, &user.password, threads, progress).await
+        }
+    }
+}
+
+/// Logs the user `name` in with `password` against the engine directly.
+pub async fn login_in_process(
+    engine: &Engine,
+    name: &str,
+    password: &str,
+    threads: Option<usize>,
+    progress: Progress,
+) -> Result<MigrateReport, DemoError> {
+    // The same refusals a vault's login would give, before the password
+    // hash.
+    let p = engine
+        .principal_by_name(name)
+        .await?
+        .filter(|p| p.kind == PrincipalKind::User)
+        .ok_or_else(|| DemoError::UnknownUser(name.to_owned()))?;
+    if p.custody != KeyCustody::E2ee {
+        return Err(DemoError::NotE2ee(name.to_owned()));
+    }
+    let vault = engine.vault_id().await?;
+    let master = derive(password, vault, p.id).await?;
+    migrate(&InProcess(engine), p.id, master, options(threads), progress).await
+}
+
+/// Logs the user `id` in with `password` through the `rekey serve` at
+/// `url`; packages of any vault but `vault` are refused.
+pub async fn login_over_http(
+    url: &str,
+    vault: VaultId,
+    id: PrincipalId,
+    password: &str,
+    threads: Option<usize>,
+    progress: Progress,
+) -> Result<MigrateReport, DemoError> {
+    let client = HttpClient::new(url)?.expect_vault(vault);
+    let master = derive(password, vault, id).await?;
+    Ok(migrate(&client, id, master, options(threads), progress).await?)
+}
+
+fn options(threads: Option<usize>) -> BuildOptions {
+    BuildOptions {
+        threads,
+        ..BuildOptions::default()
+    }
+}
+
+/// The user's master secret, derived on the blocking pool (Argon2id is
+/// deliberately slow).
+async fn derive(
+    password: &str,
+    vault: VaultId,
+    id: PrincipalId,
+) -> Result<rekey_core::MasterSecret, DemoError> {
+    let password = zeroize::Zeroizing::new(password.to_owned());
+    tokio::task::spawn_blocking(move || master_secret(&password, vault, id))
+        .await
+        .map_err(|_| DemoError::Internal("the password hash failed"))?
+}
+
+impl DemoError {
+    /// Someone else migrated this user already (a role member's bundle, or
+    /// an earlier run): not a failure for a run of logins.
+    #[must_use]
+    pub fn is_already_migrated(&self) -> bool {
+        match self {
+            DemoError::Engine(EngineError::Bundle(CheckError::SubmitterMigrated(_))) => true,
+            DemoError::Client(e) => e.code() == Some("already_migrated"),
+            _ => false,
+        }
+    }
+}
+
+/// What a run of logins did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LoginSummary {
+    /// Users who logged in.
+    pub users: usize,
+    /// Users found migrated already.
+    pub already_migrated: usize,
+    /// Grants written.
+    pub grants: usize,
+    /// Legacy grants unwrapped by the accepted builds.
+    pub legacy_unwraps: usize,
+    /// Rebuilds after conflicts.
+    pub conflicts_rebuilt: usize,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+impl LoginSummary {
+    fn add(&mut self, r: &MigrateReport) {
+        self.grants += r.applied.grants;
+        self.legacy_unwraps += r.build.grants_rewrapped;
+        self.conflicts_rebuilt += r.retries;
+    }
+
+    fn merge(&mut self, other: &LoginSummary) {
+        self.already_migrated += other.already_migrated;
+        self.grants += other.grants;
+        self.legacy_unwraps += other.legacy_unwraps;
+        self.conflicts_rebuilt += other.conflicts_rebuilt;
+    }
+
+    /// Grants written per second.
+    #[must_use]
+    pub fn grants_per_second(&self) -> f64 {
+        self.grants as f64 / self.seconds.max(1e-3)
+    }
+}
+
+/// Every demo user logs in, `concurrency` at a time (each build on one
+/// thread, so the logins share the cores); `progress(done, total)` after
+/// each. The first failure stops the others after the login they are in,
+/// and is returned with the user's name.
+pub async fn login_all(
+    via: Via,
+    credentials: Credentials,
+    concurrency: usize,
+    progress: Progress,
+) -> Result<LoginSummary, DemoError> {
+    let total = credentials.users.len();
+    let started = Instant::now();
+    // A fixed pool of workers takes users from one queue: a task per user,
+    // spawned up front, would hold every user's login future at once.
+    let queue = Arc::new(std::sync::Mutex::new(credentials.users.into_iter()));
+    let failed = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let vault = credentials.vault;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.clamp(1, total.max(1)) {
+        let worker = Worker {
+            via: via.clone(),
+            vault,
+            queue: queue.clone(),
+            failed: failed.clone(),
+            done: done.clone(),
+            total,
+            progress: progress.clone(),
+        };
+        workers.push(tokio::spawn(worker.run()));
+    }
+    let mut all = LoginSummary {
+        users: total,
+        ..LoginSummary::default()
+    };
+    let mut first_error = None;
+    for w in workers {
+        match w.await {
+            Ok(Ok(sum)) => all.merge(&sum),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(DemoError::Internal("a login task panicked"));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    all.seconds = started.elapsed().as_secs_f64();
+    Ok(all)
+}
+
+/// One login worker of [`login_all`].
+struct Worker {
+    via: Via,
+    vault: VaultId,
+    queue: Arc<std::sync::Mutex<std::collections::btree_map::IntoIter<String, DemoUser>>>,
+    failed: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    total: usize,
+    progress: Progress,
+}
+
+impl Worker {
+    async fn run(self) -> Result<LoginSummary, DemoError> {
+        let mut sum = LoginSummary::default();
+        let quiet: Progress = Arc::new(|_, _| {});
+        while !self.failed.load(Ordering::Relaxed) {
+            // The lock is held only to take the next user.
+            let next = self.queue.lock().map(|mut q| q.next()).unwrap_or(None);
+            let Some((name, user)) = next else { break };
+            let r = login(&self.via, self.vault, &name, &user, Some(1), quiet.clone()).await;
+            (self.progress)(self.done.fetch_add(1, Ordering::Relaxed) + 1, self.total);
+            match r {
+                Ok(report) => sum.add(&report),
+                Err(e) if e.is_already_migrated() => sum.already_migrated += 1,
+                Err(e) => {
+                    // The others finish the login they are in, then stop.
+                    self.failed.store(true, Ordering::Relaxed);
+                    return Err(DemoError::ForUser {
+                        user: name,
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        Ok(sum)
+    }
+}

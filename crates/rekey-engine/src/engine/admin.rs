@@ -1,0 +1,106 @@
+//! The administrator's operations besides the lifecycle: preflight, the
+//! remedies it names, non-migratable grants, certificate backups and the
+//! record API. Each one writes its own audit event.
+
+use super::Engine;
+use crate::error::EngineError;
+use rekey_core::GrantId;
+use rekey_core::RecordId;
+use rekey_core::model::{RecordRow, Resolution};
+use rekey_keys::{BackupOptions, BackupSummary, ImportSummary, Passphrase};
+use rekey_preflight::{DirectoryToken, Options, Report};
+use std::path::Path;
+
+impl Engine {
+    /// Runs every preparation check (the key directory's certificate files
+    /// included when the engine has one). Reads only, except that the
+    /// first run records when preparation began.
+    pub async fn preflight(&self) -> Result<Report, EngineError> {
+        let options = Options {
+            key_dir: self.keys.clone(),
+            ..Options::default()
+        };
+        Ok(rekey_preflight::run(&self.vault, &options).await?)
+    }
+
+    /// Records that preparation began (the first preflight does it too).
+    pub async fn begin_preparation(&self) -> Result<(), EngineError> {
+        rekey_preflight::begin_preparation(&self.vault, &self.actor).await?;
+        Ok(())
+    }
+
+    /// Issues a new provisioning token for a directory-sync profile (the
+    /// old one stops working); the token is shown once.
+    pub async fn renew_directory_token(&self, profile: &str) -> Result<DirectoryToken, EngineError> {
+        Ok(rekey_preflight::renew_directory_token(&self.vault, profile, &self.actor).await?)
+    }
+
+    /// Writes a device off: its unsynchronised changes will be lost.
+    pub async fn write_off_device(&self, device: &str) -> Result<(), EngineError> {
+        Ok(rekey_preflight::write_off_device(&self.vault, device, &self.actor).await?)
+    }
+
+    /// Resolves a non-migratable grant (`reshared` or `written_off`).
+    pub async fn resolve_non_migratable(
+        &self,
+        grant: GrantId,
+        resolution: Resolution,
+    ) -> Result<(), EngineError> {
+        if !matches!(resolution, Resolution::Reshared | Resolution::WrittenOff) {
+            return Err(EngineError::BadResolution(resolution));
+        }
+        let audit = self.audit(
+            "resolve non-migratable",
+            serde_json::json!({ "grant": grant, "resolution": resolution.as_str() }),
+        );
+        Ok(self
+            .vault
+            .resolve_non_migratable(grant, resolution, &audit)
+            .await?)
+    }
+
+    /// Backs up every certificate key of the key directory into one
+    /// passphrase-protected file, verifies it, and records its digest.
+    pub async fn backup_certificates(
+        &self,
+        out: &Path,
+        passphrase: &Passphrase,
+    ) -> Result<BackupSummary, EngineError> {
+        let keys = self.require_keys("a certificate backup")?;
+        let options = BackupOptions {
+            actor: self.actor.clone(),
+            ..BackupOptions::default()
+        };
+        Ok(rekey_keys::backup_with(&self.vault, keys, out, passphrase, &options).await?)
+    }
+
+    /// Checks a backup file against this vault. Writes nothing.
+    pub async fn verify_backup(
+        &self,
+        file: &Path,
+        passphrase: &Passphrase,
+    ) -> Result<BackupSummary, EngineError> {
+        Ok(rekey_keys::verify(&self.vault, file, passphrase).await?)
+    }
+
+    /// Restores a backup's keys into the key directory.
+    pub async fn import_backup(
+        &self,
+        file: &Path,
+        passphrase: &Passphrase,
+    ) -> Result<ImportSummary, EngineError> {
+        let keys = self.require_keys("a certificate import")?;
+        Ok(rekey_keys::import(&self.vault, file, passphrase, keys.path()).await?)
+    }
+
+    /// A record's ciphertext, if the record exists.
+    pub async fn record(&self, id: RecordId) -> Result<Option<Vec<u8>>, EngineError> {
+        Ok(self.vault.record(id).await?.map(|r| r.ciphertext))
+    }
+
+    /// Writes a record's ciphertext; refused (read-only) while the vault
+    /// is being migrated.
+    pub async fn put_record(&self, id: RecordId, ciphertext: Vec<u8>) -> Result<(), EngineError> {
+        Ok(self.vault.put_record(&RecordRow { id, ciphertext }).await?)
+    }
+}

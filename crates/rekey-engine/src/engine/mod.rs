@@ -1,0 +1,131 @@
+//! The engine: every operation a frontend offers, on one vault. The rules
+//! are rekey-core's (lifecycle guards, bundle checks); each operation here
+//! loads what a rule needs, runs it, and persists the outcome with its
+//! audit event. One module per concern:
+//!
+//! - [`start`](Engine::start): preflight, the code word, the server phase;
+//! - packages and bundles: [`package`](Engine::package),
+//!   [`submit`](Engine::submit);
+//! - [`finalize`](Engine::finalize) and [`abort`](Engine::abort);
+//! - [`status`](Engine::status);
+//! - the administrator's remedies and certificate backups (`admin`);
+//! - what a client reads (`reads`): its key pairs, grants and records.
+
+mod admin;
+mod apply;
+mod finalize;
+mod package;
+mod reads;
+mod start;
+mod status;
+
+pub use reads::SeedReport;
+pub use start::ServerProgress;
+pub use status::Names;
+
+use crate::error::EngineError;
+use rekey_core::lifecycle::Lifecycle;
+use rekey_core::model::{AuditEvent, MigrationRow, Phase, Timestamp};
+use rekey_core::{Curve, VaultId};
+use rekey_keys::KeyDir;
+use rekey_storage::Vault;
+
+/// Grants read per page when streaming.
+pub const PAGE: u64 = 1000;
+/// Legacy rows deleted per finalize batch (one transaction each).
+pub const FINALIZE_BATCH: u64 = 10_000;
+
+/// The migration engine on one vault.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    vault: Vault,
+    keys: Option<KeyDir>,
+    actor: String,
+    curve: Curve,
+}
+
+impl Engine {
+    /// An engine on `vault`; `keys` is the server's key directory (needed
+    /// for the server phase and certificate backups); `actor` names the
+    /// operator or server in the audit log.
+    #[must_use]
+    pub fn new(vault: Vault, keys: Option<KeyDir>, actor: impl Into<String>) -> Self {
+        Self {
+            vault,
+            keys,
+            actor: actor.into(),
+            curve: Curve::P256,
+        }
+    }
+
+    /// Opens the existing vault at `url` (see `Vault::open`).
+    pub async fn open(
+        url: &str,
+        keys: Option<KeyDir>,
+        actor: impl Into<String>,
+    ) -> Result<Self, EngineError> {
+        Ok(Self::new(Vault::open(url).await?, keys, actor))
+    }
+
+    /// Creates (or upgrades) the vault at `url` and opens it (see
+    /// `Vault::init`).
+    pub async fn init(
+        url: &str,
+        keys: Option<KeyDir>,
+        actor: impl Into<String>,
+    ) -> Result<Self, EngineError> {
+        Ok(Self::new(Vault::init(url).await?, keys, actor))
+    }
+
+    /// New keys on this curve (P-256 by default).
+    #[must_use]
+    pub fn with_curve(mut self, curve: Curve) -> Self {
+        self.curve = curve;
+        self
+    }
+
+    /// The key directory, if any.
+    #[must_use]
+    pub fn key_dir(&self) -> Option<&KeyDir> {
+        self.keys.as_ref()
+    }
+
+    fn require_keys(&self, what: &'static str) -> Result<&KeyDir, EngineError> {
+        self.keys.as_ref().ok_or(EngineError::NoKeyDir(what))
+    }
+
+    /// Who acts, as the audit log names it.
+    #[must_use]
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub(crate) fn audit(&self, action: &str, details: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            at: Timestamp::now(),
+            actor: self.actor.clone(),
+            action: action.to_owned(),
+            details: details.to_string(),
+        }
+    }
+
+    /// The persisted lifecycle state and its row.
+    pub(crate) async fn lifecycle(&self) -> Result<(Lifecycle, MigrationRow), EngineError> {
+        let row = self.vault.migration().await?;
+        let state = Lifecycle::load(row.phase, row.run, Vec::new()).ok_or_else(|| {
+            EngineError::Inconsistent(format!("phase {} has no run id", row.phase))
+        })?;
+        Ok((state, row))
+    }
+
+    /// The current phase (one small read: `status --watch` polls it, the
+    /// server's readiness probe asks it).
+    pub async fn phase(&self) -> Result<Phase, EngineError> {
+        Ok(self.vault.migration().await?.phase)
+    }
+
+    /// The vault's id (bindings name it).
+    pub async fn vault_id(&self) -> Result<VaultId, EngineError> {
+        Ok(self.vault.vault_id().await?)
+    }
+}
