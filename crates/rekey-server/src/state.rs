@@ -176,10 +176,6 @@ impl AppState {
         }
     }
 
-    pub(crate) fn actor(&self) -> String {
-        format!("server:{} (admin API)", self.inner.name)
-    }
-
     /// Registers this server in the vault or records its heartbeat, with
     /// the fingerprints of the keys in its key directory.
     pub async fn heartbeat(&self) -> Result<(), ServerError> {

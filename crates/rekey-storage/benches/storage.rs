@@ -10,6 +10,7 @@
 #[path = "../tests/contract/fixtures.rs"]
 mod fixtures;
 
+use rekey_test_support::lifecycle::step;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use fixtures::{audit, fixture, write_set};
 use rekey_core::model::Phase;
@@ -66,6 +67,7 @@ async fn to_user_phase(vault: &Vault) {
     let m = vault.migration().await.unwrap();
     let m = vault
         .start(
+            step(Phase::Legacy, Phase::ServerPhase),
             m.version,
             rekey_core::ids::RunId::random(),
             &[],
@@ -75,7 +77,7 @@ async fn to_user_phase(vault: &Vault) {
         .await
         .unwrap();
     vault
-        .transition(Phase::ServerPhase, m.version, Phase::UserPhase, &audit("s"))
+        .transition(step(Phase::ServerPhase, Phase::UserPhase), m.version, &audit("s"))
         .await
         .unwrap();
 }

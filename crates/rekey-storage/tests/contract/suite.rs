@@ -1,11 +1,10 @@
-//! The storage contract, written once; `contract.rs` includes it once per
-//! database as modules `sqlite`, `postgres` and `mysql`.
+// The storage contract, written once; `contract.rs` includes it once per
+// database, in modules `sqlite`, `postgres` and `mysql`, each with its own
+// `contract_test!`.
 
-fn backend() -> Db {
-    Db::from_module(module_path!())
-}
 use crate::fixtures::*;
-use crate::harness::{Db, TestDb};
+use rekey_test_support::db::{Backend, TestDb};
+use rekey_test_support::lifecycle::step;
 use rekey_core::ids::{GrantId, PrincipalId, RecordId, RunId};
 use rekey_core::model::{
     Component, Device, DeviceKind, DirectoryProfile, GrantRecord, MigrationState, NonMigratable,
@@ -27,30 +26,14 @@ async fn all_pending(vault: &Vault, p: PrincipalId) -> Vec<GrantRecord> {
 async fn start_user_phase(vault: &Vault) {
     let m = vault.migration().await.unwrap();
     let m = vault
-        .start(m.version, RunId::random(), &[], &[], &audit("start"))
+        .start(step(Phase::Legacy, Phase::ServerPhase), m.version, RunId::random(), &[], &[], &audit("start"))
         .await
         .unwrap();
     vault
-        .transition(
-            Phase::ServerPhase,
-            m.version,
-            Phase::UserPhase,
-            &audit("server_done"),
+        .transition(step(Phase::ServerPhase, Phase::UserPhase), m.version, &audit("server_done"),
         )
         .await
         .unwrap();
-}
-
-macro_rules! contract_test {
-    ($name:ident, |$t:ident| $body:block) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let Some(db) = TestDb::create(backend()).await else {
-                return;
-            };
-            db.run(|$t: TestDb| async move { $body }).await;
-        }
-    };
 }
 
 contract_test!(schema_up_down_up, |t| {
@@ -86,11 +69,11 @@ contract_test!(init_upgrades_a_vault_two_schema_steps_behind, |t| {
     vault.seed(&f.data, 1000).await.unwrap();
     let raw = t.raw().await;
     let drop = match t.backend {
-        Db::MySql => format!("DROP INDEX grant_legacy_id ON {}", t.q("grant")),
+        Backend::MySql => format!("DROP INDEX grant_legacy_id ON {}", t.q("grant")),
         _ => "DROP INDEX grant_legacy_id".to_owned(),
     };
     raw.execute_unprepared(&drop).await.unwrap();
-    if t.backend != Db::Postgres {
+    if t.backend != Backend::Postgres {
         for table in ["record", "grant", "key_pair", "membership"] {
             for event in ["insert", "update", "delete"] {
                 raw.execute_unprepared(&format!("DROP TRIGGER rekey_ro_{table}_{event}"))
@@ -467,14 +450,14 @@ contract_test!(concurrent_transitions_exactly_one_wins, |t| {
     let b = Vault::open(&t.url).await.unwrap();
     for round in 0..3 {
         let m = a.migration().await.unwrap();
-        let (from, to) = if m.phase == Phase::Legacy {
-            (Phase::Legacy, Phase::ServerPhase)
-        } else {
-            (Phase::ServerPhase, Phase::Legacy)
+        let (from, to) = match m.phase {
+            Phase::Legacy => (Phase::Legacy, Phase::ServerPhase),
+            Phase::ServerPhase => (Phase::ServerPhase, Phase::AwaitingCertificates),
+            _ => (Phase::AwaitingCertificates, Phase::ServerPhase),
         };
         let (a2, b2, v) = (a.clone(), b.clone(), m.version);
-        let ta = tokio::spawn(async move { a2.transition(from, v, to, &audit("a")).await });
-        let tb = tokio::spawn(async move { b2.transition(from, v, to, &audit("b")).await });
+        let ta = tokio::spawn(async move { a2.transition(step(from, to), v, &audit("a")).await });
+        let tb = tokio::spawn(async move { b2.transition(step(from, to), v, &audit("b")).await });
         let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
         let wins = [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count();
         assert_eq!(wins, 1, "round {round}: {ra:?} / {rb:?}");
@@ -490,7 +473,7 @@ contract_test!(concurrent_transitions_exactly_one_wins, |t| {
     // A stale version loses even when the phase matches.
     let m = a.migration().await.unwrap();
     assert!(matches!(
-        a.transition(m.phase, m.version - 1, Phase::UserPhase, &audit("stale"))
+        a.transition(step(m.phase, Phase::UserPhase), m.version - 1, &audit("stale"))
             .await
             .unwrap_err(),
         Error::PhaseConflict { .. }
@@ -544,7 +527,7 @@ contract_test!(read_only_triggers_refuse_other_writers, |t| {
             "{sql}: {err}"
         );
     }
-    if t.backend == Db::Postgres {
+    if t.backend == Backend::Postgres {
         let err = raw
             .execute_unprepared(&format!("TRUNCATE {record_q} CASCADE"))
             .await
@@ -671,11 +654,7 @@ contract_test!(finalize_removes_legacy_material_in_batches, |t| {
     ));
     let m = vault.migration().await.unwrap();
     let m = vault
-        .transition(
-            Phase::UserPhase,
-            m.version,
-            Phase::Finalizing,
-            &audit("finalize"),
+        .transition(step(Phase::UserPhase, Phase::Finalizing), m.version, &audit("finalize"),
         )
         .await
         .unwrap();
@@ -701,11 +680,7 @@ contract_test!(finalize_removes_legacy_material_in_batches, |t| {
         assert_eq!(vault.migrated_grants(p).await.unwrap().len(), 30);
     }
     vault
-        .transition(
-            Phase::Finalizing,
-            m.version,
-            Phase::Completed,
-            &audit("done"),
+        .transition(step(Phase::Finalizing, Phase::Completed), m.version, &audit("done"),
         )
         .await
         .unwrap();
@@ -734,8 +709,7 @@ contract_test!(start_snapshots_and_marks_blocked_and_exempt, |t| {
         .push(legacy_grant(deactivated.id, f.data.records[0].id));
     vault.seed(&f.data, 1000).await.unwrap();
     let m = vault
-        .start(
-            0,
+        .start(step(Phase::Legacy, Phase::ServerPhase), 0,
             RunId::random(),
             &[deactivated.id],
             &[purged.id],
@@ -768,7 +742,7 @@ contract_test!(start_snapshots_and_marks_blocked_and_exempt, |t| {
     // Starting twice loses the compare-and-swap.
     assert!(matches!(
         vault
-            .start(0, RunId::random(), &[], &[], &audit("again"))
+            .start(step(Phase::Legacy, Phase::ServerPhase), 0, RunId::random(), &[], &[], &audit("again"))
             .await
             .unwrap_err(),
         Error::PhaseConflict { .. }
@@ -797,7 +771,7 @@ contract_test!(identity_and_run_are_persisted, |t| {
     let run = RunId::random();
     let m = vault.migration().await.unwrap();
     let m = vault
-        .start(m.version, run, &[], &[], &audit("start"))
+        .start(step(Phase::Legacy, Phase::ServerPhase), m.version, run, &[], &[], &audit("start"))
         .await
         .unwrap();
     assert_eq!(m.run, Some(run));
@@ -874,11 +848,7 @@ contract_test!(finalize_removes_grants_of_legacy_keys, |t| {
         .unwrap();
     let m = vault.migration().await.unwrap();
     vault
-        .transition(
-            Phase::UserPhase,
-            m.version,
-            Phase::Finalizing,
-            &audit("finalize"),
+        .transition(step(Phase::UserPhase, Phase::Finalizing), m.version, &audit("finalize"),
         )
         .await
         .unwrap();

@@ -1,0 +1,43 @@
+//! The lifecycle's steps between two phases, as the core guards allow them
+//! (with empty facts: nothing pending, nothing missing), for tests that
+//! move a vault's phase by hand through `Vault::transition`.
+
+use rekey_core::RunId;
+use rekey_core::lifecycle::{FinalizeFacts, Legacy, Lifecycle, Transition, CODE_WORD};
+use rekey_core::model::Phase;
+
+/// The transition from `from` to `to`, made by the core lifecycle. Panics
+/// for a move the lifecycle has no transition for.
+#[must_use]
+pub fn step(from: Phase, to: Phase) -> Transition {
+    let run = RunId::random();
+    let missing = vec!["a certificate".to_owned()];
+    let state = Lifecycle::load(from, Some(run), missing.clone()).expect("a known phase");
+    match (state, to) {
+        (Lifecycle::Legacy(l), Phase::ServerPhase) => {
+            let next = Legacy::start(l, CODE_WORD, &[], run).expect("start");
+            Transition::between(&l, &next)
+        }
+        (Lifecycle::ServerPhase(s), Phase::UserPhase) => {
+            let next = s.server_keys_done(0, Vec::new()).expect("server keys done");
+            Transition::between(&s, &next)
+        }
+        (Lifecycle::ServerPhase(s), Phase::AwaitingCertificates) => {
+            let next = s.certificates_missing(missing).expect("certificates missing");
+            Transition::between(&s, &next)
+        }
+        (Lifecycle::AwaitingCertificates(a), Phase::ServerPhase) => {
+            let next = a.clone().certificates_imported(Vec::new()).expect("imported");
+            Transition::between(&a, &next)
+        }
+        (Lifecycle::UserPhase(u), Phase::Finalizing) => {
+            let next = u.finalize(&FinalizeFacts::default()).expect("finalize");
+            Transition::between(&u, &next)
+        }
+        (Lifecycle::Finalizing(f), Phase::Completed) => {
+            let next = f.complete(0).expect("complete");
+            Transition::between(&f, &next)
+        }
+        (state, to) => panic!("the lifecycle has no step from {} to {to}", state.phase()),
+    }
+}
