@@ -12,11 +12,9 @@
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use rekey_core::LegacyRsaPrivateKey;
-use rekey_core::bundle::CheckError;
-use rekey_engine::demo::{DemoSpec, DemoVault, generate};
-use rekey_engine::keycache::KeySource;
-use rekey_engine::{Engine, EngineError, KeyDir};
-use rekey_storage::Vault;
+use rekey_demo::login::login_in_process;
+use rekey_demo::{DemoSpec, DemoVault, KeySource, generate};
+use rekey_engine::{Engine, KeyDir};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,28 +63,42 @@ async fn migrate_once(demo: &DemoVault, clients: usize) -> Duration {
     let dir = std::env::temp_dir().join(format!("rekey-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
-    let vault = Vault::init(&url).await.unwrap();
-    let engine = Arc::new(Engine::new(
-        vault,
-        Some(KeyDir::open(dir.join("keys")).unwrap()),
-        "bench",
-    ));
-    engine.seed_demo(demo).await.unwrap();
+    let engine = Arc::new(
+        Engine::init(&url, Some(KeyDir::open(dir.join("keys")).unwrap()), "bench")
+            .await
+            .unwrap(),
+    );
+    engine.begin_preparation().await.unwrap();
+    engine
+        .seed(demo.vault, &demo.data, &demo.server_keys)
+        .await
+        .unwrap();
+    engine
+        .backup_certificates_with(
+            &dir.join("certificates.age"),
+            &rekey_keys::Passphrase::new("bench".into()),
+            &rekey_keys::BackupOptions {
+                work_factor: Some(4),
+                ..rekey_keys::BackupOptions::default()
+            },
+        )
+        .await
+        .unwrap();
 
     let t = Instant::now();
-    engine.start("Start", &[]).await.unwrap();
+    engine.start("Start", &|_, _, _| {}).await.unwrap();
     let sem = Arc::new(tokio::sync::Semaphore::new(clients));
     let mut tasks = Vec::new();
     for (name, user) in demo.credentials.users.clone() {
         let (engine, sem) = (engine.clone(), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.unwrap();
-            match engine
-                .login(&name, &user.password, Some(1), Arc::new(|_, _| {}))
+            match login_in_process(&engine, &name, &user.password, Some(1), Arc::new(|_, _| {}))
                 .await
             {
                 // Another member's bundle may already have migrated it.
-                Ok(_) | Err(EngineError::Bundle(CheckError::AlreadyMigrated(_))) => {}
+                Ok(_) => {}
+                Err(e) if e.is_already_migrated() => {}
                 Err(e) => panic!("{name}: {e}"),
             }
         }));

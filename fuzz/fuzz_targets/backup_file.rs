@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rekey_preflight::{Error, Passphrase, open_backup_bytes};
+use rekey_keys::{Error, Passphrase, open_backup_bytes};
 
 /// The passphrase of the seed files.
 const PASSPHRASE: &str = "rekey fuzz seed passphrase";

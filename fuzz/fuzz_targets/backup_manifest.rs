@@ -5,14 +5,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rekey_preflight::{Error, parse_manifest};
+use rekey_keys::{Error, parse_manifest};
 
 fuzz_target!(|data: &[u8]| {
     match parse_manifest(data) {
         Ok(contents) => {
             assert!(contents.fingerprints.len() * 36 <= data.len());
             for fp in &contents.fingerprints {
-                assert!(rekey_preflight::is_fingerprint(fp), "{fp}");
+                assert!(rekey_keys::is_fingerprint(fp), "{fp}");
             }
         }
         Err(e) => {

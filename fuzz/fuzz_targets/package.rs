@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rekey_server::package::{PackageError, PackageJson, parse_package};
+use rekey_core::bundle::package::{PackageError, PackageJson, parse_package};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(json) = serde_json::from_slice::<PackageJson>(data) else {

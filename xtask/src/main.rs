@@ -55,7 +55,16 @@ fn main() -> ExitCode {
 fn example(package: &str, name: &str, args: &[String]) -> Result<(), String> {
     status(
         std::process::Command::new(env!("CARGO"))
-            .args(["run", "--quiet", "--release", "--package", package, "--example", name, "--"])
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--package",
+                package,
+                "--example",
+                name,
+                "--",
+            ])
             .args(args)
             .current_dir(root()),
     )

@@ -114,7 +114,9 @@ impl CliError {
                 "`rekey preflight` shows the evidence and the remedy of each blocking check"
             }
             Kind::Conflict => "the vault changed meanwhile; run the command again",
-            Kind::Database => "check --db (or REKEY_DATABASE_URL); `rekey init` creates a new vault",
+            Kind::Database => {
+                "check --db (or REKEY_DATABASE_URL); `rekey init` creates a new vault"
+            }
             Kind::SchemaOutdated => {
                 "`rekey init` upgrades the vault in place and keeps its data (a migration in progress carries on)"
             }
@@ -124,7 +126,9 @@ impl CliError {
             Kind::VerifyFailed => "run `rekey status` and look at the non-migratable grants",
             Kind::Files => "check the paths and their permissions",
             Kind::Server => "check the bind address and that the port is free",
-            Kind::Unreachable => "check that `rekey serve` runs at --server and answers GET /health",
+            Kind::Unreachable => {
+                "check that `rekey serve` runs at --server and answers GET /health"
+            }
         })
     }
 }
@@ -209,7 +213,11 @@ mod tests {
             checks: vec!["certificates".into()],
         }));
         assert_eq!(blocked.exit_code(), code::REFUSED);
-        assert!(blocked.hint().is_some_and(|h| h.contains("rekey preflight")));
+        assert!(
+            blocked
+                .hint()
+                .is_some_and(|h| h.contains("rekey preflight"))
+        );
         let password = CliError::Demo(DemoError::Build(BuildError::WrongMasterSecret));
         assert_eq!(password.exit_code(), code::CREDENTIALS);
         let over_http = CliError::Demo(DemoError::Client(ClientError::Build(
@@ -222,6 +230,9 @@ mod tests {
         assert_eq!(backup.exit_code(), code::FILES);
         let config = CliError::Server(ServerError::Config("no token".into()));
         assert_eq!(config.exit_code(), code::USAGE);
-        assert_eq!(CliError::VerifyFailed(String::new()).exit_code(), code::VERIFY_FAILED);
+        assert_eq!(
+            CliError::VerifyFailed(String::new()).exit_code(),
+            code::VERIFY_FAILED
+        );
     }
 }

@@ -43,7 +43,11 @@ impl Out {
 
     /// A document that has its own JSON form: `json` or `text`.
     pub(crate) fn document(self, json: &str, text: &str) {
-        line(if self.json { json } else { text.trim_end_matches('\n') });
+        line(if self.json {
+            json
+        } else {
+            text.trim_end_matches('\n')
+        });
     }
 
     /// A line for people (nothing in JSON mode).

@@ -13,9 +13,9 @@ pub(crate) fn bar(what: &'static str, show: bool) -> Progress {
         ProgressDrawTarget::hidden()
     };
     let bar = ProgressBar::with_draw_target(None, target);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{msg:<24} [{bar:24}] {pos}/{len}  {per_sec}  ETA {eta}",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:<24} [{bar:24}] {pos}/{len}  {per_sec}  ETA {eta}")
+    {
         bar.set_style(style.progress_chars("#>-"));
     }
     bar.set_message(what);

@@ -12,19 +12,22 @@ mod support;
 
 use support::ledger;
 
+use rekey_client::{ClientError, HttpClient, MigrationApi};
 use rekey_core::PrincipalId;
 use rekey_core::bundle::{BuildOptions, Unlock, build_bundle};
 use rekey_core::model::PrincipalKind;
-use rekey_engine::demo::{Credentials, DemoSpec, generate};
-use rekey_engine::keycache::KeySource;
-use rekey_engine::password::master_secret;
+use rekey_demo::password::master_secret;
+use rekey_demo::reader::Reader;
+use rekey_demo::{Credentials, DemoSpec, KeySource, generate};
 use rekey_engine::{Engine, KeyDir};
-use rekey_server::{AppState, ClientError, HttpClient, ServerConfig};
+use rekey_keys::{BackupOptions, Passphrase};
+use rekey_server::{AppState, ServerConfig};
 use rekey_storage::Vault;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use support::{Backend, VaultDb};
 
 const TOKEN: &str = "concurrency-test-admin-token";
 
@@ -32,9 +35,9 @@ const TOKEN: &str = "concurrency-test-admin-token";
 /// services) served on loopback.
 struct Served {
     dir: PathBuf,
-    url: String,
-    schema: Option<String>,
+    _db: VaultDb,
     engine: Engine,
+    vault: Vault,
     keys: KeyDir,
     creds: Credentials,
     client: HttpClient,
@@ -43,57 +46,19 @@ struct Served {
     task: Option<tokio::task::JoinHandle<Result<(), rekey_server::ServerError>>>,
 }
 
-async fn postgres_url() -> Option<(String, String)> {
-    use sea_orm::ConnectionTrait;
-    let base = std::env::var("REKEY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
-    let schema = format!("rekey_race_{}", support::unique());
-    let created = async {
-        let conn = sea_orm::Database::connect(&base).await?;
-        conn.execute_unprepared(&format!("CREATE SCHEMA {schema}"))
-            .await?;
-        conn.close().await
-    };
-    match created.await {
-        Ok(()) => Some((format!("{base}?options[search_path]={schema}"), schema)),
-        Err(e) => {
-            assert!(!support::require_dbs(), "PostgreSQL required: {e}");
-            eprintln!("skipped: no PostgreSQL at {base} ({e})");
-            None
-        }
-    }
-}
-
 impl Served {
-    async fn new(postgres: bool, seed: u64) -> Option<Self> {
+    async fn new(backend: Backend, seed: u64) -> Self {
         let dir = support::temp("race");
-        let (url, schema) = if postgres {
-            let (u, s) = postgres_url().await?;
-            (u, Some(s))
-        } else {
-            (
-                format!("sqlite://{}?mode=rwc", dir.join("vault.db").display()),
-                None,
-            )
-        };
+        let db = tokio::task::block_in_place(|| VaultDb::new(backend, &dir));
+        let url = db.url.clone();
         let keys_path = dir.join("keys");
-        let engine = Engine::new(
-            Vault::init(&url).await.unwrap(),
-            Some(KeyDir::open(&keys_path).unwrap()),
-            "test",
-        );
-        rekey_preflight::begin_preparation(engine.vault(), "test")
+        let engine = Engine::init(&url, Some(KeyDir::open(&keys_path).unwrap()), "test")
             .await
             .unwrap();
+        engine.begin_preparation().await.unwrap();
+        let vault = Vault::open(&url).await.unwrap();
         let cache = dir.join("keys.cache");
-        std::fs::copy(
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/demo-keys-2048.cache"
-            ),
-            &cache,
-        )
-        .unwrap();
+        std::fs::copy(rekey_test_support::fixtures::demo_key_cache(), &cache).unwrap();
         let spec = DemoSpec {
             users: 10,
             roles: 3,
@@ -105,28 +70,28 @@ impl Served {
         let mut source = KeySource::with_cache(&cache);
         let demo = generate(&spec, &mut source, &|_, _, _| {}).unwrap();
         assert_eq!(source.generated, 0, "the fixture cache has every key");
-        engine.seed_demo(&demo).await.unwrap();
-        let before = ledger::snapshot(engine.vault()).await;
-        rekey_preflight::backup_with(
-            engine.vault(),
-            &keys_path,
-            &dir.join("certificates.age"),
-            &rekey_preflight::Passphrase::new("test passphrase".into()),
-            &rekey_preflight::BackupOptions {
-                work_factor: Some(10),
-                actor: "test".into(),
-            },
-        )
-        .await
-        .unwrap();
+        engine
+            .seed(demo.vault, &demo.data, &demo.server_keys)
+            .await
+            .unwrap();
+        let before = ledger::snapshot(&vault).await;
+        engine
+            .backup_certificates_with(
+                &dir.join("certificates.age"),
+                &Passphrase::new("test passphrase".into()),
+                &BackupOptions {
+                    work_factor: Some(10),
+                    ..BackupOptions::default()
+                },
+            )
+            .await
+            .unwrap();
         let mut config = ServerConfig::new(&url, &keys_path, TOKEN).unwrap();
         config.server_name = rekey_engine::host_name();
         let state = AppState::new(
-            Engine::new(
-                Vault::open(&url).await.unwrap(),
-                Some(KeyDir::open(&keys_path).unwrap()),
-                "server:test",
-            ),
+            Engine::open(&url, Some(KeyDir::open(&keys_path).unwrap()), "server:test")
+                .await
+                .unwrap(),
             &config,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -145,19 +110,23 @@ impl Served {
             .expect_vault(demo.vault)
             .with_admin_token(TOKEN);
         let started = client.start("Start").await.unwrap();
-        assert_eq!(started["phase"], "user_phase", "{started}");
-        Some(Self {
+        assert_eq!(
+            started.phase,
+            rekey_core::model::Phase::UserPhase,
+            "{started:?}"
+        );
+        Self {
             dir,
-            url,
-            schema,
+            _db: db,
             engine,
+            vault,
             keys: KeyDir::open(&keys_path).unwrap(),
             creds: demo.credentials,
             client,
             before,
             stop: Some(tx),
             task: Some(task),
-        })
+        }
     }
 
     /// A bundle of `name`'s account built from the package as it is now.
@@ -188,20 +157,14 @@ impl Served {
     async fn migrate(&self, name: &str) -> Result<bool, ClientError> {
         let u = &self.creds.users[name];
         let master = master_secret(&u.password, self.creds.vault, u.id).unwrap();
-        match self
-            .client
-            .migrate(
-                u.id,
-                master,
-                BuildOptions {
-                    threads: Some(1),
-                    ..BuildOptions::default()
-                },
-            )
-            .await
+        let options = BuildOptions {
+            threads: Some(1),
+            ..BuildOptions::default()
+        };
+        match rekey_client::migrate(&self.client, u.id, master, options, Arc::new(|_, _| {})).await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.to_string().contains("already migrated") => Ok(false),
+            Err(e) if e.code() == Some("already_migrated") => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -212,12 +175,14 @@ impl Served {
             self.migrate(&name).await.unwrap();
         }
         let fin = self.client.finalize().await.unwrap();
-        assert_eq!(fin["phase"], "completed");
-        let v = self.engine.verify(&self.creds, &|_, _| {}).await.unwrap();
+        assert_eq!(fin.phase, rekey_core::model::Phase::Completed);
+        let v = Reader::new(&self.engine)
+            .verify(&self.creds, &|_, _| {})
+            .await
+            .unwrap();
         assert!(v.passed(), "{v:?}");
         let report =
-            ledger::check_completed(self.engine.vault(), &self.before, &self.keys, &self.creds)
-                .await;
+            ledger::check_completed(&self.vault, &self.before, &self.keys, &self.creds).await;
         assert!(
             report.clean(),
             "{:#?} {:?}",
@@ -229,16 +194,6 @@ impl Served {
         }
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-        if let Some(schema) = &self.schema {
-            use sea_orm::ConnectionTrait;
-            let base = self.url.split('?').next().unwrap().to_owned();
-            if let Ok(conn) = sea_orm::Database::connect(&base).await {
-                let _ = conn
-                    .execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .await;
-                let _ = conn.close().await;
-            }
         }
         std::fs::remove_dir_all(&self.dir).ok();
         report
@@ -256,7 +211,7 @@ async fn submit_all(client: &HttpClient, bundles: Vec<(PrincipalId, Vec<u8>)>) -
         let (client, barrier) = (client.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            let r = client.submit(id, &bytes).await;
+            let r = client.submit(id, bytes).await;
             (
                 id,
                 r.map(|_| ())
@@ -295,21 +250,19 @@ fn tally(outcomes: &[Outcome]) -> (usize, usize) {
     (wins.len(), conflicts)
 }
 
-async fn same_user_twice(postgres: bool) {
-    let Some(s) = Served::new(postgres, 21).await else {
-        return;
-    };
+async fn same_user_twice(backend: Backend) {
+    let s = Served::new(backend, 21).await;
     let names: Vec<String> = s.creds.users.keys().take(3).cloned().collect();
     let mut conflicts = 0;
     for name in &names {
         let a = s.build(name).await;
         let b = s.build(name).await;
-        let before = s.engine.vault().progress().await.unwrap();
+        let before = s.vault.progress().await.unwrap();
         let outcomes = submit_all(&s.client, vec![a, b]).await;
         let (winners, c) = tally(&outcomes);
         assert_eq!((winners, c), (1, 1), "{outcomes:?}");
         conflicts += c;
-        let after = s.engine.vault().progress().await.unwrap();
+        let after = s.vault.progress().await.unwrap();
         assert!(after.users.migrated > before.users.migrated);
         // The loser logging in again learns it is done.
         assert!(!s.migrate(name).await.unwrap());
@@ -317,7 +270,7 @@ async fn same_user_twice(postgres: bool) {
     let report = s.finish().await;
     println!(
         "same user, two bundles at once ({}): {} races, {conflicts} conflicts, {} grants checked, 0 lost",
-        if postgres { "PostgreSQL" } else { "SQLite" },
+        backend.name(),
         names.len(),
         report.grants_checked
     );
@@ -325,19 +278,18 @@ async fn same_user_twice(postgres: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_same_user_submitting_two_bundles_at_once() {
-    same_user_twice(false).await;
+    same_user_twice(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (cargo xtask ci runs it)"]
 async fn postgres_same_user_submitting_two_bundles_at_once() {
-    same_user_twice(true).await;
+    same_user_twice(Backend::Postgres).await;
 }
 
-async fn role_raced(postgres: bool) {
-    let Some(s) = Served::new(postgres, 22).await else {
-        return;
-    };
-    let vault = s.engine.vault();
+async fn role_raced(backend: Backend) {
+    let s = Served::new(backend, 22).await;
+    let vault = s.vault.clone();
     let by_id: BTreeMap<PrincipalId, String> = s
         .creds
         .users
@@ -397,27 +349,26 @@ async fn role_raced(postgres: bool) {
     let report = s.finish().await;
     println!(
         "two members of a role at once ({}): {races} races, {conflicts} conflicts, {} grants checked, 0 lost",
-        if postgres { "PostgreSQL" } else { "SQLite" },
+        backend.name(),
         report.grants_checked
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_two_members_migrating_a_role_at_once() {
-    role_raced(false).await;
+    role_raced(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (cargo xtask ci runs it)"]
 async fn postgres_two_members_migrating_a_role_at_once() {
-    role_raced(true).await;
+    role_raced(Backend::Postgres).await;
 }
 
 /// 32 clients, several per user, build from the same state and submit at
 /// the same moment; then every loser logs in the ordinary way.
-async fn thirty_two_clients(postgres: bool) {
-    let Some(s) = Served::new(postgres, 23).await else {
-        return;
-    };
+async fn thirty_two_clients(backend: Backend) {
+    let s = Served::new(backend, 23).await;
     let names: Vec<String> = s.creds.users.keys().cloned().collect();
     let mut bundles = Vec::new();
     let mut who = Vec::new();
@@ -451,18 +402,19 @@ async fn thirty_two_clients(postgres: bool) {
     println!(
         "32 clients at once ({}): {} users, {winners} won the first race, {conflicts} clear conflicts \
          ({rebuilt} rebuilt and won, {already} found their account done), {} grants checked, 0 lost",
-        if postgres { "PostgreSQL" } else { "SQLite" },
+        backend.name(),
         names.len(),
         report.grants_checked
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (cargo xtask ci runs it)"]
 async fn postgres_thirty_two_clients_at_once() {
-    thirty_two_clients(true).await;
+    thirty_two_clients(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_thirty_two_clients_at_once() {
-    thirty_two_clients(false).await;
+    thirty_two_clients(Backend::Sqlite).await;
 }

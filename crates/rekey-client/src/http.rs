@@ -341,6 +341,17 @@ impl HttpClient {
             .await
     }
 
+    /// The status with the pending and blocked principals' names (admin);
+    /// `all`: every one, not just the first.
+    pub async fn admin_status(&self, all: bool) -> Result<StatusReport, ClientError> {
+        let path = if all {
+            "/v1/admin/status?all=true"
+        } else {
+            "/v1/admin/status"
+        };
+        self.json(Method::GET, path, None, true).await
+    }
+
     /// Runs the preparation checks (admin); answers the report's JSON.
     pub async fn preflight(&self) -> Result<serde_json::Value, ClientError> {
         self.json(Method::POST, "/v1/admin/preflight", None, true)

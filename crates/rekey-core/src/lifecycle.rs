@@ -104,7 +104,9 @@ impl TransitionError {
             TransitionError::CertificatesMissing { .. } => "certificates_missing",
             TransitionError::PrincipalsPending { .. } => "principals_pending",
             TransitionError::NonMigratableUnresolved { .. } => "non_migratable_unresolved",
-            TransitionError::CertificatesNotOnEveryServer { .. } => "certificates_not_on_every_server",
+            TransitionError::CertificatesNotOnEveryServer { .. } => {
+                "certificates_not_on_every_server"
+            }
             TransitionError::LegacyMaterialLeft { .. } => "legacy_material_left",
             TransitionError::TooLateToAbort(_) => "too_late_to_abort",
         }

@@ -197,7 +197,10 @@ mod tests {
         assert!(public.names_withheld);
         assert_eq!(public.progress.blocked, 1);
         let text = serde_json::to_string(&public).unwrap();
-        assert!(!text.contains("alice") && !text.contains("mallory"), "{text}");
+        assert!(
+            !text.contains("alice") && !text.contains("mallory"),
+            "{text}"
+        );
         assert!(text.contains("can never log in"), "{text}");
     }
 }

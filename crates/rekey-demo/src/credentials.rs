@@ -56,9 +56,8 @@ impl Credentials {
     /// Reads the file.
     pub fn load(path: &Path) -> Result<Self, DemoError> {
         let bytes = std::fs::read(path).map_err(|e| DemoError::file(path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            DemoError::file(path, format!("not a rekey credentials file ({e})"))
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| DemoError::file(path, format!("not a rekey credentials file ({e})")))
     }
 
     /// The user with this name.
@@ -97,7 +96,10 @@ mod tests {
         assert_eq!(Credentials::load(&path).unwrap(), c);
         assert!(matches!(c.user("bob"), Err(DemoError::UnknownUser(_))));
         std::fs::write(&path, b"{}").unwrap();
-        assert!(matches!(Credentials::load(&path), Err(DemoError::File { .. })));
+        assert!(matches!(
+            Credentials::load(&path),
+            Err(DemoError::File { .. })
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

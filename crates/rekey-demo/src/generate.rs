@@ -689,7 +689,8 @@ impl Draft {
     }
 
     fn servers(&self, certificates: &[Certificate]) -> Vec<Server> {
-        let fingerprints: Vec<String> = certificates.iter().map(|c| c.fingerprint.clone()).collect();
+        let fingerprints: Vec<String> =
+            certificates.iter().map(|c| c.fingerprint.clone()).collect();
         let mut servers = vec![Server {
             name: rekey_engine::host_name(),
             heartbeat_at: self.now,

@@ -27,7 +27,11 @@ impl MigrationApi for InProcess<'_> {
         Ok(self.0.package(principal).await?)
     }
 
-    async fn submit(&self, principal: PrincipalId, bundle: Vec<u8>) -> Result<ApplyReport, DemoError> {
+    async fn submit(
+        &self,
+        principal: PrincipalId,
+        bundle: Vec<u8>,
+    ) -> Result<ApplyReport, DemoError> {
         Ok(self.0.submit(principal, &bundle).await?)
     }
 }
@@ -56,7 +60,9 @@ pub async fn login(
     progress: Progress,
 ) -> Result<MigrateReport, DemoError> {
     match via {
-        Via::Vault(engine) => login_in_process(engine, name, &user.password, threads, progress).await,
+        Via::Vault(engine) => {
+            login_in_process(engine, name, &user.password, threads, progress).await
+        }
         Via::Server(url) => {
             login_over_http(url, vault, user.id, &user.password, threads, progress).await
         }

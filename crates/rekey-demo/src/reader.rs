@@ -68,10 +68,9 @@ impl<'a> Reader<'a> {
         &self,
         service: PrincipalId,
     ) -> Result<BTreeSet<RecordId>, DemoError> {
-        let keydir = self
-            .engine
-            .key_dir()
-            .ok_or(DemoError::Internal("reading as a server-held key needs the key directory"))?;
+        let keydir = self.engine.key_dir().ok_or(DemoError::Internal(
+            "reading as a server-held key needs the key directory",
+        ))?;
         let vault = self.engine.vault_id().await?;
         let mut keys: HashMap<KeyPairId, PrivateKey> = HashMap::new();
         for kp in self.engine.key_pairs(service).await? {
@@ -291,7 +290,6 @@ impl VerifyReport {
         self.mismatches.is_empty() && self.users > 0
     }
 }
-
 
 fn unlock(kp: &rekey_core::model::KeyPairRecord, vault: VaultId, kek: &Kek) -> Option<PrivateKey> {
     let env = kp.wrapped_private_key.as_ref()?;

@@ -11,72 +11,35 @@ use rekey_core::model::{
     GrantOrigin, GrantRecord, KeyCustody, MigrationState, Phase, PrincipalKind, ServiceKind,
 };
 use rekey_core::{GrantId, Kek, LegacyRsaPublicKey, PrincipalId, Scheme, Subject};
-use rekey_engine::demo::{DemoSpec, generate};
-use rekey_engine::keycache::KeySource;
-use rekey_engine::password::master_secret;
+use rekey_demo::password::master_secret;
+use rekey_demo::reader::Reader;
+use rekey_demo::{DemoSpec, KeySource, generate};
 use rekey_engine::{Engine, KeyDir};
 use rekey_storage::Vault;
-use std::sync::Arc;
-use support::fixture_keys;
-
-fn temp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("rekey-flow-{name}-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// 4 users + 1 role + 3 services = the 8 fixture keys.
-fn spec() -> DemoSpec {
-    DemoSpec {
-        users: 4,
-        roles: 1,
-        records: 40,
-        rsa_bits: 2048,
-        seed: 7,
-        with_problems: false,
-    }
-}
-
-async fn seeded(url: &str, keydir: &std::path::Path) -> (Engine, rekey_engine::demo::Credentials) {
-    seeded_with(url, keydir, &spec()).await
-}
-
-async fn seeded_with(
-    url: &str,
-    keydir: &std::path::Path,
-    spec: &DemoSpec,
-) -> (Engine, rekey_engine::demo::Credentials) {
-    let vault = Vault::init(url).await.unwrap();
-    let engine = Engine::new(vault, Some(KeyDir::open(keydir).unwrap()), "test");
-    // 4 users + 1 role + 3 services = the 8 fixture keys.
-    let demo = generate(spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
-    engine.seed_demo(&demo).await.unwrap();
-    (engine, demo.credentials)
-}
+use rekey_test_support::db::{Backend, TestDb};
+use rekey_test_support::lifecycle::step;
+use support::{back_up, fixture_keys, login, seeded, seeded_with, spec, temp, verify};
 
 async fn full_flow(url: &str) {
     let dir = temp("full");
-    let (engine, creds) = seeded(url, &dir.join("keys")).await;
-    let before = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    let (engine, vault, creds) = seeded(url, &dir.join("keys")).await;
+    let before = verify(&engine, &creds).await;
     assert!(before.passed(), "{before:?}");
     assert!(before.records_read > 0);
 
     // Wrong code word: nothing changes.
-    assert!(engine.start("start", &[]).await.is_err());
-    assert_eq!(
-        engine.vault().migration().await.unwrap().phase,
-        Phase::Legacy
-    );
-    let (start, server) = engine.start("Start", &[]).await.unwrap();
+    assert!(engine.start("start", &|_, _, _| {}).await.is_err());
+    assert_eq!(vault.migration().await.unwrap().phase, Phase::Legacy);
+    let start = engine.start("Start", &|_, _, _| {}).await.unwrap();
     assert_eq!(start.phase, Phase::UserPhase);
-    let server = server.unwrap();
+    let server = start.server_phase.clone().unwrap();
     assert_eq!(server.migrated.len(), 3, "every service migrated");
     assert!(
         server.migrated_along >= 1,
         "managed users migrate with the directory key"
     );
     // Start twice is refused.
-    assert!(engine.start("Start", &[]).await.is_err());
+    assert!(engine.start("Start", &|_, _, _| {}).await.is_err());
 
     // Finalize refused while users are pending, naming them.
     let err = engine.finalize(&|_| {}).await.unwrap_err();
@@ -85,29 +48,22 @@ async fn full_flow(url: &str) {
     // A wrong password changes nothing.
     let (name, _) = creds.users.iter().next().unwrap();
     assert!(
-        engine
-            .login(name, "wrong password", Some(1), Arc::new(|_, _| {}))
+        login(&engine, name, "wrong password", Some(1))
             .await
             .is_err()
     );
     for (name, u) in &creds.users {
-        let r = engine
-            .login(name, &u.password, Some(2), Arc::new(|_, _| {}))
-            .await
-            .unwrap();
+        let r = login(&engine, name, &u.password, Some(2)).await.unwrap();
         assert_eq!(r.build.non_migratable, 0);
     }
     // Verified through the mixed state, then finalized.
-    assert!(engine.verify(&creds, &|_, _| {}).await.unwrap().passed());
-    let progress = engine.vault().progress().await.unwrap();
+    assert!(verify(&engine, &creds).await.passed());
+    let progress = vault.progress().await.unwrap();
     assert_eq!(progress.users.remaining, 0, "{progress:?}");
-    let deleted = engine.finalize(&|_| {}).await.unwrap();
+    let deleted = engine.finalize(&|_| {}).await.unwrap().deleted_legacy_rows;
     assert!(deleted > 0);
-    assert_eq!(
-        engine.vault().migration().await.unwrap().phase,
-        Phase::Completed
-    );
-    let after = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    assert_eq!(vault.migration().await.unwrap().phase, Phase::Completed);
+    let after = verify(&engine, &creds).await;
     assert!(after.passed(), "{after:?}");
     assert_eq!(after.records_read, before.records_read);
     // Abort after completion is refused.
@@ -117,28 +73,22 @@ async fn full_flow(url: &str) {
 
 async fn abort_flow(url: &str) {
     let dir = temp("abort");
-    let (engine, creds) = seeded(url, &dir.join("keys")).await;
-    let before = engine.verify(&creds, &|_, _| {}).await.unwrap();
-    engine.start("Start", &[]).await.unwrap();
+    let (engine, vault, creds) = seeded(url, &dir.join("keys")).await;
+    let before = verify(&engine, &creds).await;
+    engine.start("Start", &|_, _, _| {}).await.unwrap();
     let (name, u) = creds.users.iter().next().unwrap();
-    engine
-        .login(name, &u.password, None, Arc::new(|_, _| {}))
-        .await
-        .unwrap();
+    login(&engine, name, &u.password, None).await.unwrap();
     engine.abort().await.unwrap();
-    assert_eq!(
-        engine.vault().migration().await.unwrap().phase,
-        Phase::Legacy
-    );
-    let p = engine.vault().principal(u.id).await.unwrap().unwrap();
+    assert_eq!(vault.migration().await.unwrap().phase, Phase::Legacy);
+    let p = vault.principal(u.id).await.unwrap().unwrap();
     assert_eq!(p.migration, MigrationState::Pending);
-    let after = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    let after = verify(&engine, &creds).await;
     assert_eq!(
         after, before,
         "every user reads everything with the legacy keys"
     );
     // And the migration can start again.
-    engine.start("Start", &[]).await.unwrap();
+    engine.start("Start", &|_, _, _| {}).await.unwrap();
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -147,8 +97,10 @@ async fn abort_flow(url: &str) {
 /// it holds, or finalize would wait for ever.
 async fn managed_only_role_flow(url: &str) {
     let dir = temp("managed-role");
-    let vault = Vault::init(url).await.unwrap();
-    let engine = Engine::new(vault, Some(KeyDir::open(dir.join("keys")).unwrap()), "test");
+    let engine = Engine::init(url, Some(KeyDir::open(dir.join("keys")).unwrap()), "test")
+        .await
+        .unwrap();
+    let vault = Vault::open(url).await.unwrap();
     let spec = spec();
     let mut demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
     // Hand every e2ee member of the role to the directory: a grant of its
@@ -227,10 +179,15 @@ async fn managed_only_role_flow(url: &str) {
     });
     assert!(all_managed, "every member of the role is managed now");
     assert!(!demo.credentials.users.is_empty(), "an e2ee user is left");
-    engine.seed_demo(&demo).await.unwrap();
+    engine
+        .seed(demo.vault, &demo.data, &demo.server_keys)
+        .await
+        .unwrap();
+    back_up(&engine, &dir.join("keys")).await;
     let creds = demo.credentials;
 
-    let directory_before = engine.readable_records_of_service(dmk).await.unwrap();
+    let reader = Reader::new(&engine);
+    let directory_before = reader.readable_records_of_service(dmk).await.unwrap();
     let role_records = demo
         .data
         .grants
@@ -243,9 +200,13 @@ async fn managed_only_role_flow(url: &str) {
         "the directory key reads the role's records through its managed members"
     );
 
-    let (_, server) = engine.start("Start", &[]).await.unwrap();
-    let server = server.unwrap();
-    let role_now = engine.vault().principal(role).await.unwrap().unwrap();
+    let server = engine
+        .start("Start", &|_, _, _| {})
+        .await
+        .unwrap()
+        .server_phase
+        .unwrap();
+    let role_now = vault.principal(role).await.unwrap().unwrap();
     assert_eq!(
         role_now.migration,
         MigrationState::Migrated,
@@ -253,19 +214,13 @@ async fn managed_only_role_flow(url: &str) {
     );
     assert!(server.migrated_along > handed.len(), "{server:?}");
     for (name, u) in &creds.users {
-        engine
-            .login(name, &u.password, Some(2), Arc::new(|_, _| {}))
-            .await
-            .unwrap();
+        login(&engine, name, &u.password, Some(2)).await.unwrap();
     }
     engine.finalize(&|_| {}).await.unwrap();
+    assert_eq!(vault.migration().await.unwrap().phase, Phase::Completed);
+    assert!(verify(&engine, &creds).await.passed());
     assert_eq!(
-        engine.vault().migration().await.unwrap().phase,
-        Phase::Completed
-    );
-    assert!(engine.verify(&creds, &|_, _| {}).await.unwrap().passed());
-    assert_eq!(
-        engine.readable_records_of_service(dmk).await.unwrap(),
+        reader.readable_records_of_service(dmk).await.unwrap(),
         directory_before,
         "through the new keys only, the directory key reads what it read before"
     );
@@ -292,113 +247,89 @@ async fn sqlite_abort_flow() {
     abort_flow(&format!("sqlite://{}?mode=rwc", dir.join("v.db").display())).await;
 }
 
-/// A fresh PostgreSQL schema for one test, or None (with a visible skip).
-async fn postgres_url(tag: &str) -> Option<String> {
-    let base = std::env::var("REKEY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
-    let schema = format!("rekey_flow_{tag}_{}", uuid::Uuid::new_v4().simple());
-    let created = async {
-        use sea_orm::ConnectionTrait;
-        let conn = sea_orm::Database::connect(&base).await?;
-        conn.execute_unprepared(&format!("CREATE SCHEMA {schema}"))
-            .await?;
-        conn.close().await?;
-        Ok::<_, sea_orm::DbErr>(format!("{base}?options[search_path]={schema}"))
-    };
-    match created.await {
-        Ok(url) => Some(url),
-        Err(e) => {
-            assert!(
-                std::env::var("REKEY_REQUIRE_DBS").is_err(),
-                "PostgreSQL required: {e}"
-            );
-            eprintln!("skipped: no PostgreSQL at {base} ({e})");
-            None
-        }
-    }
-}
-
-/// Drops a test schema made by [`postgres_url`].
-async fn drop_schema(url: &str) {
-    use sea_orm::ConnectionTrait;
-    let Some((base, schema)) = url.split_once("?options[search_path]=") else {
-        return;
-    };
-    if let Ok(conn) = sea_orm::Database::connect(base).await {
-        let _ = conn
-            .execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await;
-        let _ = conn.close().await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (cargo xtask ci runs it)"]
 async fn postgres_full_flow() {
-    if let Some(url) = postgres_url("full").await {
-        full_flow(&url).await;
-        drop_schema(&url).await;
-    }
+    let db = TestDb::create(Backend::Postgres).await;
+    full_flow(&db.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (cargo xtask ci runs it)"]
 async fn postgres_abort_flow() {
-    if let Some(url) = postgres_url("abort").await {
-        abort_flow(&url).await;
-        drop_schema(&url).await;
-    }
+    let db = TestDb::create(Backend::Postgres).await;
+    abort_flow(&db.url).await;
 }
 
+/// A start interrupted right after the vault entered the server phase, and
+/// a certificate key lost meanwhile: resuming waits for the key, naming
+/// it, and resumes again once it is imported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_certificate_key_waits_for_its_import() {
     let dir = temp("awaiting");
     let keys = dir.join("keys");
     let url = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
-    let (engine, creds) = seeded(&url, &keys).await;
+    let (engine, vault, creds) = seeded(&url, &keys).await;
+    // The interrupted start: the phase moved, the server phase never ran.
+    let m = vault.migration().await.unwrap();
+    vault
+        .start(
+            step(Phase::Legacy, Phase::ServerPhase),
+            m.version,
+            rekey_core::RunId::random(),
+            &[],
+            &[],
+            &audit(),
+        )
+        .await
+        .unwrap();
     // Take one certificate's private key away.
-    let cert = engine.vault().certificates().await.unwrap().remove(0);
+    let cert = vault.certificates().await.unwrap().remove(0);
     let file = keys.join(format!("{}.pk8", cert.fingerprint));
     let aside = dir.join("aside.pk8");
     std::fs::rename(&file, &aside).unwrap();
 
-    let (report, server) = engine.start("Start", &[]).await.unwrap();
+    // Resuming needs no code word; it stops on the missing key.
+    let report = engine.start("", &|_, _, _| {}).await.unwrap();
+    assert!(report.resumed);
     assert_eq!(report.phase, Phase::AwaitingCertificates);
-    let server = server.unwrap();
+    let server = report.server_phase.unwrap();
     assert_eq!(server.missing_certificates.len(), 1);
     assert!(server.missing_certificates[0].contains(&cert.fingerprint));
     // Still missing: stays waiting, names it again.
-    let err = engine.run_server_phase(&|_, _, _| {}).await.unwrap_err();
+    let err = engine.start("", &|_, _, _| {}).await.unwrap_err();
     assert!(err.to_string().contains(&cert.fingerprint), "{err}");
     assert_eq!(
-        engine.vault().migration().await.unwrap().phase,
+        vault.migration().await.unwrap().phase,
         Phase::AwaitingCertificates
     );
     // Logins wait for the user phase.
     let (name, u) = creds.users.iter().next().unwrap();
-    assert!(
-        engine
-            .login(name, &u.password, None, Arc::new(|_, _| {}))
-            .await
-            .is_err()
-    );
+    assert!(login(&engine, name, &u.password, None).await.is_err());
 
     // Imported: the server phase resumes and completes.
     std::fs::rename(&aside, &file).unwrap();
-    let done = engine.run_server_phase(&|_, _, _| {}).await.unwrap();
-    assert_eq!(done.phase, Some(Phase::UserPhase));
-    assert_eq!(done.migrated.len(), 3);
-    engine
-        .login(name, &u.password, None, Arc::new(|_, _| {}))
-        .await
-        .unwrap();
+    let done = engine.start("", &|_, _, _| {}).await.unwrap();
+    assert_eq!(done.phase, Phase::UserPhase);
+    assert_eq!(done.server_phase.unwrap().migrated.len(), 3);
+    login(&engine, name, &u.password, None).await.unwrap();
     std::fs::remove_dir_all(dir).ok();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_managed_only_role_migrates_in_the_server_phase() {
-    if let Some(url) = postgres_url("managed").await {
-        managed_only_role_flow(&url).await;
-        drop_schema(&url).await;
+fn audit() -> rekey_core::model::AuditEvent {
+    rekey_core::model::AuditEvent {
+        at: rekey_core::model::Timestamp::now(),
+        actor: "test".into(),
+        action: "start".into(),
+        details: "{}".into(),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (cargo xtask ci runs it)"]
+async fn postgres_managed_only_role_migrates_in_the_server_phase() {
+    let db = TestDb::create(Backend::Postgres).await;
+    managed_only_role_flow(&db.url).await;
 }
 
 /// Verify reads a role's records once for all its members (a cache): a
@@ -412,11 +343,10 @@ async fn verify_names_every_member_of_a_role_that_lost_a_record() {
     // Seed 8: the role has two e2ee members, and one of its records
     // reaches both only through it.
     let spec = DemoSpec { seed: 8, ..spec() };
-    let (engine, creds) = seeded_with(&url, &dir.join("keys"), &spec).await;
-    let before = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    let (engine, vault, creds) = seeded_with(&url, &dir.join("keys"), &spec).await;
+    let before = verify(&engine, &creds).await;
     assert!(before.passed(), "{before:?}");
 
-    let vault = engine.vault();
     let role = vault.principals_of_kind(PrincipalKind::Role).await.unwrap()[0].clone();
     let members = vault.members_of(role.id).await.unwrap();
     let members_in_creds: Vec<&str> = creds
@@ -462,7 +392,7 @@ async fn verify_names_every_member_of_a_role_that_lost_a_record() {
         .await
         .unwrap();
 
-    let after = engine.verify(&creds, &|_, _| {}).await.unwrap();
+    let after = verify(&engine, &creds).await;
     assert!(!after.passed());
     let mut named: Vec<&str> = after
         .mismatches

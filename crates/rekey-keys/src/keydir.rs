@@ -85,10 +85,7 @@ impl KeyDir {
         match std::fs::metadata(&path) {
             Ok(m) if m.is_dir() => Ok(Self { path }),
             Ok(_) => Err(Error::KeyDir {
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotADirectory,
-                    "not a directory",
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
                 path,
             }),
             Err(source) => Err(Error::KeyDir { path, source }),
@@ -309,10 +306,7 @@ mod tests {
         assert_eq!(listed.len(), 3);
         // Names that are not fingerprints never reach the file system.
         assert!(kd.new_key("../../etc/passwd").unwrap().is_none());
-        assert!(matches!(
-            kd.check_legacy("../x"),
-            KeyFileState::Unusable(_)
-        ));
+        assert!(matches!(kd.check_legacy("../x"), KeyFileState::Unusable(_)));
     }
 
     #[test]
@@ -327,7 +321,10 @@ mod tests {
             kd.check_legacy(&other),
             KeyFileState::Unusable(why) if why.contains("another certificate")
         ));
-        assert!(matches!(kd.legacy_key(&other), Err(Error::BadKeyFile { .. })));
+        assert!(matches!(
+            kd.legacy_key(&other),
+            Err(Error::BadKeyFile { .. })
+        ));
         std::fs::write(kd.legacy_key_path(&other), b"junk").unwrap();
         assert!(matches!(kd.check_legacy(&other), KeyFileState::Unusable(_)));
         assert_eq!(kd.check_legacy(&"b".repeat(64)), KeyFileState::Missing);

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use rekey_test_support::seeded as support;
 
-use rekey_preflight::{
-    BackupOptions, Error, Passphrase, backup_with, import, key_file_path, verify,
-};
+use rekey_keys::{BackupOptions, Error, KeyDir, Passphrase, backup_with, import, verify};
 use std::path::Path;
 use support::{CERT_KEY, TempDir, seeded_vault};
 
@@ -30,9 +28,15 @@ fn is_empty_or_absent(dir: &Path) -> bool {
 async fn backup_verify_import_round_trip() {
     let s = seeded_vault().await;
     let out = s.dir.path().join("certs.age");
-    let made = backup_with(&s.vault, &s.key_dir, &out, &pass(), &fast())
-        .await
-        .unwrap();
+    let made = backup_with(
+        &s.vault,
+        &KeyDir::existing(&s.key_dir).unwrap(),
+        &out,
+        &pass(),
+        &fast(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         made.fingerprints,
         std::slice::from_ref(&s.certificate.fingerprint)
@@ -70,7 +74,9 @@ async fn backup_verify_import_round_trip() {
         done.written,
         std::slice::from_ref(&s.certificate.fingerprint)
     );
-    let path = key_file_path(&key_dir, &s.certificate.fingerprint);
+    let path = KeyDir::existing(&key_dir)
+        .unwrap()
+        .legacy_key_path(&s.certificate.fingerprint);
     assert_eq!(std::fs::read(&path).unwrap(), CERT_KEY);
     #[cfg(unix)]
     {
@@ -99,9 +105,15 @@ async fn backup_verify_import_round_trip() {
 async fn bad_files_are_refused_and_nothing_is_written() {
     let s = seeded_vault().await;
     let out = s.dir.path().join("certs.age");
-    backup_with(&s.vault, &s.key_dir, &out, &pass(), &fast())
-        .await
-        .unwrap();
+    backup_with(
+        &s.vault,
+        &KeyDir::existing(&s.key_dir).unwrap(),
+        &out,
+        &pass(),
+        &fast(),
+    )
+    .await
+    .unwrap();
     let good = std::fs::read(&out).unwrap();
     let restore = TempDir::new("bad");
     let key_dir = restore.path().join("keys");
@@ -197,11 +209,19 @@ async fn bad_files_are_refused_and_nothing_is_written() {
 async fn import_never_replaces_a_different_key() {
     let s = seeded_vault().await;
     let out = s.dir.path().join("certs.age");
-    backup_with(&s.vault, &s.key_dir, &out, &pass(), &fast())
-        .await
-        .unwrap();
+    backup_with(
+        &s.vault,
+        &KeyDir::existing(&s.key_dir).unwrap(),
+        &out,
+        &pass(),
+        &fast(),
+    )
+    .await
+    .unwrap();
     let restore = TempDir::new("conflict");
-    let path = key_file_path(restore.path(), &s.certificate.fingerprint);
+    let path = KeyDir::existing(restore.path())
+        .unwrap()
+        .legacy_key_path(&s.certificate.fingerprint);
     std::fs::write(&path, b"something else").unwrap();
     let e = import(&s.vault, &out, &pass(), restore.path())
         .await
@@ -215,9 +235,15 @@ async fn backup_needs_every_key_and_writes_nothing_without() {
     let s = seeded_vault().await;
     let empty = TempDir::new("nokeys");
     let out = s.dir.path().join("certs.age");
-    let e = backup_with(&s.vault, empty.path(), &out, &pass(), &fast())
-        .await
-        .unwrap_err();
+    let e = backup_with(
+        &s.vault,
+        &KeyDir::existing(empty.path()).unwrap(),
+        &out,
+        &pass(),
+        &fast(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(e, Error::MissingKey { ref owner, .. } if owner == "vault-key"),
         "{e:?}"
@@ -228,13 +254,21 @@ async fn backup_needs_every_key_and_writes_nothing_without() {
 
     // A key file holding another certificate's key is refused too.
     std::fs::write(
-        key_file_path(empty.path(), &s.certificate.fingerprint),
+        KeyDir::existing(empty.path())
+            .unwrap()
+            .legacy_key_path(&s.certificate.fingerprint),
         support::OTHER_KEY,
     )
     .unwrap();
-    let e = backup_with(&s.vault, empty.path(), &out, &pass(), &fast())
-        .await
-        .unwrap_err();
+    let e = backup_with(
+        &s.vault,
+        &KeyDir::existing(empty.path()).unwrap(),
+        &out,
+        &pass(),
+        &fast(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, Error::UnusableKey { .. }), "{e:?}");
     assert!(!out.exists());
 }

@@ -9,16 +9,16 @@
 //!   any scrypt work (it would otherwise cost hours and tens of GiB).
 //! - The fuzz seeds (`fuzz/seeds/backup_file`, `fuzz/seeds/backup_manifest`)
 //!   are real backups and their manifests; every run checks the committed
-//!   ones still open, `REKEY_WRITE_FUZZ_SEEDS=1` writes them anew.
+//!   ones still open; `cargo xtask fuzz --write-seeds` writes them anew.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use rekey_test_support::seeded as support;
 
 use proptest::prelude::*;
 use rekey_core::ids::VaultId;
 use rekey_core::model::Timestamp;
-use rekey_preflight::{
-    BackupContents, BackupOptions, Error, MAX_WORK_FACTOR, Passphrase, backup_with,
+use rekey_keys::{
+    BackupContents, BackupOptions, Error, KeyDir, MAX_WORK_FACTOR, Passphrase, backup_with,
     encode_manifest, open_backup_bytes, parse_manifest, seal_backup_bytes,
 };
 use std::path::{Path, PathBuf};
@@ -176,20 +176,23 @@ fn committed_fuzz_seeds_open() {
 /// Writes the seeds: a backup made by `backup_with` from a seeded vault
 /// (work factor 1), files of 0 and 3 keys, and their manifests.
 #[tokio::test]
+#[ignore = "writes fuzz/seeds anew: cargo xtask fuzz --write-seeds"]
 async fn write_fuzz_seeds() {
-    if std::env::var_os("REKEY_WRITE_FUZZ_SEEDS").is_none() {
-        eprintln!("skipped: set REKEY_WRITE_FUZZ_SEEDS=1 to write fuzz/seeds anew");
-        return;
-    }
     let s = seeded_vault().await;
     let out = s.dir.path().join("certs.age");
     let options = BackupOptions {
         work_factor: Some(1),
         actor: "fuzz seeds".to_owned(),
     };
-    backup_with(&s.vault, &s.key_dir, &out, &pass(), &options)
-        .await
-        .unwrap();
+    backup_with(
+        &s.vault,
+        &KeyDir::existing(&s.key_dir).unwrap(),
+        &out,
+        &pass(),
+        &options,
+    )
+    .await
+    .unwrap();
     let made = std::fs::read(&out).unwrap();
     let vault = open_backup_bytes(&made, &pass(), FUZZ_MAX_WORK_FACTOR)
         .unwrap()

@@ -157,4 +157,3 @@ pub async fn write_off_device(vault: &Vault, device_id: &str, actor: &str) -> Re
         .await?;
     Ok(())
 }
-

@@ -2,7 +2,6 @@
 //! directory, and the disk) by the runner. Checks are pure functions of a
 //! [`Facts`], so each one is tested with facts built in memory.
 
-use rekey_keys::KeyFileState;
 use rekey_core::LegacyRsaPublicKey;
 use rekey_core::envelope::Envelope;
 use rekey_core::ids::PrincipalId;
@@ -10,6 +9,7 @@ use rekey_core::model::{
     Certificate, Component, Device, DirectoryProfile, GrantRecord, KeyPairRecord, KeyState,
     Principal, Server, Settings, Timestamp,
 };
+use rekey_keys::KeyFileState;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

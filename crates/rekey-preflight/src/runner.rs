@@ -3,10 +3,10 @@
 use crate::check::Check;
 use crate::error::Result;
 use crate::facts::{BackupFileFacts, CertificateFacts, Facts, LegacyScan, StorageFacts};
-use rekey_keys::{KeyDir, KeyFileState};
 use crate::report::Report;
 use rekey_core::ids::{PrincipalId, RecordId, Subject};
 use rekey_core::model::{MigrationState, Principal, PrincipalKind, Timestamp, UserStatus};
+use rekey_keys::{KeyDir, KeyFileState};
 use rekey_storage::{Backend, Vault};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;

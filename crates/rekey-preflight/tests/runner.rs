@@ -3,11 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use rekey_keys::{BackupOptions, KeyDir, Passphrase, backup_with};
+use rekey_test_support::seeded as support;
 
 use rekey_preflight::{
-    BackupOptions, Options, Outcome, Passphrase, backup_with, preparation_began,
-    renew_directory_token, run, write_off_device,
+    Options, Outcome, preparation_began, renew_directory_token, run, write_off_device,
 };
 use support::seeded_vault;
 
@@ -22,7 +22,7 @@ fn fast() -> BackupOptions {
 async fn preflight_on_a_seeded_vault_blocks_then_clears() {
     let s = seeded_vault().await;
     let options = Options {
-        key_dir: Some(s.key_dir.clone()),
+        key_dir: Some(KeyDir::existing(&s.key_dir).unwrap()),
         ..Options::default()
     };
 
@@ -88,7 +88,7 @@ async fn preflight_on_a_seeded_vault_blocks_then_clears() {
     let out = s.dir.path().join("certs.age");
     let summary = backup_with(
         &s.vault,
-        &s.key_dir,
+        &KeyDir::existing(&s.key_dir).unwrap(),
         &out,
         &Passphrase::new("correct horse battery".to_owned()),
         &fast(),
@@ -160,15 +160,16 @@ async fn unknown_profile_or_device_is_a_clear_error() {
 #[tokio::test]
 async fn a_missing_key_file_blocks() {
     let s = seeded_vault().await;
-    std::fs::remove_file(rekey_preflight::key_file_path(
-        &s.key_dir,
-        &s.certificate.fingerprint,
-    ))
+    std::fs::remove_file(
+        KeyDir::existing(&s.key_dir)
+            .unwrap()
+            .legacy_key_path(&s.certificate.fingerprint),
+    )
     .unwrap();
     let report = run(
         &s.vault,
         &Options {
-            key_dir: Some(s.key_dir.clone()),
+            key_dir: Some(KeyDir::existing(&s.key_dir).unwrap()),
             ..Options::default()
         },
     )

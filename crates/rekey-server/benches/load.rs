@@ -14,13 +14,15 @@
 //! builds compete with the server for the same cores.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use rekey_client::{HttpClient, MigrationApi};
 use rekey_core::bundle::{BuildOptions, Unlock, build_bundle};
-use rekey_engine::demo::{DemoSpec, generate};
-use rekey_engine::keycache::KeySource;
-use rekey_engine::password::master_secret;
+use rekey_core::model::Phase;
+use rekey_demo::password::master_secret;
+use rekey_demo::reader::Reader;
+use rekey_demo::{DemoSpec, KeySource, generate};
 use rekey_engine::{Engine, KeyDir};
-use rekey_server::{AppState, HttpClient, ServerConfig};
-use rekey_storage::Vault;
+use rekey_keys::{BackupOptions, Passphrase};
+use rekey_server::{AppState, ServerConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,11 +74,10 @@ async fn run() {
     let keys = dir.join("keys");
 
     let t0 = Instant::now();
-    let vault = Vault::init(&url).await.unwrap();
-    let engine = Engine::new(vault, Some(KeyDir::open(&keys).unwrap()), "bench");
-    rekey_preflight::begin_preparation(engine.vault(), "bench")
+    let engine = Engine::init(&url, Some(KeyDir::open(&keys).unwrap()), "bench")
         .await
         .unwrap();
+    engine.begin_preparation().await.unwrap();
     let spec = DemoSpec {
         users,
         roles: (users / 20).max(1),
@@ -87,19 +88,21 @@ async fn run() {
     };
     let mut source = KeySource::with_cache(&cache);
     let demo = tokio::task::block_in_place(|| generate(&spec, &mut source, &|_, _, _| {})).unwrap();
-    engine.seed_demo(&demo).await.unwrap();
-    rekey_preflight::backup_with(
-        engine.vault(),
-        &keys,
-        &dir.join("certificates.age"),
-        &rekey_preflight::Passphrase::new("bench passphrase".into()),
-        &rekey_preflight::BackupOptions {
-            work_factor: Some(10),
-            actor: "bench".into(),
-        },
-    )
-    .await
-    .unwrap();
+    engine
+        .seed(demo.vault, &demo.data, &demo.server_keys)
+        .await
+        .unwrap();
+    engine
+        .backup_certificates_with(
+            &dir.join("certificates.age"),
+            &Passphrase::new("bench passphrase".into()),
+            &BackupOptions {
+                work_factor: Some(10),
+                ..BackupOptions::default()
+            },
+        )
+        .await
+        .unwrap();
     eprintln!(
         "seeded {users} users, {} records in {:.1?} (RSA keys: {} generated, {} from {cache})",
         spec.records,
@@ -111,11 +114,9 @@ async fn run() {
     let mut config = ServerConfig::new(&url, &keys, TOKEN).unwrap();
     config.server_name = rekey_engine::host_name();
     let state = AppState::new(
-        Engine::new(
-            Vault::open(&url).await.unwrap(),
-            Some(KeyDir::open(&keys).unwrap()),
-            "server:bench",
-        ),
+        Engine::open(&url, Some(KeyDir::open(&keys).unwrap()), "server:bench")
+            .await
+            .unwrap(),
         &config,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -134,7 +135,7 @@ async fn run() {
         .expect_vault(demo.vault)
         .with_admin_token(TOKEN);
     let started = client.start("Start").await.unwrap();
-    assert_eq!(started["phase"], "user_phase", "{started}");
+    assert_eq!(started.phase, Phase::UserPhase, "{started:?}");
 
     let sem = Arc::new(tokio::sync::Semaphore::new(clients.max(1)));
     let t1 = Instant::now();
@@ -165,7 +166,7 @@ async fn run() {
                 .unwrap();
                 master = m;
                 let t = Instant::now();
-                let r = client.submit(u.id, &bytes).await;
+                let r = client.submit(u.id, bytes).await;
                 submits.push(t.elapsed());
                 match r {
                     Ok(_) => return (login.elapsed(), submits, true),
@@ -190,8 +191,11 @@ async fn run() {
     let status = client.status().await.unwrap();
     assert_eq!(status.progress.users.remaining, 0, "{status:?}");
     let fin = client.finalize().await.unwrap();
-    assert_eq!(fin["phase"], "completed");
-    let verify = engine.verify(&demo.credentials, &|_, _| {}).await.unwrap();
+    assert_eq!(fin.phase, Phase::Completed);
+    let verify = Reader::new(&engine)
+        .verify(&demo.credentials, &|_, _| {})
+        .await
+        .unwrap();
     assert!(verify.passed(), "{verify:?}");
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

@@ -102,7 +102,10 @@ mod tests {
         let config = cli.serve.config("sqlite://v.db", Path::new("k")).unwrap();
         assert!(config.admin_token.matches("a-long-enough-admin-token"));
         std::fs::write(&file, "short\n").unwrap();
-        let err = cli.serve.config("sqlite://v.db", Path::new("k")).unwrap_err();
+        let err = cli
+            .serve
+            .config("sqlite://v.db", Path::new("k"))
+            .unwrap_err();
         assert!(err.to_string().contains("at least 16"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -104,7 +104,8 @@ pub(crate) const REFUSAL_REASONS: [&str; 7] = [
     "other",
 ];
 
-const REBUILD: &str = "fetch a new package (GET /v1/principals/{id}/package), rebuild the bundle and submit it again";
+const REBUILD: &str =
+    "fetch a new package (GET /v1/principals/{id}/package), rebuild the bundle and submit it again";
 const STATUS_HINT: &str = "GET /v1/migration/status shows the phase";
 
 impl ServerError {
@@ -241,7 +242,9 @@ impl ServerError {
                 "send the bundle's bytes as docs/PROTOCOL.md lays them out, as application/octet-stream",
             ),
             EngineError::Bundle(c) => Self::check(&c),
-            e @ EngineError::ApplyConflict(_) => Self::conflict(e.to_string(), "vault_changed", REBUILD),
+            e @ EngineError::ApplyConflict(_) => {
+                Self::conflict(e.to_string(), "vault_changed", REBUILD)
+            }
             e @ EngineError::WrongPhase { .. } if admin => {
                 Self::conflict(e.to_string(), "wrong_phase", STATUS_HINT)
             }

@@ -95,8 +95,7 @@ pub fn init_logging() {
 /// Opens the vault and its key directory, binds, and serves until Ctrl-C or
 /// SIGTERM (finishing the requests in flight).
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
-    let keys = KeyDir::open(&config.key_dir)
-        .map_err(|e| ServerError::Open(e.into()))?;
+    let keys = KeyDir::open(&config.key_dir).map_err(|e| ServerError::Open(e.into()))?;
     let engine = Engine::open(
         &config.db_url,
         Some(keys),

@@ -173,7 +173,11 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "admin",
         auth: Auth::Admin,
         body: BodyKind::None,
-        responses: &[(200, "the status"), (401, "missing or wrong admin token"), (503, "the database does not answer")],
+        responses: &[
+            (200, "the status"),
+            (401, "missing or wrong admin token"),
+            (503, "the database does not answer"),
+        ],
         large_body: false,
         handler: || get(admin_status),
     },
@@ -465,8 +469,9 @@ fn json<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     hint: &'static str,
 ) -> Result<T, ServerError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ServerError::bad_request(format!("malformed JSON body: {e}"), "json_malformed", hint))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ServerError::bad_request(format!("malformed JSON body: {e}"), "json_malformed", hint)
+    })
 }
 
 // Request decoding. Each route that takes a body decodes it with one of
@@ -509,8 +514,9 @@ pub fn decode_resolve(bytes: &[u8]) -> Result<Resolution, ServerError> {
 /// ciphertext bytes.
 pub fn decode_record_write(bytes: &[u8]) -> Result<Vec<u8>, ServerError> {
     let req: RecordWrite = json(bytes, RECORD_HINT)?;
-    hex::decode(&req.ciphertext)
-        .map_err(|_| ServerError::bad_request("ciphertext is not valid hex", "hex_malformed", RECORD_HINT))
+    hex::decode(&req.ciphertext).map_err(|_| {
+        ServerError::bad_request("ciphertext is not valid hex", "hex_malformed", RECORD_HINT)
+    })
 }
 
 /// Decodes the body of `POST /v1/principals/{id}/bundle` as the route
@@ -750,11 +756,20 @@ async fn submit_bundle(
     match &result {
         Ok(r) => {
             state.metrics().applied(r.grants);
-            tracing::info!(principals = r.principals.len(), grants = r.grants, non_migratable = r.non_migratable, "bundle applied");
+            tracing::info!(
+                principals = r.principals.len(),
+                grants = r.grants,
+                non_migratable = r.non_migratable,
+                "bundle applied"
+            );
         }
         Err(e) => {
             state.metrics().refused(e.refusal_reason());
-            tracing::warn!(status = e.status().as_u16(), code = e.code(), "bundle refused");
+            tracing::warn!(
+                status = e.status().as_u16(),
+                code = e.code(),
+                "bundle refused"
+            );
         }
     }
     result.map(Json)

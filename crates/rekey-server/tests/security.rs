@@ -11,17 +11,18 @@
 mod support;
 
 use hyper::{Method, StatusCode};
+use rekey_client::{HttpClient, MigrationApi};
 use rekey_core::bundle::{
     BuildOptions, SignatureKind, SignedBundle, Unlock, build_bundle, wire::signed_message,
 };
 use rekey_core::kek::unwrap_private_key;
 use rekey_core::model::{KeyState, Progress};
 use rekey_core::{Kek, KeyBinding, LegacyRsaPrivateKey, PrincipalId};
-use rekey_engine::demo::{DemoSpec, generate};
-use rekey_engine::keycache::KeySource;
-use rekey_engine::password::master_secret;
+use rekey_demo::password::master_secret;
+use rekey_demo::reader::Reader;
+use rekey_demo::{DemoSpec, KeySource, generate};
 use rekey_engine::{Engine, KeyDir};
-use rekey_server::HttpClient;
+use rekey_keys::{BackupOptions, Passphrase};
 use rekey_storage::Vault;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -136,14 +137,10 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
     let keys = dir.join("keys");
-    let engine = Engine::new(
-        Vault::init(&url).await.unwrap(),
-        Some(KeyDir::open(&keys).unwrap()),
-        "test",
-    );
-    rekey_preflight::begin_preparation(engine.vault(), "test")
+    let engine = Engine::init(&url, Some(KeyDir::open(&keys).unwrap()), "test")
         .await
         .unwrap();
+    engine.begin_preparation().await.unwrap();
     let spec = DemoSpec {
         users: 4,
         roles: 1,
@@ -153,19 +150,21 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
         with_problems: false,
     };
     let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
-    engine.seed_demo(&demo).await.unwrap();
-    rekey_preflight::backup_with(
-        engine.vault(),
-        &keys,
-        &dir.join("certificates.age"),
-        &rekey_preflight::Passphrase::new("security test passphrase".into()),
-        &rekey_preflight::BackupOptions {
-            work_factor: Some(10),
-            actor: "test".into(),
-        },
-    )
-    .await
-    .unwrap();
+    engine
+        .seed(demo.vault, &demo.data, &demo.server_keys)
+        .await
+        .unwrap();
+    engine
+        .backup_certificates_with(
+            &dir.join("certificates.age"),
+            &Passphrase::new("security test passphrase".into()),
+            &BackupOptions {
+                work_factor: Some(10),
+                ..BackupOptions::default()
+            },
+        )
+        .await
+        .unwrap();
     let creds = demo.credentials.clone();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -176,7 +175,8 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
     let log_path = dir.join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rekey-server"))
-        .args(["--db", &url, "--verbose"])
+        .args(["--db", &url])
+        .env("RUST_LOG", "debug")
         .arg("--key-dir")
         .arg(&keys)
         .args(["--bind", &format!("127.0.0.1:{port}")])
@@ -196,7 +196,8 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
         assert!(Instant::now() < deadline, "the server did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let v = engine.vault();
+    let vault = Vault::open(&url).await.unwrap();
+    let v = &vault;
     let mut refusals = Vec::new();
     // One request that must be refused with `expected` and change nothing.
     macro_rules! refused {
@@ -298,7 +299,11 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
 
     // Start for real.
     let started = admin.start("Start").await.unwrap();
-    assert_eq!(started["phase"], "user_phase", "{started}");
+    assert_eq!(
+        started.phase,
+        rekey_core::model::Phase::UserPhase,
+        "{started:?}"
+    );
 
     let names: Vec<String> = creds.users.keys().cloned().collect();
     let (a, b) = (&creds.users[&names[0]], &creds.users[&names[1]]);
@@ -366,7 +371,7 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
         false
     );
     // The genuine bundle applies once; replayed, it conflicts.
-    anon.submit(a.id, &a_bundle).await.unwrap();
+    anon.submit(a.id, a_bundle.clone()).await.unwrap();
     refused!(
         "A's bundle replayed",
         StatusCode::CONFLICT,
@@ -393,12 +398,25 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
     for n in &names {
         let u = &creds.users[n];
         let wrong = master_secret("not the password", creds.vault, u.id).unwrap();
-        assert!(anon.migrate(u.id, wrong, opts).await.is_err());
+        let quiet = || std::sync::Arc::new(|_, _| {});
+        assert!(
+            rekey_client::migrate(&anon, u.id, wrong, opts, quiet())
+                .await
+                .is_err()
+        );
         let master = master_secret(&u.password, creds.vault, u.id).unwrap();
-        anon.migrate(u.id, master, opts).await.unwrap();
+        rekey_client::migrate(&anon, u.id, master, opts, quiet())
+            .await
+            .unwrap();
     }
     admin.finalize().await.unwrap();
-    assert!(engine.verify(&creds, &|_, _| {}).await.unwrap().passed());
+    assert!(
+        Reader::new(&engine)
+            .verify(&creds, &|_, _| {})
+            .await
+            .unwrap()
+            .passed()
+    );
 
     // Stop the server and read everything it wrote.
     assert!(

@@ -10,11 +10,11 @@
 #[path = "../tests/contract/fixtures.rs"]
 mod fixtures;
 
-use rekey_test_support::lifecycle::step;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use fixtures::{audit, fixture, write_set};
 use rekey_core::model::Phase;
 use rekey_storage::Vault;
+use rekey_test_support::lifecycle::step;
 use sea_orm::{ConnectionTrait, Database};
 use std::time::{Duration, Instant};
 
@@ -77,7 +77,11 @@ async fn to_user_phase(vault: &Vault) {
         .await
         .unwrap();
     vault
-        .transition(step(Phase::ServerPhase, Phase::UserPhase), m.version, &audit("s"))
+        .transition(
+            step(Phase::ServerPhase, Phase::UserPhase),
+            m.version,
+            &audit("s"),
+        )
         .await
         .unwrap();
 }

@@ -39,7 +39,10 @@ impl Backend {
     pub fn admin_url(self) -> Option<String> {
         let (var, default) = match self {
             Backend::Sqlite => return None,
-            Backend::Postgres => ("REKEY_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test"),
+            Backend::Postgres => (
+                "REKEY_TEST_POSTGRES_URL",
+                "postgres://root@127.0.0.1:5432/test",
+            ),
             Backend::MySql => ("REKEY_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
         };
         Some(std::env::var(var).unwrap_or_else(|_| default.to_owned()))
@@ -168,7 +171,8 @@ impl Drop for TestDb {
         );
         // On a thread of its own: a drop inside an async test must not
         // block on that test's runtime.
-        let _ = std::thread::spawn(move || block_on(Self::destroy(backend, admin_url, name))).join();
+        let _ =
+            std::thread::spawn(move || block_on(Self::destroy(backend, admin_url, name))).join();
     }
 }
 

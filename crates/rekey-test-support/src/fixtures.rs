@@ -7,7 +7,10 @@ use std::path::PathBuf;
 /// The fixture directory.
 #[must_use]
 pub fn dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../rekey-core/tests/fixtures"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../rekey-core/tests/fixtures"
+    ))
 }
 
 /// The eight fixture RSA-2048 keys, `a` to `h`.

@@ -4,7 +4,9 @@
 //!   MariaDB/MySQL, dropped afterwards;
 //! - [`lifecycle`]: the core lifecycle's steps between two phases, for
 //!   tests that move a vault's phase by hand;
-//! - [`fixtures`]: the fixed RSA keys (tests never generate RSA keys).
+//! - [`fixtures`]: the fixed RSA keys (tests never generate RSA keys);
+//! - [`seeded`]: a small legacy vault with a certificate and its key
+//!   directory.
 //!
 //! # Tests that need a service
 //!
@@ -20,6 +22,7 @@
 pub mod db;
 pub mod fixtures;
 pub mod lifecycle;
+pub mod seeded;
 
 /// A name no other test (of this or another process) uses: lower-case
 /// letters, digits and `_`, so it also names a schema or database.

@@ -3,7 +3,7 @@
 //! move a vault's phase by hand through `Vault::transition`.
 
 use rekey_core::RunId;
-use rekey_core::lifecycle::{FinalizeFacts, Legacy, Lifecycle, Transition, CODE_WORD};
+use rekey_core::lifecycle::{CODE_WORD, FinalizeFacts, Legacy, Lifecycle, Transition};
 use rekey_core::model::Phase;
 
 /// The transition from `from` to `to`, made by the core lifecycle. Panics
@@ -23,11 +23,16 @@ pub fn step(from: Phase, to: Phase) -> Transition {
             Transition::between(&s, &next)
         }
         (Lifecycle::ServerPhase(s), Phase::AwaitingCertificates) => {
-            let next = s.certificates_missing(missing).expect("certificates missing");
+            let next = s
+                .certificates_missing(missing)
+                .expect("certificates missing");
             Transition::between(&s, &next)
         }
         (Lifecycle::AwaitingCertificates(a), Phase::ServerPhase) => {
-            let next = a.clone().certificates_imported(Vec::new()).expect("imported");
+            let next = a
+                .clone()
+                .certificates_imported(Vec::new())
+                .expect("imported");
             Transition::between(&a, &next)
         }
         (Lifecycle::UserPhase(u), Phase::Finalizing) => {

@@ -37,10 +37,7 @@ pub(super) async fn run(
                     s.digest
                 );
                 if !s.missing.is_empty() {
-                    t.push_str(&format!(
-                        "\nnot in this backup: {}",
-                        s.missing.join(", ")
-                    ));
+                    t.push_str(&format!("\nnot in this backup: {}", s.missing.join(", ")));
                 }
                 t
             });

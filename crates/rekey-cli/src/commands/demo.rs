@@ -109,7 +109,12 @@ struct LoginAllReport {
     peak_rss_bytes: Option<u64>,
 }
 
-async fn logins(ctx: &Ctx, via: Via, credentials: &Path, concurrency: usize) -> Result<u8, CliError> {
+async fn logins(
+    ctx: &Ctx,
+    via: Via,
+    credentials: &Path,
+    concurrency: usize,
+) -> Result<u8, CliError> {
     let creds = Credentials::load(credentials)?;
     let bar = crate::progress::bar("users logging in", !ctx.out.is_json());
     let summary = login_all(via, creds, concurrency, bar).await?;
@@ -134,7 +139,10 @@ pub(super) async fn verify(ctx: &Ctx, credentials: &Path) -> Result<u8, CliError
     let creds = Credentials::load(credentials)?;
     let report = flow::verify(&engine, &creds, &Terminal(ctx.out)).await?;
     ctx.out.report(&report, |r| {
-        format!("verified {} users, {} record reads", r.users, r.records_read)
+        format!(
+            "verified {} users, {} record reads",
+            r.users, r.records_read
+        )
     });
     verified(&report)
 }

@@ -23,9 +23,9 @@ pub(super) async fn start(ctx: &Ctx, code_word: Option<String>) -> Result<u8, Cl
     // for it here and the engine checks it (before preflight).
     let answer = match code_word {
         Some(w) => w,
-        None if engine.phase().await? == rekey_core::model::Phase::Legacy => prompt(
-            "Type Start to put the vault into migration mode (read-only until finalize): ",
-        )?,
+        None if engine.phase().await? == rekey_core::model::Phase::Legacy => {
+            prompt("Type Start to put the vault into migration mode (read-only until finalize): ")?
+        }
         None => String::new(),
     };
     let bar = crate::progress::bar("server keys", !ctx.out.is_json());

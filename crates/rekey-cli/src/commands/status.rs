@@ -48,9 +48,13 @@ fn text(r: &StatusReport, all: bool) -> String {
         r.progress.blocked, r.progress.unresolved_non_migratable
     );
     if let (Some(rate), Some(eta)) = (r.rate_principals_per_minute, r.eta_minutes) {
-        let _ = writeln!(t, "  rate: {rate:.1} principals/min   estimate: {eta:.1} min left");
+        let _ = writeln!(
+            t,
+            "  rate: {rate:.1} principals/min   estimate: {eta:.1} min left"
+        );
     }
-    let remaining = r.progress.users.remaining + r.progress.roles.remaining + r.progress.services.remaining;
+    let remaining =
+        r.progress.users.remaining + r.progress.roles.remaining + r.progress.services.remaining;
     if !r.pending.is_empty() {
         let more = if all || remaining as usize <= r.pending.len() {
             ""

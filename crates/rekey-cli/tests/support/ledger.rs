@@ -13,9 +13,10 @@ use rekey_core::{
     Curve, EcPrivateKey, GrantBinding, GrantOpener, Kek, KeyBinding, KeyPairId, PrincipalId,
     PrivateKey, RecordId, Subject, VaultId,
 };
-use rekey_engine::KeyDir;
-use rekey_engine::demo::{Credentials, record_plaintext};
-use rekey_engine::password::master_secret;
+use rekey_demo::Credentials;
+use rekey_demo::generate::record_plaintext;
+use rekey_demo::password::master_secret;
+use rekey_keys::KeyDir;
 use rekey_storage::Vault;
 use std::collections::BTreeMap;
 

@@ -17,10 +17,6 @@ pub const ROLES: usize = 3;
 /// The backup passphrase of the test vaults.
 pub const PASSPHRASE: &str = "crash test backup passphrase";
 
-pub fn require_dbs() -> bool {
-    std::env::var("REKEY_REQUIRE_DBS").is_ok_and(|v| v == "1")
-}
-
 /// A number from the environment, or `default`.
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -75,95 +71,32 @@ pub fn temp(tag: &str) -> PathBuf {
     d
 }
 
-/// Where a test vault lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
+pub use rekey_test_support::db::{Backend, block_on};
 
-impl Db {
-    pub fn name(self) -> &'static str {
-        match self {
-            Db::Sqlite => "SQLite",
-            Db::Postgres => "PostgreSQL",
-        }
-    }
-}
-
-/// A database for one vault: a SQLite file in `dir`, or a fresh
-/// PostgreSQL schema (dropped on drop). `None` with a visible "skipped"
-/// line when PostgreSQL does not answer (a failure under
-/// REKEY_REQUIRE_DBS=1).
-pub struct TestDb {
+/// The database of one test's vault: a SQLite file in the test's
+/// directory, or a throw-away PostgreSQL schema (dropped with this).
+#[derive(Debug)]
+pub struct VaultDb {
     pub url: String,
-    schema: Option<(String, String)>,
+    _db: Option<rekey_test_support::db::TestDb>,
 }
 
-impl TestDb {
-    pub fn create(db: Db, dir: &Path) -> Option<Self> {
-        match db {
-            Db::Sqlite => Some(Self {
+impl VaultDb {
+    pub fn new(backend: Backend, dir: &Path) -> Self {
+        match backend {
+            Backend::Sqlite => Self {
                 url: format!("sqlite://{}?mode=rwc", dir.join("vault.db").display()),
-                schema: None,
-            }),
-            Db::Postgres => {
-                let base = postgres_base();
-                let schema = format!("rekey_crash_{}", unique());
-                match block_on(pg_exec(&base, &format!("CREATE SCHEMA {schema}"))) {
-                    Ok(()) => Some(Self {
-                        url: format!("{base}?options[search_path]={schema}"),
-                        schema: Some((base, schema)),
-                    }),
-                    Err(e) => {
-                        assert!(
-                            !require_dbs(),
-                            "no PostgreSQL at {base} ({e}), and REKEY_REQUIRE_DBS=1 requires it"
-                        );
-                        eprintln!("skipped: no PostgreSQL at {base} ({e})");
-                        None
-                    }
+                _db: None,
+            },
+            other => {
+                let db = rekey_test_support::db::TestDb::create_blocking(other);
+                Self {
+                    url: db.url.clone(),
+                    _db: Some(db),
                 }
             }
         }
     }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((base, schema)) = &self.schema {
-            let _ = block_on(pg_exec(
-                base,
-                &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-            ));
-        }
-    }
-}
-
-pub fn postgres_base() -> String {
-    std::env::var("REKEY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
-}
-
-pub async fn pg_exec(url: &str, sql: &str) -> Result<(), sea_orm::DbErr> {
-    use sea_orm::ConnectionTrait;
-    let mut o = sea_orm::ConnectOptions::new(url.to_owned());
-    o.connect_timeout(Duration::from_secs(3))
-        .max_connections(1)
-        .sqlx_logging(false);
-    let conn = sea_orm::Database::connect(o).await?;
-    conn.execute_unprepared(sql).await?;
-    conn.close().await
-}
-
-/// Runs a future to completion on a small runtime of its own (the tests
-/// are plain `#[test]`s driving processes).
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// The `rekey` binary on one vault, run in `dir` (key directory
@@ -178,14 +111,7 @@ impl Rekey {
     pub fn new(dir: &Path, url: &str) -> Self {
         let cache = dir.join("keys.cache");
         if !cache.exists() {
-            std::fs::copy(
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/demo-keys-2048.cache"
-                ),
-                &cache,
-            )
-            .unwrap();
+            std::fs::copy(rekey_test_support::fixtures::demo_key_cache(), &cache).unwrap();
         }
         Self {
             dir: dir.to_owned(),
@@ -256,12 +182,12 @@ impl Rekey {
         ]);
         block_on(async {
             let vault = self.vault().await;
-            rekey_preflight::backup_with(
+            rekey_keys::backup_with(
                 &vault,
-                &self.dir.join("keys"),
+                &self.key_dir(),
                 &self.dir.join("certs.age"),
-                &rekey_preflight::Passphrase::new(PASSPHRASE.into()),
-                &rekey_preflight::BackupOptions {
+                &rekey_keys::Passphrase::new(PASSPHRASE.into()),
+                &rekey_keys::BackupOptions {
                     work_factor: Some(10),
                     actor: "test".into(),
                 },
@@ -272,12 +198,12 @@ impl Rekey {
         });
     }
 
-    pub fn credentials(&self) -> rekey_engine::demo::Credentials {
-        rekey_engine::demo::Credentials::load(&self.dir.join("c.json")).unwrap()
+    pub fn credentials(&self) -> rekey_demo::Credentials {
+        rekey_demo::Credentials::load(&self.dir.join("c.json")).unwrap()
     }
 
-    pub fn key_dir(&self) -> rekey_engine::KeyDir {
-        rekey_engine::KeyDir::open(self.dir.join("keys")).unwrap()
+    pub fn key_dir(&self) -> rekey_keys::KeyDir {
+        rekey_keys::KeyDir::open(self.dir.join("keys")).unwrap()
     }
 
     pub async fn vault(&self) -> rekey_storage::Vault {

@@ -360,14 +360,14 @@ mod tests {
     use super::*;
 
     fn rsa() -> LegacyRsaPublicKey {
-        let der = include_bytes!("../../rekey-core/tests/fixtures/rsa-2048-a.pk8");
-        rekey_core::LegacyRsaPrivateKey::from_pkcs8_der(der)
+        let der = include_bytes!("../../tests/fixtures/rsa-2048-a.pk8");
+        crate::LegacyRsaPrivateKey::from_pkcs8_der(der)
             .unwrap()
             .public_key()
     }
 
     fn sample() -> MigrationPackage {
-        let ec = rekey_core::EcPrivateKey::derive_from_ikm(Curve::P256, &[7u8; 32]).unwrap();
+        let ec = crate::EcPrivateKey::derive_from_ikm(Curve::P256, &[7u8; 32]).unwrap();
         let principal = PrincipalId::random();
         let legacy_key = PackageLegacyKey {
             id: KeyPairId::random(),
@@ -381,7 +381,7 @@ mod tests {
             legacy_key: legacy_key.clone(),
             pending_grants: vec![PendingGrant {
                 id: GrantId::random(),
-                subject: Subject::RecordKey(rekey_core::RecordId::random()),
+                subject: Subject::RecordKey(crate::RecordId::random()),
                 envelope_bytes: vec![1, 2, 3],
             }],
             candidates: vec![Candidate {

@@ -31,7 +31,10 @@ impl Engine {
 
     /// Issues a new provisioning token for a directory-sync profile (the
     /// old one stops working); the token is shown once.
-    pub async fn renew_directory_token(&self, profile: &str) -> Result<DirectoryToken, EngineError> {
+    pub async fn renew_directory_token(
+        &self,
+        profile: &str,
+    ) -> Result<DirectoryToken, EngineError> {
         Ok(rekey_preflight::renew_directory_token(&self.vault, profile, &self.actor).await?)
     }
 
@@ -66,10 +69,22 @@ impl Engine {
         out: &Path,
         passphrase: &Passphrase,
     ) -> Result<BackupSummary, EngineError> {
+        self.backup_certificates_with(out, passphrase, &BackupOptions::default())
+            .await
+    }
+
+    /// [`Engine::backup_certificates`] with options (a lighter scrypt work
+    /// factor, for tests); the audit log names this engine's actor.
+    pub async fn backup_certificates_with(
+        &self,
+        out: &Path,
+        passphrase: &Passphrase,
+        options: &BackupOptions,
+    ) -> Result<BackupSummary, EngineError> {
         let keys = self.require_keys("a certificate backup")?;
         let options = BackupOptions {
             actor: self.actor.clone(),
-            ..BackupOptions::default()
+            ..options.clone()
         };
         Ok(rekey_keys::backup_with(&self.vault, keys, out, passphrase, &options).await?)
     }

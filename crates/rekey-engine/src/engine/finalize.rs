@@ -4,7 +4,9 @@
 use super::{Engine, FINALIZE_BATCH, PAGE};
 use crate::error::EngineError;
 use rekey_core::lifecycle::{FinalizeFacts, Lifecycle, NAMES_SHOWN, Transition};
-use rekey_core::model::{KeyState, MigrationState, NonMigratable, Phase, PrincipalKind, Resolution};
+use rekey_core::model::{
+    KeyState, MigrationState, NonMigratable, Phase, PrincipalKind, Resolution,
+};
 use rekey_core::report::{AbortReport, FinalizeReport};
 
 impl Engine {

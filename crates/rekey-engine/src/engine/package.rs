@@ -203,7 +203,6 @@ impl Engine {
             candidates,
         })
     }
-
 }
 
 /// What [`Engine::key_index`] loads: holders and key pairs by principal.

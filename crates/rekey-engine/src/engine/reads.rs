@@ -7,8 +7,8 @@ use crate::error::EngineError;
 use rekey_core::model::{GrantRecord, KeyPairRecord, Principal, Server, Settings, Timestamp};
 use rekey_core::{KeyPairId, LegacyRsaPrivateKey, PrincipalId, VaultId};
 use rekey_keys::KeyDir;
-pub use rekey_storage::SeedReport;
 use rekey_storage::SeedData;
+pub use rekey_storage::SeedReport;
 
 impl Engine {
     /// The principal with this name, if any.
@@ -17,7 +17,10 @@ impl Engine {
     }
 
     /// The key pairs of a principal.
-    pub async fn key_pairs(&self, principal: PrincipalId) -> Result<Vec<KeyPairRecord>, EngineError> {
+    pub async fn key_pairs(
+        &self,
+        principal: PrincipalId,
+    ) -> Result<Vec<KeyPairRecord>, EngineError> {
         Ok(self.vault.key_pairs(principal).await?)
     }
 

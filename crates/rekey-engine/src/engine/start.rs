@@ -89,7 +89,9 @@ impl Engine {
             resumed: false,
             blocked_users: aside.blocked.into_iter().map(|p| p.name).collect(),
             exempt: aside.exempt.len(),
-            phase: server_phase.as_ref().map_or(Phase::ServerPhase, |s| s.phase),
+            phase: server_phase
+                .as_ref()
+                .map_or(Phase::ServerPhase, |s| s.phase),
             server_phase,
         })
     }

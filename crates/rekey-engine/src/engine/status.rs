@@ -61,7 +61,11 @@ impl Engine {
         })
     }
 
-    async fn names_in(&self, state: MigrationState, limit: u64) -> Result<Vec<String>, EngineError> {
+    async fn names_in(
+        &self,
+        state: MigrationState,
+        limit: u64,
+    ) -> Result<Vec<String>, EngineError> {
         if limit == 0 {
             return Ok(Vec::new());
         }

@@ -3,8 +3,8 @@
 
 use crate::check::{Check, CheckResult, Findings, NOTHING_TO_DO, Outcome};
 use crate::facts::{CertificateFacts, Facts};
-use rekey_keys::KeyFileState;
 use crate::time::iso8601;
+use rekey_keys::KeyFileState;
 
 /// For every certificate: a backup digest recorded by `rekey cert backup`
 /// (which only records after decrypting the file it wrote), newer than the

@@ -3,37 +3,30 @@
 #![allow(dead_code, unreachable_pub)]
 
 use hyper::{Method, StatusCode};
-use rekey_core::LegacyRsaPrivateKey;
+use rekey_client::{HttpClient, MigrationApi};
 use rekey_core::PrincipalId;
 use rekey_core::bundle::{BuildOptions, Unlock, build_bundle};
 use rekey_core::model::Progress;
-use rekey_engine::demo::{Credentials, DemoSpec, generate};
-use rekey_engine::keycache::KeySource;
-use rekey_engine::password::master_secret;
+use rekey_demo::password::master_secret;
+use rekey_demo::{Credentials, DemoSpec, KeySource, generate};
 use rekey_engine::{Engine, KeyDir};
-use rekey_server::{AppState, HttpClient, ServerConfig};
+use rekey_keys::{BackupOptions, Passphrase};
+use rekey_server::{AppState, ServerConfig};
 use rekey_storage::Vault;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use rekey_test_support::fixtures::rsa_2048 as fixture_keys;
+
 pub const TOKEN: &str = "test-admin-token-0123456789";
 pub const MAX_BUNDLE: usize = 256 * 1024;
 
-pub fn fixture_keys() -> Vec<LegacyRsaPrivateKey> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rekey-core/tests/fixtures");
-    ["a", "b", "c", "d", "e", "f", "g", "h"]
-        .iter()
-        .map(|c| {
-            let der = std::fs::read(format!("{dir}/rsa-2048-{c}.pk8")).unwrap();
-            LegacyRsaPrivateKey::from_pkcs8_der(&der).unwrap()
-        })
-        .collect()
-}
-
 pub struct Harness {
     pub dir: PathBuf,
-    /// The operator's view of the vault (the test's own connection).
+    /// The operator's engine on the vault (the test's own connection).
     pub engine: Engine,
+    /// The test's own handle on the vault, to look at what was written.
+    pub vault: Vault,
     pub creds: Credentials,
     pub admin: HttpClient,
     pub anon: HttpClient,
@@ -47,11 +40,10 @@ impl Harness {
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
         let keys = dir.join("keys");
-        let vault = Vault::init(&url).await.unwrap();
-        let engine = Engine::new(vault, Some(KeyDir::open(&keys).unwrap()), "test");
-        rekey_preflight::begin_preparation(engine.vault(), "test")
+        let engine = Engine::init(&url, Some(KeyDir::open(&keys).unwrap()), "test")
             .await
             .unwrap();
+        engine.begin_preparation().await.unwrap();
         // 4 users + 1 role + 3 services = the 8 fixture keys.
         let spec = DemoSpec {
             users: 4,
@@ -62,19 +54,21 @@ impl Harness {
             with_problems: false,
         };
         let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
-        engine.seed_demo(&demo).await.unwrap();
-        rekey_preflight::backup_with(
-            engine.vault(),
-            &keys,
-            &dir.join("certificates.age"),
-            &rekey_preflight::Passphrase::new("test passphrase".into()),
-            &rekey_preflight::BackupOptions {
-                work_factor: Some(10),
-                actor: "test".into(),
-            },
-        )
-        .await
-        .unwrap();
+        engine
+            .seed(demo.vault, &demo.data, &demo.server_keys)
+            .await
+            .unwrap();
+        engine
+            .backup_certificates_with(
+                &dir.join("certificates.age"),
+                &Passphrase::new("test passphrase".into()),
+                &BackupOptions {
+                    work_factor: Some(10),
+                    ..BackupOptions::default()
+                },
+            )
+            .await
+            .unwrap();
 
         // The server opens the vault on its own, as the binary does.
         let mut config = ServerConfig::new(&url, &keys, TOKEN).unwrap();
@@ -82,11 +76,9 @@ impl Harness {
         // takes its place (preflight wants exactly one active server).
         config.server_name = rekey_engine::host_name();
         config.max_bundle_bytes = MAX_BUNDLE;
-        let server_engine = Engine::new(
-            Vault::open(&url).await.unwrap(),
-            Some(KeyDir::open(&keys).unwrap()),
-            "server:test",
-        );
+        let server_engine = Engine::open(&url, Some(KeyDir::open(&keys).unwrap()), "server:test")
+            .await
+            .unwrap();
         let state = AppState::new(server_engine, &config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -103,6 +95,7 @@ impl Harness {
         let admin = anon.clone().with_admin_token(TOKEN);
         Self {
             dir,
+            vault: Vault::open(&url).await.unwrap(),
             engine,
             creds: demo.credentials,
             admin,
@@ -114,7 +107,7 @@ impl Harness {
 
     /// What must not change when a request is refused.
     pub async fn snapshot(&self) -> (Progress, usize, i64) {
-        let v = self.engine.vault();
+        let v = &self.vault;
         (
             v.progress().await.unwrap(),
             v.audit_events(0, 1_000_000).await.unwrap().len(),
@@ -137,7 +130,8 @@ impl Harness {
         (status, v)
     }
 
-    /// Asserts an error status with a JSON {error, hint} body and no write.
+    /// Asserts an error status with a JSON {error, code, hint} body and no
+    /// write; answers the error message.
     pub async fn refused(
         &self,
         expected: StatusCode,
@@ -151,6 +145,12 @@ impl Harness {
         assert_eq!(status, expected, "{method} {path}: {v}");
         let error = v["error"].as_str().expect("error message").to_owned();
         assert!(v["hint"].as_str().is_some_and(|h| !h.is_empty()), "{v}");
+        assert!(
+            v["code"].as_str().is_some_and(
+                |c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            ),
+            "a stable snake_case code: {v}"
+        );
         assert_eq!(
             self.snapshot().await,
             before,

@@ -1,6 +1,6 @@
-//! A temporary SQLite vault seeded for preparation tests.
-
-#![allow(dead_code, unreachable_pub)]
+//! A small legacy vault on a temporary SQLite file, with one certificate
+//! whose key is in a key directory beside it: what the preflight and
+//! certificate-backup tests start from.
 
 use rekey_core::ids::{GrantId, KeyPairId, PrincipalId, RecordId, Subject};
 use rekey_core::model::{
@@ -9,25 +9,35 @@ use rekey_core::model::{
     RecordRow, Server, ServiceKind, Settings, Timestamp, UserStatus,
 };
 use rekey_core::{LegacyRsaPrivateKey, Scheme, wrap_legacy_grant};
-use rekey_preflight::fingerprint;
 use rekey_storage::{SeedData, Vault};
 use std::path::{Path, PathBuf};
 
-pub const CERT_KEY: &[u8] = include_bytes!("../../../rekey-core/tests/fixtures/rsa-2048-b.pk8");
-pub const USER_KEY: &[u8] = include_bytes!("../../../rekey-core/tests/fixtures/rsa-2048-c.pk8");
-pub const OTHER_KEY: &[u8] = include_bytes!("../../../rekey-core/tests/fixtures/rsa-2048-d.pk8");
+/// The certificate's key.
+pub const CERT_KEY: &[u8] = include_bytes!("../../rekey-core/tests/fixtures/rsa-2048-b.pk8");
+/// Alice's key.
+pub const USER_KEY: &[u8] = include_bytes!("../../rekey-core/tests/fixtures/rsa-2048-c.pk8");
+/// Every other principal's key.
+pub const OTHER_KEY: &[u8] = include_bytes!("../../rekey-core/tests/fixtures/rsa-2048-d.pk8");
 
 /// A directory removed on drop.
+/// A temporary directory, removed on drop.
+#[derive(Debug)]
 pub struct TempDir(PathBuf);
 
 impl TempDir {
+    /// A fresh directory named after `label`.
+    #[must_use]
     pub fn new(label: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("rekey-preflight-{label}-{}", uuid::Uuid::new_v4()));
+        let dir = std::env::temp_dir().join(format!(
+            "rekey-preflight-{label}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
 
+    /// The directory.
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.0
     }
@@ -39,10 +49,14 @@ impl Drop for TempDir {
     }
 }
 
+/// Now.
+#[must_use]
 pub fn now() -> Timestamp {
     Timestamp::now()
 }
 
+/// An active, pending principal of this kind.
+#[must_use]
 pub fn principal(name: &str, kind: PrincipalKind, status: UserStatus) -> Principal {
     Principal {
         id: PrincipalId::random(),
@@ -59,6 +73,8 @@ pub fn principal(name: &str, kind: PrincipalKind, status: UserStatus) -> Princip
     }
 }
 
+/// A legacy key pair of `owner` for the key `der`.
+#[must_use]
 pub fn legacy_key_pair(owner: &Principal, der: &[u8]) -> KeyPairRecord {
     let key = LegacyRsaPrivateKey::from_pkcs8_der(der).unwrap();
     KeyPairRecord {
@@ -71,12 +87,17 @@ pub fn legacy_key_pair(owner: &Principal, der: &[u8]) -> KeyPairRecord {
     }
 }
 
+/// The certificate fingerprint of the key `der`.
+#[must_use]
 pub fn key_fingerprint(der: &[u8]) -> String {
-    let key = LegacyRsaPrivateKey::from_pkcs8_der(der).unwrap();
-    fingerprint(key.public_key().to_spki_der())
+    LegacyRsaPrivateKey::from_pkcs8_der(der)
+        .unwrap()
+        .public_key()
+        .fingerprint()
 }
 
 /// What a seeded vault holds.
+#[derive(Debug)]
 pub struct Seeded {
     pub vault: Vault,
     pub dir: TempDir,
