@@ -50,8 +50,10 @@ fn demo_runs_to_a_verified_finalized_vault_with_json_summary() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["verified"], true);
-    assert!(v["grants_rewrapped"].as_u64().unwrap() > 0);
+    assert_eq!(v["verify"]["mismatches"], serde_json::json!([]), "{v}");
+    assert!(v["verify"]["users"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["logins"]["grants"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["legacy_rows_deleted"].as_u64().unwrap() > 0, "{v}");
     // The vault it left is completed.
     let db = format!(
         "sqlite://{}?mode=rwc",
@@ -71,24 +73,32 @@ fn demo_runs_to_a_verified_finalized_vault_with_json_summary() {
     assert!(String::from_utf8_lossy(&ab.stderr).contains("hint:"));
 }
 
-#[test]
-fn bad_input_is_refused_with_distinct_codes_and_changes_nothing() {
-    let dir = temp();
-    let db = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
-    let creds = dir.join("c.json");
+/// Seeds a small demo vault into `db` from the fixture key cache (no RSA
+/// key generation) and backs up its certificates, so preflight lets
+/// `start` through.
+fn seeded(dir: &std::path::Path, db: &str, creds: &str) {
+    std::fs::copy(
+        rekey_test_support::fixtures::demo_key_cache(),
+        dir.join("cache.bin"),
+    )
+    .unwrap();
     let seed = rekey(
-        &dir,
+        dir,
         &[
             "--db",
-            &db,
+            db,
             "demo",
             "--users",
-            "6",
+            "10",
             "--roles",
-            "1",
+            "3",
+            "--records",
+            "40",
+            "--key-cache",
+            "cache.bin",
             "seed",
             "--credentials",
-            creds.to_str().unwrap(),
+            creds,
         ],
     );
     assert!(
@@ -96,79 +106,183 @@ fn bad_input_is_refused_with_distinct_codes_and_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&seed.stderr)
     );
-    let _ = rekey(&dir, &["--db", &db, "cert-backup", "--out", "b.age"]);
+    std::fs::write(dir.join("pass"), "pw for the test").unwrap();
+    let backup = rekey(
+        dir,
+        &[
+            "--db",
+            db,
+            "cert",
+            "backup",
+            "--out",
+            "b.age",
+            "--passphrase-file",
+            "pass",
+        ],
+    );
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+}
 
-    // Wrong code word: exit 3, still legacy.
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Each documented exit code, from a real refusal, with its hint; the
+/// vault unchanged by every one.
+#[test]
+fn every_documented_exit_code_comes_with_a_hint_and_changes_nothing() {
+    let dir = temp();
+    let db = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+    seeded(&dir, &db, "c.json");
+    let status = || {
+        let st = rekey(&dir, &["--db", &db, "--format", "json", "status"]);
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        (v["phase"].clone(), v["progress"].clone())
+    };
+    let legacy = status();
+    assert_eq!(legacy.0, "legacy");
+
+    // 2: bad arguments (clap), and a demo spec that cannot be.
+    let bad = rekey(&dir, &["--db", &db, "start", "--no-such-flag"]);
+    assert_eq!(code(&bad), Some(2), "{}", stderr(&bad));
+    let spec = rekey(
+        &dir,
+        &[
+            "--db",
+            "sqlite://x.db?mode=rwc",
+            "demo",
+            "--users",
+            "1",
+            "seed",
+        ],
+    );
+    assert_eq!(code(&spec), Some(2), "{}", stderr(&spec));
+    assert!(stderr(&spec).contains("--users") && stderr(&spec).contains("hint:"));
+    // 3: the code word, exactly; nothing changed.
     let s = rekey(&dir, &["--db", &db, "start", "--code-word", "start"]);
-    assert_eq!(s.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&s.stderr).contains("Start"));
-    let st = rekey(&dir, &["--db", &db, "--format", "json", "status"]);
-    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    assert_eq!(v["phase"], "legacy");
-
-    // A database that does not answer: exit 5, names the URL without the password.
-    let bad = rekey(
+    assert_eq!(code(&s), Some(3), "{}", stderr(&s));
+    assert!(stderr(&s).contains("Start") && stderr(&s).contains("hint:"));
+    assert_eq!(status(), legacy);
+    // 5: a database that does not answer, named without its password.
+    let unreachable = rekey(
         &dir,
         &["--db", "postgres://u:secretpw@127.0.0.1:1/x", "status"],
     );
-    assert_eq!(bad.status.code(), Some(5));
-    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(code(&unreachable), Some(5));
+    let err = stderr(&unreachable);
     assert!(
         err.contains("127.0.0.1:1") && !err.contains("secretpw"),
         "{err}"
     );
-
-    // Unknown user: exit 6 (needs a started migration to get that far).
-    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&creds).unwrap()).unwrap();
-    let _ = c;
-    let s = rekey(
+    // 8: an unusable file (a backup that is not one, a credentials file
+    // that does not parse).
+    std::fs::write(dir.join("junk.age"), b"not an age file").unwrap();
+    let junk = rekey(
         &dir,
         &[
             "--db",
             &db,
-            "--key-dir",
-            "rekey-keys",
-            "start",
-            "--code-word",
-            "Start",
+            "cert",
+            "verify",
+            "junk.age",
+            "--passphrase-file",
+            "pass",
         ],
     );
-    if s.status.success() {
-        let u = rekey(
-            &dir,
-            &["--db", &db, "login", "--user", "nobody", "--password", "x"],
-        );
-        assert_eq!(u.status.code(), Some(6));
-        // login-all with one wrong password: exit 6 (not 3), names the user.
-        let mut bad: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&creds).unwrap()).unwrap();
-        let users = bad["users"].as_object_mut().unwrap();
-        let victim = users.keys().next().unwrap().clone();
-        users.get_mut(&victim).unwrap()["password"] = "not the password".into();
-        std::fs::write(dir.join("bad.json"), bad.to_string()).unwrap();
-        let all = rekey(
-            &dir,
-            &[
-                "--db",
-                &db,
-                "demo",
-                "--concurrency",
-                "1",
-                "login-all",
-                "--credentials",
-                "bad.json",
-            ],
-        );
-        assert_eq!(all.status.code(), Some(6));
-        assert!(String::from_utf8_lossy(&all.stderr).contains(&victim));
-        // Finalize with users pending: exit 3, names them.
-        let f = rekey(&dir, &["--db", &db, "finalize"]);
-        assert_eq!(f.status.code(), Some(3));
-        assert!(String::from_utf8_lossy(&f.stderr).contains("pending"));
-        // Start twice: exit 3.
-        let again = rekey(&dir, &["--db", &db, "start", "--code-word", "Start"]);
-        assert_eq!(again.status.code(), Some(3));
-    }
+    assert_eq!(code(&junk), Some(8), "{}", stderr(&junk));
+    assert!(stderr(&junk).contains("hint:"));
+    std::fs::write(dir.join("junk.json"), b"{").unwrap();
+    let creds = rekey(&dir, &["--db", &db, "verify", "--credentials", "junk.json"]);
+    assert_eq!(code(&creds), Some(8), "{}", stderr(&creds));
+
+    let start = rekey(&dir, &["--db", &db, "start", "--code-word", "Start"]);
+    assert_eq!(code(&start), Some(0), "{}", stderr(&start));
+    let started = status();
+    assert_eq!(started.0, "user_phase");
+
+    // 6: an unknown user, a wrong password (in-process and through a
+    // run of logins, which names the user).
+    let u = rekey(
+        &dir,
+        &["--db", &db, "login", "--user", "nobody", "--password", "x"],
+    );
+    assert_eq!(code(&u), Some(6), "{}", stderr(&u));
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("c.json")).unwrap()).unwrap();
+    let victim = c["users"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let w = rekey(
+        &dir,
+        &[
+            "--db",
+            &db,
+            "login",
+            "--user",
+            &victim,
+            "--password",
+            "wrong",
+        ],
+    );
+    assert_eq!(code(&w), Some(6), "{}", stderr(&w));
+    let mut bad: serde_json::Value = c.clone();
+    bad["users"][&victim]["password"] = "not the password".into();
+    std::fs::write(dir.join("bad.json"), bad.to_string()).unwrap();
+    let all = rekey(
+        &dir,
+        &[
+            "--db",
+            &db,
+            "demo",
+            "--concurrency",
+            "1",
+            "login-all",
+            "--credentials",
+            "bad.json",
+        ],
+    );
+    assert_eq!(code(&all), Some(6), "{}", stderr(&all));
+    assert!(stderr(&all).contains(&victim));
+    // 3: finalize while users are pending names them; start again.
+    let f = rekey(&dir, &["--db", &db, "finalize"]);
+    assert_eq!(code(&f), Some(3), "{}", stderr(&f));
+    assert!(stderr(&f).contains("pending"));
+    let again = rekey(&dir, &["--db", &db, "start", "--code-word", "Start"]);
+    assert_eq!(code(&again), Some(3), "{}", stderr(&again));
+    assert_eq!(status().0, "user_phase");
+
+    // 7: a vault that no longer gives a user what it should (records
+    // deleted behind its back once the vault is writable again).
+    let ok = rekey(
+        &dir,
+        &["--db", &db, "demo", "login-all", "--credentials", "c.json"],
+    );
+    assert_eq!(code(&ok), Some(0), "{}", stderr(&ok));
+    let fin = rekey(&dir, &["--db", &db, "finalize"]);
+    assert_eq!(code(&fin), Some(0), "{}", stderr(&fin));
+    rekey_test_support::db::block_on(async {
+        use sea_orm::ConnectionTrait;
+        let conn = sea_orm::Database::connect(&db).await.unwrap();
+        conn.execute_unprepared("DELETE FROM record WHERE id IN (SELECT id FROM record LIMIT 3)")
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    });
+    let v = rekey(&dir, &["--db", &db, "verify", "--credentials", "c.json"]);
+    assert_eq!(code(&v), Some(7), "{}", stderr(&v));
+    assert!(stderr(&v).contains("hint:"));
 }
 
 /// Kills the server when the test ends, however it ends.
@@ -185,46 +299,7 @@ impl Drop for Serve {
 fn a_demo_vault_migrates_through_rekey_serve() {
     let dir = temp();
     let db = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
-    let seed = rekey(
-        &dir,
-        &[
-            "--db",
-            &db,
-            "demo",
-            "--users",
-            "8",
-            "--roles",
-            "2",
-            "--key-cache",
-            "cache.bin",
-            "seed",
-            "--credentials",
-            "c.json",
-        ],
-    );
-    assert!(
-        seed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&seed.stderr)
-    );
-    std::fs::write(dir.join("pass"), "pw for the test").unwrap();
-    assert!(
-        rekey(
-            &dir,
-            &[
-                "--db",
-                &db,
-                "cert",
-                "backup",
-                "--out",
-                "b.age",
-                "--passphrase-file",
-                "pass"
-            ]
-        )
-        .status
-        .success()
-    );
+    seeded(&dir, &db, "c.json");
     let start = rekey(&dir, &["--db", &db, "start", "--code-word", "Start"]);
     assert!(
         start.status.success(),
@@ -277,6 +352,7 @@ fn a_demo_vault_migrates_through_rekey_serve() {
     );
     let v: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
     assert!(v["grants"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["legacy_unwraps"].as_u64().unwrap() > 0, "{v}");
     drop(server);
     let fin = rekey(&dir, &["--db", &db, "finalize"]);
     assert!(

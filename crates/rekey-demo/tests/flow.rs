@@ -101,6 +101,7 @@ async fn managed_only_role_flow(url: &str) {
         .await
         .unwrap();
     let vault = Vault::open(url).await.unwrap();
+    engine.begin_preparation().await.unwrap();
     let spec = spec();
     let mut demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
     // Hand every e2ee member of the role to the directory: a grant of its

@@ -376,7 +376,8 @@ async fn whole_migration_over_http_with_every_refusal() {
     for line in [
         format!("rekey_bundles_applied_total {}", names.len()),
         "rekey_bundles_refused_total{reason=\"signature\"} 2".to_owned(),
-        "rekey_bundles_refused_total{reason=\"conflict\"} 1".to_owned(),
+        // The replay, posted twice (raw, and through the client).
+        "rekey_bundles_refused_total{reason=\"conflict\"} 2".to_owned(),
         "rekey_bundles_refused_total{reason=\"too_large\"} 1".to_owned(),
         "rekey_bundles_refused_total{reason=\"wrong_phase\"} 1".to_owned(),
         "rekey_bundles_refused_total{reason=\"malformed\"} 4".to_owned(),
@@ -385,7 +386,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         "rekey_migration_phase{phase=\"user_phase\"} 1".to_owned(),
         format!(
             "rekey_http_request_duration_seconds_count{{method=\"POST\",route=\"/v1/principals/{{id}}/bundle\"}} {}",
-            10 + names.len() - 1
+            11 + names.len() - 1
         ),
     ] {
         assert!(m.contains(&line), "missing {line:?} in\n{m}");
