@@ -451,3 +451,48 @@ fn rsa_keys_round_trip_through_their_encodings() {
     assert!(LegacyRsaPrivateKey::from_pkcs8_der(b"not a key").is_err());
     assert!(format!("{key:?}").contains("[redacted]"));
 }
+
+/// Storage of a 10,000-grant user's batch: every batch grant carries the
+/// whole `enc`, so X-Wing's 1,120-byte encapsulation dominates. Run with
+/// `--nocapture` to see the figures; the asserts pin them.
+#[test]
+fn batch_storage_for_a_10000_grant_user() {
+    const GRANTS: usize = 10_000;
+    let vault = VaultId::random();
+    let me = PrincipalId::random();
+    let record_key = [0x42u8; 32];
+    let measure = |sealer: &BatchSealer| -> usize {
+        (0..GRANTS)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                let env = sealer
+                    .seal(
+                        &mut OsRng,
+                        Subject::RecordKey(RecordId::from_bytes(id)),
+                        &record_key,
+                    )
+                    .unwrap();
+                env.as_bytes().len()
+            })
+            .sum()
+    };
+    let ec = ec_key(Curve::P256);
+    let p256 = measure(&BatchSealer::new(&mut OsRng, &ec_public(&ec), vault, me).unwrap());
+    let hybrid = hybrid_key();
+    let xwing =
+        measure(&BatchSealer::new_hybrid(&mut OsRng, &xwing_public(&hybrid), vault, me).unwrap());
+    // header 4 ‖ enc ‖ nonce 12 ‖ 32-byte record key ‖ tag 16
+    assert_eq!(p256, GRANTS * (4 + 65 + 12 + 32 + 16));
+    assert_eq!(xwing, GRANTS * (4 + 1120 + 12 + 32 + 16));
+    // The alternative layout (not implemented): the enc stored once per
+    // batch (header 4 ‖ enc 1120), each grant naming it by its SHA-256.
+    let referenced = (4 + 1120) + GRANTS * (4 + 32 + 12 + 32 + 16);
+    eprintln!(
+        "{GRANTS} batch grants: P-256 {p256} B ({} B/grant); X-Wing, enc repeated {xwing} B \
+         ({} B/grant); X-Wing, enc once per batch {referenced} B ({:.1} B/grant)",
+        p256 / GRANTS,
+        xwing / GRANTS,
+        referenced as f64 / GRANTS as f64,
+    );
+}
