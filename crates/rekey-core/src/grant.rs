@@ -8,9 +8,9 @@
 //! [`GrantOpener`] caches the decapsulation per `enc`, so a client reading
 //! a batch pays one decapsulation, not one per grant.
 //!
-//! Every scheme goes through the same code, generic over the KEM
-//! ([`hpke::Kem`]); only the `info` and exporter-context bytes of
-//! [`crate::labels`] and the scheme id in them differ.
+//! Every scheme goes through the same code, generic over the KEM (the
+//! crate's HPKE `Kem` trait); only the scheme id differs, inside the same
+//! `info` and exporter-context bytes of [`crate::labels`].
 
 use crate::crypto::ec::{EcPrivateKey, EcPublicKey};
 use crate::crypto::hpke::{DhKem, Kem};

@@ -7,9 +7,9 @@
 //! [`XWingPublicKey`]); the other two are here because X-Wing is built from
 //! the same parts and the official vectors exercise them.
 //!
-//! ML-KEM-768 runs on AWS-LC ([`super::mlkem`]), X25519 on AWS-LC through
-//! aws-lc-rs, P-256 through [`super::ec`]; the combiner is SHA3-256 and
-//! the seed expansion SHAKE256 (RustCrypto `sha3`).
+//! ML-KEM-768 runs on AWS-LC (the crate's `mlkem` module), X25519 on
+//! AWS-LC through aws-lc-rs, P-256 through [`super::ec`]; the combiner is
+//! SHA3-256 and the seed expansion SHAKE256 (RustCrypto `sha3`).
 //!
 //! A hybrid key pair is its 32-byte seed. Expanding it:
 //!
