@@ -284,6 +284,15 @@ mod tests {
     }
 
     #[test]
+    fn keys_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<HybridPrivateKey>();
+        send_sync::<HybridPublicKey>();
+        send_sync::<crate::crypto::PrivateKey>();
+        send_sync::<crate::grant::BatchSealer>();
+    }
+
+    #[test]
     fn debug_is_redacted() {
         let sk = HybridPrivateKey::generate(&mut OsRng).unwrap();
         let hex: String = sk
