@@ -1,12 +1,15 @@
 //! µs per operation for every scheme: legacy RSA unwrap (the migration's
-//! floor), HPKE single seal/open, batch seal/open per grant, KEK wrap.
+//! floor), HPKE single seal/open, batch seal/open per grant and batch setup
+//! (P-256, P-521 and the post-quantum hybrid X-Wing), KEK wrap.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand_core::OsRng;
 use rekey_benches::rsa_fixture;
-use rekey_core::kek::{unwrap_private_key, wrap_private_key};
+use rekey_core::kek::{
+    unwrap_hybrid_private_key, unwrap_private_key, wrap_hybrid_private_key, wrap_private_key,
+};
 use rekey_core::*;
 use std::hint::black_box;
 
@@ -76,6 +79,45 @@ fn hpke(c: &mut Criterion) {
             bench.iter(|| BatchSealer::new(&mut OsRng, black_box(&pk), b.vault, recipient).unwrap())
         });
     }
+
+    // The post-quantum hybrid: X-Wing (ML-KEM-768 + X25519) for grants.
+    let sk = HybridPrivateKey::generate(&mut OsRng).unwrap();
+    let pk = sk.public_key().kem_key().clone();
+    let key = PrivateKey::Hybrid(sk);
+    let name = "XWing";
+    group.bench_function(BenchmarkId::new("single_seal", name), |bench| {
+        bench.iter(|| seal_hybrid_grant(&mut OsRng, &pk, &b, black_box(&secret)).unwrap())
+    });
+    let env = seal_hybrid_grant(&mut OsRng, &pk, &b, &secret).unwrap();
+    group.bench_function(BenchmarkId::new("single_open", name), |bench| {
+        bench.iter(|| open_grant(&key, &b, black_box(&env)).unwrap())
+    });
+    let sealer = BatchSealer::new_hybrid(&mut OsRng, &pk, b.vault, recipient).unwrap();
+    group.bench_function(BenchmarkId::new("batch_seal_per_grant", name), |bench| {
+        bench.iter(|| {
+            sealer
+                .seal(&mut OsRng, b.subject, black_box(&secret))
+                .unwrap()
+        })
+    });
+    let env = sealer.seal(&mut OsRng, b.subject, &secret).unwrap();
+    let mut opener = GrantOpener::new(&key);
+    opener.open(&b, &env).unwrap();
+    group.bench_function(BenchmarkId::new("batch_open_per_grant", name), |bench| {
+        bench.iter(|| opener.open(&b, black_box(&env)).unwrap())
+    });
+    group.bench_function(BenchmarkId::new("batch_setup", name), |bench| {
+        bench.iter(|| {
+            BatchSealer::new_hybrid(&mut OsRng, black_box(&pk), b.vault, recipient).unwrap()
+        })
+    });
+    // What a reader pays for the first grant of a batch: decapsulation.
+    group.bench_function(BenchmarkId::new("batch_open_first_grant", name), |bench| {
+        bench.iter(|| GrantOpener::new(&key).open(&b, black_box(&env)).unwrap())
+    });
+    group.bench_function(BenchmarkId::new("key_generation", name), |bench| {
+        bench.iter(|| HybridPrivateKey::generate(&mut OsRng).unwrap())
+    });
     group.finish();
 }
 
@@ -97,6 +139,16 @@ fn kek(c: &mut Criterion) {
     });
     group.bench_function("unwrap_p256_key", |bench| {
         bench.iter(|| unwrap_private_key(&kek, &kb, black_box(&env)).unwrap())
+    });
+    // Unwrapping a hybrid key includes expanding its seed (ML-KEM key
+    // generation, X25519 and P-256 public keys).
+    let hybrid = HybridPrivateKey::generate(&mut OsRng).unwrap();
+    let env = wrap_hybrid_private_key(&mut OsRng, &kek, &kb, &hybrid).unwrap();
+    group.bench_function("wrap_hybrid_key", |bench| {
+        bench.iter(|| wrap_hybrid_private_key(&mut OsRng, &kek, &kb, black_box(&hybrid)).unwrap())
+    });
+    group.bench_function("unwrap_hybrid_key", |bench| {
+        bench.iter(|| unwrap_hybrid_private_key(&kek, &kb, black_box(&env)).unwrap())
     });
     group.finish();
 }

@@ -54,6 +54,15 @@ pub enum Scheme {
     /// The batch form of the P-521 suite.
     #[serde(rename = "hpke-p521-sha512-aes256gcm-export")]
     HpkeP521Export,
+    /// HPKE base mode with the post-quantum hybrid KEM MLKEM768-X25519
+    /// ("X-Wing", KEM 0x647a, draft-ietf-hpke-pq), HKDF-SHA256,
+    /// AES-256-GCM; one encapsulation per grant.
+    #[serde(rename = "hpke-mlkem768-x25519-sha256-aes256gcm")]
+    HpkeMlKem768X25519,
+    /// The batch form of the X-Wing suite. Every grant repeats its batch's
+    /// 1,120-byte `enc`, as the elliptic-curve batch schemes do.
+    #[serde(rename = "hpke-mlkem768-x25519-sha256-aes256gcm-export")]
+    HpkeMlKem768X25519Export,
     /// A private key under its owner's key-encryption key: AES-256-GCM,
     /// 96-bit random nonce.
     #[serde(rename = "aes256gcm-kek")]
@@ -62,7 +71,7 @@ pub enum Scheme {
 
 impl Scheme {
     /// Every scheme, in id order.
-    pub const ALL: [Scheme; 8] = [
+    pub const ALL: [Scheme; 10] = [
         Scheme::RsaOaepSha1,
         Scheme::RsaOaepSha256,
         Scheme::RsaOaepSha256Mgf1Sha1,
@@ -70,6 +79,8 @@ impl Scheme {
         Scheme::HpkeP256Export,
         Scheme::HpkeP521,
         Scheme::HpkeP521Export,
+        Scheme::HpkeMlKem768X25519,
+        Scheme::HpkeMlKem768X25519Export,
         Scheme::Aes256GcmKek,
     ];
 
@@ -84,6 +95,8 @@ impl Scheme {
             Scheme::HpkeP256Export => 0x11,
             Scheme::HpkeP521 => 0x12,
             Scheme::HpkeP521Export => 0x13,
+            Scheme::HpkeMlKem768X25519 => 0x14,
+            Scheme::HpkeMlKem768X25519Export => 0x15,
             Scheme::Aes256GcmKek => 0x20,
         }
     }
@@ -105,6 +118,8 @@ impl Scheme {
             Scheme::HpkeP256Export => "hpke-p256-sha256-aes256gcm-export",
             Scheme::HpkeP521 => "hpke-p521-sha512-aes256gcm",
             Scheme::HpkeP521Export => "hpke-p521-sha512-aes256gcm-export",
+            Scheme::HpkeMlKem768X25519 => "hpke-mlkem768-x25519-sha256-aes256gcm",
+            Scheme::HpkeMlKem768X25519Export => "hpke-mlkem768-x25519-sha256-aes256gcm-export",
             Scheme::Aes256GcmKek => "aes256gcm-kek",
         }
     }
@@ -125,7 +140,8 @@ impl Scheme {
         )
     }
 
-    /// HPKE schemes (single or batch, either curve): the new grants.
+    /// HPKE schemes (single or batch, elliptic-curve or post-quantum
+    /// hybrid): the new grants.
     #[must_use]
     pub fn is_hpke(self) -> bool {
         self.enc_len().is_some()
@@ -137,6 +153,7 @@ impl Scheme {
         match self {
             Scheme::HpkeP256 | Scheme::HpkeP256Export => Some(65),
             Scheme::HpkeP521 | Scheme::HpkeP521Export => Some(133),
+            Scheme::HpkeMlKem768X25519 | Scheme::HpkeMlKem768X25519Export => Some(1120),
             _ => None,
         }
     }
@@ -144,14 +161,19 @@ impl Scheme {
     /// Whether this is a batch (exporter) scheme.
     #[must_use]
     pub fn is_export(self) -> bool {
-        matches!(self, Scheme::HpkeP256Export | Scheme::HpkeP521Export)
+        matches!(
+            self,
+            Scheme::HpkeP256Export | Scheme::HpkeP521Export | Scheme::HpkeMlKem768X25519Export
+        )
     }
 
     /// Bytes before the AEAD ciphertext: `enc` and/or a nonce.
     fn prefix_len(self) -> usize {
         match self {
-            Scheme::HpkeP256 | Scheme::HpkeP521 => self.enc_len().unwrap_or(0),
-            Scheme::HpkeP256Export | Scheme::HpkeP521Export => {
+            Scheme::HpkeP256 | Scheme::HpkeP521 | Scheme::HpkeMlKem768X25519 => {
+                self.enc_len().unwrap_or(0)
+            }
+            Scheme::HpkeP256Export | Scheme::HpkeP521Export | Scheme::HpkeMlKem768X25519Export => {
                 self.enc_len().unwrap_or(0) + NONCE_LEN
             }
             Scheme::Aes256GcmKek => NONCE_LEN,
@@ -291,6 +313,8 @@ fn body_rule(scheme: Scheme) -> &'static str {
         Scheme::HpkeP521 => "133-byte enc, then a ciphertext of 16 to 8208 bytes",
         Scheme::HpkeP256Export => "65-byte enc, 12-byte nonce, then 16 to 8208 bytes",
         Scheme::HpkeP521Export => "133-byte enc, 12-byte nonce, then 16 to 8208 bytes",
+        Scheme::HpkeMlKem768X25519 => "1120-byte enc, then a ciphertext of 16 to 8208 bytes",
+        Scheme::HpkeMlKem768X25519Export => "1120-byte enc, 12-byte nonce, then 16 to 8208 bytes",
         Scheme::Aes256GcmKek => "12-byte nonce, then a ciphertext of 16 to 8208 bytes",
     }
 }
@@ -364,6 +388,56 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn xwing_envelope_lengths_are_exact() {
+        for (scheme, prefix) in [
+            (Scheme::HpkeMlKem768X25519, 1120),
+            (Scheme::HpkeMlKem768X25519Export, 1120 + NONCE_LEN),
+        ] {
+            assert_eq!(scheme.prefix_len(), prefix);
+            assert!(scheme.is_hpke());
+            for body in [prefix + TAG_LEN, prefix + TAG_LEN + MAX_SECRET_LEN] {
+                let mut bytes = Envelope::header(scheme).to_vec();
+                bytes.resize(HEADER_LEN + body, 0xab);
+                let env = Envelope::parse(&bytes).unwrap();
+                assert_eq!(env.enc().len(), 1120);
+                assert_eq!(env.nonce().len(), prefix - 1120);
+                assert_eq!(env.ciphertext().len(), body - prefix);
+            }
+            for body in [
+                0,
+                prefix,
+                prefix + TAG_LEN - 1,
+                prefix + TAG_LEN + MAX_SECRET_LEN + 1,
+            ] {
+                let mut bytes = Envelope::header(scheme).to_vec();
+                bytes.resize(HEADER_LEN + body, 0xab);
+                assert_eq!(
+                    Envelope::parse(&bytes),
+                    Err(EnvelopeError::BadBodyLength {
+                        scheme,
+                        len: body,
+                        expected: body_rule(scheme),
+                    })
+                );
+            }
+        }
+        assert!(Scheme::HpkeMlKem768X25519Export.is_export());
+        assert!(!Scheme::HpkeMlKem768X25519.is_export());
+        assert_eq!(Scheme::from_id(0x14), Some(Scheme::HpkeMlKem768X25519));
+        assert_eq!(
+            Scheme::from_name("hpke-mlkem768-x25519-sha256-aes256gcm-export"),
+            Some(Scheme::HpkeMlKem768X25519Export)
+        );
+    }
+
+    #[test]
+    fn ids_ascend_in_all() {
+        for pair in Scheme::ALL.windows(2) {
+            assert!(pair[0].id() < pair[1].id(), "{pair:?}");
+        }
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -373,7 +447,7 @@ mod tests {
         #[test]
         fn parse_of_header_plus_noise_never_panics(
             scheme in any_scheme(),
-            body in proptest::collection::vec(any::<u8>(), 0..1200),
+            body in proptest::collection::vec(any::<u8>(), 0..1400),
         ) {
             let mut bytes = Envelope::header(scheme).to_vec();
             bytes.extend_from_slice(&body);

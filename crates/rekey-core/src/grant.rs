@@ -1,14 +1,25 @@
 //! Wrapping and unwrapping grants.
 //!
-//! New grants use HPKE, bound to vault, recipient and subject. A bundle
-//! uses the batch form: one encapsulation per recipient ([`BatchSealer`]),
-//! each grant's AES-256-GCM key exported from it, so re-wrapping costs a
-//! few microseconds per grant. [`GrantOpener`] caches the decapsulation per
-//! `enc`, so a client reading a batch pays one ECDH, not one per grant.
+//! New grants use HPKE, bound to vault, recipient and subject, with an
+//! elliptic-curve KEM ([`seal_grant`]) or the post-quantum hybrid X-Wing
+//! ([`seal_hybrid_grant`]). A bundle uses the batch form: one encapsulation
+//! per recipient ([`BatchSealer`]), each grant's AES-256-GCM key exported
+//! from it, so re-wrapping costs a few microseconds per grant.
+//! [`GrantOpener`] caches the decapsulation per `enc`, so a client reading
+//! a batch pays one decapsulation, not one per grant.
+//!
+//! Every scheme goes through the same code, generic over the KEM (the
+//! crate's HPKE `Kem` trait); only the scheme id differs, inside the same
+//! `info` and exporter-context bytes of [`crate::labels`].
 
 use crate::crypto::ec::{EcPrivateKey, EcPublicKey};
+use crate::crypto::hpke::{DhKem, Kem};
+use crate::crypto::pq::{XWing, XWingPublicKey};
 use crate::crypto::rsa::LegacyRsaPublicKey;
-use crate::crypto::{PrivateKey, hpke, hpke_export_scheme, hpke_scheme, suite_for};
+use crate::crypto::{
+    PrivateKey, hpke, hpke_export_scheme, hpke_scheme, hybrid_hpke_export_scheme,
+    hybrid_hpke_scheme, suite_for,
+};
 use crate::envelope::{Envelope, MAX_SECRET_LEN, NONCE_LEN, Scheme};
 use crate::error::CryptoError;
 use crate::ids::{GrantBinding, PrincipalId, Subject, VaultId};
@@ -46,11 +57,50 @@ pub(crate) fn seal_grant_with_ephemeral(
     binding: &GrantBinding,
     secret: &[u8],
 ) -> Result<Envelope, CryptoError> {
+    let kem = DhKem(recipient.curve());
+    seal_single(
+        &kem,
+        hpke_scheme(recipient.curve()),
+        recipient,
+        sk_e,
+        binding,
+        secret,
+    )
+}
+
+/// Wraps `secret` to a post-quantum hybrid key with single-shot HPKE
+/// (scheme `hpke-mlkem768-x25519-sha256-aes256gcm`), bound to `binding`
+/// exactly as [`seal_grant`] binds it. The encapsulation randomness comes
+/// from `rng`.
+pub fn seal_hybrid_grant(
+    rng: &mut impl CryptoRngCore,
+    recipient: &XWingPublicKey,
+    binding: &GrantBinding,
+    secret: &[u8],
+) -> Result<Envelope, CryptoError> {
+    let randomness = XWing.generate_ephemeral(rng)?;
+    seal_single(
+        &XWing,
+        hybrid_hpke_scheme(),
+        recipient,
+        &randomness,
+        binding,
+        secret,
+    )
+}
+
+fn seal_single<K: Kem>(
+    kem: &K,
+    scheme: Scheme,
+    recipient: &K::PublicKey,
+    ephemeral: &K::Ephemeral,
+    binding: &GrantBinding,
+    secret: &[u8],
+) -> Result<Envelope, CryptoError> {
     check_len(secret)?;
-    let scheme = hpke_scheme(recipient.curve());
     let suite = suite_for(scheme).ok_or(CryptoError::Library("HPKE suite"))?;
-    let (shared, enc) = hpke::encap_with(suite, recipient, sk_e)?;
-    let mut ctx = hpke::key_schedule_base(suite, &shared, &labels::grant_info(scheme, binding))?;
+    let info = labels::grant_info(scheme, binding);
+    let (enc, mut ctx) = hpke::setup_base_s(kem, suite, recipient, ephemeral, &info)?;
     let ct = ctx.seal(&Envelope::header(scheme), secret)?;
     Ok(Envelope::from_parts(scheme, &enc, &ct)?)
 }
@@ -124,14 +174,42 @@ impl BatchSealer {
         vault: VaultId,
         recipient: PrincipalId,
     ) -> Result<Self, CryptoError> {
+        let kem = DhKem(recipient_key.curve());
         let scheme = hpke_export_scheme(recipient_key.curve());
+        Self::setup(&kem, scheme, recipient_key, sk_e, vault, recipient)
+    }
+
+    /// One X-Wing encapsulation to a hybrid recipient key (scheme
+    /// `hpke-mlkem768-x25519-sha256-aes256gcm-export`), with the same batch
+    /// `info` and per-grant exporter contexts as [`Self::new`].
+    pub fn new_hybrid(
+        rng: &mut impl CryptoRngCore,
+        recipient_key: &XWingPublicKey,
+        vault: VaultId,
+        recipient: PrincipalId,
+    ) -> Result<Self, CryptoError> {
+        let randomness = XWing.generate_ephemeral(rng)?;
+        Self::setup(
+            &XWing,
+            hybrid_hpke_export_scheme(),
+            recipient_key,
+            &randomness,
+            vault,
+            recipient,
+        )
+    }
+
+    fn setup<K: Kem>(
+        kem: &K,
+        scheme: Scheme,
+        recipient_key: &K::PublicKey,
+        ephemeral: &K::Ephemeral,
+        vault: VaultId,
+        recipient: PrincipalId,
+    ) -> Result<Self, CryptoError> {
         let suite = suite_for(scheme).ok_or(CryptoError::Library("HPKE suite"))?;
-        let (shared, enc) = hpke::encap_with(suite, recipient_key, sk_e)?;
-        let ctx = hpke::key_schedule_base(
-            suite,
-            &shared,
-            &labels::batch_info(scheme, vault, recipient),
-        )?;
+        let info = labels::batch_info(scheme, vault, recipient);
+        let (enc, ctx) = hpke::setup_base_s(kem, suite, recipient_key, ephemeral, &info)?;
         Ok(Self {
             suite,
             scheme,
@@ -145,6 +223,12 @@ impl BatchSealer {
     /// The batch's exporter secret (worked examples only).
     pub(crate) fn exporter_secret(&self) -> &[u8] {
         &self.exporter_secret
+    }
+
+    /// The scheme of the grants this batch seals.
+    #[must_use]
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
     }
 
     /// The recipient this batch wraps to.
@@ -231,53 +315,61 @@ impl<'k> GrantOpener<'k> {
         envelope: &Envelope,
     ) -> Result<SecretBytes, CryptoError> {
         let scheme = envelope.scheme();
-        match (self.key, scheme) {
-            (PrivateKey::Rsa(rsa), s) if s.is_legacy() => rsa.decrypt(s, envelope.ciphertext()),
-            (PrivateKey::Ec(sk), s) if suite_for(s).is_some() => {
-                let suite = suite_for(s).ok_or(CryptoError::Decrypt)?;
-                if sk.curve() != suite.curve {
+        let suite = suite_for(scheme);
+        match (self.key, suite) {
+            (PrivateKey::Rsa(rsa), _) if scheme.is_legacy() => {
+                rsa.decrypt(scheme, envelope.ciphertext())
+            }
+            (PrivateKey::Ec(sk), Some(suite)) if is_dhkem(suite.kem) => {
+                let kem = DhKem(sk.curve());
+                if kem.id() != suite.kem {
                     return Err(CryptoError::WrongScheme {
                         expected: "a scheme on the key's curve",
-                        found: s,
+                        found: scheme,
                     });
                 }
-                if s.is_export() {
-                    self.open_export(suite, sk, binding, envelope)
-                } else {
-                    let shared = hpke::decap(suite, envelope.enc(), sk)?;
-                    let mut ctx =
-                        hpke::key_schedule_base(suite, &shared, &labels::grant_info(s, binding))?;
-                    let pt = ctx.open(envelope.header_bytes(), envelope.ciphertext())?;
-                    Ok(SecretBytes::from_slice(&pt))
-                }
+                self.open_hpke(&kem, suite, sk, binding, envelope)
             }
-            (PrivateKey::Rsa(_), s) => Err(CryptoError::WrongScheme {
+            (PrivateKey::Hybrid(sk), Some(suite)) if suite.kem == XWing.id() => {
+                self.open_hpke(&XWing, suite, sk.kem_key(), binding, envelope)
+            }
+            (PrivateKey::Rsa(_), _) => Err(CryptoError::WrongScheme {
                 expected: "an RSA-OAEP scheme for an RSA key",
-                found: s,
+                found: scheme,
             }),
-            (PrivateKey::Ec(_), s) => Err(CryptoError::WrongScheme {
-                expected: "an HPKE scheme for an EC key",
-                found: s,
+            (PrivateKey::Ec(_), _) => Err(CryptoError::WrongScheme {
+                expected: "an elliptic-curve HPKE scheme for an EC key",
+                found: scheme,
+            }),
+            (PrivateKey::Hybrid(_), _) => Err(CryptoError::WrongScheme {
+                expected: "an X-Wing HPKE scheme for a hybrid key",
+                found: scheme,
             }),
         }
     }
 
-    fn open_export(
+    fn open_hpke<K: Kem>(
         &mut self,
+        kem: &K,
         suite: hpke::Suite,
-        sk: &EcPrivateKey,
+        sk: &K::PrivateKey,
         binding: &GrantBinding,
         envelope: &Envelope,
     ) -> Result<SecretBytes, CryptoError> {
         let scheme = envelope.scheme();
+        if !scheme.is_export() {
+            let info = labels::grant_info(scheme, binding);
+            let mut ctx = hpke::setup_base_r(kem, suite, envelope.enc(), sk, &info)?;
+            let pt = ctx.open(envelope.header_bytes(), envelope.ciphertext())?;
+            return Ok(SecretBytes::from_slice(&pt));
+        }
         let info = labels::batch_info(scheme, binding.vault, binding.recipient);
         let mut cache_key = envelope.enc().to_vec();
         cache_key.extend_from_slice(&info);
         let exporter = match self.exporters.get(&cache_key) {
             Some(secret) => secret,
             None => {
-                let shared = hpke::decap(suite, envelope.enc(), sk)?;
-                let ctx = hpke::key_schedule_base(suite, &shared, &info)?;
+                let ctx = hpke::setup_base_r(kem, suite, envelope.enc(), sk, &info)?;
                 self.exporters
                     .entry(cache_key)
                     .or_insert(ctx.exporter_secret)
@@ -297,4 +389,8 @@ impl<'k> GrantOpener<'k> {
         )?;
         Ok(SecretBytes::from_slice(&pt))
     }
+}
+
+fn is_dhkem(kem: hpke::KemId) -> bool {
+    matches!(kem, hpke::KemId::DhP256 | hpke::KemId::DhP521)
 }

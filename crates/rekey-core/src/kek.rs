@@ -1,7 +1,9 @@
 //! Key-encryption keys and private keys wrapped under them
-//! (`aes256gcm-kek`).
+//! (`aes256gcm-kek`): raw bytes ([`wrap_private_key`]) or typed hybrid keys
+//! ([`wrap_hybrid_private_key`]).
 
 use crate::crypto::aead::Aead;
+use crate::crypto::hybrid::HybridPrivateKey;
 use crate::crypto::kdf::Kdf;
 use crate::envelope::{Envelope, MAX_SECRET_LEN, NONCE_LEN, Scheme};
 use crate::error::CryptoError;
@@ -78,4 +80,34 @@ pub fn unwrap_private_key(
         envelope.ciphertext(),
     )?;
     Ok(SecretBytes::from_slice(&pt))
+}
+
+/// Wraps a hybrid private key under a KEK, bound to its key pair: the
+/// `aes256gcm-kek` envelope of [`wrap_private_key`] around the key's 64-byte
+/// encoding (X-Wing seed ‖ P-256 scalar), as P-256 keys are wrapped as
+/// their 32-byte scalar.
+pub fn wrap_hybrid_private_key(
+    rng: &mut impl CryptoRngCore,
+    kek: &Kek,
+    binding: &KeyBinding,
+    key: &HybridPrivateKey,
+) -> Result<Envelope, CryptoError> {
+    wrap_private_key(
+        rng,
+        kek,
+        binding,
+        key.dangerous_to_bytes().dangerous_as_bytes(),
+    )
+}
+
+/// Unwraps a key wrapped by [`wrap_hybrid_private_key`]. Anything that is
+/// not a hybrid key's encoding under this KEK and binding fails, with
+/// [`CryptoError::Decrypt`] when the envelope does not open.
+pub fn unwrap_hybrid_private_key(
+    kek: &Kek,
+    binding: &KeyBinding,
+    envelope: &Envelope,
+) -> Result<HybridPrivateKey, CryptoError> {
+    let bytes = unwrap_private_key(kek, binding, envelope)?;
+    HybridPrivateKey::from_bytes(bytes.dangerous_as_bytes())
 }

@@ -2,7 +2,7 @@
 //! context or AEAD associated data. docs/FORMAT.md documents each.
 
 use crate::envelope::Scheme;
-use crate::ids::{GrantBinding, KeyBinding, PrincipalId, RecordId, Subject, VaultId};
+use crate::ids::{GrantBinding, KeyBinding, KeyPairId, PrincipalId, RecordId, Subject, VaultId};
 
 /// HPKE `info` prefix of a single grant.
 pub const GRANT_INFO: &[u8] = b"rekey/v1/grant";
@@ -18,6 +18,8 @@ pub const KEK_INFO: &[u8] = b"rekey/v1/kek:private-key";
 pub const PRIVATE_KEY_AAD: &[u8] = b"rekey/v1/private-key";
 /// Associated-data prefix of record content.
 pub const RECORD_AAD: &[u8] = b"rekey/v1/record";
+/// Prefix of the message a hybrid key pair's proof of possession signs.
+pub const HYBRID_POSSESSION: &[u8] = b"rekey/v1/hybrid-key-possession";
 
 /// `GRANT_INFO ‖ scheme ‖ vault ‖ recipient ‖ subject kind ‖ subject id`.
 #[must_use]
@@ -77,5 +79,23 @@ pub fn record_aad(version: u8, vault: VaultId, record: RecordId) -> Vec<u8> {
     out.push(version);
     out.extend_from_slice(&vault.to_bytes());
     out.extend_from_slice(&record.to_bytes());
+    out
+}
+
+/// `HYBRID_POSSESSION ‖ vault ‖ owner ‖ key pair ‖ public key`, where the
+/// public key is the whole hybrid encoding (X-Wing key ‖ P-256 point).
+#[must_use]
+pub fn hybrid_possession(
+    vault: VaultId,
+    owner: PrincipalId,
+    key_pair: KeyPairId,
+    public_key: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HYBRID_POSSESSION.len() + 48 + public_key.len());
+    out.extend_from_slice(HYBRID_POSSESSION);
+    out.extend_from_slice(&vault.to_bytes());
+    out.extend_from_slice(&owner.to_bytes());
+    out.extend_from_slice(&key_pair.to_bytes());
+    out.extend_from_slice(public_key);
     out
 }

@@ -23,11 +23,15 @@ pub mod secret;
 pub mod worked_examples;
 
 pub use crypto::ec::{Curve, EcPrivateKey, EcPublicKey};
+pub use crypto::hybrid::{HybridPrivateKey, HybridPublicKey};
+pub use crypto::pq::{XWingPrivateKey, XWingPublicKey};
 pub use crypto::rsa::{LegacyRsaPrivateKey, LegacyRsaPublicKey};
 pub use crypto::{PrivateKey, PublicKey};
 pub use envelope::{Envelope, Scheme};
 pub use error::{CryptoError, EnvelopeError};
-pub use grant::{BatchSealer, GrantOpener, open_grant, seal_grant, wrap_legacy_grant};
+pub use grant::{
+    BatchSealer, GrantOpener, open_grant, seal_grant, seal_hybrid_grant, wrap_legacy_grant,
+};
 pub use ids::{
     GrantBinding, GrantId, KeyBinding, KeyPairId, PrincipalId, RecordId, RunId, Subject, VaultId,
 };

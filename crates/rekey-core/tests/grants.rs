@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 use rand_core::OsRng;
-use rekey_core::kek::{unwrap_private_key, wrap_private_key};
+use rekey_core::kek::{
+    unwrap_hybrid_private_key, unwrap_private_key, wrap_hybrid_private_key, wrap_private_key,
+};
 use rekey_core::record::{decrypt_record, encrypt_record};
 use rekey_core::*;
 use std::sync::LazyLock;
@@ -27,7 +29,7 @@ static RSA_4096: LazyLock<PrivateKey> = LazyLock::new(|| {
 fn rsa_public(key: &PrivateKey) -> LegacyRsaPublicKey {
     match key.public_key() {
         PublicKey::Rsa(pk) => pk,
-        PublicKey::Ec(_) => unreachable!(),
+        PublicKey::Ec(_) | PublicKey::Hybrid(_) => unreachable!(),
     }
 }
 
@@ -85,7 +87,7 @@ fn ec_key(curve: Curve) -> PrivateKey {
 fn ec_public(key: &PrivateKey) -> EcPublicKey {
     match key.public_key() {
         PublicKey::Ec(pk) => pk,
-        PublicKey::Rsa(_) => unreachable!(),
+        PublicKey::Rsa(_) | PublicKey::Hybrid(_) => unreachable!(),
     }
 }
 
@@ -173,6 +175,166 @@ proptest! {
         r2[15] ^= 0x80;
         prop_assert!(decrypt_record(&key, vault, RecordId::from_bytes(r2), &ct).is_err());
     }
+}
+
+fn hybrid_key() -> PrivateKey {
+    PrivateKey::Hybrid(HybridPrivateKey::generate(&mut OsRng).unwrap())
+}
+
+fn xwing_public(key: &PrivateKey) -> XWingPublicKey {
+    match key.public_key() {
+        PublicKey::Hybrid(pk) => pk.kem_key().clone(),
+        PublicKey::Rsa(_) | PublicKey::Ec(_) => unreachable!(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn hybrid_single_round_trips_and_refuses_moved_grants(
+        b in binding(),
+        secret in proptest::collection::vec(any::<u8>(), 0..200),
+        which in any::<u8>(),
+    ) {
+        let key = hybrid_key();
+        let env = seal_hybrid_grant(&mut OsRng, &xwing_public(&key), &b, &secret).unwrap();
+        prop_assert_eq!(env.scheme(), Scheme::HpkeMlKem768X25519);
+        prop_assert_eq!(env.scheme(), rekey_core::crypto::hybrid_hpke_scheme());
+        prop_assert_eq!(env.as_bytes().len(), 4 + 1120 + secret.len() + 16);
+        let parsed = Envelope::parse(env.as_bytes()).unwrap();
+        prop_assert_eq!(parsed.enc().len(), XWingPublicKey::ENC_LEN);
+        prop_assert_eq!(open_grant(&key, &b, &parsed).unwrap().dangerous_as_bytes().to_vec(), secret.clone());
+        prop_assert_eq!(open_grant(&key, &moved(b, which), &parsed).unwrap_err(), CryptoError::Decrypt);
+        prop_assert_eq!(open_grant(&hybrid_key(), &b, &parsed).unwrap_err(), CryptoError::Decrypt);
+    }
+
+    #[test]
+    fn hybrid_batch_round_trips_and_refuses_moved_grants(
+        b in binding(),
+        secrets in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 32), 1..8),
+        which in any::<u8>(),
+    ) {
+        let key = hybrid_key();
+        let sealer = BatchSealer::new_hybrid(&mut OsRng, &xwing_public(&key), b.vault, b.recipient).unwrap();
+        prop_assert_eq!(sealer.scheme(), Scheme::HpkeMlKem768X25519Export);
+        let mut opener = GrantOpener::new(&key);
+        let other = hybrid_key();
+        let mut enc = None;
+        for (i, secret) in secrets.iter().enumerate() {
+            let subject = Subject::RecordKey(RecordId::from_bytes([i as u8; 16]));
+            let bi = sealer.binding(subject);
+            let env = sealer.seal(&mut OsRng, subject, secret).unwrap();
+            prop_assert_eq!(env.scheme(), rekey_core::crypto::hybrid_hpke_export_scheme());
+            prop_assert_eq!(env.as_bytes().len(), 4 + 1120 + 12 + 32 + 16);
+            let parsed = Envelope::parse(env.as_bytes()).unwrap();
+            // Every grant of the batch repeats the batch's encapsulation.
+            let this_enc = parsed.enc().to_vec();
+            prop_assert_eq!(enc.get_or_insert_with(|| this_enc.clone()), &this_enc);
+            prop_assert_eq!(opener.open(&bi, &parsed).unwrap().dangerous_as_bytes().to_vec(), secret.clone());
+            // A grant opens on its own too, without the opener's cache.
+            prop_assert_eq!(open_grant(&key, &bi, &parsed).unwrap().dangerous_as_bytes().to_vec(), secret.clone());
+            prop_assert_eq!(opener.open(&moved(bi, which), &parsed).unwrap_err(), CryptoError::Decrypt);
+            prop_assert_eq!(open_grant(&other, &bi, &parsed).unwrap_err(), CryptoError::Decrypt);
+        }
+    }
+
+    #[test]
+    fn hybrid_key_under_kek_round_trips_and_is_bound(
+        master in proptest::collection::vec(any::<u8>(), 16..64),
+        v in id_bytes(), o in id_bytes(), k in id_bytes(),
+    ) {
+        let binding = KeyBinding {
+            vault: VaultId::from_bytes(v),
+            owner: PrincipalId::from_bytes(o),
+            key_pair: KeyPairId::from_bytes(k),
+        };
+        let master = MasterSecret::from_slice(&master).unwrap();
+        let kek = Kek::derive(&master, binding.vault, binding.owner).unwrap();
+        let key = HybridPrivateKey::generate(&mut OsRng).unwrap();
+        let env = wrap_hybrid_private_key(&mut OsRng, &kek, &binding, &key).unwrap();
+        prop_assert_eq!(env.scheme(), Scheme::Aes256GcmKek);
+        prop_assert_eq!(env.as_bytes().len(), 4 + 12 + HybridPrivateKey::LEN + 16);
+        let parsed = Envelope::parse(env.as_bytes()).unwrap();
+        let back = unwrap_hybrid_private_key(&kek, &binding, &parsed).unwrap();
+        prop_assert_eq!(back.public_key(), key.public_key());
+        let mut other = binding;
+        other.key_pair = KeyPairId::from_bytes([k[0] ^ 1; 16]);
+        if other.key_pair != binding.key_pair {
+            prop_assert_eq!(unwrap_hybrid_private_key(&kek, &other, &parsed).unwrap_err(), CryptoError::Decrypt);
+        }
+        // A P-256 scalar under the same KEK is not a hybrid key.
+        let ec = EcPrivateKey::generate(Curve::P256, &mut OsRng);
+        let ec_env = wrap_private_key(&mut OsRng, &kek, &binding, ec.dangerous_to_scalar_bytes().dangerous_as_bytes()).unwrap();
+        prop_assert!(matches!(
+            unwrap_hybrid_private_key(&kek, &binding, &ec_env),
+            Err(CryptoError::InvalidPrivateKey(_))
+        ));
+    }
+}
+
+#[test]
+fn hybrid_and_ec_keys_refuse_each_others_schemes() {
+    let b = GrantBinding {
+        vault: VaultId::random(),
+        recipient: PrincipalId::random(),
+        subject: Subject::RecordKey(RecordId::random()),
+    };
+    let hybrid = hybrid_key();
+    let ec = ec_key(Curve::P256);
+    let hybrid_env = seal_hybrid_grant(&mut OsRng, &xwing_public(&hybrid), &b, &[5u8; 32]).unwrap();
+    let ec_env = seal_grant(&mut OsRng, &ec_public(&ec), &b, &[5u8; 32]).unwrap();
+    assert!(matches!(
+        open_grant(&ec, &b, &hybrid_env),
+        Err(CryptoError::WrongScheme { .. })
+    ));
+    assert!(matches!(
+        open_grant(&hybrid, &b, &ec_env),
+        Err(CryptoError::WrongScheme { .. })
+    ));
+    assert!(matches!(
+        open_grant(&RSA_2048, &b, &hybrid_env),
+        Err(CryptoError::WrongScheme { .. })
+    ));
+}
+
+#[test]
+fn hybrid_envelopes_tampered_or_relabelled_fail_opaquely() {
+    let key = hybrid_key();
+    let b = GrantBinding {
+        vault: VaultId::random(),
+        recipient: PrincipalId::random(),
+        subject: Subject::RecordKey(RecordId::random()),
+    };
+    let env = seal_hybrid_grant(&mut OsRng, &xwing_public(&key), &b, &[1u8; 40]).unwrap();
+    let bytes = env.as_bytes().to_vec();
+    // One bit of the ML-KEM ciphertext, of the X25519 half, of the AEAD
+    // ciphertext: each gives the same opaque error.
+    for at in [4 + 10, 4 + 1088 + 3, bytes.len() - 1] {
+        let mut t = bytes.clone();
+        t[at] ^= 1;
+        let tampered = Envelope::parse(&t).unwrap();
+        assert_eq!(
+            open_grant(&key, &b, &tampered).unwrap_err(),
+            CryptoError::Decrypt,
+            "byte {at}"
+        );
+    }
+    // Relabelled as the batch form (the lengths happen to fit): refused.
+    let mut relabelled = bytes.clone();
+    relabelled[3] = Scheme::HpkeMlKem768X25519Export.id();
+    let relabelled = Envelope::parse(&relabelled).unwrap();
+    assert_eq!(
+        open_grant(&key, &b, &relabelled).unwrap_err(),
+        CryptoError::Decrypt
+    );
+    // A truncated encapsulation is not an envelope at all.
+    assert!(Envelope::parse(&bytes[..4 + 1119]).is_err());
+    // Seal refuses a secret above the format's limit.
+    assert!(matches!(
+        seal_hybrid_grant(&mut OsRng, &xwing_public(&key), &b, &vec![0u8; 8193]),
+        Err(CryptoError::SecretTooLong { .. })
+    ));
 }
 
 proptest! {
@@ -288,4 +450,49 @@ fn rsa_keys_round_trip_through_their_encodings() {
     assert_eq!(pk.bits(), 4096);
     assert!(LegacyRsaPrivateKey::from_pkcs8_der(b"not a key").is_err());
     assert!(format!("{key:?}").contains("[redacted]"));
+}
+
+/// Storage of a 10,000-grant user's batch: every batch grant carries the
+/// whole `enc`, so X-Wing's 1,120-byte encapsulation dominates. Run with
+/// `--nocapture` to see the figures; the asserts pin them.
+#[test]
+fn batch_storage_for_a_10000_grant_user() {
+    const GRANTS: usize = 10_000;
+    let vault = VaultId::random();
+    let me = PrincipalId::random();
+    let record_key = [0x42u8; 32];
+    let measure = |sealer: &BatchSealer| -> usize {
+        (0..GRANTS)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                let env = sealer
+                    .seal(
+                        &mut OsRng,
+                        Subject::RecordKey(RecordId::from_bytes(id)),
+                        &record_key,
+                    )
+                    .unwrap();
+                env.as_bytes().len()
+            })
+            .sum()
+    };
+    let ec = ec_key(Curve::P256);
+    let p256 = measure(&BatchSealer::new(&mut OsRng, &ec_public(&ec), vault, me).unwrap());
+    let hybrid = hybrid_key();
+    let xwing =
+        measure(&BatchSealer::new_hybrid(&mut OsRng, &xwing_public(&hybrid), vault, me).unwrap());
+    // header 4 ‖ enc ‖ nonce 12 ‖ 32-byte record key ‖ tag 16
+    assert_eq!(p256, GRANTS * (4 + 65 + 12 + 32 + 16));
+    assert_eq!(xwing, GRANTS * (4 + 1120 + 12 + 32 + 16));
+    // The alternative layout (not implemented): the enc stored once per
+    // batch (header 4 ‖ enc 1120), each grant naming it by its SHA-256.
+    let referenced = (4 + 1120) + GRANTS * (4 + 32 + 12 + 32 + 16);
+    eprintln!(
+        "{GRANTS} batch grants: P-256 {p256} B ({} B/grant); X-Wing, enc repeated {xwing} B \
+         ({} B/grant); X-Wing, enc once per batch {referenced} B ({:.1} B/grant)",
+        p256 / GRANTS,
+        xwing / GRANTS,
+        referenced as f64 / GRANTS as f64,
+    );
 }

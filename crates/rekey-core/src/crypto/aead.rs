@@ -1,4 +1,5 @@
-//! AES-GCM with 96-bit nonces and 128-bit tags.
+//! AES-GCM with 96-bit nonces and 128-bit tags (and, in tests only,
+//! ChaCha20-Poly1305 for the draft-ietf-hpke-pq X-Wing vectors).
 
 use crate::error::CryptoError;
 use aes_gcm::aead::{Aead as _, KeyInit, Payload};
@@ -11,6 +12,9 @@ pub(crate) enum Aead {
     #[cfg_attr(not(test), allow(dead_code))] // in the RFC 9180 vectors
     Aes128Gcm,
     Aes256Gcm,
+    /// Only the official X-Wing vectors use it; rekey never writes it.
+    #[cfg(test)]
+    ChaCha20Poly1305,
 }
 
 impl Aead {
@@ -19,6 +23,8 @@ impl Aead {
         match self {
             Aead::Aes128Gcm => 0x0001,
             Aead::Aes256Gcm => 0x0002,
+            #[cfg(test)]
+            Aead::ChaCha20Poly1305 => 0x0003,
         }
     }
 
@@ -27,6 +33,8 @@ impl Aead {
         match self {
             Aead::Aes128Gcm => 16,
             Aead::Aes256Gcm => 32,
+            #[cfg(test)]
+            Aead::ChaCha20Poly1305 => 32,
         }
     }
 
@@ -50,6 +58,10 @@ impl Aead {
                 .encrypt(nonce, payload),
             Aead::Aes256Gcm => Aes256Gcm::new_from_slice(key)
                 .map_err(|_| CryptoError::Library("AES-256 key length"))?
+                .encrypt(nonce, payload),
+            #[cfg(test)]
+            Aead::ChaCha20Poly1305 => chacha20poly1305::ChaCha20Poly1305::new_from_slice(key)
+                .map_err(|_| CryptoError::Library("ChaCha20 key length"))?
                 .encrypt(nonce, payload),
         };
         out.map_err(|_| CryptoError::Library("AES-GCM encryption"))
@@ -77,6 +89,10 @@ impl Aead {
                 .map_err(|_| CryptoError::Decrypt)?
                 .decrypt(nonce, payload),
             Aead::Aes256Gcm => Aes256Gcm::new_from_slice(key)
+                .map_err(|_| CryptoError::Decrypt)?
+                .decrypt(nonce, payload),
+            #[cfg(test)]
+            Aead::ChaCha20Poly1305 => chacha20poly1305::ChaCha20Poly1305::new_from_slice(key)
                 .map_err(|_| CryptoError::Decrypt)?
                 .decrypt(nonce, payload),
         };

@@ -164,7 +164,7 @@ impl EcPrivateKey {
     /// Derives a key from input keying material exactly as RFC 9180
     /// `DeriveKeyPair` does (deterministic fixtures, worked examples).
     pub fn derive_from_ikm(curve: Curve, ikm: &[u8]) -> Result<Self, CryptoError> {
-        super::hpke::derive_key_pair(curve, ikm)
+        super::hpke::DhKem(curve).derive_key_pair(ikm)
     }
 
     /// The curve.

@@ -1,20 +1,96 @@
-//! RFC 9180 HPKE, base mode, composed on RustCrypto primitives:
-//! DHKEM(P-256, HKDF-SHA256) or DHKEM(P-521, HKDF-SHA512), with HKDF and
-//! AES-GCM. Only what rekey needs (and what the RFC vectors exercise).
+//! RFC 9180 HPKE, base mode, composed by hand over a KEM abstraction
+//! ([`Kem`]): DHKEM(P-256, HKDF-SHA256) and DHKEM(P-521, HKDF-SHA512) here,
+//! and the post-quantum KEMs of draft-ietf-hpke-pq in [`super::pq`], with
+//! HKDF and AES-GCM. Only what rekey needs (and what the vectors exercise).
+//!
+//! The key schedule depends on the KEM only through its identifier in
+//! `suite_id`; everything else a KEM does (key derivation, encapsulation,
+//! decapsulation) sits behind the trait.
 
 use super::aead::Aead;
 use super::ec::{Curve, EcPrivateKey, EcPublicKey};
 use super::kdf::Kdf;
 use crate::error::CryptoError;
+use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 const VERSION_LABEL: &[u8] = b"HPKE-v1";
 const MODE_BASE: u8 = 0x00;
 
-/// A ciphersuite: KEM (by curve), KDF, AEAD.
+/// The KEMs rekey implements, by HPKE identifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KemId {
+    /// DHKEM(P-256, HKDF-SHA256), 0x0010.
+    DhP256,
+    /// DHKEM(P-521, HKDF-SHA512), 0x0012.
+    DhP521,
+    /// ML-KEM-768, 0x0041 (tests: the draft's vectors).
+    #[cfg_attr(not(test), allow(dead_code))]
+    MlKem768,
+    /// MLKEM768-P256, 0x0050 (tests: the draft's vectors).
+    #[cfg_attr(not(test), allow(dead_code))]
+    MlKem768P256,
+    /// MLKEM768-X25519 ("X-Wing"), 0x647a.
+    XWing,
+}
+
+impl KemId {
+    /// The two-byte HPKE KEM identifier.
+    pub(crate) fn code(self) -> u16 {
+        match self {
+            KemId::DhP256 => 0x0010,
+            KemId::DhP521 => 0x0012,
+            KemId::MlKem768 => 0x0041,
+            KemId::MlKem768P256 => 0x0050,
+            KemId::XWing => 0x647a,
+        }
+    }
+
+    /// `suite_id` of the KEM's own derivations: `"KEM" ‖ I2OSP(kem_id, 2)`.
+    pub(crate) fn suite_id(self) -> [u8; 5] {
+        let [hi, lo] = self.code().to_be_bytes();
+        [b'K', b'E', b'M', hi, lo]
+    }
+}
+
+/// The KEM interface of RFC 9180 §4 as rekey uses it. Each implementation
+/// fixes its key types and what makes an encapsulation deterministic: an
+/// ephemeral key pair for a DHKEM, the encapsulation randomness for a
+/// post-quantum KEM.
+pub(crate) trait Kem {
+    /// The recipient's public key.
+    type PublicKey;
+    /// The recipient's private key.
+    type PrivateKey;
+    /// The sender's per-encapsulation secret input.
+    type Ephemeral;
+
+    /// The KEM's HPKE identifier.
+    fn id(&self) -> KemId;
+
+    /// A fresh ephemeral input from `rng`.
+    fn generate_ephemeral(
+        &self,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self::Ephemeral, CryptoError>;
+
+    /// Deterministic `Encap` (DHKEM with a given ephemeral key, or the
+    /// post-quantum KEMs' `EncapDerand`). Returns `(shared_secret, enc)`.
+    fn encap_with(
+        &self,
+        pk_r: &Self::PublicKey,
+        ephemeral: &Self::Ephemeral,
+    ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), CryptoError>;
+
+    /// `Decap`. A malformed `enc` gives [`CryptoError::Decrypt`].
+    fn decap(&self, enc: &[u8], sk_r: &Self::PrivateKey)
+    -> Result<Zeroizing<Vec<u8>>, CryptoError>;
+}
+
+/// A ciphersuite: KEM, KDF, AEAD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Suite {
-    pub(crate) curve: Curve,
+    pub(crate) kem: KemId,
     pub(crate) kdf: Kdf,
     pub(crate) aead: Aead,
 }
@@ -22,45 +98,26 @@ pub(crate) struct Suite {
 impl Suite {
     /// DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM.
     pub(crate) const P256: Suite = Suite {
-        curve: Curve::P256,
+        kem: KemId::DhP256,
         kdf: Kdf::Sha256,
         aead: Aead::Aes256Gcm,
     };
     /// DHKEM(P-521, HKDF-SHA512), HKDF-SHA512, AES-256-GCM.
     pub(crate) const P521: Suite = Suite {
-        curve: Curve::P521,
+        kem: KemId::DhP521,
         kdf: Kdf::Sha512,
         aead: Aead::Aes256Gcm,
     };
-
-    fn kem_id(self) -> u16 {
-        match self.curve {
-            Curve::P256 => 0x0010,
-            Curve::P521 => 0x0012,
-        }
-    }
-
-    /// The KEM's own KDF (fixed by the KEM, independent of `self.kdf`).
-    fn kem_kdf(self) -> Kdf {
-        match self.curve {
-            Curve::P256 => Kdf::Sha256,
-            Curve::P521 => Kdf::Sha512,
-        }
-    }
-
-    fn n_secret(self) -> usize {
-        self.kem_kdf().nh()
-    }
-
-    fn kem_suite_id(self) -> Vec<u8> {
-        let mut id = b"KEM".to_vec();
-        id.extend_from_slice(&self.kem_id().to_be_bytes());
-        id
-    }
+    /// MLKEM768-X25519 (X-Wing), HKDF-SHA256, AES-256-GCM.
+    pub(crate) const XWING: Suite = Suite {
+        kem: KemId::XWing,
+        kdf: Kdf::Sha256,
+        aead: Aead::Aes256Gcm,
+    };
 
     fn hpke_suite_id(self) -> Vec<u8> {
         let mut id = b"HPKE".to_vec();
-        id.extend_from_slice(&self.kem_id().to_be_bytes());
+        id.extend_from_slice(&self.kem.code().to_be_bytes());
         id.extend_from_slice(&self.kdf.id().to_be_bytes());
         id.extend_from_slice(&self.aead.id().to_be_bytes());
         id
@@ -95,89 +152,165 @@ fn labeled_expand(
     )
 }
 
-/// RFC 9180 §7.1.3 DeriveKeyPair for the NIST curves.
-pub(crate) fn derive_key_pair(curve: Curve, ikm: &[u8]) -> Result<EcPrivateKey, CryptoError> {
-    let suite = Suite {
-        curve,
-        kdf: Kdf::Sha256,
-        aead: Aead::Aes256Gcm,
-    };
-    let kem_kdf = suite.kem_kdf();
-    let sid = suite.kem_suite_id();
-    let bitmask = match curve {
-        Curve::P256 => 0xff,
-        Curve::P521 => 0x01,
-    };
-    let dkp_prk = labeled_extract(kem_kdf, &sid, b"", b"dkp_prk", ikm);
-    for counter in 0u8..=255 {
-        let mut bytes = labeled_expand(
-            kem_kdf,
-            &sid,
-            &dkp_prk,
-            b"candidate",
-            &[counter],
-            curve.scalar_len(),
-        )?;
-        bytes[0] &= bitmask;
-        if let Ok(sk) = EcPrivateKey::from_scalar_bytes(curve, &bytes) {
-            return Ok(sk);
+/// `SHAKE256.LabeledDerive` of the single-stage KDFs (draft-ietf-hpke-hpke
+/// and draft-ietf-hpke-pq §5), with the KEM's `suite_id`:
+/// `SHAKE256(ikm ‖ "HPKE-v1" ‖ suite_id ‖ I2OSP(len(label), 2) ‖ label ‖
+/// I2OSP(L, 2) ‖ context, L)`. The post-quantum KEMs derive their keys
+/// with it.
+pub(crate) fn shake256_labeled_derive(
+    kem: KemId,
+    ikm: &[u8],
+    label: &[u8],
+    context: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    use sha3::digest::{ExtendableOutput, Update, XofReader};
+    let too_long = |_| CryptoError::Library("LabeledDerive input too long");
+    let label_len = u16::try_from(label.len()).map_err(too_long)?;
+    let out_len = u16::try_from(out.len()).map_err(too_long)?;
+    let mut xof = sha3::Shake256::default();
+    xof.update(ikm);
+    xof.update(VERSION_LABEL);
+    xof.update(&kem.suite_id());
+    xof.update(&label_len.to_be_bytes());
+    xof.update(label);
+    xof.update(&out_len.to_be_bytes());
+    xof.update(context);
+    xof.finalize_xof().read(out);
+    Ok(())
+}
+
+/// DHKEM over P-256 or P-521 (RFC 9180 §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DhKem(pub(crate) Curve);
+
+impl DhKem {
+    /// The DHKEM's own KDF (fixed by the KEM, independent of the suite's).
+    fn kdf(self) -> Kdf {
+        match self.0 {
+            Curve::P256 => Kdf::Sha256,
+            Curve::P521 => Kdf::Sha512,
         }
     }
-    Err(CryptoError::Library("DeriveKeyPair found no valid scalar"))
-}
 
-fn extract_and_expand(
-    suite: Suite,
-    dh: &[u8],
-    kem_context: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let kdf = suite.kem_kdf();
-    let sid = suite.kem_suite_id();
-    let eae_prk = labeled_extract(kdf, &sid, b"", b"eae_prk", dh);
-    labeled_expand(
-        kdf,
-        &sid,
-        &eae_prk,
-        b"shared_secret",
-        kem_context,
-        suite.n_secret(),
-    )
-}
-
-/// Encap with a given ephemeral key (deterministic; vectors and worked
-/// examples). Returns `(shared_secret, enc)`.
-pub(crate) fn encap_with(
-    suite: Suite,
-    pk_r: &EcPublicKey,
-    sk_e: &EcPrivateKey,
-) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), CryptoError> {
-    if pk_r.curve() != suite.curve || sk_e.curve() != suite.curve {
-        return Err(CryptoError::InvalidPublicKey(
-            "public key is on another curve",
-        ));
+    /// RFC 9180 §7.1.3 DeriveKeyPair for the NIST curves.
+    pub(crate) fn derive_key_pair(self, ikm: &[u8]) -> Result<EcPrivateKey, CryptoError> {
+        let kdf = self.kdf();
+        let sid = self.id().suite_id();
+        let bitmask = match self.0 {
+            Curve::P256 => 0xff,
+            Curve::P521 => 0x01,
+        };
+        let dkp_prk = labeled_extract(kdf, &sid, b"", b"dkp_prk", ikm);
+        for counter in 0u8..=255 {
+            let mut bytes = labeled_expand(
+                kdf,
+                &sid,
+                &dkp_prk,
+                b"candidate",
+                &[counter],
+                self.0.scalar_len(),
+            )?;
+            bytes[0] &= bitmask;
+            if let Ok(sk) = EcPrivateKey::from_scalar_bytes(self.0, &bytes) {
+                return Ok(sk);
+            }
+        }
+        Err(CryptoError::Library("DeriveKeyPair found no valid scalar"))
     }
-    let dh = sk_e.dh(pk_r)?;
-    let enc = sk_e.public_key().to_sec1();
-    let mut kem_context = enc.clone();
-    kem_context.extend_from_slice(&pk_r.to_sec1());
-    Ok((extract_and_expand(suite, &dh, &kem_context)?, enc))
+
+    fn extract_and_expand(
+        self,
+        dh: &[u8],
+        kem_context: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let kdf = self.kdf();
+        let sid = self.id().suite_id();
+        let eae_prk = labeled_extract(kdf, &sid, b"", b"eae_prk", dh);
+        labeled_expand(kdf, &sid, &eae_prk, b"shared_secret", kem_context, kdf.nh())
+    }
 }
 
-/// Decap: recovers the shared secret from `enc` with the recipient's key.
-/// An `enc` that is not a valid point gives [`CryptoError::Decrypt`].
-pub(crate) fn decap(
+impl Kem for DhKem {
+    type PublicKey = EcPublicKey;
+    type PrivateKey = EcPrivateKey;
+    type Ephemeral = EcPrivateKey;
+
+    fn id(&self) -> KemId {
+        match self.0 {
+            Curve::P256 => KemId::DhP256,
+            Curve::P521 => KemId::DhP521,
+        }
+    }
+
+    fn generate_ephemeral(
+        &self,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<EcPrivateKey, CryptoError> {
+        Ok(EcPrivateKey::generate(self.0, rng))
+    }
+
+    fn encap_with(
+        &self,
+        pk_r: &EcPublicKey,
+        sk_e: &EcPrivateKey,
+    ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), CryptoError> {
+        if pk_r.curve() != self.0 || sk_e.curve() != self.0 {
+            return Err(CryptoError::InvalidPublicKey(
+                "public key is on another curve",
+            ));
+        }
+        let dh = sk_e.dh(pk_r)?;
+        let enc = sk_e.public_key().to_sec1();
+        let mut kem_context = enc.clone();
+        kem_context.extend_from_slice(&pk_r.to_sec1());
+        Ok((self.extract_and_expand(&dh, &kem_context)?, enc))
+    }
+
+    fn decap(&self, enc: &[u8], sk_r: &EcPrivateKey) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if sk_r.curve() != self.0 {
+            return Err(CryptoError::Decrypt);
+        }
+        let pk_e = EcPublicKey::from_sec1(self.0, enc).map_err(|_| CryptoError::Decrypt)?;
+        let dh = sk_r.dh(&pk_e)?;
+        let mut kem_context = enc.to_vec();
+        kem_context.extend_from_slice(&sk_r.public_key_ref().to_sec1());
+        self.extract_and_expand(&dh, &kem_context)
+    }
+}
+
+fn check_suite(kem: &impl Kem, suite: Suite) -> Result<(), CryptoError> {
+    if kem.id() == suite.kem {
+        Ok(())
+    } else {
+        Err(CryptoError::Library("HPKE suite names another KEM"))
+    }
+}
+
+/// `SetupBaseS` with a given ephemeral input: `(enc, context)`.
+pub(crate) fn setup_base_s<K: Kem>(
+    kem: &K,
+    suite: Suite,
+    pk_r: &K::PublicKey,
+    ephemeral: &K::Ephemeral,
+    info: &[u8],
+) -> Result<(Vec<u8>, Context), CryptoError> {
+    check_suite(kem, suite)?;
+    let (shared, enc) = kem.encap_with(pk_r, ephemeral)?;
+    Ok((enc, key_schedule_base(suite, &shared, info)?))
+}
+
+/// `SetupBaseR`. A malformed `enc` gives [`CryptoError::Decrypt`].
+pub(crate) fn setup_base_r<K: Kem>(
+    kem: &K,
     suite: Suite,
     enc: &[u8],
-    sk_r: &EcPrivateKey,
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    if sk_r.curve() != suite.curve {
-        return Err(CryptoError::Decrypt);
-    }
-    let pk_e = EcPublicKey::from_sec1(suite.curve, enc).map_err(|_| CryptoError::Decrypt)?;
-    let dh = sk_r.dh(&pk_e)?;
-    let mut kem_context = enc.to_vec();
-    kem_context.extend_from_slice(&sk_r.public_key_ref().to_sec1());
-    extract_and_expand(suite, &dh, &kem_context)
+    sk_r: &K::PrivateKey,
+    info: &[u8],
+) -> Result<Context, CryptoError> {
+    check_suite(kem, suite)?;
+    let shared = kem.decap(enc, sk_r)?;
+    key_schedule_base(suite, &shared, info)
 }
 
 /// An HPKE encryption context (base mode).

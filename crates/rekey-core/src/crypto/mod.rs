@@ -5,7 +5,10 @@
 pub(crate) mod aead;
 pub mod ec;
 pub(crate) mod hpke;
+pub mod hybrid;
 pub(crate) mod kdf;
+pub(crate) mod mlkem;
+pub mod pq;
 pub mod rsa;
 
 #[cfg(test)]
@@ -13,6 +16,7 @@ mod vectors;
 
 use crate::envelope::Scheme;
 use ec::EcPublicKey;
+use hybrid::{HybridPrivateKey, HybridPublicKey};
 
 /// A principal's public key of either kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +25,8 @@ pub enum PublicKey {
     Rsa(rsa::LegacyRsaPublicKey),
     /// New elliptic-curve key.
     Ec(EcPublicKey),
+    /// New post-quantum hybrid key: X-Wing for grants, P-256 for signatures.
+    Hybrid(HybridPublicKey),
 }
 
 /// A principal's private key of either kind.
@@ -30,6 +36,8 @@ pub enum PrivateKey {
     Rsa(rsa::LegacyRsaPrivateKey),
     /// New elliptic-curve key.
     Ec(ec::EcPrivateKey),
+    /// New post-quantum hybrid key.
+    Hybrid(HybridPrivateKey),
 }
 
 impl PrivateKey {
@@ -39,6 +47,7 @@ impl PrivateKey {
         match self {
             PrivateKey::Rsa(k) => PublicKey::Rsa(k.public_key()),
             PrivateKey::Ec(k) => PublicKey::Ec(k.public_key()),
+            PrivateKey::Hybrid(k) => PublicKey::Hybrid(k.public_key()),
         }
     }
 }
@@ -61,6 +70,18 @@ pub fn hpke_export_scheme(curve: ec::Curve) -> Scheme {
     }
 }
 
+/// The single-grant HPKE scheme for a hybrid (X-Wing) key.
+#[must_use]
+pub fn hybrid_hpke_scheme() -> Scheme {
+    Scheme::HpkeMlKem768X25519
+}
+
+/// The batch (exporter) HPKE scheme for a hybrid (X-Wing) key.
+#[must_use]
+pub fn hybrid_hpke_export_scheme() -> Scheme {
+    Scheme::HpkeMlKem768X25519Export
+}
+
 /// Lowercase hex SHA-256 of a public key's encoding.
 #[must_use]
 pub fn fingerprint(public_key_bytes: &[u8]) -> String {
@@ -78,15 +99,18 @@ impl PublicKey {
         match self {
             PublicKey::Rsa(k) => k.fingerprint(),
             PublicKey::Ec(k) => k.fingerprint(),
+            PublicKey::Hybrid(k) => k.fingerprint(),
         }
     }
 
-    /// The stored encoding: SPKI DER for RSA, uncompressed SEC1 for EC.
+    /// The stored encoding: SPKI DER for RSA, uncompressed SEC1 for EC,
+    /// X-Wing key ‖ SEC1 P-256 point for hybrid keys.
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             PublicKey::Rsa(k) => k.to_spki_der().to_vec(),
             PublicKey::Ec(k) => k.to_sec1(),
+            PublicKey::Hybrid(k) => k.to_bytes(),
         }
     }
 }
@@ -95,6 +119,7 @@ pub(crate) fn suite_for(scheme: Scheme) -> Option<hpke::Suite> {
     match scheme {
         Scheme::HpkeP256 | Scheme::HpkeP256Export => Some(hpke::Suite::P256),
         Scheme::HpkeP521 | Scheme::HpkeP521Export => Some(hpke::Suite::P521),
+        Scheme::HpkeMlKem768X25519 | Scheme::HpkeMlKem768X25519Export => Some(hpke::Suite::XWING),
         _ => None,
     }
 }

@@ -1,12 +1,14 @@
-//! Conformance: RFC 9180 and Wycheproof vectors from the repository's
+//! Conformance: RFC 9180, draft-ietf-hpke-pq and Wycheproof vectors from the repository's
 //! `vectors/` folder (provenance in `vectors/README.md`; `$REKEY_VECTORS_DIR`
 //! points elsewhere). Every case of the selected groups runs; a missing file
 //! fails loudly rather than passing silently.
 
 use super::aead::Aead;
 use super::ec::{Curve, EcPrivateKey, EcPublicKey};
-use super::hpke::{self, Suite};
+use super::hpke::{self, DhKem, Kem, KemId, Suite};
 use super::kdf::Kdf;
+use super::mlkem::MlKem768Secret;
+use super::pq::{Group, HybridKem, MlKem768, XWing, XWingPrivateKey, XWingPublicKey};
 use super::rsa::LegacyRsaPrivateKey;
 use crate::envelope::Scheme;
 use crate::error::CryptoError;
@@ -58,9 +60,14 @@ fn run_hpke_file(name: &str, curve: Curve) -> usize {
             Some(3) => Kdf::Sha512,
             other => panic!("unexpected kdf {other:?}"),
         };
-        let suite = Suite { curve, kdf, aead };
-        let sk_r = hpke::derive_key_pair(curve, &h(&entry["ikmR"])).unwrap();
-        let sk_e = hpke::derive_key_pair(curve, &h(&entry["ikmE"])).unwrap();
+        let kem = DhKem(curve);
+        let suite = Suite {
+            kem: kem.id(),
+            kdf,
+            aead,
+        };
+        let sk_r = kem.derive_key_pair(&h(&entry["ikmR"])).unwrap();
+        let sk_e = kem.derive_key_pair(&h(&entry["ikmE"])).unwrap();
         assert_eq!(
             sk_r.dangerous_to_scalar_bytes().dangerous_as_bytes(),
             &h(&entry["skRm"])[..]
@@ -73,44 +80,199 @@ fn run_hpke_file(name: &str, curve: Curve) -> usize {
         assert_eq!(pk_r.to_sec1(), h(&entry["pkRm"]));
         assert_eq!(sk_e.public_key().to_sec1(), h(&entry["pkEm"]));
 
-        let (shared, enc) = hpke::encap_with(suite, &pk_r, &sk_e).unwrap();
+        let (shared, enc) = kem.encap_with(&pk_r, &sk_e).unwrap();
         assert_eq!(enc, h(&entry["enc"]));
         assert_eq!(&shared[..], &h(&entry["shared_secret"])[..]);
-        let shared_r = hpke::decap(suite, &enc, &sk_r).unwrap();
+        let shared_r = kem.decap(&enc, &sk_r).unwrap();
         assert_eq!(&shared_r[..], &shared[..]);
-
-        let info = h(&entry["info"]);
-        let mut sender = hpke::key_schedule_base(suite, &shared, &info).unwrap();
-        let mut receiver = hpke::key_schedule_base(suite, &shared_r, &info).unwrap();
-        assert_eq!(&sender.key[..], &h(&entry["key"])[..]);
-        assert_eq!(&sender.base_nonce[..], &h(&entry["base_nonce"])[..]);
-        assert_eq!(
-            &sender.exporter_secret[..],
-            &h(&entry["exporter_secret"])[..]
-        );
-
-        for (seq, enc_case) in entry["encryptions"].as_array().unwrap().iter().enumerate() {
-            let aad = h(&enc_case["aad"]);
-            let pt = h(&enc_case["pt"]);
-            let ct = h(&enc_case["ct"]);
-            assert_eq!(sender.seal(&aad, &pt).unwrap(), ct, "seal seq {seq}");
-            assert_eq!(
-                &receiver.open(&aad, &ct).unwrap()[..],
-                &pt[..],
-                "open seq {seq}"
-            );
-            checked += 1;
-        }
-        for export in entry["exports"].as_array().unwrap() {
-            let len = usize::try_from(export["L"].as_u64().unwrap()).unwrap();
-            let got = receiver
-                .export(&h(&export["exporter_context"]), len)
-                .unwrap();
-            assert_eq!(&got[..], &h(&export["exported_value"])[..]);
-            checked += 1;
-        }
+        checked += run_key_schedule(entry, suite, &shared, &shared_r);
     }
     checked
+}
+
+/// Key schedule, every encryption (seal and open) and every export of one
+/// base-mode entry. Returns the number of encryptions and exports checked.
+fn run_key_schedule(entry: &Value, suite: Suite, shared_s: &[u8], shared_r: &[u8]) -> usize {
+    let mut checked = 0;
+    // `info` is hex; decoded once it is the ASCII text the key schedule uses
+    // (in the draft-ietf-hpke-pq files that text is itself hex digits).
+    let info = h(&entry["info"]);
+    let mut sender = hpke::key_schedule_base(suite, shared_s, &info).unwrap();
+    let mut receiver = hpke::key_schedule_base(suite, shared_r, &info).unwrap();
+    assert_eq!(&sender.key[..], &h(&entry["key"])[..]);
+    assert_eq!(&sender.base_nonce[..], &h(&entry["base_nonce"])[..]);
+    assert_eq!(
+        &sender.exporter_secret[..],
+        &h(&entry["exporter_secret"])[..]
+    );
+
+    for (seq, enc_case) in entry["encryptions"].as_array().unwrap().iter().enumerate() {
+        let aad = h(&enc_case["aad"]);
+        let pt = h(&enc_case["pt"]);
+        let ct = h(&enc_case["ct"]);
+        assert_eq!(sender.seal(&aad, &pt).unwrap(), ct, "seal seq {seq}");
+        assert_eq!(
+            &receiver.open(&aad, &ct).unwrap()[..],
+            &pt[..],
+            "open seq {seq}"
+        );
+        checked += 1;
+    }
+    for export in entry["exports"].as_array().unwrap() {
+        let len = usize::try_from(export["L"].as_u64().unwrap()).unwrap();
+        let got = receiver
+            .export(&h(&export["exporter_context"]), len)
+            .unwrap();
+        assert_eq!(&got[..], &h(&export["exported_value"])[..]);
+        checked += 1;
+    }
+    checked
+}
+
+/// What one draft-ietf-hpke-pq file exercised.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PqCounts {
+    /// Entries whose KEM checks (key pair, `enc`, secret, decapsulation)
+    /// passed, by KEM: ML-KEM-768, MLKEM768-P256, X-Wing.
+    kem_entries: [usize; 3],
+    /// Entries whose key schedule was checked too (the HKDF-SHA256 ones).
+    schedules: usize,
+    /// Encryptions and exports checked.
+    encryptions_and_exports: usize,
+}
+
+/// The KEM part of one entry: `enc` and `shared_secret` from `ikmE` by
+/// derandomised encapsulation to `pkRm`, and decapsulation with the
+/// recipient key. Returns the two secrets.
+fn run_pq_kem<K: Kem<Ephemeral = zeroize::Zeroizing<Vec<u8>>>>(
+    kem: &K,
+    entry: &Value,
+    pk: &K::PublicKey,
+    sk: &K::PrivateKey,
+) -> (Vec<u8>, Vec<u8>) {
+    let randomness = zeroize::Zeroizing::new(h(&entry["ikmE"]));
+    let (shared, enc) = kem.encap_with(pk, &randomness).unwrap();
+    assert_eq!(enc, h(&entry["enc"]), "enc");
+    assert_eq!(
+        &shared[..],
+        &h(&entry["shared_secret"])[..],
+        "shared_secret"
+    );
+    let shared_r = kem.decap(&enc, sk).unwrap();
+    assert_eq!(&shared_r[..], &shared[..], "decapsulation");
+    (shared.to_vec(), shared_r.to_vec())
+}
+
+fn run_pq_file(name: &str) -> PqCounts {
+    let mut counts = PqCounts::default();
+    for entry in load(name).as_array().unwrap() {
+        assert_eq!(entry["mode"].as_u64(), Some(0));
+        let (ikm_r, sk_rm, pk_rm) = (h(&entry["ikmR"]), h(&entry["skRm"]), h(&entry["pkRm"]));
+        let (kem_id, (shared_s, shared_r)) = match entry["kem_id"].as_u64() {
+            Some(0x0041) => {
+                let (dk, sk) = MlKem768.derive_key_pair(&ikm_r).unwrap();
+                assert_eq!(&dk[..], &sk_rm[..], "skRm from ikmR");
+                assert_eq!(&sk.encapsulation_key()[..], &pk_rm[..], "pkRm");
+                let seed: [u8; 64] = sk_rm.clone().try_into().unwrap();
+                let from_seed = MlKem768Secret::from_seed(&seed).unwrap();
+                assert_eq!(&from_seed.encapsulation_key()[..], &pk_rm[..]);
+                counts.kem_entries[0] += 1;
+                (
+                    KemId::MlKem768,
+                    run_pq_kem(&MlKem768, entry, &pk_rm, &from_seed),
+                )
+            }
+            Some(0x0050) => {
+                let kem = HybridKem(Group::P256);
+                let sk = kem.derive_key_pair(&ikm_r).unwrap();
+                assert_eq!(sk.seed(), &sk_rm[..], "skRm from ikmR");
+                assert_eq!(sk.public().as_bytes(), &pk_rm[..], "pkRm");
+                let from_seed = kem.key_pair_from_seed(&sk_rm).unwrap();
+                let pk = kem.public_key(&pk_rm).unwrap();
+                assert!(from_seed.public() == &pk);
+                counts.kem_entries[1] += 1;
+                (kem.id(), run_pq_kem(&kem, entry, &pk, &from_seed))
+            }
+            Some(0x647a) => {
+                let sk = XWingPrivateKey::derive_from_ikm(&ikm_r).unwrap();
+                assert_eq!(
+                    sk.dangerous_to_seed_bytes().dangerous_as_bytes(),
+                    &sk_rm[..],
+                    "skRm from ikmR"
+                );
+                assert_eq!(sk.public_key().as_bytes(), &pk_rm[..], "pkRm");
+                let from_seed = XWingPrivateKey::from_seed(&sk_rm).unwrap();
+                let pk = XWingPublicKey::from_bytes(&pk_rm).unwrap();
+                assert_eq!(from_seed.public_key(), pk);
+                counts.kem_entries[2] += 1;
+                (KemId::XWing, run_pq_kem(&XWing, entry, &pk, &from_seed))
+            }
+            other => panic!("unexpected kem {other:?}"),
+        };
+        if entry["kdf_id"].as_u64() != Some(1) {
+            // SHAKE KDFs: rekey implements HKDF only; the KEM part is done.
+            continue;
+        }
+        let aead = match entry["aead_id"].as_u64() {
+            Some(1) => Aead::Aes128Gcm,
+            Some(2) => Aead::Aes256Gcm,
+            Some(3) => Aead::ChaCha20Poly1305,
+            other => panic!("unexpected aead {other:?}"),
+        };
+        let suite = Suite {
+            kem: kem_id,
+            kdf: Kdf::Sha256,
+            aead,
+        };
+        counts.encryptions_and_exports += run_key_schedule(entry, suite, &shared_s, &shared_r);
+        counts.schedules += 1;
+    }
+    counts
+}
+
+/// Both drafts' files: each has 1 ML-KEM-768, 2 MLKEM768-P256 and 2 X-Wing
+/// entries; 3 of them use HKDF-SHA256 (10 encryptions and 5 exports each).
+const PQ_EXPECTED: PqCounts = PqCounts {
+    kem_entries: [1, 2, 2],
+    schedules: 3,
+    encryptions_and_exports: 3 * 15,
+};
+
+#[test]
+fn hpke_pq_draft05_vectors() {
+    assert_eq!(run_pq_file("hpke_pq.json"), PQ_EXPECTED);
+}
+
+#[test]
+fn hpke_pq_draft04_vectors() {
+    assert_eq!(run_pq_file("hpke_pq_draft04.json"), PQ_EXPECTED);
+}
+
+#[test]
+fn hpke_pq_vectors_fail_when_changed() {
+    // The checks above would notice a changed vector: flip one bit of the
+    // X-Wing `enc` and of its `ikmE`, and the secret no longer matches.
+    let entries = load("hpke_pq.json");
+    let entry = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kem_id"].as_u64() == Some(0x647a))
+        .unwrap();
+    let sk = XWingPrivateKey::from_seed(&h(&entry["skRm"])).unwrap();
+    let mut enc = h(&entry["enc"]);
+    enc[0] ^= 1;
+    assert_ne!(
+        &XWing.decap(&enc, &sk).unwrap()[..],
+        &h(&entry["shared_secret"])[..]
+    );
+    let mut ikm_e = h(&entry["ikmE"]);
+    ikm_e[40] ^= 1;
+    let pk = XWingPublicKey::from_bytes(&h(&entry["pkRm"])).unwrap();
+    let (ss, _) = XWing
+        .encap_with(&pk, &zeroize::Zeroizing::new(ikm_e))
+        .unwrap();
+    assert_ne!(&ss[..], &h(&entry["shared_secret"])[..]);
 }
 
 #[test]

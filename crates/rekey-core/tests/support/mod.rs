@@ -232,7 +232,7 @@ impl MemVault {
     pub fn rsa_public(&self, p: PrincipalId) -> LegacyRsaPublicKey {
         match &self.key_pairs[&self.principals[&p].legacy_kp].public {
             PublicKey::Rsa(pk) => pk.clone(),
-            PublicKey::Ec(_) => unreachable!(),
+            PublicKey::Ec(_) | PublicKey::Hybrid(_) => unreachable!(),
         }
     }
 
@@ -270,7 +270,7 @@ impl MemVault {
                     key_pair: kp,
                     public_key: pk.clone(),
                 },
-                PublicKey::Rsa(_) => unreachable!(),
+                PublicKey::Rsa(_) | PublicKey::Hybrid(_) => unreachable!(),
             },
             _ => HolderKey::Pending {
                 principal: h,
@@ -540,6 +540,9 @@ impl MemVault {
                     .ok()
                     .map(PrivateKey::Ec)
             }
+            PublicKey::Hybrid(_) => HybridPrivateKey::from_bytes(bytes.dangerous_as_bytes())
+                .ok()
+                .map(PrivateKey::Hybrid),
         }
     }
 
