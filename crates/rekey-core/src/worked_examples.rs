@@ -92,15 +92,27 @@ pub fn make_legacy_ciphertext(rsa_pkcs8: &[u8]) -> Result<Vec<u8>, CryptoError> 
 /// opened again and compared with its input.
 pub fn markdown(rsa_pkcs8: &[u8], rsa_envelope: &[u8]) -> Result<String, CryptoError> {
     let mut out = String::new();
-    let b = binding();
+    common_inputs(&mut out);
+    for curve in [Curve::P256, Curve::P521] {
+        ec_grants(&mut out, curve)?;
+    }
+    let sk = kek_example(&mut out)?;
+    record_example(&mut out)?;
+    ecdsa_example(&mut out, &sk)?;
+    legacy_example(&mut out, rsa_pkcs8, rsa_envelope)?;
+    Ok(out)
+}
+
+/// The inputs every example shares.
+fn common_inputs(out: &mut String) {
     let rk = record_key();
     let _ = writeln!(out, "Common inputs:\n\n```text");
     let _ = writeln!(out, "vault id               {}", uuid(VAULT));
     let _ = writeln!(out, "recipient id           {}", uuid(RECIPIENT));
     let _ = writeln!(out, "record id              {}", uuid(RECORD));
     let _ = writeln!(out, "key pair id            {}", uuid(KEY_PAIR));
-    line(&mut out, "record key", rk.dangerous_as_bytes());
-    line(&mut out, "nonce (where random)", &NONCE);
+    line(out, "record key", rk.dangerous_as_bytes());
+    line(out, "nonce (where random)", &NONCE);
     let _ = writeln!(
         out,
         "recipient ikm          \"{}\"",
@@ -117,76 +129,83 @@ pub fn markdown(rsa_pkcs8: &[u8], rsa_envelope: &[u8]) -> Result<String, CryptoE
         "Recipient and ephemeral keys come from the ikm strings through RFC 9180 \
          `DeriveKeyPair` of the scheme's KEM, so every value below can be recomputed."
     );
+}
 
-    for curve in [Curve::P256, Curve::P521] {
-        let sk_r = EcPrivateKey::derive_from_ikm(curve, RECIPIENT_IKM)?;
-        let sk_e = EcPrivateKey::derive_from_ikm(curve, EPHEMERAL_IKM)?;
-        let pk_r = sk_r.public_key();
-        let opener_key = PrivateKey::Ec(sk_r);
-        let PrivateKey::Ec(sk_r) = &opener_key else {
-            return Err(CryptoError::Library("key kind"));
-        };
+/// A single and a batch HPKE grant on `curve`.
+fn ec_grants(out: &mut String, curve: Curve) -> Result<(), CryptoError> {
+    let b = binding();
+    let rk = record_key();
+    let sk_r = EcPrivateKey::derive_from_ikm(curve, RECIPIENT_IKM)?;
+    let sk_e = EcPrivateKey::derive_from_ikm(curve, EPHEMERAL_IKM)?;
+    let pk_r = sk_r.public_key();
+    let opener_key = PrivateKey::Ec(sk_r);
+    let PrivateKey::Ec(sk_r) = &opener_key else {
+        return Err(CryptoError::Library("key kind"));
+    };
 
-        // Single grant.
-        let env = seal_grant_with_ephemeral(&pk_r, &sk_e, &b, rk.dangerous_as_bytes())?;
-        let scheme = env.scheme();
-        let opened = GrantOpener::new(&opener_key).open(&b, &env)?;
-        check(
-            opened.dangerous_as_bytes() == rk.dangerous_as_bytes(),
-            "single grant round trip",
-        )?;
-        let _ = writeln!(
-            out,
-            "\n### `{scheme}` (id 0x{:02x})\n\n```text",
-            scheme.id()
-        );
-        line(
-            &mut out,
-            "skR",
-            sk_r.dangerous_to_scalar_bytes().dangerous_as_bytes(),
-        );
-        line(&mut out, "pkR", &pk_r.to_sec1());
-        line(
-            &mut out,
-            "skE",
-            sk_e.dangerous_to_scalar_bytes().dangerous_as_bytes(),
-        );
-        line(&mut out, "info", &labels::grant_info(scheme, &b));
-        line(&mut out, "aad", &Envelope::header(scheme));
-        line(&mut out, "envelope", env.as_bytes());
-        let _ = writeln!(out, "```");
+    // Single grant.
+    let env = seal_grant_with_ephemeral(&pk_r, &sk_e, &b, rk.dangerous_as_bytes())?;
+    let scheme = env.scheme();
+    let opened = GrantOpener::new(&opener_key).open(&b, &env)?;
+    check(
+        opened.dangerous_as_bytes() == rk.dangerous_as_bytes(),
+        "single grant round trip",
+    )?;
+    let _ = writeln!(
+        out,
+        "\n### `{scheme}` (id 0x{:02x})\n\n```text",
+        scheme.id()
+    );
+    line(
+        out,
+        "skR",
+        sk_r.dangerous_to_scalar_bytes().dangerous_as_bytes(),
+    );
+    line(out, "pkR", &pk_r.to_sec1());
+    line(
+        out,
+        "skE",
+        sk_e.dangerous_to_scalar_bytes().dangerous_as_bytes(),
+    );
+    line(out, "info", &labels::grant_info(scheme, &b));
+    line(out, "aad", &Envelope::header(scheme));
+    line(out, "envelope", env.as_bytes());
+    let _ = writeln!(out, "```");
 
-        // Batch grant.
-        let sealer = BatchSealer::with_ephemeral(&pk_r, &sk_e, b.vault, b.recipient)?;
-        let env = sealer.seal_with_nonce(b.subject, rk.dangerous_as_bytes(), NONCE)?;
-        let scheme = env.scheme();
-        let opened = GrantOpener::new(&opener_key).open(&b, &env)?;
-        check(
-            opened.dangerous_as_bytes() == rk.dangerous_as_bytes(),
-            "batch grant round trip",
-        )?;
-        let suite = suite_for(scheme).ok_or(CryptoError::Library("suite"))?;
-        let context = labels::batch_grant_context(b.subject);
-        let grant_key = hpke::export_from(suite, sealer.exporter_secret(), &context, 32)?;
-        let _ = writeln!(
-            out,
-            "\n### `{scheme}` (id 0x{:02x})\n\n```text",
-            scheme.id()
-        );
-        line(
-            &mut out,
-            "info",
-            &labels::batch_info(scheme, b.vault, b.recipient),
-        );
-        line(&mut out, "exporter_secret", sealer.exporter_secret());
-        line(&mut out, "exporter_context", &context);
-        line(&mut out, "grant key", &grant_key);
-        line(&mut out, "aad", &Envelope::header(scheme));
-        line(&mut out, "envelope", env.as_bytes());
-        let _ = writeln!(out, "```");
-    }
+    // Batch grant.
+    let sealer = BatchSealer::with_ephemeral(&pk_r, &sk_e, b.vault, b.recipient)?;
+    let env = sealer.seal_with_nonce(b.subject, rk.dangerous_as_bytes(), NONCE)?;
+    let scheme = env.scheme();
+    let opened = GrantOpener::new(&opener_key).open(&b, &env)?;
+    check(
+        opened.dangerous_as_bytes() == rk.dangerous_as_bytes(),
+        "batch grant round trip",
+    )?;
+    let suite = suite_for(scheme).ok_or(CryptoError::Library("suite"))?;
+    let context = labels::batch_grant_context(b.subject);
+    let grant_key = hpke::export_from(suite, sealer.exporter_secret(), &context, 32)?;
+    let _ = writeln!(
+        out,
+        "\n### `{scheme}` (id 0x{:02x})\n\n```text",
+        scheme.id()
+    );
+    line(
+        out,
+        "info",
+        &labels::batch_info(scheme, b.vault, b.recipient),
+    );
+    line(out, "exporter_secret", sealer.exporter_secret());
+    line(out, "exporter_context", &context);
+    line(out, "grant key", &grant_key);
+    line(out, "aad", &Envelope::header(scheme));
+    line(out, "envelope", env.as_bytes());
+    let _ = writeln!(out, "```");
+    Ok(())
+}
 
-    // KEK and a private key under it.
+/// The KEK of the common master secret and a P-256 private key under it;
+/// answers the key (the ECDSA example signs with it).
+fn kek_example(out: &mut String) -> Result<EcPrivateKey, CryptoError> {
     let master = MasterSecret::from_slice(MASTER).ok_or(CryptoError::Library("master"))?;
     let kb = KeyBinding {
         vault: VaultId::from_bytes(VAULT),
@@ -207,19 +226,23 @@ pub fn markdown(rsa_pkcs8: &[u8], rsa_envelope: &[u8]) -> Result<String, CryptoE
         "master secret          \"{}\"",
         String::from_utf8_lossy(MASTER)
     );
-    line(&mut out, "hkdf salt", labels::KEK_SALT);
-    line(&mut out, "hkdf info", &labels::kek_info(kb.vault, kb.owner));
-    line(&mut out, "kek", kek.dangerous_as_bytes());
-    line(&mut out, "wrapped (P-256 skR)", scalar.dangerous_as_bytes());
+    line(out, "hkdf salt", labels::KEK_SALT);
+    line(out, "hkdf info", &labels::kek_info(kb.vault, kb.owner));
+    line(out, "kek", kek.dangerous_as_bytes());
+    line(out, "wrapped (P-256 skR)", scalar.dangerous_as_bytes());
     line(
-        &mut out,
+        out,
         "aad",
         &labels::private_key_aad(&Envelope::header(Scheme::Aes256GcmKek), &kb),
     );
-    line(&mut out, "envelope", env.as_bytes());
+    line(out, "envelope", env.as_bytes());
     let _ = writeln!(out, "```");
+    Ok(sk)
+}
 
-    // Record content.
+/// A record's content under the record key.
+fn record_example(out: &mut String) -> Result<(), CryptoError> {
+    let rk = record_key();
     let vault = VaultId::from_bytes(VAULT);
     let record = RecordId::from_bytes(RECORD);
     let ct = encrypt_record_with_nonce(&rk, vault, record, RECORD_TEXT, NONCE)?;
@@ -233,11 +256,14 @@ pub fn markdown(rsa_pkcs8: &[u8], rsa_envelope: &[u8]) -> Result<String, CryptoE
         "plaintext              \"{}\"",
         String::from_utf8_lossy(RECORD_TEXT)
     );
-    line(&mut out, "aad", &labels::record_aad(1, vault, record));
-    line(&mut out, "record ciphertext", &ct);
+    line(out, "aad", &labels::record_aad(1, vault, record));
+    line(out, "record ciphertext", &ct);
     let _ = writeln!(out, "```");
+    Ok(())
+}
 
-    // ECDSA proof of possession (RFC 6979: deterministic).
+/// An ECDSA proof of possession (RFC 6979: deterministic).
+fn ecdsa_example(out: &mut String, sk: &EcPrivateKey) -> Result<(), CryptoError> {
     let sig = sk.sign(SIGNED);
     sk.public_key().verify(SIGNED, &sig)?;
     let _ = writeln!(out, "\n### ECDSA P-256 signature\n\n```text");
@@ -246,11 +272,20 @@ pub fn markdown(rsa_pkcs8: &[u8], rsa_envelope: &[u8]) -> Result<String, CryptoE
         "signed bytes           \"{}\"",
         String::from_utf8_lossy(SIGNED)
     );
-    line(&mut out, "public key", &sk.public_key().to_sec1());
-    line(&mut out, "signature (r || s)", &sig);
+    line(out, "public key", &sk.public_key().to_sec1());
+    line(out, "signature (r || s)", &sig);
     let _ = writeln!(out, "```");
+    Ok(())
+}
 
-    // Legacy grant.
+/// The legacy grant made once by `cargo xtask fixtures`, opened again.
+fn legacy_example(
+    out: &mut String,
+    rsa_pkcs8: &[u8],
+    rsa_envelope: &[u8],
+) -> Result<(), CryptoError> {
+    let b = binding();
+    let rk = record_key();
     let rsa = LegacyRsaPrivateKey::from_pkcs8_der(rsa_pkcs8)?;
     let env = Envelope::parse(rsa_envelope)?;
     let rsa_key = PrivateKey::Rsa(rsa);
@@ -267,19 +302,15 @@ pub fn markdown(rsa_pkcs8: &[u8], rsa_envelope: &[u8]) -> Result<String, CryptoE
         "\n### `rsa-oaep-sha256` (id 0x02), legacy\n\nRSA-OAEP is randomised: this \
          ciphertext was made once (`cargo xtask fixtures`) and is opened again by the test.\n\n```text"
     );
-    line(
-        &mut out,
-        "public key (SPKI)",
-        rsa.public_key().to_spki_der(),
-    );
-    line(&mut out, "envelope", env.as_bytes());
+    line(out, "public key (SPKI)", rsa.public_key().to_spki_der());
+    line(out, "envelope", env.as_bytes());
     let _ = writeln!(
         out,
         "```\n\n<details><summary>private key (PKCS#8, test fixture only)</summary>\n\n```text"
     );
     let _ = writeln!(out, "{}", hex(rsa.dangerous_pkcs8_der()));
     let _ = writeln!(out, "```\n\n</details>");
-    Ok(out)
+    Ok(())
 }
 
 /// Replaces the text between [`BEGIN`] and [`END`] in `doc`.

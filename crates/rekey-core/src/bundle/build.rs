@@ -257,8 +257,6 @@ fn build_inner(
     progress: &(dyn Fn(usize, usize) + Sync),
     memo: &OpenedGrants,
 ) -> Result<BuildOutput, BuildError> {
-    let vault = package.vault;
-    let me = package.principal;
     let total = package.pending_grants.len()
         + package
             .candidates
@@ -272,28 +270,8 @@ fn build_inner(
         memo,
         parallel: options.threads != Some(1),
     };
-
     // 1. Unlock the submitter's legacy key.
-    let (owned_legacy, kek) = match unlock {
-        Unlock::MasterSecret(master) => {
-            let kek = Kek::derive(master, vault, me)?;
-            let wrapped = package
-                .legacy_key
-                .wrapped_private
-                .as_ref()
-                .ok_or(BuildError::MissingWrappedKey)?;
-            let binding = KeyBinding {
-                vault,
-                owner: me,
-                key_pair: package.legacy_key.id,
-            };
-            let der = unwrap_private_key(&kek, &binding, wrapped)
-                .map_err(|_| BuildError::WrongMasterSecret)?;
-            let key = LegacyRsaPrivateKey::from_pkcs8_der(der.dangerous_as_bytes())?;
-            (Some(key), Some(kek))
-        }
-        Unlock::ServerKey(_) => (None, None),
-    };
+    let (owned_legacy, kek) = unlock_legacy(package, &unlock)?;
     let legacy_key: &LegacyRsaPrivateKey = match (&owned_legacy, &unlock) {
         (Some(k), _) => k,
         (None, Unlock::ServerKey(k)) => k,
@@ -302,11 +280,83 @@ fn build_inner(
     if legacy_key.public_key() != package.legacy_key.public_key {
         return Err(BuildError::LegacyKeyMismatch);
     }
+    // 2. and 3. The submitter's new key pair and its own grants.
+    let mut state = own_part(package, legacy_key, kek.as_ref(), options, &progress)?;
+    // 4. Candidates, in waves.
+    let holder_sealers = holder_sealers(package, &progress)?;
+    build_candidates(package, options, &holder_sealers, &progress, &mut state)?;
+    // 5. Encode and sign.
+    let Building { built, report, .. } = state;
+    let bundle = Bundle {
+        vault: package.vault,
+        run: package.run,
+        submitter: package.principal,
+        parts: built.iter().map(|b| b.part.clone()).collect(),
+    };
+    let body = encode_body(&bundle);
+    let signatures = sign_parts(&built, &body_digest(&body), legacy_key, &progress)?;
+    let new_server_key = match unlock {
+        Unlock::ServerKey(_) => built.into_iter().next().map(|b| b.new_key),
+        Unlock::MasterSecret(_) => None,
+    };
+    Ok(BuildOutput {
+        bundle: SignedBundle::from_parts(body, bundle, signatures),
+        new_server_key,
+        report,
+    })
+}
 
-    // 2. The submitter's new key pair.
+/// The submitter's legacy private key (unwrapped from the package with the
+/// master secret's KEK; a server key comes unwrapped) and that KEK.
+fn unlock_legacy(
+    package: &MigrationPackage,
+    unlock: &Unlock<'_>,
+) -> Result<(Option<LegacyRsaPrivateKey>, Option<Kek>), BuildError> {
+    let Unlock::MasterSecret(master) = unlock else {
+        return Ok((None, None));
+    };
+    let me = package.principal;
+    let kek = Kek::derive(master, package.vault, me)?;
+    let wrapped = package
+        .legacy_key
+        .wrapped_private
+        .as_ref()
+        .ok_or(BuildError::MissingWrappedKey)?;
+    let binding = KeyBinding {
+        vault: package.vault,
+        owner: me,
+        key_pair: package.legacy_key.id,
+    };
+    let der =
+        unwrap_private_key(&kek, &binding, wrapped).map_err(|_| BuildError::WrongMasterSecret)?;
+    let key = LegacyRsaPrivateKey::from_pkcs8_der(der.dangerous_as_bytes())?;
+    Ok((Some(key), Some(kek)))
+}
+
+/// What the build has so far: the parts, the KEKs their grants opened, the
+/// principals migrating in this bundle with their new key pair and a
+/// sealer to it, and the report.
+struct Building {
+    built: Vec<BuiltPart>,
+    held_keks: HashMap<KeyPairId, SecretBytes>,
+    in_bundle: HashMap<PrincipalId, (KeyPairId, BatchSealer)>,
+    report: BuildReport,
+}
+
+/// The submitter's new key pair (its private key under the submitter's
+/// KEK, when it has one) and its legacy grants unwrapped on every core and
+/// re-wrapped in one batch.
+fn own_part(
+    package: &MigrationPackage,
+    legacy_key: &LegacyRsaPrivateKey,
+    kek: Option<&Kek>,
+    options: BuildOptions,
+    progress: &Progress<'_>,
+) -> Result<Building, BuildError> {
+    let (vault, me) = (package.vault, package.principal);
     let new_key = EcPrivateKey::generate(options.curve, &mut OsRng);
     let new_id = KeyPairId::random();
-    let wrapped_private = match &kek {
+    let wrapped_private = match kek {
         Some(kek) => Some(wrap_private_key(
             &mut OsRng,
             kek,
@@ -319,46 +369,18 @@ fn build_inner(
         )?),
         None => None,
     };
-
-    // 3. Unwrap the submitter's legacy grants on every core.
-    let opened = unwrap_all(legacy_key, &package.pending_grants, &progress);
+    let opened = unwrap_all(legacy_key, &package.pending_grants, progress);
     let own_sealer = BatchSealer::new(&mut OsRng, new_key.public_key_ref(), vault, me)?;
-    let (own_grants, own_nm) = rewrap(&own_sealer, &package.pending_grants, &opened)?;
-
+    let (grants, non_migratable) = rewrap(&own_sealer, &package.pending_grants, &opened)?;
     // Secrets of key-pair subjects: the KEKs of candidates' legacy keys.
-    let mut held_keks: HashMap<KeyPairId, SecretBytes> = HashMap::new();
+    let mut held_keks = HashMap::new();
     collect_held_keks(&package.pending_grants, &opened, &mut held_keks);
-    drop(opened);
-
-    // One batch per migrated holder, shared by every candidate.
-    let mut migrated_holders: Vec<(PrincipalId, &crate::crypto::ec::EcPublicKey)> = package
-        .candidates
-        .iter()
-        .flat_map(|c| c.holders.iter())
-        .filter_map(|h| match h {
-            HolderKey::Migrated {
-                principal,
-                public_key,
-                ..
-            } if *principal != me => Some((*principal, public_key)),
-            _ => None,
-        })
-        .collect();
-    migrated_holders.sort_by_key(|(p, _)| *p);
-    migrated_holders.dedup_by_key(|(p, _)| *p);
-    let holder_sealers: HashMap<PrincipalId, BatchSealer> = progress
-        .map_each(&migrated_holders, |(p, pk)| {
-            BatchSealer::new(&mut OsRng, pk, vault, *p).map(|s| (*p, s))
-        })
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-
-    let mut report = BuildReport {
-        grants_rewrapped: own_grants.len(),
-        non_migratable: own_nm.len(),
+    let report = BuildReport {
+        grants_rewrapped: grants.len(),
+        non_migratable: non_migratable.len(),
         ..BuildReport::default()
     };
-    let mut built = vec![BuiltPart {
+    let part = BuiltPart {
         part: PrincipalPart {
             principal: me,
             legacy_key_pair: package.legacy_key.id,
@@ -367,28 +389,69 @@ fn build_inner(
                 public_key: new_key.public_key(),
                 wrapped_private,
             },
-            grants: own_grants,
-            non_migratable: own_nm,
+            grants,
+            non_migratable,
             holder_grants: Vec::new(),
         },
         legacy: Signer::Borrowed,
         new_key,
-    }];
+    };
+    Ok(Building {
+        built: vec![part],
+        held_keks,
+        in_bundle: HashMap::from([(me, (new_id, own_sealer))]),
+        report,
+    })
+}
 
-    // 4. Candidates, in waves, each wave in parallel. A candidate is ready
-    //    once a part already built opened the KEK of its legacy key (a
-    //    role's KEK is granted to a managed user the directory key
-    //    migrates in the same bundle) and none of its holders is a
-    //    candidate still to be built: a holder migrating in this bundle gets
-    //    the KEK under its new key, never under its legacy key.
-    let mut in_bundle: HashMap<PrincipalId, (KeyPairId, BatchSealer)> = HashMap::new();
-    in_bundle.insert(me, (new_id, own_sealer));
+/// One batch per migrated holder of any candidate, shared by every
+/// candidate.
+fn holder_sealers(
+    package: &MigrationPackage,
+    progress: &Progress<'_>,
+) -> Result<HashMap<PrincipalId, BatchSealer>, BuildError> {
+    let mut migrated: Vec<(PrincipalId, &crate::crypto::ec::EcPublicKey)> = package
+        .candidates
+        .iter()
+        .flat_map(|c| c.holders.iter())
+        .filter_map(|h| match h {
+            HolderKey::Migrated {
+                principal,
+                public_key,
+                ..
+            } if *principal != package.principal => Some((*principal, public_key)),
+            _ => None,
+        })
+        .collect();
+    migrated.sort_by_key(|(p, _)| *p);
+    migrated.dedup_by_key(|(p, _)| *p);
+    Ok(progress
+        .map_each(&migrated, |(p, pk)| {
+            BatchSealer::new(&mut OsRng, pk, package.vault, *p).map(|s| (*p, s))
+        })
+        .into_iter()
+        .collect::<Result<_, _>>()?)
+}
+
+/// The candidates, in waves, each wave in parallel. A candidate is ready
+/// once a part already built opened the KEK of its legacy key (a role's
+/// KEK is granted to a managed user the directory key migrates in the same
+/// bundle) and none of its holders is a candidate still to be built: a
+/// holder migrating in this bundle gets the KEK under its new key, never
+/// under its legacy key. What never gets ready is reported as skipped.
+fn build_candidates(
+    package: &MigrationPackage,
+    options: BuildOptions,
+    holder_sealers: &HashMap<PrincipalId, BatchSealer>,
+    progress: &Progress<'_>,
+    state: &mut Building,
+) -> Result<(), BuildError> {
     let mut waiting: Vec<&Candidate> = package.candidates.iter().collect();
     loop {
         let unbuilt: HashSet<PrincipalId> = waiting.iter().map(|c| c.principal).collect();
         let (ready, rest): (Vec<&Candidate>, Vec<&Candidate>) =
             waiting.iter().copied().partition(|c| {
-                held_keks.contains_key(&c.legacy_key.id)
+                state.held_keks.contains_key(&c.legacy_key.id)
                     && !c
                         .holders
                         .iter()
@@ -398,29 +461,31 @@ fn build_inner(
             break;
         }
         waiting = rest;
-        let results: Vec<Result<Result<BuiltCandidate, &'static str>, BuildError>> = progress
-            .map_each(&ready, |c| {
-                build_candidate(
-                    c,
-                    vault,
-                    options.curve,
-                    &held_keks,
-                    &in_bundle,
-                    &holder_sealers,
-                    &progress,
-                )
-            });
+        let results = progress.map_each(&ready, |c| {
+            build_candidate(
+                c,
+                package.vault,
+                options.curve,
+                &state.held_keks,
+                &state.in_bundle,
+                holder_sealers,
+                progress,
+            )
+        });
         for (c, result) in ready.iter().zip(results) {
             match result? {
                 Ok(b) => {
-                    report.grants_rewrapped += b.part.part.grants.len();
-                    report.non_migratable += b.part.part.non_migratable.len();
-                    report.candidates_migrated.push(c.principal);
-                    held_keks.extend(b.held_keks);
-                    in_bundle.insert(c.principal, (b.part.part.new_key_pair.id, b.sealer));
-                    built.push(b.part);
+                    let r = &mut state.report;
+                    r.grants_rewrapped += b.part.part.grants.len();
+                    r.non_migratable += b.part.part.non_migratable.len();
+                    r.candidates_migrated.push(c.principal);
+                    state.held_keks.extend(b.held_keks);
+                    state
+                        .in_bundle
+                        .insert(c.principal, (b.part.part.new_key_pair.id, b.sealer));
+                    state.built.push(b.part);
                 }
-                Err(why) => report.candidates_skipped.push((c.principal, why)),
+                Err(why) => state.report.candidates_skipped.push((c.principal, why)),
             }
         }
     }
@@ -428,37 +493,38 @@ fn build_inner(
         for _ in &c.pending_grants {
             progress.tick();
         }
-        let why = if held_keks.contains_key(&c.legacy_key.id) {
+        let why = if state.held_keks.contains_key(&c.legacy_key.id) {
             "a holder of its key could not be migrated first"
         } else {
             "no readable grant of its key"
         };
-        report.candidates_skipped.push((c.principal, why));
+        state.report.candidates_skipped.push((c.principal, why));
     }
+    Ok(())
+}
 
-    // 5. Encode and sign.
-    let bundle = Bundle {
-        vault,
-        run: package.run,
-        submitter: me,
-        parts: built.iter().map(|b| b.part.clone()).collect(),
-    };
-    let body = encode_body(&bundle);
-    let digest = body_digest(&body);
-    let signatures: Vec<Vec<BundleSignature>> = progress
-        .map_each(&built, |b| {
+/// Each part's two signatures over the body's digest: RSA-PSS by its
+/// legacy key, ECDSA by its new key (the proof of possession).
+fn sign_parts(
+    built: &[BuiltPart],
+    digest: &[u8; 32],
+    submitter_legacy: &LegacyRsaPrivateKey,
+    progress: &Progress<'_>,
+) -> Result<Vec<BundleSignature>, CryptoError> {
+    let signed: Vec<Vec<BundleSignature>> = progress
+        .map_each(built, |b| {
             let p = b.part.principal;
             let legacy: &LegacyRsaPrivateKey = match &b.legacy {
                 Signer::Owned(k) => k,
-                Signer::Borrowed => legacy_key,
+                Signer::Borrowed => submitter_legacy,
             };
             let rsa = legacy.sign_pss(&signed_message_of_digest(
-                &digest,
+                digest,
                 SignatureKind::LegacyRsaPss,
                 p,
             ))?;
             let ec = b.new_key.sign(&signed_message_of_digest(
-                &digest,
+                digest,
                 SignatureKind::NewKeyEcdsa,
                 p,
             ));
@@ -477,15 +543,7 @@ fn build_inner(
         })
         .into_iter()
         .collect::<Result<_, CryptoError>>()?;
-    let new_server_key = match unlock {
-        Unlock::ServerKey(_) => built.into_iter().next().map(|b| b.new_key),
-        Unlock::MasterSecret(_) => None,
-    };
-    Ok(BuildOutput {
-        bundle: SignedBundle::from_parts(body, bundle, signatures.into_iter().flatten().collect()),
-        new_server_key,
-        report,
-    })
+    Ok(signed.into_iter().flatten().collect())
 }
 
 /// Opens every legacy grant with `key`; a failure becomes its reason.
@@ -561,6 +619,66 @@ fn collect_held_keks(
     }
 }
 
+/// The candidate's new KEK for each of its holders: under the new key of a
+/// holder migrating in this bundle (the submitter included), under the
+/// current key of a migrated holder, under the legacy key (RSA) of a
+/// pending one.
+fn holder_grants(
+    c: &Candidate,
+    new_id: KeyPairId,
+    new_kek: &Kek,
+    in_bundle: &HashMap<PrincipalId, (KeyPairId, BatchSealer)>,
+    holder_sealers: &HashMap<PrincipalId, BatchSealer>,
+) -> Result<Vec<HolderGrant>, BuildError> {
+    let subject = Subject::PrivateKey(new_id);
+    let mut out = Vec::with_capacity(c.holders.len());
+    for h in &c.holders {
+        let (holder_key_pair, envelope) = match (in_bundle.get(&h.principal()), h) {
+            (Some((kp, sealer)), _) => (
+                *kp,
+                sealer.seal(&mut OsRng, subject, new_kek.dangerous_as_bytes())?,
+            ),
+            (
+                None,
+                HolderKey::Migrated {
+                    principal,
+                    key_pair,
+                    ..
+                },
+            ) => {
+                let sealer = holder_sealers
+                    .get(principal)
+                    .ok_or(CryptoError::Library("holder batch missing"))?;
+                (
+                    *key_pair,
+                    sealer.seal(&mut OsRng, subject, new_kek.dangerous_as_bytes())?,
+                )
+            }
+            (
+                None,
+                HolderKey::Pending {
+                    key_pair,
+                    public_key,
+                    ..
+                },
+            ) => (
+                *key_pair,
+                wrap_legacy_grant(
+                    public_key,
+                    PENDING_HOLDER_SCHEME,
+                    new_kek.dangerous_as_bytes(),
+                )?,
+            ),
+        };
+        out.push(HolderGrant {
+            holder: h.principal(),
+            holder_key_pair,
+            envelope,
+        });
+    }
+    Ok(out)
+}
+
 /// A candidate's part, with what later candidates may need of it: the KEKs
 /// its grants opened and a batch sealer to its new key.
 struct BuiltCandidate {
@@ -628,54 +746,7 @@ fn build_candidate(
     let mut held = HashMap::new();
     collect_held_keks(&c.pending_grants, &opened, &mut held);
 
-    let subject = Subject::PrivateKey(new_id);
-    let mut holder_grants = Vec::with_capacity(c.holders.len());
-    for h in &c.holders {
-        let (holder_key_pair, envelope) = match (in_bundle.get(&h.principal()), h) {
-            // The submitter, or a principal migrating in this bundle: its
-            // new key.
-            (Some((kp, sealer)), _) => (
-                *kp,
-                sealer.seal(&mut OsRng, subject, new_kek.dangerous_as_bytes())?,
-            ),
-            (
-                None,
-                HolderKey::Migrated {
-                    principal,
-                    key_pair,
-                    ..
-                },
-            ) => {
-                let sealer = holder_sealers
-                    .get(principal)
-                    .ok_or(CryptoError::Library("holder batch missing"))?;
-                (
-                    *key_pair,
-                    sealer.seal(&mut OsRng, subject, new_kek.dangerous_as_bytes())?,
-                )
-            }
-            (
-                None,
-                HolderKey::Pending {
-                    key_pair,
-                    public_key,
-                    ..
-                },
-            ) => (
-                *key_pair,
-                wrap_legacy_grant(
-                    public_key,
-                    PENDING_HOLDER_SCHEME,
-                    new_kek.dangerous_as_bytes(),
-                )?,
-            ),
-        };
-        holder_grants.push(HolderGrant {
-            holder: h.principal(),
-            holder_key_pair,
-            envelope,
-        });
-    }
+    let holder_grants = holder_grants(c, new_id, &new_kek, in_bundle, holder_sealers)?;
     Ok(Ok(BuiltCandidate {
         part: BuiltPart {
             part: PrincipalPart {

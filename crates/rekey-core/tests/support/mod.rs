@@ -107,6 +107,16 @@ impl MemVault {
             users: vec![],
             roles: vec![],
         };
+        let role_keks = v.seed_principals(users, roles);
+        v.seed_memberships(roles, memberships, &role_keks);
+        v.seed_records(users, access);
+        v
+    }
+
+    /// The users and roles, each with a fixture RSA key under its KEK;
+    /// answers the roles' KEKs.
+    fn seed_principals(&mut self, users: usize, roles: usize) -> Vec<Kek> {
+        let v = self;
         let mut role_keks = Vec::new();
         for i in 0..users + roles {
             let id = PrincipalId::random();
@@ -158,6 +168,12 @@ impl MemVault {
                 v.roles.push(id)
             }
         }
+        role_keks
+    }
+
+    /// Each role's members, each with an RSA grant of the role's KEK.
+    fn seed_memberships(&mut self, roles: usize, memberships: &[Vec<usize>], role_keks: &[Kek]) {
+        let v = self;
         for (r, members) in memberships.iter().enumerate().take(roles) {
             let role = v.roles[r];
             let role_kp = v.principals[&role].legacy_kp;
@@ -180,6 +196,11 @@ impl MemVault {
             }
             v.members.insert(role, list);
         }
+    }
+
+    /// The records, each granted to its readers under a legacy scheme.
+    fn seed_records(&mut self, users: usize, access: &[Vec<usize>]) {
+        let v = self;
         let schemes = [
             Scheme::RsaOaepSha1,
             Scheme::RsaOaepSha256,
@@ -206,7 +227,6 @@ impl MemVault {
                 v.add_grant(who, Subject::RecordKey(id), env.as_bytes().to_vec(), true);
             }
         }
-        v
     }
 
     pub fn add_grant(

@@ -94,97 +94,8 @@ impl Vault {
         let txn = self.db.begin().await.map_err(db("begin the start"))?;
         self.cas(&txn, step.from(), expected_version, step.to())
             .await?;
-        principal::Entity::update_many()
-            .col_expr(
-                principal::Column::MigrationState,
-                Expr::value(MigrationState::Pending.as_str()),
-            )
-            .exec(&txn)
-            .await
-            .map_err(db("reset the principals' migration state"))?;
-        for (ids, state) in [
-            (blocked, MigrationState::Blocked),
-            (exempt, MigrationState::Exempt),
-        ] {
-            for chunk in ids.chunks(BATCH_ROWS) {
-                principal::Entity::update_many()
-                    .col_expr(
-                        principal::Column::MigrationState,
-                        Expr::value(state.as_str()),
-                    )
-                    .filter(principal::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
-                    .exec(&txn)
-                    .await
-                    .map_err(db("set the principals' migration state"))?;
-            }
-        }
-        let snapshot_of = |kind: PrincipalKind| {
-            principal::Entity::find()
-                .filter(principal::Column::Kind.eq(kind.as_str()))
-                .filter(principal::Column::MigrationState.ne(MigrationState::Exempt.as_str()))
-                .select_only()
-                .column_as(principal::Column::Id.count(), "n")
-                .into_tuple::<i64>()
-        };
-        let users = snapshot_of(PrincipalKind::User)
-            .one(&txn)
-            .await
-            .map_err(db("snapshot the users"))?;
-        let roles = snapshot_of(PrincipalKind::Role)
-            .one(&txn)
-            .await
-            .map_err(db("snapshot the roles"))?;
-        let services = snapshot_of(PrincipalKind::Service)
-            .one(&txn)
-            .await
-            .map_err(db("snapshot the services"))?;
-        let exempt_ids = principal::Entity::find()
-            .select_only()
-            .column(principal::Column::Id)
-            .filter(principal::Column::MigrationState.eq(MigrationState::Exempt.as_str()));
-        let grants = grant::Entity::find()
-            .filter(grant::Column::Legacy.eq(true))
-            .filter(grant::Column::Origin.eq(GrantOrigin::Legacy.as_str()))
-            .filter(
-                grant::Column::RecipientId
-                    .not_in_subquery(sea_orm::QueryTrait::into_query(exempt_ids)),
-            )
-            .select_only()
-            .column_as(grant::Column::Id.count(), "n")
-            .into_tuple::<i64>()
-            .one(&txn)
-            .await
-            .map_err(db("snapshot the grants"))?;
-        migration::Entity::update_many()
-            .col_expr(
-                migration::Column::StartedAt,
-                Expr::value(audit.at.as_millis()),
-            )
-            .col_expr(
-                migration::Column::StartedBy,
-                Expr::value(audit.actor.clone()),
-            )
-            .col_expr(
-                migration::Column::SnapshotUsers,
-                Expr::value(users.unwrap_or(0)),
-            )
-            .col_expr(
-                migration::Column::SnapshotRoles,
-                Expr::value(roles.unwrap_or(0)),
-            )
-            .col_expr(
-                migration::Column::SnapshotServices,
-                Expr::value(services.unwrap_or(0)),
-            )
-            .col_expr(
-                migration::Column::SnapshotGrants,
-                Expr::value(grants.unwrap_or(0)),
-            )
-            .col_expr(migration::Column::RunId, Expr::value(run.to_string()))
-            .filter(migration::Column::Id.eq(1))
-            .exec(&txn)
-            .await
-            .map_err(db("record the start"))?;
+        set_migration_states(&txn, blocked, exempt).await?;
+        record_start(&txn, run, audit).await?;
         append(&txn, audit).await?;
         let row = read_migration(&txn).await?;
         txn.commit().await.map_err(db("commit the start"))?;
@@ -345,57 +256,8 @@ impl Vault {
         }
 
         if deleted < limit {
-            let ids: Vec<String> = grant::Entity::find()
-                .select_only()
-                .column(grant::Column::Id)
-                .filter(grant::Column::Legacy.eq(true))
-                .order_by_asc(grant::Column::Id)
-                .limit(limit - deleted)
-                .into_tuple()
-                .all(&txn)
-                .await
-                .map_err(db("list legacy grants"))?;
-            for chunk in ids.chunks(BATCH_ROWS) {
-                deleted += grant::Entity::delete_many()
-                    .filter(grant::Column::Id.is_in(chunk.to_vec()))
-                    .exec(&txn)
-                    .await
-                    .map_err(db("delete legacy grants"))?
-                    .rows_affected;
-            }
+            deleted += delete_legacy_grants(&txn, limit - deleted).await?;
         }
-
-        if deleted < limit {
-            // Grants of a legacy key pair's private key (re-wrapped to new
-            // keys during the migration) die with the key pair.
-            let legacy_subject_ids: Vec<String> = grant::Entity::find()
-                .select_only()
-                .column(grant::Column::Id)
-                .filter(grant::Column::SubjectKind.eq("private_key"))
-                .filter(
-                    grant::Column::SubjectId.in_subquery(sea_orm::QueryTrait::into_query(
-                        key_pair::Entity::find()
-                            .select_only()
-                            .column(key_pair::Column::Id)
-                            .filter(key_pair::Column::State.eq(KeyState::Legacy.as_str())),
-                    )),
-                )
-                .order_by_asc(grant::Column::Id)
-                .limit(limit - deleted)
-                .into_tuple()
-                .all(&txn)
-                .await
-                .map_err(db("list grants of legacy keys"))?;
-            for chunk in legacy_subject_ids.chunks(BATCH_ROWS) {
-                deleted += grant::Entity::delete_many()
-                    .filter(grant::Column::Id.is_in(chunk.to_vec()))
-                    .exec(&txn)
-                    .await
-                    .map_err(db("delete grants of legacy keys"))?
-                    .rows_affected;
-            }
-        }
-
         if deleted < limit {
             let remaining_grants = grant::Entity::find()
                 .select_only()
@@ -516,4 +378,168 @@ async fn read_migration<C: ConnectionTrait>(conn: &C) -> Result<MigrationRow> {
         .map_err(db("read the migration phase"))?
         .ok_or_else(|| Error::corrupt("migration row", "missing"))?;
     migration_from(row)
+}
+
+/// Every principal pending, except the blocked and the exempt ones.
+async fn set_migration_states(
+    txn: &DatabaseTransaction,
+    blocked: &[PrincipalId],
+    exempt: &[PrincipalId],
+) -> Result<()> {
+    principal::Entity::update_many()
+        .col_expr(
+            principal::Column::MigrationState,
+            Expr::value(MigrationState::Pending.as_str()),
+        )
+        .exec(txn)
+        .await
+        .map_err(db("reset the principals' migration state"))?;
+    for (ids, state) in [
+        (blocked, MigrationState::Blocked),
+        (exempt, MigrationState::Exempt),
+    ] {
+        for chunk in ids.chunks(BATCH_ROWS) {
+            principal::Entity::update_many()
+                .col_expr(
+                    principal::Column::MigrationState,
+                    Expr::value(state.as_str()),
+                )
+                .filter(principal::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
+                .exec(txn)
+                .await
+                .map_err(db("set the principals' migration state"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Who started the run and when, and the snapshot of what it must
+/// migrate (principals by kind and legacy grants, exempt ones left out).
+async fn record_start(txn: &DatabaseTransaction, run: RunId, audit: &AuditEvent) -> Result<()> {
+    let snapshot_of = |kind: PrincipalKind| {
+        principal::Entity::find()
+            .filter(principal::Column::Kind.eq(kind.as_str()))
+            .filter(principal::Column::MigrationState.ne(MigrationState::Exempt.as_str()))
+            .select_only()
+            .column_as(principal::Column::Id.count(), "n")
+            .into_tuple::<i64>()
+    };
+    let users = snapshot_of(PrincipalKind::User)
+        .one(txn)
+        .await
+        .map_err(db("snapshot the users"))?;
+    let roles = snapshot_of(PrincipalKind::Role)
+        .one(txn)
+        .await
+        .map_err(db("snapshot the roles"))?;
+    let services = snapshot_of(PrincipalKind::Service)
+        .one(txn)
+        .await
+        .map_err(db("snapshot the services"))?;
+    let exempt_ids = principal::Entity::find()
+        .select_only()
+        .column(principal::Column::Id)
+        .filter(principal::Column::MigrationState.eq(MigrationState::Exempt.as_str()));
+    let grants = grant::Entity::find()
+        .filter(grant::Column::Legacy.eq(true))
+        .filter(grant::Column::Origin.eq(GrantOrigin::Legacy.as_str()))
+        .filter(
+            grant::Column::RecipientId.not_in_subquery(sea_orm::QueryTrait::into_query(exempt_ids)),
+        )
+        .select_only()
+        .column_as(grant::Column::Id.count(), "n")
+        .into_tuple::<i64>()
+        .one(txn)
+        .await
+        .map_err(db("snapshot the grants"))?;
+    migration::Entity::update_many()
+        .col_expr(
+            migration::Column::StartedAt,
+            Expr::value(audit.at.as_millis()),
+        )
+        .col_expr(
+            migration::Column::StartedBy,
+            Expr::value(audit.actor.clone()),
+        )
+        .col_expr(
+            migration::Column::SnapshotUsers,
+            Expr::value(users.unwrap_or(0)),
+        )
+        .col_expr(
+            migration::Column::SnapshotRoles,
+            Expr::value(roles.unwrap_or(0)),
+        )
+        .col_expr(
+            migration::Column::SnapshotServices,
+            Expr::value(services.unwrap_or(0)),
+        )
+        .col_expr(
+            migration::Column::SnapshotGrants,
+            Expr::value(grants.unwrap_or(0)),
+        )
+        .col_expr(migration::Column::RunId, Expr::value(run.to_string()))
+        .filter(migration::Column::Id.eq(1))
+        .exec(txn)
+        .await
+        .map_err(db("record the start"))?;
+    Ok(())
+}
+
+/// Up to `limit` grants that go with the legacy material: legacy-scheme
+/// grants, then grants of a legacy key pair's private key (re-wrapped to
+/// new keys during the migration, they die with the key pair).
+async fn delete_legacy_grants(txn: &DatabaseTransaction, limit: u64) -> Result<u64> {
+    let mut deleted = 0u64;
+    {
+        let ids: Vec<String> = grant::Entity::find()
+            .select_only()
+            .column(grant::Column::Id)
+            .filter(grant::Column::Legacy.eq(true))
+            .order_by_asc(grant::Column::Id)
+            .limit(limit - deleted)
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(db("list legacy grants"))?;
+        for chunk in ids.chunks(BATCH_ROWS) {
+            deleted += grant::Entity::delete_many()
+                .filter(grant::Column::Id.is_in(chunk.to_vec()))
+                .exec(txn)
+                .await
+                .map_err(db("delete legacy grants"))?
+                .rows_affected;
+        }
+    }
+
+    if deleted < limit {
+        // Grants of a legacy key pair's private key (re-wrapped to new
+        // keys during the migration) die with the key pair.
+        let legacy_subject_ids: Vec<String> = grant::Entity::find()
+            .select_only()
+            .column(grant::Column::Id)
+            .filter(grant::Column::SubjectKind.eq("private_key"))
+            .filter(
+                grant::Column::SubjectId.in_subquery(sea_orm::QueryTrait::into_query(
+                    key_pair::Entity::find()
+                        .select_only()
+                        .column(key_pair::Column::Id)
+                        .filter(key_pair::Column::State.eq(KeyState::Legacy.as_str())),
+                )),
+            )
+            .order_by_asc(grant::Column::Id)
+            .limit(limit - deleted)
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(db("list grants of legacy keys"))?;
+        for chunk in legacy_subject_ids.chunks(BATCH_ROWS) {
+            deleted += grant::Entity::delete_many()
+                .filter(grant::Column::Id.is_in(chunk.to_vec()))
+                .exec(txn)
+                .await
+                .map_err(db("delete grants of legacy keys"))?
+                .rows_affected;
+        }
+    }
+    Ok(deleted)
 }

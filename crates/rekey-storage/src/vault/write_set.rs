@@ -79,7 +79,37 @@ impl Vault {
     }
 
     async fn apply_in(&self, txn: &DatabaseTransaction, write: &MigrationWrite) -> Result<()> {
-        // The phase row is share-locked so an abort cannot interleave.
+        self.check_apply_phase(txn).await?;
+        let (ids, found) = self.lock_principals(txn, write).await?;
+        for pm in &write.principals {
+            let state = state_of(&found, pm.principal)?.ok_or_else(|| Error::NotFound {
+                what: "principal",
+                id: pm.principal.to_string(),
+            })?;
+            if state != MigrationState::Pending {
+                return Err(Error::Conflict {
+                    principal: pm.principal,
+                    reason: format!("the principal is already {state}"),
+                });
+            }
+            self.check_covered(txn, pm).await?;
+        }
+        for holder in &write.pending_holders {
+            let state = state_of(&found, *holder)?.unwrap_or(MigrationState::Exempt);
+            if matches!(state, MigrationState::Migrated | MigrationState::Exempt) {
+                return Err(Error::Conflict {
+                    principal: *holder,
+                    reason: format!("a holder of a migrating key is now {state}"),
+                });
+            }
+        }
+        check_current_keys(txn, write).await?;
+        write_rows(txn, write, &ids).await
+    }
+
+    /// The phase row, share-locked so an abort cannot interleave: a write
+    /// set applies only in the server or the user phase.
+    async fn check_apply_phase(&self, txn: &DatabaseTransaction) -> Result<()> {
         let row = txn
             .query_one_raw(Statement::from_string(
                 self.db_backend(),
@@ -101,9 +131,17 @@ impl Vault {
                 operation: "apply a migration write set",
             });
         }
+        Ok(())
+    }
 
-        // Lock the principals in id order (no deadlock between two write
-        // sets that share a role) and check they are all pending.
+    /// Locks the write set's principals and holders in id order (no
+    /// deadlock between two write sets that share a role); answers the
+    /// principals' ids and the locked rows by id.
+    async fn lock_principals(
+        &self,
+        txn: &DatabaseTransaction,
+        write: &MigrationWrite,
+    ) -> Result<(Vec<String>, HashMap<String, principal::Model>)> {
         let mut ids: Vec<String> = write
             .principals
             .iter()
@@ -146,114 +184,8 @@ impl Vault {
                 found.insert(row.id.clone(), row);
             }
         }
-        for pm in &write.principals {
-            let id = pm.principal.to_string();
-            let Some(row) = found.get(&id) else {
-                return Err(Error::NotFound {
-                    what: "principal",
-                    id,
-                });
-            };
-            let state: MigrationState =
-                super::convert::parse("migration state", &row.migration_state)?;
-            if state != MigrationState::Pending {
-                return Err(Error::Conflict {
-                    principal: pm.principal,
-                    reason: format!("the principal is already {state}"),
-                });
-            }
-            self.check_covered(txn, pm).await?;
-        }
-        for holder in &write.pending_holders {
-            let state = match found.get(&holder.to_string()) {
-                Some(row) => super::convert::parse("migration state", &row.migration_state)?,
-                None => MigrationState::Exempt,
-            };
-            if matches!(state, MigrationState::Migrated | MigrationState::Exempt) {
-                return Err(Error::Conflict {
-                    principal: *holder,
-                    reason: format!("a holder of a migrating key is now {state}"),
-                });
-            }
-        }
-        let key_ids: Vec<String> = write
-            .current_keys
-            .iter()
-            .map(|(_, k)| k.to_string())
-            .collect();
-        let mut current: HashMap<String, crate::entity::key_pair::Model> = HashMap::new();
-        for chunk in key_ids.chunks(super::BATCH_ROWS) {
-            let rows = crate::entity::key_pair::Entity::find()
-                .filter(crate::entity::key_pair::Column::Id.is_in(chunk.to_vec()))
-                .all(txn)
-                .await
-                .map_err(db("load the holders' key pairs"))?;
-            current.extend(rows.into_iter().map(|k| (k.id.clone(), k)));
-        }
-        for (holder, key_pair_id) in &write.current_keys {
-            let ok = current.get(&key_pair_id.to_string()).is_some_and(|k| {
-                k.principal_id == holder.to_string() && k.state == KeyState::Current.as_str()
-            });
-            if !ok {
-                return Err(Error::Conflict {
-                    principal: *holder,
-                    reason: "a holder's current key changed".to_owned(),
-                });
-            }
-        }
-
-        for k in &write.key_pairs {
-            if k.state == KeyState::Legacy {
-                return Err(Error::Conflict {
-                    principal: k.principal,
-                    reason: "a migration cannot write a legacy key pair".to_owned(),
-                });
-            }
-        }
-        insert_batched(
-            txn,
-            write.key_pairs.iter().map(key_pair_to).collect(),
-            "insert the new key pairs",
-        )
-        .await?;
-        // Bound values a chunk at a time: a 40,000-grant write set never
-        // has them all in memory at once.
-        let grants: Vec<&GrantRecord> = write
-            .grants
-            .iter()
-            .chain(&write.membership_grants)
-            .collect();
-        insert_grants(
-            txn,
-            &grants,
-            GrantOrigin::Migration,
-            "insert the new grants",
-        )
-        .await?;
-        insert_batched(
-            txn,
-            write.non_migratable.iter().map(non_migratable_to).collect(),
-            "record the non-migratable grants",
-        )
-        .await?;
-        for chunk in ids.chunks(super::BATCH_ROWS) {
-            principal::Entity::update_many()
-                .col_expr(
-                    principal::Column::MigrationState,
-                    Expr::value(MigrationState::Migrated.as_str()),
-                )
-                .filter(principal::Column::Id.is_in(chunk.to_vec()))
-                .exec(txn)
-                .await
-                .map_err(db("mark the principals migrated"))?;
-        }
-        audit::Entity::insert(audit_to(&write.audit))
-            .exec_without_returning(txn)
-            .await
-            .map_err(db("append the audit event"))?;
-        Ok(())
+        Ok((ids, found))
     }
-
     /// Checks that the covered grants are exactly the principal's pending
     /// grants, reading their ids page by page.
     async fn check_covered(
@@ -295,4 +227,104 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// The migration state of `id` among the locked rows, if it is there.
+fn state_of(
+    found: &HashMap<String, principal::Model>,
+    id: PrincipalId,
+) -> Result<Option<MigrationState>> {
+    found
+        .get(&id.to_string())
+        .map(|row| super::convert::parse("migration state", &row.migration_state))
+        .transpose()
+}
+
+/// Every holder the write set wraps to its current key still has that key.
+async fn check_current_keys(txn: &DatabaseTransaction, write: &MigrationWrite) -> Result<()> {
+    let key_ids: Vec<String> = write
+        .current_keys
+        .iter()
+        .map(|(_, k)| k.to_string())
+        .collect();
+    let mut current: HashMap<String, crate::entity::key_pair::Model> = HashMap::new();
+    for chunk in key_ids.chunks(super::BATCH_ROWS) {
+        let rows = crate::entity::key_pair::Entity::find()
+            .filter(crate::entity::key_pair::Column::Id.is_in(chunk.to_vec()))
+            .all(txn)
+            .await
+            .map_err(db("load the holders' key pairs"))?;
+        current.extend(rows.into_iter().map(|k| (k.id.clone(), k)));
+    }
+    for (holder, key_pair_id) in &write.current_keys {
+        let ok = current.get(&key_pair_id.to_string()).is_some_and(|k| {
+            k.principal_id == holder.to_string() && k.state == KeyState::Current.as_str()
+        });
+        if !ok {
+            return Err(Error::Conflict {
+                principal: *holder,
+                reason: "a holder's current key changed".to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The write set's rows: new key pairs, grants and non-migratable entries,
+/// the principals marked migrated, the audit event.
+async fn write_rows(
+    txn: &DatabaseTransaction,
+    write: &MigrationWrite,
+    ids: &[String],
+) -> Result<()> {
+    for k in &write.key_pairs {
+        if k.state == KeyState::Legacy {
+            return Err(Error::Conflict {
+                principal: k.principal,
+                reason: "a migration cannot write a legacy key pair".to_owned(),
+            });
+        }
+    }
+    insert_batched(
+        txn,
+        write.key_pairs.iter().map(key_pair_to).collect(),
+        "insert the new key pairs",
+    )
+    .await?;
+    // Bound values a chunk at a time: a 40,000-grant write set never
+    // has them all in memory at once.
+    let grants: Vec<&GrantRecord> = write
+        .grants
+        .iter()
+        .chain(&write.membership_grants)
+        .collect();
+    insert_grants(
+        txn,
+        &grants,
+        GrantOrigin::Migration,
+        "insert the new grants",
+    )
+    .await?;
+    insert_batched(
+        txn,
+        write.non_migratable.iter().map(non_migratable_to).collect(),
+        "record the non-migratable grants",
+    )
+    .await?;
+    for chunk in ids.chunks(super::BATCH_ROWS) {
+        principal::Entity::update_many()
+            .col_expr(
+                principal::Column::MigrationState,
+                Expr::value(MigrationState::Migrated.as_str()),
+            )
+            .filter(principal::Column::Id.is_in(chunk.to_vec()))
+            .exec(txn)
+            .await
+            .map_err(db("mark the principals migrated"))?;
+    }
+    audit::Entity::insert(audit_to(&write.audit))
+        .exec_without_returning(txn)
+        .await
+        .map_err(db("append the audit event"))?;
+    Ok(())
 }
