@@ -81,6 +81,25 @@ pub enum TransitionError {
         /// Server names.
         servers: Vec<String>,
     },
+    /// Principals counted as migrated that hold no current key pair: the
+    /// flag is not borne out by the rows (a write around the guard).
+    #[error("{count} principal(s) marked migrated have no new key pair; nothing was deleted: {}", list(first, *count))]
+    MigratedWithoutKey {
+        /// How many.
+        count: u64,
+        /// The first few names.
+        first: Vec<String>,
+    },
+    /// Legacy grants of migrated principals with neither a replacement
+    /// nor a resolved non-migratable entry: deleting them would lose what
+    /// they open.
+    #[error("{count} legacy grant(s) of migrated principals have no replacement; nothing was deleted: {}", list(first, *count))]
+    LegacyGrantsUncovered {
+        /// How many.
+        count: u64,
+        /// The first few, as `name: grant id`.
+        first: Vec<String>,
+    },
     /// Legacy material still present when completing.
     #[error("{count} legacy row(s) still to delete; run finalize again to resume")]
     LegacyMaterialLeft {
@@ -107,6 +126,8 @@ impl TransitionError {
             TransitionError::CertificatesNotOnEveryServer { .. } => {
                 "certificates_not_on_every_server"
             }
+            TransitionError::MigratedWithoutKey { .. } => "migrated_without_key",
+            TransitionError::LegacyGrantsUncovered { .. } => "legacy_grants_uncovered",
             TransitionError::LegacyMaterialLeft { .. } => "legacy_material_left",
             TransitionError::TooLateToAbort(_) => "too_late_to_abort",
         }
@@ -250,6 +271,37 @@ pub struct FinalizeFacts {
     pub first_unresolved: Vec<GrantId>,
     /// Registered servers lacking the new certificate fingerprints.
     pub servers_without_new_certificates: Vec<String>,
+    /// Principals counted as migrated without a current key pair.
+    pub migrated_without_key: u64,
+    /// Their first names.
+    pub first_migrated_without_key: Vec<String>,
+    /// Legacy grants of migrated principals with no replacement and no
+    /// resolved non-migratable entry.
+    pub uncovered_legacy_grants: u64,
+    /// The first of them, as `name: grant id`.
+    pub first_uncovered: Vec<String>,
+}
+
+impl FinalizeFacts {
+    /// The checks of the rows themselves, which every run of finalize
+    /// makes before it deletes anything (also when it resumes): deleting
+    /// is the one step that cannot be undone, so a principal's `migrated`
+    /// flag alone is never enough.
+    pub fn check_evidence(&self) -> Result<(), TransitionError> {
+        if self.migrated_without_key > 0 {
+            return Err(TransitionError::MigratedWithoutKey {
+                count: self.migrated_without_key,
+                first: self.first_migrated_without_key.clone(),
+            });
+        }
+        if self.uncovered_legacy_grants > 0 {
+            return Err(TransitionError::LegacyGrantsUncovered {
+                count: self.uncovered_legacy_grants,
+                first: self.first_uncovered.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Whether `answer` is [`CODE_WORD`], exactly: the first and cheapest
@@ -367,6 +419,7 @@ impl UserPhase {
                 servers: facts.servers_without_new_certificates.clone(),
             });
         }
+        facts.check_evidence()?;
         Ok(Finalizing { run: self.run })
     }
 

@@ -6,6 +6,10 @@ use rekey_core::model::Phase;
 
 /// The text every read-only trigger raises. Matched to [`Error::ReadOnly`].
 pub const READ_ONLY_MESSAGE: &str = "rekey: vault is being migrated (read-only)";
+/// The text the guard of the `migration` row raises (it is written by
+/// rekey's own transactions only, in every phase). Matched to
+/// [`Error::ReadOnly`] too.
+pub const GUARD_MESSAGE: &str = "rekey: the migration row is written by rekey alone";
 
 /// Anything the vault can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +154,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn db(context: &'static str, err: sea_orm::DbErr) -> Self {
-        if err.to_string().contains(READ_ONLY_MESSAGE) {
+        let text = err.to_string();
+        if text.contains(READ_ONLY_MESSAGE) || text.contains(GUARD_MESSAGE) {
             return Error::ReadOnly;
         }
         match err.sql_err() {

@@ -69,8 +69,8 @@ pub mod error;
 mod schema;
 mod vault;
 
-pub use error::{Error, READ_ONLY_MESSAGE, Result, redact_url};
+pub use error::{Error, GUARD_MESSAGE, READ_ONLY_MESSAGE, Result, redact_url};
 pub use vault::{
-    BATCH_ROWS, Backend, MigrationWrite, PENDING_IDS_PAGE, PendingGrants, PrincipalMigration,
-    SchemaStatus, SeedData, SeedReport, Vault,
+    BATCH_ROWS, Backend, FinalizeEvidence, MigrationWrite, PENDING_IDS_PAGE, PendingGrants,
+    PrincipalMigration, SchemaStatus, SeedData, SeedReport, Vault,
 };

@@ -68,9 +68,18 @@ impl Engine {
         } else {
             Vec::new()
         };
+        let evidence = self.vault.finalize_evidence(NAMES_SHOWN as u64).await?;
         Ok(FinalizeFacts {
             pending,
             first_pending,
+            migrated_without_key: evidence.without_key,
+            first_migrated_without_key: evidence.first_without_key,
+            uncovered_legacy_grants: evidence.uncovered,
+            first_uncovered: evidence
+                .first_uncovered
+                .into_iter()
+                .map(|(name, grant)| format!("{name}: {grant}"))
+                .collect(),
             unresolved_non_migratable: unresolved.len() as u64,
             first_unresolved: unresolved
                 .iter()
@@ -99,7 +108,12 @@ impl Engine {
                     .await?;
                 fin
             }
-            Lifecycle::Finalizing(f) => f,
+            // A finalize resumed after an interruption checks the rows
+            // again before it deletes any more.
+            Lifecycle::Finalizing(f) => {
+                self.finalize_facts().await?.check_evidence()?;
+                f
+            }
             _ => {
                 return Err(EngineError::WrongPhase {
                     expected: "the user phase with nobody pending (or an interrupted finalize)",

@@ -70,10 +70,17 @@ fn mysql_if(guard: Guard) -> String {
     }
 }
 
-/// The CREATE TRIGGER statements of the row triggers (SQLite, MySQL).
+/// The CREATE TRIGGER statements of the row triggers (SQLite, MySQL) on
+/// the tables of this step.
 pub(crate) fn row_triggers(backend: DbBackend, guard: Guard) -> Vec<String> {
+    row_triggers_on(backend, guard, &GUARDED)
+}
+
+/// The CREATE TRIGGER statements of the row triggers (SQLite, MySQL) on
+/// `tables`.
+pub(crate) fn row_triggers_on(backend: DbBackend, guard: Guard, tables: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
-    for table in GUARDED {
+    for &table in tables {
         for event in EVENTS {
             let ev = event.to_lowercase();
             out.push(match backend {
@@ -98,10 +105,17 @@ pub(crate) fn row_triggers(backend: DbBackend, guard: Guard) -> Vec<String> {
     out
 }
 
-/// The DROP TRIGGER statements of the row triggers (SQLite, MySQL).
+/// The DROP TRIGGER statements of the row triggers (SQLite, MySQL) of
+/// this step.
 pub(crate) fn drop_row_triggers() -> Vec<String> {
+    drop_row_triggers_on(&GUARDED)
+}
+
+/// The DROP TRIGGER statements of the row triggers (SQLite, MySQL) on
+/// `tables`.
+pub(crate) fn drop_row_triggers_on(tables: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
-    for table in GUARDED {
+    for &table in tables {
         for event in EVENTS {
             out.push(format!(
                 "DROP TRIGGER IF EXISTS rekey_ro_{table}_{}",

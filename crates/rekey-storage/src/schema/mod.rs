@@ -12,6 +12,7 @@ mod m20250601_000003_migration_state;
 mod m20250601_000004_read_only_triggers;
 mod m20261201_000005_grant_legacy_index;
 mod m20261201_000006_guard_writer_first;
+mod m20261206_000007_guard_the_vault;
 
 /// Every schema migration of this build, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250601_000004_read_only_triggers::Migration),
             Box::new(m20261201_000005_grant_legacy_index::Migration),
             Box::new(m20261201_000006_guard_writer_first::Migration),
+            Box::new(m20261206_000007_guard_the_vault::Migration),
         ]
     }
 }

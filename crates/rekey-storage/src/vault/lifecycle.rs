@@ -16,7 +16,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 
 impl Vault {
@@ -31,12 +31,12 @@ impl Vault {
         expected_version: i64,
         audit: &AuditEvent,
     ) -> Result<MigrationRow> {
-        let txn = self.db.begin().await.map_err(db("begin a transition"))?;
+        let txn = self.begin_migration_txn().await?;
         self.cas(&txn, step.from(), expected_version, step.to())
             .await?;
         append(&txn, audit).await?;
         let row = read_migration(&txn).await?;
-        txn.commit().await.map_err(db("commit the transition"))?;
+        self.commit_migration_txn(txn).await?;
         Ok(row)
     }
 
@@ -91,14 +91,14 @@ impl Vault {
                 operation: "start the migration",
             });
         }
-        let txn = self.db.begin().await.map_err(db("begin the start"))?;
+        let txn = self.begin_migration_txn().await?;
         self.cas(&txn, step.from(), expected_version, step.to())
             .await?;
         set_migration_states(&txn, blocked, exempt).await?;
         record_start(&txn, run, audit).await?;
         append(&txn, audit).await?;
         let row = read_migration(&txn).await?;
-        txn.commit().await.map_err(db("commit the start"))?;
+        self.commit_migration_txn(txn).await?;
         Ok(row)
     }
 
@@ -110,7 +110,7 @@ impl Vault {
         state: MigrationState,
         audit: &AuditEvent,
     ) -> Result<()> {
-        let txn = self.db.begin().await.map_err(db("begin a state change"))?;
+        let txn = self.begin_migration_txn().await?;
         for chunk in principals.chunks(BATCH_ROWS) {
             principal::Entity::update_many()
                 .col_expr(
@@ -123,7 +123,7 @@ impl Vault {
                 .map_err(db("set the principals' migration state"))?;
         }
         append(&txn, audit).await?;
-        txn.commit().await.map_err(db("commit the state change"))
+        self.commit_migration_txn(txn).await
     }
 
     /// Aborts the migration: in one migration transaction, deletes every
@@ -297,7 +297,7 @@ impl Vault {
         resolution: Resolution,
         audit: &AuditEvent,
     ) -> Result<()> {
-        let txn = self.db.begin().await.map_err(db("begin a resolution"))?;
+        let txn = self.begin_migration_txn().await?;
         let res = non_migratable::Entity::update_many()
             .col_expr(
                 non_migratable::Column::Resolution,
@@ -318,22 +318,20 @@ impl Vault {
             });
         }
         append(&txn, audit).await?;
-        txn.commit().await.map_err(db("commit the resolution"))
+        self.commit_migration_txn(txn).await
     }
 
     /// Adds non-migratable entries outside a write set (e.g. the server
     /// phase finding a grant addressed to a service that does not open).
     pub async fn add_non_migratable(&self, entries: &[NonMigratable]) -> Result<()> {
-        let txn = self.db.begin().await.map_err(db("begin"))?;
+        let txn = self.begin_migration_txn().await?;
         super::sql::insert_batched(
             &txn,
             entries.iter().map(non_migratable_to).collect(),
             "record the non-migratable grants",
         )
         .await?;
-        txn.commit()
-            .await
-            .map_err(db("commit the non-migratable grants"))
+        self.commit_migration_txn(txn).await
     }
 
     /// Writes a record (insert or replace). During migration the database

@@ -4,6 +4,7 @@
 //! `progress`); SQL and sea-orm stay inside this module tree.
 
 mod convert;
+mod evidence;
 mod facts;
 mod lifecycle;
 mod queries;
@@ -12,6 +13,7 @@ mod seed;
 mod sql;
 mod write_set;
 
+pub use evidence::FinalizeEvidence;
 pub use read::{PENDING_IDS_PAGE, PendingGrants};
 pub use seed::{SeedData, SeedReport};
 pub use write_set::{MigrationWrite, PrincipalMigration};

@@ -32,13 +32,16 @@ impl Vault {
                 reason: "the vault already holds data; its identity cannot change".to_owned(),
             });
         }
+        // The migration row is rekey's own: written in a migration
+        // transaction, past its guard.
+        let txn = self.begin_migration_txn().await?;
         migration::Entity::update_many()
             .col_expr(migration::Column::VaultId, Expr::value(id.to_string()))
             .filter(migration::Column::Id.eq(1))
-            .exec(&self.db)
+            .exec(&txn)
             .await
             .map_err(db("set the vault id"))?;
-        Ok(())
+        self.commit_migration_txn(txn).await
     }
 
     /// The principal with this name, if any.

@@ -868,3 +868,112 @@ contract_test!(finalize_removes_grants_of_legacy_keys, |t| {
     );
     assert_eq!(left.len(), 1, "only the re-wrapped record grant remains");
 });
+
+// A raw SQL session during the migration: the principals' states, the
+// non-migratable entries and the migration row are guarded like the
+// vault's rows, and TRUNCATE empties nothing. Nothing changes.
+contract_test!(a_raw_session_can_neither_fake_progress_nor_empty_the_vault, |t| {
+    let vault = t.vault().await;
+    let f = fixture(2, 3);
+    vault.seed(&f.data, 1000).await.unwrap();
+    let raw = t.raw().await;
+    let (principal_q, nm_q) = (t.q("principal"), t.q("non_migratable"));
+    // In the legacy phase the migration row is already rekey's alone.
+    let err = raw
+        .execute_unprepared("UPDATE migration SET phase = 'user_phase'")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(rekey_storage::GUARD_MESSAGE), "{err}");
+    start_user_phase(&vault).await;
+    let me = f.users[0].id;
+    let pending = all_pending(&vault, me).await;
+    vault
+        .add_non_migratable(&[NonMigratable {
+            grant: pending[0].id,
+            recipient: me,
+            reason: "test".into(),
+            resolution: Resolution::Unresolved,
+            resolved_by: None,
+        }])
+        .await
+        .unwrap();
+    let before = (vault.progress().await.unwrap(), vault.migration().await.unwrap());
+    let refused = [
+        format!("UPDATE {principal_q} SET migration_state = 'migrated' WHERE migration_state = 'pending'"),
+        format!("DELETE FROM {principal_q}"),
+        format!("UPDATE {nm_q} SET resolution = 'written_off'"),
+        format!("DELETE FROM {nm_q}"),
+        "UPDATE migration SET phase = 'legacy'".to_owned(),
+        "DELETE FROM migration".to_owned(),
+    ];
+    for sql in &refused {
+        let err = raw.execute_unprepared(sql).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("vault is being migrated") || text.contains(rekey_storage::GUARD_MESSAGE),
+            "{sql}: {text}"
+        );
+    }
+    // TRUNCATE: refused on PostgreSQL (statement triggers) and MariaDB (the
+    // guard table's foreign keys); SQLite has no TRUNCATE.
+    if t.backend != Backend::Sqlite {
+        for table in ["record", "grant", "key_pair", "principal", "non_migratable", "migration"] {
+            let sql = format!("TRUNCATE TABLE {}", t.q(table));
+            let err = raw.execute_unprepared(&sql).await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("vault is being migrated")
+                    || text.contains(rekey_storage::GUARD_MESSAGE)
+                    || text.contains("foreign key"),
+                "{sql}: {text}"
+            );
+        }
+    }
+    let after = (vault.progress().await.unwrap(), vault.migration().await.unwrap());
+    assert_eq!(after, before, "a refused statement changed something");
+    assert_eq!(vault.non_migratable().await.unwrap().len(), 1);
+    assert_eq!(vault.records_page(None, 1000).await.unwrap().len(), f.data.records.len());
+    // The vault's own resolution still goes through.
+    vault
+        .resolve_non_migratable(pending[0].id, Resolution::WrittenOff, &audit("resolve"))
+        .await
+        .unwrap();
+});
+
+// Finalize's evidence: the rows, not the flags. A principal marked
+// migrated around the guard (as only the database administrator can, by
+// forging the writer marker) shows up with its uncovered grants.
+contract_test!(the_evidence_names_principals_the_rows_do_not_bear_out, |t| {
+    let vault = t.vault().await;
+    let f = fixture(2, 3);
+    vault.seed(&f.data, 1000).await.unwrap();
+    start_user_phase(&vault).await;
+    // An honest migration: no evidence against it.
+    let honest = f.users[1].id;
+    let pending = all_pending(&vault, honest).await;
+    vault.apply(&write_set(honest, &pending)).await.unwrap();
+    let e = vault.finalize_evidence(5).await.unwrap();
+    assert_eq!((e.without_key, e.uncovered), (0, 0), "{e:?}");
+    // A forged flag.
+    let forged = &f.users[0];
+    let owned = all_pending(&vault, forged.id).await.len() as u64;
+    let raw = t.raw().await;
+    let marker = match t.backend {
+        Backend::Postgres => "SET rekey.migration_writer = 'on'",
+        Backend::MySql => "INSERT INTO migration_session (conn_id) VALUES (CONNECTION_ID())",
+        Backend::Sqlite => "INSERT INTO migration_session (conn_id) VALUES (0)",
+    };
+    raw.execute_unprepared(marker).await.unwrap();
+    raw.execute_unprepared(&format!(
+        "UPDATE {} SET migration_state = 'migrated' WHERE id = '{}'",
+        t.q("principal"),
+        forged.id
+    ))
+    .await
+    .unwrap();
+    let e = vault.finalize_evidence(5).await.unwrap();
+    assert_eq!(e.without_key, 1, "{e:?}");
+    assert_eq!(e.first_without_key, vec![forged.name.clone()]);
+    assert_eq!(e.uncovered, owned, "{e:?}");
+    assert!(e.first_uncovered.iter().all(|(n, _)| n == &forged.name));
+});
