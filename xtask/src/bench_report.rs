@@ -1033,3 +1033,402 @@ impl Report {
 fn yes(met: bool) -> &'static str {
     if met { "yes" } else { "**no**" }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::BaselineResult;
+    use crate::profile::Profile;
+
+    fn floor(threads: usize, bits: usize, grants: usize, per_second: f64) -> Floor {
+        Floor {
+            threads,
+            bits,
+            grants,
+            per_second,
+        }
+    }
+
+    fn migration(
+        title: &'static str,
+        users: usize,
+        legacy_grants: usize,
+        seconds: f64,
+        peak_rss: Option<u64>,
+        profile: Option<Result<Profile, String>>,
+    ) -> Migration {
+        Migration {
+            title,
+            bits: 2048,
+            users,
+            e2ee_users: users - users / 10,
+            legacy_grants,
+            unwraps: legacy_grants - legacy_grants / 20,
+            written: legacy_grants + users,
+            seconds,
+            per_second: (legacy_grants - legacy_grants / 20) as f64 / seconds,
+            floor_per_second: 1234.5,
+            peak_rss,
+            seed_seconds: 12.34,
+            start_seconds: 1.5,
+            finalize_seconds: 0.25,
+            verify_seconds: 3.75,
+            verified: users < 5_000,
+            concurrency: 4,
+            conflicts: 7,
+            all_seconds: vec![seconds + 0.4, seconds],
+            profile,
+        }
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            cores: 2,
+            cpu: "Test CPU @ 2.0GHz".to_owned(),
+            kernel: "Linux 6.1.0".to_owned(),
+            rustc: "rustc 1.90.0".to_owned(),
+            commit: "abc1234".to_owned(),
+            date: "2026-01-02 03:04 UTC".to_owned(),
+        }
+    }
+
+    fn estimate(id: &str, mean_ns: f64, elements: Option<u64>) -> Estimate {
+        Estimate {
+            id: id.to_owned(),
+            mean_ns,
+            elements,
+        }
+    }
+
+    /// Every section with something in it: a baseline, both profile
+    /// outcomes, the 10,000-grant target unmet, memory compared.
+    fn full() -> Report {
+        Report {
+            machine: machine(),
+            floor_2048: floor(2, 2048, 20_000, 1200.4),
+            floor_2048_one: floor(1, 2048, 5_000, 610.6),
+            floor_4096: floor(2, 4096, 2_500, 180.2),
+            floor_after: floor(2, 2048, 20_000, 1234.5),
+            floor_4096_after: floor(2, 4096, 2_500, 175.9),
+            vaults: vec![
+                migration(
+                    "RSA-2048, 1,000 users",
+                    1_000,
+                    45_000,
+                    41.2,
+                    Some(180 * 1_048_576),
+                    Some(Ok(Profile {
+                        samples: 8_000,
+                        categories: vec![
+                            ("RSA unwrap", 6_000),
+                            ("Argon2id", 1_500),
+                            ("other", 500),
+                        ],
+                        wall_seconds: Some(45.5),
+                    })),
+                ),
+                migration(
+                    "RSA-4096, 100 users",
+                    100,
+                    4_000,
+                    25.0,
+                    None,
+                    Some(Err("`perf` is not installed here".to_owned())),
+                ),
+                migration(
+                    "RSA-2048, 10,000 users",
+                    10_000,
+                    450_000,
+                    400.0,
+                    Some(200 * 1_048_576),
+                    None,
+                ),
+            ],
+            baseline: Some(Ok(BaselineResult {
+                users: 900,
+                roles: 97,
+                grants: 31_234,
+                seconds: 20.5,
+                grants_per_second: 1523.6,
+                python: "3.11.7".to_owned(),
+                cryptography: "50.0.2".to_owned(),
+                json: String::new(),
+            })),
+            criterion: vec![
+                estimate("bundle/build_2_threads/10000", 9.5e9, Some(10_000)),
+                estimate("crypto/hpke_seal", 45_600.0, None),
+                estimate("crypto/x", 12.0, Some(1)),
+                estimate(
+                    "storage/sqlite/apply_10000_grant_write_set",
+                    3.2e8,
+                    Some(10_000),
+                ),
+            ],
+            quick: false,
+            minutes: 38.6,
+        }
+    }
+
+    /// The other branches: a quick run, the baseline failed, the
+    /// 10,000-grant target met, a single vault without a profile.
+    fn quick() -> Report {
+        let mut r = full();
+        r.quick = true;
+        r.vaults.truncate(1);
+        r.vaults[0].profile = Some(Ok(Profile {
+            samples: 0,
+            categories: Vec::new(),
+            wall_seconds: None,
+        }));
+        r.baseline = Some(Err("python3 not found".to_owned()));
+        r.criterion[0].mean_ns = 1.1e9;
+        r
+    }
+
+    /// Nothing measured beyond the floors.
+    fn empty() -> Report {
+        let mut r = full();
+        r.vaults.clear();
+        r.baseline = None;
+        r.criterion.clear();
+        r
+    }
+
+    /// Compares line by line first (a readable failure), then the whole
+    /// text (blank lines and the final newlines included).
+    fn assert_renders(report: &Report, expected: &str) {
+        let got = report.render();
+        for (i, (g, e)) in got.lines().zip(expected.lines()).enumerate() {
+            assert_eq!(g, e, "line {}", i + 1);
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn renders_every_section() {
+        assert_renders(&full(), FULL);
+    }
+
+    #[test]
+    fn renders_a_quick_run_with_a_failed_baseline() {
+        assert_renders(&quick(), QUICK);
+    }
+
+    #[test]
+    fn renders_the_floors_alone() {
+        assert_renders(&empty(), EMPTY);
+    }
+
+    // The expected reports below pin the format of docs/BENCHMARKS.md:
+    // change them only with a change of the format meant.
+
+    const FULL: &str = r#"# rekey benchmarks
+
+Written by `cargo xtask bench-report` — do not edit by hand; run it again.
+
+| | |
+|---|---|
+| machine | 2 cores, Test CPU @ 2.0GHz |
+| kernel | Linux 6.1.0 |
+| compiler | rustc 1.90.0 |
+| commit | abc1234 |
+| measured | 2026-01-02 03:04 UTC (the whole report took 39 min) |
+
+## Targets
+
+| target | measured | met? |
+|---|---|---|
+| whole migration ≥ 0.75 of the RSA floor on 2 cores | 0.84 (RSA-2048, 1,000 users) | yes |
+| ≥ 2× the straightforward Python baseline | 0.7× (1038 vs 1524 grants/s) | **no** |
+| a 10,000-grant user built and applied in < 2 s on 2 cores | 9.82 s (build 9.50 s + apply on SQLite 320.00 ms) | **no** |
+| peak memory flat as the vault grows | 180 MiB at 45,000 grants, 200 MiB at 450,000 grants | yes |
+
+The 10,000-grant user is bound by RSA: its 10,000 unwraps alone take 8.10 s at this run's floor (1234 unwraps/s on 2 cores), so on this machine no build can meet the 2 s target: it is below the floor. The build runs at 0.85 of the floor; 1.72 s of the 9.82 s is everything else (sealing, signing, the apply).
+
+## The floor
+
+Legacy RSA-OAEP unwraps alone (the demo's mix of OAEP variants), nothing else, spread over worker threads (`target/release/rekey-floor`). Every legacy grant costs one of these; a migration cannot be faster.
+
+| key | threads | unwraps | unwraps/s |
+|---|---|---|---|
+| RSA-2048 | 1 | 5,000 | 611 |
+| RSA-2048 | 2 | 20,000 | 1200 |
+| RSA-4096 | 2 | 2,500 | 180 |
+| RSA-2048 | 2 | 20,000 | 1234 |
+| RSA-4096 | 2 | 2,500 | 176 |
+
+The last two rows are the same floors measured again after the migrations: the spread between them and the first 2-thread rows is the noise of this machine during the run. The ratios below use the faster of the two.
+
+## Whole-vault migrations
+
+A demo vault is seeded on SQLite (`rekey demo seed`), started (`rekey start`, which also migrates the server-held keys), then every e2ee user logs in through the release binary (`rekey demo login-all`, 4 clients at once, each building its bundle and submitting it to the vault); the time is that of `login-all` alone. Then `rekey finalize` and `rekey verify` (every user reads exactly its seeded records). Where a vault was migrated more than once (copies of the same started vault), the fastest login-all counts, as the faster floor does; every time is listed below.
+
+| vault | legacy grants | e2ee users | unwrapped by clients | grants written | conflicts rebuilt | login-all | grants/s | floor | ratio | peak RSS | verify |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| RSA-2048, 1,000 users | 45,000 | 900 | 42,750 | 46,000 | 7 | 41.2 s | 1038 | 1234 | **0.84** | 180 MiB | passed |
+| RSA-4096, 100 users | 4,000 | 90 | 3,800 | 4,100 | 7 | 25.0 s | 152 | 1234 | **0.12** | n/a | passed |
+| RSA-2048, 10,000 users | 450,000 | 9,000 | 427,500 | 460,000 | 7 | 400.0 s | 1069 | 1234 | **0.87** | 200 MiB | **FAILED** |
+
+RSA-2048, 1,000 users: at the floor its 42,750 client unwraps take 34.6 s; login-all took 41.2 s. The other 6.6 s (16 %) is everything else a login does — password hashing (Argon2id), reading the package, HPKE sealing, signing, the server's check and the database write — plus the work of 7 conflicting builds and the tail of the run when fewer logins than cores remain. Timed login-all runs: 41.6 s, 41.2 s.
+
+RSA-4096, 100 users: at the floor its 3,800 client unwraps take 3.1 s; login-all took 25.0 s. The other 21.9 s (88 %) is everything else a login does — password hashing (Argon2id), reading the package, HPKE sealing, signing, the server's check and the database write — plus the work of 7 conflicting builds and the tail of the run when fewer logins than cores remain. Timed login-all runs: 25.4 s, 25.0 s.
+
+RSA-2048, 10,000 users: at the floor its 427,500 client unwraps take 346.3 s; login-all took 400.0 s. The other 53.7 s (13 %) is everything else a login does — password hashing (Argon2id), reading the package, HPKE sealing, signing, the server's check and the database write — plus the work of 7 conflicting builds and the tail of the run when fewer logins than cores remain. Timed login-all runs: 400.4 s, 400.0 s.
+
+### Where the time goes
+
+`perf record` (99 Hz per thread, DWARF call graphs) over a second `login-all` of a copy of the same started vault (RSA-2048, 1,000 users; the profiled run is not the timed one). Each sample counts for the first category one of its stack frames names, in the order of `xtask/src/profile.rs`. That run took 45.5 s and used 80.8 CPU seconds: the 2 cores were busy 89 % of the time.
+
+| where | share of CPU samples | CPU time |
+|---|---|---|
+| RSA unwrap | 75.0 % | 60.6 s |
+| Argon2id | 18.8 % | 15.2 s |
+| other | 6.2 % | 5.1 s |
+
+### Where the time goes
+
+No profile: `perf` is not installed here.
+
+| vault | seed | start (server phase) | finalize | verify |
+|---|---|---|---|---|
+| RSA-2048, 1,000 users | 12.3 s | 1.5 s | 0.2 s | 3.8 s |
+| RSA-4096, 100 users | 12.3 s | 1.5 s | 0.2 s | 3.8 s |
+| RSA-2048, 10,000 users | 12.3 s | 1.5 s | 0.2 s | 3.8 s |
+
+## Against the straightforward baseline
+
+`benches/baseline/migrate.py` (Python 3.11.7, cryptography 50.0.2) migrates a copy of the first vault above the straightforward way: one user, then one grant at a time (RSA unwrap, HPKE seal, one row written). It took 20.5 s for 31,234 grants: 1524 grants/s.
+
+rekey on the same vault: 1038 grants/s, **0.7×** the baseline.
+
+## criterion benches
+
+Means from `cargo bench` (`benches/`, `crates/rekey-storage/benches/`) in this run; `migration/*` is the whole-vault migration through the engine (start, every login, finalize) with fixture keys.
+
+| bench | mean | per element |
+|---|---|---|
+| `bundle/build_2_threads/10000` | 9.50 s | 950.00 µs |
+| `crypto/hpke_seal` | 45.60 µs |  |
+| `crypto/x` | 12 ns |  |
+| `storage/sqlite/apply_10000_grant_write_set` | 320.00 ms | 32.00 µs |
+"#;
+
+    const QUICK: &str = r#"# rekey benchmarks
+
+Written by `cargo xtask bench-report` — do not edit by hand; run it again.
+
+**This is a `--quick` smoke run (small vaults, short criterion runs): do not quote it.**
+
+| | |
+|---|---|
+| machine | 2 cores, Test CPU @ 2.0GHz |
+| kernel | Linux 6.1.0 |
+| compiler | rustc 1.90.0 |
+| commit | abc1234 |
+| measured | 2026-01-02 03:04 UTC (the whole report took 39 min) |
+
+## Targets
+
+| target | measured | met? |
+|---|---|---|
+| whole migration ≥ 0.75 of the RSA floor on 2 cores | 0.84 (RSA-2048, 1,000 users) | yes |
+| a 10,000-grant user built and applied in < 2 s on 2 cores | 1.42 s (build 1.10 s + apply on SQLite 320.00 ms) | yes |
+
+## The floor
+
+Legacy RSA-OAEP unwraps alone (the demo's mix of OAEP variants), nothing else, spread over worker threads (`target/release/rekey-floor`). Every legacy grant costs one of these; a migration cannot be faster.
+
+| key | threads | unwraps | unwraps/s |
+|---|---|---|---|
+| RSA-2048 | 1 | 5,000 | 611 |
+| RSA-2048 | 2 | 20,000 | 1200 |
+| RSA-4096 | 2 | 2,500 | 180 |
+| RSA-2048 | 2 | 20,000 | 1234 |
+| RSA-4096 | 2 | 2,500 | 176 |
+
+The last two rows are the same floors measured again after the migrations: the spread between them and the first 2-thread rows is the noise of this machine during the run. The ratios below use the faster of the two.
+
+## Whole-vault migrations
+
+A demo vault is seeded on SQLite (`rekey demo seed`), started (`rekey start`, which also migrates the server-held keys), then every e2ee user logs in through the release binary (`rekey demo login-all`, 4 clients at once, each building its bundle and submitting it to the vault); the time is that of `login-all` alone. Then `rekey finalize` and `rekey verify` (every user reads exactly its seeded records). Where a vault was migrated more than once (copies of the same started vault), the fastest login-all counts, as the faster floor does; every time is listed below.
+
+| vault | legacy grants | e2ee users | unwrapped by clients | grants written | conflicts rebuilt | login-all | grants/s | floor | ratio | peak RSS | verify |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| RSA-2048, 1,000 users | 45,000 | 900 | 42,750 | 46,000 | 7 | 41.2 s | 1038 | 1234 | **0.84** | 180 MiB | passed |
+
+RSA-2048, 1,000 users: at the floor its 42,750 client unwraps take 34.6 s; login-all took 41.2 s. The other 6.6 s (16 %) is everything else a login does — password hashing (Argon2id), reading the package, HPKE sealing, signing, the server's check and the database write — plus the work of 7 conflicting builds and the tail of the run when fewer logins than cores remain. Timed login-all runs: 41.6 s, 41.2 s.
+
+### Where the time goes
+
+`perf record` (99 Hz per thread, DWARF call graphs) over a second `login-all` of a copy of the same started vault (RSA-2048, 1,000 users; the profiled run is not the timed one). Each sample counts for the first category one of its stack frames names, in the order of `xtask/src/profile.rs`.
+
+| where | share of CPU samples | CPU time |
+|---|---|---|
+
+| vault | seed | start (server phase) | finalize | verify |
+|---|---|---|---|---|
+| RSA-2048, 1,000 users | 12.3 s | 1.5 s | 0.2 s | 3.8 s |
+
+## Against the straightforward baseline
+
+The baseline did not run: python3 not found
+
+## criterion benches
+
+Means from `cargo bench` (`benches/`, `crates/rekey-storage/benches/`) in this run; `migration/*` is the whole-vault migration through the engine (start, every login, finalize) with fixture keys.
+
+| bench | mean | per element |
+|---|---|---|
+| `bundle/build_2_threads/10000` | 1.10 s | 110.00 µs |
+| `crypto/hpke_seal` | 45.60 µs |  |
+| `crypto/x` | 12 ns |  |
+| `storage/sqlite/apply_10000_grant_write_set` | 320.00 ms | 32.00 µs |
+"#;
+
+    const EMPTY: &str = r#"# rekey benchmarks
+
+Written by `cargo xtask bench-report` — do not edit by hand; run it again.
+
+| | |
+|---|---|
+| machine | 2 cores, Test CPU @ 2.0GHz |
+| kernel | Linux 6.1.0 |
+| compiler | rustc 1.90.0 |
+| commit | abc1234 |
+| measured | 2026-01-02 03:04 UTC (the whole report took 39 min) |
+
+## Targets
+
+| target | measured | met? |
+|---|---|---|
+
+## The floor
+
+Legacy RSA-OAEP unwraps alone (the demo's mix of OAEP variants), nothing else, spread over worker threads (`target/release/rekey-floor`). Every legacy grant costs one of these; a migration cannot be faster.
+
+| key | threads | unwraps | unwraps/s |
+|---|---|---|---|
+| RSA-2048 | 1 | 5,000 | 611 |
+| RSA-2048 | 2 | 20,000 | 1200 |
+| RSA-4096 | 2 | 2,500 | 180 |
+| RSA-2048 | 2 | 20,000 | 1234 |
+| RSA-4096 | 2 | 2,500 | 176 |
+
+The last two rows are the same floors measured again after the migrations: the spread between them and the first 2-thread rows is the noise of this machine during the run. The ratios below use the faster of the two.
+
+## Whole-vault migrations
+
+A demo vault is seeded on SQLite (`rekey demo seed`), started (`rekey start`, which also migrates the server-held keys), then every e2ee user logs in through the release binary (`rekey demo login-all`, 0 clients at once, each building its bundle and submitting it to the vault); the time is that of `login-all` alone. Then `rekey finalize` and `rekey verify` (every user reads exactly its seeded records). Where a vault was migrated more than once (copies of the same started vault), the fastest login-all counts, as the faster floor does; every time is listed below.
+
+| vault | legacy grants | e2ee users | unwrapped by clients | grants written | conflicts rebuilt | login-all | grants/s | floor | ratio | peak RSS | verify |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+
+| vault | seed | start (server phase) | finalize | verify |
+|---|---|---|---|---|
+
+## Against the straightforward baseline
+
+Not run (`--no-baseline`).
+
+"#;
+}
