@@ -46,84 +46,25 @@ struct Outcome {
     crashed: Option<String>,
 }
 
+/// Options of one run.
+struct Options {
+    /// Seconds of fuzzing per target.
+    seconds: u64,
+    /// The targets to run (`--target`); empty: every target.
+    only: Vec<String>,
+    /// Regenerate the seeds first.
+    write_seeds: bool,
+}
+
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
-    let mut seconds: u64 = 60;
-    let mut only: Vec<String> = Vec::new();
-    let mut write_seeds = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--seconds" => {
-                seconds = it
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or("--seconds needs a whole number")?;
-            }
-            "--target" => only.push(it.next().ok_or("--target needs a name")?.clone()),
-            "--write-seeds" => write_seeds = true,
-            other => return Err(format!("unknown fuzz option `{other}`")),
-        }
-    }
+    let opts = Options::parse(args)?;
     let root = crate::root();
-    if write_seeds {
-        for (package, test, name) in SEED_WRITERS {
-            println!("writing seeds: {package} --test {test} {name}");
-            crate::status(
-                Command::new("cargo")
-                    .args([
-                        "test",
-                        "-p",
-                        package,
-                        "--test",
-                        test,
-                        "--",
-                        name,
-                        "--exact",
-                        "--ignored",
-                    ])
-                    .current_dir(&root),
-            )?;
-        }
+    if opts.write_seeds {
+        write_seeds(&root)?;
     }
-    if Command::new("cargo")
-        .args(["fuzz", "--version"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        println!("installing cargo-fuzz …");
-        crate::status(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
-    }
-    let list = Command::new("cargo")
-        .args(["fuzz", "list"])
-        .current_dir(&root)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .output()
-        .map_err(|e| format!("cargo fuzz list: {e}"))?;
-    if !list.status.success() {
-        return Err(format!(
-            "cargo fuzz list failed: {}",
-            String::from_utf8_lossy(&list.stderr)
-        ));
-    }
-    let all: Vec<String> = String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    for t in &only {
-        if !all.contains(t) {
-            return Err(format!(
-                "no fuzz target `{t}` (targets: {})",
-                all.join(", ")
-            ));
-        }
-    }
-    let targets: Vec<&String> = all
-        .iter()
-        .filter(|t| only.is_empty() || only.contains(t))
-        .collect();
+    install_cargo_fuzz()?;
+    let all = list_targets(&root)?;
+    let targets = select_targets(&all, &opts.only)?;
     // One build for every target, so that the time given to each is spent
     // fuzzing.
     println!("building {} fuzz targets …", targets.len());
@@ -135,26 +76,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     )?;
     let mut outcomes = Vec::new();
     for target in targets {
-        println!("fuzzing {target} for {seconds} s");
-        outcomes.push(fuzz_one(&root, target, seconds)?);
+        println!("fuzzing {target} for {} s", opts.seconds);
+        outcomes.push(fuzz_one(&root, target, opts.seconds)?);
     }
-    println!();
-    println!(
-        "{:<18} {:>8} {:>12} {:>7} {:>8}  {:<14} result",
-        "target", "seconds", "runs", "edges", "features", "corpus"
-    );
-    for o in &outcomes {
-        println!(
-            "{:<18} {:>8.0} {:>12} {:>7} {:>8}  {:<14} {}",
-            o.target,
-            o.seconds,
-            o.runs,
-            o.cov,
-            o.ft,
-            o.corpus,
-            o.crashed.as_deref().unwrap_or("no crash")
-        );
-    }
+    print_summary(&outcomes);
     let crashed: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.crashed.is_some())
@@ -167,6 +92,131 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "crashes in {}: inputs in fuzz/artifacts/<target>/; make each a regression test in the owning crate",
             crashed.join(", ")
         ))
+    }
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut o = Self {
+            seconds: 60,
+            only: Vec::new(),
+            write_seeds: false,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--seconds" => {
+                    o.seconds = it
+                        .next()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or("--seconds needs a whole number")?;
+                }
+                "--target" => {
+                    let name = it.next().ok_or("--target needs a name")?;
+                    o.only.push(name.clone());
+                }
+                "--write-seeds" => o.write_seeds = true,
+                other => return Err(format!("unknown fuzz option `{other}`")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Runs the seed-writing tests ([`SEED_WRITERS`]).
+fn write_seeds(root: &Path) -> Result<(), String> {
+    for (package, test, name) in SEED_WRITERS {
+        println!("writing seeds: {package} --test {test} {name}");
+        crate::status(
+            Command::new("cargo")
+                .args([
+                    "test",
+                    "-p",
+                    package,
+                    "--test",
+                    test,
+                    "--",
+                    name,
+                    "--exact",
+                    "--ignored",
+                ])
+                .current_dir(root),
+        )?;
+    }
+    Ok(())
+}
+
+/// Installs cargo-fuzz unless `cargo fuzz --version` works.
+fn install_cargo_fuzz() -> Result<(), String> {
+    if Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        println!("installing cargo-fuzz …");
+        crate::status(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
+    }
+    Ok(())
+}
+
+/// Every fuzz target, as `cargo fuzz list` names them.
+fn list_targets(root: &Path) -> Result<Vec<String>, String> {
+    let list = Command::new("cargo")
+        .args(["fuzz", "list"])
+        .current_dir(root)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .output()
+        .map_err(|e| format!("cargo fuzz list: {e}"))?;
+    if !list.status.success() {
+        return Err(format!(
+            "cargo fuzz list failed: {}",
+            String::from_utf8_lossy(&list.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The targets of `all` named in `only` (all of them when `only` is
+/// empty), in the order of `all`; an error for a name that is no target.
+fn select_targets<'a>(all: &'a [String], only: &[String]) -> Result<Vec<&'a String>, String> {
+    for t in only {
+        if !all.contains(t) {
+            return Err(format!(
+                "no fuzz target `{t}` (targets: {})",
+                all.join(", ")
+            ));
+        }
+    }
+    Ok(all
+        .iter()
+        .filter(|t| only.is_empty() || only.contains(t))
+        .collect())
+}
+
+/// Prints one line per target: how far it got and whether it crashed.
+fn print_summary(outcomes: &[Outcome]) {
+    println!();
+    println!(
+        "{:<18} {:>8} {:>12} {:>7} {:>8}  {:<14} result",
+        "target", "seconds", "runs", "edges", "features", "corpus"
+    );
+    for o in outcomes {
+        println!(
+            "{:<18} {:>8.0} {:>12} {:>7} {:>8}  {:<14} {}",
+            o.target,
+            o.seconds,
+            o.runs,
+            o.cov,
+            o.ft,
+            o.corpus,
+            o.crashed.as_deref().unwrap_or("no crash")
+        );
     }
 }
 
