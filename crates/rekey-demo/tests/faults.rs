@@ -227,7 +227,15 @@ async fn a_crash_before_the_new_certificate_is_recorded_is_repaired_on_resume() 
     ))
     .await
     .unwrap();
+    // The migration row is rekey's alone: the crash state is written past
+    // its guard, as the migration's own transaction would.
+    raw.execute_unprepared("INSERT INTO migration_session (conn_id) VALUES (0)")
+        .await
+        .unwrap();
     raw.execute_unprepared("UPDATE migration SET phase = 'server_phase' WHERE id = 1")
+        .await
+        .unwrap();
+    raw.execute_unprepared("DELETE FROM migration_session")
         .await
         .unwrap();
     raw.close().await.unwrap();

@@ -411,3 +411,51 @@ async fn verify_names_every_member_of_a_role_that_lost_a_record() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A principal marked migrated around the guard (only the database's
+/// administrator can: by forging the writer marker) does not get its legacy
+/// keys deleted: finalize reads the rows, names it, and deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_refuses_a_forged_migrated_flag_and_deletes_nothing() {
+    use sea_orm::ConnectionTrait;
+    let dir = temp("forged");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+    let (engine, vault, creds) = seeded(&url, &dir.join("keys")).await;
+    engine.start("Start", &|_, _, _| {}).await.unwrap();
+    let mut users = creds.users.iter();
+    let (victim, _) = users.next().unwrap();
+    for (name, u) in users {
+        login(&engine, name, &u.password, Some(1)).await.unwrap();
+    }
+    // A raw session cannot fake it …
+    let raw = sea_orm::Database::connect(&url).await.unwrap();
+    let forge =
+        format!("UPDATE principal SET migration_state = 'migrated' WHERE name = '{victim}'");
+    assert!(raw.execute_unprepared(&forge).await.is_err());
+    // … unless it forges the writer marker too.
+    raw.execute_unprepared("INSERT INTO migration_session (conn_id) VALUES (0)")
+        .await
+        .unwrap();
+    raw.execute_unprepared(&forge).await.unwrap();
+    raw.execute_unprepared("DELETE FROM migration_session")
+        .await
+        .unwrap();
+    let before = vault.progress().await.unwrap();
+    assert_eq!(before.users.remaining, 0, "the flag says everyone migrated");
+
+    let err = engine.finalize(&|_| {}).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("no new key pair") && text.contains(victim.as_str()),
+        "{text}"
+    );
+    assert_eq!(vault.migration().await.unwrap().phase, Phase::UserPhase);
+    assert_eq!(
+        vault.progress().await.unwrap(),
+        before,
+        "nothing was deleted"
+    );
+    // The victim still reads everything through its legacy keys.
+    assert!(verify(&engine, &creds).await.passed());
+    std::fs::remove_dir_all(dir).ok();
+}
