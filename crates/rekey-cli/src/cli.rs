@@ -159,6 +159,11 @@ pub(crate) struct SpecArgs {
     /// Seed the problems preflight must catch.
     #[arg(long, global = true)]
     pub(crate) with_problems: bool,
+    /// The simulated clients' password KDF (Argon2id): `recommended` (19
+    /// MiB, 2 passes: OWASP's setting) or `light` (4 MiB, 1 pass: for
+    /// benchmark vaults only).
+    #[arg(long, global = true, value_enum, default_value_t = KdfChoice::Recommended)]
+    pub(crate) kdf: KdfChoice,
     /// Reuse RSA keys from this file (and add new ones to it).
     #[arg(long, global = true)]
     pub(crate) key_cache: Option<PathBuf>,
@@ -169,6 +174,15 @@ pub(crate) struct SpecArgs {
     /// Simulated clients at once.
     #[arg(long, global = true, default_value_t = 4)]
     pub(crate) concurrency: usize,
+}
+
+/// The demo's password-KDF settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KdfChoice {
+    /// OWASP's recommended Argon2id setting.
+    Recommended,
+    /// Light, for benchmark vaults.
+    Light,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rekey_core::auth::LoginAuthenticator;
 use rekey_core::bundle::package::{PackageError, parse_package};
 use rekey_core::bundle::{BuildError, MigrationPackage};
 use rekey_core::report::{AbortReport, ApplyReport, FinalizeReport, StartReport, StatusReport};
@@ -109,6 +110,13 @@ impl ClientError {
     }
 }
 
+/// What `POST /v1/session` answers.
+#[derive(serde::Deserialize)]
+struct SessionAnswer {
+    token: String,
+    principal: PrincipalId,
+}
+
 /// How one attempt failed: before any answer (worth sending again) or for
 /// good.
 enum Failure {
@@ -126,6 +134,7 @@ pub struct HttpClient {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
     admin_token: Option<Arc<str>>,
+    session: Option<Arc<str>>,
     vault: Option<VaultId>,
     max_response_bytes: usize,
     timeout: std::time::Duration,
@@ -137,6 +146,7 @@ impl std::fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("base", &self.base)
             .field("admin_token", &self.admin_token.as_ref().map(|_| ".."))
+            .field("session", &self.session.as_ref().map(|_| ".."))
             .field("vault", &self.vault)
             .finish_non_exhaustive()
     }
@@ -158,6 +168,7 @@ impl HttpClient {
             base,
             client: Client::builder(TokioExecutor::new()).build(connector),
             admin_token: None,
+            session: None,
             vault: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             timeout: DEFAULT_TIMEOUT,
@@ -169,6 +180,14 @@ impl HttpClient {
     #[must_use]
     pub fn with_admin_token(mut self, token: &str) -> Self {
         self.admin_token = Some(Arc::from(token));
+        self
+    }
+
+    /// Sends `token` (from [`HttpClient::open_session`], or the vault's own
+    /// session login) with the package and bundle requests.
+    #[must_use]
+    pub fn with_session(mut self, token: &str) -> Self {
+        self.session = Some(Arc::from(token));
         self
     }
 
@@ -257,10 +276,13 @@ impl HttpClient {
         let mut req = Request::builder()
             .method(method.clone())
             .uri(format!("{}{path}", self.base));
-        if admin {
-            if let Some(t) = &self.admin_token {
-                req = req.header(AUTHORIZATION, format!("Bearer {t}"));
-            }
+        let bearer = if admin {
+            self.admin_token.as_ref()
+        } else {
+            self.session.as_ref()
+        };
+        if let Some(t) = bearer {
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = match body {
             Some((ct, bytes)) => req.header(CONTENT_TYPE, ct).body(Full::new(bytes)),
@@ -333,6 +355,37 @@ impl HttpClient {
         let body = body.map(|v| ("application/json", v.to_string().into_bytes()));
         let bytes = self.call(method, path, body, admin).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    /// The parameters of the vault's client password KDF (`GET
+    /// /v1/client-kdf`), as the JSON document the vault keeps.
+    pub async fn client_kdf(&self) -> Result<String, ClientError> {
+        let bytes = self
+            .call(Method::GET, "/v1/client-kdf", None, false)
+            .await?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    /// Logs `principal` in with its login authenticator (`POST
+    /// /v1/session`) and answers a client that sends the session token.
+    pub async fn open_session(
+        &self,
+        principal: PrincipalId,
+        authenticator: &LoginAuthenticator,
+    ) -> Result<Self, ClientError> {
+        let body = serde_json::json!({
+            "principal": principal,
+            "authenticator": hex::encode(authenticator.dangerous_as_bytes()),
+        });
+        let session: SessionAnswer = self
+            .json(Method::POST, "/v1/session", Some(body), false)
+            .await?;
+        if session.principal != principal {
+            return Err(ClientError::BadResponse(
+                "the session names another account".to_owned(),
+            ));
+        }
+        Ok(self.clone().with_session(&session.token))
     }
 
     /// The migration status.

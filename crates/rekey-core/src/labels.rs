@@ -18,6 +18,10 @@ pub const KEK_INFO: &[u8] = b"rekey/v1/kek:private-key";
 pub const PRIVATE_KEY_AAD: &[u8] = b"rekey/v1/private-key";
 /// Associated-data prefix of record content.
 pub const RECORD_AAD: &[u8] = b"rekey/v1/record";
+/// HKDF salt of the login authenticator (`auth.rs`).
+pub const AUTHENTICATOR_SALT: &[u8] = b"rekey/v1/login-authenticator";
+/// What a session token's MAC covers first (`auth.rs`).
+pub const SESSION_TOKEN: &[u8] = b"rekey/v1/session";
 /// Prefix of the message a hybrid key pair's proof of possession signs.
 pub const HYBRID_POSSESSION: &[u8] = b"rekey/v1/hybrid-key-possession";
 

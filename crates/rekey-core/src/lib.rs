@@ -6,6 +6,7 @@
 //!
 //! The byte layouts are specified in `docs/FORMAT.md`.
 
+pub mod auth;
 pub mod bundle;
 pub mod crypto;
 pub mod envelope;

@@ -159,7 +159,12 @@ fn a_part_before_the_part_that_holds_it_is_refused() {
     let out = build(&v, holder);
     let mut bundle = out.bundle.bundle().clone();
     bundle.parts.swap(1, 2);
+    // As signed: the signatures cover the old order.
     let reordered = reencode(&bundle, &out.bundle);
+    let err = check_bundle(&reordered, &v.context(holder, reordered.bundle())).unwrap_err();
+    assert!(matches!(err, CheckError::BadSignature { .. }), "{err}");
+    // Signed in the new order: the order itself is refused.
+    let reordered = resign(&bundle, &v);
     let err = check_bundle(&reordered, &v.context(holder, reordered.bundle())).unwrap_err();
     assert_eq!(err, CheckError::NotAHolder(v.name(role).to_owned()));
 }
@@ -172,7 +177,7 @@ fn a_holder_in_the_bundle_must_get_its_new_key() {
     // The role's KEK to the held principal's legacy key instead.
     let legacy = v.principals[&held].legacy_kp;
     bundle.parts[2].holder_grants[0].holder_key_pair = legacy;
-    let forged = reencode(&bundle, &out.bundle);
+    let forged = resign(&bundle, &v);
     assert!(matches!(
         check_bundle(&forged, &v.context(holder, forged.bundle())),
         Err(CheckError::HolderGrantInvalid { .. })
@@ -220,38 +225,46 @@ fn a_bundle_from_an_aborted_run_is_stale() {
 
 #[test]
 fn a_dropped_grant_is_refused() {
-    let v = small_vault();
+    let mut v = small_vault();
     let u = v.users[0];
     let out = build(&v, u);
-    // Dropping a grant changes the body: the old signatures fail first.
+    // Dropping a grant changes the body: the old signatures fail, and they
+    // are checked before anything else is said about the account.
     let mut bundle = out.bundle.bundle().clone();
     bundle.parts[0].grants.pop();
-    let body = wire::encode_body(&bundle);
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(wire::MAGIC);
-    bytes.push(wire::VERSION);
-    bytes.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
-    bytes.extend_from_slice(&body);
-    // Reuse the original signature section.
-    let original = out.bundle.encode();
-    let sig_start = wire::MAGIC.len() + 1 + 4 + out.bundle.body().len();
-    bytes.extend_from_slice(&original[sig_start..]);
-    let tampered = SignedBundle::parse(&bytes).unwrap();
+    let tampered = reencode(&bundle, &out.bundle);
     let ctx = v.context(u, tampered.bundle());
     let err = check_bundle(&tampered, &ctx).unwrap_err();
+    assert!(matches!(err, CheckError::BadSignature { .. }), "{err}");
+    assert_eq!(check_signed(tampered, &ctx).unwrap_err(), err);
+    // A signed bundle that misses a grant the vault holds now (one given
+    // after the package was built) is a coverage conflict: rebuild.
+    let record = *v.records.keys().next().unwrap();
+    let env = rekey_core::wrap_legacy_grant(
+        &v.rsa_public(u),
+        rekey_core::Scheme::RsaOaepSha256,
+        &[7u8; 32],
+    )
+    .unwrap();
+    v.add_grant(
+        u,
+        rekey_core::Subject::RecordKey(record),
+        env.as_bytes().to_vec(),
+        true,
+    );
+    let err = check_bundle(&out.bundle, &v.context(u, out.bundle.bundle())).unwrap_err();
     assert!(
         matches!(err, CheckError::CoverageChanged { missing: 1, .. }),
         "{err}"
     );
-    // The consuming check refuses it the same way.
-    assert_eq!(check_signed(tampered, &ctx).unwrap_err(), err);
+    assert!(err.is_conflict());
     // Nothing was written.
     assert_eq!(v.principals[&u].state, model::MigrationState::Pending);
 }
 
 #[test]
 fn a_grant_of_another_user_is_refused() {
-    let v = small_vault();
+    let mut v = small_vault();
     let (u0, u1) = (v.users[0], v.users[1]);
     let out = build(&v, u0);
     let other = build(&v, u1);
@@ -261,6 +274,12 @@ fn a_grant_of_another_user_is_refused() {
         .push(other.bundle.bundle().parts[0].grants[0].clone());
     let forged = reencode(&bundle, &out.bundle);
     let err = check_bundle(&forged, &v.context(u0, forged.bundle())).unwrap_err();
+    assert!(matches!(err, CheckError::BadSignature { .. }), "{err}");
+    // A signed bundle covering a grant the vault no longer holds for the
+    // account: the grant is unknown, rebuild.
+    let gone = out.bundle.bundle().parts[0].grants[0].replaces;
+    v.grants.remove(&gone);
+    let err = check_bundle(&out.bundle, &v.context(u0, out.bundle.bundle())).unwrap_err();
     assert!(
         matches!(err, CheckError::CoverageChanged { unknown: 1, .. }),
         "{err}"
@@ -306,6 +325,57 @@ fn reencode(bundle: &Bundle, original: &SignedBundle) -> SignedBundle {
     bytes.extend_from_slice(&body);
     let enc = original.encode();
     bytes.extend_from_slice(&enc[wire::MAGIC.len() + 5 + original.body().len()..]);
+    SignedBundle::parse(&bytes).unwrap()
+}
+
+/// `bundle`, changed after it was built, signed anew as a client that
+/// built it so would have: each part gets a fresh new key and both of its
+/// signatures (its legacy fixture key's, and the fresh key's). What the
+/// structural checks after the signatures see.
+fn resign(bundle: &Bundle, v: &support::MemVault) -> SignedBundle {
+    let mut bundle = bundle.clone();
+    let mut new_keys = Vec::new();
+    for part in &mut bundle.parts {
+        let key =
+            rekey_core::EcPrivateKey::generate(rekey_core::Curve::P256, &mut rand_core::OsRng);
+        part.new_key_pair.public_key = key.public_key();
+        new_keys.push(key);
+    }
+    let body = wire::encode_body(&bundle);
+    let mut sigs = Vec::new();
+    for (part, new_key) in bundle.parts.iter().zip(&new_keys) {
+        let legacy_public = &v.key_pairs[&part.legacy_key_pair].public;
+        let legacy = support::FIXTURES
+            .iter()
+            .map(|der| LegacyRsaPrivateKey::from_pkcs8_der(der).unwrap())
+            .find(|k| &rekey_core::PublicKey::Rsa(k.public_key()) == legacy_public)
+            .expect("a fixture key");
+        let p = part.principal;
+        sigs.push(BundleSignature {
+            principal: p,
+            kind: SignatureKind::LegacyRsaPss,
+            bytes: legacy
+                .sign_pss(&wire::signed_message(&body, SignatureKind::LegacyRsaPss, p))
+                .unwrap(),
+        });
+        sigs.push(BundleSignature {
+            principal: p,
+            kind: SignatureKind::NewKeyEcdsa,
+            bytes: new_key.sign(&wire::signed_message(&body, SignatureKind::NewKeyEcdsa, p)),
+        });
+    }
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(wire::MAGIC);
+    bytes.push(wire::VERSION);
+    bytes.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&u16::try_from(sigs.len()).unwrap().to_be_bytes());
+    for s in &sigs {
+        bytes.extend_from_slice(&s.principal.to_bytes());
+        bytes.push(s.kind.to_byte());
+        bytes.extend_from_slice(&u16::try_from(s.bytes.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(&s.bytes);
+    }
     SignedBundle::parse(&bytes).unwrap()
 }
 

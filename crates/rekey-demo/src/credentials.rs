@@ -3,6 +3,7 @@
 //! real vault never has such a file.
 
 use crate::error::DemoError;
+use crate::password::KdfParams;
 use rekey_core::{PrincipalId, RecordId, VaultId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,6 +18,8 @@ pub struct Credentials {
     pub vault: VaultId,
     /// The seed the vault was generated from.
     pub seed: u64,
+    /// The password KDF's parameters (the vault keeps them too).
+    pub kdf: KdfParams,
     /// The e2ee users by name: id, password, what they read.
     pub users: BTreeMap<String, DemoUser>,
 }
@@ -90,6 +93,7 @@ mod tests {
         let c = Credentials {
             vault: VaultId::from_bytes([3; 16]),
             seed: 7,
+            kdf: KdfParams::LIGHT,
             users,
         };
         c.save(&path).unwrap();

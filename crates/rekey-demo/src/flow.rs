@@ -100,6 +100,8 @@ pub async fn seed(
     let report = engine
         .seed(demo.vault, &demo.data, &demo.server_keys)
         .await?;
+    engine.register_logins(&demo.verifiers).await?;
+    engine.set_client_kdf(&spec.kdf.to_json()?).await?;
     demo.credentials.save(credentials)?;
     let summary = SeedSummary {
         users: spec.users,

@@ -12,10 +12,11 @@
 use crate::credentials::{Credentials, DemoUser, access_digest};
 use crate::error::DemoError;
 use crate::keycache::KeySource;
-use crate::password::master_secret;
+use crate::password::{KdfParams, master_secret};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
+use rekey_core::auth::{LoginAuthenticator, Verifier};
 use rekey_core::kek::wrap_private_key;
 use rekey_core::model::{
     Certificate, Component, Device, DeviceKind, DirectoryProfile, GrantOrigin, GrantRecord,
@@ -43,6 +44,8 @@ pub struct DemoSpec {
     pub seed: u64,
     /// Seed what preflight must catch.
     pub with_problems: bool,
+    /// The simulated clients' password KDF.
+    pub kdf: KdfParams,
 }
 
 impl Default for DemoSpec {
@@ -54,6 +57,7 @@ impl Default for DemoSpec {
             rsa_bits: 2048,
             seed: 1,
             with_problems: false,
+            kdf: KdfParams::RECOMMENDED,
         }
     }
 }
@@ -69,6 +73,9 @@ pub struct DemoVault {
     pub credentials: Credentials,
     /// The services' legacy keys, for the key directory.
     pub server_keys: Vec<LegacyRsaPrivateKey>,
+    /// Login verifiers of the e2ee users (the migration API's built-in
+    /// client login).
+    pub verifiers: Vec<(PrincipalId, Verifier)>,
 }
 
 /// The plaintext of a demo record, recomputable by `verify`.
@@ -140,6 +147,9 @@ const FIRST: [&str; 24] = [
     "whitfield",
     "yukihiro",
 ];
+
+/// The key pairs, and the e2ee users' login verifiers.
+type KeysAndLogins = (Vec<KeyPairRecord>, Vec<(PrincipalId, Verifier)>);
 
 /// A legacy grant to be wrapped: to principal number `recipient`.
 struct GrantSpec {
@@ -224,7 +234,7 @@ pub fn generate(
         d.rng.0.fill_bytes(&mut b);
         d.kek_seeds.push(b);
     }
-    let key_pairs = d.key_pairs(&rsa)?;
+    let (key_pairs, verifiers) = d.key_pairs(&rsa)?;
     d.memberships();
     d.managed_users_to_directory();
     d.records();
@@ -240,9 +250,11 @@ pub fn generate(
         credentials: Credentials {
             vault: d.vault,
             seed: spec.seed,
+            kdf: spec.kdf,
             users: d.credentials,
         },
         server_keys,
+        verifiers,
     })
 }
 
@@ -372,16 +384,18 @@ impl Draft {
 
     /// Key pairs: e2ee users' private keys under their password's KEK;
     /// roles' and managed users' under a random KEK their holders get
-    /// grants for; services' only in the key directory. Wrapped on every
-    /// core.
-    fn key_pairs(&self, rsa: &[LegacyRsaPrivateKey]) -> Result<Vec<KeyPairRecord>, DemoError> {
+    /// grants for; services' only in the key directory. And each e2ee
+    /// user's login verifier, from the same master secret. On every core.
+    fn key_pairs(&self, rsa: &[LegacyRsaPrivateKey]) -> Result<KeysAndLogins, DemoError> {
         let passwords: BTreeMap<PrincipalId, &str> = self
             .credentials
             .values()
             .map(|u| (u.id, u.password.as_str()))
             .collect();
         let vault = self.vault;
-        let wrapped: Vec<Result<Option<Envelope>, DemoError>> = (0..self.at.keys())
+        let kdf = self.spec.kdf;
+        type Wrapped = (Option<Envelope>, Option<Verifier>);
+        let wrapped: Vec<Result<Wrapped, DemoError>> = (0..self.at.keys())
             .into_par_iter()
             .map(|i| {
                 let p = &self.principals[i];
@@ -390,35 +404,43 @@ impl Draft {
                     owner: p.id,
                     key_pair: self.key_pair_ids[i],
                 };
-                let kek = match (p.kind, passwords.get(&p.id)) {
-                    (PrincipalKind::Service, _) => return Ok(None),
+                let (kek, verifier) = match (p.kind, passwords.get(&p.id)) {
+                    (PrincipalKind::Service, _) => return Ok((None, None)),
                     (PrincipalKind::User, Some(pw)) => {
-                        Kek::derive(&master_secret(pw, vault, p.id)?, vault, p.id)?
+                        let master = master_secret(pw, vault, p.id, &kdf)?;
+                        let auth = LoginAuthenticator::derive(&master, vault, p.id)?;
+                        let verifier = Verifier::new(&mut rand_core::OsRng, &auth)?;
+                        (Kek::derive(&master, vault, p.id)?, Some(verifier))
                     }
-                    _ => Kek::from_array(self.kek_seeds[i]),
+                    _ => (Kek::from_array(self.kek_seeds[i]), None),
                 };
-                Ok(Some(wrap_private_key(
+                let envelope = wrap_private_key(
                     &mut rand_core::OsRng,
                     &kek,
                     &binding,
                     rsa[i].dangerous_pkcs8_der(),
-                )?))
+                )?;
+                Ok((Some(envelope), verifier))
             })
             .collect();
-        wrapped
-            .into_iter()
-            .enumerate()
-            .map(|(i, w)| {
-                Ok(KeyPairRecord {
-                    id: self.key_pair_ids[i],
-                    principal: self.principals[i].id,
-                    scheme: Scheme::RsaOaepSha256,
-                    public_key: rsa[i].public_key().to_spki_der().to_vec(),
-                    wrapped_private_key: w?,
-                    state: KeyState::Legacy,
-                })
-            })
-            .collect()
+        let mut key_pairs = Vec::with_capacity(wrapped.len());
+        let mut verifiers = Vec::new();
+        for (i, w) in wrapped.into_iter().enumerate() {
+            let (envelope, verifier) = w?;
+            let principal = self.principals[i].id;
+            if let Some(v) = verifier {
+                verifiers.push((principal, v));
+            }
+            key_pairs.push(KeyPairRecord {
+                id: self.key_pair_ids[i],
+                principal,
+                scheme: Scheme::RsaOaepSha256,
+                public_key: rsa[i].public_key().to_spki_der().to_vec(),
+                wrapped_private_key: envelope,
+                state: KeyState::Legacy,
+            });
+        }
+        Ok((key_pairs, verifiers))
     }
 
     /// Memberships: one large role (a third of the users), the rest small

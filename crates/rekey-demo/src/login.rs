@@ -4,8 +4,9 @@
 
 use crate::credentials::{Credentials, DemoUser};
 use crate::error::DemoError;
-use crate::password::master_secret;
+use crate::password::{KdfParams, master_secret};
 use rekey_client::{HttpClient, MigrateReport, MigrationApi, migrate};
+use rekey_core::auth::LoginAuthenticator;
 use rekey_core::bundle::{BuildOptions, CheckError, MigrationPackage};
 use rekey_core::model::{KeyCustody, PrincipalKind};
 use rekey_core::report::ApplyReport;
@@ -88,12 +89,18 @@ pub async fn login_in_process(
         return Err(DemoError::NotE2ee(name.to_owned()));
     }
     let vault = engine.vault_id().await?;
-    let master = derive(password, vault, p.id).await?;
+    let kdf = match engine.client_kdf().await? {
+        Some(json) => KdfParams::from_json(&json)?,
+        None => KdfParams::RECOMMENDED,
+    };
+    let master = derive(password, vault, p.id, kdf).await?;
     migrate(&InProcess(engine), p.id, master, options(threads), progress).await
 }
 
 /// Logs the user `id` in with `password` through the `rekey serve` at
-/// `url`; packages of any vault but `vault` are refused.
+/// `url`, as a real client does: the vault's KDF parameters, the master
+/// secret, a session opened with the login authenticator, then the
+/// migration. Packages of any vault but `vault` are refused.
 pub async fn login_over_http(
     url: &str,
     vault: VaultId,
@@ -103,7 +110,10 @@ pub async fn login_over_http(
     progress: Progress,
 ) -> Result<MigrateReport, DemoError> {
     let client = HttpClient::new(url)?.expect_vault(vault);
-    let master = derive(password, vault, id).await?;
+    let kdf = KdfParams::from_json(&client.client_kdf().await?)?;
+    let master = derive(password, vault, id, kdf).await?;
+    let authenticator = LoginAuthenticator::derive(&master, vault, id)?;
+    let client = client.open_session(id, &authenticator).await?;
     Ok(migrate(&client, id, master, options(threads), progress).await?)
 }
 
@@ -120,9 +130,10 @@ async fn derive(
     password: &str,
     vault: VaultId,
     id: PrincipalId,
+    kdf: KdfParams,
 ) -> Result<rekey_core::MasterSecret, DemoError> {
     let password = zeroize::Zeroizing::new(password.to_owned());
-    tokio::task::spawn_blocking(move || master_secret(&password, vault, id))
+    tokio::task::spawn_blocking(move || master_secret(&password, vault, id, &kdf))
         .await
         .map_err(|_| DemoError::Internal("the password hash failed"))?
 }

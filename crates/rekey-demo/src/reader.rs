@@ -242,7 +242,7 @@ impl<'a> Reader<'a> {
         let mut cache = ReadCache::default();
         let total = credentials.users.len();
         for (i, (name, u)) in credentials.users.iter().enumerate() {
-            let master = master_secret(&u.password, vault, u.id)?;
+            let master = master_secret(&u.password, vault, u.id, &credentials.kdf)?;
             let read = self
                 .readable_records_cached(u.id, &master, &mut cache)
                 .await?;

@@ -73,6 +73,13 @@ pub enum EngineError {
     /// written off.
     #[error("`{}` does not resolve a non-migratable grant; use reshared or written_off", .0.as_str())]
     BadResolution(rekey_core::model::Resolution),
+    /// The login authenticator does not match (or the account has no
+    /// login): the same answer either way.
+    #[error("wrong credentials")]
+    BadCredentials,
+    /// A session token was refused.
+    #[error(transparent)]
+    Session(rekey_core::auth::TokenError),
     /// The vault holds inconsistent data.
     #[error("the vault is inconsistent: {0}")]
     Inconsistent(String),

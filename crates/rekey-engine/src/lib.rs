@@ -11,7 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod memory;
 
-pub use engine::{Engine, Names, SeedReport, ServerProgress};
+pub use engine::{Engine, Names, SESSION_LIFETIME_MS, SeedReport, ServerProgress, Session};
 pub use error::EngineError;
 pub use rekey_keys::KeyDir;
 

@@ -1,11 +1,12 @@
 //! `demo` (the whole flow), `demo seed`, `demo login-all`, `verify`.
 
 use super::{Ctx, Keys};
-use crate::cli::{DemoArgs, DemoStep, SpecArgs};
+use crate::cli::{DemoArgs, DemoStep, KdfChoice, SpecArgs};
 use crate::error::CliError;
 use crate::output::Out;
 use rekey_demo::flow::{self, KeyOptions, Ui};
 use rekey_demo::login::{LoginSummary, Progress, Via, login_all};
+use rekey_demo::password::KdfParams;
 use rekey_demo::reader::VerifyReport;
 use rekey_demo::{Credentials, DemoSpec};
 use serde::Serialize;
@@ -37,6 +38,10 @@ fn spec_of(s: &SpecArgs) -> DemoSpec {
         rsa_bits: s.rsa_bits,
         seed: s.seed,
         with_problems: s.with_problems,
+        kdf: match s.kdf {
+            KdfChoice::Recommended => KdfParams::RECOMMENDED,
+            KdfChoice::Light => KdfParams::LIGHT,
+        },
     }
 }
 

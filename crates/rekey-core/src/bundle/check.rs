@@ -305,6 +305,9 @@ fn preconditions_of(
             return Err(CheckError::DuplicatePart(part.principal));
         }
     }
+    // The signatures before anything about the principals' state: a
+    // bundle its own keys did not sign learns nothing of the vault.
+    check_signatures(signed, ctx)?;
 
     let mut pre = Preconditions::default();
     // Each part's new key pair: a holder migrating in this bundle gets the
@@ -355,7 +358,6 @@ fn preconditions_of(
         pre.pending.push(part.principal);
         check_holders(part, facts, ctx, &new_keys, &mut pre)?;
     }
-    check_signatures(signed, ctx)?;
     Ok(pre)
 }
 

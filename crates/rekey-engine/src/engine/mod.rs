@@ -13,22 +13,26 @@
 
 mod admin;
 mod apply;
+mod auth;
 mod finalize;
 mod package;
 mod reads;
 mod start;
 mod status;
 
+pub use auth::{SESSION_LIFETIME_MS, Session};
 pub use reads::SeedReport;
 pub use start::ServerProgress;
 pub use status::Names;
 
 use crate::error::EngineError;
+use rekey_core::auth::SessionKey;
 use rekey_core::lifecycle::Lifecycle;
 use rekey_core::model::{AuditEvent, MigrationRow, Phase, Timestamp};
 use rekey_core::{Curve, VaultId};
 use rekey_keys::KeyDir;
 use rekey_storage::Vault;
+use std::sync::{Arc, OnceLock};
 
 /// Grants read per page when streaming.
 pub const PAGE: u64 = 1000;
@@ -42,6 +46,9 @@ pub struct Engine {
     keys: Option<KeyDir>,
     actor: String,
     curve: Curve,
+    /// The vault's session-token key once read: a cache of a row of the
+    /// vault (every server of the vault reads the same key).
+    session_key: Arc<OnceLock<Arc<SessionKey>>>,
 }
 
 impl Engine {
@@ -55,6 +62,7 @@ impl Engine {
             keys,
             actor: actor.into(),
             curve: Curve::P256,
+            session_key: Arc::new(OnceLock::new()),
         }
     }
 

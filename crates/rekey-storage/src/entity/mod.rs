@@ -12,6 +12,7 @@ pub mod device;
 pub mod directory_profile;
 pub mod grant;
 pub mod key_pair;
+pub mod login_verifier;
 pub mod membership;
 pub mod migration;
 pub mod non_migratable;

@@ -13,6 +13,7 @@ mod m20250601_000004_read_only_triggers;
 mod m20261201_000005_grant_legacy_index;
 mod m20261201_000006_guard_writer_first;
 mod m20261206_000007_guard_the_vault;
+mod m20261206_000008_login_verifiers;
 
 /// Every schema migration of this build, oldest first.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_grant_legacy_index::Migration),
             Box::new(m20261201_000006_guard_writer_first::Migration),
             Box::new(m20261206_000007_guard_the_vault::Migration),
+            Box::new(m20261206_000008_login_verifiers::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 //! Every method speaks the domain (`pending_grants`, `apply`, `transition`,
 //! `progress`); SQL and sea-orm stay inside this module tree.
 
+mod auth;
 mod convert;
 mod evidence;
 mod facts;

@@ -1,0 +1,115 @@
+//! The built-in client login's rows: verifiers, and the session-token key.
+
+use super::Vault;
+use crate::entity::{login_verifier, setting};
+use crate::error::{Error, Result, db};
+use rekey_core::auth::{SessionKey, Verifier};
+use rekey_core::ids::PrincipalId;
+use rekey_core::model::Timestamp;
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{EntityTrait, TransactionTrait};
+
+/// The `setting` key of the session-token key.
+const SESSION_KEY: &str = "session_key";
+/// The `setting` key of the clients' password-KDF parameters (JSON).
+const CLIENT_KDF: &str = "client_kdf";
+
+impl Vault {
+    /// Registers (or replaces) the login verifiers of these principals, in
+    /// one transaction.
+    pub async fn set_login_verifiers(&self, verifiers: &[(PrincipalId, Verifier)]) -> Result<()> {
+        let now = Timestamp::now().as_millis();
+        let txn = self.db.begin().await.map_err(db("begin"))?;
+        for chunk in verifiers.chunks(super::BATCH_ROWS) {
+            login_verifier::Entity::insert_many(chunk.iter().map(|(p, v)| {
+                login_verifier::ActiveModel {
+                    principal_id: Set(p.to_string()),
+                    verifier: Set(v.to_bytes()),
+                    registered_at: Set(now),
+                }
+            }))
+            .on_conflict(
+                OnConflict::column(login_verifier::Column::PrincipalId)
+                    .update_columns([
+                        login_verifier::Column::Verifier,
+                        login_verifier::Column::RegisteredAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db("store the login verifiers"))?;
+        }
+        txn.commit().await.map_err(db("commit the login verifiers"))
+    }
+
+    /// The login verifier of a principal, if it has one.
+    pub async fn login_verifier(&self, principal: PrincipalId) -> Result<Option<Verifier>> {
+        let Some(row) = login_verifier::Entity::find_by_id(principal.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db("read a login verifier"))?
+        else {
+            return Ok(None);
+        };
+        Verifier::from_bytes(&row.verifier)
+            .map(Some)
+            .ok_or_else(|| Error::corrupt("login verifier", "not a verifier"))
+    }
+
+    /// The vault's session-token key, made now (from `fresh`) if it has
+    /// none. Two servers asking at once get the same key: the first
+    /// insert wins, the other reads it.
+    pub async fn session_key(&self, fresh: SessionKey) -> Result<SessionKey> {
+        setting::Entity::insert(setting::ActiveModel {
+            key: Set(SESSION_KEY.to_owned()),
+            value: Set(hex::encode(fresh.dangerous_as_bytes())),
+        })
+        .on_conflict(
+            OnConflict::column(setting::Column::Key)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(db("store the session key"))?;
+        let row = setting::Entity::find_by_id(SESSION_KEY.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(db("read the session key"))?
+            .ok_or_else(|| Error::corrupt("session key", "missing"))?;
+        hex::decode(&row.value)
+            .ok()
+            .and_then(|b| SessionKey::from_bytes(&b))
+            .ok_or_else(|| Error::corrupt("session key", "not 32 hex bytes"))
+    }
+
+    /// Stores the parameters of the password KDF the vault's clients use
+    /// (a JSON document the vault defines; the demo's is Argon2id's m, t
+    /// and p), so that a client asks the vault for them before it logs in.
+    pub async fn set_client_kdf(&self, json: &str) -> Result<()> {
+        setting::Entity::insert(setting::ActiveModel {
+            key: Set(CLIENT_KDF.to_owned()),
+            value: Set(json.to_owned()),
+        })
+        .on_conflict(
+            OnConflict::column(setting::Column::Key)
+                .update_column(setting::Column::Value)
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(db("store the client KDF parameters"))?;
+        Ok(())
+    }
+
+    /// The clients' password-KDF parameters, if the vault has them.
+    pub async fn client_kdf(&self) -> Result<Option<String>> {
+        Ok(setting::Entity::find_by_id(CLIENT_KDF.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(db("read the client KDF parameters"))?
+            .map(|row| row.value))
+    }
+}
