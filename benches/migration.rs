@@ -46,6 +46,7 @@ fn demo(users: usize, roles: usize, records: usize, bits: usize) -> DemoVault {
         rsa_bits: bits,
         seed: 11,
         with_problems: false,
+        kdf: rekey_demo::KdfParams::LIGHT,
     };
     let keys = fixture_keys(bits);
     let n = keys.len();
@@ -69,10 +70,7 @@ async fn migrate_once(demo: &DemoVault, clients: usize) -> Duration {
             .unwrap(),
     );
     engine.begin_preparation().await.unwrap();
-    engine
-        .seed(demo.vault, &demo.data, &demo.server_keys)
-        .await
-        .unwrap();
+    demo.install(&engine).await.unwrap();
     engine
         .backup_certificates_with(
             &dir.join("certificates.age"),

@@ -2,13 +2,14 @@
 //! its handlers call (`rekey_server::routes::decode_*`). The first byte
 //! picks the route:
 //!
-//! | byte % 5 | route | body |
+//! | byte % 6 | route | body |
 //! |---|---|---|
 //! | 0 | `POST /v1/admin/start` | `StartRequest` JSON |
 //! | 1 | `POST /v1/admin/non-migratable/{grant}/resolve` | `ResolveRequest` JSON |
 //! | 2 | `PUT /v1/records/{id}` | `RecordWrite` JSON |
 //! | 3 | `POST /v1/principals/{id}/bundle` | binary `SignedBundle` |
 //! | 4 | any `{id}` in a path | UTF-8 text |
+//! | 5 | `POST /v1/session` | `SessionRequest` JSON |
 //!
 //! Any bytes give a value or a 400 with a message and a hint (rendered as
 //! the JSON response the client would get), never a panic; whatever decodes
@@ -22,7 +23,7 @@ use rekey_core::PrincipalId;
 use rekey_server::ServerError;
 use rekey_server::routes::{
     RecordWrite, StartRequest, decode_bundle, decode_id, decode_record_write, decode_resolve,
-    decode_start,
+    decode_session, decode_start,
 };
 
 fn refused(e: ServerError) {
@@ -35,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&route, body)) = data.split_first() else {
         return;
     };
-    match route % 5 {
+    match route % 6 {
         0 => match decode_start(body) {
             Ok(req) => {
                 let again = serde_json::to_vec(&req).expect("serialises");
@@ -63,6 +64,19 @@ fuzz_target!(|data: &[u8]| {
         },
         3 => match decode_bundle(body) {
             Ok(bundle) => assert_eq!(bundle.encode(), body),
+            Err(e) => refused(e),
+        },
+        5 => match decode_session(body) {
+            Ok((principal, authenticator)) => {
+                let again = serde_json::json!({
+                    "principal": principal,
+                    "authenticator": hex::encode(authenticator.dangerous_as_bytes()),
+                })
+                .to_string();
+                let (p, a) = decode_session(again.as_bytes()).expect("re-decodes");
+                assert_eq!(p, principal);
+                assert_eq!(a.dangerous_as_bytes(), authenticator.dangerous_as_bytes());
+            }
             Err(e) => refused(e),
         },
         _ => {

@@ -1,6 +1,10 @@
 //! The `rekey` binary itself: the demo end to end, and bad input giving
 //! one clear message, a distinct exit code, and no change.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; its steps are commented in place"
+)]
 
 use std::process::{Command, Output};
 

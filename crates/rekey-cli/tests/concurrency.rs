@@ -14,6 +14,7 @@ use support::ledger;
 
 use rekey_client::{ClientError, HttpClient, MigrationApi};
 use rekey_core::PrincipalId;
+use rekey_core::auth::LoginAuthenticator;
 use rekey_core::bundle::{BuildOptions, Unlock, build_bundle};
 use rekey_core::model::PrincipalKind;
 use rekey_demo::password::master_secret;
@@ -41,6 +42,8 @@ struct Served {
     keys: KeyDir,
     creds: Credentials,
     client: HttpClient,
+    /// A logged-in client of each user.
+    sessions: BTreeMap<PrincipalId, HttpClient>,
     before: ledger::Snapshot,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), rekey_server::ServerError>>>,
@@ -66,14 +69,12 @@ impl Served {
             rsa_bits: 2048,
             seed,
             with_problems: false,
+            kdf: rekey_demo::KdfParams::LIGHT,
         };
         let mut source = KeySource::with_cache(&cache);
         let demo = generate(&spec, &mut source, &|_, _, _| {}).unwrap();
         assert_eq!(source.generated, 0, "the fixture cache has every key");
-        engine
-            .seed(demo.vault, &demo.data, &demo.server_keys)
-            .await
-            .unwrap();
+        demo.install(&engine).await.unwrap();
         let before = ledger::snapshot(&vault).await;
         engine
             .backup_certificates_with(
@@ -101,6 +102,7 @@ impl Served {
             listener,
             state,
             Duration::from_secs(5),
+            rekey_server::ConnectionLimits::from(&config),
             async move {
                 let _ = rx.await;
             },
@@ -115,6 +117,16 @@ impl Served {
             rekey_core::model::Phase::UserPhase,
             "{started:?}"
         );
+        let mut sessions = BTreeMap::new();
+        for u in demo.credentials.users.values() {
+            let master =
+                master_secret(&u.password, demo.vault, u.id, &demo.credentials.kdf).unwrap();
+            let authenticator = LoginAuthenticator::derive(&master, demo.vault, u.id).unwrap();
+            sessions.insert(
+                u.id,
+                client.open_session(u.id, &authenticator).await.unwrap(),
+            );
+        }
         Self {
             dir,
             _db: db,
@@ -123,6 +135,7 @@ impl Served {
             keys: KeyDir::open(&keys_path).unwrap(),
             creds: demo.credentials,
             client,
+            sessions,
             before,
             stop: Some(tx),
             task: Some(task),
@@ -132,8 +145,8 @@ impl Served {
     /// A bundle of `name`'s account built from the package as it is now.
     async fn build(&self, name: &str) -> (PrincipalId, Vec<u8>) {
         let u = &self.creds.users[name];
-        let package = self.client.package(u.id).await.unwrap();
-        let master = master_secret(&u.password, self.creds.vault, u.id).unwrap();
+        let package = self.sessions[&u.id].package(u.id).await.unwrap();
+        let master = master_secret(&u.password, self.creds.vault, u.id, &self.creds.kdf).unwrap();
         let bytes = tokio::task::spawn_blocking(move || {
             build_bundle(
                 &package,
@@ -156,12 +169,19 @@ impl Served {
     /// `Ok(false)` when someone else had migrated it already.
     async fn migrate(&self, name: &str) -> Result<bool, ClientError> {
         let u = &self.creds.users[name];
-        let master = master_secret(&u.password, self.creds.vault, u.id).unwrap();
+        let master = master_secret(&u.password, self.creds.vault, u.id, &self.creds.kdf).unwrap();
         let options = BuildOptions {
             threads: Some(1),
             ..BuildOptions::default()
         };
-        match rekey_client::migrate(&self.client, u.id, master, options, Arc::new(|_, _| {})).await
+        match rekey_client::migrate(
+            &self.sessions[&u.id],
+            u.id,
+            master,
+            options,
+            Arc::new(|_, _| {}),
+        )
+        .await
         {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("already_migrated") => Ok(false),
@@ -203,12 +223,13 @@ impl Served {
 /// One submission's outcome: applied, or the HTTP status and error text.
 type Outcome = (PrincipalId, Result<(), (u16, String)>);
 
-/// Submits every bundle at the same moment.
-async fn submit_all(client: &HttpClient, bundles: Vec<(PrincipalId, Vec<u8>)>) -> Vec<Outcome> {
+/// Submits every bundle at the same moment, each with its account's
+/// session.
+async fn submit_all(s: &Served, bundles: Vec<(PrincipalId, Vec<u8>)>) -> Vec<Outcome> {
     let barrier = Arc::new(tokio::sync::Barrier::new(bundles.len()));
     let mut tasks = Vec::new();
     for (id, bytes) in bundles {
-        let (client, barrier) = (client.clone(), barrier.clone());
+        let (client, barrier) = (s.sessions[&id].clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             let r = client.submit(id, bytes).await;
@@ -258,7 +279,7 @@ async fn same_user_twice(backend: Backend) {
         let a = s.build(name).await;
         let b = s.build(name).await;
         let before = s.vault.progress().await.unwrap();
-        let outcomes = submit_all(&s.client, vec![a, b]).await;
+        let outcomes = submit_all(&s, vec![a, b]).await;
         let (winners, c) = tally(&outcomes);
         assert_eq!((winners, c), (1, 1), "{outcomes:?}");
         conflicts += c;
@@ -318,7 +339,7 @@ async fn role_raced(backend: Backend) {
         }
         let a = s.build(&pending[0]).await;
         let b = s.build(&pending[1]).await;
-        let outcomes = submit_all(&s.client, vec![a, b]).await;
+        let outcomes = submit_all(&s, vec![a, b]).await;
         let (winners, c) = tally(&outcomes);
         races += 1;
         conflicts += c;
@@ -377,7 +398,7 @@ async fn thirty_two_clients(backend: Backend) {
         bundles.push(s.build(name).await);
         who.push(name.clone());
     }
-    let outcomes = submit_all(&s.client, bundles).await;
+    let outcomes = submit_all(&s, bundles).await;
     let (winners, conflicts) = tally(&outcomes);
     assert!(winners >= 1);
     // Every loser logs in again: each ends migrated exactly once.

@@ -12,6 +12,10 @@
 //! `REKEY_CRASH_SERVER_KILLS` (server kills, default 3), `REKEY_CRASH_SEED`,
 //! the test name (`cargo xtask crash-test --db sqlite|postgres|both`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; its steps are commented in place"
+)]
 
 mod support;
 

@@ -145,8 +145,11 @@ impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpClient")
             .field("base", &self.base)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| ".."))
-            .field("session", &self.session.as_ref().map(|_| ".."))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("session", &self.session.as_ref().map(|_| "[redacted]"))
             .field("vault", &self.vault)
             .finish_non_exhaustive()
     }
@@ -191,6 +194,13 @@ impl HttpClient {
         self
     }
 
+    /// The session token this client sends, if it has one (a secret: keep
+    /// it out of logs).
+    #[must_use]
+    pub fn session_token(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
     /// Refuses packages of any vault but `vault`.
     #[must_use]
     pub fn expect_vault(mut self, vault: VaultId) -> Self {
@@ -209,10 +219,10 @@ impl HttpClient {
     /// connection fails, pausing [`FIRST_BACKOFF`], then twice as long
     /// each time up to [`MAX_BACKOFF`]. A connection that could not be
     /// opened is retried for every request; one that broke before the
-    /// whole answer arrived only for reads and bundle submissions, which
-    /// are safe to resend (a bundle applied before the connection dropped
-    /// answers `409 already migrated` the second time); an admin action
-    /// is not sent twice. An answer (whatever its status) and a timeout
+    /// whole answer arrived only for reads, logins and bundle submissions,
+    /// which are safe to resend (a login opens one more session; a bundle
+    /// applied before the connection dropped answers `409 already
+    /// migrated` the second time); an admin action is not sent twice. An answer (whatever its status) and a timeout
     /// are never retried.
     #[must_use]
     pub fn with_transport_attempts(mut self, attempts: usize) -> Self {
@@ -238,7 +248,8 @@ impl HttpClient {
         admin: bool,
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let body = body.map(|(ct, bytes)| (ct.to_owned(), Bytes::from(bytes)));
-        let resend_safe = method == Method::GET || path.ends_with("/bundle");
+        let resend_safe =
+            method == Method::GET || path.ends_with("/bundle") || path == "/v1/session";
         let mut pause = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {

@@ -5,7 +5,7 @@
 
 use crate::credentials::Credentials;
 use crate::error::DemoError;
-use crate::generate::{DemoSpec, generate};
+use crate::generate::{DemoSpec, DemoVault, generate};
 use crate::keycache::KeySource;
 use crate::login::{LoginSummary, Progress, Via, login_all};
 use crate::reader::{Reader, VerifyReport};
@@ -97,11 +97,7 @@ pub async fn seed(
             }
         })
     })?;
-    let report = engine
-        .seed(demo.vault, &demo.data, &demo.server_keys)
-        .await?;
-    engine.register_logins(&demo.verifiers).await?;
-    engine.set_client_kdf(&spec.kdf.to_json()?).await?;
+    let report = demo.install(engine).await?;
     demo.credentials.save(credentials)?;
     let summary = SeedSummary {
         users: spec.users,
@@ -234,4 +230,20 @@ fn fresh_dir(dir: &Path) -> Result<(), DemoError> {
         b"made by `rekey demo`; removed and remade on each run\n",
     )
     .map_err(io)
+}
+
+impl DemoVault {
+    /// Writes the demo vault into `engine`'s empty database (in
+    /// preparation): its rows, the server's key files, the users' login
+    /// verifiers and the clients' KDF parameters.
+    pub async fn install(&self, engine: &Engine) -> Result<rekey_engine::SeedReport, DemoError> {
+        let report = engine
+            .seed(self.vault, &self.data, &self.server_keys)
+            .await?;
+        engine.register_logins(&self.verifiers).await?;
+        engine
+            .set_client_kdf(&self.credentials.kdf.to_json()?)
+            .await?;
+        Ok(report)
+    }
 }

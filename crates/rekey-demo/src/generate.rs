@@ -148,6 +148,9 @@ const FIRST: [&str; 24] = [
     "yukihiro",
 ];
 
+/// The user (by index) and record whose grant `--with-problems` corrupts.
+type LostGrant = (usize, RecordId);
+
 /// The key pairs, and the e2ee users' login verifiers.
 type KeysAndLogins = (Vec<KeyPairRecord>, Vec<(PrincipalId, Verifier)>);
 
@@ -589,7 +592,7 @@ impl Draft {
     fn corrupt_one_grant(
         &self,
         mut grants: Vec<GrantRecord>,
-    ) -> Result<(Vec<GrantRecord>, Option<(usize, RecordId)>), DemoError> {
+    ) -> Result<(Vec<GrantRecord>, Option<LostGrant>), DemoError> {
         if !self.spec.with_problems {
             return Ok((grants, None));
         }
@@ -614,7 +617,7 @@ impl Draft {
     /// What each e2ee user must be able to read: records granted to it or
     /// to a role it belongs to (minus the corrupt grant, unless a role
     /// covers it), as a count and a digest in its credentials.
-    fn expected_access(&mut self, corrupt: Option<(usize, RecordId)>) {
+    fn expected_access(&mut self, corrupt: Option<LostGrant>) {
         let users = self.spec.users;
         let mut access: Vec<BTreeSet<RecordId>> = vec![BTreeSet::new(); users];
         for rec in &self.records {

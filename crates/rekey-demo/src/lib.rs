@@ -23,3 +23,4 @@ pub use credentials::{Credentials, DemoUser, access_digest};
 pub use error::DemoError;
 pub use generate::{DemoSpec, DemoVault, generate};
 pub use keycache::KeySource;
+pub use password::KdfParams;

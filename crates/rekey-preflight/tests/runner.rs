@@ -2,6 +2,10 @@
 //! every check, and the administrator's remedies clearing them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; its steps are commented in place"
+)]
 
 use rekey_keys::{BackupOptions, KeyDir, Passphrase, backup_with};
 use rekey_test_support::seeded as support;

@@ -1,7 +1,8 @@
 //! Load bench: a demo vault migrated entirely through the HTTP API by
 //! concurrent clients on loopback, then finalized and verified. Reports
 //! bundles/s and the p50/p99 latency of bundle submission (server side:
-//! parse, check, apply) and of a whole login (package, build, submit).
+//! parse, check, apply) and of a whole login (session, package, build,
+//! submit).
 //!
 //! ```text
 //! cargo bench -p rekey-server --bench load
@@ -58,9 +59,16 @@ fn main() {
     rt.block_on(run());
 }
 
-async fn run() {
-    let users = env_usize("REKEY_BENCH_USERS", 1000);
-    let clients = env_usize("REKEY_BENCH_CLIENTS", 32);
+/// A seeded demo vault of `users` in a fresh directory.
+struct Seeded {
+    dir: std::path::PathBuf,
+    url: String,
+    keys: std::path::PathBuf,
+    engine: Engine,
+    demo: rekey_demo::DemoVault,
+}
+
+async fn seed(users: usize) -> Seeded {
     let cache = std::env::var("REKEY_BENCH_KEY_CACHE").unwrap_or_else(|_| {
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -85,13 +93,11 @@ async fn run() {
         rsa_bits: 2048,
         seed: 1,
         with_problems: false,
+        kdf: rekey_demo::KdfParams::LIGHT,
     };
     let mut source = KeySource::with_cache(&cache);
     let demo = tokio::task::block_in_place(|| generate(&spec, &mut source, &|_, _, _| {})).unwrap();
-    engine
-        .seed(demo.vault, &demo.data, &demo.server_keys)
-        .await
-        .unwrap();
+    demo.install(&engine).await.unwrap();
     engine
         .backup_certificates_with(
             &dir.join("certificates.age"),
@@ -110,6 +116,64 @@ async fn run() {
         source.generated,
         source.reused
     );
+    Seeded {
+        dir,
+        url,
+        keys,
+        engine,
+        demo,
+    }
+}
+
+/// One user's whole login: the master secret, a session, then package,
+/// build and submit until applied. Answers the login's duration and each
+/// submission's.
+async fn login(
+    client: HttpClient,
+    u: rekey_demo::DemoUser,
+    vault: rekey_core::VaultId,
+    kdf: rekey_demo::KdfParams,
+) -> (Duration, Vec<Duration>) {
+    let login = Instant::now();
+    let mut submits = Vec::new();
+    // The server checks the authenticator with Argon2id.
+    let mut master = master_secret(&u.password, vault, u.id, &kdf).unwrap();
+    let authenticator = rekey_core::auth::LoginAuthenticator::derive(&master, vault, u.id).unwrap();
+    let client = client.open_session(u.id, &authenticator).await.unwrap();
+    loop {
+        let package = client.package(u.id).await.unwrap();
+        let (bytes, m) = tokio::task::spawn_blocking(move || {
+            let options = BuildOptions {
+                threads: Some(1),
+                ..BuildOptions::default()
+            };
+            let out = build_bundle(&package, Unlock::MasterSecret(&master), options);
+            (out.unwrap().bundle.encode(), master)
+        })
+        .await
+        .unwrap();
+        master = m;
+        let t = Instant::now();
+        let r = client.submit(u.id, bytes).await;
+        submits.push(t.elapsed());
+        match r {
+            Ok(_) => return (login.elapsed(), submits),
+            Err(e) if e.is_conflict() => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+async fn run() {
+    let users = env_usize("REKEY_BENCH_USERS", 1000);
+    let clients = env_usize("REKEY_BENCH_CLIENTS", 32);
+    let Seeded {
+        dir,
+        url,
+        keys,
+        engine,
+        demo,
+    } = seed(users).await;
 
     let mut config = ServerConfig::new(&url, &keys, TOKEN).unwrap();
     config.server_name = rekey_engine::host_name();
@@ -126,6 +190,7 @@ async fn run() {
         listener,
         state,
         Duration::from_secs(10),
+        rekey_server::ConnectionLimits::from(&config),
         async move {
             let _ = rx.await;
         },
@@ -141,50 +206,21 @@ async fn run() {
     let t1 = Instant::now();
     let mut tasks = Vec::new();
     for u in demo.credentials.users.values() {
-        let (client, sem, u, vault) = (
-            client.clone(),
-            sem.clone(),
-            u.clone(),
-            demo.credentials.vault,
-        );
+        let (client, sem, u) = (client.clone(), sem.clone(), u.clone());
+        let (vault, kdf) = (demo.credentials.vault, demo.credentials.kdf);
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.unwrap();
-            let login = Instant::now();
-            let mut submits = Vec::new();
-            let mut master = master_secret(&u.password, vault, u.id).unwrap();
-            loop {
-                let package = client.package(u.id).await.unwrap();
-                let (bytes, m) = tokio::task::spawn_blocking(move || {
-                    let options = BuildOptions {
-                        threads: Some(1),
-                        ..BuildOptions::default()
-                    };
-                    let out = build_bundle(&package, Unlock::MasterSecret(&master), options);
-                    (out.unwrap().bundle.encode(), master)
-                })
-                .await
-                .unwrap();
-                master = m;
-                let t = Instant::now();
-                let r = client.submit(u.id, bytes).await;
-                submits.push(t.elapsed());
-                match r {
-                    Ok(_) => return (login.elapsed(), submits, true),
-                    Err(e) if e.is_conflict() => continue,
-                    Err(e) => panic!("{e}"),
-                }
-            }
+            login(client, u, vault, kdf).await
         }));
     }
     let mut logins = Vec::new();
     let mut submits = Vec::new();
-    let mut applied = 0usize;
     for t in tasks {
-        let (l, s, ok) = t.await.unwrap();
+        let (l, s) = t.await.unwrap();
         logins.push(l);
         submits.extend(s);
-        applied += usize::from(ok);
     }
+    let applied = logins.len();
     let wall = t1.elapsed().as_secs_f64();
     logins.sort();
     submits.sort();
@@ -207,7 +243,7 @@ async fn run() {
         submits.len() - applied,
     );
     println!(
-        "load: submit latency p50 {:.1} ms, p99 {:.1} ms; whole login p50 {:.1} ms, p99 {:.1} ms; verify passed",
+        "load: submit latency p50 {:.1} ms, p99 {:.1} ms; whole login (session, package, build, submit) p50 {:.1} ms, p99 {:.1} ms; verify passed",
         ms(percentile(&submits, 0.5)),
         ms(percentile(&submits, 0.99)),
         ms(percentile(&logins, 0.5)),

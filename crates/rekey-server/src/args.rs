@@ -4,8 +4,9 @@
 
 use crate::error::ServerError;
 use crate::state::{
-    AdminToken, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUNDLE_BYTES, MIN_TOKEN_LEN, ServerConfig,
-    default_server_name,
+    AdminToken, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_CONCURRENT_BUNDLES, DEFAULT_MAX_CONNECTIONS,
+    MIN_TOKEN_LEN, ServerConfig, default_server_name,
 };
 use clap::Args;
 use std::net::SocketAddr;
@@ -45,6 +46,20 @@ pub struct ServeArgs {
     /// Seconds between heartbeats in the vault's server list.
     #[arg(long, default_value_t = 10)]
     pub heartbeat_secs: u64,
+    /// Bundles read, checked and applied at once (more wait up to half the
+    /// body timeout, then get 503).
+    #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT_BUNDLES)]
+    pub max_concurrent_bundles: usize,
+    /// Connections open at once (more wait in the listen backlog).
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (and a kept-alive
+    /// connection may stay idle).
+    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT.as_secs())]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, default_value_t = DEFAULT_BODY_TIMEOUT.as_secs())]
+    pub body_timeout_secs: u64,
 }
 
 impl ServeArgs {
@@ -70,6 +85,10 @@ impl ServeArgs {
             max_bundle_bytes: self.max_bundle_bytes,
             max_body_bytes: self.max_body_bytes,
             heartbeat_every: Duration::from_secs(self.heartbeat_secs.max(1)),
+            max_concurrent_bundles: self.max_concurrent_bundles.max(1),
+            max_connections: self.max_connections.max(1),
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
         })
     }
 }

@@ -25,6 +25,32 @@ pub enum ServerError {
     /// The admin token is missing or wrong (401).
     #[error("missing or wrong admin token")]
     Unauthorized,
+    /// A client request without a session (401).
+    #[error("this request needs the account's session: log in first (POST /v1/session)")]
+    SessionRequired,
+    /// A client request with a session token that is not (or no longer)
+    /// valid (401).
+    #[error(transparent)]
+    SessionRefused(rekey_core::auth::TokenError),
+    /// A login whose authenticator does not match, or of an account
+    /// without a login: the same answer either way (401).
+    #[error("wrong credentials")]
+    BadCredentials,
+    /// A session of one account used for another's package or bundle (403).
+    #[error("the session belongs to another account")]
+    WrongAccount,
+    /// Too many failed logins for this account or from this address (429).
+    #[error("too many failed logins; try again in {retry_after_s} s")]
+    TooManyAttempts {
+        /// Seconds until a login may be tried again.
+        retry_after_s: u64,
+    },
+    /// The server takes no more bundles at the moment (503).
+    #[error("the server is busy checking other bundles; try again shortly")]
+    Busy,
+    /// The client did not send its body in time (408).
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// A bundle's signatures do not prove who submitted it (403).
     #[error("{message}")]
     SignatureRefused {
@@ -114,7 +140,14 @@ impl ServerError {
     pub fn status(&self) -> StatusCode {
         match self {
             ServerError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ServerError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ServerError::Unauthorized
+            | ServerError::SessionRequired
+            | ServerError::SessionRefused(_)
+            | ServerError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ServerError::WrongAccount => StatusCode::FORBIDDEN,
+            ServerError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ServerError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ServerError::SignatureRefused { .. } => StatusCode::FORBIDDEN,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -138,6 +171,13 @@ impl ServerError {
             | ServerError::Conflict { code, .. }
             | ServerError::Locked { code, .. } => code,
             ServerError::Unauthorized => "unauthorized",
+            ServerError::SessionRequired => "session_required",
+            ServerError::SessionRefused(e) => Self::code_of_token(*e),
+            ServerError::BadCredentials => "bad_credentials",
+            ServerError::WrongAccount => "session_principal_mismatch",
+            ServerError::TooManyAttempts { .. } => "too_many_attempts",
+            ServerError::Busy => "busy",
+            ServerError::BodyTimeout => "body_timeout",
             ServerError::NotFound(_) => "not_found",
             ServerError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ServerError::TooLarge { .. } => "too_large",
@@ -159,6 +199,15 @@ impl ServerError {
             ServerError::Unauthorized => {
                 "send Authorization: Bearer <admin token> (the token the server was started with)"
             }
+            ServerError::SessionRequired | ServerError::SessionRefused(_) => {
+                "log in with POST /v1/session and send the token as Authorization: Bearer TOKEN"
+            }
+            ServerError::BadCredentials => {
+                "derive the login authenticator from the account's master secret (docs/PROTOCOL.md)"
+            }
+            ServerError::WrongAccount => "post each account's requests with its own session",
+            ServerError::TooManyAttempts { .. } => "wait, then log in with the right password",
+            ServerError::Busy | ServerError::BodyTimeout => "send the request again",
             ServerError::SignatureRefused { .. } => {
                 "sign the bundle with the account's own legacy key and post it at its own URL"
             }
@@ -194,7 +243,10 @@ impl ServerError {
             ServerError::BadRequest { .. } | ServerError::UnsupportedMediaType { .. } => {
                 "malformed"
             }
-            ServerError::Unauthorized => "unauthorized",
+            ServerError::Unauthorized
+            | ServerError::SessionRequired
+            | ServerError::SessionRefused(_)
+            | ServerError::WrongAccount => "unauthorized",
             ServerError::SignatureRefused { .. } => "signature",
             ServerError::Conflict { .. } => "conflict",
             ServerError::TooLarge { .. } => "too_large",
@@ -275,6 +327,8 @@ impl ServerError {
                 "bad_resolution",
                 "send {\"resolution\": \"reshared\"} or {\"resolution\": \"written_off\"}",
             ),
+            EngineError::BadCredentials => ServerError::BadCredentials,
+            EngineError::Session(e) => ServerError::SessionRefused(e),
             EngineError::Storage(s) => Self::from_storage(s),
             EngineError::Preflight(rekey_preflight::Error::Storage { source }) => {
                 Self::from_storage(source)
@@ -350,7 +404,20 @@ impl IntoResponse for ServerError {
             "code": self.code(),
             "hint": self.hint(),
         });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        let retry_after = match &self {
+            ServerError::TooManyAttempts { retry_after_s } => Some(*retry_after_s),
+            ServerError::Busy => Some(1),
+            _ => None,
+        };
+        if let Some(s) = retry_after {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&s.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        response
     }
 }
 

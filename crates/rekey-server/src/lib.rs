@@ -2,15 +2,18 @@
 //! legacy RSA keys to P-256, an admin API, a status page and metrics.
 //!
 //! ```text
-//! GET  /                                       status page (HTML, refreshes every 2 s)
+//! GET  /                                       status page (HTML, refreshes every 2 s; no names)
 //! GET  /health  /ready  /metrics  /openapi.json
-//! GET  /v1/migration/status                    what `rekey status --format json` prints
+//! GET  /v1/migration/status                    progress, rate, estimate (no names)
+//! GET  /v1/admin/status[?all=true]             what `rekey status --format json` prints (admin)
 //! POST /v1/admin/{preflight,start,finalize,abort}            Bearer admin token
 //! POST /v1/admin/devices/{id}/write-off                      Bearer admin token
 //! POST /v1/admin/non-migratable/{grant}/resolve              Bearer admin token
-//! GET  /v1/principals/{id}/package             rekey-package/1 JSON (docs/PROTOCOL.md)
-//! POST /v1/principals/{id}/bundle              the binary bundle (docs/PROTOCOL.md)
-//! GET  /v1/records/{id}   PUT /v1/records/{id} (admin; 423 during the migration)
+//! GET  /v1/client-kdf                          the clients' password-KDF parameters
+//! POST /v1/session                             log in with the login authenticator
+//! GET  /v1/principals/{id}/package             rekey-package/1 JSON (session of {id})
+//! POST /v1/principals/{id}/bundle              the binary bundle (session of {id})
+//! GET|PUT /v1/records/{id}                     admin; PUT answers 423 during the migration
 //! ```
 //!
 //! [`routes::ROUTES`] is the one route table: the router and the OpenAPI
@@ -18,30 +21,30 @@
 //!
 //! # Authentication
 //!
-//! - **Admin** endpoints (and record writes) take `Authorization: Bearer
+//! - **Admin** endpoints (and records) take `Authorization: Bearer
 //!   <token>`. The token is given at start-up, kept only as its SHA-256 and
 //!   compared in constant time ([`AdminToken`]); it is never logged.
-//! - **Clients** present no token: the server cannot know passwords (it must
-//!   never see them). A bundle carries an RSA-PSS signature by the
-//!   account's legacy private key, which only the holder of the account's
-//!   master secret can unwrap, and an ECDSA signature by each new key; the
-//!   engine accepts a bundle only if these verify and its first part is the
-//!   account in the URL. The package endpoint is open in this demo server
-//!   and answers only public keys and wrapped (encrypted) material, but
-//!   the wrapped legacy private key is protected by the user's password
-//!   alone (through the vault's password KDF): anyone who can fetch it can
-//!   try passwords offline. A real deployment must put the vault's own
-//!   session authentication in front of the package endpoint (and rate
-//!   limits in front of both client endpoints).
+//! - **Clients** send a session token of their own account ([`auth`]): a
+//!   package holds the account's password-wrapped legacy key, which anyone
+//!   who had it could attack offline, so it is served only to a client
+//!   that proved the account's master secret. The server never sees a
+//!   password or a master secret: the client sends a login authenticator
+//!   derived from its master secret, and the vault keeps only an Argon2id
+//!   verifier of it. Failed logins are limited per account and per
+//!   address. A bundle is also signed by the account's legacy key and by
+//!   each new key; the engine accepts it only if these verify and its
+//!   first part is the account in the URL.
 //!
 //! # Status codes of `POST /v1/principals/{id}/bundle`
 //!
-//! 200 applied · 400 malformed (with the reason) · 403 signature refused
-//! (not signed by this account, or posted at another account's URL) · 409
-//! conflict (already migrated, grants or holders changed: fetch a new
-//! package and rebuild) · 413 too large · 415 not
-//! `application/octet-stream` · 423 the vault is not in the user phase.
-//! Every error body is `{"error": "...", "code": "...", "hint": "..."}`.
+//! 200 applied · 400 malformed (with the reason) · 401 no valid session ·
+//! 403 the session or the signatures belong to another account · 408 the
+//! body was too slow · 409 conflict (already migrated, grants or holders
+//! changed: fetch a new package and rebuild) · 413 too large (from its
+//! Content-Length, before reading) · 415 not `application/octet-stream` ·
+//! 423 the vault is not in the user phase · 503 too many bundles being
+//! checked at once (Retry-After). Every error body is `{"error": "...",
+//! "code": "...", "hint": "..."}`.
 //!
 //! # Work off the async workers
 //!
@@ -59,6 +62,7 @@
 //! bundles/s and the p50/p99 latency of submissions and whole logins.
 
 pub mod args;
+pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -67,12 +71,14 @@ pub mod state;
 pub mod status;
 
 pub use args::{DEFAULT_DATABASE_URL, DEFAULT_KEY_DIR, ServeArgs};
+pub use auth::{BuiltinSessions, ClientAuth};
 pub use error::ServerError;
 pub use routes::{ROUTES, router};
 pub use state::{AdminToken, AppState, ServerConfig};
 
 use rekey_engine::{Engine, KeyDir};
 use std::future::Future;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Logs to stderr through `tracing`: the level comes from `RUST_LOG` (for
@@ -110,15 +116,48 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             source: e,
         })?;
     let state = AppState::new(engine, &config);
-    run(listener, state, config.heartbeat_every, shutdown_signal()).await
+    run(
+        listener,
+        state,
+        config.heartbeat_every,
+        ConnectionLimits::from(&config),
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// How the accept loop treats connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time to send a request's headers; also how long a kept-alive
+    /// connection may stay idle.
+    pub header_timeout: std::time::Duration,
+}
+
+impl From<&ServerConfig> for ConnectionLimits {
+    fn from(c: &ServerConfig) -> Self {
+        Self {
+            max_connections: c.max_connections,
+            header_timeout: c.header_timeout,
+        }
+    }
 }
 
 /// Serves `state` on an already bound `listener` until `shutdown`
-/// completes; records a heartbeat every `heartbeat_every`.
+/// completes, then finishes the requests in flight; records a heartbeat
+/// every `heartbeat_every`.
+///
+/// The accept loop is written here rather than with `axum::serve`, which
+/// offers neither a cap on open connections nor hyper's header timeout:
+/// without them, 150 idle connections starved `/health` under a 128-file
+/// limit, and half-sent requests stayed open for minutes.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     heartbeat_every: std::time::Duration,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     state.heartbeat().await?;
@@ -136,17 +175,74 @@ pub async fn run(
             }
         }
     });
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ServerError::Io {
-            context: "serving".to_owned(),
-            source: e,
-        });
+    let result = accept_loop(listener, router(state), limits, shutdown).await;
     heartbeats.abort();
     tracing::info!("stopped");
     result
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.map_err(|_| ServerError::Io {
+                context: "the connection limit".to_owned(),
+                source: std::io::Error::other("closed"),
+            })?,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, a reset before accept: log,
+                    // pause, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                async move {
+                    tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await
+                }
+            });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+    drop(listener);
+    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after 30 s; stopping anyway");
+    }
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -171,5 +267,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }

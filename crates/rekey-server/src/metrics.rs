@@ -47,7 +47,12 @@ pub struct Metrics {
     applied: AtomicU64,
     grants_applied: AtomicU64,
     refused: [AtomicU64; REFUSAL_REASONS.len()],
+    logins: [AtomicU64; LOGIN_OUTCOMES.len()],
 }
+
+/// How a client login ends: a session, wrong credentials, or refused
+/// unheard past the failure limit.
+pub const LOGIN_OUTCOMES: [&str; 3] = ["opened", "refused", "limited"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -56,6 +61,7 @@ impl Default for Metrics {
             applied: AtomicU64::new(0),
             grants_applied: AtomicU64::new(0),
             refused: Default::default(),
+            logins: Default::default(),
         }
     }
 }
@@ -84,6 +90,13 @@ impl Metrics {
         self.refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A client login ended with `outcome` (one of [`LOGIN_OUTCOMES`]).
+    pub(crate) fn login(&self, outcome: &str) {
+        if let Some(i) = LOGIN_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.logins[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Bundles applied so far.
     #[must_use]
     pub fn bundles_applied(&self) -> u64 {
@@ -104,54 +117,18 @@ impl Metrics {
     pub fn render(&self, progress: Option<&Progress>, phase: Option<&str>) -> String {
         let mut out = String::new();
         if let Some(p) = progress {
-            out.push_str("# HELP rekey_principals Principals by kind and migration state.\n# TYPE rekey_principals gauge\n");
-            for (kind, c) in [
-                ("user", p.users),
-                ("role", p.roles),
-                ("service", p.services),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "rekey_principals{{kind=\"{kind}\",state=\"migrated\"}} {}",
-                    c.migrated
-                );
-                let _ = writeln!(
-                    out,
-                    "rekey_principals{{kind=\"{kind}\",state=\"remaining\"}} {}",
-                    c.remaining
-                );
-            }
-            out.push_str("# HELP rekey_principals_blocked Principals that can never migrate.\n# TYPE rekey_principals_blocked gauge\n");
-            let _ = writeln!(out, "rekey_principals_blocked {}", p.blocked);
-            out.push_str("# HELP rekey_grants Legacy grants by the state of their recipient.\n# TYPE rekey_grants gauge\n");
-            let _ = writeln!(
-                out,
-                "rekey_grants{{state=\"migrated\"}} {}",
-                p.grants.migrated
-            );
-            let _ = writeln!(
-                out,
-                "rekey_grants{{state=\"remaining\"}} {}",
-                p.grants.remaining
-            );
-            out.push_str("# HELP rekey_grants_non_migratable_unresolved Non-migratable grants not resolved yet.\n# TYPE rekey_grants_non_migratable_unresolved gauge\n");
-            let _ = writeln!(
-                out,
-                "rekey_grants_non_migratable_unresolved {}",
-                p.unresolved_non_migratable
-            );
+            render_progress(&mut out, p);
         }
         if let Some(phase) = phase {
-            out.push_str("# HELP rekey_migration_phase The current phase (1 for the current one).\n# TYPE rekey_migration_phase gauge\n");
-            for p in rekey_core::model::Phase::ALL {
-                let _ = writeln!(
-                    out,
-                    "rekey_migration_phase{{phase=\"{}\"}} {}",
-                    p.as_str(),
-                    u8::from(p.as_str() == phase)
-                );
-            }
+            render_phase(&mut out, phase);
         }
+        self.render_bundles(&mut out);
+        self.render_logins(&mut out);
+        self.render_latency(&mut out);
+        out
+    }
+
+    fn render_bundles(&self, out: &mut String) {
         out.push_str("# HELP rekey_bundles_applied_total Bundles checked and applied.\n# TYPE rekey_bundles_applied_total counter\n");
         let _ = writeln!(
             out,
@@ -172,6 +149,20 @@ impl Metrics {
                 self.refused[i].load(Ordering::Relaxed)
             );
         }
+    }
+
+    fn render_logins(&self, out: &mut String) {
+        out.push_str("# HELP rekey_logins_total Client logins (POST /v1/session), by outcome.\n# TYPE rekey_logins_total counter\n");
+        for (i, outcome) in LOGIN_OUTCOMES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "rekey_logins_total{{outcome=\"{outcome}\"}} {}",
+                self.logins[i].load(Ordering::Relaxed)
+            );
+        }
+    }
+
+    fn render_latency(&self, out: &mut String) {
         out.push_str("# HELP rekey_http_request_duration_seconds Request latency by route.\n# TYPE rekey_http_request_duration_seconds histogram\n");
         for (route, h) in ROUTES.iter().zip(&self.latency) {
             let labels = format!(
@@ -203,7 +194,51 @@ impl Metrics {
                 h.count.load(Ordering::Relaxed)
             );
         }
-        out
+    }
+}
+
+/// The vault's principals and grants by state.
+fn render_progress(out: &mut String, p: &Progress) {
+    out.push_str("# HELP rekey_principals Principals by kind and migration state.\n# TYPE rekey_principals gauge\n");
+    for (kind, c) in [
+        ("user", p.users),
+        ("role", p.roles),
+        ("service", p.services),
+    ] {
+        for (state, n) in [("migrated", c.migrated), ("remaining", c.remaining)] {
+            let _ = writeln!(
+                out,
+                "rekey_principals{{kind=\"{kind}\",state=\"{state}\"}} {n}"
+            );
+        }
+    }
+    out.push_str("# HELP rekey_principals_blocked Principals that can never migrate.\n# TYPE rekey_principals_blocked gauge\n");
+    let _ = writeln!(out, "rekey_principals_blocked {}", p.blocked);
+    out.push_str("# HELP rekey_grants Legacy grants by the state of their recipient.\n# TYPE rekey_grants gauge\n");
+    for (state, n) in [
+        ("migrated", p.grants.migrated),
+        ("remaining", p.grants.remaining),
+    ] {
+        let _ = writeln!(out, "rekey_grants{{state=\"{state}\"}} {n}");
+    }
+    out.push_str("# HELP rekey_grants_non_migratable_unresolved Non-migratable grants not resolved yet.\n# TYPE rekey_grants_non_migratable_unresolved gauge\n");
+    let _ = writeln!(
+        out,
+        "rekey_grants_non_migratable_unresolved {}",
+        p.unresolved_non_migratable
+    );
+}
+
+/// The current phase, as one gauge per phase.
+fn render_phase(out: &mut String, phase: &str) {
+    out.push_str("# HELP rekey_migration_phase The current phase (1 for the current one).\n# TYPE rekey_migration_phase gauge\n");
+    for p in rekey_core::model::Phase::ALL {
+        let _ = writeln!(
+            out,
+            "rekey_migration_phase{{phase=\"{}\"}} {}",
+            p.as_str(),
+            u8::from(p.as_str() == phase)
+        );
     }
 }
 

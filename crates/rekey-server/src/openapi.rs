@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from [`ROUTES`] (the same table the
 //! router is built from), with hand-written schemas for the bodies.
 
-use crate::routes::{Auth, BodyKind, ROUTES};
+use crate::routes::{Auth, BodyKind, ROUTES, RouteSpec};
 use serde_json::{Map, Value, json};
 
 /// Path parameters of a route template, in order.
@@ -28,72 +28,78 @@ fn operation_id(method: &str, path: &str) -> String {
     id
 }
 
+/// The operation object of route `r`.
+fn operation(r: &RouteSpec) -> Map<String, Value> {
+    let mut op = Map::new();
+    op.insert("summary".into(), json!(r.summary));
+    op.insert("tags".into(), json!([r.tag]));
+    op.insert(
+        "operationId".into(),
+        json!(operation_id(r.method.as_str(), r.path)),
+    );
+    match r.auth {
+        Auth::Admin => {
+            op.insert("security".into(), json!([{ "adminToken": [] }]));
+        }
+        Auth::Session => {
+            op.insert("security".into(), json!([{ "session": [] }]));
+            op.insert(
+                "description".into(),
+                json!("The account's session (POST /v1/session, or the vault's own login). A bundle is also signed by the account's legacy key (RSA-PSS) and by its new key (ECDSA); the server never sees a password."),
+            );
+        }
+        Auth::Public => {}
+    }
+    let params: Vec<Value> = path_params(r.path)
+        .into_iter()
+        .map(|p| {
+            json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } })
+        })
+        .collect();
+    if !params.is_empty() {
+        op.insert("parameters".into(), Value::Array(params));
+    }
+    match r.body {
+        BodyKind::None => {}
+        BodyKind::Json(schema) => {
+            op.insert(
+                "requestBody".into(),
+                json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } }),
+            );
+        }
+        BodyKind::Binary => {
+            op.insert(
+                "requestBody".into(),
+                json!({ "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } }),
+            );
+        }
+    }
+    let mut responses = Map::new();
+    for (code, what) in r.responses {
+        let content = if *code >= 400 {
+            json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } })
+        } else if r.path == "/" {
+            json!({ "text/html": { "schema": { "type": "string" } } })
+        } else if r.path == "/metrics" {
+            json!({ "text/plain": { "schema": { "type": "string" } } })
+        } else {
+            json!({ "application/json": { "schema": { "type": "object" } } })
+        };
+        responses.insert(
+            code.to_string(),
+            json!({ "description": what, "content": content }),
+        );
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    op
+}
+
 /// The document.
 #[must_use]
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
-        let mut op = Map::new();
-        op.insert("summary".into(), json!(r.summary));
-        op.insert("tags".into(), json!([r.tag]));
-        op.insert(
-            "operationId".into(),
-            json!(operation_id(r.method.as_str(), r.path)),
-        );
-        match r.auth {
-            Auth::Admin => {
-                op.insert("security".into(), json!([{ "adminToken": [] }]));
-            }
-            Auth::BundleSignature => {
-                op.insert("security".into(), json!([]));
-                op.insert(
-                    "description".into(),
-                    json!("No token: the bundle's RSA-PSS signature by the account's legacy key (and the new key's ECDSA signature) is the proof of who submits it. The server never sees a password."),
-                );
-            }
-            Auth::Public => {}
-        }
-        let params: Vec<Value> = path_params(r.path)
-            .into_iter()
-            .map(|p| {
-                json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } })
-            })
-            .collect();
-        if !params.is_empty() {
-            op.insert("parameters".into(), Value::Array(params));
-        }
-        match r.body {
-            BodyKind::None => {}
-            BodyKind::Json(schema) => {
-                op.insert(
-                    "requestBody".into(),
-                    json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } }),
-                );
-            }
-            BodyKind::Binary => {
-                op.insert(
-                    "requestBody".into(),
-                    json!({ "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } }),
-                );
-            }
-        }
-        let mut responses = Map::new();
-        for (code, what) in r.responses {
-            let content = if *code >= 400 {
-                json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } })
-            } else if r.path == "/" {
-                json!({ "text/html": { "schema": { "type": "string" } } })
-            } else if r.path == "/metrics" {
-                json!({ "text/plain": { "schema": { "type": "string" } } })
-            } else {
-                json!({ "application/json": { "schema": { "type": "object" } } })
-            };
-            responses.insert(
-                code.to_string(),
-                json!({ "description": what, "content": content }),
-            );
-        }
-        op.insert("responses".into(), Value::Object(responses));
+        let op = operation(r);
         let entry = paths
             .entry(r.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -111,7 +117,8 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "adminToken": { "type": "http", "scheme": "bearer", "description": "The admin token given at server start-up." }
+                "adminToken": { "type": "http", "scheme": "bearer", "description": "The admin token given at server start-up." },
+                "session": { "type": "http", "scheme": "bearer", "description": "A session token from POST /v1/session (15 minutes), naming one account." }
             },
             "schemas": {
                 "Error": {
@@ -130,6 +137,15 @@ pub fn document() -> Value {
                     "required": ["resolution"],
                     "additionalProperties": false,
                     "properties": { "resolution": { "type": "string", "enum": ["reshared", "written_off"] } }
+                },
+                "SessionRequest": {
+                    "type": "object",
+                    "required": ["principal", "authenticator"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "principal": { "type": "string", "format": "uuid" },
+                        "authenticator": { "type": "string", "description": "hex of the 32-byte login authenticator (docs/PROTOCOL.md)" }
+                    }
                 },
                 "RecordWrite": {
                     "type": "object",

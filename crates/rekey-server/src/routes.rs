@@ -10,7 +10,7 @@ use crate::state::AppState;
 use crate::status;
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -19,12 +19,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
+use rekey_core::auth::LoginAuthenticator;
 use rekey_core::bundle::SignedBundle;
 use rekey_core::bundle::package::PackageJson;
-use rekey_core::model::Resolution;
+use rekey_core::model::{Resolution, Timestamp};
 use rekey_core::report::{AbortReport, ApplyReport, FinalizeReport, StartReport, StatusReport};
 use rekey_core::{GrantId, PrincipalId, RecordId};
-use rekey_engine::Names;
+use rekey_engine::{Names, Session};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,9 +61,10 @@ pub enum Auth {
     Public,
     /// `Authorization: Bearer <admin token>`.
     Admin,
-    /// Anyone may post; the bundle's own legacy-key signature is the proof
-    /// of who submits it.
-    BundleSignature,
+    /// A session of the account in the path (`Authorization: Bearer
+    /// TOKEN` from `POST /v1/session`, or the vault's own login); a bundle
+    /// is also signed by the account's legacy key.
+    Session,
 }
 
 /// What a route takes as its body.
@@ -273,15 +275,56 @@ pub static ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: HttpMethod::Get,
+        path: "/v1/client-kdf",
+        summary: "The parameters of the vault's client password KDF (a client asks before it derives its master secret)",
+        tag: "client",
+        auth: Auth::Public,
+        body: BodyKind::None,
+        responses: &[(200, "the parameters (JSON)"), (404, "the vault has none")],
+        large_body: false,
+        handler: || get(client_kdf),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/session",
+        summary: "Log an account in with its login authenticator; answers a session token (15 minutes)",
+        tag: "client",
+        auth: Auth::Public,
+        body: BodyKind::Json("SessionRequest"),
+        responses: &[
+            (200, "the session"),
+            (400, "malformed body"),
+            (
+                401,
+                "wrong credentials (the same answer for an unknown account)",
+            ),
+            (
+                404,
+                "this deployment logs clients in with its own session login",
+            ),
+            (413, "body too large"),
+            (
+                429,
+                "too many failed logins for this account or from this address",
+            ),
+        ],
+        large_body: false,
+        handler: || post(open_session),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
         path: "/v1/principals/{id}/package",
         summary: "The migration package of an account (rekey-package/1): public keys and wrapped material only",
         tag: "client",
-        auth: Auth::Public,
+        auth: Auth::Session,
         body: BodyKind::None,
         responses: &[
             (200, "the package"),
             (400, "malformed id"),
+            (401, "no session, or an expired or invalid one"),
+            (403, "the session belongs to another account"),
             (404, "no such principal"),
+            (409, "the account has migrated already, or cannot migrate"),
             (423, "no migration in progress"),
         ],
         large_body: false,
@@ -292,22 +335,31 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/v1/principals/{id}/bundle",
         summary: "Submit a signed bundle (binary SignedBundle); checked and applied in one transaction",
         tag: "client",
-        auth: Auth::BundleSignature,
+        auth: Auth::Session,
         body: BodyKind::Binary,
         responses: &[
             (200, "applied"),
             (400, "malformed bundle, with the reason"),
+            (401, "no session, or an expired or invalid one"),
             (
                 403,
-                "signature refused: not signed by this account's key, or posted at another account's URL",
+                "the session belongs to another account, or the signatures are not this account's",
             ),
+            (408, "the body did not arrive in time"),
             (
                 409,
                 "conflict: the vault changed (already migrated, grants or holders changed); fetch a new package and rebuild",
             ),
-            (413, "bundle too large"),
+            (
+                413,
+                "bundle too large (refused from its Content-Length before it is read)",
+            ),
             (415, "not application/octet-stream"),
             (423, "the vault is not in the user phase"),
+            (
+                503,
+                "too many bundles being checked; try again (Retry-After)",
+            ),
         ],
         large_body: true,
         handler: || post(submit_bundle),
@@ -315,13 +367,14 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: HttpMethod::Get,
         path: "/v1/records/{id}",
-        summary: "Read a record's ciphertext",
+        summary: "Read a record's ciphertext (the vault stays readable during the migration)",
         tag: "records",
-        auth: Auth::Public,
+        auth: Auth::Admin,
         body: BodyKind::None,
         responses: &[
             (200, "the record"),
             (400, "malformed id"),
+            (401, "missing or wrong admin token"),
             (404, "no such record"),
         ],
         large_body: false,
@@ -733,11 +786,127 @@ async fn admin_resolve(
     Ok(Json(json!({ "grant": grant, "resolution": resolution })))
 }
 
+/// The body of `POST /v1/session`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// The account.
+    pub principal: PrincipalId,
+    /// Hex of its 32-byte login authenticator.
+    pub authenticator: String,
+}
+
+const SESSION_HINT: &str =
+    "send {\"principal\": \"<uuid>\", \"authenticator\": \"<64 hex digits>\"}";
+
+/// Decodes the body of `POST /v1/session`.
+pub fn decode_session(bytes: &[u8]) -> Result<(PrincipalId, LoginAuthenticator), ServerError> {
+    let req: SessionRequest = json(bytes, SESSION_HINT)?;
+    let raw = hex::decode(&req.authenticator)
+        .ok()
+        .and_then(|b| LoginAuthenticator::from_bytes(&b))
+        .ok_or_else(|| {
+            ServerError::bad_request(
+                "the authenticator is not 32 bytes of hex",
+                "authenticator_malformed",
+                SESSION_HINT,
+            )
+        })?;
+    Ok((req.principal, raw))
+}
+
+async fn client_kdf(State(state): State<AppState>) -> Result<Response, ServerError> {
+    let json = state
+        .engine()
+        .client_kdf()
+        .await
+        .map_err(ServerError::from_engine)?
+        .ok_or_else(|| ServerError::NotFound("this vault keeps no client KDF parameters".into()))?;
+    Ok((
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        json,
+    )
+        .into_response())
+}
+
+/// The client's address, when the server knows it (it does when served
+/// by [`crate::run`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+async fn open_session(
+    State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Session>, ServerError> {
+    if !state.client_auth().is_builtin() {
+        return Err(ServerError::NotFound(
+            "this deployment logs clients in with its own session login".into(),
+        ));
+    }
+    let (principal, authenticator) = decode_session(&body(raw, &state, false)?)?;
+    let now = Timestamp::now().as_millis();
+    // Refused past the limit before any password work.
+    if let Err(e) = state.limits().check(principal, address, now) {
+        state.metrics().login("limited");
+        tracing::warn!(client = ?address, "login refused unheard: too many failures");
+        return Err(e);
+    }
+    let result = blocking(&state, move |e| async move {
+        e.open_session(principal, &authenticator).await
+    })
+    .await?;
+    match result {
+        Ok(session) => {
+            state.limits().succeeded(principal);
+            state.metrics().login("opened");
+            Ok(Json(session))
+        }
+        Err(e) => {
+            state
+                .limits()
+                .failed(principal, address, Timestamp::now().as_millis());
+            tracing::warn!(client = ?address, "login refused");
+            Err(ServerError::from_engine(e))
+        }
+    }
+}
+
+/// The account a client request comes from: its session must name the
+/// account in the path.
+async fn session_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    principal: PrincipalId,
+) -> Result<(), ServerError> {
+    let who = state.client_auth().principal(headers).await?;
+    if who == principal {
+        Ok(())
+    } else {
+        Err(ServerError::WrongAccount)
+    }
+}
+
 async fn package(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<PackageJson>, ServerError> {
     let principal: PrincipalId = decode_id(&id, "principal")?;
+    session_for(&state, &headers, principal).await?;
     let p = state
         .engine()
         .package(principal)
@@ -750,9 +919,9 @@ async fn submit_bundle(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<ApplyReport>, ServerError> {
-    let result = submit_inner(&state, &id, &headers, raw).await;
+    let result = submit_inner(&state, &id, &headers, body).await;
     match &result {
         Ok(r) => {
             state.metrics().applied(r.grants);
@@ -775,32 +944,76 @@ async fn submit_bundle(
     result.map(Json)
 }
 
+/// Whether a `Content-Type` is `application/octet-stream` (parameters
+/// after `;` allowed, nothing else).
+fn is_octet_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/octet-stream"))
+}
+
+/// The cheap checks first, then the body: the id, the session, the content
+/// type and the declared length are checked before a byte of the body is
+/// read; the body is read within the server's limit and time, by at most
+/// `--max-concurrent-bundles` requests at once.
 async fn submit_inner(
     state: &AppState,
     id: &str,
     headers: &HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<ApplyReport, ServerError> {
     let principal: PrincipalId = decode_id(id, "principal")?;
-    if let Some(ct) = headers.get(CONTENT_TYPE) {
-        if !ct
-            .to_str()
-            .is_ok_and(|v| v.trim().starts_with("application/octet-stream"))
-        {
-            return Err(ServerError::UnsupportedMediaType {
-                expected: "application/octet-stream",
-            });
-        }
+    session_for(state, headers, principal).await?;
+    if !is_octet_stream(headers) {
+        return Err(ServerError::UnsupportedMediaType {
+            expected: "application/octet-stream",
+        });
     }
-    let bytes = body(raw, state, true)?;
+    let limit = state.body_limit(true);
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ServerError::TooLarge { limit });
+    }
+    // A slot is held while the body arrives and is checked, so a queued
+    // client hears "busy" well before a slow holder's body times out.
+    let permit = tokio::time::timeout(
+        state.body_timeout() / 2,
+        state.bundle_permits().clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| ServerError::Busy)?
+    .map_err(|_| ServerError::Busy)?;
+    let bytes = tokio::time::timeout(state.body_timeout(), axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ServerError::BodyTimeout)?
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ServerError::TooLarge { limit }
+            } else {
+                ServerError::bad_request(
+                    format!("could not read the request body: {e}"),
+                    "body_unreadable",
+                    "send the whole body",
+                )
+            }
+        })?;
     // Parsing and the signature checks (RSA-PSS, ECDSA) run on the blocking
     // pool; the engine's database calls run there too, on this runtime.
-    blocking(
+    let report = blocking(
         state,
         move |e| async move { e.submit(principal, &bytes).await },
     )
     .await?
-    .map_err(ServerError::from_engine)
+    .map_err(ServerError::from_engine);
+    drop(permit);
+    report
 }
 
 /// A record as the record API shows it.
@@ -822,6 +1035,7 @@ pub struct RecordWrite {
 }
 
 async fn get_record(
+    _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RecordJson>, ServerError> {

@@ -1,5 +1,6 @@
 //! Configuration and the state every request shares.
 
+use crate::auth::{BuiltinSessions, ClientAuth, LoginLimits};
 use crate::error::ServerError;
 use crate::metrics::Metrics;
 use rekey_engine::Engine;
@@ -18,6 +19,16 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Shortest admin token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// Bundles checked and applied at once, by default (each takes a core for
+/// its signature checks and the database for its write).
+pub const DEFAULT_MAX_CONCURRENT_BUNDLES: usize = 16;
+/// Connections open at once, by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// How long a client has to send a request's headers (also the idle time
+/// of a kept-alive connection).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send a request's body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The admin token, kept only as its SHA-256 and compared in constant
 /// time. `Debug` prints nothing of it.
@@ -68,6 +79,17 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Time between heartbeats.
     pub heartbeat_every: Duration,
+    /// Bundles read, checked and applied at once (this bounds the memory
+    /// bundle bodies take); more wait up to half the body timeout, then get
+    /// `503` with `Retry-After`.
+    pub max_concurrent_bundles: usize,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, and how long a
+    /// kept-alive connection may stay idle.
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's body.
+    pub body_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -87,6 +109,10 @@ impl ServerConfig {
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             heartbeat_every: DEFAULT_HEARTBEAT,
+            max_concurrent_bundles: DEFAULT_MAX_CONCURRENT_BUNDLES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         })
     }
 }
@@ -102,6 +128,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_bundle_bytes", &self.max_bundle_bytes)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("heartbeat_every", &self.heartbeat_every)
+            .field("max_concurrent_bundles", &self.max_concurrent_bundles)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -125,7 +155,11 @@ struct Inner {
     name: String,
     max_bundle_bytes: usize,
     max_body_bytes: usize,
+    body_timeout: Duration,
     metrics: Metrics,
+    auth: Arc<dyn ClientAuth>,
+    limits: LoginLimits,
+    bundles: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -134,6 +168,18 @@ impl AppState {
     /// directory and bind address are the caller's business).
     #[must_use]
     pub fn new(engine: Engine, config: &ServerConfig) -> Self {
+        let auth = Arc::new(BuiltinSessions::new(engine.clone()));
+        Self::with_client_auth(engine, config, auth)
+    }
+
+    /// [`AppState::new`] with the vault's own client authentication in
+    /// place of rekey's built-in session login (see [`crate::auth`]).
+    #[must_use]
+    pub fn with_client_auth(
+        engine: Engine,
+        config: &ServerConfig,
+        auth: Arc<dyn ClientAuth>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 engine,
@@ -141,9 +187,33 @@ impl AppState {
                 name: config.server_name.clone(),
                 max_bundle_bytes: config.max_bundle_bytes,
                 max_body_bytes: config.max_body_bytes,
+                body_timeout: config.body_timeout,
                 metrics: Metrics::default(),
+                auth,
+                limits: LoginLimits::default(),
+                bundles: Arc::new(tokio::sync::Semaphore::new(
+                    config.max_concurrent_bundles.max(1),
+                )),
             }),
         }
+    }
+
+    /// How clients are authenticated.
+    #[must_use]
+    pub fn client_auth(&self) -> &dyn ClientAuth {
+        &*self.inner.auth
+    }
+
+    pub(crate) fn limits(&self) -> &LoginLimits {
+        &self.inner.limits
+    }
+
+    pub(crate) fn bundle_permits(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.bundles
+    }
+
+    pub(crate) fn body_timeout(&self) -> Duration {
+        self.inner.body_timeout
     }
 
     /// The engine.

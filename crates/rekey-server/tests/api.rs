@@ -4,6 +4,10 @@
 //! written; the status page, metrics and the OpenAPI document checked
 //! against the route table.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; its steps are commented in place"
+)]
 
 mod support;
 
@@ -16,7 +20,7 @@ use rekey_demo::password::master_secret;
 use rekey_demo::reader::Reader;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use support::{Harness, MAX_BUNDLE, fixture_keys};
+use support::{Harness, MAX_BUNDLE, Who, fixture_keys};
 
 /// A well-formed bundle that belongs to no run: built from a made-up
 /// package with a fixture key.
@@ -56,9 +60,9 @@ async fn whole_migration_over_http_with_every_refusal() {
     assert!(before.passed(), "{before:?}");
 
     // Liveness, readiness; the server registered itself with its keys.
-    let (s, v) = h.raw(Method::GET, "/health", None, false).await;
+    let (s, v) = h.raw(Method::GET, "/health", None, Who::Anon).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
-    let (s, v) = h.raw(Method::GET, "/ready", None, false).await;
+    let (s, v) = h.raw(Method::GET, "/ready", None, Who::Anon).await;
     assert_eq!((s, v["phase"].as_str()), (StatusCode::OK, Some("legacy")));
     let servers = h.vault.servers().await.unwrap();
     assert_eq!(servers.len(), 1, "{servers:?}");
@@ -74,7 +78,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::GET,
         &format!("/v1/principals/{first}/package"),
         None,
-        false,
+        Who::User(&names[0]),
     )
     .await;
     let e = h
@@ -83,7 +87,7 @@ async fn whole_migration_over_http_with_every_refusal() {
             Method::POST,
             &bundle_path(first),
             Some((OCTETS, stray_bundle(first))),
-            false,
+            Who::User(&names[0]),
         )
         .await;
     assert!(e.contains("legacy"), "{e}");
@@ -91,7 +95,15 @@ async fn whole_migration_over_http_with_every_refusal() {
     // Records are writable before the start.
     let record = h.vault.records_page(None, 1).await.unwrap()[0].id;
     let record_path = format!("/v1/records/{record}");
-    let (s, v) = h.raw(Method::GET, &record_path, None, false).await;
+    h.refused(
+        StatusCode::UNAUTHORIZED,
+        Method::GET,
+        &record_path,
+        None,
+        Who::Anon,
+    )
+    .await;
+    let (s, v) = h.raw(Method::GET, &record_path, None, Who::Admin).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let ciphertext = v["ciphertext"].as_str().unwrap().to_owned();
     let put = || {
@@ -102,7 +114,7 @@ async fn whole_migration_over_http_with_every_refusal() {
                 .into_bytes(),
         ))
     };
-    let (s, v) = h.raw(Method::PUT, &record_path, put(), true).await;
+    let (s, v) = h.raw(Method::PUT, &record_path, put(), Who::Admin).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 
     // 401: no token, a wrong token; nothing changes.
@@ -111,7 +123,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         "/v1/admin/start",
         Some(("application/json", br#"{"code_word":"Start"}"#.to_vec())),
-        false,
+        Who::Anon,
     )
     .await;
     let wrong = HttpClient::new(h.admin.base_url())
@@ -124,7 +136,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::PUT,
         &record_path,
         put(),
-        false,
+        Who::Anon,
     )
     .await;
     // 400: a wrong code word, a malformed body.
@@ -134,7 +146,7 @@ async fn whole_migration_over_http_with_every_refusal() {
             Method::POST,
             "/v1/admin/start",
             Some(("application/json", br#"{"code_word":"start"}"#.to_vec())),
-            true,
+            Who::Admin,
         )
         .await;
     assert!(e.contains("Start"), "{e}");
@@ -143,7 +155,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         "/v1/admin/start",
         Some(("application/json", b"{not json".to_vec())),
-        true,
+        Who::Admin,
     )
     .await;
 
@@ -154,14 +166,20 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         "/v1/admin/devices/no-such-device/write-off",
         None,
-        true,
+        Who::Admin,
     )
     .await;
     if let Some(d) = devices.iter().find(|d| !d.written_off) {
         let path = format!("/v1/admin/devices/{}/write-off", d.id);
-        h.refused(StatusCode::UNAUTHORIZED, Method::POST, &path, None, false)
-            .await;
-        let (s, v) = h.raw(Method::POST, &path, None, true).await;
+        h.refused(
+            StatusCode::UNAUTHORIZED,
+            Method::POST,
+            &path,
+            None,
+            Who::Anon,
+        )
+        .await;
+        let (s, v) = h.raw(Method::POST, &path, None, Who::Admin).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let after = h.vault.devices().await.unwrap();
         assert!(after.iter().any(|x| x.id == d.id && x.written_off));
@@ -181,7 +199,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         &path,
         resolve("reshared"),
-        true,
+        Who::Admin,
     )
     .await;
     h.refused(
@@ -189,7 +207,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         &path,
         resolve("unresolved"),
-        true,
+        Who::Admin,
     )
     .await;
     h.refused(
@@ -197,7 +215,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         "/v1/admin/non-migratable/not-a-uuid/resolve",
         resolve("reshared"),
-        true,
+        Who::Admin,
     )
     .await;
 
@@ -252,7 +270,13 @@ async fn whole_migration_over_http_with_every_refusal() {
 
     // 423: record writes during the migration.
     let e = h
-        .refused(StatusCode::LOCKED, Method::PUT, &record_path, put(), true)
+        .refused(
+            StatusCode::LOCKED,
+            Method::PUT,
+            &record_path,
+            put(),
+            Who::Admin,
+        )
         .await;
     assert!(e.contains("read-only"), "{e}");
 
@@ -264,7 +288,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         &bundle_path(first),
         Some((OCTETS, b"garbage, not a bundle".to_vec())),
-        false,
+        Who::User(&names[0]),
     )
     .await;
     h.refused(
@@ -272,7 +296,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         "/v1/principals/not-a-uuid/bundle",
         Some((OCTETS, bundle0.clone())),
-        false,
+        Who::User(&names[0]),
     )
     .await;
     let mut truncated = bundle0.clone();
@@ -283,7 +307,7 @@ async fn whole_migration_over_http_with_every_refusal() {
             Method::POST,
             &bundle_path(first),
             Some((OCTETS, truncated)),
-            false,
+            Who::User(&names[0]),
         )
         .await;
     assert!(e.contains("malformed"), "{e}");
@@ -292,7 +316,7 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         &bundle_path(first),
         Some(("application/json", bundle0.clone())),
-        false,
+        Who::User(&names[0]),
     )
     .await;
     h.refused(
@@ -300,16 +324,54 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         &bundle_path(first),
         Some((OCTETS, vec![0u8; MAX_BUNDLE + 1])),
-        false,
+        Who::User(&names[0]),
     )
     .await;
-    // Another account's bundle posted at this account's URL.
+    // No session, or another account's session: refused before the body
+    // is read.
+    let e = h
+        .refused(
+            StatusCode::UNAUTHORIZED,
+            Method::POST,
+            &bundle_path(first),
+            Some((OCTETS, bundle0.clone())),
+            Who::Anon,
+        )
+        .await;
+    assert!(e.contains("session"), "{e}");
+    h.refused(
+        StatusCode::FORBIDDEN,
+        Method::POST,
+        &bundle_path(first),
+        Some((OCTETS, bundle0.clone())),
+        Who::User(&names[1]),
+    )
+    .await;
+    // The same for the package, which holds the password-wrapped legacy key.
+    h.refused(
+        StatusCode::UNAUTHORIZED,
+        Method::GET,
+        &format!("/v1/principals/{first}/package"),
+        None,
+        Who::Anon,
+    )
+    .await;
+    h.refused(
+        StatusCode::FORBIDDEN,
+        Method::GET,
+        &format!("/v1/principals/{first}/package"),
+        None,
+        Who::User(&names[1]),
+    )
+    .await;
+    // Another account's bundle posted at this account's URL, with this
+    // account's session: the signatures are not this account's.
     h.refused(
         StatusCode::FORBIDDEN,
         Method::POST,
         &bundle_path(second),
         Some((OCTETS, bundle0.clone())),
-        false,
+        Who::User(&names[1]),
     )
     .await;
     // A signature that does not verify (the last byte is inside the last
@@ -321,12 +383,15 @@ async fn whole_migration_over_http_with_every_refusal() {
         Method::POST,
         &bundle_path(first),
         Some((OCTETS, forged)),
-        false,
+        Who::User(&names[0]),
     )
     .await;
 
     // The genuine bundle applies; replayed, it conflicts.
-    let applied = h.anon.submit(first, bundle0.clone()).await.unwrap();
+    let applied = h.users[&names[0]]
+        .submit(first, bundle0.clone())
+        .await
+        .unwrap();
     assert_eq!(applied.principals[0], first);
     assert!(applied.grants > 0);
     let e = h
@@ -335,26 +400,32 @@ async fn whole_migration_over_http_with_every_refusal() {
             Method::POST,
             &bundle_path(first),
             Some((OCTETS, bundle0.clone())),
-            false,
+            Who::User(&names[0]),
         )
         .await;
     assert!(e.contains("already migrated"), "{e}");
-    let err = h.anon.submit(first, bundle0.clone()).await.unwrap_err();
+    let err = h.users[&names[0]]
+        .submit(first, bundle0.clone())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("already_migrated"), "{err}");
     assert!(
         !err.is_conflict(),
         "rebuilding cannot help a migrated account"
     );
+    // A migrated account gets no package either.
+    let err = h.users[&names[0]].package(first).await.unwrap_err();
+    assert_eq!(err.code(), Some("already_migrated"), "{err}");
 
     // Everyone else migrates through the client.
     for n in &names[1..] {
         let u = &h.creds.users[n];
-        let master = master_secret(&u.password, h.creds.vault, u.id).unwrap();
+        let master = master_secret(&u.password, h.creds.vault, u.id, &h.creds.kdf).unwrap();
         let options = BuildOptions {
             threads: Some(1),
             ..BuildOptions::default()
         };
-        let r = rekey_client::migrate(&h.anon, u.id, master, options, Arc::new(|_, _| {}))
+        let r = rekey_client::migrate(&h.users[n], u.id, master, options, Arc::new(|_, _| {}))
             .await
             .unwrap();
         assert_eq!(r.applied.principals[0], u.id);
@@ -380,13 +451,14 @@ async fn whole_migration_over_http_with_every_refusal() {
         "rekey_bundles_refused_total{reason=\"conflict\"} 2".to_owned(),
         "rekey_bundles_refused_total{reason=\"too_large\"} 1".to_owned(),
         "rekey_bundles_refused_total{reason=\"wrong_phase\"} 1".to_owned(),
+        "rekey_bundles_refused_total{reason=\"unauthorized\"} 2".to_owned(),
         "rekey_bundles_refused_total{reason=\"malformed\"} 4".to_owned(),
         "rekey_principals{kind=\"user\",state=\"remaining\"} 0".to_owned(),
         "rekey_grants{state=\"remaining\"} 0".to_owned(),
         "rekey_migration_phase{phase=\"user_phase\"} 1".to_owned(),
         format!(
             "rekey_http_request_duration_seconds_count{{method=\"POST\",route=\"/v1/principals/{{id}}/bundle\"}} {}",
-            11 + names.len() - 1
+            13 + names.len() - 1
         ),
     ] {
         assert!(m.contains(&line), "missing {line:?} in\n{m}");
@@ -404,14 +476,14 @@ async fn whole_migration_over_http_with_every_refusal() {
     assert!(after.passed(), "{after:?}");
     assert_eq!(after.records_read, before.records_read);
     assert_eq!(h.anon.status().await.unwrap().phase, Phase::Completed);
-    let (s, v) = h.raw(Method::PUT, &record_path, put(), true).await;
+    let (s, v) = h.raw(Method::PUT, &record_path, put(), Who::Admin).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     h.refused(
         StatusCode::LOCKED,
         Method::POST,
         &bundle_path(first),
         Some((OCTETS, bundle0)),
-        false,
+        Who::User(&names[0]),
     )
     .await;
     assert_eq!(h.admin.abort().await.unwrap_err().status(), Some(409));
@@ -422,7 +494,7 @@ async fn whole_migration_over_http_with_every_refusal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_lists_exactly_the_routes_served() {
     let h = Harness::new("openapi").await;
-    let (s, doc) = h.raw(Method::GET, "/openapi.json", None, false).await;
+    let (s, doc) = h.raw(Method::GET, "/openapi.json", None, Who::Anon).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
     let listed: BTreeSet<(String, String)> = doc["paths"]
@@ -452,6 +524,8 @@ async fn openapi_lists_exactly_the_routes_served() {
         ("POST", "/v1/admin/abort"),
         ("POST", "/v1/admin/devices/{id}/write-off"),
         ("POST", "/v1/admin/non-migratable/{grant}/resolve"),
+        ("GET", "/v1/client-kdf"),
+        ("POST", "/v1/session"),
         ("GET", "/v1/principals/{id}/package"),
         ("POST", "/v1/principals/{id}/bundle"),
         ("GET", "/v1/records/{id}"),
@@ -468,22 +542,36 @@ async fn openapi_lists_exactly_the_routes_served() {
             .replace("{id}", &uuid::Uuid::new_v4().to_string())
             .replace("{grant}", &uuid::Uuid::new_v4().to_string());
         let m = Method::from_bytes(method.as_bytes()).unwrap();
-        let (status, v) = h.raw(m, &concrete, None, false).await;
+        let (status, v) = h.raw(m, &concrete, None, Who::Anon).await;
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_ne!(v["error"], "no such route", "{method} {path}");
-        if path.starts_with("/v1/admin") {
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        // Whatever the document says needs credentials refuses a request
+        // without them, and lists 401 among its answers.
+        let op = &doc["paths"][path.as_str()][method.to_lowercase()];
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        assert_eq!(
+            secured,
+            path.starts_with("/v1/admin")
+                || path.contains("/principals/")
+                || path.starts_with("/v1/records"),
+            "{method} {path}: {op}"
+        );
+        if secured {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {v}");
+            assert!(op["responses"]["401"].is_object(), "{method} {path}");
         }
     }
     // And nothing else is.
-    let (s, v) = h.raw(Method::GET, "/v1/nothing-here", None, false).await;
+    let (s, v) = h
+        .raw(Method::GET, "/v1/nothing-here", None, Who::Anon)
+        .await;
     assert_eq!(
         (s, v["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("no such route"))
     );
     assert!(v["hint"].is_string());
     let (s, v) = h
-        .raw(Method::DELETE, "/v1/migration/status", None, false)
+        .raw(Method::DELETE, "/v1/migration/status", None, Who::Anon)
         .await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     assert!(v["error"].is_string());
@@ -499,9 +587,11 @@ async fn shutdown_finishes_a_request_in_flight() {
     let addr = h.anon.base_url().trim_start_matches("http://").to_owned();
     let body = b"not a bundle, but a request all the same".to_vec();
     let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (name, u) = h.creds.users.iter().next().unwrap();
     let head = format!(
-        "POST /v1/principals/{}/bundle HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-        rekey_core::PrincipalId::random(),
+        "POST /v1/principals/{}/bundle HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        u.id,
+        h.users[name].session_token().unwrap(),
         body.len()
     );
     conn.write_all(head.as_bytes()).await.unwrap();
@@ -525,4 +615,99 @@ async fn shutdown_finishes_a_request_in_flight() {
     // New connections are no longer accepted once the server stopped.
     h.stop().await;
     assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+}
+
+/// Sends `head` (and nothing more) on a new connection and answers what
+/// the server says within `wait` (empty if it closed without a word).
+async fn answer_to(addr: &str, head: &str, wait: std::time::Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    match tokio::time::timeout(wait, conn.read_to_end(&mut answer)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_oversized_requests_are_cut_off_and_health_keeps_answering() {
+    use std::time::{Duration, Instant};
+    let h = Harness::with_config("dos", |c| {
+        c.header_timeout = Duration::from_millis(800);
+        c.body_timeout = Duration::from_millis(800);
+        c.max_connections = 8;
+        c.max_concurrent_bundles = 1;
+    })
+    .await;
+    h.admin.start("Start").await.unwrap();
+    let addr = h.anon.base_url().trim_start_matches("http://").to_owned();
+    let (name, u) = h.creds.users.iter().next().unwrap();
+    let token = h.users[name].session_token().unwrap().to_owned();
+    let bundle_head = |length: &str| {
+        format!(
+            "POST /v1/principals/{}/bundle HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n",
+            u.id
+        )
+    };
+    let before = h.snapshot().await;
+
+    // 60 MiB announced: refused from the header, no body read.
+    let t = Instant::now();
+    let answer = answer_to(&addr, &bundle_head("62914560"), Duration::from_secs(5))
+        .await
+        .expect("an answer without the body");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"too_large\""), "{answer}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    // A body that never arrives: 408 once the body timeout passes.
+    let answer = answer_to(&addr, &bundle_head("1000"), Duration::from_secs(5))
+        .await
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"body_timeout\""), "{answer}");
+
+    // While one slow body holds the only bundle slot, another bundle is
+    // told to come back (503, Retry-After).
+    let (_, bundle) = h.build(name).await;
+    let slow = tokio::spawn({
+        let (addr, head) = (addr.clone(), bundle_head("1000"));
+        async move { answer_to(&addr, &head, Duration::from_secs(5)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = h.users[name].submit(u.id, bundle).await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(503), Some("busy")),
+        "{err}"
+    );
+    assert!(slow.await.unwrap().unwrap().starts_with("HTTP/1.1 408"));
+
+    // Headers that never end: the connection is closed.
+    let t = Instant::now();
+    let partial = answer_to(
+        &addr,
+        "GET /health HTTP/1.1\r\nHost: x\r\n",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("closed within the header timeout");
+    assert!(!partial.contains("200 OK"), "{partial}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+
+    // Every connection slot held by an idle client: /health still
+    // answers once the header timeout frees them.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let t = Instant::now();
+    let (s, _) = h.raw(Method::GET, "/health", None, Who::Anon).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    drop(idle);
+
+    assert_eq!(h.snapshot().await, before, "nothing was written");
+    h.stop().await;
 }

@@ -87,9 +87,9 @@ async fn status_page_in_headless_chromium() {
 
     // One login; the page shows it.
     let (name, u) = h.creds.users.iter().next().unwrap();
-    let master = master_secret(&u.password, h.creds.vault, u.id).unwrap();
+    let master = master_secret(&u.password, h.creds.vault, u.id, &h.creds.kdf).unwrap();
     rekey_client::migrate(
-        &h.anon,
+        &h.users[name],
         u.id,
         master,
         BuildOptions::default(),

@@ -14,6 +14,10 @@
 //!   committed ones still decode, so a format change cannot leave the
 //!   fuzzer starting from stale bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; its steps are commented in place"
+)]
 
 mod support;
 
@@ -28,7 +32,7 @@ use rekey_core::{Envelope, PrincipalId};
 use rekey_server::ServerError;
 use rekey_server::routes::{
     RecordJson, RecordWrite, ResolveRequest, StartRequest, decode_bundle, decode_id,
-    decode_record_write, decode_resolve, decode_start,
+    decode_record_write, decode_resolve, decode_session, decode_start,
 };
 use std::path::{Path, PathBuf};
 
@@ -39,6 +43,7 @@ const RESOLVE: u8 = 1;
 const RECORD: u8 = 2;
 const BUNDLE: u8 = 3;
 const ID: u8 = 4;
+const SESSION: u8 = 5;
 
 fn seeds_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -90,11 +95,12 @@ fn committed_fuzz_seeds_decode() {
             RECORD => decode_record_write(body).is_ok(),
             BUNDLE => decode_bundle(body).is_ok(),
             ID => decode_id::<PrincipalId>(std::str::from_utf8(body).unwrap(), "principal").is_ok(),
+            SESSION => decode_session(body).is_ok(),
             other => panic!("{name}: no route {other}"),
         };
         assert!(ok, "fuzz/seeds/request/{name} no longer decodes");
     }
-    assert_eq!(routes.len(), 5, "a request seed for every route");
+    assert_eq!(routes.len(), 6, "a request seed for every route");
     let bundles = seeds("bundle");
     assert!(!bundles.is_empty());
     for (name, bytes) in &bundles {
@@ -159,9 +165,12 @@ async fn write_fuzz_seeds() {
         .map(|(n, u)| (n.clone(), u.id))
         .collect();
     let mut raw_packages = Vec::new();
-    for (_, id) in &names {
+    for (name, id) in &names {
         let path = format!("/v1/principals/{id}/package");
-        let (s, bytes) = h.anon.raw(Method::GET, &path, None, false).await.unwrap();
+        let (s, bytes) = h.users[name]
+            .raw(Method::GET, &path, None, false)
+            .await
+            .unwrap();
         assert_eq!(s, StatusCode::OK);
         raw_packages.push((*id, bytes.to_vec()));
     }
@@ -202,8 +211,8 @@ async fn write_fuzz_seeds() {
         })
         .expect("a record grant");
     let (s, bytes) = h
-        .anon
-        .raw(Method::GET, &format!("/v1/records/{record}"), None, false)
+        .admin
+        .raw(Method::GET, &format!("/v1/records/{record}"), None, true)
         .await
         .unwrap();
     assert_eq!(s, StatusCode::OK);
@@ -213,6 +222,19 @@ async fn write_fuzz_seeds() {
     })
     .unwrap();
     request.push(("record-write".into(), with(RECORD, &body)));
+    // A login as its client sends it (the authenticator is the demo
+    // user's real one; the seed holds no password).
+    let u = &h.creds.users[&first_name];
+    let master =
+        rekey_demo::password::master_secret(&u.password, h.creds.vault, u.id, &h.creds.kdf)
+            .unwrap();
+    let authenticator =
+        rekey_core::auth::LoginAuthenticator::derive(&master, h.creds.vault, u.id).unwrap();
+    let body = serde_json::json!({
+        "principal": u.id,
+        "authenticator": hex::encode(authenticator.dangerous_as_bytes()),
+    });
+    request.push(("session".into(), with(SESSION, body.to_string().as_bytes())));
 
     // The first user's bundle (own part and the role's), submitted; then a
     // second user's (own part only, the role's holders now migrated).
@@ -235,13 +257,12 @@ async fn write_fuzz_seeds() {
             Method::POST,
             &format!("/v1/principals/{first}/bundle"),
             Some(("application/octet-stream", bundle)),
-            false,
+            support::Who::User(&first_name),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (second_name, second) = names[1].clone();
-    let (s, package) = h
-        .anon
+    let (s, package) = h.users[&second_name]
         .raw(
             Method::GET,
             &format!("/v1/principals/{second}/package"),
@@ -280,6 +301,8 @@ fn json_strategy() -> impl Strategy<Value = Vec<u8>> {
         Just("code_word".to_owned()),
         Just("resolution".to_owned()),
         Just("ciphertext".to_owned()),
+        Just("principal".to_owned()),
+        Just("authenticator".to_owned()),
         "[a-z_]{0,12}",
     ];
     let value = prop_oneof![
@@ -287,6 +310,8 @@ fn json_strategy() -> impl Strategy<Value = Vec<u8>> {
         Just(serde_json::json!("reshared")),
         Just(serde_json::json!("written_off")),
         "[0-9a-fA-F]{0,40}".prop_map(serde_json::Value::from),
+        "[0-9a-f]{64}".prop_map(serde_json::Value::from),
+        Just(serde_json::json!("00000000-0000-4000-8000-000000000000")),
         any::<String>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
         Just(serde_json::Value::Null),
@@ -326,6 +351,34 @@ proptest! {
             }
             Err(e) => assert_refused(e),
         }
+        match decode_session(&body) {
+            Ok((p, a)) => {
+                let again = serde_json::json!({
+                    "principal": p,
+                    "authenticator": hex::encode(a.dangerous_as_bytes()),
+                })
+                .to_string();
+                let (p2, a2) = decode_session(again.as_bytes()).unwrap();
+                prop_assert_eq!(p2, p);
+                prop_assert_eq!(a2.dangerous_as_bytes(), a.dangerous_as_bytes());
+            }
+            Err(e) => assert_refused(e),
+        }
+    }
+
+    #[test]
+    fn session_bodies_with_the_right_shape_decode_exactly(
+        id in any::<[u8; 16]>(),
+        authenticator in any::<[u8; 32]>(),
+        short in proptest::collection::vec(any::<u8>(), 0..31),
+    ) {
+        let p = PrincipalId::from_bytes(id);
+        let body = serde_json::json!({ "principal": p, "authenticator": hex::encode(authenticator) });
+        let (p2, a) = decode_session(body.to_string().as_bytes()).unwrap();
+        prop_assert_eq!(p2, p);
+        prop_assert_eq!(a.dangerous_as_bytes(), &authenticator);
+        let body = serde_json::json!({ "principal": p, "authenticator": hex::encode(&short) });
+        prop_assert!(decode_session(body.to_string().as_bytes()).is_err());
     }
 
     #[test]

@@ -3,10 +3,18 @@
 //! bundle (same run, and from an aborted run), admin requests without the
 //! token or with a wrong one, the code word in another
 //! case, bodies over the limits. Each is refused with nothing written.
-//! Then the log is searched for every secret of the vault: the demo
-//! passwords, the users' key-encryption keys, legacy and new private keys
-//! (hex and base64), the admin token and the wrong tokens presented.
+//! Sessions: a package without one, with another account's, with a
+//! forged or renamed token; a wrong authenticator answered like an
+//! unknown account; a sixth failed login refused with 429. Then the log
+//! is searched for every secret of the vault: the demo passwords, the
+//! users' key-encryption keys, login authenticators and session tokens,
+//! legacy and new private keys (hex and base64), the admin token and the
+//! wrong tokens presented.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; its steps are commented in place"
+)]
 
 mod support;
 
@@ -148,12 +156,10 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
         rsa_bits: 2048,
         seed: 13,
         with_problems: false,
+        kdf: rekey_demo::KdfParams::LIGHT,
     };
     let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
-    engine
-        .seed(demo.vault, &demo.data, &demo.server_keys)
-        .await
-        .unwrap();
+    demo.install(&engine).await.unwrap();
     engine
         .backup_certificates_with(
             &dir.join("certificates.age"),
@@ -311,11 +317,18 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
         threads: Some(1),
         ..BuildOptions::default()
     };
+    // Each user's client logs in; the session tokens are secrets too.
+    let mut sessions = std::collections::BTreeMap::new();
+    for n in &names {
+        sessions.insert(creds.users[n].id, support::login(&anon, &creds, n).await);
+    }
+    let (a_session, b_session) = (sessions[&a.id].clone(), sessions[&b.id].clone());
+    let kdf = creds.kdf;
     let build = |id: PrincipalId, pw: String| {
-        let anon = anon.clone();
+        let client = sessions[&id].clone();
         async move {
-            let package = anon.package(id).await.unwrap();
-            let master = master_secret(&pw, creds.vault, id).unwrap();
+            let package = client.package(id).await.unwrap();
+            let master = master_secret(&pw, creds.vault, id, &kdf).unwrap();
             build_bundle(&package, Unlock::MasterSecret(&master), opts)
                 .unwrap()
                 .bundle
@@ -323,8 +336,8 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
         }
     };
     // B's legacy private key, as B's own client unlocks it.
-    let b_package = anon.package(b.id).await.unwrap();
-    let b_master = master_secret(&b.password, creds.vault, b.id).unwrap();
+    let b_package = b_session.package(b.id).await.unwrap();
+    let b_master = master_secret(&b.password, creds.vault, b.id, &kdf).unwrap();
     let b_kek = Kek::derive(&b_master, creds.vault, b.id).unwrap();
     let b_der = unwrap_private_key(
         &b_kek,
@@ -338,13 +351,98 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
     .unwrap();
     let b_key = LegacyRsaPrivateKey::from_pkcs8_der(b_der.dangerous_as_bytes()).unwrap();
 
+    // The package holds the password-wrapped legacy key: no session, a
+    // forged or another account's session get nothing.
+    let a_package = format!("/v1/principals/{}/package", a.id);
+    refused!(
+        "A's package without a session",
+        StatusCode::UNAUTHORIZED,
+        anon,
+        Method::GET,
+        &a_package,
+        None,
+        false
+    );
+    refused!(
+        "A's package with B's session",
+        StatusCode::FORBIDDEN,
+        b_session,
+        Method::GET,
+        &a_package,
+        None,
+        false
+    );
+    let a_token = a_session.session_token().unwrap().to_owned();
+    let mut forged_token = hex::decode(&a_token).unwrap();
+    forged_token[20] ^= 1; // a later expiry
+    let forged_session = anon.clone().with_session(&hex::encode(&forged_token));
+    refused!(
+        "A's package with a forged session",
+        StatusCode::UNAUTHORIZED,
+        forged_session,
+        Method::GET,
+        &a_package,
+        None,
+        false
+    );
+    // B's token with A's id written in: the MAC binds the account.
+    let mut swapped = hex::decode(b_session.session_token().unwrap()).unwrap();
+    swapped[..16].copy_from_slice(&a.id.to_bytes());
+    let swapped = anon.clone().with_session(&hex::encode(&swapped));
+    refused!(
+        "A's package with B's token renamed",
+        StatusCode::UNAUTHORIZED,
+        swapped,
+        Method::GET,
+        &a_package,
+        None,
+        false
+    );
+    // A wrong authenticator, and an account that does not exist: the same
+    // answer.
+    let login_body = |p: PrincipalId, authenticator: [u8; 32]| {
+        Some((
+            "application/json",
+            serde_json::json!({ "principal": p, "authenticator": hex::encode(authenticator) })
+                .to_string()
+                .into_bytes(),
+        ))
+    };
+    let (s1, wrong_login) = anon
+        .raw(
+            Method::POST,
+            "/v1/session",
+            login_body(a.id, [9; 32]),
+            false,
+        )
+        .await
+        .unwrap();
+    let (s2, nobody_login) = anon
+        .raw(
+            Method::POST,
+            "/v1/session",
+            login_body(PrincipalId::random(), [9; 32]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        wrong_login, nobody_login,
+        "an unknown account is not told apart"
+    );
+    refusals.push("a wrong authenticator, an unknown account -> 401 (same body)".to_owned());
+
     // A's bundle, its legacy signature made with B's key.
     let a_bundle = build(a.id, a.password.clone()).await;
     let forged = resigned(&a_bundle, a.id, &b_key);
     refused!(
         "A's bundle signed with B's legacy key",
         StatusCode::FORBIDDEN,
-        anon,
+        a_session,
         Method::POST,
         &format!("/v1/principals/{}/bundle", a.id),
         Some((OCTETS, forged.clone())),
@@ -354,7 +452,7 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
     refused!(
         "A's bundle signed with B's key, posted at B",
         StatusCode::FORBIDDEN,
-        anon,
+        b_session,
         Method::POST,
         &format!("/v1/principals/{}/bundle", b.id),
         Some((OCTETS, forged)),
@@ -364,18 +462,18 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
     refused!(
         "bundle over the limit",
         StatusCode::PAYLOAD_TOO_LARGE,
-        anon,
+        a_session,
         Method::POST,
         &format!("/v1/principals/{}/bundle", a.id),
         Some((OCTETS, vec![7u8; MAX_BUNDLE + 1])),
         false
     );
     // The genuine bundle applies once; replayed, it conflicts.
-    anon.submit(a.id, a_bundle.clone()).await.unwrap();
+    a_session.submit(a.id, a_bundle.clone()).await.unwrap();
     refused!(
         "A's bundle replayed",
         StatusCode::CONFLICT,
-        anon,
+        a_session,
         Method::POST,
         &format!("/v1/principals/{}/bundle", a.id),
         Some((OCTETS, a_bundle.clone())),
@@ -387,27 +485,30 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
     refused!(
         "A's bundle of an aborted run replayed",
         StatusCode::CONFLICT,
-        anon,
+        a_session,
         Method::POST,
         &format!("/v1/principals/{}/bundle", a.id),
         Some((OCTETS, a_bundle)),
         false
     );
 
-    // Everyone migrates normally; a wrong password is refused client-side.
+    // Everyone migrates normally; a wrong password cannot open the
+    // legacy key (refused client-side, even with a session).
     for n in &names {
         let u = &creds.users[n];
-        let wrong = master_secret("not the password", creds.vault, u.id).unwrap();
+        let wrong = master_secret("not the password", creds.vault, u.id, &kdf).unwrap();
         let quiet = || std::sync::Arc::new(|_, _| {});
         assert!(
-            rekey_client::migrate(&anon, u.id, wrong, opts, quiet())
+            rekey_client::migrate(&sessions[&u.id], u.id, wrong, opts, quiet())
                 .await
                 .is_err()
         );
-        let master = master_secret(&u.password, creds.vault, u.id).unwrap();
-        rekey_client::migrate(&anon, u.id, master, opts, quiet())
-            .await
-            .unwrap();
+        let master = master_secret(&u.password, creds.vault, u.id, &kdf).unwrap();
+        match rekey_client::migrate(&sessions[&u.id], u.id, master, opts, quiet()).await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("already_migrated") => {}
+            Err(e) => panic!("{n}: {e}"),
+        }
     }
     admin.finalize().await.unwrap();
     assert!(
@@ -417,6 +518,49 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
             .unwrap()
             .passed()
     );
+
+    // Guessing a password online: after 5 failures the account is refused
+    // with 429 and Retry-After before any password work, even with the
+    // right authenticator; other accounts still log in.
+    let d = &creds.users[&names[2]];
+    for _ in 0..5 {
+        let (s, _) = anon
+            .raw(
+                Method::POST,
+                "/v1/session",
+                login_body(d.id, [1; 32]),
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let d_master = master_secret(&d.password, creds.vault, d.id, &kdf).unwrap();
+    let d_auth =
+        rekey_core::auth::LoginAuthenticator::derive(&d_master, creds.vault, d.id).unwrap();
+    let err = anon.open_session(d.id, &d_auth).await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(429), Some("too_many_attempts")),
+        "{err}"
+    );
+    let (s, answer) = anon
+        .raw(
+            Method::POST,
+            "/v1/session",
+            login_body(d.id, *d_auth.dangerous_as_bytes()),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    support::login(&anon, &creds, &names[0]).await;
+    refusals.push("a sixth login of an account within 15 minutes -> 429".to_owned());
 
     // Stop the server and read everything it wrote.
     assert!(
@@ -448,9 +592,20 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
         secrets.push((format!("{n}'s password"), vec![u.password.clone()]));
         // (The master secret's bytes are not reachable from outside
         // rekey-core; the KEK derived from it stands for it.)
-        let master = master_secret(&u.password, creds.vault, u.id).unwrap();
+        let master = master_secret(&u.password, creds.vault, u.id, &kdf).unwrap();
         let kek = Kek::derive(&master, creds.vault, u.id).unwrap();
         secrets.push((format!("{n}'s KEK"), forms(kek.dangerous_as_bytes(), 0)));
+        let authenticator =
+            rekey_core::auth::LoginAuthenticator::derive(&master, creds.vault, u.id).unwrap();
+        secrets.push((
+            format!("{n}'s login authenticator"),
+            forms(authenticator.dangerous_as_bytes(), 0),
+        ));
+        let token = sessions[&u.id].session_token().unwrap();
+        secrets.push((
+            format!("{n}'s session token"),
+            vec![token.to_owned(), token[48..].to_owned()],
+        ));
         for kp in v.key_pairs(u.id).await.unwrap() {
             assert_eq!(kp.state, KeyState::Current);
             let scalar = unwrap_private_key(

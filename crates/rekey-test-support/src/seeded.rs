@@ -106,6 +106,31 @@ pub struct Seeded {
     pub key_dir: PathBuf,
 }
 
+/// One record for each of `who`, shared to it alone by a legacy grant to
+/// its key.
+fn one_record_each(who: &[(&Principal, &[u8])]) -> (Vec<RecordRow>, Vec<GrantRecord>) {
+    let mut records = Vec::new();
+    let mut grants = Vec::new();
+    for &(who, der) in who {
+        let record = RecordRow {
+            id: RecordId::random(),
+            ciphertext: vec![1, 2, 3],
+        };
+        let key = LegacyRsaPrivateKey::from_pkcs8_der(der).unwrap();
+        grants.push(GrantRecord {
+            id: GrantId::random(),
+            recipient: who.id,
+            subject: Subject::RecordKey(record.id),
+            envelope: wrap_legacy_grant(&key.public_key(), Scheme::RsaOaepSha256, &[5u8; 32])
+                .unwrap(),
+            origin: GrantOrigin::Legacy,
+            created_at: Some(now()),
+        });
+        records.push(record);
+    }
+    (records, grants)
+}
+
 /// A legacy vault with: a vault-key service holding a certificate (its
 /// private key in `key_dir`), an active user `alice` and a deactivated
 /// `bob` (each with a legacy key and one record shared to them), a role
@@ -145,25 +170,7 @@ pub async fn seeded_vault() -> Seeded {
         backup_digest: None,
         backup_verified_at: None,
     };
-    let mut records = Vec::new();
-    let mut grants = Vec::new();
-    for (who, der) in [(&alice, USER_KEY), (&bob, OTHER_KEY)] {
-        let record = RecordRow {
-            id: RecordId::random(),
-            ciphertext: vec![1, 2, 3],
-        };
-        let key = LegacyRsaPrivateKey::from_pkcs8_der(der).unwrap();
-        grants.push(GrantRecord {
-            id: GrantId::random(),
-            recipient: who.id,
-            subject: Subject::RecordKey(record.id),
-            envelope: wrap_legacy_grant(&key.public_key(), Scheme::RsaOaepSha256, &[5u8; 32])
-                .unwrap(),
-            origin: GrantOrigin::Legacy,
-            created_at: Some(now()),
-        });
-        records.push(record);
-    }
+    let (records, grants) = one_record_each(&[(&alice, USER_KEY), (&bob, OTHER_KEY)]);
     let seed = SeedData {
         principals: vec![vault_key.clone(), alice.clone(), bob.clone(), ops, finance],
         key_pairs: vec![cert_pair, alice_pair, bob_pair, ops_pair, finance_pair],

@@ -5,6 +5,10 @@
 //! Shared by the crash, fault and concurrency tests, so "lost", "corrupt"
 //! and "migrated twice" mean the same everywhere.
 #![allow(dead_code, unreachable_pub)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; its steps are commented in place"
+)]
 
 use rekey_core::kek::unwrap_private_key;
 use rekey_core::model::{KeyState, MigrationState, Phase, PrincipalKind};
@@ -208,7 +212,7 @@ pub async fn check_completed(
         let Some(kp) = current.get(&u.id) else {
             continue;
         };
-        let master = master_secret(&u.password, vault_id, u.id).expect("master secret");
+        let master = master_secret(&u.password, vault_id, u.id, &creds.kdf).expect("master secret");
         let kek = Kek::derive(&master, vault_id, u.id).expect("kek");
         match unlock(kp, vault_id, &kek) {
             Some(k) => {

@@ -332,20 +332,12 @@ fn preconditions_of(
             return Err(CheckError::NotAHolder(facts.name.clone()));
         }
         earlier.insert(part.principal);
-        match facts.state {
-            MigrationState::Pending => {}
-            MigrationState::Migrated if index == 0 => {
-                return Err(CheckError::SubmitterMigrated(facts.name.clone()));
-            }
-            MigrationState::Migrated => {
-                return Err(CheckError::AlreadyMigrated(facts.name.clone()));
-            }
-            state => {
-                return Err(CheckError::NotPending {
-                    name: facts.name.clone(),
-                    state,
-                });
-            }
+        if index == 0 {
+            may_migrate(&facts.name, facts.state)?;
+        } else if facts.state == MigrationState::Migrated {
+            return Err(CheckError::AlreadyMigrated(facts.name.clone()));
+        } else {
+            may_migrate(&facts.name, facts.state)?;
         }
         if part.legacy_key_pair != facts.legacy_key_pair {
             return Err(CheckError::LegacyKeyChanged(facts.name.clone()));
@@ -514,4 +506,19 @@ fn check_signatures(signed: &SignedBundle, ctx: &CheckContext) -> Result<(), Che
         }
     }
     Ok(())
+}
+
+/// Whether an account in `state` may migrate now, as the submitter of a
+/// bundle or as the account a package is asked for: only a pending one
+/// may. A migrated account is `already_migrated` (rebuilding cannot help),
+/// a blocked or exempt one `not_pending`.
+pub fn may_migrate(name: &str, state: MigrationState) -> Result<(), CheckError> {
+    match state {
+        MigrationState::Pending => Ok(()),
+        MigrationState::Migrated => Err(CheckError::SubmitterMigrated(name.to_owned())),
+        state => Err(CheckError::NotPending {
+            name: name.to_owned(),
+            state,
+        }),
+    }
 }

@@ -21,7 +21,7 @@ pub use build::{
 };
 pub use check::{
     CheckContext, CheckError, CheckedBundle, HolderFacts, Preconditions, PrincipalFacts,
-    check_bundle, check_signed,
+    check_bundle, check_signed, may_migrate,
 };
 
 use crate::crypto::ec::EcPublicKey;

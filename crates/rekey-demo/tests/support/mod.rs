@@ -30,6 +30,7 @@ pub fn spec() -> DemoSpec {
         rsa_bits: 2048,
         seed: 7,
         with_problems: false,
+        kdf: rekey_demo::KdfParams::LIGHT,
     }
 }
 
@@ -49,10 +50,7 @@ pub async fn seeded_with(
     // issued (so no later preflight writes to the audit log).
     engine.begin_preparation().await.unwrap();
     let demo = generate(spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
-    engine
-        .seed(demo.vault, &demo.data, &demo.server_keys)
-        .await
-        .unwrap();
+    demo.install(&engine).await.unwrap();
     back_up(&engine, keydir).await;
     (engine, Vault::open(url).await.unwrap(), demo.credentials)
 }

@@ -158,6 +158,10 @@ impl Engine {
             .principal(principal)
             .await?
             .ok_or_else(|| EngineError::UnknownPrincipal(principal.to_string()))?;
+        // A migrated account's package would list nothing to do; a blocked
+        // or exempt one may not migrate. Either way its client is told so
+        // before anything is loaded.
+        rekey_core::bundle::may_migrate(&p.name, p.migration)?;
         self.package_with(&p, vault, run).await
     }
 

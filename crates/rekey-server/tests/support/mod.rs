@@ -21,6 +21,17 @@ pub use rekey_test_support::fixtures::rsa_2048 as fixture_keys;
 pub const TOKEN: &str = "test-admin-token-0123456789";
 pub const MAX_BUNDLE: usize = 256 * 1024;
 
+/// Who sends a request.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    /// No credentials.
+    Anon,
+    /// The admin token.
+    Admin,
+    /// The session of the demo user of this name.
+    User(&'a str),
+}
+
 pub struct Harness {
     pub dir: PathBuf,
     /// The operator's engine on the vault (the test's own connection).
@@ -30,12 +41,19 @@ pub struct Harness {
     pub creds: Credentials,
     pub admin: HttpClient,
     pub anon: HttpClient,
+    /// A logged-in client of each demo user, by name.
+    pub users: std::collections::BTreeMap<String, HttpClient>,
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub task: Option<tokio::task::JoinHandle<Result<(), rekey_server::ServerError>>>,
 }
 
 impl Harness {
     pub async fn new(tag: &str) -> Self {
+        Self::with_config(tag, |_| {}).await
+    }
+
+    /// A harness whose server runs with `adjust`ed limits.
+    pub async fn with_config(tag: &str, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = std::env::temp_dir().join(format!("rekey-server-{tag}-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
@@ -52,12 +70,10 @@ impl Harness {
             rsa_bits: 2048,
             seed: 11,
             with_problems: false,
+            kdf: rekey_demo::KdfParams::LIGHT,
         };
         let demo = generate(&spec, &mut KeySource::preset(fixture_keys()), &|_, _, _| {}).unwrap();
-        engine
-            .seed(demo.vault, &demo.data, &demo.server_keys)
-            .await
-            .unwrap();
+        demo.install(&engine).await.unwrap();
         engine
             .backup_certificates_with(
                 &dir.join("certificates.age"),
@@ -76,6 +92,7 @@ impl Harness {
         // takes its place (preflight wants exactly one active server).
         config.server_name = rekey_engine::host_name();
         config.max_bundle_bytes = MAX_BUNDLE;
+        adjust(&mut config);
         let server_engine = Engine::open(&url, Some(KeyDir::open(&keys).unwrap()), "server:test")
             .await
             .unwrap();
@@ -87,12 +104,17 @@ impl Harness {
             listener,
             state,
             Duration::from_millis(200),
+            rekey_server::ConnectionLimits::from(&config),
             async move {
                 let _ = rx.await;
             },
         ));
         let anon = HttpClient::new(&base).unwrap().expect_vault(demo.vault);
         let admin = anon.clone().with_admin_token(TOKEN);
+        let mut users = std::collections::BTreeMap::new();
+        for name in demo.credentials.users.keys() {
+            users.insert(name.clone(), login(&anon, &demo.credentials, name).await);
+        }
         Self {
             dir,
             vault: Vault::open(&url).await.unwrap(),
@@ -100,6 +122,7 @@ impl Harness {
             creds: demo.credentials,
             admin,
             anon,
+            users,
             stop: Some(tx),
             task: Some(task),
         }
@@ -115,14 +138,23 @@ impl Harness {
         )
     }
 
+    /// The client of `who`, and whether it sends the admin token.
+    pub fn client(&self, who: Who<'_>) -> (&HttpClient, bool) {
+        match who {
+            Who::Anon => (&self.anon, false),
+            Who::Admin => (&self.admin, true),
+            Who::User(name) => (&self.users[name], false),
+        }
+    }
+
     pub async fn raw(
         &self,
         method: Method,
         path: &str,
         body: Option<(&str, Vec<u8>)>,
-        admin: bool,
+        who: Who<'_>,
     ) -> (StatusCode, serde_json::Value) {
-        let c = if admin { &self.admin } else { &self.anon };
+        let (c, admin) = self.client(who);
         let (status, bytes) = c.raw(method, path, body, admin).await.unwrap();
         let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
@@ -138,10 +170,10 @@ impl Harness {
         method: Method,
         path: &str,
         body: Option<(&str, Vec<u8>)>,
-        admin: bool,
+        who: Who<'_>,
     ) -> String {
         let before = self.snapshot().await;
-        let (status, v) = self.raw(method.clone(), path, body, admin).await;
+        let (status, v) = self.raw(method.clone(), path, body, who).await;
         assert_eq!(status, expected, "{method} {path}: {v}");
         let error = v["error"].as_str().expect("error message").to_owned();
         assert!(v["hint"].as_str().is_some_and(|h| !h.is_empty()), "{v}");
@@ -161,8 +193,8 @@ impl Harness {
 
     pub async fn build(&self, name: &str) -> (PrincipalId, Vec<u8>) {
         let u = &self.creds.users[name];
-        let package = self.anon.package(u.id).await.unwrap();
-        let master = master_secret(&u.password, self.creds.vault, u.id).unwrap();
+        let package = self.users[name].package(u.id).await.unwrap();
+        let master = master_secret(&u.password, self.creds.vault, u.id, &self.creds.kdf).unwrap();
         let out = build_bundle(
             &package,
             Unlock::MasterSecret(&master),
@@ -188,4 +220,15 @@ impl Harness {
         }
         std::fs::remove_dir_all(&self.dir).ok();
     }
+}
+
+/// Logs the demo user `name` in as its client does: the vault's KDF
+/// parameters, the master secret, the login authenticator, a session.
+pub async fn login(anon: &HttpClient, creds: &Credentials, name: &str) -> HttpClient {
+    let u = &creds.users[name];
+    let kdf = rekey_demo::KdfParams::from_json(&anon.client_kdf().await.unwrap()).unwrap();
+    let master = master_secret(&u.password, creds.vault, u.id, &kdf).unwrap();
+    let authenticator =
+        rekey_core::auth::LoginAuthenticator::derive(&master, creds.vault, u.id).unwrap();
+    anon.open_session(u.id, &authenticator).await.unwrap()
 }

@@ -31,11 +31,9 @@ impl Vault {
         } else {
             "\"grant\""
         };
-        let without_key = format!(
-            "FROM principal p WHERE p.migration_state = 'migrated' \
+        let without_key = "FROM principal p WHERE p.migration_state = 'migrated' \
              AND NOT EXISTS (SELECT 1 FROM key_pair k \
-                             WHERE k.principal_id = p.id AND k.state = 'current')"
-        );
+                             WHERE k.principal_id = p.id AND k.state = 'current')";
         let uncovered = format!(
             "FROM {g} lg JOIN principal p ON p.id = lg.recipient_id \
              WHERE lg.origin = 'legacy' AND lg.legacy = TRUE AND p.migration_state = 'migrated' \
@@ -54,7 +52,7 @@ impl Vault {
                  WHERE old_kp.id = lg.subject_id))"
         );
         let mut evidence = FinalizeEvidence {
-            without_key: self.count(&without_key).await?,
+            without_key: self.count(without_key).await?,
             uncovered: self.count(&uncovered).await?,
             ..FinalizeEvidence::default()
         };
