@@ -70,6 +70,7 @@ fn fixture(grants: usize) -> Fixture {
             },
         )]),
         holders: HashMap::new(),
+        taken_key_pairs: std::collections::HashSet::new(),
     };
     Fixture {
         package: MigrationPackage {

@@ -212,6 +212,27 @@ fn a_replayed_bundle_is_refused_for_good() {
 }
 
 #[test]
+fn a_new_key_pair_id_the_vault_has_is_refused_but_a_replay_is_told_it_is_done() {
+    let mut v = small_vault();
+    let u = v.users[0];
+    let out = build(&v, u);
+    // A client that reused an existing key pair's id (its legacy one).
+    let mut bundle = out.bundle.bundle().clone();
+    let legacy = bundle.parts[0].legacy_key_pair;
+    bundle.parts[0].new_key_pair.id = legacy;
+    let clash = resign(&bundle, &v);
+    let err = check_bundle(&clash, &v.context(u, clash.bundle())).unwrap_err();
+    assert_eq!(err, CheckError::KeyPairIdTaken(legacy));
+    assert_eq!(err.code(), "key_pair_id_taken");
+    assert!(!err.is_conflict());
+    // The genuine bundle applies; sent again, it creates no clash: the
+    // account is simply done.
+    submit(&mut v, u, &out.bundle).unwrap();
+    let again = submit(&mut v, u, &out.bundle).unwrap_err();
+    assert!(matches!(again, CheckError::SubmitterMigrated(_)), "{again}");
+}
+
+#[test]
 fn a_bundle_from_an_aborted_run_is_stale() {
     let mut v = small_vault();
     let u = v.users[0];

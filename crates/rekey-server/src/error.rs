@@ -174,7 +174,7 @@ impl ServerError {
             ServerError::SessionRequired => "session_required",
             ServerError::SessionRefused(e) => Self::code_of_token(*e),
             ServerError::BadCredentials => "bad_credentials",
-            ServerError::WrongAccount => "session_principal_mismatch",
+            ServerError::WrongAccount => "wrong_account",
             ServerError::TooManyAttempts { .. } => "too_many_attempts",
             ServerError::Busy => "busy",
             ServerError::BodyTimeout => "body_timeout",
@@ -425,5 +425,183 @@ fn detail(e: &ServerError) -> Option<&str> {
     match e {
         ServerError::Internal(d) => Some(d),
         _ => None,
+    }
+}
+
+/// The codes `docs/PROTOCOL.md` §9 lists, with their statuses, read from
+/// the page itself: the tests hold every refusal the server makes to it.
+#[doc(hidden)]
+#[must_use]
+pub fn documented_codes(protocol_md: &str) -> Vec<(String, u16)> {
+    let section = protocol_md
+        .split("\n## 9.")
+        .nth(1)
+        .and_then(|s| s.split("\n## 10.").next())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for line in section.lines().filter(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | # | `code` | status | … , | B1 | `code` | condition | … (400),
+        // or | `code` | status | … (group F).
+        let (code, status) = match (cells.get(1), cells.get(2), cells.get(3)) {
+            (Some(c), Some(s), _) if c.starts_with('`') => (*c, s.parse().ok()),
+            (Some(n), Some(c), Some(s)) if c.starts_with('`') => (
+                *c,
+                s.parse().ok().or_else(|| n.starts_with('B').then_some(400)),
+            ),
+            _ => continue,
+        };
+        if let Some(status) = status {
+            out.push((code.trim_matches('`').to_owned(), status));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rekey_core::PrincipalId;
+    use rekey_core::model::MigrationState;
+
+    const PROTOCOL: &str = include_str!("../../../docs/PROTOCOL.md");
+
+    fn documented(e: &ServerError) -> bool {
+        documented_codes(PROTOCOL)
+            .iter()
+            .any(|(c, s)| c == e.code() && *s == e.status().as_u16())
+    }
+
+    #[test]
+    fn the_page_lists_codes_with_statuses() {
+        let codes = documented_codes(PROTOCOL);
+        assert!(codes.len() > 40, "{codes:?}");
+        assert!(codes.contains(&("bundle_malformed".to_owned(), 400)));
+        assert!(codes.contains(&("already_migrated".to_owned(), 409)));
+        assert!(codes.contains(&("unavailable".to_owned(), 503)));
+    }
+
+    /// Every code the page lists is one the sources can send.
+    #[test]
+    fn the_page_lists_no_code_the_server_cannot_send() {
+        fn sources(dir: &std::path::Path, out: &mut String) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    // The code, not its tests.
+                    let file = std::fs::read_to_string(&path).unwrap();
+                    out.push_str(file.split("#[cfg(test)]").next().unwrap_or_default());
+                }
+            }
+        }
+        let mut text = String::new();
+        for krate in ["rekey-core", "rekey-server", "rekey-engine"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(krate)
+                .join("src");
+            sources(&dir, &mut text);
+        }
+        for (code, _) in documented_codes(PROTOCOL) {
+            assert!(
+                text.contains(&format!("\"{code}\"")),
+                "PROTOCOL.md lists {code}, which no source sends"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bundle_refusal_is_documented_with_its_status() {
+        let p = PrincipalId::from_bytes([1; 16]);
+        let name = || "alice".to_owned();
+        let refusals = [
+            CheckError::WrongVault,
+            CheckError::StaleRun,
+            CheckError::NotSubmitter,
+            CheckError::UnknownPrincipal(p),
+            CheckError::DuplicatePart(p),
+            CheckError::KeyPairIdTaken(rekey_core::KeyPairId::from_bytes([2; 16])),
+            CheckError::NotAHolder(name()),
+            CheckError::SubmitterMigrated(name()),
+            CheckError::AlreadyMigrated(name()),
+            CheckError::NotPending {
+                name: name(),
+                state: MigrationState::Blocked,
+            },
+            CheckError::LegacyKeyChanged(name()),
+            CheckError::CoverageChanged {
+                name: name(),
+                missing: 1,
+                unknown: 0,
+            },
+            CheckError::DuplicateGrant(rekey_core::GrantId::from_bytes([3; 16])),
+            CheckError::SubjectChanged(rekey_core::GrantId::from_bytes([3; 16])),
+            CheckError::WrongGrantScheme {
+                name: name(),
+                grant: rekey_core::GrantId::from_bytes([3; 16]),
+                expected: "11",
+            },
+            CheckError::WrappedKeyMisplaced(name()),
+            CheckError::HoldersChanged(name()),
+            CheckError::HolderGrantInvalid {
+                part: name(),
+                holder: p,
+            },
+            CheckError::MissingSignature {
+                name: name(),
+                kind: "legacy",
+            },
+            CheckError::BadSignature {
+                name: name(),
+                kind: "legacy",
+            },
+            CheckError::UnexpectedSignature,
+        ];
+        for c in &refusals {
+            let e = ServerError::check(c);
+            assert!(
+                documented(&e),
+                "{} ({}) is not in PROTOCOL.md §9",
+                e.code(),
+                e.status()
+            );
+        }
+    }
+
+    #[test]
+    fn every_request_refusal_is_documented_with_its_status() {
+        let errors = [
+            ServerError::SessionRequired,
+            ServerError::SessionRefused(rekey_core::auth::TokenError::Invalid),
+            ServerError::SessionRefused(rekey_core::auth::TokenError::Expired),
+            ServerError::BadCredentials,
+            ServerError::WrongAccount,
+            ServerError::TooManyAttempts { retry_after_s: 1 },
+            ServerError::Busy,
+            ServerError::BodyTimeout,
+            ServerError::NotFound("x".into()),
+            ServerError::UnsupportedMediaType { expected: "x" },
+            ServerError::TooLarge { limit: 1 },
+            ServerError::Unavailable,
+            ServerError::Internal("x".into()),
+            ServerError::from_engine(EngineError::WrongPhase {
+                expected: "x",
+                actual: rekey_core::model::Phase::Legacy,
+            }),
+            ServerError::from_engine(EngineError::ApplyConflict("x".into())),
+            ServerError::from_engine(EngineError::MalformedBundle(
+                rekey_core::bundle::wire::WireError::Truncated("x"),
+            )),
+        ];
+        for e in &errors {
+            assert!(
+                documented(e),
+                "{} ({}) is not in PROTOCOL.md §9",
+                e.code(),
+                e.status()
+            );
+        }
     }
 }

@@ -218,6 +218,8 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
                 String::from_utf8_lossy(&bytes)
             );
             assert_eq!(snapshot(v).await, before, "{} wrote something", $what);
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            support::assert_documented(status, &body);
             refusals.push(format!("{} -> {}", $what, status.as_u16()));
         }};
     }

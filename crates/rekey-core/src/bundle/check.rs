@@ -54,6 +54,8 @@ pub struct CheckContext {
     pub principals: HashMap<PrincipalId, PrincipalFacts>,
     /// Facts for every holder of every part's principal.
     pub holders: HashMap<PrincipalId, HolderFacts>,
+    /// Those of the bundle's new key pair ids the vault already has.
+    pub taken_key_pairs: HashSet<KeyPairId>,
 }
 
 /// Why a bundle was refused. [`CheckError::is_conflict`] tells the client
@@ -76,6 +78,10 @@ pub enum CheckError {
     /// The same principal twice.
     #[error("principal {0} appears in more than one part")]
     DuplicatePart(PrincipalId),
+    /// A new key pair id the vault already has, or two parts with the same
+    /// one: new ids must be fresh random ones.
+    #[error("new key pair id {0} is already taken; use a fresh random id")]
+    KeyPairIdTaken(KeyPairId),
     /// A part for a principal whose key the submitter does not hold.
     #[error("the submitter does not hold the key of {0}")]
     NotAHolder(String),
@@ -186,6 +192,7 @@ impl CheckError {
             CheckError::NotSubmitter => "not_submitter",
             CheckError::UnknownPrincipal(_) => "unknown_principal",
             CheckError::DuplicatePart(_) => "duplicate_part",
+            CheckError::KeyPairIdTaken(_) => "key_pair_id_taken",
             CheckError::NotAHolder(_) => "not_a_holder",
             CheckError::SubmitterMigrated(_) => "already_migrated",
             CheckError::AlreadyMigrated(_) => "candidate_migrated",
@@ -300,9 +307,13 @@ fn preconditions_of(
         return Err(CheckError::NotSubmitter);
     }
     let mut seen = HashSet::new();
+    let mut new_ids = HashSet::new();
     for part in &bundle.parts {
         if !seen.insert(part.principal) {
             return Err(CheckError::DuplicatePart(part.principal));
+        }
+        if !new_ids.insert(part.new_key_pair.id) {
+            return Err(CheckError::KeyPairIdTaken(part.new_key_pair.id));
         }
     }
     // The signatures before anything about the principals' state: a
@@ -338,6 +349,11 @@ fn preconditions_of(
             return Err(CheckError::AlreadyMigrated(facts.name.clone()));
         } else {
             may_migrate(&facts.name, facts.state)?;
+        }
+        // After the state: a bundle sent again after a lost answer is
+        // `already_migrated`, not a clash with the key pair it created.
+        if ctx.taken_key_pairs.contains(&part.new_key_pair.id) {
+            return Err(CheckError::KeyPairIdTaken(part.new_key_pair.id));
         }
         if part.legacy_key_pair != facts.legacy_key_pair {
             return Err(CheckError::LegacyKeyChanged(facts.name.clone()));

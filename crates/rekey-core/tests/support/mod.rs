@@ -408,6 +408,7 @@ impl MemVault {
             submitter,
             principals,
             holders,
+            taken_key_pairs: self.key_pairs.keys().copied().collect(),
         }
     }
 

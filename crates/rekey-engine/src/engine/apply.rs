@@ -13,7 +13,7 @@ use rekey_core::model::{
     Timestamp,
 };
 use rekey_core::report::ApplyReport;
-use rekey_core::{GrantId, LegacyRsaPublicKey, PrincipalId, RunId, Subject, VaultId};
+use rekey_core::{GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId, Subject, VaultId};
 use rekey_storage::{MigrationWrite, PrincipalMigration};
 use std::collections::{HashMap, HashSet};
 
@@ -86,12 +86,25 @@ impl Engine {
                 },
             );
         }
+        let new_ids: Vec<KeyPairId> = signed
+            .bundle()
+            .parts
+            .iter()
+            .map(|p| p.new_key_pair.id)
+            .collect();
+        let taken_key_pairs = self
+            .vault
+            .key_pair_ids_taken(&new_ids)
+            .await?
+            .into_iter()
+            .collect();
         Ok(CheckContext {
             vault,
             run,
             submitter,
             principals,
             holders,
+            taken_key_pairs,
         })
     }
 

@@ -183,6 +183,7 @@ impl Harness {
             ),
             "a stable snake_case code: {v}"
         );
+        assert_documented(status, &v);
         assert_eq!(
             self.snapshot().await,
             before,
@@ -231,4 +232,32 @@ pub async fn login(anon: &HttpClient, creds: &Credentials, name: &str) -> HttpCl
     let authenticator =
         rekey_core::auth::LoginAuthenticator::derive(&master, creds.vault, u.id).unwrap();
     anon.open_session(u.id, &authenticator).await.unwrap()
+}
+
+/// Asserts that a refusal's code and status are those docs/PROTOCOL.md §9
+/// lists (admin-only refusals are listed in /openapi.json instead).
+pub fn assert_documented(status: StatusCode, body: &serde_json::Value) {
+    const ADMIN_ONLY: [&str; 5] = [
+        "unauthorized",
+        "read_only",
+        "wrong_code_word",
+        "hex_malformed",
+        "bad_resolution",
+    ];
+    let code = body["code"].as_str().unwrap_or_default();
+    if ADMIN_ONLY.contains(&code) {
+        return;
+    }
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/PROTOCOL.md"
+    ))
+    .unwrap();
+    let listed = rekey_server::error::documented_codes(&page);
+    assert!(
+        listed
+            .iter()
+            .any(|(c, s)| c == code && *s == status.as_u16()),
+        "{code} ({status}) is not listed in docs/PROTOCOL.md §9: {body}"
+    );
 }

@@ -7,7 +7,7 @@ use super::convert::{grant_from, key_pair_from, principal_from};
 use super::sql::{page, unique};
 use crate::entity::{grant, key_pair, migration, principal, record};
 use crate::error::{Error, Result, db};
-use rekey_core::ids::{PrincipalId, RecordId, VaultId};
+use rekey_core::ids::{KeyPairId, PrincipalId, RecordId, VaultId};
 use rekey_core::model::{GrantRecord, KeyPairRecord, Principal, PrincipalKind, RecordRow};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
@@ -80,6 +80,22 @@ impl Vault {
                 .map_err(db("load principals"))?;
             for row in rows {
                 out.push(principal_from(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of `ids` name a key pair the vault already has.
+    pub async fn key_pair_ids_taken(&self, ids: &[KeyPairId]) -> Result<Vec<KeyPairId>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(super::BATCH_ROWS) {
+            let rows = key_pair::Entity::find()
+                .filter(key_pair::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
+                .all(&self.db)
+                .await
+                .map_err(db("look up key pair ids"))?;
+            for row in rows {
+                out.push(key_pair_from(row)?.id);
             }
         }
         Ok(out)
