@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "rekey", version, about, long_about = None)]
 pub(crate) struct Cli {
-    /// The vault: sqlite://FILE?mode=rwc, postgres://…, mysql://…
+    /// The vault: sqlite://FILE, postgres://…, mysql://…
     #[arg(
         long,
         global = true,
@@ -118,6 +118,18 @@ pub(crate) enum Command {
         grant: String,
         /// `reshared` or `written_off`.
         resolution: String,
+    },
+    /// Accept that a member of a migrated role will not confirm it (it will
+    /// not log in again, or its client cannot hand in receipts), so that
+    /// finalize stops waiting for it. Audited. Never for a member whose
+    /// client reported that the role does not open: abort instead.
+    WaiveRole {
+        /// The role's name.
+        #[arg(long)]
+        role: String,
+        /// The member's name.
+        #[arg(long)]
+        member: String,
     },
     /// Demo vaults: every demo user unlocks and reads exactly what it should.
     Verify {

@@ -62,6 +62,7 @@ enum Kind {
     Usage,
     Refused,
     PreflightBlocks,
+    RolesUnconfirmed,
     Conflict,
     Database,
     SchemaOutdated,
@@ -96,7 +97,7 @@ impl CliError {
         match self.kind() {
             Kind::Other | Kind::Server => code::OTHER,
             Kind::Usage => code::USAGE,
-            Kind::Refused | Kind::PreflightBlocks => code::REFUSED,
+            Kind::Refused | Kind::PreflightBlocks | Kind::RolesUnconfirmed => code::REFUSED,
             Kind::Conflict => code::CONFLICT,
             Kind::Database | Kind::SchemaOutdated | Kind::Unreachable => code::DATABASE,
             Kind::Credentials => code::CREDENTIALS,
@@ -112,6 +113,9 @@ impl CliError {
             Kind::Refused => "`rekey status` shows the phase and what is pending",
             Kind::PreflightBlocks => {
                 "`rekey preflight` shows the evidence and the remedy of each blocking check"
+            }
+            Kind::RolesUnconfirmed => {
+                "each member named logs in once more (its client checks the role); `rekey waive-role` accepts one who will not; if a client reported that a role does not open, run `rekey abort`"
             }
             Kind::Conflict => "the vault changed meanwhile; run the command again",
             Kind::Database => {
@@ -137,6 +141,10 @@ fn engine_kind(e: &EngineError) -> Kind {
     match e {
         EngineError::Storage(s) => storage_kind(s),
         EngineError::Transition(TransitionError::ChecksBlock { .. }) => Kind::PreflightBlocks,
+        EngineError::Transition(TransitionError::RoleMembersUnconfirmed { .. }) => {
+            Kind::RolesUnconfirmed
+        }
+        EngineError::ReceiptRefused(_) => Kind::Usage,
         EngineError::Transition(_) | EngineError::WrongPhase { .. } => Kind::Refused,
         e if e.is_conflict() => Kind::Conflict,
         EngineError::Bundle(_) => Kind::Refused,

@@ -27,23 +27,32 @@ impl Out {
     }
 
     /// Prints `report` as JSON in JSON mode, or calls `text` otherwise.
-    pub(crate) fn report<T: Serialize>(self, report: &T, text: impl FnOnce(&T) -> String) {
+    /// `false` when stdout is gone (a closed pipe): a command that repeats
+    /// its report stops then.
+    pub(crate) fn report<T: Serialize>(self, report: &T, text: impl FnOnce(&T) -> String) -> bool {
         if self.json {
             match serde_json::to_string_pretty(report) {
                 Ok(s) => line(&s),
-                Err(e) => eprintln_safe(&format!("error: could not write the report: {e}")),
+                Err(e) => {
+                    eprintln_safe(&format!("error: could not write the report: {e}"));
+                    true
+                }
             }
         } else {
             let t = text(report);
-            if !t.is_empty() {
-                line(t.trim_end_matches('\n'));
-            }
+            t.is_empty() || line(t.trim_end_matches('\n'))
         }
+    }
+
+    /// Clears a terminal before a redraw (`status --watch`).
+    pub(crate) fn clear_screen(self) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(b"\x1b[2J\x1b[H");
     }
 
     /// A document that has its own JSON form: `json` or `text`.
     pub(crate) fn document(self, json: &str, text: &str) {
-        line(if self.json {
+        let _ = line(if self.json {
             json
         } else {
             text.trim_end_matches('\n')
@@ -53,7 +62,7 @@ impl Out {
     /// A line for people (nothing in JSON mode).
     pub(crate) fn say(self, text: &str) {
         if !self.json {
-            line(text);
+            let _ = line(text);
         }
     }
 
@@ -65,7 +74,7 @@ impl Out {
                 "hint": e.hint(),
                 "exit_code": e.exit_code(),
             });
-            line(&out.to_string());
+            let _ = line(&out.to_string());
         } else {
             eprintln_safe(&format!("error: {e}"));
             if let Some(hint) = e.hint() {
@@ -75,10 +84,10 @@ impl Out {
     }
 }
 
-fn line(text: &str) {
+/// Writes a line; `false` if stdout is closed.
+fn line(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
+    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }
 
 fn eprintln_safe(text: &str) {

@@ -301,9 +301,9 @@ fn server_kill_campaign(db: Backend) {
         let port = support::free_port();
         let url = format!("http://127.0.0.1:{port}");
         let mut server = serve(&rk, port);
+        // Text output: an error and its hint go to stderr, which the
+        // assertion below shows.
         let mut client = Guard(rk.spawn(&[
-            "--format",
-            "json",
             "demo",
             "login-all",
             "--server",

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use rekey_core::auth::LoginAuthenticator;
 use rekey_core::bundle::package::{PackageError, parse_package};
 use rekey_core::bundle::{BuildError, MigrationPackage};
+use rekey_core::confirm::{Receipt, ReceiptJson, RoleCheck, parse_role_checks};
 use rekey_core::report::{AbortReport, ApplyReport, FinalizeReport, StartReport, StatusReport};
 use rekey_core::{PrincipalId, VaultId};
 use serde::de::DeserializeOwned;
@@ -77,6 +78,10 @@ impl ApiError for ClientError {
         ClientError::is_conflict(self)
     }
 
+    fn is_already_migrated(&self) -> bool {
+        self.code() == Some("already_migrated")
+    }
+
     fn builder_failed() -> Self {
         ClientError::BuilderFailed
     }
@@ -102,11 +107,12 @@ impl ClientError {
     }
 
     /// The vault changed under the client: fetch a new package, rebuild.
-    /// (An account that has migrated already is a 409 too, but rebuilding
-    /// cannot help it.)
+    /// (An account that has migrated already, or that cannot migrate, is
+    /// a 409 too, but rebuilding cannot help it.)
     #[must_use]
     pub fn is_conflict(&self) -> bool {
-        self.status() == Some(409) && self.code() != Some("already_migrated")
+        self.status() == Some(409)
+            && !matches!(self.code(), Some("already_migrated" | "not_pending"))
     }
 }
 
@@ -219,10 +225,11 @@ impl HttpClient {
     /// connection fails, pausing [`FIRST_BACKOFF`], then twice as long
     /// each time up to [`MAX_BACKOFF`]. A connection that could not be
     /// opened is retried for every request; one that broke before the
-    /// whole answer arrived only for reads, logins and bundle submissions,
-    /// which are safe to resend (a login opens one more session; a bundle
-    /// applied before the connection dropped answers `409 already
-    /// migrated` the second time); an admin action is not sent twice. An answer (whatever its status) and a timeout
+    /// whole answer arrived only for reads, logins, bundles and role
+    /// receipts, which are safe to resend (a login opens one more session;
+    /// a receipt is kept once; a bundle applied before the connection
+    /// dropped answers `409 already migrated` the second time); an admin
+    /// action is not sent twice. An answer (whatever its status) and a timeout
     /// are never retried.
     #[must_use]
     pub fn with_transport_attempts(mut self, attempts: usize) -> Self {
@@ -248,8 +255,10 @@ impl HttpClient {
         admin: bool,
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let body = body.map(|(ct, bytes)| (ct.to_owned(), Bytes::from(bytes)));
-        let resend_safe =
-            method == Method::GET || path.ends_with("/bundle") || path == "/v1/session";
+        let resend_safe = method == Method::GET
+            || path.ends_with("/bundle")
+            || path.ends_with("/role-receipts")
+            || path == "/v1/session";
         let mut pause = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
@@ -477,5 +486,33 @@ impl MigrationApi for HttpClient {
             )
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    /// `GET /v1/principals/{id}/role-checks`, checked as untrusted input.
+    async fn role_checks(&self, principal: PrincipalId) -> Result<Vec<RoleCheck>, ClientError> {
+        let bytes = self
+            .call(
+                Method::GET,
+                &format!("/v1/principals/{principal}/role-checks"),
+                None,
+                false,
+            )
+            .await?;
+        parse_role_checks(&bytes, principal, self.vault)
+            .map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    /// `POST /v1/principals/{id}/role-receipts`.
+    async fn confirm(&self, principal: PrincipalId, receipt: Receipt) -> Result<(), ClientError> {
+        let body = serde_json::to_vec(&ReceiptJson::from(&receipt))
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        self.call(
+            Method::POST,
+            &format!("/v1/principals/{principal}/role-receipts"),
+            Some(("application/json", body)),
+            false,
+        )
+        .await?;
+        Ok(())
     }
 }

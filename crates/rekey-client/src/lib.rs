@@ -13,5 +13,6 @@ pub mod migrate;
 
 pub use http::{ClientError, HttpClient};
 pub use migrate::{
-    ApiError, MIGRATE_ATTEMPTS, MigrateReport, MigrationApi, conflict_backoff, migrate,
+    ApiError, MIGRATE_ATTEMPTS, MigrateReport, MigrationApi, RoleConfirmations, confirm_roles,
+    conflict_backoff, migrate,
 };

@@ -5,6 +5,7 @@ use rekey_core::bundle::{
     BuildError, BuildOptions, BuildOutput, BuildReport, MigrationPackage, OpenedGrants, Unlock,
     build_bundle_reusing,
 };
+use rekey_core::confirm::{Receipt, RoleCheck, confirm_role};
 use rekey_core::report::ApplyReport;
 use rekey_core::{MasterSecret, PrincipalId};
 use std::future::Future;
@@ -46,6 +47,9 @@ fn backoff_share(retry: usize, draw: u32) -> Duration {
 pub trait ApiError: From<BuildError> + Send + 'static {
     /// The vault changed under the client: fetch a new package, rebuild.
     fn is_conflict(&self) -> bool;
+    /// The account has migrated already (an earlier login, or an answer
+    /// lost on the way): nothing to build.
+    fn is_already_migrated(&self) -> bool;
     /// The bundle builder stopped without an answer (it panicked).
     fn builder_failed() -> Self;
 }
@@ -67,6 +71,20 @@ pub trait MigrationApi: Sync {
         principal: PrincipalId,
         bundle: Vec<u8>,
     ) -> impl Future<Output = Result<ApplyReport, Self::Error>> + Send;
+
+    /// The migrated roles `principal` has to confirm
+    /// ([`rekey_core::confirm`]), checked as untrusted input.
+    fn role_checks(
+        &self,
+        principal: PrincipalId,
+    ) -> impl Future<Output = Result<Vec<RoleCheck>, Self::Error>> + Send;
+
+    /// Hands in `principal`'s receipt for one role.
+    fn confirm(
+        &self,
+        principal: PrincipalId,
+        receipt: Receipt,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// Reports `(done, total)` legacy unwraps while a bundle builds.
@@ -83,6 +101,19 @@ pub struct MigrateReport {
     pub retries: usize,
     /// Size of the accepted bundle in bytes.
     pub bundle_bytes: usize,
+    /// What the role confirmations after the migration found.
+    pub roles: RoleConfirmations,
+}
+
+/// What [`confirm_roles`] did.
+#[derive(Debug, Clone, Default)]
+pub struct RoleConfirmations {
+    /// Roles confirmed (a receipt handed in).
+    pub confirmed: usize,
+    /// Roles that do not open for this account as another member migrated
+    /// them, with the reason: the administrator must not finalize (it
+    /// refuses) and should abort.
+    pub refused: Vec<(PrincipalId, String)>,
 }
 
 /// Migrates `principal`: fetches its package, builds the bundle with its
@@ -101,12 +132,27 @@ pub async fn migrate<A: MigrationApi>(
     let memo = Arc::new(OpenedGrants::new());
     let mut retries = 0;
     loop {
-        let package = api.package(principal).await?;
-        let (master, memo, progress) = (master.clone(), memo.clone(), progress.clone());
+        let package = match api.package(principal).await {
+            Ok(p) => p,
+            Err(e) if e.is_already_migrated() => {
+                // Nothing to build; the roles other members migrated since
+                // may still wait for this account's receipt.
+                let roles = confirm_roles(api, principal, &master).await?;
+                if !roles.refused.is_empty() {
+                    tracing::warn!(
+                        refused = roles.refused.len(),
+                        "roles do not open for this account"
+                    );
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let (secret, memo, progress) = (master.clone(), memo.clone(), progress.clone());
         let built = tokio::task::spawn_blocking(move || {
             build_bundle_reusing(
                 &package,
-                Unlock::MasterSecret(&master),
+                Unlock::MasterSecret(&secret),
                 options,
                 &*progress,
                 &memo,
@@ -122,11 +168,13 @@ pub async fn migrate<A: MigrationApi>(
         let bundle_bytes = bytes.len();
         match api.submit(principal, bytes).await {
             Ok(applied) => {
+                let roles = confirm_roles(api, principal, &master).await?;
                 return Ok(MigrateReport {
                     build: report,
                     applied,
                     retries,
                     bundle_bytes,
+                    roles,
                 });
             }
             Err(e) if e.is_conflict() && retries + 1 < MIGRATE_ATTEMPTS => {
@@ -136,6 +184,37 @@ pub async fn migrate<A: MigrationApi>(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Checks every migrated role `principal` has to confirm, with its master
+/// secret, on the blocking pool, and hands in a receipt for each that
+/// opens as it should. A role that does not is reported, not fatal: this
+/// account's own migration stands, and finalization waits for the
+/// administrator.
+pub async fn confirm_roles<A: MigrationApi>(
+    api: &A,
+    principal: PrincipalId,
+    master: &Arc<MasterSecret>,
+) -> Result<RoleConfirmations, A::Error> {
+    let mut out = RoleConfirmations::default();
+    for check in api.role_checks(principal).await? {
+        let role = check.role;
+        let master = master.clone();
+        let checked = tokio::task::spawn_blocking(move || confirm_role(&check, &master))
+            .await
+            .map_err(|_| A::Error::builder_failed())?;
+        match checked {
+            Ok(receipt) => {
+                api.confirm(principal, receipt).await?;
+                out.confirmed += 1;
+            }
+            Err(e) => {
+                tracing::warn!(role = %role, error = %e, "a migrated role does not open for this account");
+                out.refused.push((role, e.to_string()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

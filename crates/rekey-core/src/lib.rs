@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod bundle;
+pub mod confirm;
 pub mod crypto;
 pub mod envelope;
 pub mod error;

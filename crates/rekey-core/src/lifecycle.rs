@@ -100,6 +100,17 @@ pub enum TransitionError {
         /// The first few, as `name: grant id`.
         first: Vec<String>,
     },
+    /// Members of migrated roles whose clients have not confirmed that
+    /// the role, as another member migrated it, opens for them: a hostile
+    /// or broken client may have cut them off, and deleting the legacy
+    /// material would make that final.
+    #[error("{count} member(s) of migrated roles have not confirmed the role's new key; nothing was deleted: {}", list(first, *count))]
+    RoleMembersUnconfirmed {
+        /// How many.
+        count: u64,
+        /// The first few, as `member (role)`.
+        first: Vec<String>,
+    },
     /// Legacy material still present when completing.
     #[error("{count} legacy row(s) still to delete; run finalize again to resume")]
     LegacyMaterialLeft {
@@ -128,6 +139,7 @@ impl TransitionError {
             }
             TransitionError::MigratedWithoutKey { .. } => "migrated_without_key",
             TransitionError::LegacyGrantsUncovered { .. } => "legacy_grants_uncovered",
+            TransitionError::RoleMembersUnconfirmed { .. } => "role_members_unconfirmed",
             TransitionError::LegacyMaterialLeft { .. } => "legacy_material_left",
             TransitionError::TooLateToAbort(_) => "too_late_to_abort",
         }
@@ -280,6 +292,11 @@ pub struct FinalizeFacts {
     pub uncovered_legacy_grants: u64,
     /// The first of them, as `name: grant id`.
     pub first_uncovered: Vec<String>,
+    /// Members of migrated roles that have not confirmed the role's new
+    /// key (`crate::confirm`).
+    pub unconfirmed_members: u64,
+    /// The first of them, as `member (role)`.
+    pub first_unconfirmed: Vec<String>,
 }
 
 impl FinalizeFacts {
@@ -298,6 +315,12 @@ impl FinalizeFacts {
             return Err(TransitionError::LegacyGrantsUncovered {
                 count: self.uncovered_legacy_grants,
                 first: self.first_uncovered.clone(),
+            });
+        }
+        if self.unconfirmed_members > 0 {
+            return Err(TransitionError::RoleMembersUnconfirmed {
+                count: self.unconfirmed_members,
+                first: self.first_unconfirmed.clone(),
             });
         }
         Ok(())

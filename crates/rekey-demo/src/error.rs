@@ -87,6 +87,10 @@ impl rekey_client::ApiError for DemoError {
         DemoError::is_conflict(self)
     }
 
+    fn is_already_migrated(&self) -> bool {
+        DemoError::is_already_migrated(self)
+    }
+
     fn builder_failed() -> Self {
         DemoError::Internal("the bundle builder failed")
     }

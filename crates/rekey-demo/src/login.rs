@@ -8,6 +8,7 @@ use crate::password::{KdfParams, master_secret};
 use rekey_client::{HttpClient, MigrateReport, MigrationApi, migrate};
 use rekey_core::auth::LoginAuthenticator;
 use rekey_core::bundle::{BuildOptions, CheckError, MigrationPackage};
+use rekey_core::confirm::{Receipt, RoleCheck};
 use rekey_core::model::{KeyCustody, PrincipalKind};
 use rekey_core::report::ApplyReport;
 use rekey_core::{PrincipalId, VaultId};
@@ -34,6 +35,14 @@ impl MigrationApi for InProcess<'_> {
         bundle: Vec<u8>,
     ) -> Result<ApplyReport, DemoError> {
         Ok(self.0.submit(principal, &bundle).await?)
+    }
+
+    async fn role_checks(&self, principal: PrincipalId) -> Result<Vec<RoleCheck>, DemoError> {
+        Ok(self.0.role_checks(principal).await?)
+    }
+
+    async fn confirm(&self, principal: PrincipalId, receipt: Receipt) -> Result<(), DemoError> {
+        Ok(self.0.confirm_role(principal, &receipt).await?)
     }
 }
 
@@ -164,15 +173,27 @@ pub struct LoginSummary {
     pub legacy_unwraps: usize,
     /// Rebuilds after conflicts.
     pub conflicts_rebuilt: usize,
+    /// Role receipts handed in (members confirming roles others migrated).
+    pub roles_confirmed: usize,
+    /// Roles that did not open for a member as another member migrated
+    /// them: `member: role: reason`. Finalize refuses while any is left.
+    pub roles_refused: Vec<String>,
     /// Wall time.
     pub seconds: f64,
 }
 
 impl LoginSummary {
-    fn add(&mut self, r: &MigrateReport) {
+    fn add(&mut self, name: &str, r: &MigrateReport) {
         self.grants += r.applied.grants;
         self.legacy_unwraps += r.build.grants_rewrapped;
         self.conflicts_rebuilt += r.retries;
+        self.roles_confirmed += r.roles.confirmed;
+        self.roles_refused.extend(
+            r.roles
+                .refused
+                .iter()
+                .map(|(role, why)| format!("{name}: role {role}: {why}")),
+        );
     }
 
     fn merge(&mut self, other: &LoginSummary) {
@@ -180,6 +201,9 @@ impl LoginSummary {
         self.grants += other.grants;
         self.legacy_unwraps += other.legacy_unwraps;
         self.conflicts_rebuilt += other.conflicts_rebuilt;
+        self.roles_confirmed += other.roles_confirmed;
+        self.roles_refused
+            .extend(other.roles_refused.iter().cloned());
     }
 
     /// Grants written per second.
@@ -265,7 +289,7 @@ impl Worker {
             let r = login(&self.via, self.vault, &name, &user, Some(1), quiet.clone()).await;
             (self.progress)(self.done.fetch_add(1, Ordering::Relaxed) + 1, self.total);
             match r {
-                Ok(report) => sum.add(&report),
+                Ok(report) => sum.add(&name, &report),
                 Err(e) if e.is_already_migrated() => sum.already_migrated += 1,
                 Err(e) => {
                     // The others finish the login they are in, then stop.

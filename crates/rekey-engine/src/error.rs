@@ -73,6 +73,9 @@ pub enum EngineError {
     /// written off.
     #[error("`{}` does not resolve a non-migratable grant; use reshared or written_off", .0.as_str())]
     BadResolution(rekey_core::model::Resolution),
+    /// A role receipt was refused: what was wrong with it.
+    #[error("role receipt refused: {0}")]
+    ReceiptRefused(&'static str),
     /// The login authenticator does not match (or the account has no
     /// login): the same answer either way.
     #[error("wrong credentials")]

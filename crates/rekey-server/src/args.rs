@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The vault URL when neither `--db` nor `REKEY_DATABASE_URL` gives one.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://rekey.db?mode=rwc";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://rekey.db";
 /// The key directory when neither `--key-dir` nor `REKEY_KEY_DIR` gives one.
 pub const DEFAULT_KEY_DIR: &str = "rekey-keys";
 

@@ -208,6 +208,9 @@ impl ServerError {
             ServerError::WrongAccount => "post each account's requests with its own session",
             ServerError::TooManyAttempts { .. } => "wait, then log in with the right password",
             ServerError::Busy | ServerError::BodyTimeout => "send the request again",
+            ServerError::SignatureRefused { code, .. } if *code == "receipt_refused" => {
+                "confirm only roles listed by GET /v1/principals/{id}/role-checks, signing with the role's new key"
+            }
             ServerError::SignatureRefused { .. } => {
                 "sign the bundle with the account's own legacy key and post it at its own URL"
             }
@@ -328,6 +331,10 @@ impl ServerError {
                 "send {\"resolution\": \"reshared\"} or {\"resolution\": \"written_off\"}",
             ),
             EngineError::BadCredentials => ServerError::BadCredentials,
+            e @ EngineError::ReceiptRefused(_) => ServerError::SignatureRefused {
+                message: e.to_string(),
+                code: "receipt_refused",
+            },
             EngineError::Session(e) => ServerError::SessionRefused(e),
             EngineError::Storage(s) => Self::from_storage(s),
             EngineError::Preflight(rekey_preflight::Error::Storage { source }) => {

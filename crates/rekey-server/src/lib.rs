@@ -13,6 +13,8 @@
 //! POST /v1/session                             log in with the login authenticator
 //! GET  /v1/principals/{id}/package             rekey-package/1 JSON (session of {id})
 //! POST /v1/principals/{id}/bundle              the binary bundle (session of {id})
+//! GET  /v1/principals/{id}/role-checks         roles {id} must confirm (session of {id})
+//! POST /v1/principals/{id}/role-receipts       a role receipt (session of {id})
 //! GET|PUT /v1/records/{id}                     admin; PUT answers 423 during the migration
 //! ```
 //!

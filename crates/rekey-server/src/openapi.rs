@@ -147,6 +147,17 @@ pub fn document() -> Value {
                         "authenticator": { "type": "string", "description": "hex of the 32-byte login authenticator (docs/PROTOCOL.md)" }
                     }
                 },
+                "ReceiptRequest": {
+                    "type": "object",
+                    "required": ["role", "key_pair", "checked", "signature"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "role": { "type": "string", "format": "uuid" },
+                        "key_pair": { "type": "string", "format": "uuid", "description": "the role's current key pair" },
+                        "checked": { "type": "integer", "minimum": 0, "description": "the role's grants compared" },
+                        "signature": { "type": "string", "description": "hex of the ECDSA signature by the role's new key (docs/PROTOCOL.md, role confirmations)" }
+                    }
+                },
                 "RecordWrite": {
                     "type": "object",
                     "required": ["ciphertext"],

@@ -22,6 +22,9 @@ use axum::routing::{MethodRouter, get, post, put};
 use rekey_core::auth::LoginAuthenticator;
 use rekey_core::bundle::SignedBundle;
 use rekey_core::bundle::package::PackageJson;
+use rekey_core::confirm::{
+    ROLE_CHECKS_FORMAT, Receipt, ReceiptJson, RoleCheckJson, RoleChecksJson,
+};
 use rekey_core::model::{Resolution, Timestamp};
 use rekey_core::report::{AbortReport, ApplyReport, FinalizeReport, StartReport, StatusReport};
 use rekey_core::{GrantId, PrincipalId, RecordId};
@@ -363,6 +366,48 @@ pub static ROUTES: &[RouteSpec] = &[
         ],
         large_body: true,
         handler: || post(submit_bundle),
+    },
+    RouteSpec {
+        method: HttpMethod::Get,
+        path: "/v1/principals/{id}/role-checks",
+        summary: "The migrated roles this account must confirm, with what its client needs to check them (rekey-role-checks/1)",
+        tag: "client",
+        auth: Auth::Session,
+        body: BodyKind::None,
+        responses: &[
+            (
+                200,
+                "the role checks (an empty list when there is nothing to confirm)",
+            ),
+            (400, "malformed id"),
+            (401, "no session, or an expired or invalid one"),
+            (403, "the session belongs to another account"),
+            (404, "no such principal"),
+            (423, "no migration in progress"),
+        ],
+        large_body: false,
+        handler: || get(role_checks),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/principals/{id}/role-receipts",
+        summary: "Hand in a receipt: the account's client checked a role another member migrated and signs with the role's new key",
+        tag: "client",
+        auth: Auth::Session,
+        body: BodyKind::Json("ReceiptRequest"),
+        responses: &[
+            (200, "kept"),
+            (400, "malformed body or id"),
+            (401, "no session, or an expired or invalid one"),
+            (
+                403,
+                "the session belongs to another account, or the receipt is refused (not a member, another key, a signature that does not verify)",
+            ),
+            (413, "body too large"),
+            (423, "no migration in progress"),
+        ],
+        large_body: false,
+        handler: || post(role_receipt),
     },
     RouteSpec {
         method: HttpMethod::Get,
@@ -913,6 +958,65 @@ async fn package(
         .await
         .map_err(ServerError::from_engine)?;
     Ok(Json(PackageJson::from(&p)))
+}
+
+async fn role_checks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<RoleChecksJson>, ServerError> {
+    let principal: PrincipalId = decode_id(&id, "principal")?;
+    session_for(&state, &headers, principal).await?;
+    let checks = state
+        .engine()
+        .role_checks(principal)
+        .await
+        .map_err(ServerError::from_engine)?;
+    let (vault, run) = match checks.first() {
+        Some(c) => (c.vault, c.run),
+        None => state
+            .engine()
+            .current_run()
+            .await
+            .map_err(ServerError::from_engine)?,
+    };
+    Ok(Json(RoleChecksJson {
+        format: ROLE_CHECKS_FORMAT.to_owned(),
+        vault,
+        run,
+        holder: principal,
+        roles: checks.iter().map(RoleCheckJson::from_check).collect(),
+    }))
+}
+
+const RECEIPT_HINT: &str = "send {\"role\": \"<uuid>\", \"key_pair\": \"<uuid>\", \"checked\": <n>, \"signature\": \"<hex>\"}";
+
+/// Decodes the body of `POST /v1/principals/{id}/role-receipts`.
+pub fn decode_receipt(bytes: &[u8]) -> Result<Receipt, ServerError> {
+    let req: ReceiptJson = json(bytes, RECEIPT_HINT)?;
+    req.into_receipt().ok_or_else(|| {
+        ServerError::bad_request("the signature is not hex", "hex_malformed", RECEIPT_HINT)
+    })
+}
+
+async fn role_receipt(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ServerError> {
+    let principal: PrincipalId = decode_id(&id, "principal")?;
+    session_for(&state, &headers, principal).await?;
+    let receipt = decode_receipt(&body(raw, &state, false)?)?;
+    state
+        .engine()
+        .confirm_role(principal, &receipt)
+        .await
+        .map_err(ServerError::from_engine)?;
+    tracing::info!(role = %receipt.role, checked = receipt.checked, "role confirmed");
+    Ok(Json(
+        json!({ "role": receipt.role, "key_pair": receipt.key_pair }),
+    ))
 }
 
 async fn submit_bundle(

@@ -528,6 +528,8 @@ async fn openapi_lists_exactly_the_routes_served() {
         ("POST", "/v1/session"),
         ("GET", "/v1/principals/{id}/package"),
         ("POST", "/v1/principals/{id}/bundle"),
+        ("GET", "/v1/principals/{id}/role-checks"),
+        ("POST", "/v1/principals/{id}/role-receipts"),
         ("GET", "/v1/records/{id}"),
         ("PUT", "/v1/records/{id}"),
     ]

@@ -17,7 +17,7 @@ pub const GUARD_MESSAGE: &str = "rekey: the migration row is written by rekey al
 pub enum Error {
     /// The URL's scheme is not one rekey can open.
     #[error(
-        "cannot open {url}: unsupported database URL; use sqlite://path?mode=rwc, postgres://… or mysql://…"
+        "cannot open {url}: unsupported database URL; use sqlite://path, postgres://… or mysql://…"
     )]
     UnsupportedUrl {
         /// The URL, password removed.
@@ -25,7 +25,7 @@ pub enum Error {
     },
     /// The database did not answer.
     #[error(
-        "could not connect to the vault at {url}: {source}. Check that the database server is running and that host, port, user and database name in the URL are right (for SQLite, that the file exists or add ?mode=rwc to create it)"
+        "could not connect to the vault at {url}: {source}. Check that the database server is running and that host, port, user and database name in the URL are right (for SQLite, that the file exists: `rekey init` or `rekey demo` creates it)"
     )]
     Unreachable {
         /// The URL, password removed.

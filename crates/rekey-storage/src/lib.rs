@@ -2,8 +2,8 @@
 //! implementation for SQLite, PostgreSQL and MySQL/MariaDB.
 //!
 //! ```text
-//! Vault::init("sqlite://vault.db?mode=rwc")   create or upgrade the schema
-//! Vault::open(url)                            an existing vault of this build
+//! Vault::init("sqlite://vault.db")           create (file mode 0600) or upgrade the schema
+//! Vault::open(url)                            an existing vault of this build; writes nothing
 //! vault.pending_grants(user, 1000)            a cursor, page by page
 //! vault.apply(&write_set)                     one transaction, batched INSERTs
 //! vault.transition(step, version, &audit)     compare-and-swap on the phase
@@ -71,6 +71,6 @@ mod vault;
 
 pub use error::{Error, GUARD_MESSAGE, READ_ONLY_MESSAGE, Result, redact_url};
 pub use vault::{
-    BATCH_ROWS, Backend, FinalizeEvidence, MigrationWrite, PENDING_IDS_PAGE, PendingGrants,
-    PrincipalMigration, SchemaStatus, SeedData, SeedReport, Vault,
+    BATCH_ROWS, Backend, ConfirmedBy, FinalizeEvidence, MigrationWrite, PENDING_IDS_PAGE,
+    PendingGrants, PrincipalMigration, RoleConfirmation, SchemaStatus, SeedData, SeedReport, Vault,
 };

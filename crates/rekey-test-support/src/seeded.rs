@@ -19,33 +19,27 @@ pub const USER_KEY: &[u8] = include_bytes!("../../rekey-core/tests/fixtures/rsa-
 /// Every other principal's key.
 pub const OTHER_KEY: &[u8] = include_bytes!("../../rekey-core/tests/fixtures/rsa-2048-d.pk8");
 
-/// A directory removed on drop.
-/// A temporary directory, removed on drop.
+/// A temporary directory named after its test, removed on drop
+/// (`tempfile`'s, under a `rekey-<label>-` prefix).
 #[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     /// A fresh directory named after `label`.
     #[must_use]
     pub fn new(label: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "rekey-preflight-{label}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
+        Self(
+            tempfile::Builder::new()
+                .prefix(&format!("rekey-{label}-"))
+                .tempdir()
+                .unwrap(),
+        )
     }
 
     /// The directory.
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 

@@ -64,3 +64,25 @@ pub(super) async fn resolve(ctx: &Ctx, grant: &str, resolution: &str) -> Result<
     );
     Ok(0)
 }
+
+/// `waive-role`: finalize stops waiting for one member's receipt.
+pub(super) async fn waive_role(ctx: &Ctx, role: &str, member: &str) -> Result<u8, CliError> {
+    let engine = ctx.engine(Keys::IfPresent).await?;
+    let find = |name: &str| {
+        let engine = engine.clone();
+        let name = name.to_owned();
+        async move {
+            engine
+                .principal_by_name(&name)
+                .await?
+                .ok_or_else(|| CliError::Usage(format!("no principal named {name:?}")))
+        }
+    };
+    let (r, m) = (find(role).await?, find(member).await?);
+    engine.waive_role_confirmation(r.id, m.id).await?;
+    ctx.out.report(
+        &serde_json::json!({ "role": r.id, "member": m.id, "waived": true }),
+        |_| format!("{member} no longer has to confirm {role}; finalize will not wait for it"),
+    );
+    Ok(0)
+}

@@ -128,15 +128,24 @@ async fn logins(
         peak_rss_bytes: crate::progress::peak_rss_bytes(),
     };
     ctx.out.report(&report, |r| {
-        format!(
-            "{} users logged in and migrated: {} grants in {:.1} s ({:.0} grants/s)",
+        let mut t = format!(
+            "{} users logged in and migrated: {} grants in {:.1} s ({:.0} grants/s), {} role receipts",
             r.summary.users,
             r.summary.grants,
             r.summary.seconds,
-            r.summary.grants_per_second()
-        )
+            r.summary.grants_per_second(),
+            r.summary.roles_confirmed
+        );
+        for why in &r.summary.roles_refused {
+            t.push_str(&format!("\nwarning: a role does not open for {why}"));
+        }
+        t
     });
-    Ok(0)
+    if report.summary.roles_refused.is_empty() {
+        Ok(0)
+    } else {
+        Ok(crate::error::code::VERIFY_FAILED)
+    }
 }
 
 pub(super) async fn verify(ctx: &Ctx, credentials: &Path) -> Result<u8, CliError> {

@@ -19,6 +19,8 @@ struct LoginReport<'a> {
     principals: usize,
     retries: usize,
     bundle_bytes: usize,
+    roles_confirmed: usize,
+    roles_refused: Vec<String>,
     seconds: f64,
 }
 
@@ -56,18 +58,36 @@ pub(super) async fn run(
         principals: r.applied.principals.len(),
         retries: r.retries,
         bundle_bytes: r.bundle_bytes,
+        roles_confirmed: r.roles.confirmed,
+        roles_refused: r
+            .roles
+            .refused
+            .iter()
+            .map(|(role, why)| format!("{role}: {why}"))
+            .collect(),
         seconds: started.elapsed().as_secs_f64(),
     };
     ctx.out.report(&report, |r| {
-        format!(
-            "{} migrated{}: {} grants, {} principal(s), {} non-migratable, in {:.2} s",
+        let mut t = format!(
+            "{} migrated{}: {} grants, {} principal(s), {} non-migratable, {} role(s) confirmed, in {:.2} s",
             r.user,
             server.map(|u| format!(" through {u}")).unwrap_or_default(),
             r.grants,
             r.principals,
             r.non_migratable,
+            r.roles_confirmed,
             r.seconds
-        )
+        );
+        for why in &r.roles_refused {
+            t.push_str(&format!("\nwarning: a role does not open for {}: {why}", r.user));
+        }
+        t
     });
-    Ok(0)
+    if report.roles_refused.is_empty() {
+        Ok(0)
+    } else {
+        // The account migrated, but a role another member migrated is
+        // broken for it: the operator must see a failure.
+        Ok(crate::error::code::VERIFY_FAILED)
+    }
 }

@@ -14,11 +14,10 @@ pub(super) async fn run(ctx: &Ctx, all: bool, watch: bool) -> Result<u8, CliErro
     loop {
         let report = engine.status(names).await?;
         if watch && !ctx.out.is_json() && std::io::stdout().is_terminal() {
-            // Clear the screen and go home before each redraw.
-            print!("\x1b[2J\x1b[H");
+            ctx.out.clear_screen();
         }
-        ctx.out.report(&report, |r| text(r, all));
-        if !watch || report.phase == Phase::Completed {
+        let written = ctx.out.report(&report, |r| text(r, all));
+        if !watch || !written || report.phase == Phase::Completed {
             return Ok(0);
         }
         tokio::select! {

@@ -257,6 +257,112 @@ fn build_inner(
     progress: &(dyn Fn(usize, usize) + Sync),
     memo: &OpenedGrants,
 ) -> Result<BuildOutput, BuildError> {
+    let parallel = options.threads != Some(1);
+    let unsigned = build_parts(package, unlock, options, progress, memo)?;
+    unsigned.sign_with(parallel)
+}
+
+/// A bundle built but not signed yet, with the keys that will sign it:
+/// [`build_unsigned`] lets a caller look at (or, in tests, tamper with)
+/// the bundle before [`Unsigned::sign`]. Its keys are wiped on drop.
+pub struct Unsigned<'a> {
+    /// The bundle, as it will be signed.
+    pub bundle: Bundle,
+    /// What the build did.
+    pub report: BuildReport,
+    keys: Vec<(Signer, EcPrivateKey)>,
+    submitter_legacy: SubmitterLegacy<'a>,
+    server_key: bool,
+}
+
+enum SubmitterLegacy<'a> {
+    Owned(LegacyRsaPrivateKey),
+    Server(&'a LegacyRsaPrivateKey),
+}
+
+impl std::fmt::Debug for Unsigned<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsigned")
+            .field("parts", &self.bundle.parts.len())
+            .field("keys", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the bundle for `package` without signing it (single-threaded).
+pub fn build_unsigned<'a>(
+    package: &MigrationPackage,
+    unlock: Unlock<'a>,
+    options: BuildOptions,
+) -> Result<Unsigned<'a>, BuildError> {
+    build_parts(
+        package,
+        unlock,
+        BuildOptions {
+            threads: Some(1),
+            ..options
+        },
+        &|_, _| {},
+        &OpenedGrants::new(),
+    )
+}
+
+impl Unsigned<'_> {
+    /// Encodes the bundle and signs every part: RSA-PSS by its legacy key,
+    /// ECDSA by its new key. The parts must still be the built ones, in
+    /// order (their contents may have changed).
+    pub fn sign(self) -> Result<BuildOutput, BuildError> {
+        self.sign_with(false)
+    }
+
+    fn sign_with(self, parallel: bool) -> Result<BuildOutput, BuildError> {
+        let Unsigned {
+            bundle,
+            report,
+            keys,
+            submitter_legacy,
+            server_key,
+        } = self;
+        if keys.len() != bundle.parts.len() {
+            return Err(BuildError::Crypto(CryptoError::Library(
+                "the bundle's parts are not the ones built",
+            )));
+        }
+        let body = encode_body(&bundle);
+        let legacy = match &submitter_legacy {
+            SubmitterLegacy::Owned(k) => k,
+            SubmitterLegacy::Server(k) => *k,
+        };
+        let memo = OpenedGrants::new();
+        let progress = Progress {
+            done: AtomicUsize::new(0),
+            total: 0,
+            report: &|_, _| {},
+            memo: &memo,
+            parallel,
+        };
+        let principals: Vec<PrincipalId> = bundle.parts.iter().map(|p| p.principal).collect();
+        let signatures = sign_parts(&principals, &keys, &body_digest(&body), legacy, &progress)?;
+        let new_server_key = if server_key {
+            keys.into_iter().next().map(|(_, k)| k)
+        } else {
+            None
+        };
+        Ok(BuildOutput {
+            bundle: SignedBundle::from_parts(body, bundle, signatures),
+            new_server_key,
+            report,
+        })
+    }
+}
+
+fn build_parts<'a>(
+    package: &MigrationPackage,
+    unlock: Unlock<'a>,
+    options: BuildOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    memo: &OpenedGrants,
+) -> Result<Unsigned<'a>, BuildError> {
     let total = package.pending_grants.len()
         + package
             .candidates
@@ -272,10 +378,14 @@ fn build_inner(
     };
     // 1. Unlock the submitter's legacy key.
     let (owned_legacy, kek) = unlock_legacy(package, &unlock)?;
-    let legacy_key: &LegacyRsaPrivateKey = match (&owned_legacy, &unlock) {
-        (Some(k), _) => k,
-        (None, Unlock::ServerKey(k)) => k,
+    let submitter_legacy = match (owned_legacy, unlock) {
+        (Some(k), _) => SubmitterLegacy::Owned(k),
+        (None, Unlock::ServerKey(k)) => SubmitterLegacy::Server(k),
         (None, Unlock::MasterSecret(_)) => return Err(BuildError::MissingWrappedKey),
+    };
+    let legacy_key = match &submitter_legacy {
+        SubmitterLegacy::Owned(k) => k,
+        SubmitterLegacy::Server(k) => *k,
     };
     if legacy_key.public_key() != package.legacy_key.public_key {
         return Err(BuildError::LegacyKeyMismatch);
@@ -285,24 +395,26 @@ fn build_inner(
     // 4. Candidates, in waves.
     let holder_sealers = holder_sealers(package, &progress)?;
     build_candidates(package, options, &holder_sealers, &progress, &mut state)?;
-    // 5. Encode and sign.
+    // 5. The bundle, ready to encode and sign.
     let Building { built, report, .. } = state;
-    let bundle = Bundle {
-        vault: package.vault,
-        run: package.run,
-        submitter: package.principal,
-        parts: built.iter().map(|b| b.part.clone()).collect(),
-    };
-    let body = encode_body(&bundle);
-    let signatures = sign_parts(&built, &body_digest(&body), legacy_key, &progress)?;
-    let new_server_key = match unlock {
-        Unlock::ServerKey(_) => built.into_iter().next().map(|b| b.new_key),
-        Unlock::MasterSecret(_) => None,
-    };
-    Ok(BuildOutput {
-        bundle: SignedBundle::from_parts(body, bundle, signatures),
-        new_server_key,
+    let mut parts = Vec::with_capacity(built.len());
+    let mut keys = Vec::with_capacity(built.len());
+    for b in built {
+        parts.push(b.part);
+        keys.push((b.legacy, b.new_key));
+    }
+    let server_key = matches!(submitter_legacy, SubmitterLegacy::Server(_));
+    Ok(Unsigned {
+        bundle: Bundle {
+            vault: package.vault,
+            run: package.run,
+            submitter: package.principal,
+            parts,
+        },
         report,
+        keys,
+        submitter_legacy,
+        server_key,
     })
 }
 
@@ -506,15 +618,18 @@ fn build_candidates(
 /// Each part's two signatures over the body's digest: RSA-PSS by its
 /// legacy key, ECDSA by its new key (the proof of possession).
 fn sign_parts(
-    built: &[BuiltPart],
+    principals: &[PrincipalId],
+    keys: &[(Signer, EcPrivateKey)],
     digest: &[u8; 32],
     submitter_legacy: &LegacyRsaPrivateKey,
     progress: &Progress<'_>,
 ) -> Result<Vec<BundleSignature>, CryptoError> {
+    let items: Vec<(PrincipalId, &(Signer, EcPrivateKey))> =
+        principals.iter().copied().zip(keys).collect();
     let signed: Vec<Vec<BundleSignature>> = progress
-        .map_each(built, |b| {
-            let p = b.part.principal;
-            let legacy: &LegacyRsaPrivateKey = match &b.legacy {
+        .map_each(&items, |(p, (legacy, new_key))| {
+            let p = *p;
+            let legacy: &LegacyRsaPrivateKey = match legacy {
                 Signer::Owned(k) => k,
                 Signer::Borrowed => submitter_legacy,
             };
@@ -523,7 +638,7 @@ fn sign_parts(
                 SignatureKind::LegacyRsaPss,
                 p,
             ))?;
-            let ec = b.new_key.sign(&signed_message_of_digest(
+            let ec = new_key.sign(&signed_message_of_digest(
                 digest,
                 SignatureKind::NewKeyEcdsa,
                 p,

@@ -17,7 +17,8 @@ pub mod wire;
 
 pub use build::{
     BuildError, BuildOptions, BuildOutput, BuildReport, OpenedGrants, PENDING_HOLDER_SCHEME,
-    Unlock, build_bundle, build_bundle_reusing, build_bundle_with_progress,
+    Unlock, Unsigned, build_bundle, build_bundle_reusing, build_bundle_with_progress,
+    build_unsigned,
 };
 pub use check::{
     CheckContext, CheckError, CheckedBundle, HolderFacts, Preconditions, PrincipalFacts,

@@ -120,6 +120,11 @@ impl Engine {
         // envelopes: one copy of a large bundle in memory, not three.
         let checked = check_signed(signed, &ctx)?;
         let principals = checked.bundle().parts.iter().map(|p| p.principal).collect();
+        // The submitter confirms the roles it migrates by building them.
+        let built: Vec<(PrincipalId, KeyPairId)> = checked.bundle().parts[1..]
+            .iter()
+            .map(|p| (p.principal, p.new_key_pair.id))
+            .collect();
         let write = self.write_set(checked);
         let report = ApplyReport {
             principals,
@@ -130,6 +135,9 @@ impl Engine {
             rekey_storage::Error::Conflict { reason, .. } => EngineError::ApplyConflict(reason),
             other => EngineError::Storage(other),
         })?;
+        if !built.is_empty() {
+            self.confirm_built(submitter, run, &built).await?;
+        }
         Ok(report)
     }
 

@@ -87,6 +87,12 @@ impl Engine {
                 .map(|n| n.grant)
                 .collect(),
             servers_without_new_certificates,
+            unconfirmed_members: evidence.unconfirmed,
+            first_unconfirmed: evidence
+                .first_unconfirmed
+                .into_iter()
+                .map(|(member, role)| format!("{member} ({role})"))
+                .collect(),
         })
     }
 

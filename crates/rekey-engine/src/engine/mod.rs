@@ -14,6 +14,7 @@
 mod admin;
 mod apply;
 mod auth;
+mod confirm;
 mod finalize;
 mod package;
 mod reads;

@@ -167,6 +167,12 @@ impl Engine {
 
     /// The vault id and the current run, or `WrongPhase` when no
     /// migration is in progress.
+    pub async fn current_run(&self) -> Result<(VaultId, RunId), EngineError> {
+        self.run_in_progress().await
+    }
+
+    /// The vault id and the current run, or `WrongPhase` when no
+    /// migration is in progress.
     pub(crate) async fn run_in_progress(&self) -> Result<(VaultId, RunId), EngineError> {
         let (state, row) = self.lifecycle().await?;
         let run = state.run().ok_or(EngineError::WrongPhase {

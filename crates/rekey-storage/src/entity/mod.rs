@@ -18,5 +18,6 @@ pub mod migration;
 pub mod non_migratable;
 pub mod principal;
 pub mod record;
+pub mod role_confirmation;
 pub mod server;
 pub mod setting;

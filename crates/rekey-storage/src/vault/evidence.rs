@@ -19,6 +19,11 @@ pub struct FinalizeEvidence {
     pub uncovered: u64,
     /// The first of them: the recipient's name and the grant.
     pub first_uncovered: Vec<(String, GrantId)>,
+    /// Members (e2ee users, not purged) of migrated roles that have not
+    /// confirmed the role's current key (`rekey_core::confirm`).
+    pub unconfirmed: u64,
+    /// The first of them: the member's and the role's names.
+    pub first_unconfirmed: Vec<(String, String)>,
 }
 
 impl Vault {
@@ -51,11 +56,30 @@ impl Vault {
                       AND r.subject_kind = 'private_key' AND r.legacy = FALSE \
                  WHERE old_kp.id = lg.subject_id))"
         );
+        let unconfirmed = "FROM membership m \
+             JOIN principal r ON r.id = m.role_id AND r.migration_state = 'migrated' \
+             JOIN principal u ON u.id = m.member_id AND u.kind = 'user' \
+                  AND u.custody = 'e2ee' AND u.migration_state <> 'exempt' \
+             JOIN key_pair k ON k.principal_id = r.id AND k.state = 'current' \
+             WHERE NOT EXISTS (SELECT 1 FROM role_confirmation c \
+                               WHERE c.role_id = r.id AND c.holder_id = u.id \
+                               AND c.key_pair_id = k.id)";
         let mut evidence = FinalizeEvidence {
             without_key: self.count(without_key).await?,
             uncovered: self.count(&uncovered).await?,
+            unconfirmed: self.count(unconfirmed).await?,
             ..FinalizeEvidence::default()
         };
+        if evidence.unconfirmed > 0 {
+            let sql = format!(
+                "SELECT u.name, r.name {unconfirmed} ORDER BY r.name, u.name LIMIT {shown}"
+            );
+            for row in self.rows(&sql).await? {
+                let member: String = row.try_get_by_index(0).map_err(db("read the evidence"))?;
+                let role: String = row.try_get_by_index(1).map_err(db("read the evidence"))?;
+                evidence.first_unconfirmed.push((member, role));
+            }
+        }
         if evidence.without_key > 0 {
             let sql = format!("SELECT p.name {without_key} ORDER BY p.name LIMIT {shown}");
             for row in self.rows(&sql).await? {

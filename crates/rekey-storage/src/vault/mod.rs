@@ -4,6 +4,7 @@
 //! `progress`); SQL and sea-orm stay inside this module tree.
 
 mod auth;
+mod confirm;
 mod convert;
 mod evidence;
 mod facts;
@@ -14,6 +15,7 @@ mod seed;
 mod sql;
 mod write_set;
 
+pub use confirm::{ConfirmedBy, RoleConfirmation};
 pub use evidence::FinalizeEvidence;
 pub use read::{PENDING_IDS_PAGE, PendingGrants};
 pub use seed::{SeedData, SeedReport};
@@ -78,8 +80,16 @@ pub struct Vault {
 }
 
 impl Vault {
-    /// Connects to the database without looking at its schema.
+    /// Connects to an existing database without looking at its schema and
+    /// without writing to it: a SQLite file must exist (whatever `mode` the
+    /// URL asks for) and keeps its journal mode.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, false).await
+    }
+
+    /// [`Vault::connect`], or with `create`: a missing SQLite file is
+    /// created, readable by its owner only, and put in WAL mode.
+    async fn connect_with(url: &str, create: bool) -> Result<Self> {
         let shown = redact_url(url);
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -95,6 +105,9 @@ impl Vault {
         } else {
             url.to_owned()
         };
+        if create && backend == Backend::Sqlite {
+            create_owner_only(&url, &shown)?;
+        }
         let mut options = ConnectOptions::new(url);
         options
             .connect_timeout(Duration::from_secs(5))
@@ -104,12 +117,18 @@ impl Vault {
             .max_connections(8)
             .sqlx_logging(false);
         if backend == Backend::Sqlite {
-            // WAL lets status reads run beside a long migration write; a
-            // writer waits up to a minute for another (a 100,000-grant
-            // write set takes seconds) instead of failing as "locked".
-            options.map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(60))
+            // WAL lets status reads run beside a long migration write (it
+            // is set once, by `init`, and kept by the file); a writer waits
+            // up to a minute for another (a 100,000-grant write set takes
+            // seconds) instead of failing as "locked".
+            options.map_sqlx_sqlite_opts(move |o| {
+                let o = o.create_if_missing(create);
+                let o = if create {
+                    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                } else {
+                    o
+                };
+                o.busy_timeout(Duration::from_secs(60))
                     // Statement journals (a write that may need a partial
                     // rollback) stay in memory instead of a temporary file
                     // opened and closed per transaction.
@@ -143,11 +162,11 @@ impl Vault {
         }
     }
 
-    /// Opens a vault, creating its schema in an empty database or upgrading
-    /// an older one. Refuses databases that are not rekey vaults and vaults
+    /// Opens a vault, creating its schema in an empty database (and a
+    /// missing SQLite file, mode 0600) or upgrading an older one. Refuses databases that are not rekey vaults and vaults
     /// from a newer rekey.
     pub async fn init(url: &str) -> Result<Self> {
-        let vault = Self::connect(url).await?;
+        let vault = Self::connect_with(url, true).await?;
         match vault.schema_status().await? {
             SchemaStatus::Empty | SchemaStatus::Behind { .. } | SchemaStatus::Current => {
                 Migrator::up(&vault.db, None)
@@ -347,5 +366,30 @@ impl Vault {
 
     fn db_backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+}
+
+/// Creates the SQLite file a URL names, if missing, readable and writable
+/// by its owner only (the vault holds wrapped keys and the session key);
+/// SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_owner_only(url: &str, shown: &str) -> Result<()> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Unreachable {
+            url: shown.to_owned(),
+            source: Box::new(e),
+        }),
     }
 }

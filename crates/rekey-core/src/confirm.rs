@@ -1,0 +1,567 @@
+//! Role confirmations: the defence against a hostile role member.
+//!
+//! The first member of a role to log in migrates the role: its client
+//! makes the role's new key pair and KEK, re-wraps the role's grants to
+//! the new key and gives every other member a grant of the new KEK. The
+//! server cannot open any of these, so a hostile member could hand the
+//! others garbage; once finalization deleted the legacy material they
+//! would have lost the role's records for good.
+//!
+//! So every other e2ee member's client, at its own login, checks the role
+//! as it was migrated and signs a **receipt**:
+//!
+//! 1. its grant of the role's new KEK opens (with its legacy key or its
+//!    new one) and that KEK unwraps the role's new private key, whose
+//!    public half is the role's current public key;
+//! 2. every grant the role received in the migration carries the same
+//!    secret as the role's legacy grant of the same subject (the member
+//!    opens the legacy one through its legacy grant of the role's legacy
+//!    KEK, which stays until finalization);
+//! 3. it signs [`receipt_message`] with the role's new private key.
+//!
+//! The server keeps a receipt only from the member's own session and only
+//! if the signature verifies with the role's current public key; the
+//! member that migrated the role counts as confirmed by its bundle.
+//! Finalization refuses while a migrated role has an e2ee member without
+//! a receipt (or a waiver by the administrator), naming them, and the
+//! administrator can abort: the legacy material is all still there.
+//! `docs/THREAT-MODEL.md` gives the whole argument.
+
+use crate::crypto::PrivateKey;
+
+use crate::grant::GrantOpener;
+use crate::kek::unwrap_private_key;
+use crate::model::{GrantRecord, KeyPairRecord};
+use crate::{
+    Curve, EcPrivateKey, EcPublicKey, GrantBinding, Kek, KeyBinding, KeyPairId,
+    LegacyRsaPrivateKey, MasterSecret, PrincipalId, RunId, Subject, VaultId,
+};
+use std::collections::HashMap;
+
+/// The label a receipt's signed message starts with.
+pub const RECEIPT_LABEL: &[u8] = b"rekey/v1/role-receipt";
+
+/// What a member's client needs to check one migrated role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleCheck {
+    /// The vault.
+    pub vault: VaultId,
+    /// The migration run.
+    pub run: RunId,
+    /// The member checking.
+    pub holder: PrincipalId,
+    /// The role.
+    pub role: PrincipalId,
+    /// The member's own key pairs (legacy, and current once migrated),
+    /// wrapped under its KEK.
+    pub holder_keys: Vec<KeyPairRecord>,
+    /// The role's current (new) key pair, wrapped under its new KEK.
+    pub role_current: KeyPairRecord,
+    /// The role's legacy key pair, wrapped under its legacy KEK.
+    pub role_legacy: KeyPairRecord,
+    /// The member's grants of the role's KEKs (subjects: the two key
+    /// pairs above).
+    pub holder_grants: Vec<GrantRecord>,
+    /// The role's grants: legacy ones and those the migration wrote.
+    pub role_grants: Vec<GrantRecord>,
+}
+
+/// A member's signed statement that a role opens for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The role.
+    pub role: PrincipalId,
+    /// The role's key pair the member checked.
+    pub key_pair: KeyPairId,
+    /// How many of the role's grants it compared.
+    pub checked: u32,
+    /// ECDSA by the role's new private key over [`receipt_message`].
+    pub signature: Vec<u8>,
+}
+
+/// Why a member's client refuses to confirm a role.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfirmError {
+    /// The member's own keys do not open under its master secret.
+    #[error("the password does not unlock this account's keys")]
+    WrongMasterSecret,
+    /// The member has no grant of the role's new KEK, or it does not open
+    /// to a KEK that unwraps the role's new private key.
+    #[error(
+        "this account's grant of the role's new key does not open it: the role was migrated wrongly"
+    )]
+    NewKeyUnreachable,
+    /// The role's new private key does not match its public key.
+    #[error("the role's new private key does not match its public key")]
+    NewKeyMismatch,
+    /// The member cannot reach the role's legacy key to compare with.
+    #[error("this account cannot open the role's legacy key to compare with")]
+    LegacyKeyUnreachable,
+    /// A grant the migration wrote does not carry what the legacy grant
+    /// of the same subject carries.
+    #[error(
+        "{mismatched} of the role's {checked} migrated grants do not carry what the legacy grants carry (first: {first:?})"
+    )]
+    GrantsDiffer {
+        /// Grants compared.
+        checked: u32,
+        /// Grants that differ or do not open.
+        mismatched: u32,
+        /// The first such subject.
+        first: Subject,
+    },
+    /// The role's current key pair is not an EC key pair (nothing to sign
+    /// with).
+    #[error("the role's current key pair is not a P-256/P-521 key")]
+    NotAnEcKey,
+}
+
+/// The message a receipt signs: [`RECEIPT_LABEL`] ‖ vault ‖ run ‖ role ‖
+/// role key pair ‖ holder (16 bytes each) ‖ grants checked (u32,
+/// big-endian).
+#[must_use]
+pub fn receipt_message(
+    vault: VaultId,
+    run: RunId,
+    role: PrincipalId,
+    key_pair: KeyPairId,
+    holder: PrincipalId,
+    checked: u32,
+) -> Vec<u8> {
+    let mut m = Vec::with_capacity(RECEIPT_LABEL.len() + 5 * 16 + 4);
+    m.extend_from_slice(RECEIPT_LABEL);
+    m.extend_from_slice(&vault.to_bytes());
+    m.extend_from_slice(&run.to_bytes());
+    m.extend_from_slice(&role.to_bytes());
+    m.extend_from_slice(&key_pair.to_bytes());
+    m.extend_from_slice(&holder.to_bytes());
+    m.extend_from_slice(&checked.to_be_bytes());
+    m
+}
+
+/// Whether `receipt` was signed by the holder of the role's new private
+/// key `public` for this vault, run and member.
+pub fn verify_receipt(
+    public: &EcPublicKey,
+    vault: VaultId,
+    run: RunId,
+    holder: PrincipalId,
+    receipt: &Receipt,
+) -> bool {
+    let msg = receipt_message(
+        vault,
+        run,
+        receipt.role,
+        receipt.key_pair,
+        holder,
+        receipt.checked,
+    );
+    public.verify(&msg, &receipt.signature).is_ok()
+}
+
+/// Checks a migrated role as its member `check.holder` (master secret
+/// `master`) and signs the receipt.
+pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt, ConfirmError> {
+    let own = Kek::derive(master, check.vault, check.holder)
+        .map_err(|_| ConfirmError::WrongMasterSecret)?;
+    let mut holder_keys = Vec::new();
+    for kp in &check.holder_keys {
+        if let Some(k) = unlock(kp, check.vault, &own) {
+            holder_keys.push(k);
+        }
+    }
+    if holder_keys.is_empty() {
+        return Err(ConfirmError::WrongMasterSecret);
+    }
+    let new_key = role_key(check, &holder_keys, &check.role_current)?
+        .ok_or(ConfirmError::NewKeyUnreachable)?;
+    let PrivateKey::Ec(signer) = &new_key else {
+        return Err(ConfirmError::NotAnEcKey);
+    };
+    let legacy_key = role_key(check, &holder_keys, &check.role_legacy)?
+        .ok_or(ConfirmError::LegacyKeyUnreachable)?;
+    let checked = compare_grants(check, &new_key, &legacy_key)?;
+    let signature = signer.sign(&receipt_message(
+        check.vault,
+        check.run,
+        check.role,
+        check.role_current.id,
+        check.holder,
+        checked,
+    ));
+    Ok(Receipt {
+        role: check.role,
+        key_pair: check.role_current.id,
+        checked,
+        signature,
+    })
+}
+
+/// The role's private key of key pair `kp`, reached through one of the
+/// member's grants of its KEK. `Ok(None)` when no grant opens to a KEK
+/// that unwraps it.
+fn role_key(
+    check: &RoleCheck,
+    holder_keys: &[PrivateKey],
+    kp: &KeyPairRecord,
+) -> Result<Option<PrivateKey>, ConfirmError> {
+    for g in check
+        .holder_grants
+        .iter()
+        .filter(|g| g.subject == Subject::PrivateKey(kp.id) && g.recipient == check.holder)
+    {
+        let binding = GrantBinding {
+            vault: check.vault,
+            recipient: check.holder,
+            subject: g.subject,
+        };
+        for key in holder_keys {
+            let Ok(secret) = GrantOpener::new(key).open(&binding, &g.envelope) else {
+                continue;
+            };
+            let Some(kek) = secret.into_kek() else {
+                continue;
+            };
+            if let Some(k) = unlock(kp, check.vault, &kek) {
+                if k.public_key().to_bytes() != kp.public_key {
+                    return Err(ConfirmError::NewKeyMismatch);
+                }
+                return Ok(Some(k));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Opens each grant the migration wrote to the role with its new key and
+/// the legacy grant of the same subject with its legacy key; answers how
+/// many pairs carried the same secret, or the mismatch.
+fn compare_grants(
+    check: &RoleCheck,
+    new_key: &PrivateKey,
+    legacy_key: &PrivateKey,
+) -> Result<u32, ConfirmError> {
+    let mut legacy: HashMap<Subject, &GrantRecord> = HashMap::new();
+    let mut migrated = Vec::new();
+    for g in check
+        .role_grants
+        .iter()
+        .filter(|g| g.recipient == check.role)
+    {
+        if g.envelope.scheme().is_legacy() {
+            legacy.insert(g.subject, g);
+        } else {
+            migrated.push(g);
+        }
+    }
+    let mut new_opener = GrantOpener::new(new_key);
+    let mut legacy_opener = GrantOpener::new(legacy_key);
+    let (mut checked, mut mismatched, mut first) = (0u32, 0u32, None);
+    for g in migrated {
+        // A subject the legacy role never held (written to the role by
+        // another member's bundle as its new holder grant) has nothing to
+        // compare with.
+        let Some(old) = legacy.get(&g.subject) else {
+            continue;
+        };
+        let binding = GrantBinding {
+            vault: check.vault,
+            recipient: check.role,
+            subject: g.subject,
+        };
+        checked += 1;
+        let same = match (
+            new_opener.open(&binding, &g.envelope),
+            legacy_opener.open(&binding, &old.envelope),
+        ) {
+            (Ok(a), Ok(b)) => a.dangerous_as_bytes() == b.dangerous_as_bytes(),
+            // A legacy grant that does not open was non-migratable for the
+            // member who migrated the role too: not this role's migration's
+            // fault, and the server records it as such.
+            (_, Err(_)) => {
+                checked -= 1;
+                continue;
+            }
+            (Err(_), Ok(_)) => false,
+        };
+        if !same {
+            mismatched += 1;
+            first.get_or_insert(g.subject);
+        }
+    }
+    match first {
+        Some(first) => Err(ConfirmError::GrantsDiffer {
+            checked,
+            mismatched,
+            first,
+        }),
+        None => Ok(checked),
+    }
+}
+
+/// A key pair's private key, unwrapped under `kek`.
+fn unlock(kp: &KeyPairRecord, vault: VaultId, kek: &Kek) -> Option<PrivateKey> {
+    let env = kp.wrapped_private_key.as_ref()?;
+    let binding = KeyBinding {
+        vault,
+        owner: kp.principal,
+        key_pair: kp.id,
+    };
+    let bytes = unwrap_private_key(kek, &binding, env).ok()?;
+    if kp.scheme.is_legacy() {
+        LegacyRsaPrivateKey::from_pkcs8_der(bytes.dangerous_as_bytes())
+            .ok()
+            .map(PrivateKey::Rsa)
+    } else {
+        let curve = Curve::of_point(&kp.public_key);
+        EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
+            .ok()
+            .map(PrivateKey::Ec)
+    }
+}
+
+/// The format string of the role checks JSON.
+pub const ROLE_CHECKS_FORMAT: &str = "rekey-role-checks/1";
+
+/// `GET /v1/principals/{id}/role-checks`: the roles a member has to
+/// confirm, as JSON (every byte string in lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChecksJson {
+    /// Always [`ROLE_CHECKS_FORMAT`].
+    pub format: String,
+    /// The vault.
+    pub vault: VaultId,
+    /// The migration run.
+    pub run: RunId,
+    /// The member.
+    pub holder: PrincipalId,
+    /// One entry per role to confirm.
+    pub roles: Vec<RoleCheckJson>,
+}
+
+/// One role to confirm.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleCheckJson {
+    /// The role.
+    pub role: PrincipalId,
+    /// The member's own key pairs.
+    pub holder_keys: Vec<KeyPairJson>,
+    /// The role's current key pair.
+    pub role_current: KeyPairJson,
+    /// The role's legacy key pair.
+    pub role_legacy: KeyPairJson,
+    /// The member's grants of the role's KEKs.
+    pub holder_grants: Vec<GrantJson>,
+    /// The role's grants.
+    pub role_grants: Vec<GrantJson>,
+}
+
+/// A key pair: its public key (SPKI DER or SEC1) and wrapped private key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPairJson {
+    /// The key pair.
+    pub id: KeyPairId,
+    /// Its owner.
+    pub owner: PrincipalId,
+    /// `legacy` or `current`.
+    pub state: crate::model::KeyState,
+    /// The public key in hex.
+    pub public_key: String,
+    /// The private key's envelope in hex, if the vault holds it.
+    pub wrapped_private: Option<String>,
+}
+
+/// A grant: recipient, subject and envelope.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantJson {
+    /// The grant.
+    pub id: crate::GrantId,
+    /// Who can open it.
+    pub recipient: PrincipalId,
+    /// What it carries.
+    pub subject: Subject,
+    /// The envelope in hex.
+    pub envelope: String,
+}
+
+/// `POST /v1/principals/{id}/role-receipts`: one receipt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptJson {
+    /// The role.
+    pub role: PrincipalId,
+    /// The role's key pair checked.
+    pub key_pair: KeyPairId,
+    /// Grants compared.
+    pub checked: u32,
+    /// The signature in hex.
+    pub signature: String,
+}
+
+/// Why role checks from the network are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoleChecksError {
+    /// Not JSON of the expected shape.
+    #[error("the role checks are not valid {ROLE_CHECKS_FORMAT} JSON: {0}")]
+    Json(String),
+    /// For another vault or account.
+    #[error("the server sent role checks of another vault or account")]
+    WrongAccount,
+    /// A byte string that is not hex, or an envelope that does not parse.
+    #[error("{0} is not valid")]
+    Bytes(&'static str),
+}
+
+impl From<&KeyPairRecord> for KeyPairJson {
+    fn from(k: &KeyPairRecord) -> Self {
+        Self {
+            id: k.id,
+            owner: k.principal,
+            state: k.state,
+            public_key: hex::encode(&k.public_key),
+            wrapped_private: k
+                .wrapped_private_key
+                .as_ref()
+                .map(|e| hex::encode(e.as_bytes())),
+        }
+    }
+}
+
+impl From<&GrantRecord> for GrantJson {
+    fn from(g: &GrantRecord) -> Self {
+        Self {
+            id: g.id,
+            recipient: g.recipient,
+            subject: g.subject,
+            envelope: hex::encode(g.envelope.as_bytes()),
+        }
+    }
+}
+
+impl RoleCheckJson {
+    /// The JSON form of `c`.
+    #[must_use]
+    pub fn from_check(c: &RoleCheck) -> Self {
+        Self {
+            role: c.role,
+            holder_keys: c.holder_keys.iter().map(KeyPairJson::from).collect(),
+            role_current: (&c.role_current).into(),
+            role_legacy: (&c.role_legacy).into(),
+            holder_grants: c.holder_grants.iter().map(GrantJson::from).collect(),
+            role_grants: c.role_grants.iter().map(GrantJson::from).collect(),
+        }
+    }
+}
+
+fn envelope_of(hex_str: &str, what: &'static str) -> Result<crate::Envelope, RoleChecksError> {
+    let bytes = hex::decode(hex_str).map_err(|_| RoleChecksError::Bytes(what))?;
+    crate::Envelope::parse(&bytes).map_err(|_| RoleChecksError::Bytes(what))
+}
+
+fn key_pair_of(k: KeyPairJson) -> Result<KeyPairRecord, RoleChecksError> {
+    let public_key =
+        hex::decode(&k.public_key).map_err(|_| RoleChecksError::Bytes("a public key"))?;
+    let scheme = if k.state == crate::model::KeyState::Legacy {
+        crate::Scheme::RsaOaepSha256
+    } else {
+        crate::crypto::hpke_export_scheme(Curve::of_point(&public_key))
+    };
+    Ok(KeyPairRecord {
+        id: k.id,
+        principal: k.owner,
+        scheme,
+        public_key,
+        wrapped_private_key: k
+            .wrapped_private
+            .map(|w| envelope_of(&w, "a wrapped private key"))
+            .transpose()?,
+        state: k.state,
+    })
+}
+
+fn grant_of(g: GrantJson) -> Result<GrantRecord, RoleChecksError> {
+    Ok(GrantRecord {
+        id: g.id,
+        recipient: g.recipient,
+        subject: g.subject,
+        envelope: envelope_of(&g.envelope, "a grant envelope")?,
+        origin: crate::model::GrantOrigin::Migration,
+        created_at: None,
+    })
+}
+
+/// Parses the role checks a server sent for `holder` (of `vault`, when
+/// the client knows it), refusing anything of another vault or account or
+/// that does not parse.
+pub fn parse_role_checks(
+    bytes: &[u8],
+    holder: PrincipalId,
+    vault: Option<VaultId>,
+) -> Result<Vec<RoleCheck>, RoleChecksError> {
+    let json: RoleChecksJson =
+        serde_json::from_slice(bytes).map_err(|e| RoleChecksError::Json(e.to_string()))?;
+    if json.format != ROLE_CHECKS_FORMAT {
+        return Err(RoleChecksError::Json(format!("format {:?}", json.format)));
+    }
+    if json.holder != holder || vault.is_some_and(|v| v != json.vault) {
+        return Err(RoleChecksError::WrongAccount);
+    }
+    let vault = json.vault;
+    json.roles
+        .into_iter()
+        .map(|r| {
+            Ok(RoleCheck {
+                vault,
+                run: json.run,
+                holder,
+                role: r.role,
+                holder_keys: r
+                    .holder_keys
+                    .into_iter()
+                    .map(key_pair_of)
+                    .collect::<Result<_, _>>()?,
+                role_current: key_pair_of(r.role_current)?,
+                role_legacy: key_pair_of(r.role_legacy)?,
+                holder_grants: r
+                    .holder_grants
+                    .into_iter()
+                    .map(grant_of)
+                    .collect::<Result<_, _>>()?,
+                role_grants: r
+                    .role_grants
+                    .into_iter()
+                    .map(grant_of)
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
+}
+
+impl From<&Receipt> for ReceiptJson {
+    fn from(r: &Receipt) -> Self {
+        Self {
+            role: r.role,
+            key_pair: r.key_pair,
+            checked: r.checked,
+            signature: hex::encode(&r.signature),
+        }
+    }
+}
+
+impl ReceiptJson {
+    /// The receipt, if its signature is hex.
+    pub fn into_receipt(self) -> Option<Receipt> {
+        Some(Receipt {
+            role: self.role,
+            key_pair: self.key_pair,
+            checked: self.checked,
+            signature: hex::decode(&self.signature).ok()?,
+        })
+    }
+}
