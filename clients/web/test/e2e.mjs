@@ -13,6 +13,7 @@ import { readFileSync, existsSync, statSync } from 'node:fs';
 import { dirname, extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { RekeyApi, deriveMasterSecret, loginAuthenticator, uuidToBytes } from '../src/index.js';
 
 const webDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const LOGIN_TIMEOUT_MS = 180_000;
@@ -50,6 +51,35 @@ async function publicProgress(server) {
   const r = await fetch(`${server}/v1/migration/status`);
   if (!r.ok) throw new Error(`GET /v1/migration/status answered ${r.status}`);
   return (await r.json()).progress;
+}
+
+// What the server answers to a few requests the page never sends, recorded
+// in the summary (SPEC-NOTES.md cites them). Uses the library from Node.
+async function probes(server, creds) {
+  const [a, b] = Object.keys(creds.users);
+  const ua = creds.users[a];
+  const api = new RekeyApi({ server });
+  const params = await api.clientKdf();
+  const master = await deriveMasterSecret(ua.password, uuidToBytes(creds.vault), uuidToBytes(ua.id), params);
+  await api.openSession(ua.id, await loginAuthenticator(master, uuidToBytes(creds.vault), uuidToBytes(ua.id)));
+  const answer = async (path, init = {}) => {
+    const r = await fetch(`${server}${path}`, init);
+    const body = await r.json().catch(() => null);
+    return { status: r.status, code: body?.code ?? null };
+  };
+  const auth = { Authorization: api._authorization };
+  return {
+    client_kdf: params,
+    package_of_migrated: await answer(`/v1/principals/${ua.id}/package`, { headers: auth }),
+    package_of_another_account: await answer(`/v1/principals/${creds.users[b].id}/package`, { headers: auth }),
+    package_without_session: await answer(`/v1/principals/${ua.id}/package`),
+    bundle_without_content_type: await answer(`/v1/principals/${ua.id}/bundle`, { method: 'POST', headers: auth, body: new Uint8Array(0) }),
+    bundle_garbage: await answer(`/v1/principals/${ua.id}/bundle`, {
+      method: 'POST',
+      headers: { ...auth, 'Content-Type': 'application/octet-stream' },
+      body: new Uint8Array(16),
+    }),
+  };
 }
 
 const summary = { ok: false, chromium: null, users: [], wrong_password: null, console_errors: [] };
@@ -140,6 +170,10 @@ async function main() {
       summary.users.push({ name, by: field === name ? 'name' : 'id', ms, page_ms: result.ms, principals: result.principals.length, grants: result.grants, non_migratable: result.non_migratable, retries: result.retries, bundle_bytes: result.bundle_bytes });
     }
     if (consoleErrors.length > 0) throw new Error(`console errors in the page: ${consoleErrors.join(' | ')}`);
+    summary.probes = await probes(server, creds);
+    if (summary.probes.package_of_migrated.code !== 'already_migrated') {
+      throw new Error(`a migrated account's package is not refused as already_migrated: ${JSON.stringify(summary.probes)}`);
+    }
     summary.ok = true;
   } finally {
     await browser.close();
