@@ -37,8 +37,9 @@ fn on_path(name: &str) -> Option<PathBuf> {
 /// Node.js, and the installed packages the tests need; panics with what to
 /// do when something is missing.
 fn node_with_modules(web: &Path, modules: &[&str]) -> PathBuf {
-    let node = on_path("node")
-        .expect("no `node` on PATH: these tests need Node.js 20.19 or later (apt-get install nodejs)");
+    let node = on_path("node").expect(
+        "no `node` on PATH: these tests need Node.js 20.19 or later (apt-get install nodejs)",
+    );
     for m in modules {
         let dir = web.join("node_modules").join(m);
         assert!(
