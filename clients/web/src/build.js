@@ -1,0 +1,367 @@
+// Building a bundle from a checked package (PROTOCOL §6): unlock the
+// account, open its legacy grants, make its new P-256 key pair, re-wrap every
+// grant in one batch, migrate the candidates (roles) it can open, give every
+// holder the candidates' new KEKs, encode, sign.
+
+import { RekeyError, checkAborted } from './errors.js';
+import { concat, equalBytes, randomBytes, randomUuid, toHex, uuidToBytes, wipe } from './bytes.js';
+import { CURVES, ecdsaSign, generateKeyPair } from './ec.js';
+import { header, isLegacyScheme, parseEnvelope, SCHEME } from './envelope.js';
+import { BatchSealer } from './hpke.js';
+import { deriveKek, unwrapPrivateKey, wrapPrivateKey } from './kek.js';
+import { RsaPrivateKey } from './rsa.js';
+import { encodeBody, encodeSignedBundle, NON_MIGRATABLE, SIGNATURE_KIND, signedMessageOfDigest } from './bundle.js';
+import { sha256 } from './kdf.js';
+
+/**
+ * Legacy grants a login has opened, kept across its rebuilds (PROTOCOL
+ * §10.2): an entry is reused only for the same grant id with the same
+ * envelope bytes (compared by SHA-256). `wipe()` zeroes every secret.
+ */
+export class OpenedGrants {
+  constructor() {
+    this._map = new Map();
+  }
+
+  get size() {
+    return this._map.size;
+  }
+
+  async get(grant) {
+    const entry = this._map.get(grant.id.text);
+    if (!entry) return null;
+    return equalBytes(entry.digest, await sha256(grant.envelope)) ? entry.secret.slice() : null;
+  }
+
+  async put(grant, secret) {
+    const old = this._map.get(grant.id.text);
+    if (old) wipe(old.secret);
+    this._map.set(grant.id.text, { digest: await sha256(grant.envelope), secret: secret.slice() });
+  }
+
+  wipe() {
+    for (const entry of this._map.values()) wipe(entry.secret);
+    this._map.clear();
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; answers results in order. */
+async function mapLimit(items, limit, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+// Several WebCrypto operations in flight let a browser use its worker
+// threads for the RSA decryptions.
+const CONCURRENCY = 8;
+
+/**
+ * Opens one legacy grant with `key` (PROTOCOL §6.2): `{secret}` or
+ * `{reason}` (a NON_MIGRATABLE byte).
+ */
+async function openLegacy(key, grant) {
+  let env;
+  try {
+    env = parseEnvelope(grant.envelope);
+  } catch {
+    return { reason: NON_MIGRATABLE.MALFORMED_ENVELOPE };
+  }
+  if (!isLegacyScheme(env.scheme)) return { reason: NON_MIGRATABLE.NOT_LEGACY };
+  try {
+    return { secret: await key.decrypt(env.scheme, env.ciphertext) };
+  } catch {
+    return { reason: NON_MIGRATABLE.COULD_NOT_DECRYPT };
+  }
+}
+
+/** A fresh P-256 key pair for a part, its id, and its scalar wrapped under `kek`. */
+async function newKeyPair(vault, owner, kek) {
+  const pair = await generateKeyPair(CURVES.p256, 'ECDSA');
+  const idText = randomUuid();
+  const idBytes = uuidToBytes(idText);
+  const wrapped = await wrapPrivateKey(kek, vault, owner, idBytes, pair.scalar);
+  wipe(pair.scalar);
+  return { id: idBytes, idText, privateKey: pair.privateKey, publicPoint: pair.publicPoint, wrapped };
+}
+
+/**
+ * Builds the bundle of a package checked by parsePackage.
+ *
+ * @param pkg        the checked package
+ * @param masterSecret the account's master secret (32 bytes; FORMAT §5)
+ * @param options    `{opened: OpenedGrants, onProgress({stage, done, total}), signal}`
+ * @returns `{bytes, body, bundle, signatures, report}`; `report` has
+ *   `principals` (text ids, part order), `grants` (re-wrapped + holder
+ *   grants), `rewrapped`, `holderGrants`, `nonMigratable` (entries) and
+ *   `skipped` ([{principal, reason}] candidates left to another holder).
+ */
+export async function buildBundle(pkg, masterSecret, options = {}) {
+  const kek = await deriveKek(masterSecret, pkg.vault.bytes, pkg.principal.bytes);
+  try {
+    return await buildWithKek(pkg, kek, options);
+  } finally {
+    wipe(kek);
+  }
+}
+
+async function unlockOwn(pkg, kek) {
+  const wrapped = pkg.legacyKey.wrappedPrivate;
+  if (!wrapped) throw new RekeyError('missing_wrapped_key', 'the package holds no wrapped legacy private key for this account');
+  if (wrapped.scheme !== SCHEME.AES256GCM_KEK) {
+    throw new RekeyError('package_refused', 'the account\'s wrapped private key is not an aes256gcm-kek envelope');
+  }
+  let der;
+  try {
+    der = await unwrapPrivateKey(kek, pkg.vault.bytes, pkg.principal.bytes, pkg.legacyKey.id.bytes, wrapped);
+  } catch {
+    throw new RekeyError('wrong_password', 'the password does not unlock this account\'s key', {
+      hint: 'check the password; the server accepted the login, so the vault\'s key for this account may be damaged',
+    });
+  }
+  try {
+    const key = await RsaPrivateKey.fromPkcs8(der);
+    // PROTOCOL §5.6 item 6: the unlocked key must be the package's public key.
+    if (!pkg.legacyKey.publicKey.matches(key)) {
+      throw new RekeyError('package_refused', 'the unlocked legacy key does not match the package\'s public key');
+    }
+    return key;
+  } finally {
+    wipe(der);
+  }
+}
+
+async function unlockCandidate(c, vault, kek) {
+  const wrapped = c.legacyKey.wrappedPrivate;
+  if (!wrapped) return { skip: 'its legacy private key is not in the package' };
+  if (wrapped.scheme !== SCHEME.AES256GCM_KEK) return { skip: 'its wrapped private key is not an aes256gcm-kek envelope' };
+  let der;
+  try {
+    der = await unwrapPrivateKey(kek, vault, c.principal.bytes, c.legacyKey.id.bytes, wrapped);
+  } catch {
+    return { skip: 'its legacy private key does not decrypt' };
+  }
+  try {
+    const key = await RsaPrivateKey.fromPkcs8(der);
+    if (!c.legacyKey.publicKey.matches(key)) return { skip: 'its legacy private key does not match its public key' };
+    return { key };
+  } catch {
+    return { skip: 'its legacy private key does not parse' };
+  } finally {
+    wipe(der);
+  }
+}
+
+async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress = () => {}, signal } = {}) {
+  const vault = pkg.vault.bytes;
+  const total = pkg.pendingGrants.length + pkg.candidates.reduce((n, c) => n + c.pendingGrants.length, 0);
+  let done = 0;
+  const tick = () => {
+    done += 1;
+    if (done % 16 === 0 || done === total) onProgress({ stage: 'grants', done, total });
+  };
+  const secrets = []; // every secret byte array we hold, wiped at the end
+  const legacyKeys = [];
+  try {
+    checkAborted(signal);
+    onProgress({ stage: 'unlock', done: 0, total });
+    const ownKey = await unlockOwn(pkg, kek);
+    legacyKeys.push(ownKey);
+
+    // Opens a principal's pending grants with its RSA key, reusing what
+    // earlier attempts opened; re-wraps them in one batch to `sealer`.
+    const rewrapAll = async (key, grants, sealer, heldKeks) => {
+      const results = await mapLimit(grants, CONCURRENCY, async (g) => {
+        checkAborted(signal);
+        let secret = await opened.get(g);
+        let out;
+        if (secret) {
+          out = { secret };
+        } else {
+          out = await openLegacy(key, g);
+          if (out.secret) await opened.put(g, out.secret);
+        }
+        tick();
+        if (out.secret) secrets.push(out.secret);
+        return out;
+      });
+      const rewrapped = [];
+      const nonMigratable = [];
+      for (let i = 0; i < grants.length; i++) {
+        const g = grants[i];
+        const r = results[i];
+        if (r.reason) {
+          nonMigratable.push({ grant: g.id.bytes, reason: r.reason });
+          continue;
+        }
+        rewrapped.push({
+          replaces: g.id.bytes,
+          subjectKind: g.subjectKind,
+          subjectId: g.subjectId.bytes,
+          envelope: await sealer.seal(g.subjectKind, g.subjectId.bytes, r.secret),
+        });
+        // A private_key subject's secret is the KEK of that key pair's
+        // owner: it may unlock a candidate (PROTOCOL §6.2, §6.5).
+        if (g.subjectKind === 0x02) heldKeks.set(g.subjectId.text, r.secret);
+      }
+      return { rewrapped, nonMigratable };
+    };
+
+    // The account's own part (PROTOCOL §6.3, §6.4).
+    const me = pkg.principal;
+    const own = await newKeyPair(vault, me.bytes, kek);
+    const ownSealer = await BatchSealer.create(CURVES.p256, own.publicPoint, vault, me.bytes);
+    const heldKeks = new Map(); // legacy or new key pair id (text) -> KEK bytes
+    const ownGrants = await rewrapAll(ownKey, pkg.pendingGrants, ownSealer, heldKeks);
+    const parts = [
+      {
+        principal: me,
+        legacyKeyPair: pkg.legacyKey.id,
+        keys: own,
+        legacy: ownKey,
+        wrappedPrivate: own.wrapped,
+        ...ownGrants,
+        holderGrants: [],
+      },
+    ];
+    const inBundle = new Map([[me.text, { keyPairId: own.id, sealer: ownSealer }]]);
+
+    // One batch per migrated holder, shared by every candidate (§6.6).
+    const holderSealers = new Map();
+    const sealerForMigrated = async (h) => {
+      let s = holderSealers.get(h.principal.text);
+      if (!s) {
+        s = await BatchSealer.create(h.curve, h.point, vault, h.principal.bytes);
+        holderSealers.set(h.principal.text, s);
+      }
+      return s;
+    };
+
+    // Candidates in waves (§6.5): one is ready once a grant already opened
+    // carries the KEK of its legacy key, a holder of its key has a part
+    // already, and none of its holders is a candidate still to be built (a
+    // holder migrating in this bundle gets the KEK under its new key).
+    const skipped = [];
+    let waiting = [...pkg.candidates];
+    for (;;) {
+      checkAborted(signal);
+      const unbuilt = new Set(waiting.map((c) => c.principal.text));
+      const ready = waiting.filter(
+        (c) =>
+          heldKeks.has(c.legacyKey.id.text) &&
+          c.holders.some((h) => inBundle.has(h.principal.text)) &&
+          !c.holders.some((h) => h.principal.text !== c.principal.text && unbuilt.has(h.principal.text)),
+      );
+      if (ready.length === 0) break;
+      waiting = waiting.filter((c) => !ready.includes(c));
+      for (const c of ready) {
+        const unlocked = await unlockCandidate(c, vault, heldKeks.get(c.legacyKey.id.text));
+        if (unlocked.skip) {
+          c.pendingGrants.forEach(tick);
+          skipped.push({ principal: c.principal.text, reason: unlocked.skip });
+          continue;
+        }
+        legacyKeys.push(unlocked.key);
+        const newKek = randomBytes(32);
+        secrets.push(newKek);
+        const keys = await newKeyPair(vault, c.principal.bytes, newKek);
+        const sealer = await BatchSealer.create(CURVES.p256, keys.publicPoint, vault, c.principal.bytes);
+        const grants = await rewrapAll(unlocked.key, c.pendingGrants, sealer, heldKeks);
+        // The holder grants (§6.6): subject = the candidate's new key pair.
+        const holderGrants = [];
+        for (const h of c.holders) {
+          const here = inBundle.get(h.principal.text);
+          let holderKeyPair;
+          let envelope;
+          if (here) {
+            holderKeyPair = here.keyPairId;
+            envelope = await here.sealer.seal(0x02, keys.id, newKek);
+          } else if (h.state === 'migrated') {
+            holderKeyPair = h.keyPair.bytes;
+            envelope = await (await sealerForMigrated(h)).seal(0x02, keys.id, newKek);
+          } else {
+            holderKeyPair = h.keyPair.bytes;
+            envelope = concat(header(SCHEME.RSA_OAEP_SHA256), await h.publicKey.encryptOaepSha256(newKek));
+          }
+          holderGrants.push({ holder: h.principal.bytes, holderKeyPair, envelope });
+        }
+        parts.push({
+          principal: c.principal,
+          legacyKeyPair: c.legacyKey.id,
+          keys,
+          legacy: unlocked.key,
+          wrappedPrivate: keys.wrapped,
+          ...grants,
+          holderGrants,
+        });
+        inBundle.set(c.principal.text, { keyPairId: keys.id, sealer });
+      }
+    }
+    for (const c of waiting) {
+      c.pendingGrants.forEach(tick);
+      const why = heldKeks.has(c.legacyKey.id.text)
+        ? 'a holder of its key could not be migrated first'
+        : 'none of the account\'s grants carries its key';
+      skipped.push({ principal: c.principal.text, reason: why });
+    }
+
+    // Encode and sign (§6.8, §7, §8).
+    checkAborted(signal);
+    onProgress({ stage: 'sign', done: total, total });
+    const bundle = {
+      vault,
+      run: pkg.run.bytes,
+      submitter: me.bytes,
+      parts: parts.map((p) => ({
+        principal: p.principal.bytes,
+        legacyKeyPair: p.legacyKeyPair.bytes,
+        newKeyPair: p.keys.id,
+        curve: 'p256',
+        publicKey: p.keys.publicPoint,
+        wrappedPrivate: p.wrappedPrivate,
+        grants: p.rewrapped,
+        nonMigratable: p.nonMigratable,
+        holderGrants: p.holderGrants,
+      })),
+    };
+    const body = encodeBody(bundle);
+    const digest = await sha256(body);
+    const signatures = [];
+    for (const p of parts) {
+      const rsaMsg = signedMessageOfDigest(digest, SIGNATURE_KIND.LEGACY_RSA_PSS, p.principal.bytes);
+      const ecMsg = signedMessageOfDigest(digest, SIGNATURE_KIND.NEW_KEY_ECDSA, p.principal.bytes);
+      signatures.push({ principal: p.principal.bytes, kind: SIGNATURE_KIND.LEGACY_RSA_PSS, bytes: await p.legacy.signPss(rsaMsg) });
+      signatures.push({ principal: p.principal.bytes, kind: SIGNATURE_KIND.NEW_KEY_ECDSA, bytes: await ecdsaSign(CURVES.p256, p.keys.privateKey, ecMsg) });
+    }
+    const bytes = encodeSignedBundle(body, signatures);
+    for (const s of [ownSealer, ...holderSealers.values(), ...[...inBundle.values()].map((v) => v.sealer)]) s.wipe();
+    const rewrapped = parts.reduce((n, p) => n + p.rewrapped.length, 0);
+    const holderGrants = parts.reduce((n, p) => n + p.holderGrants.length, 0);
+    return {
+      bytes,
+      body,
+      bundle,
+      signatures,
+      report: {
+        principals: parts.map((p) => p.principal.text),
+        newKeyPairs: parts.map((p) => p.keys.idText),
+        grants: rewrapped + holderGrants,
+        rewrapped,
+        holderGrants,
+        nonMigratable: parts.reduce((n, p) => n + p.nonMigratable.length, 0),
+        skipped,
+        bodyDigest: toHex(digest),
+      },
+    };
+  } finally {
+    for (const s of secrets) wipe(s);
+    for (const k of legacyKeys) k.forget();
+  }
+}

@@ -1,0 +1,22 @@
+// rekey's browser client: public API. See README.md.
+
+export { RekeyError } from './errors.js';
+export { migrate, migrateWithMasterSecret, RekeyApi, MAX_ATTEMPTS, conflictBackoffMs } from './client.js';
+export { checkKdfParams, deriveMasterSecret, loginAuthenticator } from './auth.js';
+export { parsePackage, PACKAGE_FORMAT } from './package.js';
+export { buildBundle, OpenedGrants } from './build.js';
+export {
+  encodeBundle,
+  encodeBody,
+  encodeSignedBundle,
+  parseBundle,
+  decodeBody,
+  signedMessage,
+  signedMessageOfDigest,
+  SIGNATURE_KIND,
+  NON_MIGRATABLE,
+} from './bundle.js';
+export { parseEnvelope, SCHEME } from './envelope.js';
+export { deriveKek, wrapPrivateKey, unwrapPrivateKey } from './kek.js';
+export { BatchSealer, openBatchGrant, sealGrant, openGrant } from './hpke.js';
+export { toHex, fromHex, uuidToBytes, bytesToUuid } from './bytes.js';

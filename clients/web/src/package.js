@@ -1,0 +1,170 @@
+// The migration package (`rekey-package/1`, PROTOCOL §5) as untrusted
+// input: parsePackage checks everything PROTOCOL §5.6 lists before anything
+// is built from it (item 6, the unlocked key matching its public key, is
+// checked by the builder once the key is unlocked).
+
+import { RekeyError } from './errors.js';
+import { fromHex, isUuid, uuidToBytes } from './bytes.js';
+import { CURVES, isValidPoint } from './ec.js';
+import { parseEnvelope } from './envelope.js';
+import { RsaPublicKey } from './rsa.js';
+
+export const PACKAGE_FORMAT = 'rekey-package/1';
+export const SUBJECT_KIND = Object.freeze({ record_key: 0x01, private_key: 0x02 });
+
+function refuse(why) {
+  return new RekeyError('package_refused', `the migration package is refused: ${why}`);
+}
+
+function object(value, members, where) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw refuse(`${where} is not an object`);
+  for (const k of Object.keys(value)) {
+    if (!members.includes(k)) throw refuse(`${where} has an unknown member ${JSON.stringify(k)}`);
+  }
+  for (const k of members) {
+    if (!(k in value)) throw refuse(`${where} lacks ${JSON.stringify(k)}`);
+  }
+  return value;
+}
+
+function array(value, where) {
+  if (!Array.isArray(value)) throw refuse(`${where} is not an array`);
+  return value;
+}
+
+function id(value, where) {
+  if (!isUuid(value)) throw refuse(`${where} is not a lowercase UUID`);
+  return { text: value, bytes: uuidToBytes(value) };
+}
+
+function hex(value, where) {
+  if (typeof value !== 'string') throw refuse(`${where} is not a hex string`);
+  try {
+    return fromHex(value, where);
+  } catch {
+    throw refuse(`${where} is not lowercase hex`);
+  }
+}
+
+function rsaKey(spki, where) {
+  try {
+    return new RsaPublicKey(spki);
+  } catch (e) {
+    throw refuse(`${where} is not an RSA public key of 2048 to 4096 bits (${e.message})`);
+  }
+}
+
+function legacyKey(value, where) {
+  const k = object(value, ['id', 'public_key_spki', 'wrapped_private'], where);
+  const spki = hex(k.public_key_spki, `${where}.public_key_spki`);
+  let wrappedPrivate = null;
+  if (k.wrapped_private !== null) {
+    const bytes = hex(k.wrapped_private, `${where}.wrapped_private`);
+    try {
+      wrappedPrivate = parseEnvelope(bytes);
+    } catch {
+      throw refuse(`${where}.wrapped_private is not a valid envelope`);
+    }
+  }
+  return { id: id(k.id, `${where}.id`), spki, publicKey: rsaKey(spki, `${where}.public_key_spki`), wrappedPrivate };
+}
+
+function pendingGrants(value, where) {
+  const seen = new Set();
+  return array(value, where).map((g, i) => {
+    const at = `${where}[${i}]`;
+    object(g, ['id', 'subject', 'envelope'], at);
+    const s = object(g.subject, ['kind', 'id'], `${at}.subject`);
+    if (!Object.hasOwn(SUBJECT_KIND, s.kind)) throw refuse(`${at}.subject.kind is neither record_key nor private_key`);
+    const grantId = id(g.id, `${at}.id`);
+    if (seen.has(grantId.text)) throw refuse(`grant ${grantId.text} appears twice in ${where}`);
+    seen.add(grantId.text);
+    // The envelope is not parsed here: one that does not parse becomes a
+    // non-migratable entry (PROTOCOL §5.6, §6.7), not a refusal.
+    return {
+      id: grantId,
+      subjectKind: SUBJECT_KIND[s.kind],
+      subjectId: id(s.id, `${at}.subject.id`),
+      envelope: hex(g.envelope, `${at}.envelope`),
+    };
+  });
+}
+
+function holder(value, where) {
+  if (value === null || typeof value !== 'object') throw refuse(`${where} is not an object`);
+  if (value.state === 'migrated') {
+    const h = object(value, ['state', 'principal', 'key_pair', 'curve', 'public_key_sec1'], where);
+    const curve = h.curve === 'p256' || h.curve === 'p521' ? CURVES[h.curve] : null;
+    if (!curve) throw refuse(`${where}.curve is neither p256 nor p521`);
+    const point = hex(h.public_key_sec1, `${where}.public_key_sec1`);
+    if (!isValidPoint(curve, point)) throw refuse(`${where}.public_key_sec1 is not an uncompressed ${curve.webName} point`);
+    return { state: 'migrated', principal: id(h.principal, `${where}.principal`), keyPair: id(h.key_pair, `${where}.key_pair`), curve, point };
+  }
+  if (value.state === 'pending') {
+    const h = object(value, ['state', 'principal', 'key_pair', 'public_key_spki'], where);
+    const spki = hex(h.public_key_spki, `${where}.public_key_spki`);
+    return {
+      state: 'pending',
+      principal: id(h.principal, `${where}.principal`),
+      keyPair: id(h.key_pair, `${where}.key_pair`),
+      publicKey: rsaKey(spki, `${where}.public_key_spki`),
+    };
+  }
+  throw refuse(`${where}.state is neither migrated nor pending`);
+}
+
+/**
+ * Parses and checks a package (the response text, bytes, or parsed JSON).
+ * `expected.principal` (text id) is required; `expected.vault` is checked when
+ * given. Answers the checked package with every id as `{text, bytes}`, keys
+ * parsed, wrapped private keys parsed as envelopes, and the pending grants'
+ * envelopes as raw bytes.
+ */
+export function parsePackage(input, expected) {
+  if (!expected || !isUuid(expected.principal)) {
+    throw new RekeyError('bad_argument', 'parsePackage needs the expected principal id');
+  }
+  let json = input;
+  if (input instanceof Uint8Array) json = new TextDecoder('utf-8', { fatal: true }).decode(input);
+  if (typeof json === 'string') {
+    try {
+      json = JSON.parse(json);
+    } catch {
+      throw refuse('not JSON');
+    }
+  }
+  const p = object(json, ['format', 'vault', 'run', 'principal', 'legacy_key', 'pending_grants', 'candidates'], 'the package');
+  if (p.format !== PACKAGE_FORMAT) throw refuse(`the format is ${JSON.stringify(p.format)}, not ${PACKAGE_FORMAT}`);
+  const principal = id(p.principal, 'principal');
+  if (principal.text !== expected.principal) throw refuse('it is the package of another account');
+  const vault = id(p.vault, 'vault');
+  if (expected.vault !== undefined && expected.vault !== null && vault.text !== expected.vault) {
+    throw refuse('it is a package of another vault');
+  }
+  const run = id(p.run, 'run');
+  const own = legacyKey(p.legacy_key, 'legacy_key');
+  const grants = pendingGrants(p.pending_grants, 'pending_grants');
+  const seenCandidates = new Set();
+  const candidates = array(p.candidates, 'candidates').map((c, i) => {
+    const at = `candidates[${i}]`;
+    object(c, ['principal', 'legacy_key', 'pending_grants', 'holders'], at);
+    const who = id(c.principal, `${at}.principal`);
+    if (who.text === principal.text) throw refuse(`${at} is the account itself`);
+    if (seenCandidates.has(who.text)) throw refuse(`candidate ${who.text} appears twice`);
+    seenCandidates.add(who.text);
+    const seenHolders = new Set();
+    const holders = array(c.holders, `${at}.holders`).map((h, j) => {
+      const parsed = holder(h, `${at}.holders[${j}]`);
+      if (seenHolders.has(parsed.principal.text)) throw refuse(`holder ${parsed.principal.text} appears twice in ${at}`);
+      seenHolders.add(parsed.principal.text);
+      return parsed;
+    });
+    return {
+      principal: who,
+      legacyKey: legacyKey(c.legacy_key, `${at}.legacy_key`),
+      pendingGrants: pendingGrants(c.pending_grants, `${at}.pending_grants`),
+      holders,
+    };
+  });
+  return { format: PACKAGE_FORMAT, vault, run, principal, legacyKey: own, pendingGrants: grants, candidates };
+}

@@ -1,0 +1,1009 @@
+// Unit tests of the web client, offline, on Node's WebCrypto (node --test).
+//
+// Test data:
+// - docs/FORMAT.md §9 worked examples and docs/PROTOCOL.md §8/§14 hex,
+//   copied from those pages (this repository);
+// - vectors/ (RFC 9180 HPKE vectors, Project Wycheproof), read in place; see
+//   vectors/README.md for their provenance;
+// - RFC 9106 §5.3 (Argon2id test vector), copied from the RFC.
+
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { argon2id } from '@noble/hashes/argon2.js';
+
+import { bytesToBigInt, bigIntToBytes, concat, fromHex, randomBytes, randomUuid, toHex, utf8, uuidToBytes } from '../src/bytes.js';
+import { CURVES, checkPoint, ecdsaVerify, isValidPoint, keyPairOfScalar } from '../src/ec.js';
+import { aesGcmOpen, aesGcmSeal, hkdf } from '../src/kdf.js';
+import {
+  AEADS,
+  BatchSealer,
+  MODE,
+  SUITES,
+  decap,
+  deriveKeyPair,
+  deriveScalar,
+  encap,
+  keySchedule,
+  openBatchGrant,
+  openGrant,
+  sealGrant,
+  batchInfo,
+  grantKeyContext,
+  setupBaseS,
+} from '../src/hpke.js';
+import { parseEnvelope } from '../src/envelope.js';
+import { deriveKek, unwrapPrivateKey, wrapPrivateKey } from '../src/kek.js';
+import { RsaPrivateKey, RsaPublicKey, decryptOaepSha256Mgf1Sha1, mgf1 } from '../src/rsa.js';
+import { parseRsaPkcs8 } from '../src/asn1.js';
+import { checkKdfParams, deriveMasterSecret, loginAuthenticator } from '../src/auth.js';
+import {
+  decodeBody,
+  encodeBody,
+  encodeSignedBundle,
+  parseBundle,
+  signedMessageOfDigest,
+  SIGNATURE_KIND,
+} from '../src/bundle.js';
+import { parsePackage } from '../src/package.js';
+import { buildBundle, OpenedGrants } from '../src/build.js';
+import { migrateWithMasterSecret, RekeyApi } from '../src/client.js';
+import { RekeyError } from '../src/errors.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const vectors = (name) => JSON.parse(readFileSync(join(root, 'vectors', name), 'utf8'));
+const h = (s) => fromHex(s.replace(/\s+/g, ''));
+const subtle = globalThis.crypto.subtle;
+
+// ---------------------------------------------------------------------------
+// FORMAT §9 worked examples (docs/FORMAT.md).
+
+const EX = {
+  vault: h('000102030405060708090a0b0c0d0e0f'),
+  recipient: h('101112131415161718191a1b1c1d1e1f'),
+  record: h('202122232425262728292a2b2c2d2e2f'),
+  keyPair: h('303132333435363738393a3b3c3d3e3f'),
+  recordKey: h('404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f'),
+  nonce: h('a0a1a2a3a4a5a6a7a8a9aaab'),
+  recipientIkm: utf8('rekey worked example: recipient'),
+  ephemeralIkm: utf8('rekey worked example: ephemeral'),
+};
+
+const FORMAT_P256 = {
+  skR: 'b8428563ca8c5f580f3a99eb7cb906e338ff2b6571c18995fc4e64fa34276ccf',
+  pkR: '041284b19680060e6b3fbfb226302b8439e3064c50a59088ab0e1b4a65ffaadbe029a174cc40d18f443ceadfe6baa89dd2ead93cdec67466afc45ba5ff11716805',
+  skE: '3f5a9f7963ce28371082a68ea6e3583dd1086971628f6722b3e170001883a335',
+  info10: '72656b65792f76312f6772616e7410000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f01202122232425262728292a2b2c2d2e2f',
+  env10: '726b0110041f3bd7026e25cc1df00407f3f025bd6c53af59d43c022f24c908a7f07fb6bf6096bd7fc7d6b4f03c00631db089338c7f5fd16eeece1943c5b205a5d0a28a481e8062644f9a06319210d941617221fc2825de6912ff53796413b37b6335d23a8b4fb55d4b5112ee7844dd20aad7898b9a',
+  info11: '72656b65792f76312f626174636811000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f',
+  exporter: 'f7d3b7ac56c21fef4f07f6d434dae593621351df18ee73792144784e10284ac7',
+  context: '72656b65792f76312f6772616e742d6b657901202122232425262728292a2b2c2d2e2f',
+  grantKey: '40c339796f558bb245c2722d544d2b15c43b31bb818cc9d66a6207372693b9ef',
+  env11: '726b0111041f3bd7026e25cc1df00407f3f025bd6c53af59d43c022f24c908a7f07fb6bf6096bd7fc7d6b4f03c00631db089338c7f5fd16eeece1943c5b205a5d0a28a481ea0a1a2a3a4a5a6a7a8a9aaabcde3a621052bf64686d4bf74847e32b8c760089c72d9c7b5fc1b2dd75a19659117299302e2e37eaafbdb909c521c482d',
+};
+
+const FORMAT_P521 = {
+  skR: '00bb2efde42ec23a63cc074875ceda81b9efe0b5b5ea361c7284fe3d638916fd14b2281cd4049a55b63af0b722d1b605eabc7d4f3c624db2c6a03fcbb17c2dd9455e',
+  pkR: '04015dc3ac1f5ee40dce0e0ae66ca72ab1794f05d12dae53ef86d34392cb03f0da141cd35d45edf238946f45f54f623db3c988e86118822a1325597122f428bb944a22011e6f6e6e1ca8316e36eaa08e1eb0add4ab820810501a526ce167af18ce3f43437462a8bb5bd92f7aef44c2097f8799ef98bf00edf2db13bf3f14199faf68e87fed',
+  skE: '00966642b48948d14a9e7fca8b7052b3a85e49c93274c950af64ddd23e126163639eabc32167fe17b80f0352abe75eced5bc827920e3ad1c145fddb5ab490185c7a7',
+  info12: '72656b65792f76312f6772616e7412000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f01202122232425262728292a2b2c2d2e2f',
+  env12: '726b0112040176a2d390105e70491997c14a624145d4b13635c99ef7abe83d2e911b0f3216c228123ce0bf3ca59d707aeb64ce9b91c473d75b6cfc2e800ccb4547c8dac6d0392b01b831113ba20a8f52f5751835dd77dac3d01085c0acab6423ea6cd5d49f0d321474f36a790bdc34a8c069e4b209023c50aabeef7faf1f528af3c3c8b119a4a2e42518d2feae28493d7461359f8ab443dbd46c2edff9cc3cbfbb91e87005f7455627d5a3454d04aa7602ef7baadb30b42f50',
+  info13: '72656b65792f76312f626174636813000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f',
+  exporter: 'c45486ea163ce031edbda940c0d3f5c8b645e3d6226de7bd0565bb8b4c25d08f3088293e749974f621d6885ccc7552cf8c6a6905221fd0c112ff68ca52913c9d',
+  grantKey: '1b362bc1797ae226ed4fda9b2474008bdab7d25bc510ae579346da8272757344',
+  env13: '726b0113040176a2d390105e70491997c14a624145d4b13635c99ef7abe83d2e911b0f3216c228123ce0bf3ca59d707aeb64ce9b91c473d75b6cfc2e800ccb4547c8dac6d0392b01b831113ba20a8f52f5751835dd77dac3d01085c0acab6423ea6cd5d49f0d321474f36a790bdc34a8c069e4b209023c50aabeef7faf1f528af3c3c8b119a4a2e425a0a1a2a3a4a5a6a7a8a9aaab92f41219ce2e2e0656f3956829ff14844f6e26d29ead15c9a2e08045d97c7e89205bd8e0d6d161b34ccff05baa61b40e',
+};
+
+const FORMAT_RSA = {
+  spki: '30820122300d06092a864886f70d01010105000382010f003082010a0282010100ce568c6aeac25cc0c3bf1c56d23870af4695a6c7e89f8aac898915b24000f8d7be4010da3cc4e16089c2448f9698aee230820e797e11293903d637ffdba511e382ab21e18501509a8ab6c8ecfc2eef08b88764eeabdf1f17fc26b02a2f27566fc471b8d7f570e00fd6ca12971a909bac1e86178aaf7f1c16ad0a6790a5e6d89a215b876bf89a0aa64f60ab442dde04b38c280f512bb0931b595c293b21bb95f2ca535a4aa65016e16deb2caf38702965b21abd7da6df752b69e7df37caa58699001a874a2b6b1ae59d7b0a5129b0f3e77ede9dba1a175b77d2bfdcfc6c462b699866ed721179cb5ed7c8724c3de7cd278b24d08e1085843b4fa83750db506e150203010001',
+  envelope: '726b0102c56de9f82a7867f6745840519ca5ce8f7e6e9eba6ada467453c1071525d421de3cd95f413d612a2ec999f281f5b3cd7da409ae0316eaad51cd8d3bdcc3edbdab790ddc9fb363c4eaba3bafdd814850c1963556a9a3102c1c49262ef7d9aae30069987d3ccd49c1deaba49fa02e24f8ae3dd3beb10896c3471a120d7f6a53349bb00aa28caad5b3c9e84988cc3f340213d6743034c3a00d6cce45eadc41c229c449b5122556914cecf80cd78175f0f0b92f1174920990d773829d47e082b664d67c592abe500fd90101aedb8e4d4e7f6c14ae1d0cccf31efc72763a591a5be4f5282160686ba900dfc4ab9995c84668ffbd06a9d8285dba1e1d3ae41284960944',
+  pkcs8: '308204be020100300d06092a864886f70d0101010500048204a8308204a40201000282010100ce568c6aeac25cc0c3bf1c56d23870af4695a6c7e89f8aac898915b24000f8d7be4010da3cc4e16089c2448f9698aee230820e797e11293903d637ffdba511e382ab21e18501509a8ab6c8ecfc2eef08b88764eeabdf1f17fc26b02a2f27566fc471b8d7f570e00fd6ca12971a909bac1e86178aaf7f1c16ad0a6790a5e6d89a215b876bf89a0aa64f60ab442dde04b38c280f512bb0931b595c293b21bb95f2ca535a4aa65016e16deb2caf38702965b21abd7da6df752b69e7df37caa58699001a874a2b6b1ae59d7b0a5129b0f3e77ede9dba1a175b77d2bfdcfc6c462b699866ed721179cb5ed7c8724c3de7cd278b24d08e1085843b4fa83750db506e150203010001028201001c24cbf44d5f035dbb95569d350143c5748037066f614b7deb288a900c90d5603fefe71c8d4b615e548bede413eb7177229caab2c1923fa82a30cee49425f8c1aa7203260a893a6049e952909879225b7327ec896d61fa90bff0daf876040c93241d4ad412033a5c8eb47342aef9e871da9bf99c0e01ed67de645be9ebe707c60757aa1214e96a76290e33ff814e77a13c9ba32a6142c0a8a60b8a95c26ed514cb62036f8828cddd3de2f7dc5f1207b2ed4d65e0568cf1521be3b365b26c952c7bb0e0e854470304a966ac9eaeeff8157d049b2893f964a9820b85fd76841f8dfab9dc9e0a7ebf92d912d4c547c92bdb043b3e18c4b27d19b2305f97b8e2c88102818100f371e753f78bf3eb8b51df031956819ac1a11e139d7e4b4c1e4c25e57f5fa61b48b00f905dab529202b9265d09875cce461487fb29f9ab4c6c80f39a7b124f18f2363a994a1bd6a69d5dc0ce27606f81c79d98ebfb7356d7aa4b3dc5ba478ce5fc2a321dfa1926d0ccdc7b0576cf1b7f958ed70b84b0208f2ead952f621dd0b502818100d8fabd48a204a09b904c2b3309e068715d04541253e27043a7a78cd9245522839c5cf5f8783b3457c9cfa893cbcef94c28ea3205fbdf768f5e60ab4095969b8fb9327e8b71b95d2bc59ff6d9c4946b275691499e4a1d660e8a155e7dacfea553bf4b9d2cc47240e77daf83b026d27b861b26f654ac54b8dde4f35d89e78e63e1028180750b3d721461784bb5f70de6ba86e9d712e338c7ab7fee09d1c340b11f55485273d71a1489c475f57753b74b21eaafc708d09434409126379f2f3c6ff85dec238d485f5215dc5e8e4ab8a99b34395c43244af41bf910121fac6372769f42094f05b6efd393cc05ea7ba4418d75facb38c31a22f009c27854fed73c13c4f39ac50281810087c68f7fcdf2bb55dd3beca4697fc59b7aab64b87b496d1ac8e4addc8b41c2f13c7d6765ee468e008946aaa4a19a88a1c1d09b30e765f458cea40b45c4d593cea20318f0c55f4b104300508600df27165cb359aff58ce3fa212a3210ce9a22767f741f8c8df938e822dc1bb9b4f16d5e83cb23c5e478b79e12d0bf2db67a81c1028181008cbb47c3029788c61057764d9ca05414b7062d20ea8562255d3f0b3fb4886d5d0b8250df16409362c4964614b9817d6fa9d5dc55e960716319c0badbccf803cf9fa32a17c8b5a9cc291866792e293ca1fbb55b1694d8e86fce7a9e04bf941996eb3763eb40e5efbbba83a4d83ca2fe8278144b5a1eab02e244b3c8f7e141c4e0',
+};
+
+async function formatSuite(suite, ex) {
+  const skR = await deriveScalar(suite, EX.recipientIkm);
+  assert.equal(toHex(skR), ex.skR, 'DeriveKeyPair(recipient ikm)');
+  const recipient = await keyPairOfScalar(suite.curve, skR, 'ECDH');
+  assert.equal(toHex(recipient.publicPoint), ex.pkR);
+  const skE = await deriveScalar(suite, EX.ephemeralIkm);
+  assert.equal(toHex(skE), ex.skE, 'DeriveKeyPair(ephemeral ikm)');
+  const ephemeral = await keyPairOfScalar(suite.curve, skE, 'ECDH');
+  return { recipient, ephemeral };
+}
+
+describe('FORMAT §9 worked examples', () => {
+  for (const [name, suite, ex, single, batch] of [
+    ['P-256', SUITES.p256, FORMAT_P256, 0x10, 0x11],
+    ['P-521', SUITES.p521, FORMAT_P521, 0x12, 0x13],
+  ]) {
+    test(`${name}: keys from ikm, single grant (0x${single.toString(16)}) sealed and opened`, async () => {
+      const { recipient, ephemeral } = await formatSuite(suite, ex);
+      const env = await sealGrant(single, recipient.publicPoint, EX.vault, EX.recipient, 1, EX.record, EX.recordKey, {
+        ephemeral,
+      });
+      assert.equal(toHex(env), ex[`env${single.toString(16)}`]);
+      const info = ex[`info${single.toString(16)}`];
+      assert.equal(toHex(concat(utf8('rekey/v1/grant'), Uint8Array.of(single), EX.vault, EX.recipient, Uint8Array.of(1), EX.record)), info);
+      const opened = await openGrant(parseEnvelope(env), recipient, EX.vault, EX.recipient, 1, EX.record);
+      assert.deepEqual(opened, EX.recordKey);
+      // Bound to its place: another subject does not open it.
+      await assert.rejects(openGrant(parseEnvelope(env), recipient, EX.vault, EX.recipient, 2, EX.record));
+    });
+
+    test(`${name}: batch grant (0x${batch.toString(16)}): info, exporter secret, grant key, envelope`, async () => {
+      const { recipient, ephemeral } = await formatSuite(suite, ex);
+      const info = batchInfo(batch, EX.vault, EX.recipient);
+      assert.equal(toHex(info), ex[`info${batch.toString(16)}`]);
+      const { ctx } = await setupBaseS(suite, recipient.publicPoint, info, { ephemeral });
+      assert.equal(toHex(ctx.exporterSecret), ex.exporter);
+      assert.equal(toHex(grantKeyContext(1, EX.record)), FORMAT_P256.context);
+      assert.equal(toHex(await ctx.export(grantKeyContext(1, EX.record), 32)), ex.grantKey);
+      const curve = suite.curve;
+      const sealer = await BatchSealer.create(curve, recipient.publicPoint, EX.vault, EX.recipient, {
+        ephemeral,
+        nonces: () => EX.nonce,
+      });
+      const env = await sealer.seal(1, EX.record, EX.recordKey);
+      assert.equal(toHex(env), ex[`env${batch.toString(16)}`]);
+      const opened = await openBatchGrant(parseEnvelope(env), recipient, EX.vault, EX.recipient, 1, EX.record);
+      assert.deepEqual(opened, EX.recordKey);
+    });
+  }
+
+  test('aes256gcm-kek (0x20): KEK and wrapped P-256 scalar', async () => {
+    const master = utf8('rekey worked example: master secret');
+    const kek = await deriveKek(master, EX.vault, EX.recipient);
+    assert.equal(toHex(kek), 'cceddc61f2f1c85f740d180e66ea62c6de48837ac02d5c86380129c1d663eab6');
+    const env = await wrapPrivateKey(kek, EX.vault, EX.recipient, EX.keyPair, h(FORMAT_P256.skR), { nonce: EX.nonce });
+    assert.equal(
+      toHex(env),
+      '726b0120a0a1a2a3a4a5a6a7a8a9aaab04aa212bdb32ee7b22753459c56a0ed5edfb5881099348311ae576160f604ab905b4d731c16d7f2dab8840f901517a45',
+    );
+    assert.equal(toHex(await unwrapPrivateKey(kek, EX.vault, EX.recipient, EX.keyPair, env)), FORMAT_P256.skR);
+    await assert.rejects(unwrapPrivateKey(kek, EX.vault, EX.recipient, EX.record, env), { code: 'wrong_key' });
+  });
+
+  test('record content', async () => {
+    const aad = concat(utf8('rekey/v1/record'), Uint8Array.of(1), EX.vault, EX.record);
+    assert.equal(toHex(aad), '72656b65792f76312f7265636f726401000102030405060708090a0b0c0d0e0f202122232425262728292a2b2c2d2e2f');
+    const ct = await aesGcmSeal(EX.recordKey, EX.nonce, aad, utf8('correct horse battery staple'));
+    assert.equal(
+      toHex(concat(Uint8Array.of(1), EX.nonce, ct)),
+      '01a0a1a2a3a4a5a6a7a8a9aaabb4e0744d8788e80d1100338dec9c52979b6390b5954ff65983ac82ff5f3516d9e4095177c24b798d8b714788',
+    );
+  });
+
+  test('ECDSA P-256 signature (r ‖ s) verifies', async () => {
+    const sig = h('fb68ecfaaf5ac2a772a3cd7441a365b72f5b369a381efb562a16c19b922cda53186985533f500660d142a8a45c42ce8d5d009e38895f73e106b74bc4b8792b83');
+    const pk = h(FORMAT_P256.pkR);
+    assert.ok(await ecdsaVerify(CURVES.p256, pk, utf8('rekey worked example: signed bytes'), sig));
+    assert.ok(!(await ecdsaVerify(CURVES.p256, pk, utf8('rekey worked example: signed byteS'), sig)));
+  });
+
+  test('rsa-oaep-sha256 (0x02) legacy envelope opens to the record key', async () => {
+    const key = await RsaPrivateKey.fromPkcs8(h(FORMAT_RSA.pkcs8));
+    const pub = new RsaPublicKey(h(FORMAT_RSA.spki));
+    assert.ok(pub.matches(key));
+    assert.equal(pub.bits, 2048);
+    const env = parseEnvelope(h(FORMAT_RSA.envelope));
+    assert.equal(env.scheme, 0x02);
+    assert.deepEqual(await key.decrypt(env.scheme, env.ciphertext), EX.recordKey);
+    await assert.rejects(key.decrypt(0x01, env.ciphertext), { code: 'could_not_decrypt' });
+    await assert.rejects(key.decrypt(0x03, env.ciphertext), { code: 'could_not_decrypt' });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// RFC 9180 vectors (vectors/hpke_p256.json, vectors/hpke_p521.json).
+
+for (const [file, suite] of [
+  ['hpke_p256.json', SUITES.p256],
+  ['hpke_p521.json', SUITES.p521],
+]) {
+  describe(`RFC 9180 vectors: ${file}`, () => {
+    for (const v of vectors(file)) {
+      test(`mode ${v.mode}, aead ${v.aead_id}`, async () => {
+        assert.equal(v.kem_id, suite.kemId);
+        assert.equal(v.kdf_id, suite.kdfId);
+        const aead = AEADS[v.aead_id];
+        assert.equal(toHex(await deriveScalar(suite, h(v.ikmR))), v.skRm);
+        assert.equal(toHex(await deriveScalar(suite, h(v.ikmE))), v.skEm);
+        const recipient = await keyPairOfScalar(suite.curve, h(v.skRm), 'ECDH');
+        assert.equal(toHex(recipient.publicPoint), v.pkRm);
+        const ephemeral = await keyPairOfScalar(suite.curve, h(v.skEm), 'ECDH');
+        assert.equal(toHex(ephemeral.publicPoint), v.pkEm);
+        let sender;
+        let pkS;
+        if (v.mode === MODE.auth || v.mode === MODE.authPsk) {
+          assert.equal(toHex(await deriveScalar(suite, h(v.ikmS))), v.skSm);
+          sender = await keyPairOfScalar(suite.curve, h(v.skSm), 'ECDH');
+          assert.equal(toHex(sender.publicPoint), v.pkSm);
+          pkS = sender.publicPoint;
+        }
+        const { sharedSecret, enc } = await encap(suite, recipient.publicPoint, { ephemeral, sender });
+        assert.equal(toHex(enc), v.enc);
+        assert.equal(toHex(sharedSecret), v.shared_secret);
+        assert.equal(toHex(await decap(suite, enc, recipient, { pkS })), v.shared_secret);
+        const psk = v.psk ? h(v.psk) : new Uint8Array(0);
+        const pskId = v.psk_id ? h(v.psk_id) : new Uint8Array(0);
+        const sealer = await keySchedule(suite, aead, v.mode, sharedSecret, h(v.info), psk, pskId);
+        const opener = await keySchedule(suite, aead, v.mode, sharedSecret, h(v.info), psk, pskId);
+        assert.equal(toHex(sealer.key), v.key);
+        assert.equal(toHex(sealer.baseNonce), v.base_nonce);
+        assert.equal(toHex(sealer.exporterSecret), v.exporter_secret);
+        for (const [seq, e] of v.encryptions.entries()) {
+          assert.equal(toHex(sealer.nonce()), e.nonce, `nonce ${seq}`);
+          assert.equal(toHex(await sealer.seal(h(e.aad), h(e.pt))), e.ct, `ct ${seq}`);
+          assert.equal(toHex(await opener.open(h(e.aad), h(e.ct))), e.pt, `pt ${seq}`);
+        }
+        for (const x of v.exports) {
+          assert.equal(toHex(await sealer.export(h(x.exporter_context), x.L)), x.exported_value);
+        }
+      });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Wycheproof (vectors/wycheproof).
+
+describe('Wycheproof', () => {
+  for (const [file, scheme] of [
+    ['rsa_oaep_2048_sha1_mgf1sha1_test.json', 0x01],
+    ['rsa_oaep_2048_sha256_mgf1sha256_test.json', 0x02],
+    ['rsa_oaep_2048_sha256_mgf1sha1_test.json', 0x03],
+  ]) {
+    test(`${file} as scheme 0${scheme}`, async () => {
+      const data = vectors(join('wycheproof', file));
+      let ran = 0;
+      for (const g of data.testGroups) {
+        const key = await RsaPrivateKey.fromPkcs8(h(g.privateKeyPkcs8));
+        for (const t of g.tests) {
+          if (t.label !== '') continue; // rekey's grants use the empty label
+          ran++;
+          const ct = h(t.ct);
+          if (t.result === 'valid') {
+            assert.equal(toHex(await key.decrypt(scheme, ct)), t.msg, `tcId ${t.tcId}`);
+          } else {
+            await assert.rejects(key.decrypt(scheme, ct), { code: 'could_not_decrypt' }, `tcId ${t.tcId}`);
+          }
+        }
+      }
+      assert.ok(ran > 10);
+    });
+  }
+
+  test('scheme 03 decoding refuses every other variant\'s ciphertexts', async () => {
+    const data = vectors('wycheproof/rsa_oaep_2048_sha256_mgf1sha256_test.json');
+    const g = data.testGroups[0];
+    const parsed = parseRsaPkcs8(h(g.privateKeyPkcs8));
+    for (const t of g.tests.filter((x) => x.label === '' && x.result === 'valid')) {
+      await assert.rejects(decryptOaepSha256Mgf1Sha1(parsed.private, parsed.modulusLength, h(t.ct)), {
+        code: 'could_not_decrypt',
+      });
+    }
+  });
+
+  test('ecdh_secp256r1_ecpoint_test.json: points checked, shared secrets equal', async () => {
+    const data = vectors('wycheproof/ecdh_secp256r1_ecpoint_test.json');
+    let checked = 0;
+    for (const t of data.testGroups[0].tests) {
+      const pub = h(t.public);
+      const valid = isValidPoint(CURVES.p256, pub);
+      if (t.result === 'invalid') {
+        assert.equal(valid, false, `tcId ${t.tcId} ${t.comment}`);
+        continue;
+      }
+      if (pub.length !== 65) continue; // compressed: rekey uses uncompressed points only
+      assert.equal(valid, true, `tcId ${t.tcId}`);
+      let priv = h(t.private);
+      if (priv.length > 32) priv = priv.subarray(priv.length - 32);
+      if (priv.length < 32) priv = concat(new Uint8Array(32 - priv.length), priv);
+      const me = await keyPairOfScalar(CURVES.p256, priv, 'ECDH');
+      const peer = await subtle.importKey('raw', pub, { name: 'ECDH', namedCurve: 'P-256' }, false, []);
+      const shared = new Uint8Array(await subtle.deriveBits({ name: 'ECDH', public: peer }, me.privateKey, 256));
+      assert.equal(toHex(shared), t.shared, `tcId ${t.tcId}`);
+      checked++;
+    }
+    assert.ok(checked > 300);
+  });
+
+  test('hkdf_sha256_test.json', async () => {
+    const data = vectors('wycheproof/hkdf_sha256_test.json');
+    for (const g of data.testGroups) {
+      for (const t of g.tests.filter((x) => x.result === 'valid' && x.ikm !== '')) {
+        assert.equal(toHex(await hkdf('SHA-256', h(t.salt), h(t.ikm), h(t.info), t.size)), t.okm, `tcId ${t.tcId}`);
+      }
+    }
+  });
+
+  test('aes_gcm_test.json (96-bit nonces, 128-bit tags)', async () => {
+    const data = vectors('wycheproof/aes_gcm_test.json');
+    for (const g of data.testGroups.filter((x) => x.ivSize === 96 && x.tagSize === 128 && x.keySize !== 192)) {
+      for (const t of g.tests) {
+        const ct = concat(h(t.ct), h(t.tag));
+        if (t.result === 'valid') {
+          assert.equal(toHex(await aesGcmOpen(h(t.key), h(t.iv), h(t.aad), ct)), t.msg, `tcId ${t.tcId}`);
+          assert.equal(toHex(await aesGcmSeal(h(t.key), h(t.iv), h(t.aad), h(t.msg))), toHex(ct), `tcId ${t.tcId}`);
+        } else {
+          await assert.rejects(aesGcmOpen(h(t.key), h(t.iv), h(t.aad), ct), `tcId ${t.tcId}`);
+        }
+      }
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Login: Argon2id and the authenticator.
+
+describe('login', () => {
+  test('Argon2id: RFC 9106 §5.3 test vector (through @noble/hashes)', () => {
+    const out = argon2id(new Uint8Array(32).fill(1), new Uint8Array(16).fill(2), {
+      t: 3,
+      m: 32,
+      p: 4,
+      dkLen: 32,
+      key: new Uint8Array(8).fill(3),
+      personalization: new Uint8Array(12).fill(4),
+    });
+    assert.equal(toHex(out), '0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659');
+  });
+
+  test('demo master secret: the salt and parameters of the login', async () => {
+    const vault = randomBytes(16);
+    const user = randomBytes(16);
+    const params = { algorithm: 'argon2id', m_kib: 1024, t: 1, p: 1 };
+    const master = await deriveMasterSecret('pässword', vault, user, params);
+    const expected = argon2id(utf8('pässword'), concat(utf8('rekey-demo'), vault, user), { m: 1024, t: 1, p: 1, dkLen: 32 });
+    assert.deepEqual(master, expected);
+    const auth = await loginAuthenticator(master, vault, user);
+    const manual = await hkdf('SHA-256', utf8('rekey/v1/login-authenticator'), master, concat(vault, user), 32);
+    assert.deepEqual(auth, manual);
+    assert.notDeepEqual(auth, await deriveKek(master, vault, user), 'the authenticator is not the KEK');
+  });
+
+  test('the vault\'s KDF parameters are checked', () => {
+    const ok = { algorithm: 'argon2id', m_kib: 4096, t: 1, p: 1 };
+    assert.deepEqual(checkKdfParams(ok), ok);
+    for (const bad of [
+      { ...ok, m_kib: 1023 },
+      { ...ok, m_kib: 1048577 },
+      { ...ok, t: 0 },
+      { ...ok, t: 11 },
+      { ...ok, p: 0 },
+      { ...ok, p: 5 },
+      { ...ok, t: 1.5 },
+      { ...ok, algorithm: 'scrypt' },
+      { ...ok, extra: 1 },
+      null,
+      [],
+    ]) {
+      assert.throws(() => checkKdfParams(bad), { code: 'bad_kdf_params' }, JSON.stringify(bad));
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Envelopes (FORMAT §1).
+
+describe('envelope parsing', () => {
+  const env = (scheme, bodyLen) => concat(Uint8Array.of(0x72, 0x6b, 0x01, scheme), new Uint8Array(bodyLen));
+  test('accepts each scheme at its bounds', () => {
+    for (const [scheme, min, max] of [
+      [0x01, 128, 1024],
+      [0x02, 128, 1024],
+      [0x03, 128, 1024],
+      [0x10, 81, 81 + 8192],
+      [0x11, 93, 93 + 8192],
+      [0x12, 149, 149 + 8192],
+      [0x13, 161, 161 + 8192],
+      [0x20, 28, 28 + 8192],
+    ]) {
+      assert.equal(parseEnvelope(env(scheme, min)).scheme, scheme);
+      assert.equal(parseEnvelope(env(scheme, max)).scheme, scheme);
+      assert.throws(() => parseEnvelope(env(scheme, min - 1)), { code: 'bad_envelope' }, `${scheme} min-1`);
+      assert.throws(() => parseEnvelope(env(scheme, max + 1)), { code: 'bad_envelope' }, `${scheme} max+1`);
+    }
+  });
+  test('refuses short input, wrong magic, version, unknown schemes', () => {
+    for (const bad of [
+      new Uint8Array(0),
+      Uint8Array.of(0x72, 0x6b, 0x01),
+      concat(Uint8Array.of(0x72, 0x6c, 0x01, 0x02), new Uint8Array(256)),
+      concat(Uint8Array.of(0x52, 0x6b, 0x01, 0x02), new Uint8Array(256)),
+      concat(Uint8Array.of(0x72, 0x6b, 0x02, 0x02), new Uint8Array(256)),
+      concat(Uint8Array.of(0x72, 0x6b, 0x00, 0x02), new Uint8Array(256)),
+      env(0x00, 256),
+      env(0x04, 256),
+      env(0x14, 2000),
+      env(0x21, 60),
+      env(0xff, 256),
+    ]) {
+      assert.throws(() => parseEnvelope(bad), { code: 'bad_envelope' }, toHex(bad.subarray(0, 4)));
+    }
+  });
+  test('splits enc, nonce and ciphertext', () => {
+    const e = parseEnvelope(h(FORMAT_P256.env11));
+    assert.equal(e.enc.length, 65);
+    assert.equal(toHex(e.nonce), toHex(EX.nonce));
+    assert.equal(e.ciphertext.length, 48);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// PROTOCOL §14 "A real bundle, annotated" and the §8 message.
+//
+// The page elides the grant envelopes after their first bytes, 18 of the 19
+// grants and the RSA-PSS signature; those bytes are filled in here. Every
+// byte the page shows is placed at the offset it gives, the bundle is parsed
+// and re-encoded byte for byte, and the ECDSA signature it shows is checked
+// against the §8 message built from the body digest §8 gives.
+
+const P14 = {
+  vault: '9a3744504560439e8670b7a17d492b27',
+  run: '147ffc7351504a5d87005c4cf26120c8',
+  principal: '0cafcb15e70b4d77bbb080de7fac163f',
+  legacyKeyPair: '1e39c264a85e4f84b588adc429796243',
+  newKeyPair: 'f8e5b594736246d894910d6492f090a1',
+  publicKey:
+    '04d37c12e516ad94b7f6d634d75fa8f5bb96472f708bdc3363459a0dd445858b7d' +
+    'ee03e6172d90ca10240ec6c5179fb8a4cabf6ec371b6daad7c414c787361ee02',
+  wrapped:
+    '726b012049923f0abff742f199421c951f2d2262fbf52c708bb1526e4273de16' +
+    '516db5bf6f51f1926b605f3fb7e09845693701a1d3388e937bd11cb5d26d8eff',
+  replaces: '01a24ae2eacb74f2a223d08602be8450',
+  subjectId: '83293cd5db984a4d9c35a5280951ff19',
+  ecdsa:
+    '16a18375d4066e5d9603b52b5998d3c1112764e0a98567a592f3d7ce33d4128e' +
+    'd69107ca002b345232b62bd107281bd8f083b8095a169c0ca7f1f7156afe40ff',
+  bodyDigest: '71e5e2da4a0cdd06dbeff260c064920fbdd06d9bf53e8971c0f09ec57d04d64a',
+  ecdsaMessage:
+    '72656b65792f76312f62756e646c652d7369676e6174757265' + '02' + '0cafcb15e70b4d77bbb080de7fac163f' +
+    '71e5e2da4a0cdd06dbeff260c064920fbdd06d9bf53e8971c0f09ec57d04d64a',
+};
+
+function section14Bundle() {
+  const filler = (n, seed) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+  const grant = (i) => ({
+    replaces: i === 0 ? h(P14.replaces) : filler(16, i),
+    subjectKind: i === 0 ? 2 : 1,
+    subjectId: i === 0 ? h(P14.subjectId) : filler(16, 100 + i),
+    // 726b0111 ‖ enc (65, starting 04021277c4ab as shown) ‖ nonce (12) ‖ ct+tag (48)
+    envelope: concat(h('726b0111'), h('04021277c4ab'), filler(59, 7), filler(12, 200 + i), filler(48, 50 + i)),
+  });
+  return {
+    vault: h(P14.vault),
+    run: h(P14.run),
+    submitter: h(P14.principal),
+    parts: [
+      {
+        principal: h(P14.principal),
+        legacyKeyPair: h(P14.legacyKeyPair),
+        newKeyPair: h(P14.newKeyPair),
+        curve: 'p256',
+        publicKey: h(P14.publicKey),
+        wrappedPrivate: h(P14.wrapped),
+        grants: Array.from({ length: 19 }, (_, i) => grant(i)),
+        nonMigratable: [],
+        holderGrants: [],
+      },
+    ],
+  };
+}
+
+describe('PROTOCOL §14 bundle and §8 message', () => {
+  test('every annotated field sits at its offset; parse and re-encode are byte-identical', () => {
+    const bundle = section14Bundle();
+    const signatures = [
+      { principal: h(P14.principal), kind: 1, bytes: new Uint8Array(256).fill(0x5a) },
+      { principal: h(P14.principal), kind: 2, bytes: h(P14.ecdsa) },
+    ];
+    const bytes = encodeSignedBundle(encodeBody(bundle), signatures);
+    assert.equal(bytes.length, 3778, 'the page says 3,778 bytes');
+    const at = (offset, hex) => assert.equal(toHex(bytes.subarray(offset, offset + hex.length / 2)), hex, `offset ${offset}`);
+    at(0, '72656b65792d62756e646c65');
+    at(12, '01');
+    at(13, '00000d49');
+    at(17, P14.vault);
+    at(33, P14.run);
+    at(49, P14.principal);
+    at(65, '00000001');
+    at(69, P14.principal);
+    at(85, P14.legacyKeyPair);
+    at(101, P14.newKeyPair);
+    at(117, '01');
+    at(118, P14.publicKey);
+    at(183, '01');
+    at(184, '00000040');
+    at(188, P14.wrapped);
+    at(252, '00000013');
+    at(256, P14.replaces);
+    at(272, '02');
+    at(273, P14.subjectId);
+    at(289, '00000081');
+    at(293, '726b011104021277c4ab');
+    at(3410, '00000000');
+    at(3414, '00000000');
+    at(3418, '0002');
+    at(3420, P14.principal);
+    at(3436, '01');
+    at(3437, '0100');
+    at(3695, P14.principal);
+    at(3711, '02');
+    at(3712, '0040');
+    at(3714, P14.ecdsa);
+    // Each further grant is 166 bytes.
+    assert.equal(3410 - 256, 19 * 166);
+
+    const parsed = parseBundle(bytes);
+    assert.equal(parsed.body.length, 3401);
+    assert.deepEqual(encodeSignedBundle(encodeBody(parsed.bundle), parsed.signatures), bytes);
+    assert.deepEqual(decodeBody(parsed.body), parsed.bundle);
+    assert.equal(toHex(parsed.bundle.parts[0].publicKey), P14.publicKey);
+    assert.equal(parsed.bundle.parts[0].grants[0].envelope.length, 129);
+  });
+
+  test('§8: the ECDSA message is rebuilt and the §14 signature verifies over it', async () => {
+    const msg = signedMessageOfDigest(h(P14.bodyDigest), SIGNATURE_KIND.NEW_KEY_ECDSA, h(P14.principal));
+    assert.equal(msg.length, 74);
+    assert.equal(toHex(msg), P14.ecdsaMessage);
+    assert.ok(await ecdsaVerify(CURVES.p256, h(P14.publicKey), msg, h(P14.ecdsa)), 'the signature of §14 over the message of §8');
+    const rsaMsg = signedMessageOfDigest(h(P14.bodyDigest), SIGNATURE_KIND.LEGACY_RSA_PSS, h(P14.principal));
+    assert.equal(toHex(rsaMsg).slice(50, 52), '01');
+  });
+
+  test('refusals of PROTOCOL §7.7', () => {
+    const bundle = section14Bundle();
+    const sigs = [{ principal: h(P14.principal), kind: 2, bytes: h(P14.ecdsa) }];
+    const good = encodeSignedBundle(encodeBody(bundle), sigs);
+    const mutate = (f) => {
+      const b = good.slice();
+      f(b);
+      return b;
+    };
+    const cases = [
+      ['bundle_bad_magic', good.subarray(0, 11)],
+      ['bundle_bad_magic', mutate((b) => (b[0] = 0x52))],
+      ['bundle_unsupported_version', mutate((b) => (b[12] = 2))],
+      ['bundle_truncated', good.subarray(0, good.length - 1)],
+      ['bundle_trailing_bytes', concat(good, Uint8Array.of(0))],
+      ['bundle_bad_tag', mutate((b) => (b[117] = 3))],
+      ['bundle_bad_tag', mutate((b) => (b[183] = 2))],
+      ['bundle_bad_tag', mutate((b) => (b[272] = 3))],
+      ['bundle_bad_tag', mutate((b) => (b[3420 + 16] = 3))],
+      ['bundle_bad_public_key', mutate((b) => (b[150] ^= 1))],
+      ['bundle_bad_public_key', mutate((b) => (b[118] = 2))],
+      ['bundle_bad_envelope', mutate((b) => (b[293 + 3] = 0x14))],
+      ['bundle_bad_envelope', mutate((b) => (b[188 + 2] = 2))],
+      ['bundle_count_too_large', mutate((b) => b.set([0, 0, 1, 0], 65))],
+      ['bundle_truncated', mutate((b) => b.set([0, 0, 0, 2], 65))],
+      ['bundle_count_too_large', mutate((b) => b.set([0, 0, 1, 0], 252))],
+      ['bundle_count_too_large', mutate((b) => b.set([0xff, 0xff], 3418))],
+      ['bundle_trailing_bytes', mutate((b) => b.set([0, 0, 0x0d, 0x4a], 13))],
+      ['bundle_truncated', mutate((b) => b.set([0, 0, 0x0e, 0x4a], 13))],
+    ];
+    for (const [code, bytes] of cases) {
+      assert.throws(() => parseBundle(bytes), { code }, code);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// A small synthetic vault: an e2ee user with grants in every legacy scheme
+// and broken ones, a role it can open with a migrated and a pending fellow
+// member, a role it cannot open. The bundle is built, parsed, its
+// signatures verified and every grant it wrote opened again.
+
+async function rsaKeyPair() {
+  const pair = await subtle.generateKey(
+    { name: 'RSA-OAEP', modulusLength: 2048, publicExponent: Uint8Array.of(1, 0, 1), hash: 'SHA-256' },
+    true,
+    ['encrypt', 'decrypt'],
+  );
+  return {
+    spki: new Uint8Array(await subtle.exportKey('spki', pair.publicKey)),
+    pkcs8: new Uint8Array(await subtle.exportKey('pkcs8', pair.privateKey)),
+  };
+}
+
+async function legacyEnvelope(scheme, spki, secret) {
+  const head = Uint8Array.of(0x72, 0x6b, 0x01, scheme);
+  if (scheme === 0x01 || scheme === 0x02) {
+    const key = await subtle.importKey('spki', spki, { name: 'RSA-OAEP', hash: scheme === 1 ? 'SHA-1' : 'SHA-256' }, false, ['encrypt']);
+    return concat(head, new Uint8Array(await subtle.encrypt({ name: 'RSA-OAEP' }, key, secret)));
+  }
+  // 03: OAEP encoding with a SHA-256 label hash and MGF1-SHA-1, then m^e mod n.
+  const pub = new RsaPublicKey(spki);
+  const k = pub.modulusLength;
+  const lHash = new Uint8Array(await subtle.digest('SHA-256', new Uint8Array(0)));
+  const db = concat(lHash, new Uint8Array(k - secret.length - 2 * 32 - 2), Uint8Array.of(1), secret);
+  const seed = randomBytes(32);
+  const maskedDb = db.map((b, i) => b ^ 0).map((b, i) => b);
+  const dbMask = await mgf1('SHA-1', seed, k - 33);
+  for (let i = 0; i < maskedDb.length; i++) maskedDb[i] ^= dbMask[i];
+  const seedMask = await mgf1('SHA-1', maskedDb, 32);
+  const maskedSeed = seed.map((b, i) => b ^ seedMask[i]);
+  const em = concat(Uint8Array.of(0), maskedSeed, maskedDb);
+  const n = bytesToBigInt(pub.n);
+  const e = bytesToBigInt(pub.e);
+  let c = 1n;
+  let base = bytesToBigInt(em);
+  for (let x = e; x > 0n; x >>= 1n) {
+    if (x & 1n) c = (c * base) % n;
+    base = (base * base) % n;
+  }
+  return concat(head, bigIntToBytes(c, k));
+}
+
+let fixture;
+async function vaultFixture() {
+  if (fixture) return fixture;
+  const ids = () => {
+    const t = randomUuid();
+    return { t, b: uuidToBytes(t) };
+  };
+  const vault = ids();
+  const run = ids();
+  const user = ids();
+  const userKp = ids();
+  const role = ids();
+  const roleKp = ids();
+  const other = ids(); // a role the user cannot open
+  const otherKp = ids();
+  const migrated = ids(); // a fellow member who migrated
+  const migratedKp = ids();
+  const pending = ids(); // a fellow member who has not
+  const pendingKp = ids();
+  const [userRsa, roleRsa, otherRsa, pendingRsa] = await Promise.all([rsaKeyPair(), rsaKeyPair(), rsaKeyPair(), rsaKeyPair()]);
+  const migratedEc = await keyPairOfScalar(CURVES.p256, await deriveScalar(SUITES.p256, utf8('migrated member')), 'ECDH');
+  const master = randomBytes(32);
+  const userKek = await deriveKek(master, vault.b, user.b);
+  const roleKek = randomBytes(32);
+  const otherKek = randomBytes(32);
+  const secrets = new Map();
+  const grant = async (scheme, spki, kind, subject, secret = randomBytes(32)) => {
+    const g = ids();
+    secrets.set(g.t, secret);
+    return {
+      id: g.t,
+      subject: { kind, id: subject },
+      envelope: toHex(await legacyEnvelope(scheme, spki, secret)),
+    };
+  };
+  const userGrants = [
+    await grant(0x01, userRsa.spki, 'record_key', randomUuid()),
+    await grant(0x02, userRsa.spki, 'record_key', randomUuid()),
+    await grant(0x03, userRsa.spki, 'record_key', randomUuid()),
+    await grant(0x03, userRsa.spki, 'private_key', roleKp.t, roleKek),
+    { id: randomUuid(), subject: { kind: 'record_key', id: randomUuid() }, envelope: '726b01' }, // malformed
+    {
+      id: randomUuid(),
+      subject: { kind: 'record_key', id: randomUuid() },
+      envelope: toHex(concat(Uint8Array.of(0x72, 0x6b, 0x01, 0x11), randomBytes(125))),
+    }, // not legacy
+    {
+      id: randomUuid(),
+      subject: { kind: 'record_key', id: randomUuid() },
+      envelope: toHex(concat(Uint8Array.of(0x72, 0x6b, 0x01, 0x02), randomBytes(256))),
+    }, // does not decrypt
+  ];
+  const roleGrants = [
+    await grant(0x02, roleRsa.spki, 'record_key', randomUuid()),
+    await grant(0x03, roleRsa.spki, 'record_key', randomUuid()),
+    await grant(0x01, roleRsa.spki, 'record_key', randomUuid()),
+  ];
+  const legacyKey = async (kp, owner, kek, rsa) => ({
+    id: kp.t,
+    public_key_spki: toHex(rsa.spki),
+    wrapped_private: toHex(await wrapPrivateKey(kek, vault.b, owner.b, kp.b, rsa.pkcs8)),
+  });
+  const json = {
+    format: 'rekey-package/1',
+    vault: vault.t,
+    run: run.t,
+    principal: user.t,
+    legacy_key: await legacyKey(userKp, user, userKek, userRsa),
+    pending_grants: userGrants.sort((a, b) => (a.id < b.id ? -1 : 1)),
+    candidates: [
+      {
+        principal: other.t,
+        legacy_key: await legacyKey(otherKp, other, otherKek, otherRsa),
+        pending_grants: [await grant(0x02, otherRsa.spki, 'record_key', randomUuid())],
+        holders: [{ state: 'pending', principal: user.t, key_pair: userKp.t, public_key_spki: toHex(userRsa.spki) }],
+      },
+      {
+        principal: role.t,
+        legacy_key: await legacyKey(roleKp, role, roleKek, roleRsa),
+        pending_grants: roleGrants,
+        holders: [
+          { state: 'migrated', principal: migrated.t, key_pair: migratedKp.t, curve: 'p256', public_key_sec1: toHex(migratedEc.publicPoint) },
+          { state: 'pending', principal: user.t, key_pair: userKp.t, public_key_spki: toHex(userRsa.spki) },
+          { state: 'pending', principal: pending.t, key_pair: pendingKp.t, public_key_spki: toHex(pendingRsa.spki) },
+        ],
+      },
+    ],
+  };
+  fixture = { json, master, vault, run, user, userKp, role, roleKp, other, migrated, migratedKp, migratedEc, pending, pendingKp, pendingRsa, userRsa, secrets, userGrants, roleGrants };
+  return fixture;
+}
+
+const clone = (x) => JSON.parse(JSON.stringify(x));
+
+describe('building a bundle', () => {
+  test('the bundle parses, verifies, and every grant it writes opens to the right secret', async () => {
+    const f = await vaultFixture();
+    const pkg = parsePackage(JSON.stringify(f.json), { principal: f.user.t, vault: f.vault.t });
+    const progress = [];
+    const built = await buildBundle(pkg, f.master, { onProgress: (p) => progress.push(p.stage) });
+    assert.ok(progress.includes('grants') && progress.includes('sign'));
+    assert.deepEqual(built.report.principals, [f.user.t, f.role.t]);
+    assert.deepEqual(built.report.skipped.map((s) => s.principal), [f.other.t]);
+    assert.equal(built.report.nonMigratable, 3);
+    assert.equal(built.report.rewrapped, 4 + 3);
+    assert.equal(built.report.holderGrants, 3);
+
+    const { body, bundle, signatures } = parseBundle(built.bytes);
+    assert.deepEqual(encodeSignedBundle(encodeBody(bundle), signatures), built.bytes);
+    assert.deepEqual(bundle.vault, f.vault.b);
+    assert.deepEqual(bundle.run, f.run.b);
+    assert.deepEqual(bundle.submitter, f.user.b);
+    const [mine, role] = bundle.parts;
+    assert.deepEqual(mine.principal, f.user.b);
+    assert.deepEqual(mine.legacyKeyPair, f.userKp.b);
+    assert.deepEqual(role.principal, f.role.b);
+    assert.deepEqual(role.legacyKeyPair, f.roleKp.b);
+
+    // Signatures: per part RSA-PSS (legacy key) then ECDSA (new key), §8.
+    assert.deepEqual(signatures.map((s) => [toHex(s.principal), s.kind]), [
+      [toHex(f.user.b), 1],
+      [toHex(f.user.b), 2],
+      [toHex(f.role.b), 1],
+      [toHex(f.role.b), 2],
+    ]);
+    const digest = new Uint8Array(await subtle.digest('SHA-256', body));
+    const legacyOf = [new RsaPublicKey(fromHex(f.json.legacy_key.public_key_spki)), new RsaPublicKey(fromHex(f.json.candidates[1].legacy_key.public_key_spki))];
+    for (const [i, part] of bundle.parts.entries()) {
+      const [rsa, ec] = signatures.slice(2 * i, 2 * i + 2);
+      assert.equal(rsa.bytes.length, 256);
+      assert.equal(ec.bytes.length, 64, 'ECDSA is r ‖ s, not DER');
+      assert.ok(await legacyOf[i].verifyPss(signedMessageOfDigest(digest, 1, part.principal), rsa.bytes));
+      assert.ok(await ecdsaVerify(CURVES.p256, part.publicKey, signedMessageOfDigest(digest, 2, part.principal), ec.bytes));
+    }
+
+    // The account's new private key opens under its KEK, bound to the new id.
+    const kek = await deriveKek(f.master, f.vault.b, f.user.b);
+    const myScalar = await unwrapPrivateKey(kek, f.vault.b, f.user.b, mine.newKeyPair, mine.wrappedPrivate);
+    const myKey = await keyPairOfScalar(CURVES.p256, myScalar, 'ECDH');
+    assert.deepEqual(myKey.publicPoint, mine.publicKey);
+    const open = (env, key, recipient, kind, subject) => openBatchGrant(parseEnvelope(env), key, f.vault.b, recipient, kind, subject);
+    for (const g of mine.grants) {
+      const secret = await open(g.envelope, myKey, f.user.b, g.subjectKind, g.subjectId);
+      assert.deepEqual(secret, f.secrets.get(toHex(g.replaces).replace(/(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-')));
+      assert.equal(g.envelope.length, 129);
+    }
+    assert.deepEqual(
+      mine.nonMigratable.map((n) => n.reason).sort(),
+      [1, 2, 3],
+      'malformed, could not decrypt, not legacy',
+    );
+    // Coverage: every pending grant exactly once.
+    const covered = [...mine.grants.map((g) => toHex(g.replaces)), ...mine.nonMigratable.map((n) => toHex(n.grant))].sort();
+    assert.deepEqual(covered, f.json.pending_grants.map((g) => g.id.replace(/-/g, '')).sort());
+
+    // The role's new KEK, from each holder's grant.
+    const byHolder = new Map(role.holderGrants.map((g) => [toHex(g.holder), g]));
+    assert.equal(byHolder.size, 3);
+    const subject = role.newKeyPair;
+    const own = byHolder.get(toHex(f.user.b));
+    assert.deepEqual(own.holderKeyPair, mine.newKeyPair, 'the account gets the KEK under its new key');
+    const newKek = await open(own.envelope, myKey, f.user.b, 2, subject);
+    const viaMigrated = byHolder.get(toHex(f.migrated.b));
+    assert.deepEqual(viaMigrated.holderKeyPair, f.migratedKp.b);
+    assert.equal(viaMigrated.envelope[3], 0x11);
+    assert.deepEqual(await open(viaMigrated.envelope, f.migratedEc, f.migrated.b, 2, subject), newKek);
+    const viaPending = byHolder.get(toHex(f.pending.b));
+    assert.deepEqual(viaPending.holderKeyPair, f.pendingKp.b);
+    assert.equal(viaPending.envelope[3], 0x02);
+    const pendingKey = await RsaPrivateKey.fromPkcs8(f.pendingRsa.pkcs8);
+    assert.deepEqual(await pendingKey.decrypt(2, viaPending.envelope.subarray(4)), newKek);
+
+    // The role's new private key opens under the new KEK; its grants open.
+    const roleScalar = await unwrapPrivateKey(newKek, f.vault.b, f.role.b, role.newKeyPair, role.wrappedPrivate);
+    const roleKey = await keyPairOfScalar(CURVES.p256, roleScalar, 'ECDH');
+    assert.deepEqual(roleKey.publicPoint, role.publicKey);
+    assert.equal(role.grants.length, 3);
+    for (const g of role.grants) {
+      const id = toHex(g.replaces).replace(/(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-');
+      assert.deepEqual(await open(g.envelope, roleKey, f.role.b, g.subjectKind, g.subjectId), f.secrets.get(id));
+    }
+  });
+
+  test('a rebuild reuses opened grants and makes fresh keys', async () => {
+    const f = await vaultFixture();
+    const pkg = parsePackage(f.json, { principal: f.user.t });
+    const opened = new OpenedGrants();
+    const a = await buildBundle(pkg, f.master, { opened });
+    assert.equal(opened.size, 4 + 3);
+    const b = await buildBundle(pkg, f.master, { opened });
+    assert.notDeepEqual(a.report.newKeyPairs, b.report.newKeyPairs);
+    opened.wipe();
+    assert.equal(opened.size, 0);
+  });
+
+  test('a wrong master secret, a mismatched key and a missing wrapped key are refused', async () => {
+    const f = await vaultFixture();
+    const pkg = parsePackage(f.json, { principal: f.user.t });
+    await assert.rejects(buildBundle(pkg, randomBytes(32)), { code: 'wrong_password' });
+    const swapped = clone(f.json);
+    swapped.legacy_key.public_key_spki = f.json.candidates[1].holders[2].public_key_spki;
+    await assert.rejects(buildBundle(parsePackage(swapped, { principal: f.user.t }), f.master), { code: 'package_refused' });
+    const missing = clone(f.json);
+    missing.legacy_key.wrapped_private = null;
+    await assert.rejects(buildBundle(parsePackage(missing, { principal: f.user.t }), f.master), { code: 'missing_wrapped_key' });
+  });
+});
+
+describe('package refusals (PROTOCOL §5.6)', () => {
+  test('the fixture package is accepted', async () => {
+    const f = await vaultFixture();
+    const p = parsePackage(JSON.stringify(f.json), { principal: f.user.t, vault: f.vault.t });
+    assert.equal(p.candidates.length, 2);
+  });
+
+  test('every mutation is refused', async () => {
+    const f = await vaultFixture();
+    const role = 1;
+    const mutations = {
+      'unknown top-level member': (j) => (j.extra = 1),
+      'unknown legacy_key member': (j) => (j.legacy_key.extra = 1),
+      'unknown grant member': (j) => (j.pending_grants[0].extra = 1),
+      'unknown subject member': (j) => (j.pending_grants[0].subject.extra = 1),
+      'unknown candidate member': (j) => (j.candidates[role].extra = 1),
+      'unknown holder member': (j) => (j.candidates[role].holders[0].extra = 1),
+      'missing member': (j) => delete j.run,
+      'wrong format': (j) => (j.format = 'rekey-package/2'),
+      'another account': (j) => (j.principal = randomUuid()),
+      'another vault': (j) => (j.vault = randomUuid()),
+      'uppercase uuid': (j) => (j.run = j.run.toUpperCase()),
+      'uuid without hyphens': (j) => (j.run = j.run.replace(/-/g, '')),
+      'uppercase hex': (j) => (j.legacy_key.public_key_spki = j.legacy_key.public_key_spki.toUpperCase()),
+      'odd hex': (j) => (j.pending_grants[0].envelope += '0'),
+      'hex that is a number': (j) => (j.pending_grants[0].envelope = 12),
+      'subject kind': (j) => (j.pending_grants[0].subject.kind = 'record'),
+      'SPKI not RSA': (j) => (j.legacy_key.public_key_spki = '3059301306072a8648ce3d020106082a8648ce3d03010703420004' + '00'.repeat(64)),
+      'RSA-1024': (j) =>
+        (j.legacy_key.public_key_spki =
+          '30819f300d06092a864886f70d010101050003818d0030818902818100' + 'c1'.repeat(128) + '0203010001'),
+      'SPKI with trailing bytes': (j) => (j.legacy_key.public_key_spki += '00'),
+      'holder SPKI truncated': (j) => (j.candidates[role].holders[2].public_key_spki = j.candidates[role].holders[2].public_key_spki.slice(0, 100)),
+      'SEC1 point off the curve': (j) => {
+        const p = j.candidates[role].holders[0].public_key_sec1;
+        j.candidates[role].holders[0].public_key_sec1 = p.slice(0, -2) + (p.endsWith('00') ? '01' : '00');
+      },
+      'SEC1 point compressed': (j) => (j.candidates[role].holders[0].public_key_sec1 = '02' + j.candidates[role].holders[0].public_key_sec1.slice(2, 66)),
+      'SEC1 point of the other curve length': (j) => (j.candidates[role].holders[0].curve = 'p521'),
+      'unknown curve': (j) => (j.candidates[role].holders[0].curve = 'p384'),
+      'unknown holder state': (j) => (j.candidates[role].holders[1].state = 'blocked'),
+      'wrapped_private not an envelope': (j) => (j.legacy_key.wrapped_private = '00ff'),
+      'candidate wrapped_private not an envelope': (j) => (j.candidates[role].legacy_key.wrapped_private = '726b0120'),
+      'grant twice': (j) => j.pending_grants.push(clone(j.pending_grants[0])),
+      'candidate grant twice': (j) => j.candidates[role].pending_grants.push(clone(j.candidates[role].pending_grants[0])),
+      'candidate twice': (j) => j.candidates.push(clone(j.candidates[role])),
+      'candidate is the account': (j) => (j.candidates[role].principal = j.principal),
+      'holder twice': (j) => j.candidates[role].holders.push(clone(j.candidates[role].holders[0])),
+      'candidates not an array': (j) => (j.candidates = {}),
+      'null package': () => null,
+    };
+    for (const [name, mutate] of Object.entries(mutations)) {
+      const j = clone(f.json);
+      const replaced = mutate(j);
+      const input = replaced === null ? 'null' : JSON.stringify(j);
+      assert.throws(() => parsePackage(input, { principal: f.user.t, vault: f.vault.t }), { code: 'package_refused' }, name);
+    }
+    assert.throws(() => parsePackage('{not json', { principal: f.user.t }), { code: 'package_refused' });
+  });
+
+  test('a pending grant\'s envelope is not checked at this stage', async () => {
+    const f = await vaultFixture();
+    const j = clone(f.json);
+    j.pending_grants[0].envelope = '';
+    assert.equal(parsePackage(j, { principal: f.user.t }).pendingGrants[0].envelope.length, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The HTTP loop against a scripted server.
+
+describe('the migration loop', () => {
+  test('logs nothing secret, sends the session and content type, rebuilds after a conflict', async () => {
+    const f = await vaultFixture();
+    const calls = [];
+    const answers = [
+      { status: 409, body: { error: 'the holders of x changed', code: 'holders_changed', hint: 'rebuild' } },
+      { status: 200, body: { principals: [f.user.t, f.role.t], grants: 10, non_migratable: 3 } },
+    ];
+    const fetch = async (url, init) => {
+      calls.push({ url, method: init.method, headers: init.headers, length: init.body?.length });
+      if (url.endsWith('/package')) return new Response(JSON.stringify(f.json), { status: 200 });
+      const a = answers.shift();
+      return new Response(JSON.stringify(a.body), { status: a.status });
+    };
+    const out = await migrateWithMasterSecret({
+      server: 'http://vault.invalid/',
+      fetch,
+      authorization: 'Bearer t0ken',
+      vault: f.vault.t,
+      principal: f.user.t,
+      masterSecret: f.master.slice(),
+    });
+    assert.equal(out.retries, 1);
+    assert.deepEqual(out.principals, [f.user.t, f.role.t]);
+    assert.equal(out.nonMigratable, 3);
+    assert.ok(out.bundleBytes > 1000);
+    assert.deepEqual(
+      calls.map((c) => `${c.method} ${c.url}`),
+      [
+        `GET http://vault.invalid/v1/principals/${f.user.t}/package`,
+        `POST http://vault.invalid/v1/principals/${f.user.t}/bundle`,
+        `GET http://vault.invalid/v1/principals/${f.user.t}/package`,
+        `POST http://vault.invalid/v1/principals/${f.user.t}/bundle`,
+      ],
+    );
+    for (const c of calls) assert.equal(c.headers.Authorization, 'Bearer t0ken');
+    assert.equal(calls[1].headers['Content-Type'], 'application/octet-stream');
+  });
+
+  test('already_migrated is done; not_pending and other refusals stop with the server\'s hint', async () => {
+    const f = await vaultFixture();
+    const run = (status, body, where = 'bundle') =>
+      migrateWithMasterSecret({
+        fetch: async (url) => {
+          if (url.endsWith('/package') && where === 'bundle') return new Response(JSON.stringify(f.json), { status: 200 });
+          return new Response(JSON.stringify(body), { status, headers: { 'Retry-After': '7' } });
+        },
+        server: 'http://vault.invalid',
+        vault: f.vault.t,
+        principal: f.user.t,
+        masterSecret: f.master.slice(),
+      });
+    assert.equal((await run(409, { error: 'migrated', code: 'already_migrated', hint: 'h' })).alreadyMigrated, true);
+    assert.equal((await run(409, { error: 'migrated', code: 'already_migrated', hint: 'h' }, 'package')).alreadyMigrated, true);
+    await assert.rejects(run(409, { error: 'blocked', code: 'not_pending', hint: 'ask the administrator' }), {
+      code: 'not_pending',
+      hint: 'ask the administrator',
+      status: 409,
+    });
+    await assert.rejects(run(401, { error: 'no session', code: 'session_required', hint: 'log in' }, 'package'), (e) => {
+      assert.ok(e instanceof RekeyError);
+      assert.equal(e.code, 'session_required');
+      assert.equal(e.retryAfter, 7);
+      return true;
+    });
+  });
+
+  test('openSession sends the authenticator as lowercase hex and keeps the token', async () => {
+    let sent;
+    const api = new RekeyApi({
+      server: 'http://vault.invalid',
+      fetch: async (url, init) => {
+        sent = { url, init };
+        return new Response(JSON.stringify({ token: 'abc', principal: '0cafcb15-e70b-4d77-bbb0-80de7fac163f', expires_at: 1 }), { status: 200 });
+      },
+    });
+    const s = await api.openSession('0cafcb15-e70b-4d77-bbb0-80de7fac163f', new Uint8Array(32).fill(0xab));
+    assert.equal(s.token, 'abc');
+    assert.equal(sent.url, 'http://vault.invalid/v1/session');
+    assert.deepEqual(JSON.parse(sent.init.body), { principal: '0cafcb15-e70b-4d77-bbb0-80de7fac163f', authenticator: 'ab'.repeat(32) });
+    assert.equal(api._authorization, 'Bearer abc');
+  });
+});
+
+test('point checks refuse the point at infinity encoding and wrong lengths', () => {
+  assert.equal(isValidPoint(CURVES.p256, new Uint8Array(65).fill(0)), false);
+  assert.equal(isValidPoint(CURVES.p256, concat(Uint8Array.of(4), new Uint8Array(64))), false);
+  assert.throws(() => checkPoint(CURVES.p521, h(FORMAT_P256.pkR)), { code: 'bad_public_key' });
+  assert.ok(isValidPoint(CURVES.p521, h(FORMAT_P521.pkR)));
+});

@@ -1,0 +1,187 @@
+//! The browser client (`clients/web`) against a real server: headless
+//! Chromium, driven by `clients/web/test/e2e.mjs` through playwright-core,
+//! logs every e2ee demo user in through the demo page and migrates it; the
+//! engine then shows every user migrated, the migration finalizes, and every
+//! record is read back through the grants the browser wrote. A second test
+//! runs the client's unit tests (`npm test`, i.e. `node --test`).
+//!
+//! Both are ignored unless asked for: they need Node.js, Chromium and
+//! `npm ci` in clients/web (`cargo xtask ci` runs `npm ci` first, then them).
+//! Asked for without those, they fail and say what is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use rekey_core::model::MigrationState;
+use rekey_demo::reader::Reader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::Harness;
+
+/// `clients/web` in this checkout.
+fn web_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../clients/web")
+        .canonicalize()
+        .expect("clients/web exists in the checkout")
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Node.js, and the installed packages the tests need; panics with what to
+/// do when something is missing.
+fn node_with_modules(web: &Path, modules: &[&str]) -> PathBuf {
+    let node = on_path("node").expect(
+        "no `node` on PATH: these tests need Node.js 20.19 or later (apt-get install nodejs)",
+    );
+    for m in modules {
+        let dir = web.join("node_modules").join(m);
+        assert!(
+            dir.join("package.json").is_file(),
+            "{} is missing: run `npm ci` in {} first (cargo xtask ci does)",
+            dir.display(),
+            web.display()
+        );
+    }
+    node
+}
+
+/// The Chromium the e2e test drives: `$CHROMIUM`, else Debian's.
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let debian = PathBuf::from("/usr/bin/chromium");
+            if debian.is_file() {
+                Some(debian)
+            } else {
+                on_path("chromium")
+            }
+        })
+        .expect("no Chromium: apt-get install chromium, or set CHROMIUM to a Chromium binary");
+    assert!(path.is_file(), "CHROMIUM={} is not a file", path.display());
+    path
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js, Chromium and `npm ci` in clients/web (cargo xtask ci runs it)"]
+async fn browser_client_migrates_every_demo_user() {
+    let web = web_dir();
+    let node = node_with_modules(&web, &["@noble/hashes", "playwright-core"]);
+    let browser = chromium();
+
+    let h = Harness::new("web-client").await;
+    h.admin.start("Start").await.unwrap();
+
+    // What the e2e script needs of the demo's credentials.
+    let users: serde_json::Map<String, serde_json::Value> = h
+        .creds
+        .users
+        .iter()
+        .map(|(name, u)| {
+            (
+                name.clone(),
+                serde_json::json!({ "id": u.id.to_string(), "password": u.password }),
+            )
+        })
+        .collect();
+    assert!(users.len() >= 3, "the harness seeds at least 3 e2ee users");
+    let credentials = h.dir.join("web-credentials.json");
+    std::fs::write(
+        &credentials,
+        serde_json::to_vec(&serde_json::json!({
+            "vault": h.creds.vault.to_string(),
+            "users": users,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+
+    let server = h.anon.base_url().trim_end_matches('/').to_owned();
+    let script = web.join("test/e2e.mjs");
+    let (w, c) = (web.clone(), credentials.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(node)
+            .arg(script)
+            .args(["--server", &server, "--credentials"])
+            .arg(&c)
+            .env("CHROMIUM", &browser)
+            .current_dir(&w)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "e2e.mjs failed:\n{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary line:\n{}", show(&out)));
+    println!("{summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(
+        summary["users"].as_array().map(Vec::len),
+        Some(h.creds.users.len()),
+        "{summary}"
+    );
+    assert_eq!(summary["wrong_password"]["status"], 401, "{summary}");
+
+    // Every e2ee user migrated, through the browser's bundles.
+    for (name, u) in &h.creds.users {
+        let p = h.vault.principal(u.id).await.unwrap().unwrap();
+        assert_eq!(p.migration, MigrationState::Migrated, "{name}");
+    }
+    let status = h.admin.admin_status(true).await.unwrap();
+    assert_eq!(status.progress.users.remaining, 0, "{status:?}");
+    assert_eq!(status.progress.roles.remaining, 0, "{status:?}");
+    assert_eq!(status.progress.blocked, 0, "{status:?}");
+    assert!(
+        h.creds.users.keys().all(|n| !status.pending.contains(n)),
+        "{status:?}"
+    );
+
+    // Finalize (deletes every legacy key and grant), then read every record
+    // through the new grants only.
+    h.admin.finalize().await.unwrap();
+    let report = Reader::new(&h.engine)
+        .verify(&h.creds, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(report.passed(), "{report:?}");
+    assert_eq!(report.users, h.creds.users.len());
+    assert!(report.records_read > 0);
+    h.stop().await;
+}
+
+#[test]
+#[ignore = "needs Node.js and `npm ci` in clients/web (cargo xtask ci runs it)"]
+fn web_client_unit_tests_pass() {
+    let web = web_dir();
+    let node = node_with_modules(&web, &["@noble/hashes"]);
+    // What `npm test` runs, without needing npm itself.
+    let out = Command::new(node)
+        .args(["--test", "test/unit.mjs"])
+        .current_dir(&web)
+        .output()
+        .expect("run node --test");
+    assert!(out.status.success(), "npm test failed:\n{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("# fail 0"), "{}", show(&out));
+}
