@@ -169,7 +169,9 @@ pub(crate) fn seeded_vault(spec: &SeedSpec) -> Result<SeededVault, String> {
         .arg(format!("sqlite://{}?mode=rwc", seeded.vault.display()))
         .arg("--key-dir")
         .arg(dir.join("keys"))
-        .args(["demo", "seed", "--credentials"])
+        // The baseline derives master secrets with the light Argon2id
+        // setting (benches/baseline/migrate.py).
+        .args(["demo", "--kdf", "light", "seed", "--credentials"])
         .arg(&seeded.credentials)
         .arg("--key-cache")
         .arg(base.join("rsa-keys.cache"))

@@ -13,11 +13,17 @@
 //! 1. its grant of the role's new KEK opens (with its legacy key or its
 //!    new one) and that KEK unwraps the role's new private key, whose
 //!    public half is the role's current public key;
-//! 2. every grant the role received in the migration carries the same
-//!    secret as the role's legacy grant of the same subject (the member
-//!    opens the legacy one through its legacy grant of the role's legacy
-//!    KEK, which stays until finalization);
-//! 3. it signs [`receipt_message`] with the role's new private key.
+//! 2. every grant the migration wrote to the role opens with the role's new
+//!    key to what it should: a record key that decrypts its record (AES-GCM
+//!    authenticates it), a KEK that unwraps its key pair's private key.
+//!    This costs microseconds per grant, where comparing with the legacy
+//!    grants would cost an RSA decryption each, for every member;
+//! 3. none of the role's legacy grants the migrating member declared
+//!    non-migratable opens (with the role's legacy key, reached through the
+//!    member's legacy grant of the role's legacy KEK, which stays until
+//!    finalization) to a key that decrypts its record: a hostile member
+//!    could otherwise drop grants by calling them unreadable;
+//! 4. it signs [`receipt_message`] with the role's new private key.
 //!
 //! The server keeps a receipt only from the member's own session and only
 //! if the signature verifies with the role's current public key; the
@@ -31,12 +37,12 @@ use crate::crypto::PrivateKey;
 
 use crate::grant::GrantOpener;
 use crate::kek::unwrap_private_key;
-use crate::model::{GrantRecord, KeyPairRecord};
+use crate::model::{GrantRecord, KeyPairRecord, RecordRow};
+use crate::record::decrypt_record;
 use crate::{
     Curve, EcPrivateKey, EcPublicKey, GrantBinding, Kek, KeyBinding, KeyPairId,
     LegacyRsaPrivateKey, MasterSecret, PrincipalId, RunId, Subject, VaultId,
 };
-use std::collections::HashMap;
 
 /// The label a receipt's signed message starts with.
 pub const RECEIPT_LABEL: &[u8] = b"rekey/v1/role-receipt";
@@ -62,8 +68,15 @@ pub struct RoleCheck {
     /// The member's grants of the role's KEKs (subjects: the two key
     /// pairs above).
     pub holder_grants: Vec<GrantRecord>,
-    /// The role's grants: legacy ones and those the migration wrote.
+    /// The grants the migration wrote to the role.
     pub role_grants: Vec<GrantRecord>,
+    /// The records those grants' record keys decrypt.
+    pub records: Vec<RecordRow>,
+    /// The key pairs those grants' KEKs unwrap.
+    pub subject_keys: Vec<KeyPairRecord>,
+    /// The role's legacy grants declared non-migratable by the member who
+    /// migrated it.
+    pub disowned: Vec<GrantRecord>,
 }
 
 /// A member's signed statement that a role opens for it.
@@ -98,19 +111,23 @@ pub enum ConfirmError {
     /// The member cannot reach the role's legacy key to compare with.
     #[error("this account cannot open the role's legacy key to compare with")]
     LegacyKeyUnreachable,
-    /// A grant the migration wrote does not carry what the legacy grant
-    /// of the same subject carries.
+    /// Grants the migration wrote that do not open to what they should.
     #[error(
-        "{mismatched} of the role's {checked} migrated grants do not carry what the legacy grants carry (first: {first:?})"
+        "{broken} of the role's {checked} migrated grants do not open what they name (first: {first:?})"
     )]
-    GrantsDiffer {
-        /// Grants compared.
+    GrantsBroken {
+        /// Grants checked.
         checked: u32,
-        /// Grants that differ or do not open.
-        mismatched: u32,
+        /// Grants that do not open, or whose secret does not decrypt what
+        /// its subject names.
+        broken: u32,
         /// The first such subject.
         first: Subject,
     },
+    /// A legacy grant declared non-migratable opens after all: the grant
+    /// was dropped, not lost.
+    #[error("a grant of the role declared unreadable opens for this account ({0:?})")]
+    FalselyDisowned(Subject),
     /// The role's current key pair is not an EC key pair (nothing to sign
     /// with).
     #[error("the role's current key pair is not a P-256/P-521 key")]
@@ -179,9 +196,12 @@ pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt,
     let PrivateKey::Ec(signer) = &new_key else {
         return Err(ConfirmError::NotAnEcKey);
     };
-    let legacy_key = role_key(check, &holder_keys, &check.role_legacy)?
-        .ok_or(ConfirmError::LegacyKeyUnreachable)?;
-    let checked = compare_grants(check, &new_key, &legacy_key)?;
+    let checked = check_grants(check, &new_key)?;
+    if !check.disowned.is_empty() {
+        let legacy_key = role_key(check, &holder_keys, &check.role_legacy)?
+            .ok_or(ConfirmError::LegacyKeyUnreachable)?;
+        check_disowned(check, &legacy_key)?;
+    }
     let signature = signer.sign(&receipt_message(
         check.vault,
         check.run,
@@ -234,70 +254,84 @@ fn role_key(
     Ok(None)
 }
 
-/// Opens each grant the migration wrote to the role with its new key and
-/// the legacy grant of the same subject with its legacy key; answers how
-/// many pairs carried the same secret, or the mismatch.
-fn compare_grants(
-    check: &RoleCheck,
-    new_key: &PrivateKey,
-    legacy_key: &PrivateKey,
-) -> Result<u32, ConfirmError> {
-    let mut legacy: HashMap<Subject, &GrantRecord> = HashMap::new();
-    let mut migrated = Vec::new();
+/// Whether `secret`, the secret of a grant of `subject`, opens what the
+/// subject names: a record key decrypts the record, a KEK unwraps the key
+/// pair's private key. Both are authenticated encryption, so a wrong
+/// secret fails.
+fn opens(check: &RoleCheck, subject: Subject, secret: crate::SecretBytes) -> bool {
+    match subject {
+        Subject::RecordKey(id) => {
+            let (Some(key), Some(record)) = (
+                secret.into_record_key(),
+                check.records.iter().find(|r| r.id == id),
+            ) else {
+                return false;
+            };
+            decrypt_record(&key, check.vault, id, &record.ciphertext).is_ok()
+        }
+        Subject::PrivateKey(kp) => {
+            let (Some(kek), Some(pair)) = (
+                secret.into_kek(),
+                check.subject_keys.iter().find(|k| k.id == kp),
+            ) else {
+                return false;
+            };
+            unlock(pair, check.vault, &kek).is_some()
+        }
+    }
+}
+
+/// Opens every grant the migration wrote to the role with its new key and
+/// checks it opens what it names; answers how many were checked.
+fn check_grants(check: &RoleCheck, new_key: &PrivateKey) -> Result<u32, ConfirmError> {
+    let mut opener = GrantOpener::new(new_key);
+    let (mut checked, mut broken, mut first) = (0u32, 0u32, None);
     for g in check
         .role_grants
         .iter()
-        .filter(|g| g.recipient == check.role)
+        .filter(|g| g.recipient == check.role && !g.envelope.scheme().is_legacy())
     {
-        if g.envelope.scheme().is_legacy() {
-            legacy.insert(g.subject, g);
-        } else {
-            migrated.push(g);
-        }
-    }
-    let mut new_opener = GrantOpener::new(new_key);
-    let mut legacy_opener = GrantOpener::new(legacy_key);
-    let (mut checked, mut mismatched, mut first) = (0u32, 0u32, None);
-    for g in migrated {
-        // A subject the legacy role never held (written to the role by
-        // another member's bundle as its new holder grant) has nothing to
-        // compare with.
-        let Some(old) = legacy.get(&g.subject) else {
-            continue;
-        };
         let binding = GrantBinding {
             vault: check.vault,
             recipient: check.role,
             subject: g.subject,
         };
         checked += 1;
-        let same = match (
-            new_opener.open(&binding, &g.envelope),
-            legacy_opener.open(&binding, &old.envelope),
-        ) {
-            (Ok(a), Ok(b)) => a.dangerous_as_bytes() == b.dangerous_as_bytes(),
-            // A legacy grant that does not open was non-migratable for the
-            // member who migrated the role too: not this role's migration's
-            // fault, and the server records it as such.
-            (_, Err(_)) => {
-                checked -= 1;
-                continue;
-            }
-            (Err(_), Ok(_)) => false,
-        };
-        if !same {
-            mismatched += 1;
+        let ok = opener
+            .open(&binding, &g.envelope)
+            .is_ok_and(|secret| opens(check, g.subject, secret));
+        if !ok {
+            broken += 1;
             first.get_or_insert(g.subject);
         }
     }
     match first {
-        Some(first) => Err(ConfirmError::GrantsDiffer {
+        Some(first) => Err(ConfirmError::GrantsBroken {
             checked,
-            mismatched,
+            broken,
             first,
         }),
         None => Ok(checked),
     }
+}
+
+/// Fails if a legacy grant declared non-migratable opens with the role's
+/// legacy key to what it names.
+fn check_disowned(check: &RoleCheck, legacy_key: &PrivateKey) -> Result<(), ConfirmError> {
+    let mut opener = GrantOpener::new(legacy_key);
+    for g in check.disowned.iter().filter(|g| g.recipient == check.role) {
+        let binding = GrantBinding {
+            vault: check.vault,
+            recipient: check.role,
+            subject: g.subject,
+        };
+        if let Ok(secret) = opener.open(&binding, &g.envelope) {
+            if opens(check, g.subject, secret) {
+                return Err(ConfirmError::FalselyDisowned(g.subject));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A key pair's private key, unwrapped under `kek`.
@@ -355,8 +389,24 @@ pub struct RoleCheckJson {
     pub role_legacy: KeyPairJson,
     /// The member's grants of the role's KEKs.
     pub holder_grants: Vec<GrantJson>,
-    /// The role's grants.
+    /// The grants the migration wrote to the role.
     pub role_grants: Vec<GrantJson>,
+    /// The records those grants name.
+    pub records: Vec<RecordJson>,
+    /// The key pairs those grants name.
+    pub subject_keys: Vec<KeyPairJson>,
+    /// The role's legacy grants declared non-migratable.
+    pub disowned: Vec<GrantJson>,
+}
+
+/// A record: its id and ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordJson {
+    /// The record.
+    pub id: crate::RecordId,
+    /// Its ciphertext in hex.
+    pub ciphertext: String,
 }
 
 /// A key pair: its public key (SPKI DER or SEC1) and wrapped private key.
@@ -455,6 +505,16 @@ impl RoleCheckJson {
             role_legacy: (&c.role_legacy).into(),
             holder_grants: c.holder_grants.iter().map(GrantJson::from).collect(),
             role_grants: c.role_grants.iter().map(GrantJson::from).collect(),
+            records: c
+                .records
+                .iter()
+                .map(|r| RecordJson {
+                    id: r.id,
+                    ciphertext: hex::encode(&r.ciphertext),
+                })
+                .collect(),
+            subject_keys: c.subject_keys.iter().map(KeyPairJson::from).collect(),
+            disowned: c.disowned.iter().map(GrantJson::from).collect(),
         }
     }
 }
@@ -535,6 +595,27 @@ pub fn parse_role_checks(
                     .collect::<Result<_, _>>()?,
                 role_grants: r
                     .role_grants
+                    .into_iter()
+                    .map(grant_of)
+                    .collect::<Result<_, _>>()?,
+                records: r
+                    .records
+                    .into_iter()
+                    .map(|rec| {
+                        Ok(RecordRow {
+                            id: rec.id,
+                            ciphertext: hex::decode(&rec.ciphertext)
+                                .map_err(|_| RoleChecksError::Bytes("a record"))?,
+                        })
+                    })
+                    .collect::<Result<_, RoleChecksError>>()?,
+                subject_keys: r
+                    .subject_keys
+                    .into_iter()
+                    .map(key_pair_of)
+                    .collect::<Result<_, _>>()?,
+                disowned: r
+                    .disowned
                     .into_iter()
                     .map(grant_of)
                     .collect::<Result<_, _>>()?,

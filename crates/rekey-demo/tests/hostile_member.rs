@@ -11,7 +11,9 @@
 mod support;
 
 use rand_core::{OsRng, RngCore};
-use rekey_core::bundle::{HolderKey, Unlock, build_unsigned};
+use rekey_core::bundle::{
+    HolderKey, NonMigratableEntry, NonMigratableReason, Unlock, build_unsigned,
+};
 use rekey_core::grant::wrap_legacy_grant;
 use rekey_core::lifecycle::TransitionError;
 use rekey_core::model::PrincipalKind;
@@ -49,6 +51,8 @@ enum Attack {
     GarbageKek,
     /// Two of the role's re-wrapped grants trade envelopes.
     SwappedGrants,
+    /// A readable grant of the role is declared unreadable (dropped).
+    Disowned,
 }
 
 /// The first member logs in with a hostile client: it builds the bundle
@@ -106,6 +110,13 @@ async fn hostile_login(
             part.grants[0].envelope = part.grants[1].envelope.clone();
             part.grants[1].envelope = first;
         }
+        Attack::Disowned => {
+            let dropped = part.grants.remove(0);
+            part.non_migratable.push(NonMigratableEntry {
+                grant: dropped.replaces,
+                reason: NonMigratableReason::CouldNotDecrypt,
+            });
+        }
     }
     let signed = unsigned.sign().unwrap().bundle;
     let applied = engine.submit(u.id, &signed.encode()).await.unwrap();
@@ -131,6 +142,16 @@ async fn attack_is_caught_before_anything_is_deleted(attack: Attack, tag: &str) 
         assert_eq!(r.roles.confirmed, 0, "{name} confirmed a broken role");
         assert_eq!(r.roles.refused.len(), 1, "{name}: {:?}", r.roles);
         assert_eq!(r.roles.refused[0].0, role);
+        let expected = match attack {
+            Attack::GarbageKek => "grant of the role's new key does not open it",
+            Attack::SwappedGrants => "migrated grants do not open what they name",
+            Attack::Disowned => "declared unreadable opens",
+        };
+        assert!(
+            r.roles.refused[0].1.contains(expected),
+            "{name}: {}",
+            r.roles.refused[0].1
+        );
     }
     for (name, u) in &creds.users {
         if name != &hostile && !others.contains(name) {
@@ -148,6 +169,14 @@ async fn attack_is_caught_before_anything_is_deleted(attack: Attack, tag: &str) 
         0
     );
 
+    // An administrator who believed a "lost" grant and wrote it off still
+    // cannot finalize.
+    for n in vault.non_migratable().await.unwrap() {
+        engine
+            .resolve_non_migratable(n.grant, rekey_core::model::Resolution::WrittenOff)
+            .await
+            .unwrap();
+    }
     // Finalize refuses, naming every unconfirmed member, and deletes
     // nothing.
     let legacy_rows = vault
@@ -192,6 +221,11 @@ async fn a_garbage_role_key_for_the_other_members_is_caught_and_abort_restores_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapped_role_grants_are_caught_and_abort_restores_them() {
     attack_is_caught_before_anything_is_deleted(Attack::SwappedGrants, "hostile-swap").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readable_role_grant_declared_unreadable_is_caught_and_abort_restores_it() {
+    attack_is_caught_before_anything_is_deleted(Attack::Disowned, "hostile-disown").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

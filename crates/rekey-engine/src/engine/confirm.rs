@@ -4,12 +4,14 @@
 
 use super::Engine;
 use crate::error::EngineError;
+use rekey_core::GrantId;
 use rekey_core::confirm::{Receipt, RoleCheck, verify_receipt};
 use rekey_core::model::{
-    KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind,
+    GrantRecord, KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind,
 };
 use rekey_core::{Curve, EcPublicKey, PrincipalId, RunId, Subject};
 use rekey_storage::{ConfirmedBy, RoleConfirmation};
+use std::collections::HashSet;
 
 impl Engine {
     /// The migrated roles `holder` belongs to and has not confirmed yet,
@@ -32,6 +34,13 @@ impl Engine {
             .await?;
         let holder_keys = self.vault.key_pairs(holder).await?;
         let mut to_holder = None;
+        let disowned_ids: HashSet<GrantId> = self
+            .vault
+            .non_migratable()
+            .await?
+            .into_iter()
+            .map(|n| n.grant)
+            .collect();
         let mut out = Vec::new();
         for role in roles
             .iter()
@@ -49,23 +58,64 @@ impl Engine {
                 Subject::PrivateKey(current.id),
                 Subject::PrivateKey(legacy.id),
             ];
+            let holder_grants = grants
+                .iter()
+                .filter(|g| wanted.contains(&g.subject))
+                .cloned()
+                .collect();
+            let evidence = self.role_evidence(role.id, &disowned_ids).await?;
             out.push(RoleCheck {
                 vault,
                 run,
                 holder,
                 role: role.id,
                 holder_keys: holder_keys.clone(),
-                holder_grants: grants
-                    .iter()
-                    .filter(|g| wanted.contains(&g.subject))
-                    .cloned()
-                    .collect(),
-                role_grants: self.vault.grants_to(role.id).await?,
+                holder_grants,
+                role_grants: evidence.grants,
+                records: evidence.records,
+                subject_keys: evidence.subject_keys,
+                disowned: evidence.disowned,
                 role_current: current,
                 role_legacy: legacy,
             });
         }
         Ok(out)
+    }
+
+    /// What a member checks a role against: the grants the migration
+    /// wrote to it, the records and key pairs they name, and the role's
+    /// legacy grants declared non-migratable.
+    async fn role_evidence(
+        &self,
+        role: PrincipalId,
+        disowned_ids: &HashSet<GrantId>,
+    ) -> Result<RoleEvidence, EngineError> {
+        let all = self.vault.grants_to(role).await?;
+        let (legacy, grants): (Vec<GrantRecord>, Vec<GrantRecord>) = all
+            .into_iter()
+            .partition(|g| g.envelope.scheme().is_legacy());
+        let disowned: Vec<GrantRecord> = legacy
+            .into_iter()
+            .filter(|g| disowned_ids.contains(&g.id))
+            .collect();
+        let mut record_ids = Vec::new();
+        let mut key_ids = Vec::new();
+        for g in grants.iter().chain(&disowned) {
+            match g.subject {
+                Subject::RecordKey(r) => record_ids.push(r),
+                Subject::PrivateKey(k) => key_ids.push(k),
+            }
+        }
+        record_ids.sort_unstable();
+        record_ids.dedup();
+        key_ids.sort_unstable();
+        key_ids.dedup();
+        Ok(RoleEvidence {
+            records: self.vault.records(&record_ids).await?,
+            subject_keys: self.vault.key_pairs_by_id(&key_ids).await?,
+            grants,
+            disowned,
+        })
     }
 
     /// Keeps `holder`'s receipt for a role after checking it: the role is
@@ -198,6 +248,14 @@ impl Engine {
         }
         Ok(r)
     }
+}
+
+/// See [`Engine::role_evidence`].
+struct RoleEvidence {
+    grants: Vec<GrantRecord>,
+    records: Vec<rekey_core::model::RecordRow>,
+    subject_keys: Vec<KeyPairRecord>,
+    disowned: Vec<GrantRecord>,
 }
 
 /// A migrated role's current and legacy key pairs.

@@ -85,6 +85,41 @@ impl Vault {
         Ok(out)
     }
 
+    /// The records of these ids (those that exist).
+    pub async fn records(&self, ids: &[RecordId]) -> Result<Vec<RecordRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::BATCH_ROWS) {
+            let rows = record::Entity::find()
+                .filter(record::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
+                .all(&self.db)
+                .await
+                .map_err(db("load records"))?;
+            for row in rows {
+                out.push(RecordRow {
+                    id: super::convert::parse("record id", &row.id)?,
+                    ciphertext: row.ciphertext,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The key pairs of these ids (those that exist).
+    pub async fn key_pairs_by_id(&self, ids: &[KeyPairId]) -> Result<Vec<KeyPairRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::BATCH_ROWS) {
+            let rows = key_pair::Entity::find()
+                .filter(key_pair::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
+                .all(&self.db)
+                .await
+                .map_err(db("load key pairs"))?;
+            for row in rows {
+                out.push(key_pair_from(row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Which of `ids` name a key pair the vault already has.
     pub async fn key_pair_ids_taken(&self, ids: &[KeyPairId]) -> Result<Vec<KeyPairId>> {
         let mut out = Vec::new();
