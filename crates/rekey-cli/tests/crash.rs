@@ -100,7 +100,11 @@ fn stage(
                 0 => row.phase == Phase::UserPhase,
                 1 => {
                     let p = v.progress().await.unwrap();
-                    p.users.remaining == 0 && p.roles.remaining == 0
+                    // A login killed after its bundle but before its role
+                    // receipts leaves a member to confirm: logins go on.
+                    p.users.remaining == 0
+                        && p.roles.remaining == 0
+                        && p.unconfirmed_role_members == 0
                 }
                 _ => row.phase == Phase::Completed,
             }

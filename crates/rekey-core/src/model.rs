@@ -461,6 +461,10 @@ pub struct Progress {
     pub blocked: u64,
     /// Grants that could not be migrated and are not resolved yet.
     pub unresolved_non_migratable: u64,
+    /// Members of migrated roles whose client has not yet confirmed the
+    /// role's new key (`confirm`); finalize waits for each, or for
+    /// `rekey waive-role`.
+    pub unconfirmed_role_members: u64,
 }
 
 #[cfg(test)]

@@ -227,6 +227,12 @@ fn render_progress(out: &mut String, p: &Progress) {
         "rekey_grants_non_migratable_unresolved {}",
         p.unresolved_non_migratable
     );
+    out.push_str("# HELP rekey_role_members_unconfirmed Members of migrated roles whose client has not confirmed the role's new key.\n# TYPE rekey_role_members_unconfirmed gauge\n");
+    let _ = writeln!(
+        out,
+        "rekey_role_members_unconfirmed {}",
+        p.unconfirmed_role_members
+    );
 }
 
 /// The current phase, as one gauge per phase.

@@ -72,14 +72,15 @@ dl{display:grid;grid-template-columns:10rem 1fr;margin:0}dt{color:#5b6675}dd{mar
     out.push_str("</div>\n<div class=\"card\"><dl>");
     let _ = write!(
         out,
-        r#"<dt>run</dt><dd id="run">{}</dd><dt>rate</dt><dd id="rate">{}</dd><dt>estimate</dt><dd id="eta">{}</dd><dt>non-migratable</dt><dd id="non-migratable">{} unresolved</dd>"#,
+        r#"<dt>run</dt><dd id="run">{}</dd><dt>rate</dt><dd id="rate">{}</dd><dt>estimate</dt><dd id="eta">{}</dd><dt>non-migratable</dt><dd id="non-migratable">{} unresolved</dd><dt>role members</dt><dd id="unconfirmed">{} unconfirmed</dd>"#,
         s.run
             .map_or_else(|| "not started".to_owned(), |r| r.to_string()),
         s.rate_principals_per_minute
             .map_or_else(|| "–".to_owned(), |r| format!("{r:.1} principals/min")),
         s.eta_minutes
             .map_or_else(|| "–".to_owned(), |e| format!("{e:.1} min left")),
-        s.progress.unresolved_non_migratable
+        s.progress.unresolved_non_migratable,
+        s.progress.unconfirmed_role_members
     );
     let _ = write!(
         out,

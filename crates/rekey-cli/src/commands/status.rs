@@ -43,8 +43,10 @@ fn text(r: &StatusReport, all: bool) -> String {
     line(&mut t, "grants", r.progress.grants);
     let _ = writeln!(
         t,
-        "  blocked: {}   non-migratable unresolved: {}",
-        r.progress.blocked, r.progress.unresolved_non_migratable
+        "  blocked: {}   non-migratable unresolved: {}   role members unconfirmed: {}",
+        r.progress.blocked,
+        r.progress.unresolved_non_migratable,
+        r.progress.unconfirmed_role_members
     );
     if let (Some(rate), Some(eta)) = (r.rate_principals_per_minute, r.eta_minutes) {
         let _ = writeln!(

@@ -105,6 +105,13 @@ fn blockers(p: &Progress, missing_certificates: &[String]) -> Vec<String> {
             p.unresolved_non_migratable
         ));
     }
+    if p.unconfirmed_role_members > 0 {
+        out.push(format!(
+            "{} member(s) of migrated roles have not confirmed the role's new key: \
+             each logs in once more, or `rekey waive-role` accepts one who will not",
+            p.unconfirmed_role_members
+        ));
+    }
     for m in missing_certificates {
         out.push(format!(
             "certificate key missing from the key directory: {m}"
@@ -125,7 +132,11 @@ fn next_step(phase: Phase, p: &Progress, remaining: u64) -> String {
         Phase::AwaitingCertificates => "import the missing certificate keys with \
             `rekey cert import BACKUP`, then run `rekey start` again to resume"
             .to_owned(),
-        Phase::UserPhase if remaining == 0 && p.unresolved_non_migratable == 0 => {
+        Phase::UserPhase
+            if remaining == 0
+                && p.unresolved_non_migratable == 0
+                && p.unconfirmed_role_members == 0 =>
+        {
             "every principal has migrated: run `rekey finalize` \
              (POST /v1/admin/finalize) to delete the legacy keys and lift read-only mode"
                 .to_owned()
@@ -133,9 +144,15 @@ fn next_step(phase: Phase, p: &Progress, remaining: u64) -> String {
         Phase::UserPhase if remaining == p.blocked && p.blocked > 0 => {
             "only blocked principals are left: purge or restore them, then finalize".to_owned()
         }
-        Phase::UserPhase if remaining == 0 => {
+        Phase::UserPhase if remaining == 0 && p.unresolved_non_migratable > 0 => {
             "resolve the non-migratable grants, then run `rekey finalize`".to_owned()
         }
+        Phase::UserPhase if remaining == 0 => format!(
+            "wait for the {} role member(s) to log in once more (their client confirms \
+             the role's new key) or accept them with `rekey waive-role`, then run \
+             `rekey finalize`; `rekey finalize` names them",
+            p.unconfirmed_role_members
+        ),
         Phase::UserPhase => format!(
             "wait for the {remaining} pending principal(s) to log in once; \
              `rekey status --all` names them"
@@ -170,6 +187,14 @@ mod tests {
         assert!(step(Phase::UserPhase, 3, 0, 0).contains("3 pending"));
         assert!(step(Phase::UserPhase, 2, 2, 0).contains("purge or restore"));
         assert!(step(Phase::UserPhase, 0, 0, 1).contains("non-migratable"));
+        let unconfirmed = Progress {
+            unconfirmed_role_members: 4,
+            ..progress(0, 0, 0)
+        };
+        let waiting = next_step(Phase::UserPhase, &unconfirmed, 0);
+        assert!(waiting.contains("4 role member(s)"), "{waiting}");
+        assert!(waiting.contains("waive-role"), "{waiting}");
+        assert_eq!(blockers(&unconfirmed, &[]).len(), 1);
         assert!(step(Phase::AwaitingCertificates, 0, 0, 0).contains("cert import"));
         assert!(step(Phase::Finalizing, 0, 0, 0).contains("again"));
         assert!(step(Phase::Legacy, 0, 0, 0).contains("rekey start"));

@@ -26,6 +26,18 @@ pub struct FinalizeEvidence {
     pub first_unconfirmed: Vec<(String, String)>,
 }
 
+/// Members (e2ee users, not exempt) of migrated roles without a
+/// confirmation of the role's current key pair: the `FROM … WHERE` part,
+/// shared by finalize's evidence and the progress counts.
+pub(super) const UNCONFIRMED: &str = "FROM membership m \
+     JOIN principal r ON r.id = m.role_id AND r.migration_state = 'migrated' \
+     JOIN principal u ON u.id = m.member_id AND u.kind = 'user' \
+          AND u.custody = 'e2ee' AND u.migration_state <> 'exempt' \
+     JOIN key_pair k ON k.principal_id = r.id AND k.state = 'current' \
+     WHERE NOT EXISTS (SELECT 1 FROM role_confirmation c \
+                       WHERE c.role_id = r.id AND c.holder_id = u.id \
+                       AND c.key_pair_id = k.id)";
+
 impl Vault {
     /// Reads the evidence, naming at most `shown` of each kind. One pass
     /// over the legacy grants of migrated principals, each answered by an
@@ -56,14 +68,7 @@ impl Vault {
                       AND r.subject_kind = 'private_key' AND r.legacy = FALSE \
                  WHERE old_kp.id = lg.subject_id))"
         );
-        let unconfirmed = "FROM membership m \
-             JOIN principal r ON r.id = m.role_id AND r.migration_state = 'migrated' \
-             JOIN principal u ON u.id = m.member_id AND u.kind = 'user' \
-                  AND u.custody = 'e2ee' AND u.migration_state <> 'exempt' \
-             JOIN key_pair k ON k.principal_id = r.id AND k.state = 'current' \
-             WHERE NOT EXISTS (SELECT 1 FROM role_confirmation c \
-                               WHERE c.role_id = r.id AND c.holder_id = u.id \
-                               AND c.key_pair_id = k.id)";
+        let unconfirmed = UNCONFIRMED;
         let mut evidence = FinalizeEvidence {
             without_key: self.count(without_key).await?,
             uncovered: self.count(&uncovered).await?,
@@ -100,7 +105,7 @@ impl Vault {
         Ok(evidence)
     }
 
-    async fn count(&self, from_where: &str) -> Result<u64> {
+    pub(super) async fn count(&self, from_where: &str) -> Result<u64> {
         let sql = format!("SELECT COUNT(*) {from_where}");
         let row = self
             .db

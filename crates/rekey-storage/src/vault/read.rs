@@ -381,6 +381,7 @@ impl Vault {
             .map_err(db("count non-migratable grants"))?
             .and_then(|n| u64::try_from(n).ok())
             .unwrap_or(0);
+        progress.unconfirmed_role_members = self.count(super::evidence::UNCONFIRMED).await?;
         Ok(progress)
     }
 
