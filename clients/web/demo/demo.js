@@ -130,10 +130,18 @@ $('login').addEventListener('submit', async (event) => {
       retries: out.retries,
       bundle_bytes: out.bundleBytes,
       already_migrated: out.alreadyMigrated,
+      roles_confirmed: out.roles.confirmed,
+      roles_refused: out.roles.refused,
       ms,
     };
     $('result').dataset.json = JSON.stringify(summary);
-    if (out.alreadyMigrated) {
+    if (out.roles.refused.length > 0) {
+      // PROTOCOL §15: a role another member migrated does not open for this
+      // account. Nothing is lost yet: finalize waits, abort restores.
+      setStatus('error', `A shared folder (role) does not open with your new keys: ${out.roles.refused.map((r) => r.reason).join('; ')}`);
+      $('status').dataset.code = 'role_broken';
+      $('hint').textContent = 'Your administrator has been alerted (finalize names this account). Nothing was deleted.';
+    } else if (out.alreadyMigrated) {
       setStatus('done', 'This account had already moved to its new keys. Nothing to do.');
     } else {
       setStatus('done', `Your account moved to its new keys in ${(ms / 1000).toFixed(1)} s.`);
@@ -144,6 +152,7 @@ $('login').addEventListener('submit', async (event) => {
       ['not migratable', String(out.nonMigratable)],
       ['rebuilds', String(out.retries)],
       ['bundle', `${out.bundleBytes} bytes`],
+      ['roles confirmed', String(out.roles.confirmed)],
     ]);
   } catch (e) {
     const code = e instanceof RekeyError ? e.code : 'internal';

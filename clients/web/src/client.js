@@ -6,6 +6,7 @@ import { isUuid, toHex, uuidToBytes, wipe } from './bytes.js';
 import { checkKdfParams, deriveMasterSecret, loginAuthenticator } from './auth.js';
 import { parsePackage } from './package.js';
 import { buildBundle, OpenedGrants } from './build.js';
+import { confirmRoles } from './confirm.js';
 
 /** Builds after which the loop gives up (PROTOCOL §10.2). */
 export const MAX_ATTEMPTS = 30;
@@ -122,6 +123,25 @@ export class RekeyApi {
     return text;
   }
 
+  /** `GET /v1/principals/{id}/role-checks`: the raw JSON text (PROTOCOL §15; parse it with parseRoleChecks). */
+  async roleChecksText(principal, { signal } = {}) {
+    const r = await this._request('GET', `/v1/principals/${principal}/role-checks`, { auth: true, signal });
+    const declared = Number.parseInt(r.headers.get('content-length') ?? '', 10);
+    if (declared > MAX_PACKAGE_BYTES) throw new RekeyError('role_checks_too_large', 'the role checks are larger than this client reads');
+    return r.text();
+  }
+
+  /** `POST /v1/principals/{id}/role-receipts` with one receipt (`{role, key_pair, checked, signature}`). */
+  async sendReceipt(principal, receipt, { signal } = {}) {
+    const body = JSON.stringify({ ...receipt, signature: toHex(receipt.signature) });
+    await this._request('POST', `/v1/principals/${principal}/role-receipts`, {
+      body,
+      contentType: 'application/json',
+      auth: true,
+      signal,
+    });
+  }
+
   /** `POST /v1/principals/{id}/bundle`: answers the server's report. */
   async submit(principal, bytes, { signal } = {}) {
     const r = await this._request('POST', `/v1/principals/${principal}/bundle`, {
@@ -143,11 +163,24 @@ function requireIds(vault, principal) {
  * Migrates one account given its master secret, over an API that is already
  * logged in (or whose `authorization` the caller supplies). Answers
  * `{principals, grants, nonMigratable, retries, bundleBytes, alreadyMigrated,
- * skipped}`.
+ * skipped, roles}`; `roles` is `{confirmed, refused: [{role, reason}]}`, the
+ * role confirmations of PROTOCOL §15 (a refused role means the member who
+ * migrated it cut this account off: tell the user, the administrator sees
+ * it).
  */
 export async function migrateWithMasterSecret({ api, server, fetch, authorization, vault, principal, masterSecret, onProgress = () => {}, signal }) {
   requireIds(vault, principal);
   const client = api ?? new RekeyApi({ server, fetch, authorization });
+  const result = await migrateOnly({ client, vault, principal, masterSecret, onProgress, signal });
+  // PROTOCOL §15: after its own bundle (or already_migrated), the client
+  // confirms the roles other members migrated.
+  checkAborted(signal);
+  onProgress({ stage: 'roles' });
+  const roles = await confirmRoles({ api: client, vault, principal, masterSecret, signal });
+  return { ...result, roles };
+}
+
+async function migrateOnly({ client, vault, principal, masterSecret, onProgress, signal }) {
   const opened = new OpenedGrants();
   const done = (extra) => ({ principals: [], grants: 0, nonMigratable: 0, skipped: [], ...extra });
   try {

@@ -5,6 +5,7 @@ export { migrate, migrateWithMasterSecret, RekeyApi, MAX_ATTEMPTS, conflictBacko
 export { checkKdfParams, deriveMasterSecret, loginAuthenticator } from './auth.js';
 export { parsePackage, PACKAGE_FORMAT } from './package.js';
 export { buildBundle, OpenedGrants } from './build.js';
+export { parseRoleChecks, confirmRole, confirmRoles, receiptMessage, ROLE_CHECKS_FORMAT } from './confirm.js';
 export {
   encodeBundle,
   encodeBody,

@@ -164,10 +164,11 @@ async function main() {
         throw new Error(`${name}: ${text} (${hint})`);
       }
       const result = JSON.parse(await page.getAttribute('#result', 'data-json'));
+      if (result.roles_refused.length > 0) throw new Error(`${name}: roles refused: ${JSON.stringify(result.roles_refused)}`);
       if (result.principal !== u.id || result.already_migrated || result.principals[0] !== u.id) {
         throw new Error(`${name}: unexpected result ${JSON.stringify(result)}`);
       }
-      summary.users.push({ name, by: field === name ? 'name' : 'id', ms, page_ms: result.ms, principals: result.principals.length, grants: result.grants, non_migratable: result.non_migratable, retries: result.retries, bundle_bytes: result.bundle_bytes });
+      summary.users.push({ name, by: field === name ? 'name' : 'id', ms, page_ms: result.ms, principals: result.principals.length, grants: result.grants, roles_confirmed: result.roles_confirmed, non_migratable: result.non_migratable, retries: result.retries, bundle_bytes: result.bundle_bytes });
     }
     if (consoleErrors.length > 0) throw new Error(`console errors in the page: ${consoleErrors.join(' | ')}`);
     summary.probes = await probes(server, creds);

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { argon2id } from '@noble/hashes/argon2.js';
 
-import { bytesToBigInt, bigIntToBytes, concat, fromHex, randomBytes, randomUuid, toHex, utf8, uuidToBytes } from '../src/bytes.js';
+import { bytesToBigInt, bigIntToBytes, bytesToUuid, concat, equalBytes, fromHex, randomBytes, randomUuid, toHex, utf8, uuidToBytes } from '../src/bytes.js';
 import { CURVES, checkPoint, ecdsaVerify, isValidPoint, keyPairOfScalar } from '../src/ec.js';
 import { aesGcmOpen, aesGcmSeal, hkdf } from '../src/kdf.js';
 import {
@@ -50,6 +50,7 @@ import {
 import { parsePackage } from '../src/package.js';
 import { buildBundle, OpenedGrants } from '../src/build.js';
 import { migrateWithMasterSecret, RekeyApi } from '../src/client.js';
+import { confirmRoles, parseRoleChecks, receiptMessage } from '../src/confirm.js';
 import { RekeyError } from '../src/errors.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -915,7 +916,172 @@ describe('package refusals (PROTOCOL §5.6)', () => {
 });
 
 // ---------------------------------------------------------------------------
+// Role confirmations (PROTOCOL §15), as the fixture's pending member, after
+// the account migrated the role with a bundle this client built.
+
+/** FORMAT §7: 01 ‖ nonce ‖ AES-256-GCM(key, nonce, "rekey/v1/record" ‖ 01 ‖ vault ‖ record, plaintext). */
+async function sealRecord(key, vault, record, plaintext) {
+  const nonce = randomBytes(12);
+  const aad = concat(utf8('rekey/v1/record'), Uint8Array.of(1), vault, record);
+  return concat(Uint8Array.of(1), nonce, await aesGcmSeal(key, nonce, aad, plaintext));
+}
+
+async function roleChecksFixture() {
+  const f = await vaultFixture();
+  const built = await buildBundle(parsePackage(f.json, { principal: f.user.t }), f.master);
+  const role = built.bundle.parts[1];
+  const viaPending = role.holderGrants.find((g) => equalBytes(g.holder, f.pending.b));
+  const pendingMaster = randomBytes(32);
+  const pendingKek = await deriveKek(pendingMaster, f.vault.b, f.pending.b);
+  const roleLegacy = f.json.candidates[1].legacy_key;
+  const records = [];
+  const roleGrants = [];
+  for (const g of role.grants) {
+    const secret = f.secrets.get(bytesToUuid(g.replaces));
+    records.push({ id: bytesToUuid(g.subjectId), ciphertext: toHex(await sealRecord(secret, f.vault.b, g.subjectId, utf8('a secret note'))) });
+    roleGrants.push({ id: randomUuid(), recipient: f.role.t, subject: { kind: 'record_key', id: bytesToUuid(g.subjectId) }, envelope: toHex(g.envelope) });
+  }
+  const json = {
+    format: 'rekey-role-checks/1',
+    vault: f.vault.t,
+    run: f.run.t,
+    holder: f.pending.t,
+    roles: [
+      {
+        role: f.role.t,
+        holder_keys: [
+          {
+            id: f.pendingKp.t,
+            owner: f.pending.t,
+            state: 'legacy',
+            public_key: toHex(f.pendingRsa.spki),
+            wrapped_private: toHex(await wrapPrivateKey(pendingKek, f.vault.b, f.pending.b, f.pendingKp.b, f.pendingRsa.pkcs8)),
+          },
+        ],
+        role_current: { id: bytesToUuid(role.newKeyPair), owner: f.role.t, state: 'current', public_key: toHex(role.publicKey), wrapped_private: toHex(role.wrappedPrivate) },
+        role_legacy: { id: roleLegacy.id, owner: f.role.t, state: 'legacy', public_key: roleLegacy.public_key_spki, wrapped_private: roleLegacy.wrapped_private },
+        holder_grants: [{ id: randomUuid(), recipient: f.pending.t, subject: { kind: 'private_key', id: bytesToUuid(role.newKeyPair) }, envelope: toHex(viaPending.envelope) }],
+        role_grants: roleGrants,
+        records,
+        subject_keys: [],
+        disowned: [],
+      },
+    ],
+  };
+  return { f, json, pendingMaster, role };
+}
+
+/** confirmRoles against a scripted server answering `json`; answers the outcome and the receipts sent. */
+async function confirmAgainst(json, master, f) {
+  const sent = [];
+  const api = new RekeyApi({
+    server: 'http://vault.invalid',
+    authorization: 'Bearer t',
+    fetch: async (url, init) => {
+      if (url.endsWith('/role-checks')) return new Response(JSON.stringify(json), { status: 200 });
+      sent.push({ url, body: JSON.parse(init.body) });
+      return new Response('{}', { status: 200 });
+    },
+  });
+  const out = await confirmRoles({ api, vault: f.vault.t, principal: f.pending.t, masterSecret: master });
+  return { out, sent };
+}
+
+describe('role confirmations (PROTOCOL §15)', () => {
+  test('an honest migration is confirmed with a receipt the role\'s new key signed', async () => {
+    const { f, json, pendingMaster, role } = await roleChecksFixture();
+    const { out, sent } = await confirmAgainst(json, pendingMaster, f);
+    assert.deepEqual(out, { confirmed: 1, refused: [] });
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0].url, `http://vault.invalid/v1/principals/${f.pending.t}/role-receipts`);
+    const r = sent[0].body;
+    assert.deepEqual(Object.keys(r).sort(), ['checked', 'key_pair', 'role', 'signature']);
+    assert.equal(r.role, f.role.t);
+    assert.equal(r.key_pair, bytesToUuid(role.newKeyPair));
+    assert.equal(r.checked, 3);
+    const message = receiptMessage(f.vault.b, f.run.b, f.role.b, role.newKeyPair, f.pending.b, 3);
+    assert.equal(message.length, 21 + 5 * 16 + 4);
+    assert.ok(await ecdsaVerify(CURVES.p256, role.publicKey, message, fromHex(r.signature)));
+  });
+
+  test('swapped grants, a damaged record and a wrong password send no receipt', async () => {
+    const { f, json, pendingMaster } = await roleChecksFixture();
+    const swapped = clone(json);
+    const [a, b] = swapped.roles[0].role_grants;
+    [a.envelope, b.envelope] = [b.envelope, a.envelope];
+    let r = await confirmAgainst(swapped, pendingMaster, f);
+    assert.equal(r.sent.length, 0);
+    assert.equal(r.out.refused.length, 1);
+    assert.match(r.out.refused[0].reason, /2 of 3 migrated grants/);
+
+    const damaged = clone(json);
+    const rec = damaged.roles[0].records[0];
+    rec.ciphertext = rec.ciphertext.slice(0, -2) + (rec.ciphertext.endsWith('00') ? '01' : '00');
+    r = await confirmAgainst(damaged, pendingMaster, f);
+    assert.equal(r.sent.length, 0);
+    assert.match(r.out.refused[0].reason, /1 of 3/);
+
+    const garbageKek = clone(json);
+    garbageKek.roles[0].holder_grants[0].envelope = toHex(await legacyEnvelope(0x02, f.pendingRsa.spki, randomBytes(32)));
+    r = await confirmAgainst(garbageKek, pendingMaster, f);
+    assert.equal(r.sent.length, 0);
+    assert.match(r.out.refused[0].reason, /no grant of the role's new key/);
+
+    await assert.rejects(confirmAgainst(json, randomBytes(32), f), { code: 'wrong_password' });
+  });
+
+  test('a legacy grant declared unreadable that opens is caught', async () => {
+    const { f, json, pendingMaster } = await roleChecksFixture();
+    const g = f.roleGrants[0];
+    const disowned = clone(json);
+    disowned.roles[0].holder_grants.push({
+      id: randomUuid(),
+      recipient: f.pending.t,
+      subject: { kind: 'private_key', id: f.json.candidates[1].legacy_key.id },
+      // The role's legacy KEK, as the pending member's legacy grant holds it.
+      envelope: toHex(await legacyEnvelope(0x02, f.pendingRsa.spki, f.secrets.get(f.userGrants.find((x) => x.subject.kind === 'private_key').id))),
+    });
+    disowned.roles[0].disowned = [{ id: g.id, recipient: f.role.t, subject: g.subject, envelope: g.envelope }];
+    disowned.roles[0].records.push({ id: g.subject.id, ciphertext: toHex(await sealRecord(f.secrets.get(g.id), f.vault.b, uuidToBytes(g.subject.id), utf8('x'))) });
+    const r = await confirmAgainst(disowned, pendingMaster, f);
+    assert.equal(r.sent.length, 0);
+    assert.match(r.out.refused[0].reason, /declared unreadable opens/);
+    // A disowned grant that truly does not open is accepted.
+    disowned.roles[0].disowned[0].envelope = toHex(await legacyEnvelope(0x02, f.pendingRsa.spki, randomBytes(32)));
+    const ok = await confirmAgainst(disowned, pendingMaster, f);
+    assert.deepEqual(ok.out, { confirmed: 1, refused: [] });
+  });
+
+  test('checks for another account or vault, or with bad bytes, are refused', async () => {
+    const { f, json } = await roleChecksFixture();
+    assert.equal(parseRoleChecks(JSON.stringify(json), { principal: f.pending.t, vault: f.vault.t }).roles.length, 1);
+    const refused = (j, expected = { principal: f.pending.t, vault: f.vault.t }) =>
+      assert.throws(() => parseRoleChecks(JSON.stringify(j), expected), { code: 'role_checks_refused' });
+    refused(json, { principal: f.user.t });
+    refused(json, { principal: f.pending.t, vault: randomUuid() });
+    const bad = [
+      (j) => (j.format = 'rekey-role-checks/2'),
+      (j) => (j.roles[0].extra = 1),
+      (j) => delete j.roles[0].records,
+      (j) => (j.roles[0].role_grants[0].envelope = 'zz'),
+      (j) => (j.roles[0].role_grants[0].envelope = '726b01'),
+      (j) => (j.roles[0].role_current.public_key = '04' + '00'.repeat(64)),
+      (j) => (j.roles[0].role_current.state = 'pending'),
+      (j) => (j.roles[0].holder_grants[0].subject.kind = 'record'),
+    ];
+    for (const mutate of bad) {
+      const j = clone(json);
+      mutate(j);
+      refused(j);
+    }
+    assert.throws(() => parseRoleChecks('not json', { principal: f.pending.t }), { code: 'role_checks_refused' });
+  });
+});
+
+// ---------------------------------------------------------------------------
 // The HTTP loop against a scripted server.
+
+const noRoles = (f, holder) => ({ format: 'rekey-role-checks/1', vault: f.vault.t, run: f.run.t, holder, roles: [] });
 
 describe('the migration loop', () => {
   test('logs nothing secret, sends the session and content type, rebuilds after a conflict', async () => {
@@ -928,6 +1094,7 @@ describe('the migration loop', () => {
     const fetch = async (url, init) => {
       calls.push({ url, method: init.method, headers: init.headers, length: init.body?.length });
       if (url.endsWith('/package')) return new Response(JSON.stringify(f.json), { status: 200 });
+      if (url.endsWith('/role-checks')) return new Response(JSON.stringify(noRoles(f, f.user.t)), { status: 200 });
       const a = answers.shift();
       return new Response(JSON.stringify(a.body), { status: a.status });
     };
@@ -950,8 +1117,10 @@ describe('the migration loop', () => {
         `POST http://vault.invalid/v1/principals/${f.user.t}/bundle`,
         `GET http://vault.invalid/v1/principals/${f.user.t}/package`,
         `POST http://vault.invalid/v1/principals/${f.user.t}/bundle`,
+        `GET http://vault.invalid/v1/principals/${f.user.t}/role-checks`,
       ],
     );
+    assert.deepEqual(out.roles, { confirmed: 0, refused: [] });
     for (const c of calls) assert.equal(c.headers.Authorization, 'Bearer t0ken');
     assert.equal(calls[1].headers['Content-Type'], 'application/octet-stream');
   });
@@ -962,6 +1131,7 @@ describe('the migration loop', () => {
       migrateWithMasterSecret({
         fetch: async (url) => {
           if (url.endsWith('/package') && where === 'bundle') return new Response(JSON.stringify(f.json), { status: 200 });
+          if (url.endsWith('/role-checks')) return new Response(JSON.stringify(noRoles(f, f.user.t)), { status: 200 });
           return new Response(JSON.stringify(body), { status, headers: { 'Retry-After': '7' } });
         },
         server: 'http://vault.invalid',

@@ -152,6 +152,16 @@ async fn browser_client_migrates_every_demo_user() {
     assert_eq!(status.progress.users.remaining, 0, "{status:?}");
     assert_eq!(status.progress.roles.remaining, 0, "{status:?}");
     assert_eq!(status.progress.blocked, 0, "{status:?}");
+    // Every member of a role another member migrated confirmed it from the
+    // browser (PROTOCOL §15): finalize would refuse otherwise.
+    assert_eq!(status.progress.unconfirmed_role_members, 0, "{status:?}");
+    let confirmed: u64 = summary["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["roles_confirmed"].as_u64())
+        .sum();
+    assert!(confirmed > 0, "no browser login confirmed a role: {summary}");
     assert!(
         h.creds.users.keys().all(|n| !status.pending.contains(n)),
         "{status:?}"

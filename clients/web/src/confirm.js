@@ -1,0 +1,314 @@
+// Role confirmations (PROTOCOL §15): a member of a role that another member
+// migrated checks, with its own keys, that the role's new key opens for it
+// and that every grant the migration wrote to the role opens what it names;
+// then it signs a receipt with the role's new key.
+
+import { RekeyError } from './errors.js';
+import { concat, equalBytes, fromHex, isUuid, u32, utf8, uuidToBytes, wipe } from './bytes.js';
+import { CURVES, ecdsaSign, isValidPoint, keyPairOfScalar } from './ec.js';
+import { isHpkeScheme, isLegacyScheme, parseEnvelope, SCHEME } from './envelope.js';
+import { openBatchGrant, openGrant } from './hpke.js';
+import { deriveKek, unwrapPrivateKey } from './kek.js';
+import { aesGcmOpen } from './kdf.js';
+import { RsaPrivateKey } from './rsa.js';
+import { SUBJECT_KIND } from './package.js';
+
+export const ROLE_CHECKS_FORMAT = 'rekey-role-checks/1';
+const RECEIPT_LABEL = utf8('rekey/v1/role-receipt');
+const RECORD_LABEL = utf8('rekey/v1/record');
+const RECORD_VERSION = 0x01;
+
+function refuse(why) {
+  return new RekeyError('role_checks_refused', `the role checks are refused: ${why}`);
+}
+
+function object(value, members, where) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw refuse(`${where} is not an object`);
+  for (const k of Object.keys(value)) {
+    if (!members.includes(k)) throw refuse(`${where} has an unknown member ${JSON.stringify(k)}`);
+  }
+  for (const k of members) {
+    if (!(k in value)) throw refuse(`${where} lacks ${JSON.stringify(k)}`);
+  }
+  return value;
+}
+
+function array(value, where) {
+  if (!Array.isArray(value)) throw refuse(`${where} is not an array`);
+  return value;
+}
+
+function id(value, where) {
+  if (!isUuid(value)) throw refuse(`${where} is not a lowercase UUID`);
+  return { text: value, bytes: uuidToBytes(value) };
+}
+
+function hex(value, where) {
+  if (typeof value !== 'string') throw refuse(`${where} is not a hex string`);
+  try {
+    return fromHex(value, where);
+  } catch {
+    throw refuse(`${where} is not lowercase hex`);
+  }
+}
+
+function envelope(value, where) {
+  try {
+    return parseEnvelope(hex(value, where));
+  } catch (e) {
+    if (e.code === 'role_checks_refused') throw e;
+    throw refuse(`${where} is not a valid envelope`);
+  }
+}
+
+function keyPair(value, where) {
+  const k = object(value, ['id', 'owner', 'state', 'public_key', 'wrapped_private'], where);
+  if (k.state !== 'legacy' && k.state !== 'current') throw refuse(`${where}.state is neither legacy nor current`);
+  const publicKey = hex(k.public_key, `${where}.public_key`);
+  let curve = null;
+  if (k.state === 'current') {
+    curve = Object.values(CURVES).find((c) => c.pointLen === publicKey.length) ?? null;
+    if (!curve || !isValidPoint(curve, publicKey)) throw refuse(`${where}.public_key is not an uncompressed P-256 or P-521 point`);
+  }
+  const wrapped = k.wrapped_private === null ? null : envelope(k.wrapped_private, `${where}.wrapped_private`);
+  if (wrapped && wrapped.scheme !== SCHEME.AES256GCM_KEK) throw refuse(`${where}.wrapped_private is not an aes256gcm-kek envelope`);
+  return { id: id(k.id, `${where}.id`), owner: id(k.owner, `${where}.owner`), state: k.state, publicKey, curve, wrapped };
+}
+
+function grant(value, where) {
+  const g = object(value, ['id', 'recipient', 'subject', 'envelope'], where);
+  const s = object(g.subject, ['kind', 'id'], `${where}.subject`);
+  if (!Object.hasOwn(SUBJECT_KIND, s.kind)) throw refuse(`${where}.subject.kind is neither record_key nor private_key`);
+  return {
+    id: id(g.id, `${where}.id`),
+    recipient: id(g.recipient, `${where}.recipient`),
+    subjectKind: SUBJECT_KIND[s.kind],
+    subjectName: s.kind,
+    subjectId: id(s.id, `${where}.subject.id`),
+    envelope: envelope(g.envelope, `${where}.envelope`),
+  };
+}
+
+/**
+ * Parses and checks `rekey-role-checks/1` (the response text, bytes or parsed
+ * JSON). `expected.principal` is required, `expected.vault` is checked when
+ * given: checks for another account or vault are refused, as is any member
+ * that is unknown, missing, not hex, or not a valid envelope.
+ */
+export function parseRoleChecks(input, expected) {
+  if (!expected || !isUuid(expected.principal)) {
+    throw new RekeyError('bad_argument', 'parseRoleChecks needs the expected principal id');
+  }
+  let json = input;
+  if (input instanceof Uint8Array) json = new TextDecoder('utf-8', { fatal: true }).decode(input);
+  if (typeof json === 'string') {
+    try {
+      json = JSON.parse(json);
+    } catch {
+      throw refuse('not JSON');
+    }
+  }
+  const c = object(json, ['format', 'vault', 'run', 'holder', 'roles'], 'the role checks');
+  if (c.format !== ROLE_CHECKS_FORMAT) throw refuse(`the format is ${JSON.stringify(c.format)}, not ${ROLE_CHECKS_FORMAT}`);
+  const holder = id(c.holder, 'holder');
+  if (holder.text !== expected.principal) throw refuse('they are for another account');
+  const vault = id(c.vault, 'vault');
+  if (expected.vault != null && vault.text !== expected.vault) throw refuse('they are for another vault');
+  const run = id(c.run, 'run');
+  const roles = array(c.roles, 'roles').map((r, i) => {
+    const at = `roles[${i}]`;
+    object(
+      r,
+      ['role', 'holder_keys', 'role_current', 'role_legacy', 'holder_grants', 'role_grants', 'records', 'subject_keys', 'disowned'],
+      at,
+    );
+    const records = new Map();
+    for (const [j, rec] of array(r.records, `${at}.records`).entries()) {
+      object(rec, ['id', 'ciphertext'], `${at}.records[${j}]`);
+      const rid = id(rec.id, `${at}.records[${j}].id`);
+      records.set(rid.text, { id: rid, ciphertext: hex(rec.ciphertext, `${at}.records[${j}].ciphertext`) });
+    }
+    const keys = (v, w) => array(v, w).map((k, j) => keyPair(k, `${w}[${j}]`));
+    const grants = (v, w) => array(v, w).map((g, j) => grant(g, `${w}[${j}]`));
+    return {
+      role: id(r.role, `${at}.role`),
+      holderKeys: keys(r.holder_keys, `${at}.holder_keys`),
+      roleCurrent: keyPair(r.role_current, `${at}.role_current`),
+      roleLegacy: keyPair(r.role_legacy, `${at}.role_legacy`),
+      holderGrants: grants(r.holder_grants, `${at}.holder_grants`),
+      roleGrants: grants(r.role_grants, `${at}.role_grants`),
+      records,
+      subjectKeys: new Map(keys(r.subject_keys, `${at}.subject_keys`).map((k) => [k.id.text, k])),
+      disowned: grants(r.disowned, `${at}.disowned`),
+    };
+  });
+  return { format: ROLE_CHECKS_FORMAT, vault, run, holder, roles };
+}
+
+/**
+ * A key pair's private key unwrapped under `kek` (raw bytes): an RSA key for
+ * a legacy pair, `{privateKey (ECDH), signer (ECDSA), publicPoint, curve}`
+ * for a current one. Null when it does not unwrap or parse.
+ */
+async function unlock(kp, vault, kek) {
+  if (!kp.wrapped) return null;
+  let bytes;
+  try {
+    bytes = await unwrapPrivateKey(kek, vault, kp.owner.bytes, kp.id.bytes, kp.wrapped);
+  } catch {
+    return null;
+  }
+  try {
+    if (kp.state === 'legacy') return { rsa: await RsaPrivateKey.fromPkcs8(bytes) };
+    const ecdh = await keyPairOfScalar(kp.curve, bytes, 'ECDH');
+    const ecdsa = await keyPairOfScalar(kp.curve, bytes, 'ECDSA');
+    return { ec: { privateKey: ecdh.privateKey, publicPoint: ecdh.publicPoint }, signer: ecdsa.privateKey, curve: kp.curve };
+  } catch {
+    return null;
+  } finally {
+    wipe(bytes);
+  }
+}
+
+/** Opens a grant (legacy RSA, single or batch HPKE) with an unlocked key; null if it does not open. */
+async function openWith(key, g, vault, recipient) {
+  const env = g.envelope;
+  try {
+    if (isLegacyScheme(env.scheme)) return key.rsa ? await key.rsa.decrypt(env.scheme, env.ciphertext) : null;
+    if (!isHpkeScheme(env.scheme) || !key.ec) return null;
+    const open = env.scheme === SCHEME.HPKE_P256_EXPORT || env.scheme === SCHEME.HPKE_P521_EXPORT ? openBatchGrant : openGrant;
+    return await open(env, key.ec, vault, recipient, g.subjectKind, g.subjectId.bytes);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a grant's secret opens what its subject names (FORMAT §7 record, FORMAT §5 key pair). */
+async function opensSubject(check, vault, g, secret) {
+  try {
+    if (g.subjectName === 'record_key') {
+      const record = check.records.get(g.subjectId.text);
+      const ct = record?.ciphertext;
+      if (!ct || ct.length < 1 + 12 + 16 || ct[0] !== RECORD_VERSION || secret.length !== 32) return false;
+      const aad = concat(RECORD_LABEL, Uint8Array.of(RECORD_VERSION), vault, g.subjectId.bytes);
+      wipe(await aesGcmOpen(secret, ct.subarray(1, 13), aad, ct.subarray(13)));
+      return true;
+    }
+    const kp = check.subjectKeys.get(g.subjectId.text);
+    if (!kp || !kp.wrapped || secret.length !== 32) return false;
+    wipe(await unwrapPrivateKey(secret, vault, kp.owner.bytes, kp.id.bytes, kp.wrapped));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The role's private key of `kp` through one of the member's grants of its KEK (step 2.1). */
+async function roleKey(check, vault, holder, holderKeys, kp) {
+  for (const g of check.holderGrants) {
+    if (g.recipient.text !== holder.text || g.subjectName !== 'private_key' || g.subjectId.text !== kp.id.text) continue;
+    for (const key of holderKeys) {
+      const kek = await openWith(key, g, vault, holder.bytes);
+      if (!kek) continue;
+      try {
+        if (kek.length !== 32) continue;
+        const k = await unlock(kp, vault, kek);
+        if (!k) continue;
+        if (kp.state === 'current' && !equalBytes(k.ec.publicPoint, kp.publicKey)) {
+          throw new RekeyError('role_broken', "the role's new private key does not match its public key");
+        }
+        return k;
+      } finally {
+        wipe(kek);
+      }
+    }
+  }
+  return null;
+}
+
+/** The message a receipt signs (PROTOCOL §15 step 3). */
+export function receiptMessage(vault, run, role, keyPair, holder, checked) {
+  return concat(RECEIPT_LABEL, vault, run, role, keyPair, holder, u32(checked));
+}
+
+/**
+ * Checks one role of parsed role checks as `checks.holder` with its KEK
+ * (raw bytes). Answers the receipt `{role, key_pair, checked, signature}`
+ * (JSON-ready) or throws `role_broken` naming what failed.
+ */
+export async function confirmRole(checks, check, kek) {
+  const vault = checks.vault.bytes;
+  const holder = checks.holder;
+  const broken = (why) => new RekeyError('role_broken', `role ${check.role.text} does not open for this account: ${why}`, {
+    hint: 'the administrator sees this member as unconfirmed; `rekey abort` restores everyone',
+  });
+  const holderKeys = [];
+  for (const kp of check.holderKeys) {
+    if (kp.owner.text !== holder.text) continue;
+    const k = await unlock(kp, vault, kek);
+    if (k) holderKeys.push(k);
+  }
+  if (holderKeys.length === 0) throw new RekeyError('wrong_password', "the password does not unlock this account's keys");
+  const current = await roleKey(check, vault, holder, holderKeys, check.roleCurrent);
+  if (!current) throw broken("no grant of the role's new key opens with this account's keys");
+  if (!current.signer) throw broken("the role's new key is not an elliptic-curve key");
+  let checked = 0;
+  let first = null;
+  let failures = 0;
+  for (const g of check.roleGrants) {
+    if (g.recipient.text !== check.role.text || isLegacyScheme(g.envelope.scheme)) continue;
+    checked += 1;
+    const secret = await openWith(current, g, vault, check.role.bytes);
+    const ok = secret !== null && (await opensSubject(check, vault, g, secret));
+    if (secret) wipe(secret);
+    if (!ok) {
+      failures += 1;
+      first ??= `${g.subjectName} ${g.subjectId.text}`;
+    }
+  }
+  if (failures > 0) throw broken(`${failures} of ${checked} migrated grants do not open what they name (first: ${first})`);
+  if (check.disowned.length > 0) {
+    const legacy = await roleKey(check, vault, holder, holderKeys, check.roleLegacy);
+    if (!legacy) throw broken("no grant of the role's legacy key opens with this account's keys");
+    for (const g of check.disowned) {
+      if (g.recipient.text !== check.role.text) continue;
+      const secret = await openWith(legacy, g, vault, check.role.bytes);
+      const opens = secret !== null && (await opensSubject(check, vault, g, secret));
+      if (secret) wipe(secret);
+      if (opens) throw broken(`a grant declared unreadable opens: ${g.subjectName} ${g.subjectId.text}`);
+    }
+  }
+  const message = receiptMessage(vault, checks.run.bytes, check.role.bytes, check.roleCurrent.id.bytes, holder.bytes, checked);
+  const signature = await ecdsaSign(current.curve, current.signer, message);
+  return { role: check.role.text, key_pair: check.roleCurrent.id.text, checked, signature };
+}
+
+/**
+ * Confirms every role the server lists for the account (PROTOCOL §15), given
+ * its master secret. Answers `{confirmed, refused: [{role, reason}]}`; a
+ * broken role gets no receipt.
+ */
+export async function confirmRoles({ api, vault, principal, masterSecret, signal }) {
+  const text = await api.roleChecksText(principal, { signal });
+  const checks = parseRoleChecks(text, { principal, vault });
+  const out = { confirmed: 0, refused: [] };
+  if (checks.roles.length === 0) return out;
+  const kek = await deriveKek(masterSecret, checks.vault.bytes, checks.holder.bytes);
+  try {
+    for (const check of checks.roles) {
+      let receipt;
+      try {
+        receipt = await confirmRole(checks, check, kek);
+      } catch (e) {
+        if (e.code !== 'role_broken') throw e;
+        out.refused.push({ role: check.role.text, reason: e.message });
+        continue;
+      }
+      await api.sendReceipt(principal, receipt, { signal });
+      out.confirmed += 1;
+    }
+  } finally {
+    wipe(kek);
+  }
+  return out;
+}
