@@ -4,7 +4,8 @@
 // then it signs a receipt with the role's new key.
 
 import { RekeyError } from './errors.js';
-import { concat, equalBytes, fromHex, isUuid, u32, utf8, uuidToBytes, wipe } from './bytes.js';
+import { concat, equalBytes, isUuid, u32, utf8, wipe } from './bytes.js';
+import { jsonReader } from './json.js';
 import { CURVES, ecdsaSign, isValidPoint, keyPairOfScalar } from './ec.js';
 import { isHpkeScheme, isLegacyScheme, parseEnvelope, SCHEME } from './envelope.js';
 import { openBatchGrant, openGrant } from './hpke.js';
@@ -22,35 +23,7 @@ function refuse(why) {
   return new RekeyError('role_checks_refused', `the role checks are refused: ${why}`);
 }
 
-function object(value, members, where) {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw refuse(`${where} is not an object`);
-  for (const k of Object.keys(value)) {
-    if (!members.includes(k)) throw refuse(`${where} has an unknown member ${JSON.stringify(k)}`);
-  }
-  for (const k of members) {
-    if (!(k in value)) throw refuse(`${where} lacks ${JSON.stringify(k)}`);
-  }
-  return value;
-}
-
-function array(value, where) {
-  if (!Array.isArray(value)) throw refuse(`${where} is not an array`);
-  return value;
-}
-
-function id(value, where) {
-  if (!isUuid(value)) throw refuse(`${where} is not a lowercase UUID`);
-  return { text: value, bytes: uuidToBytes(value) };
-}
-
-function hex(value, where) {
-  if (typeof value !== 'string') throw refuse(`${where} is not a hex string`);
-  try {
-    return fromHex(value, where);
-  } catch {
-    throw refuse(`${where} is not lowercase hex`);
-  }
-}
+const { object, array, id, hex, parse } = jsonReader(refuse);
 
 function envelope(value, where) {
   try {
@@ -99,15 +72,7 @@ export function parseRoleChecks(input, expected) {
   if (!expected || !isUuid(expected.principal)) {
     throw new RekeyError('bad_argument', 'parseRoleChecks needs the expected principal id');
   }
-  let json = input;
-  if (input instanceof Uint8Array) json = new TextDecoder('utf-8', { fatal: true }).decode(input);
-  if (typeof json === 'string') {
-    try {
-      json = JSON.parse(json);
-    } catch {
-      throw refuse('not JSON');
-    }
-  }
+  const json = parse(input);
   const c = object(json, ['format', 'vault', 'run', 'holder', 'roles'], 'the role checks');
   if (c.format !== ROLE_CHECKS_FORMAT) throw refuse(`the format is ${JSON.stringify(c.format)}, not ${ROLE_CHECKS_FORMAT}`);
   const holder = id(c.holder, 'holder');

@@ -4,7 +4,8 @@
 // checked by the builder once the key is unlocked).
 
 import { RekeyError } from './errors.js';
-import { fromHex, isUuid, uuidToBytes } from './bytes.js';
+import { isUuid } from './bytes.js';
+import { jsonReader } from './json.js';
 import { CURVES, isValidPoint } from './ec.js';
 import { parseEnvelope } from './envelope.js';
 import { RsaPublicKey } from './rsa.js';
@@ -16,35 +17,7 @@ function refuse(why) {
   return new RekeyError('package_refused', `the migration package is refused: ${why}`);
 }
 
-function object(value, members, where) {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw refuse(`${where} is not an object`);
-  for (const k of Object.keys(value)) {
-    if (!members.includes(k)) throw refuse(`${where} has an unknown member ${JSON.stringify(k)}`);
-  }
-  for (const k of members) {
-    if (!(k in value)) throw refuse(`${where} lacks ${JSON.stringify(k)}`);
-  }
-  return value;
-}
-
-function array(value, where) {
-  if (!Array.isArray(value)) throw refuse(`${where} is not an array`);
-  return value;
-}
-
-function id(value, where) {
-  if (!isUuid(value)) throw refuse(`${where} is not a lowercase UUID`);
-  return { text: value, bytes: uuidToBytes(value) };
-}
-
-function hex(value, where) {
-  if (typeof value !== 'string') throw refuse(`${where} is not a hex string`);
-  try {
-    return fromHex(value, where);
-  } catch {
-    throw refuse(`${where} is not lowercase hex`);
-  }
-}
+const { object, array, id, hex, parse } = jsonReader(refuse);
 
 function rsaKey(spki, where) {
   try {
@@ -124,15 +97,7 @@ export function parsePackage(input, expected) {
   if (!expected || !isUuid(expected.principal)) {
     throw new RekeyError('bad_argument', 'parsePackage needs the expected principal id');
   }
-  let json = input;
-  if (input instanceof Uint8Array) json = new TextDecoder('utf-8', { fatal: true }).decode(input);
-  if (typeof json === 'string') {
-    try {
-      json = JSON.parse(json);
-    } catch {
-      throw refuse('not JSON');
-    }
-  }
+  const json = parse(input);
   const p = object(json, ['format', 'vault', 'run', 'principal', 'legacy_key', 'pending_grants', 'candidates'], 'the package');
   if (p.format !== PACKAGE_FORMAT) throw refuse(`the format is ${JSON.stringify(p.format)}, not ${PACKAGE_FORMAT}`);
   const principal = id(p.principal, 'principal');

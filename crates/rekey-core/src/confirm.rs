@@ -36,12 +36,12 @@
 use crate::crypto::PrivateKey;
 
 use crate::grant::GrantOpener;
-use crate::kek::unwrap_private_key;
+use crate::kek::unlock_key_pair as unlock;
 use crate::model::{GrantRecord, KeyPairRecord, RecordRow};
 use crate::record::decrypt_record;
 use crate::{
-    Curve, EcPrivateKey, EcPublicKey, GrantBinding, Kek, KeyBinding, KeyPairId,
-    LegacyRsaPrivateKey, MasterSecret, PrincipalId, RunId, Subject, VaultId,
+    Curve, EcPublicKey, GrantBinding, Kek, KeyPairId, MasterSecret, PrincipalId, RunId, Subject,
+    VaultId,
 };
 
 /// The label a receipt's signed message starts with.
@@ -332,27 +332,6 @@ fn check_disowned(check: &RoleCheck, legacy_key: &PrivateKey) -> Result<(), Conf
         }
     }
     Ok(())
-}
-
-/// A key pair's private key, unwrapped under `kek`.
-fn unlock(kp: &KeyPairRecord, vault: VaultId, kek: &Kek) -> Option<PrivateKey> {
-    let env = kp.wrapped_private_key.as_ref()?;
-    let binding = KeyBinding {
-        vault,
-        owner: kp.principal,
-        key_pair: kp.id,
-    };
-    let bytes = unwrap_private_key(kek, &binding, env).ok()?;
-    if kp.scheme.is_legacy() {
-        LegacyRsaPrivateKey::from_pkcs8_der(bytes.dangerous_as_bytes())
-            .ok()
-            .map(PrivateKey::Rsa)
-    } else {
-        let curve = Curve::of_point(&kp.public_key);
-        EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
-            .ok()
-            .map(PrivateKey::Ec)
-    }
 }
 
 /// The format string of the role checks JSON.

@@ -82,6 +82,36 @@ pub fn unwrap_private_key(
     Ok(SecretBytes::from_slice(&pt))
 }
 
+/// The private key of a stored key pair, unwrapped under `kek` (its owner's
+/// KEK, or a KEK a grant carried) and parsed: PKCS#8 RSA for a legacy pair,
+/// the scalar for a P-256/P-521 one. `None` when the vault holds no wrapped
+/// key, or it does not open or parse under `kek`.
+#[must_use]
+pub fn unlock_key_pair(
+    kp: &crate::model::KeyPairRecord,
+    vault: VaultId,
+    kek: &Kek,
+) -> Option<crate::crypto::PrivateKey> {
+    use crate::{Curve, EcPrivateKey, LegacyRsaPrivateKey, PrivateKey};
+    let env = kp.wrapped_private_key.as_ref()?;
+    let binding = KeyBinding {
+        vault,
+        owner: kp.principal,
+        key_pair: kp.id,
+    };
+    let bytes = unwrap_private_key(kek, &binding, env).ok()?;
+    if kp.scheme.is_legacy() {
+        LegacyRsaPrivateKey::from_pkcs8_der(bytes.dangerous_as_bytes())
+            .ok()
+            .map(PrivateKey::Rsa)
+    } else {
+        let curve = Curve::of_point(&kp.public_key);
+        EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
+            .ok()
+            .map(PrivateKey::Ec)
+    }
+}
+
 /// Wraps a hybrid private key under a KEK, bound to its key pair: the
 /// `aes256gcm-kek` envelope of [`wrap_private_key`] around the key's 64-byte
 /// encoding (X-Wing seed ‖ P-256 scalar), as P-256 keys are wrapped as

@@ -8,7 +8,7 @@ use crate::error::DemoError;
 use crate::generate::record_plaintext;
 use crate::password::master_secret;
 use rekey_core::grant::GrantOpener;
-use rekey_core::kek::unwrap_private_key;
+use rekey_core::kek::unlock_key_pair as unlock;
 use rekey_core::record::decrypt_record;
 use rekey_core::*;
 use rekey_engine::Engine;
@@ -300,25 +300,5 @@ impl Serialize for VerifyReport {
         out.serialize_field("records_read", &self.records_read)?;
         out.serialize_field("mismatches", &self.mismatches)?;
         out.end()
-    }
-}
-
-fn unlock(kp: &rekey_core::model::KeyPairRecord, vault: VaultId, kek: &Kek) -> Option<PrivateKey> {
-    let env = kp.wrapped_private_key.as_ref()?;
-    let binding = KeyBinding {
-        vault,
-        owner: kp.principal,
-        key_pair: kp.id,
-    };
-    let bytes = unwrap_private_key(kek, &binding, env).ok()?;
-    if kp.scheme.is_legacy() {
-        LegacyRsaPrivateKey::from_pkcs8_der(bytes.dangerous_as_bytes())
-            .ok()
-            .map(PrivateKey::Rsa)
-    } else {
-        let curve = Curve::of_point(&kp.public_key);
-        EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
-            .ok()
-            .map(PrivateKey::Ec)
     }
 }

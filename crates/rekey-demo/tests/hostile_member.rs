@@ -175,7 +175,11 @@ async fn attack_is_caught_before_anything_is_deleted(attack: Attack, tag: &str) 
             .unwrap();
     }
     let status = engine.status(rekey_engine::Names::First).await.unwrap();
-    assert!(status.next_step.contains("waive-role"), "{}", status.next_step);
+    assert!(
+        status.next_step.contains("waive-role"),
+        "{}",
+        status.next_step
+    );
     // Finalize refuses, naming every unconfirmed member, and deletes
     // nothing.
     let legacy_rows = vault

@@ -161,7 +161,10 @@ async fn browser_client_migrates_every_demo_user() {
         .flatten()
         .filter_map(|u| u["roles_confirmed"].as_u64())
         .sum();
-    assert!(confirmed > 0, "no browser login confirmed a role: {summary}");
+    assert!(
+        confirmed > 0,
+        "no browser login confirmed a role: {summary}"
+    );
     assert!(
         h.creds.users.keys().all(|n| !status.pending.contains(n)),
         "{status:?}"

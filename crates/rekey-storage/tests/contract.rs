@@ -87,6 +87,8 @@ mod open_errors {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
-        assert!(err.to_string().contains("mode=rwc"), "{err}");
+        // Opening never creates the file; the message says what does.
+        assert!(err.to_string().contains("rekey init"), "{err}");
+        assert!(!path.exists(), "opening created {}", path.display());
     }
 }

@@ -76,6 +76,11 @@ impl TestDb {
         let name = crate::unique("t");
         let Some(admin_url) = backend.admin_url() else {
             let path = std::env::temp_dir().join(format!("{name}.db"));
+            // An empty file is an empty SQLite database, as a fresh schema
+            // is an empty PostgreSQL one: `Vault::connect` opens only what
+            // exists.
+            std::fs::File::create(&path)
+                .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
             return Self {
                 backend,
                 url: format!("sqlite://{}?mode=rwc", path.display()),

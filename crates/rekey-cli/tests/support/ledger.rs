@@ -10,12 +10,11 @@
     reason = "a scenario test reads top to bottom; its steps are commented in place"
 )]
 
-use rekey_core::kek::unwrap_private_key;
+use rekey_core::kek::unlock_key_pair as unlock;
 use rekey_core::model::{KeyState, MigrationState, Phase, PrincipalKind};
 use rekey_core::record::decrypt_record;
 use rekey_core::{
-    Curve, EcPrivateKey, GrantBinding, GrantOpener, Kek, KeyBinding, KeyPairId, PrincipalId,
-    PrivateKey, RecordId, Subject, VaultId,
+    GrantBinding, GrantOpener, Kek, KeyPairId, PrincipalId, PrivateKey, RecordId, Subject,
 };
 use rekey_demo::Credentials;
 use rekey_demo::generate::record_plaintext;
@@ -396,29 +395,4 @@ pub async fn check_completed(
         ));
     }
     r
-}
-
-/// A key pair's private key under `kek`.
-pub fn unlock(
-    kp: &rekey_core::model::KeyPairRecord,
-    vault: VaultId,
-    kek: &Kek,
-) -> Option<PrivateKey> {
-    let env = kp.wrapped_private_key.as_ref()?;
-    let binding = KeyBinding {
-        vault,
-        owner: kp.principal,
-        key_pair: kp.id,
-    };
-    let bytes = unwrap_private_key(kek, &binding, env).ok()?;
-    if kp.scheme.is_legacy() {
-        rekey_core::LegacyRsaPrivateKey::from_pkcs8_der(bytes.dangerous_as_bytes())
-            .ok()
-            .map(PrivateKey::Rsa)
-    } else {
-        let curve = Curve::of_point(&kp.public_key);
-        EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
-            .ok()
-            .map(PrivateKey::Ec)
-    }
 }

@@ -71,82 +71,81 @@ impl Vault {
 
     /// The principals with these ids (unknown ids are skipped).
     pub async fn principals(&self, ids: &[PrincipalId]) -> Result<Vec<Principal>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(super::BATCH_ROWS) {
-            let rows = principal::Entity::find()
-                .filter(principal::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
-                .all(&self.db)
-                .await
-                .map_err(db("load principals"))?;
-            for row in rows {
-                out.push(principal_from(row)?);
-            }
-        }
-        Ok(out)
+        self.where_in::<principal::Entity, _, _>(
+            principal::Column::Id,
+            ids,
+            "load principals",
+            principal_from,
+        )
+        .await
     }
 
     /// The records of these ids (those that exist).
     pub async fn records(&self, ids: &[RecordId]) -> Result<Vec<RecordRow>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(super::BATCH_ROWS) {
-            let rows = record::Entity::find()
-                .filter(record::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
-                .all(&self.db)
-                .await
-                .map_err(db("load records"))?;
-            for row in rows {
-                out.push(RecordRow {
-                    id: super::convert::parse("record id", &row.id)?,
-                    ciphertext: row.ciphertext,
-                });
-            }
-        }
-        Ok(out)
+        self.where_in::<record::Entity, _, _>(record::Column::Id, ids, "load records", |row| {
+            Ok(RecordRow {
+                id: super::convert::parse("record id", &row.id)?,
+                ciphertext: row.ciphertext,
+            })
+        })
+        .await
     }
 
     /// The key pairs of these ids (those that exist).
     pub async fn key_pairs_by_id(&self, ids: &[KeyPairId]) -> Result<Vec<KeyPairRecord>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(super::BATCH_ROWS) {
-            let rows = key_pair::Entity::find()
-                .filter(key_pair::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
-                .all(&self.db)
-                .await
-                .map_err(db("load key pairs"))?;
-            for row in rows {
-                out.push(key_pair_from(row)?);
-            }
-        }
-        Ok(out)
+        self.where_in::<key_pair::Entity, _, _>(
+            key_pair::Column::Id,
+            ids,
+            "load key pairs",
+            key_pair_from,
+        )
+        .await
     }
 
     /// Which of `ids` name a key pair the vault already has.
     pub async fn key_pair_ids_taken(&self, ids: &[KeyPairId]) -> Result<Vec<KeyPairId>> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(super::BATCH_ROWS) {
-            let rows = key_pair::Entity::find()
-                .filter(key_pair::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
-                .all(&self.db)
-                .await
-                .map_err(db("look up key pair ids"))?;
-            for row in rows {
-                out.push(key_pair_from(row)?.id);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .key_pairs_by_id(ids)
+            .await?
+            .into_iter()
+            .map(|kp| kp.id)
+            .collect())
     }
 
     /// The key pairs of all these principals.
     pub async fn key_pairs_of(&self, ids: &[PrincipalId]) -> Result<Vec<KeyPairRecord>> {
-        let mut out = Vec::with_capacity(ids.len() * 2);
+        self.where_in::<key_pair::Entity, _, _>(
+            key_pair::Column::PrincipalId,
+            ids,
+            "load key pairs",
+            key_pair_from,
+        )
+        .await
+    }
+
+    /// The rows of `E` whose `column` is one of `ids`, each converted: one
+    /// `IN` query per [`super::BATCH_ROWS`] ids, which keeps every statement
+    /// under the backends' limits on bound parameters.
+    async fn where_in<E, I, T>(
+        &self,
+        column: E::Column,
+        ids: &[I],
+        what: &'static str,
+        convert: impl Fn(E::Model) -> Result<T>,
+    ) -> Result<Vec<T>>
+    where
+        E: EntityTrait,
+        I: ToString,
+    {
+        let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(super::BATCH_ROWS) {
-            let rows = key_pair::Entity::find()
-                .filter(key_pair::Column::PrincipalId.is_in(chunk.iter().map(ToString::to_string)))
+            let rows = E::find()
+                .filter(column.is_in(chunk.iter().map(ToString::to_string)))
                 .all(&self.db)
                 .await
-                .map_err(db("load key pairs"))?;
+                .map_err(db(what))?;
             for row in rows {
-                out.push(key_pair_from(row)?);
+                out.push(convert(row)?);
             }
         }
         Ok(out)
