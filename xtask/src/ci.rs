@@ -38,6 +38,8 @@ pub(crate) fn run() -> Result<(), String> {
                 "test",
                 "--workspace",
                 "--locked",
+                // Every failing test binary, not only the first.
+                "--no-fail-fast",
                 "--",
                 "--include-ignored",
                 "--skip",

@@ -16,6 +16,7 @@ commands:
   ci                  format check, clippy (warnings denied), all tests
   fixtures [--force]  make missing RSA test fixtures (--force: all anew)
   format-doc          regenerate the worked examples in docs/FORMAT.md
+  protocol-vectors    write PROTOCOL.md's conformance vectors (vectors/protocol/)
   fuzz [--seconds N]  run every cargo-fuzz target for N seconds (default 60)
   crash-test          kill the migration at random moments, resume, verify
   bench-report        measure the RSA floor and whole-vault migration, write docs/BENCHMARKS.md
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(),
         Some("fixtures") => example("rekey-demo", "fixtures", &args[1..]),
         Some("format-doc") => example("rekey-core", "format-doc", &[]),
+        Some("protocol-vectors") => example("rekey-demo", "protocol_vectors", &[]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("crash-test") => crash::run(&args[1..]),
         Some("bench-report") => bench_report::run(&args[1..]),

@@ -916,6 +916,85 @@ describe('package refusals (PROTOCOL §5.6)', () => {
 });
 
 // ---------------------------------------------------------------------------
+// PROTOCOL §16 conformance vectors (vectors/protocol/, written by rekey's
+// own client against a real vault): this client must read them the same way.
+
+describe('conformance vectors (PROTOCOL §16)', () => {
+  const reference = JSON.parse(readFileSync(join(root, 'vectors', 'protocol', 'reference-bundle.json'), 'utf8'));
+  const malformed = JSON.parse(readFileSync(join(root, 'vectors', 'protocol', 'malformed-bundles.json'), 'utf8'));
+
+  test('the reference bundle decodes, re-encodes, and its digest, messages and signatures are as listed', async () => {
+    const pkg = parsePackage(reference.package, { principal: reference.package.principal });
+    const bytes = h(reference.bundle);
+    const { body, bundle, signatures } = parseBundle(bytes);
+    assert.deepEqual(encodeSignedBundle(encodeBody(bundle), signatures), bytes);
+    assert.deepEqual(bundle.vault, pkg.vault.bytes);
+    assert.deepEqual(bundle.run, pkg.run.bytes);
+    assert.equal(bundle.parts.length, 1 + pkg.candidates.length);
+    const digest = new Uint8Array(await subtle.digest('SHA-256', body));
+    assert.equal(toHex(digest), reference.body_sha256);
+    assert.equal(signatures.length, reference.signed_messages.length);
+    for (const [i, s] of signatures.entries()) {
+      const listed = reference.signed_messages[i];
+      const message = signedMessageOfDigest(digest, s.kind, s.principal);
+      assert.equal(toHex(message), listed.message);
+      const part = bundle.parts.find((p) => equalBytes(p.principal, s.principal));
+      if (s.kind === SIGNATURE_KIND.NEW_KEY_ECDSA) {
+        assert.ok(await ecdsaVerify(CURVES.p256, part.publicKey, message, s.bytes));
+      } else {
+        const legacy = equalBytes(s.principal, pkg.principal.bytes)
+          ? pkg.legacyKey
+          : pkg.candidates.find((c) => equalBytes(c.principal.bytes, s.principal)).legacyKey;
+        assert.ok(await legacy.publicKey.verifyPss(message, s.bytes));
+      }
+    }
+  });
+
+  test('every re-wrapped grant opens to the listed secret, which the legacy grant carries', async () => {
+    const pkg = parsePackage(reference.package, { principal: reference.package.principal });
+    const { bundle } = parseBundle(h(reference.bundle));
+    const vault = pkg.vault.bytes;
+    const me = pkg.principal.bytes;
+    const keks = [await deriveKek(h(reference.master_secret), vault, me)];
+    const legacy = await RsaPrivateKey.fromPkcs8(await unwrapPrivateKey(keks[0], vault, me, pkg.legacyKey.id.bytes, pkg.legacyKey.wrappedPrivate));
+    let own = null;
+    let opened = 0;
+    for (const [i, part] of bundle.parts.entries()) {
+      const scalar = await unwrapPrivateKey(keks[i], vault, part.principal, part.newKeyPair, part.wrappedPrivate);
+      const key = await keyPairOfScalar(CURVES.p256, scalar, 'ECDH');
+      assert.equal(toHex(key.publicPoint), reference.parts[i].public_key);
+      if (i === 0) own = key;
+      for (const [j, g] of part.grants.entries()) {
+        const secret = await openBatchGrant(parseEnvelope(g.envelope), key, vault, part.principal, g.subjectKind, g.subjectId);
+        assert.equal(toHex(secret), reference.parts[i].grants[j].secret);
+        opened += 1;
+        if (i === 0) {
+          const pending = pkg.pendingGrants.find((p) => equalBytes(p.id.bytes, g.replaces));
+          const env = parseEnvelope(pending.envelope);
+          assert.deepEqual(await legacy.decrypt(env.scheme, env.ciphertext), secret);
+        }
+      }
+      if (i === 0) {
+        for (const later of bundle.parts.slice(1)) {
+          const hg = later.holderGrants.find((x) => equalBytes(x.holder, me));
+          assert.deepEqual(hg.holderKeyPair, part.newKeyPair);
+          keks.push(await openBatchGrant(parseEnvelope(hg.envelope), own, vault, me, 2, later.newKeyPair));
+        }
+      }
+    }
+    assert.ok(opened > 0);
+  });
+
+  test('every malformed bundle is refused by the parser', () => {
+    assert.ok(malformed.length >= 15);
+    for (const c of malformed) {
+      assert.equal(c.code, 'bundle_malformed');
+      assert.throws(() => parseBundle(h(c.bundle)), RekeyError, c.case);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
 // Role confirmations (PROTOCOL §15), as the fixture's pending member, after
 // the account migrated the role with a bundle this client built.
 

@@ -98,6 +98,13 @@ impl MasterSecret {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The bytes, for a caller that must hand them on (test vectors, a
+    /// client's own storage). Named so that each use stands out in review.
+    #[must_use]
+    pub fn dangerous_as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for MasterSecret {

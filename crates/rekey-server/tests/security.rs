@@ -109,31 +109,24 @@ async fn snapshot(v: &Vault) -> (Progress, usize, i64, usize) {
 /// A signed bundle with its legacy-key signature for `principal` replaced
 /// by one made with `key`.
 fn resigned(bytes: &[u8], principal: PrincipalId, key: &LegacyRsaPrivateKey) -> Vec<u8> {
-    let signed = SignedBundle::parse(bytes).unwrap();
-    let body = signed.body();
-    let sigs_len: usize = 2 + signed
-        .signatures()
-        .iter()
-        .map(|s| 16 + 1 + 2 + s.bytes.len())
-        .sum::<usize>();
-    let header = &bytes[..bytes.len() - body.len() - sigs_len];
-    let mut out = header.to_vec();
-    out.extend_from_slice(body);
-    out.extend_from_slice(&(signed.signatures().len() as u16).to_be_bytes());
+    let body = SignedBundle::parse(bytes).unwrap().body().to_vec();
+    let legacy = SignatureKind::LegacyRsaPss.to_byte();
     let mut replaced = 0;
-    for s in signed.signatures() {
-        let sig = if s.principal == principal && s.kind == SignatureKind::LegacyRsaPss {
+    let out = support::with_signatures(bytes, |sigs| {
+        for s in sigs
+            .iter_mut()
+            .filter(|s| s.0 == principal && s.1 == legacy)
+        {
+            s.2 = key
+                .sign_pss(&signed_message(
+                    &body,
+                    SignatureKind::LegacyRsaPss,
+                    principal,
+                ))
+                .unwrap();
             replaced += 1;
-            key.sign_pss(&signed_message(body, s.kind, s.principal))
-                .unwrap()
-        } else {
-            s.bytes.clone()
-        };
-        out.extend_from_slice(&s.principal.to_bytes());
-        out.push(s.kind.to_byte());
-        out.extend_from_slice(&(sig.len() as u16).to_be_bytes());
-        out.extend_from_slice(&sig);
-    }
+        }
+    });
     assert_eq!(replaced, 1);
     assert!(SignedBundle::parse(&out).is_ok());
     out

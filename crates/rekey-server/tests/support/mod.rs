@@ -5,7 +5,7 @@
 use hyper::{Method, StatusCode};
 use rekey_client::{HttpClient, MigrationApi};
 use rekey_core::PrincipalId;
-use rekey_core::bundle::{BuildOptions, Unlock, build_bundle};
+use rekey_core::bundle::{BuildOptions, SignedBundle, Unlock, build_bundle};
 use rekey_core::model::Progress;
 use rekey_demo::password::master_secret;
 use rekey_demo::{Credentials, DemoSpec, KeySource, generate};
@@ -260,4 +260,35 @@ pub fn assert_documented(status: StatusCode, body: &serde_json::Value) {
             .any(|(c, s)| c == code && *s == status.as_u16()),
         "{code} ({status}) is not listed in docs/PROTOCOL.md §9: {body}"
     );
+}
+
+/// A signature list edit: (principal, kind byte, signature bytes).
+pub type Sigs = Vec<(PrincipalId, u8, Vec<u8>)>;
+
+/// `bytes` (a signed bundle) with its signatures edited by `edit`.
+pub fn with_signatures(bytes: &[u8], edit: impl FnOnce(&mut Sigs)) -> Vec<u8> {
+    let signed = SignedBundle::parse(bytes).unwrap();
+    let body = signed.body();
+    let sigs_len: usize = 2 + signed
+        .signatures()
+        .iter()
+        .map(|s| 16 + 1 + 2 + s.bytes.len())
+        .sum::<usize>();
+    let header = &bytes[..bytes.len() - body.len() - sigs_len];
+    let mut sigs: Sigs = signed
+        .signatures()
+        .iter()
+        .map(|s| (s.principal, s.kind.to_byte(), s.bytes.clone()))
+        .collect();
+    edit(&mut sigs);
+    let mut out = header.to_vec();
+    out.extend_from_slice(body);
+    out.extend_from_slice(&u16::try_from(sigs.len()).unwrap().to_be_bytes());
+    for (principal, kind, sig) in sigs {
+        out.extend_from_slice(&principal.to_bytes());
+        out.push(kind);
+        out.extend_from_slice(&u16::try_from(sig.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&sig);
+    }
+    out
 }
