@@ -340,6 +340,7 @@ pub const ROLE_CHECKS_FORMAT: &str = "rekey-role-checks/1";
 /// `GET /v1/principals/{id}/role-checks`: the roles a member has to
 /// confirm, as JSON (every byte string in lowercase hex).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RoleChecksJson {
     /// Always [`ROLE_CHECKS_FORMAT`].
@@ -356,6 +357,7 @@ pub struct RoleChecksJson {
 
 /// One role to confirm.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RoleCheckJson {
     /// The role.
@@ -380,6 +382,7 @@ pub struct RoleCheckJson {
 
 /// A record: its id and ciphertext.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RecordJson {
     /// The record.
@@ -390,6 +393,7 @@ pub struct RecordJson {
 
 /// A key pair: its public key (SPKI DER or SEC1) and wrapped private key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyPairJson {
     /// The key pair.
@@ -406,6 +410,7 @@ pub struct KeyPairJson {
 
 /// A grant: recipient, subject and envelope.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GrantJson {
     /// The grant.
@@ -420,6 +425,7 @@ pub struct GrantJson {
 
 /// `POST /v1/principals/{id}/role-receipts`: one receipt.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptJson {
     /// The role.

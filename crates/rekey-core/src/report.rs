@@ -12,6 +12,7 @@ pub const NAMES_LISTED: u64 = 20;
 
 /// Where the migration stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StatusReport {
     /// The phase.
@@ -75,6 +76,7 @@ pub fn rate_and_estimate(
 /// What the server phase did (run by `start`, or resumed by it). The
 /// default is a server phase that has done nothing yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServerPhaseReport {
     /// Server-held principals migrated now, by name.
@@ -105,6 +107,7 @@ impl Default for ServerPhaseReport {
 
 /// What `start` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartReport {
     /// The run.
@@ -124,6 +127,7 @@ pub struct StartReport {
 
 /// What `finalize` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FinalizeReport {
     /// Legacy rows deleted (by this run of finalize).
@@ -134,6 +138,7 @@ pub struct FinalizeReport {
 
 /// What `abort` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AbortReport {
     /// The phase the migration was in.
@@ -144,6 +149,7 @@ pub struct AbortReport {
 
 /// What applying one bundle did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApplyReport {
     /// Principals migrated.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// How bad a check's finding is. Ordered: `Pass < Warn < Block`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Nothing stands in the way.
@@ -46,6 +47,7 @@ impl std::fmt::Display for Outcome {
 
 /// The result of one check.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResult {
     /// The check's stable name (e.g. `certificates`).
     pub check: String,

@@ -135,6 +135,6 @@ pub use error::{Error, Result};
 pub use facts::{
     BackupFileFacts, CertificateFacts, Facts, LastLogin, LegacyScan, StorageFacts, USUAL_RSA_BITS,
 };
-pub use report::{JSON_FORMAT, Report};
+pub use report::{JSON_FORMAT, JsonReport, Report};
 pub use runner::{Options, load, run, run_checks};
 pub use version::{ComponentRequirement, REQUIRED_COMPONENTS, Version};

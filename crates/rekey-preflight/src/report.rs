@@ -19,13 +19,21 @@ pub struct Report {
 
 /// The JSON document (see the crate docs for the shape).
 #[derive(Serialize, Deserialize, Debug)]
-struct JsonReport {
-    format: String,
-    checked_at: Timestamp,
-    overall: Outcome,
-    exit_code: u8,
-    blocking: Vec<String>,
-    checks: Vec<CheckResult>,
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PreflightReport))]
+pub struct JsonReport {
+    /// `rekey-preflight/1`.
+    pub format: String,
+    /// When the checks ran (ms since the epoch).
+    pub checked_at: Timestamp,
+    /// The worst outcome.
+    pub overall: Outcome,
+    /// The exit code `rekey preflight` gives for it.
+    pub exit_code: u8,
+    /// The checks that block the start.
+    pub blocking: Vec<String>,
+    /// Every check.
+    pub checks: Vec<CheckResult>,
 }
 
 impl Report {

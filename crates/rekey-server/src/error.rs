@@ -406,11 +406,11 @@ impl IntoResponse for ServerError {
             // tokens (engine and storage messages name ids, not bytes).
             tracing::error!(error = %self, detail = ?detail(&self), "request failed");
         }
-        let body = serde_json::json!({
-            "error": self.to_string(),
-            "code": self.code(),
-            "hint": self.hint(),
-        });
+        let body = crate::answers::ErrorBody {
+            error: self.to_string(),
+            code: self.code().to_owned(),
+            hint: self.hint().to_owned(),
+        };
         let mut response = (status, axum::Json(body)).into_response();
         let retry_after = match &self {
             ServerError::TooManyAttempts { retry_after_s } => Some(*retry_after_s),

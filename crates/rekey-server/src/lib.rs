@@ -63,6 +63,7 @@
 //! through the API with concurrent clients on loopback and prints
 //! bundles/s and the p50/p99 latency of submissions and whole logins.
 
+pub mod answers;
 pub mod args;
 pub mod auth;
 pub mod error;

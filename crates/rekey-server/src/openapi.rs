@@ -1,8 +1,56 @@
 //! The OpenAPI 3.1 document, generated from [`ROUTES`] (the same table the
-//! router is built from), with hand-written schemas for the bodies.
+//! router is built from). Every JSON body's schema is derived (utoipa) from
+//! the Rust type the server serializes or parses, so the two cannot drift;
+//! `tests/openapi.rs` checks real answers of a migration against it.
 
-use crate::routes::{Auth, BodyKind, ROUTES, RouteSpec};
+use crate::answers::{DeviceWrittenOff, ErrorBody, Health, ReceiptKept, RecordWritten, Resolved};
+use crate::routes::{
+    Answer, Auth, BodyKind, ROUTES, RecordWrite, ResolveRequest, RouteSpec, SessionRequest,
+    StartRequest,
+};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+/// Adds `T`'s schema and every schema it refers to.
+fn add<T: ToSchema>(out: &mut Map<String, Value>) {
+    let mut all = vec![(T::name().into_owned(), T::schema())];
+    T::schemas(&mut all);
+    for (name, schema) in all {
+        out.insert(name, serde_json::to_value(schema).unwrap_or(Value::Null));
+    }
+}
+
+/// Every schema the routes name, derived from their types.
+#[must_use]
+pub fn schemas() -> Map<String, Value> {
+    use rekey_core::bundle::package::PackageJson;
+    use rekey_core::confirm::{ReceiptJson, RecordJson, RoleChecksJson};
+    use rekey_core::report::{AbortReport, ApplyReport, FinalizeReport, StartReport, StatusReport};
+    let mut out = Map::new();
+    add::<Health>(&mut out);
+    add::<crate::answers::Ready>(&mut out);
+    add::<StatusReport>(&mut out);
+    add::<rekey_preflight::JsonReport>(&mut out);
+    add::<StartReport>(&mut out);
+    add::<FinalizeReport>(&mut out);
+    add::<AbortReport>(&mut out);
+    add::<DeviceWrittenOff>(&mut out);
+    add::<Resolved>(&mut out);
+    add::<rekey_engine::Session>(&mut out);
+    add::<PackageJson>(&mut out);
+    add::<ApplyReport>(&mut out);
+    add::<RoleChecksJson>(&mut out);
+    add::<ReceiptKept>(&mut out);
+    add::<RecordJson>(&mut out);
+    add::<RecordWritten>(&mut out);
+    add::<ErrorBody>(&mut out);
+    add::<StartRequest>(&mut out);
+    add::<ResolveRequest>(&mut out);
+    add::<SessionRequest>(&mut out);
+    add::<ReceiptJson>(&mut out);
+    add::<RecordWrite>(&mut out);
+    out
+}
 
 /// Path parameters of a route template, in order.
 #[must_use]
@@ -77,13 +125,18 @@ fn operation(r: &RouteSpec) -> Map<String, Value> {
     let mut responses = Map::new();
     for (code, what) in r.responses {
         let content = if *code >= 400 {
-            json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } })
-        } else if r.path == "/" {
-            json!({ "text/html": { "schema": { "type": "string" } } })
-        } else if r.path == "/metrics" {
-            json!({ "text/plain": { "schema": { "type": "string" } } })
+            json!({ "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } })
         } else {
-            json!({ "application/json": { "schema": { "type": "object" } } })
+            match r.answer {
+                Answer::Json(name) => {
+                    json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } })
+                }
+                Answer::OpaqueJson(what) => {
+                    json!({ "application/json": { "schema": { "type": "object", "description": what } } })
+                }
+                Answer::Html => json!({ "text/html": { "schema": { "type": "string" } } }),
+                Answer::Text => json!({ "text/plain": { "schema": { "type": "string" } } }),
+            }
         };
         responses.insert(
             code.to_string(),
@@ -120,51 +173,7 @@ pub fn document() -> Value {
                 "adminToken": { "type": "http", "scheme": "bearer", "description": "The admin token given at server start-up." },
                 "session": { "type": "http", "scheme": "bearer", "description": "A session token from POST /v1/session (15 minutes), naming one account." }
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "hint"],
-                    "properties": { "error": { "type": "string" }, "hint": { "type": "string" } }
-                },
-                "StartRequest": {
-                    "type": "object",
-                    "required": ["code_word"],
-                    "additionalProperties": false,
-                    "properties": { "code_word": { "type": "string", "description": "`Start`, exactly" } }
-                },
-                "ResolveRequest": {
-                    "type": "object",
-                    "required": ["resolution"],
-                    "additionalProperties": false,
-                    "properties": { "resolution": { "type": "string", "enum": ["reshared", "written_off"] } }
-                },
-                "SessionRequest": {
-                    "type": "object",
-                    "required": ["principal", "authenticator"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "principal": { "type": "string", "format": "uuid" },
-                        "authenticator": { "type": "string", "description": "hex of the 32-byte login authenticator (docs/PROTOCOL.md)" }
-                    }
-                },
-                "ReceiptRequest": {
-                    "type": "object",
-                    "required": ["role", "key_pair", "checked", "signature"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "role": { "type": "string", "format": "uuid" },
-                        "key_pair": { "type": "string", "format": "uuid", "description": "the role's current key pair" },
-                        "checked": { "type": "integer", "minimum": 0, "description": "the role's grants compared" },
-                        "signature": { "type": "string", "description": "hex of the ECDSA signature by the role's new key (docs/PROTOCOL.md, role confirmations)" }
-                    }
-                },
-                "RecordWrite": {
-                    "type": "object",
-                    "required": ["ciphertext"],
-                    "additionalProperties": false,
-                    "properties": { "ciphertext": { "type": "string", "description": "hex" } }
-                }
-            }
+            "schemas": schemas(),
         }
     })
 }

@@ -5,6 +5,7 @@
 //! No rules live here: each handler decodes its request, calls one
 //! rekey-engine method and turns the outcome into JSON or a status code.
 
+use crate::answers::{DeviceWrittenOff, Health, Ready, ReceiptKept, RecordWritten, Resolved};
 use crate::error::ServerError;
 use crate::state::AppState;
 use crate::status;
@@ -81,6 +82,21 @@ pub enum BodyKind {
     Binary,
 }
 
+/// What a route answers on success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// JSON of this schema (a name under `components/schemas`, the name of
+    /// the Rust type the handler serializes).
+    Json(&'static str),
+    /// JSON the server passes through without a type of its own (this
+    /// sentence says what it is).
+    OpaqueJson(&'static str),
+    /// An HTML page.
+    Html,
+    /// Plain text (Prometheus exposition format).
+    Text,
+}
+
 /// One route.
 #[derive(Debug)]
 pub struct RouteSpec {
@@ -96,6 +112,8 @@ pub struct RouteSpec {
     pub auth: Auth,
     /// Its body.
     pub body: BodyKind,
+    /// What it answers on success.
+    pub answer: Answer,
     /// The statuses it answers, with their meaning.
     pub responses: &'static [(u16, &'static str)],
     /// Whether it takes bundle-sized bodies (`--max-bundle-bytes`).
@@ -112,6 +130,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "status",
         auth: Auth::Public,
         body: BodyKind::None,
+        answer: Answer::Html,
         responses: &[(200, "the page")],
         large_body: false,
         handler: || get(page),
@@ -123,6 +142,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "status",
         auth: Auth::Public,
         body: BodyKind::None,
+        answer: Answer::Json("Health"),
         responses: &[(200, "alive")],
         large_body: false,
         handler: || get(health),
@@ -134,6 +154,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "status",
         auth: Auth::Public,
         body: BodyKind::None,
+        answer: Answer::Json("Ready"),
         responses: &[(200, "ready"), (503, "the database does not answer")],
         large_body: false,
         handler: || get(ready),
@@ -145,6 +166,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "status",
         auth: Auth::Public,
         body: BodyKind::None,
+        answer: Answer::Text,
         responses: &[(200, "metrics")],
         large_body: false,
         handler: || get(metrics),
@@ -156,6 +178,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "status",
         auth: Auth::Public,
         body: BodyKind::None,
+        answer: Answer::OpaqueJson("this document"),
         responses: &[(200, "the document")],
         large_body: false,
         handler: || get(openapi),
@@ -167,6 +190,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "status",
         auth: Auth::Public,
         body: BodyKind::None,
+        answer: Answer::Json("StatusReport"),
         responses: &[(200, "the status"), (503, "the database does not answer")],
         large_body: false,
         handler: || get(migration_status),
@@ -178,6 +202,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "admin",
         auth: Auth::Admin,
         body: BodyKind::None,
+        answer: Answer::Json("StatusReport"),
         responses: &[
             (200, "the status"),
             (401, "missing or wrong admin token"),
@@ -193,6 +218,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "admin",
         auth: Auth::Admin,
         body: BodyKind::None,
+        answer: Answer::Json("PreflightReport"),
         responses: &[(200, "the report"), (401, "missing or wrong admin token")],
         large_body: false,
         handler: || post(admin_preflight),
@@ -204,6 +230,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "admin",
         auth: Auth::Admin,
         body: BodyKind::Json("StartRequest"),
+        answer: Answer::Json("StartReport"),
         responses: &[
             (200, "started"),
             (400, "wrong code word or malformed body (nothing changed)"),
@@ -221,6 +248,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "admin",
         auth: Auth::Admin,
         body: BodyKind::None,
+        answer: Answer::Json("FinalizeReport"),
         responses: &[
             (200, "completed"),
             (401, "missing or wrong admin token"),
@@ -236,6 +264,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "admin",
         auth: Auth::Admin,
         body: BodyKind::None,
+        answer: Answer::Json("AbortReport"),
         responses: &[
             (200, "aborted"),
             (401, "missing or wrong admin token"),
@@ -251,6 +280,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "admin",
         auth: Auth::Admin,
         body: BodyKind::None,
+        answer: Answer::Json("DeviceWrittenOff"),
         responses: &[
             (200, "written off"),
             (401, "missing or wrong admin token"),
@@ -266,6 +296,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "admin",
         auth: Auth::Admin,
         body: BodyKind::Json("ResolveRequest"),
+        answer: Answer::Json("Resolved"),
         responses: &[
             (200, "resolved"),
             (400, "malformed body or id"),
@@ -283,6 +314,9 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "client",
         auth: Auth::Public,
         body: BodyKind::None,
+        answer: Answer::OpaqueJson(
+            "the password-KDF parameters the vault stored for its clients, passed through as stored (the demo vault's shape: docs/PROTOCOL.md §12)",
+        ),
         responses: &[(200, "the parameters (JSON)"), (404, "the vault has none")],
         large_body: false,
         handler: || get(client_kdf),
@@ -294,6 +328,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "client",
         auth: Auth::Public,
         body: BodyKind::Json("SessionRequest"),
+        answer: Answer::Json("Session"),
         responses: &[
             (200, "the session"),
             (400, "malformed body"),
@@ -321,6 +356,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "client",
         auth: Auth::Session,
         body: BodyKind::None,
+        answer: Answer::Json("PackageJson"),
         responses: &[
             (200, "the package"),
             (400, "malformed id"),
@@ -340,6 +376,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "client",
         auth: Auth::Session,
         body: BodyKind::Binary,
+        answer: Answer::Json("ApplyReport"),
         responses: &[
             (200, "applied"),
             (400, "malformed bundle, with the reason"),
@@ -374,6 +411,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "client",
         auth: Auth::Session,
         body: BodyKind::None,
+        answer: Answer::Json("RoleChecksJson"),
         responses: &[
             (
                 200,
@@ -394,7 +432,8 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Hand in a receipt: the account's client checked a role another member migrated and signs with the role's new key",
         tag: "client",
         auth: Auth::Session,
-        body: BodyKind::Json("ReceiptRequest"),
+        body: BodyKind::Json("ReceiptJson"),
+        answer: Answer::Json("ReceiptKept"),
         responses: &[
             (200, "kept"),
             (400, "malformed body or id"),
@@ -416,6 +455,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "records",
         auth: Auth::Admin,
         body: BodyKind::None,
+        answer: Answer::Json("RecordJson"),
         responses: &[
             (200, "the record"),
             (400, "malformed id"),
@@ -432,6 +472,7 @@ pub static ROUTES: &[RouteSpec] = &[
         tag: "records",
         auth: Auth::Admin,
         body: BodyKind::Json("RecordWrite"),
+        answer: Answer::Json("RecordWritten"),
         responses: &[
             (200, "written"),
             (400, "malformed body or id"),
@@ -658,17 +699,22 @@ async fn page(State(state): State<AppState>) -> Result<Html<String>, ServerError
     Ok(Html(status::render_page(&s, state.name())))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
 }
 
-async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ServerError> {
+async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ServerError> {
     let phase = state
         .engine()
         .phase()
         .await
         .map_err(|_| ServerError::Unavailable)?;
-    Ok(Json(json!({ "status": "ready", "phase": phase })))
+    Ok(Json(Ready {
+        status: "ready".to_owned(),
+        phase,
+    }))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -744,7 +790,7 @@ async fn admin_preflight(_: Admin, State(state): State<AppState>) -> Result<Resp
 }
 
 /// The body of `POST /v1/admin/start`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// Must be `Start`, exactly.
@@ -798,17 +844,20 @@ async fn admin_write_off(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ServerError> {
+) -> Result<Json<DeviceWrittenOff>, ServerError> {
     state
         .engine()
         .write_off_device(&id)
         .await
         .map_err(ServerError::from_admin_engine)?;
-    Ok(Json(json!({ "device": id, "written_off": true })))
+    Ok(Json(DeviceWrittenOff {
+        device: id,
+        written_off: true,
+    }))
 }
 
 /// The body of `POST /v1/admin/non-migratable/{grant}/resolve`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
     /// `reshared` or `written_off`.
@@ -820,7 +869,7 @@ async fn admin_resolve(
     State(state): State<AppState>,
     Path(grant): Path<String>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ServerError> {
+) -> Result<Json<Resolved>, ServerError> {
     let grant: GrantId = decode_id(&grant, "grant")?;
     let resolution = decode_resolve(&body(raw, &state, false)?)?;
     state
@@ -828,11 +877,11 @@ async fn admin_resolve(
         .resolve_non_migratable(grant, resolution)
         .await
         .map_err(ServerError::from_admin_engine)?;
-    Ok(Json(json!({ "grant": grant, "resolution": resolution })))
+    Ok(Json(Resolved { grant, resolution }))
 }
 
 /// The body of `POST /v1/session`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRequest {
     /// The account.
@@ -1004,7 +1053,7 @@ async fn role_receipt(
     Path(id): Path<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ServerError> {
+) -> Result<Json<ReceiptKept>, ServerError> {
     let principal: PrincipalId = decode_id(&id, "principal")?;
     session_for(&state, &headers, principal).await?;
     let receipt = decode_receipt(&body(raw, &state, false)?)?;
@@ -1014,9 +1063,10 @@ async fn role_receipt(
         .await
         .map_err(ServerError::from_engine)?;
     tracing::info!(role = %receipt.role, checked = receipt.checked, "role confirmed");
-    Ok(Json(
-        json!({ "role": receipt.role, "key_pair": receipt.key_pair }),
-    ))
+    Ok(Json(ReceiptKept {
+        role: receipt.role,
+        key_pair: receipt.key_pair,
+    }))
 }
 
 async fn submit_bundle(
@@ -1120,18 +1170,11 @@ async fn submit_inner(
     report
 }
 
-/// A record as the record API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordJson {
-    /// The record.
-    pub id: RecordId,
-    /// Its ciphertext in hex.
-    pub ciphertext: String,
-}
+/// A record as the record API shows it: the role checks' record shape.
+pub use rekey_core::confirm::RecordJson;
 
 /// The body of `PUT /v1/records/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordWrite {
     /// The new ciphertext in hex.
@@ -1161,7 +1204,7 @@ async fn put_record(
     State(state): State<AppState>,
     Path(id): Path<String>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ServerError> {
+) -> Result<Json<RecordWritten>, ServerError> {
     let rid: RecordId = decode_id(&id, "record")?;
     let ciphertext = decode_record_write(&body(raw, &state, false)?)?;
     state
@@ -1169,5 +1212,8 @@ async fn put_record(
         .put_record(rid, ciphertext)
         .await
         .map_err(ServerError::from_engine)?;
-    Ok(Json(json!({ "id": rid, "written": true })))
+    Ok(Json(RecordWritten {
+        id: rid,
+        written: true,
+    }))
 }

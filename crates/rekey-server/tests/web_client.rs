@@ -181,6 +181,48 @@ async fn browser_client_migrates_every_demo_user() {
     assert_eq!(report.users, h.creds.users.len());
     assert!(report.records_read > 0);
     h.stop().await;
+    compare_with_the_rust_client(&summary).await;
+}
+
+/// Measures, never asserts: the same logins on an identical vault (same
+/// seed, same fixture keys) through rekey's Rust client over HTTP, one
+/// after another as the browser did, and prints grants per second for both
+/// (the figure README cites). Each login is KDF, session, package, build,
+/// submit and role confirmations in both clients.
+async fn compare_with_the_rust_client(browser: &serde_json::Value) {
+    let users = browser["users"].as_array().cloned().unwrap_or_default();
+    let browser_grants: u64 = users.iter().filter_map(|u| u["grants"].as_u64()).sum();
+    let browser_ms: u64 = users.iter().filter_map(|u| u["ms"].as_u64()).sum();
+    let h = Harness::new("web-client-rust").await;
+    h.admin.start("Start").await.unwrap();
+    let base = h.anon.base_url().to_owned();
+    let quiet: rekey_demo::login::Progress = std::sync::Arc::new(|_, _| {});
+    let (mut grants, started) = (0u64, std::time::Instant::now());
+    for name in users.iter().filter_map(|u| u["name"].as_str()) {
+        let u = &h.creds.users[name];
+        let r = rekey_demo::login::login_over_http(
+            &base,
+            h.creds.vault,
+            u.id,
+            &u.password,
+            Some(1),
+            quiet.clone(),
+        )
+        .await
+        .unwrap();
+        grants += r.applied.grants as u64;
+    }
+    let rust_ms = started.elapsed().as_millis().max(1);
+    let per_s = |g: u64, ms: u128| g as f64 * 1000.0 / ms.max(1) as f64;
+    println!(
+        "logins one after another, same vault: browser {browser_grants} grants in {browser_ms} ms \
+         ({:.0} grants/s), Rust client {grants} grants in {rust_ms} ms ({:.0} grants/s), \
+         browser/Rust {:.2}",
+        per_s(browser_grants, u128::from(browser_ms)),
+        per_s(grants, rust_ms),
+        per_s(browser_grants, u128::from(browser_ms)) / per_s(grants, rust_ms)
+    );
+    h.stop().await;
 }
 
 #[test]

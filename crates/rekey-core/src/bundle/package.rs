@@ -42,6 +42,7 @@ pub const PACKAGE_FORMAT: &str = "rekey-package/1";
 
 /// The package as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PackageJson {
     /// Always [`PACKAGE_FORMAT`].
@@ -62,6 +63,7 @@ pub struct PackageJson {
 
 /// A legacy key pair: public key and wrapped private key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LegacyKeyJson {
     /// The key pair.
@@ -75,6 +77,7 @@ pub struct LegacyKeyJson {
 
 /// A legacy grant to re-wrap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PendingGrantJson {
     /// The grant.
@@ -87,6 +90,7 @@ pub struct PendingGrantJson {
 
 /// A principal the account may migrate along.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CandidateJson {
     /// The principal.
@@ -101,6 +105,7 @@ pub struct CandidateJson {
 
 /// A holder of a candidate's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HolderJson {
     /// Migrated: its current EC key.

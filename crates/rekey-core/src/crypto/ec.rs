@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 /// A curve rekey writes new keys on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Curve {
     /// NIST P-256 (secp256r1): the default.

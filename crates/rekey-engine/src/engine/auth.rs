@@ -18,6 +18,7 @@ pub const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
 
 /// A session opened by a correct authenticator.
 #[derive(Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     /// The bearer token (send it as `Authorization: Bearer TOKEN`).
     pub token: String,

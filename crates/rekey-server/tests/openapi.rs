@@ -1,0 +1,289 @@
+//! `/openapi.json` describes what the server really sends: a whole
+//! migration runs over HTTP (status, preflight, start, client KDF, session,
+//! every user's package, bundle, role checks and receipts, finalize, the
+//! record API, refusals), and every JSON answer is validated against the
+//! schema the document gives for its route and status. Each request body
+//! sent is validated against the document's request schema too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::too_many_lines, reason = "one migration, read top to bottom")]
+
+mod support;
+
+use hyper::{Method, StatusCode};
+use rekey_core::confirm::{ReceiptJson, confirm_role, parse_role_checks};
+use rekey_demo::password::master_secret;
+use serde_json::{Value, json};
+use support::{Harness, Who};
+
+/// The document, and how many answers were checked against it.
+struct Spec {
+    doc: Value,
+    checked: usize,
+}
+
+impl Spec {
+    /// A validator for the schema at `pointer` in the document (its
+    /// `$ref`s resolve against the document's components).
+    fn validator(&self, pointer: &str) -> jsonschema::Validator {
+        let schema = self
+            .doc
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("the document has no {pointer}"));
+        let wrapped = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "allOf": [schema],
+            "components": self.doc["components"],
+        });
+        jsonschema::draft202012::new(&wrapped)
+            .unwrap_or_else(|e| panic!("{pointer} is not a valid schema: {e}"))
+    }
+
+    fn path_pointer(template: &str) -> String {
+        template.replace('~', "~0").replace('/', "~1")
+    }
+
+    /// Asserts `body`, answered with `status` by `method template`, fits
+    /// the document.
+    fn answer(&mut self, method: &Method, template: &str, status: StatusCode, body: &Value) {
+        let pointer = format!(
+            "/paths/{}/{}/responses/{}/content/application~1json/schema",
+            Self::path_pointer(template),
+            method.as_str().to_ascii_lowercase(),
+            status.as_u16()
+        );
+        let v = self.validator(&pointer);
+        let errors: Vec<String> = v.iter_errors(body).map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status} does not fit the document: {errors:?}\n{body}"
+        );
+        self.checked += 1;
+    }
+
+    /// Asserts a JSON request body fits the route's request schema.
+    fn request(&self, method: &Method, template: &str, body: &Value) {
+        let pointer = format!(
+            "/paths/{}/{}/requestBody/content/application~1json/schema",
+            Self::path_pointer(template),
+            method.as_str().to_ascii_lowercase(),
+        );
+        let v = self.validator(&pointer);
+        assert!(v.is_valid(body), "{method} {template}: request {body}");
+    }
+}
+
+/// Sends a request and checks its answer against the document.
+async fn call(
+    h: &Harness,
+    spec: &mut Spec,
+    method: Method,
+    (template, path): (&str, &str),
+    body: Option<(&str, Vec<u8>)>,
+    who: Who<'_>,
+) -> (StatusCode, Value) {
+    let (status, v) = h.raw(method.clone(), path, body, who).await;
+    spec.answer(&method, template, status, &v);
+    (status, v)
+}
+
+fn json_body(v: &Value) -> Option<(&'static str, Vec<u8>)> {
+    Some(("application/json", serde_json::to_vec(v).unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_of_a_migration_fits_the_openapi_document() {
+    let h = Harness::new("openapi").await;
+    let (status, doc) = h.raw(Method::GET, "/openapi.json", None, Who::Anon).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut spec = Spec { doc, checked: 0 };
+    let get = Method::GET;
+    let post = Method::POST;
+
+    for p in ["/health", "/ready", "/v1/migration/status"] {
+        let (s, _) = call(&h, &mut spec, get.clone(), (p, p), None, Who::Anon).await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+    }
+    let p = "/v1/admin/status";
+    call(&h, &mut spec, get.clone(), (p, p), None, Who::Admin).await;
+    let (s, _) = call(&h, &mut spec, get.clone(), (p, p), None, Who::Anon).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let p = "/v1/admin/preflight";
+    let (s, _) = call(&h, &mut spec, post.clone(), (p, p), None, Who::Admin).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, kdf) = h.raw(get.clone(), "/v1/client-kdf", None, Who::Anon).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(kdf.is_object(), "{kdf}");
+
+    // A refused start (wrong code word), then the start.
+    let p = "/v1/admin/start";
+    let wrong = json!({ "code_word": "start" });
+    spec.request(&post, p, &wrong);
+    let (s, _) = call(
+        &h,
+        &mut spec,
+        post.clone(),
+        (p, p),
+        json_body(&wrong),
+        Who::Admin,
+    )
+    .await;
+    assert_eq!(s.as_u16() / 100, 4);
+    let start = json!({ "code_word": "Start" });
+    spec.request(&post, p, &start);
+    let (s, _) = call(
+        &h,
+        &mut spec,
+        post.clone(),
+        (p, p),
+        json_body(&start),
+        Who::Admin,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Sessions: a wrong authenticator, then a right one.
+    let (name, u) = h.creds.users.iter().next().unwrap();
+    let kdf = rekey_demo::KdfParams::from_json(&kdf.to_string()).unwrap();
+    let master = master_secret(&u.password, h.creds.vault, u.id, &kdf).unwrap();
+    let authenticator =
+        rekey_core::auth::LoginAuthenticator::derive(&master, h.creds.vault, u.id).unwrap();
+    let p = "/v1/session";
+    let bad = json!({ "principal": u.id, "authenticator": "00".repeat(32) });
+    spec.request(&post, p, &bad);
+    let (s, _) = call(
+        &h,
+        &mut spec,
+        post.clone(),
+        (p, p),
+        json_body(&bad),
+        Who::Anon,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{name}");
+    let good = json!({
+        "principal": u.id,
+        "authenticator": hex::encode(authenticator.dangerous_as_bytes()),
+    });
+    spec.request(&post, p, &good);
+    let (s, _) = call(
+        &h,
+        &mut spec,
+        post.clone(),
+        (p, p),
+        json_body(&good),
+        Who::Anon,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Every user: package, bundle, role checks and, where there are any,
+    // the receipts.
+    let mut receipts = 0;
+    for (name, u) in &h.creds.users {
+        let t = "/v1/principals/{id}/package";
+        let path = format!("/v1/principals/{}/package", u.id);
+        let (s, _) = call(
+            &h,
+            &mut spec,
+            get.clone(),
+            (t, &path),
+            None,
+            Who::User(name),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{name}");
+        let (_, bytes) = h.build(name).await;
+        let t = "/v1/principals/{id}/bundle";
+        let path = format!("/v1/principals/{}/bundle", u.id);
+        let body = Some(("application/octet-stream", bytes));
+        let (s, _) = call(
+            &h,
+            &mut spec,
+            post.clone(),
+            (t, &path),
+            body,
+            Who::User(name),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{name}");
+        let t = "/v1/principals/{id}/role-checks";
+        let path = format!("/v1/principals/{}/role-checks", u.id);
+        let (s, checks) = call(
+            &h,
+            &mut spec,
+            get.clone(),
+            (t, &path),
+            None,
+            Who::User(name),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{name}");
+        let master = master_secret(&u.password, h.creds.vault, u.id, &kdf).unwrap();
+        let bytes = serde_json::to_vec(&checks).unwrap();
+        for check in parse_role_checks(&bytes, u.id, Some(h.creds.vault)).unwrap() {
+            let receipt = ReceiptJson::from(&confirm_role(&check, &master).unwrap());
+            let body = serde_json::to_value(&receipt).unwrap();
+            let t = "/v1/principals/{id}/role-receipts";
+            let path = format!("/v1/principals/{}/role-receipts", u.id);
+            spec.request(&post, t, &body);
+            let (s, _) = call(
+                &h,
+                &mut spec,
+                post.clone(),
+                (t, &path),
+                json_body(&body),
+                Who::User(name),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{name}");
+            receipts += 1;
+        }
+        // Refusals: a migrated account's package, another account's.
+        let t = "/v1/principals/{id}/package";
+        let path = format!("/v1/principals/{}/package", u.id);
+        let (s, _) = call(
+            &h,
+            &mut spec,
+            get.clone(),
+            (t, &path),
+            None,
+            Who::User(name),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{name}");
+    }
+    assert!(receipts > 0, "no member confirmed a role");
+    let p = "/v1/migration/status";
+    let (_, status) = call(&h, &mut spec, get.clone(), (p, p), None, Who::Anon).await;
+    assert_eq!(
+        status["progress"]["unconfirmed_role_members"], 0,
+        "{status}"
+    );
+
+    // The record API, an unknown route's refusal, finalize.
+    let record = h.vault.records_page(None, 1).await.unwrap().remove(0);
+    let t = "/v1/records/{id}";
+    let path = format!("/v1/records/{}", record.id);
+    let (s, _) = call(&h, &mut spec, get.clone(), (t, &path), None, Who::Admin).await;
+    assert_eq!(s, StatusCode::OK);
+    let p = "/v1/admin/finalize";
+    let (s, _) = call(&h, &mut spec, post.clone(), (p, p), None, Who::Admin).await;
+    assert_eq!(s, StatusCode::OK);
+    let write = json!({ "ciphertext": hex::encode(&record.ciphertext) });
+    spec.request(&Method::PUT, t, &write);
+    let (s, _) = call(
+        &h,
+        &mut spec,
+        Method::PUT,
+        (t, &path),
+        json_body(&write),
+        Who::Admin,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let p = "/v1/admin/abort";
+    let (s, _) = call(&h, &mut spec, post.clone(), (p, p), None, Who::Admin).await;
+    assert_eq!(s.as_u16() / 100, 4, "abort after completion is refused");
+    assert!(spec.checked >= 20, "{} answers checked", spec.checked);
+    h.stop().await;
+}
