@@ -66,6 +66,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: DeviceAction,
     },
+    /// Users that can never log in (deactivated or deleted): purge or
+    /// restore them before the start, as preflight asks.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Start the migration: asks for the code word `Start`, then migrates
     /// the keys the server holds.
     Start {
@@ -250,6 +256,27 @@ pub(crate) enum DirectoryAction {
     RenewToken {
         /// The profile's name.
         profile: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserAction {
+    /// Delete a deactivated or deleted user's keys, grants and memberships
+    /// for good (its row stays, as `purged`). Refused when records would be
+    /// left that nobody else can read, unless --force (they are then listed
+    /// in the audit log). Audited.
+    Purge {
+        /// The user's name.
+        name: String,
+        /// Purge even if records would be left that nobody can read.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a deactivated or deleted user active again: it logs in and
+    /// migrates like the others. Audited.
+    Restore {
+        /// The user's name.
+        name: String,
     },
 }
 

@@ -63,6 +63,7 @@ enum Kind {
     Refused,
     PreflightBlocks,
     RolesUnconfirmed,
+    Orphans,
     Conflict,
     Database,
     SchemaOutdated,
@@ -97,7 +98,9 @@ impl CliError {
         match self.kind() {
             Kind::Other | Kind::Server => code::OTHER,
             Kind::Usage => code::USAGE,
-            Kind::Refused | Kind::PreflightBlocks | Kind::RolesUnconfirmed => code::REFUSED,
+            Kind::Refused | Kind::PreflightBlocks | Kind::RolesUnconfirmed | Kind::Orphans => {
+                code::REFUSED
+            }
             Kind::Conflict => code::CONFLICT,
             Kind::Database | Kind::SchemaOutdated | Kind::Unreachable => code::DATABASE,
             Kind::Credentials => code::CREDENTIALS,
@@ -116,6 +119,9 @@ impl CliError {
             }
             Kind::RolesUnconfirmed => {
                 "each member named logs in once more (its client checks the role); `rekey waive-role` accepts one who will not; if a client reported that a role does not open, run `rekey abort`"
+            }
+            Kind::Orphans => {
+                "share those records with another user or role in the vault, then purge again; `--force` purges anyway and lists them in the audit log"
             }
             Kind::Conflict => "the vault changed meanwhile; run the command again",
             Kind::Database => {
@@ -153,6 +159,11 @@ fn engine_kind(e: &EngineError) -> Kind {
         EngineError::NoKeyDir(_) => Kind::Files,
         EngineError::BadResolution(_) => Kind::Usage,
         EngineError::Preflight(rekey_preflight::Error::Storage { source }) => storage_kind(source),
+        EngineError::Preflight(rekey_preflight::Error::WouldOrphanRecords { .. }) => Kind::Orphans,
+        EngineError::Preflight(
+            rekey_preflight::Error::MigrationStarted { .. }
+            | rekey_preflight::Error::WrongUserStatus { .. },
+        ) => Kind::Refused,
         EngineError::Preflight(_) | EngineError::UnknownPrincipal(_) => Kind::Usage,
         _ => Kind::Other,
     }

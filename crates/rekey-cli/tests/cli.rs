@@ -81,6 +81,11 @@ fn demo_runs_to_a_verified_finalized_vault_with_json_summary() {
 /// key generation) and backs up its certificates, so preflight lets
 /// `start` through.
 fn seeded(dir: &std::path::Path, db: &str, creds: &str) {
+    seeded_with(dir, db, creds, &[]);
+}
+
+/// [`seeded`], with more `demo` options (before `seed`).
+fn seeded_with(dir: &std::path::Path, db: &str, creds: &str, extra: &[&str]) {
     std::fs::copy(
         rekey_test_support::fixtures::demo_key_cache(),
         dir.join("cache.bin"),
@@ -100,10 +105,12 @@ fn seeded(dir: &std::path::Path, db: &str, creds: &str) {
             "40",
             "--key-cache",
             "cache.bin",
-            "seed",
-            "--credentials",
-            creds,
-        ],
+        ]
+        .iter()
+        .chain(extra)
+        .chain(&["seed", "--credentials", creds])
+        .copied()
+        .collect::<Vec<_>>(),
     );
     assert!(
         seed.status.success(),
@@ -369,5 +376,159 @@ fn a_demo_vault_migrates_through_rekey_serve() {
         ver.status.success(),
         "{}",
         String::from_utf8_lossy(&ver.stderr)
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Preflight's remedy for users that can never log in: `user purge` and
+/// `user restore`, with their refusals (unknown user, wrong status, records
+/// that would lose their last reader, a migration under way), each
+/// changing nothing, and what a purge removes.
+#[test]
+fn user_purge_and_restore_are_preflight_remedies_with_their_refusals() {
+    use rekey_core::model::{AuditEvent, Timestamp, UserStatus};
+    let dir = temp();
+    let db = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+    seeded_with(&dir, &db, "c.json", &["--with-problems"]);
+    let rt = runtime();
+    let vault = rt.block_on(rekey_storage::Vault::open(&db)).unwrap();
+    let deactivated = rt
+        .block_on(vault.users_by_status(UserStatus::Deactivated))
+        .unwrap()
+        .remove(0);
+    let active = rt
+        .block_on(vault.users_by_status(UserStatus::Active))
+        .unwrap()
+        .remove(0);
+    let audit_len = || rt.block_on(vault.audit_events(0, 1_000_000)).unwrap().len();
+    let pre = rekey(&dir, &["--db", &db, "preflight"]);
+    assert!(
+        String::from_utf8_lossy(&pre.stdout).contains("rekey user purge"),
+        "preflight names the command"
+    );
+
+    // Refusals: nobody of that name (2), an active user (3), a purge that
+    // would leave records unreadable (3, unless --force). Nothing changes.
+    let before = audit_len();
+    let unknown = rekey(&dir, &["--db", &db, "user", "restore", "nobody.9999"]);
+    assert_eq!(code(&unknown), Some(2), "{}", stderr(&unknown));
+    let purge_active = rekey(&dir, &["--db", &db, "user", "purge", &active.name]);
+    assert_eq!(code(&purge_active), Some(3), "{}", stderr(&purge_active));
+    assert!(stderr(&purge_active).contains("hint:"));
+    let orphans = rt
+        .block_on(vault.sole_reader_records(deactivated.id))
+        .unwrap();
+    let mut args = vec![
+        "--db",
+        &db,
+        "--format",
+        "json",
+        "user",
+        "purge",
+        &deactivated.name,
+    ];
+    if !orphans.is_empty() {
+        let refused = rekey(&dir, &args);
+        assert_eq!(code(&refused), Some(3), "{}", stderr(&refused));
+        // With --format json the refusal is JSON on stdout.
+        let said: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+        assert_eq!(said["exit_code"], 3, "{said}");
+        assert!(
+            said["error"].as_str().unwrap().contains("--force"),
+            "{said}"
+        );
+        args.push("--force");
+    }
+    assert_eq!(audit_len(), before, "a refusal wrote to the audit log");
+    assert!(
+        !rt.block_on(vault.grants_to(deactivated.id))
+            .unwrap()
+            .is_empty()
+    );
+
+    // The purge: grants, key pairs and memberships go; the row stays as
+    // purged; the audit log names the orphaned records.
+    let purge = rekey(&dir, &args);
+    assert_eq!(code(&purge), Some(0), "{}", stderr(&purge));
+    let report: serde_json::Value = serde_json::from_slice(&purge.stdout).unwrap();
+    assert_eq!(
+        report["orphaned_records"].as_array().unwrap().len(),
+        orphans.len()
+    );
+    assert!(report["grants"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        rt.block_on(vault.grants_to(deactivated.id))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        rt.block_on(vault.key_pairs(deactivated.id))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        rt.block_on(vault.roles_of(deactivated.id))
+            .unwrap()
+            .is_empty()
+    );
+    let row = rt
+        .block_on(vault.principal(deactivated.id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, UserStatus::Purged);
+    let events = rt.block_on(vault.audit_events(0, 1_000_000)).unwrap();
+    let (_, last) = events.last().unwrap();
+    assert_eq!(last.action, "user_purged");
+    for r in &orphans {
+        assert!(last.details.contains(&r.to_string()), "{}", last.details);
+    }
+    // A purged user is not restored, nor purged twice.
+    let again = rekey(&dir, &["--db", &db, "user", "restore", &deactivated.name]);
+    assert_eq!(code(&again), Some(3), "{}", stderr(&again));
+
+    // Restore: the vault's administrator deactivated a user; rekey makes
+    // it active again.
+    rt.block_on(vault.set_user_status(
+        active.id,
+        UserStatus::Deactivated,
+        &AuditEvent {
+            at: Timestamp::now(),
+            actor: "vault".to_owned(),
+            action: "deactivated".to_owned(),
+            details: "{}".to_owned(),
+        },
+    ))
+    .unwrap();
+    let restore = rekey(&dir, &["--db", &db, "user", "restore", &active.name]);
+    assert_eq!(code(&restore), Some(0), "{}", stderr(&restore));
+    let row = rt.block_on(vault.principal(active.id)).unwrap().unwrap();
+    assert_eq!(row.status, UserStatus::Active);
+
+    // Once a migration has started, both are refused and change nothing.
+    let dir2 = temp();
+    let db2 = format!("sqlite://{}?mode=rwc", dir2.join("v.db").display());
+    seeded(&dir2, &db2, "c.json");
+    let start = rekey(&dir2, &["--db", &db2, "start", "--code-word", "Start"]);
+    assert_eq!(code(&start), Some(0), "{}", stderr(&start));
+    let v2 = rt.block_on(rekey_storage::Vault::open(&db2)).unwrap();
+    let someone = rt
+        .block_on(v2.users_by_status(UserStatus::Active))
+        .unwrap()
+        .remove(0);
+    let events = rt.block_on(v2.audit_events(0, 1_000_000)).unwrap().len();
+    for cmd in ["purge", "restore"] {
+        let r = rekey(&dir2, &["--db", &db2, "user", cmd, &someone.name]);
+        assert_eq!(code(&r), Some(3), "{}", stderr(&r));
+        assert!(stderr(&r).contains("has started"), "{}", stderr(&r));
+    }
+    assert_eq!(
+        rt.block_on(v2.audit_events(0, 1_000_000)).unwrap().len(),
+        events
     );
 }

@@ -157,3 +157,132 @@ pub async fn write_off_device(vault: &Vault, device_id: &str, actor: &str) -> Re
         .await?;
     Ok(())
 }
+
+/// Audit action of a purge.
+pub const USER_PURGED: &str = "user_purged";
+/// Audit action of a restore.
+pub const USER_RESTORED: &str = "user_restored";
+
+/// What `rekey user purge` did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PurgeReport {
+    /// The user's name.
+    pub user: String,
+    /// Grants deleted (to the user, and of its private keys).
+    pub grants: u64,
+    /// Key pairs deleted.
+    pub key_pairs: u64,
+    /// Role memberships deleted.
+    pub memberships: u64,
+    /// Records that nobody can read any more (only with `force`).
+    pub orphaned_records: Vec<rekey_core::ids::RecordId>,
+}
+
+/// The user named `name`, if the remedies may touch it now: a user (not a
+/// role or service), and no migration under way.
+async fn remedy_target(vault: &Vault, name: &str) -> Result<rekey_core::model::Principal> {
+    let user = vault
+        .principal_by_name(name)
+        .await?
+        .filter(|p| p.kind == rekey_core::model::PrincipalKind::User)
+        .ok_or_else(|| Error::UnknownUser {
+            name: name.to_owned(),
+        })?;
+    let phase = vault.migration().await?.phase;
+    if phase.is_read_only() {
+        return Err(Error::MigrationStarted {
+            name: name.to_owned(),
+            phase: phase.as_str().to_owned(),
+        });
+    }
+    Ok(user)
+}
+
+/// Restores a deactivated or deleted user (status `active`): it can log
+/// in again and will migrate like any other. Refused for any other status
+/// and while a migration runs. Audited (`user_restored`).
+pub async fn restore_user(vault: &Vault, name: &str, actor: &str) -> Result<()> {
+    use rekey_core::model::UserStatus;
+    let user = remedy_target(vault, name).await?;
+    if !matches!(user.status, UserStatus::Deactivated | UserStatus::Deleted) {
+        return Err(Error::WrongUserStatus {
+            name: name.to_owned(),
+            status: user.status.as_str().to_owned(),
+            why: "only a deactivated or deleted user can be restored",
+        });
+    }
+    let details = serde_json::json!({
+        "user": name,
+        "id": user.id.to_string(),
+        "was": user.status.as_str(),
+    });
+    vault
+        .set_user_status(
+            user.id,
+            UserStatus::Active,
+            &AuditEvent {
+                at: Timestamp::now(),
+                actor: actor.to_owned(),
+                action: USER_RESTORED.to_owned(),
+                details: details.to_string(),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Purges a deactivated or deleted user: its grants, key pairs and
+/// memberships go, its row stays as `purged`. Refused for an active user,
+/// while a migration runs, and (unless `force`) when records would be left
+/// that nobody else can read; with `force` those records are listed in the
+/// audit event (`user_purged`).
+pub async fn purge_user(
+    vault: &Vault,
+    name: &str,
+    force: bool,
+    actor: &str,
+) -> Result<PurgeReport> {
+    use rekey_core::model::UserStatus;
+    let user = remedy_target(vault, name).await?;
+    if !matches!(user.status, UserStatus::Deactivated | UserStatus::Deleted) {
+        return Err(Error::WrongUserStatus {
+            name: name.to_owned(),
+            status: user.status.as_str().to_owned(),
+            why: "deactivate or delete the user in the vault first; only those can be purged",
+        });
+    }
+    let orphaned = vault.sole_reader_records(user.id).await?;
+    if !orphaned.is_empty() && !force {
+        let first: Vec<String> = orphaned.iter().take(5).map(ToString::to_string).collect();
+        return Err(Error::WouldOrphanRecords {
+            name: name.to_owned(),
+            count: orphaned.len(),
+            first: first.join(", "),
+        });
+    }
+    let details = serde_json::json!({
+        "user": name,
+        "id": user.id.to_string(),
+        "was": user.status.as_str(),
+        "orphaned_records": orphaned.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    let counts = vault
+        .purge_user(
+            user.id,
+            &AuditEvent {
+                at: Timestamp::now(),
+                actor: actor.to_owned(),
+                action: USER_PURGED.to_owned(),
+                details: details.to_string(),
+            },
+        )
+        .await?;
+    Ok(PurgeReport {
+        user: name.to_owned(),
+        grants: counts.grants,
+        key_pairs: counts.key_pairs,
+        memberships: counts.memberships,
+        orphaned_records: orphaned,
+    })
+}

@@ -127,8 +127,9 @@ mod time;
 mod version;
 
 pub use actions::{
-    DEVICE_WRITTEN_OFF, DIRECTORY_TOKEN_RENEWED, DirectoryToken, PREPARATION_BEGAN,
-    begin_preparation, preparation_began, renew_directory_token, write_off_device,
+    DEVICE_WRITTEN_OFF, DIRECTORY_TOKEN_RENEWED, DirectoryToken, PREPARATION_BEGAN, PurgeReport,
+    USER_PURGED, USER_RESTORED, begin_preparation, preparation_began, purge_user,
+    renew_directory_token, restore_user, write_off_device,
 };
 pub use check::{Check, CheckResult, EVIDENCE_LIMIT, Outcome};
 pub use error::{Error, Result};

@@ -76,3 +76,13 @@ pub struct ErrorBody {
     /// What to do about it.
     pub hint: String,
 }
+
+/// `POST /v1/admin/users/{name}/restore`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserRestored {
+    /// The user.
+    pub user: String,
+    /// Always true.
+    pub restored: bool,
+}

@@ -340,6 +340,27 @@ impl ServerError {
             EngineError::Preflight(rekey_preflight::Error::Storage { source }) => {
                 Self::from_storage(source)
             }
+            e @ EngineError::Preflight(rekey_preflight::Error::MigrationStarted { .. }) => {
+                ServerError::Locked {
+                    message: e.to_string(),
+                    code: "wrong_phase",
+                    hint: "users are purged or restored before the start (or after completion); `rekey abort` ends a running migration",
+                }
+            }
+            e @ EngineError::Preflight(rekey_preflight::Error::WrongUserStatus { .. }) => {
+                Self::conflict(
+                    e.to_string(),
+                    "wrong_user_status",
+                    "only a deactivated or deleted user is purged or restored; GET /v1/admin/status and POST /v1/admin/preflight list them",
+                )
+            }
+            e @ EngineError::Preflight(rekey_preflight::Error::WouldOrphanRecords { .. }) => {
+                Self::conflict(
+                    e.to_string(),
+                    "would_orphan_records",
+                    "share those records with another user or role in the vault, then purge again; send {\"force\": true} to purge anyway (the records are listed in the audit log)",
+                )
+            }
             e @ EngineError::Preflight(_) => ServerError::NotFound(e.to_string()),
             other => ServerError::Internal(other.to_string()),
         }

@@ -3,10 +3,12 @@
 //! the Rust type the server serializes or parses, so the two cannot drift;
 //! `tests/openapi.rs` checks real answers of a migration against it.
 
-use crate::answers::{DeviceWrittenOff, ErrorBody, Health, ReceiptKept, RecordWritten, Resolved};
+use crate::answers::{
+    DeviceWrittenOff, ErrorBody, Health, ReceiptKept, RecordWritten, Resolved, UserRestored,
+};
 use crate::routes::{
-    Answer, Auth, BodyKind, ROUTES, RecordWrite, ResolveRequest, RouteSpec, SessionRequest,
-    StartRequest,
+    Answer, Auth, BodyKind, PurgeRequest, ROUTES, RecordWrite, ResolveRequest, RouteSpec,
+    SessionRequest, StartRequest,
 };
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -36,6 +38,9 @@ pub fn schemas() -> Map<String, Value> {
     add::<AbortReport>(&mut out);
     add::<DeviceWrittenOff>(&mut out);
     add::<Resolved>(&mut out);
+    add::<rekey_preflight::PurgeReport>(&mut out);
+    add::<PurgeRequest>(&mut out);
+    add::<UserRestored>(&mut out);
     add::<rekey_engine::Session>(&mut out);
     add::<PackageJson>(&mut out);
     add::<ApplyReport>(&mut out);

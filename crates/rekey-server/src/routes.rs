@@ -5,7 +5,9 @@
 //! No rules live here: each handler decodes its request, calls one
 //! rekey-engine method and turns the outcome into JSON or a status code.
 
-use crate::answers::{DeviceWrittenOff, Health, Ready, ReceiptKept, RecordWritten, Resolved};
+use crate::answers::{
+    DeviceWrittenOff, Health, Ready, ReceiptKept, RecordWritten, Resolved, UserRestored,
+};
 use crate::error::ServerError;
 use crate::state::AppState;
 use crate::status;
@@ -288,6 +290,46 @@ pub static ROUTES: &[RouteSpec] = &[
         ],
         large_body: false,
         handler: || post(admin_write_off),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/admin/users/{name}/purge",
+        summary: "Purge a deactivated or deleted user before the start: its grants, key pairs and memberships are deleted, its row kept as purged (audited); refused if records would be left unreadable unless {\"force\": true}",
+        tag: "admin",
+        auth: Auth::Admin,
+        body: BodyKind::Json("PurgeRequest"),
+        answer: Answer::Json("PurgeReport"),
+        responses: &[
+            (200, "purged"),
+            (400, "the body is not the route's JSON"),
+            (401, "missing or wrong admin token"),
+            (404, "no user of that name"),
+            (
+                409,
+                "the user is not deactivated or deleted, or records would be left unreadable",
+            ),
+            (423, "a migration is under way"),
+        ],
+        large_body: false,
+        handler: || post(admin_purge_user),
+    },
+    RouteSpec {
+        method: HttpMethod::Post,
+        path: "/v1/admin/users/{name}/restore",
+        summary: "Make a deactivated or deleted user active again before the start (audited)",
+        tag: "admin",
+        auth: Auth::Admin,
+        body: BodyKind::None,
+        answer: Answer::Json("UserRestored"),
+        responses: &[
+            (200, "restored"),
+            (401, "missing or wrong admin token"),
+            (404, "no user of that name"),
+            (409, "the user is not deactivated or deleted"),
+            (423, "a migration is under way"),
+        ],
+        large_body: false,
+        handler: || post(admin_restore_user),
     },
     RouteSpec {
         method: HttpMethod::Post,
@@ -853,6 +895,55 @@ async fn admin_write_off(
     Ok(Json(DeviceWrittenOff {
         device: id,
         written_off: true,
+    }))
+}
+
+/// The body of `POST /v1/admin/users/{name}/purge`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Purge even if records would be left that nobody can read.
+    #[serde(default)]
+    pub force: bool,
+}
+
+async fn admin_purge_user(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<rekey_preflight::PurgeReport>, ServerError> {
+    let bytes = body(raw, &state, false)?;
+    let req: PurgeRequest = if bytes.is_empty() {
+        PurgeRequest::default()
+    } else {
+        json(
+            &bytes,
+            "send {\"force\": false} or {\"force\": true}, or no body",
+        )?
+    };
+    Ok(Json(
+        state
+            .engine()
+            .purge_user(&name, req.force)
+            .await
+            .map_err(ServerError::from_admin_engine)?,
+    ))
+}
+
+async fn admin_restore_user(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<UserRestored>, ServerError> {
+    state
+        .engine()
+        .restore_user(&name)
+        .await
+        .map_err(ServerError::from_admin_engine)?;
+    Ok(Json(UserRestored {
+        user: name,
+        restored: true,
     }))
 }
 

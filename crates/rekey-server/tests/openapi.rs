@@ -287,3 +287,121 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
     assert!(spec.checked >= 20, "{} answers checked", spec.checked);
     h.stop().await;
 }
+
+/// The administrator's remedies for users that can never log in, over
+/// HTTP: each answer as documented (schema, status, code), refusals
+/// writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_and_restore_over_http_answer_as_documented() {
+    use rekey_core::model::{AuditEvent, Timestamp, UserStatus};
+    let h = Harness::new("openapi-users").await;
+    let (_, doc) = h.raw(Method::GET, "/openapi.json", None, Who::Anon).await;
+    let mut spec = Spec { doc, checked: 0 };
+    let post = Method::POST;
+    let (name, u) = h.creds.users.iter().next().unwrap();
+    let deactivate = || async {
+        h.vault
+            .set_user_status(
+                u.id,
+                UserStatus::Deactivated,
+                &AuditEvent {
+                    at: Timestamp::now(),
+                    actor: "vault".to_owned(),
+                    action: "deactivated".to_owned(),
+                    details: "{}".to_owned(),
+                },
+            )
+            .await
+            .unwrap();
+    };
+    let restore_t = "/v1/admin/users/{name}/restore";
+    let purge_t = "/v1/admin/users/{name}/purge";
+    let restore = format!("/v1/admin/users/{name}/restore");
+    let purge = format!("/v1/admin/users/{name}/purge");
+
+    let nobody = "/v1/admin/users/nobody.0000/restore";
+    h.refused(
+        StatusCode::NOT_FOUND,
+        post.clone(),
+        nobody,
+        None,
+        Who::Admin,
+    )
+    .await;
+    h.refused(
+        StatusCode::UNAUTHORIZED,
+        post.clone(),
+        &restore,
+        None,
+        Who::Anon,
+    )
+    .await;
+    // An active user is neither restored nor purged.
+    let (s, body) = call(
+        &h,
+        &mut spec,
+        post.clone(),
+        (purge_t, &purge),
+        None,
+        Who::Admin,
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("wrong_user_status"))
+    );
+    deactivate().await;
+    let (s, body) = call(
+        &h,
+        &mut spec,
+        post.clone(),
+        (restore_t, &restore),
+        None,
+        Who::Admin,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        h.vault.principal(u.id).await.unwrap().unwrap().status,
+        UserStatus::Active
+    );
+    deactivate().await;
+    let orphans = h.vault.sole_reader_records(u.id).await.unwrap();
+    if !orphans.is_empty() {
+        let msg = h
+            .refused(StatusCode::CONFLICT, post.clone(), &purge, None, Who::Admin)
+            .await;
+        assert!(msg.contains("nobody else can read"), "{msg}");
+    }
+    let force = json!({ "force": true });
+    spec.request(&post, purge_t, &force);
+    let (s, report) = call(
+        &h,
+        &mut spec,
+        post.clone(),
+        (purge_t, &purge),
+        json_body(&force),
+        Who::Admin,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!(
+        report["orphaned_records"].as_array().unwrap().len(),
+        orphans.len()
+    );
+    assert!(h.vault.grants_to(u.id).await.unwrap().is_empty());
+
+    assert!(spec.checked >= 3);
+    h.stop().await;
+
+    // Once a migration has started: 423, nothing written.
+    let h = Harness::new("openapi-users-started").await;
+    h.admin.start("Start").await.unwrap();
+    let (other, _) = h.creds.users.iter().next().unwrap();
+    for what in ["purge", "restore"] {
+        let path = format!("/v1/admin/users/{other}/{what}");
+        h.refused(StatusCode::LOCKED, post.clone(), &path, None, Who::Admin)
+            .await;
+    }
+    h.stop().await;
+}

@@ -72,5 +72,6 @@ mod vault;
 pub use error::{Error, GUARD_MESSAGE, READ_ONLY_MESSAGE, Result, redact_url};
 pub use vault::{
     BATCH_ROWS, Backend, ConfirmedBy, FinalizeEvidence, MigrationWrite, PENDING_IDS_PAGE,
-    PendingGrants, PrincipalMigration, RoleConfirmation, SchemaStatus, SeedData, SeedReport, Vault,
+    PendingGrants, PrincipalMigration, PurgeCounts, RoleConfirmation, SchemaStatus, SeedData,
+    SeedReport, Vault,
 };

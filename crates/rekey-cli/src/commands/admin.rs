@@ -2,7 +2,7 @@
 //! `device write-off`, `resolve`.
 
 use super::{Ctx, Keys};
-use crate::cli::{DeviceAction, DirectoryAction};
+use crate::cli::{DeviceAction, DirectoryAction, UserAction};
 use crate::error::CliError;
 use rekey_core::GrantId;
 use rekey_core::model::Resolution;
@@ -29,6 +29,38 @@ pub(super) async fn directory(ctx: &Ctx, action: &DirectoryAction) -> Result<u8,
             )
         },
     );
+    Ok(0)
+}
+
+/// `user purge` and `user restore`: preflight's remedy for users that can
+/// never log in.
+pub(super) async fn user(ctx: &Ctx, action: &UserAction) -> Result<u8, CliError> {
+    let engine = ctx.engine(Keys::IfPresent).await?;
+    match action {
+        UserAction::Purge { name, force } => {
+            let report = engine.purge_user(name, *force).await?;
+            ctx.out.report(&report, |r| {
+                let mut t = format!(
+                    "{} purged: {} grant(s), {} key pair(s), {} membership(s) deleted (recorded in the audit log)",
+                    r.user, r.grants, r.key_pairs, r.memberships
+                );
+                if !r.orphaned_records.is_empty() {
+                    t.push_str(&format!(
+                        "\n{} record(s) can no longer be read by anyone (listed in the audit log); preflight lists them until they are removed from the vault",
+                        r.orphaned_records.len()
+                    ));
+                }
+                t
+            });
+        }
+        UserAction::Restore { name } => {
+            engine.restore_user(name).await?;
+            ctx.out.report(
+                &serde_json::json!({ "user": name, "restored": true }),
+                |_| format!("{name} restored: active again; it migrates when it logs in (recorded in the audit log)"),
+            );
+        }
+    }
     Ok(0)
 }
 

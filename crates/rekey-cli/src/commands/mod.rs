@@ -74,6 +74,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8, CliError> {
         } => cert::run(&ctx, &action, passphrase_file.as_deref()).await,
         Command::Directory { action } => admin::directory(&ctx, &action).await,
         Command::Device { action } => admin::device(&ctx, &action).await,
+        Command::User { action } => admin::user(&ctx, &action).await,
         Command::Resolve { grant, resolution } => admin::resolve(&ctx, &grant, &resolution).await,
         Command::WaiveRole { role, member } => admin::waive_role(&ctx, &role, &member).await,
         Command::Start { code_word } => lifecycle::start(&ctx, code_word).await,

@@ -38,6 +38,23 @@ impl Engine {
         Ok(rekey_preflight::renew_directory_token(&self.vault, profile, &self.actor).await?)
     }
 
+    /// Restores a deactivated or deleted user (preflight's remedy; refused
+    /// once the migration has started).
+    pub async fn restore_user(&self, name: &str) -> Result<(), EngineError> {
+        Ok(rekey_preflight::restore_user(&self.vault, name, &self.actor).await?)
+    }
+
+    /// Purges a deactivated or deleted user (preflight's remedy; refused
+    /// once the migration has started, and unless `force` when records
+    /// would be left that nobody else can read).
+    pub async fn purge_user(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<rekey_preflight::PurgeReport, EngineError> {
+        Ok(rekey_preflight::purge_user(&self.vault, name, force, &self.actor).await?)
+    }
+
     /// Writes a device off: its unsynchronised changes will be lost.
     pub async fn write_off_device(&self, device: &str) -> Result<(), EngineError> {
         Ok(rekey_preflight::write_off_device(&self.vault, device, &self.actor).await?)

@@ -65,7 +65,7 @@ impl Check for Users {
             Outcome::Block => {
                 let mut remedy = Vec::new();
                 if users_block {
-                    remedy.push("Purge or restore each listed user: a deactivated or deleted user can never log in, so the migration could never finish.");
+                    remedy.push("Purge or restore each listed user (`rekey user purge NAME` or `rekey user restore NAME`): a deactivated or deleted user can never log in, so the migration could never finish.");
                 }
                 if roles_block {
                     remedy.push("Add an active member to each listed role, or delete the role once its records are shared elsewhere: a role migrates only when one of its members logs in (or through a directory-managed member), so a role without one would hold up finalization for ever.");

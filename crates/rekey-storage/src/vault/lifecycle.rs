@@ -362,7 +362,7 @@ impl Vault {
     }
 }
 
-async fn append<C: ConnectionTrait>(conn: &C, event: &AuditEvent) -> Result<()> {
+pub(super) async fn append<C: ConnectionTrait>(conn: &C, event: &AuditEvent) -> Result<()> {
     audit::Entity::insert(audit_to(event))
         .exec_without_returning(conn)
         .await

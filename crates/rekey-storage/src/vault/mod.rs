@@ -9,6 +9,7 @@ mod convert;
 mod evidence;
 mod facts;
 mod lifecycle;
+mod purge;
 mod queries;
 mod read;
 mod seed;
@@ -17,6 +18,7 @@ mod write_set;
 
 pub use confirm::{ConfirmedBy, RoleConfirmation};
 pub use evidence::FinalizeEvidence;
+pub use purge::PurgeCounts;
 pub use read::{PENDING_IDS_PAGE, PendingGrants};
 pub use seed::{SeedData, SeedReport};
 pub use write_set::{MigrationWrite, PrincipalMigration};

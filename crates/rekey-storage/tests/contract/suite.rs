@@ -977,3 +977,54 @@ contract_test!(the_evidence_names_principals_the_rows_do_not_bear_out, |t| {
     assert_eq!(e.uncovered, owned, "{e:?}");
     assert!(e.first_uncovered.iter().all(|(n, _)| n == &forged.name));
 });
+
+// Preflight's remedy: a purge deletes the user's grants, key pairs and
+// memberships and nothing of anyone else's; the sole-reader query finds
+// the records it would orphan; once the migration runs the guards refuse
+// both the purge and a status change.
+contract_test!(purging_a_user_touches_only_its_own_rows, |t| {
+    let vault = t.vault().await;
+    let mut f = fixture(3, 2);
+    // user1 also reads user0's first record.
+    let rekey_core::ids::Subject::RecordKey(shared) = f.data.grants[0].subject else {
+        panic!("the fixture's grants carry record keys");
+    };
+    assert_eq!(f.data.grants[0].recipient, f.users[0].id);
+    f.data.grants.push(legacy_grant(f.users[1].id, shared));
+    vault.seed(&f.data, 1000).await.unwrap();
+    let (u0, u1, u2) = (f.users[0].id, f.users[1].id, f.users[2].id);
+    let sole = vault.sole_reader_records(u0).await.unwrap();
+    assert_eq!(sole.len(), 1, "{sole:?}");
+    assert!(!sole.contains(&shared));
+    let others = vault.grants_to(u1).await.unwrap().len();
+    let counts = vault.purge_user(u0, &audit("user_purged")).await.unwrap();
+    assert_eq!(
+        (counts.grants, counts.key_pairs, counts.memberships),
+        (2, 1, 1),
+        "{counts:?}"
+    );
+    assert!(vault.grants_to(u0).await.unwrap().is_empty());
+    assert!(vault.key_pairs(u0).await.unwrap().is_empty());
+    assert_eq!(vault.grants_to(u1).await.unwrap().len(), others);
+    assert_eq!(vault.members_of(f.role.id).await.unwrap(), vec![u1]);
+    assert_eq!(
+        vault.principal(u0).await.unwrap().unwrap().status,
+        UserStatus::Purged
+    );
+    // The shared record now has its one reader left.
+    assert_eq!(vault.sole_reader_records(u1).await.unwrap().len(), 3);
+
+    start_user_phase(&vault).await;
+    assert!(vault.purge_user(u2, &audit("user_purged")).await.is_err());
+    assert!(
+        vault
+            .set_user_status(u2, UserStatus::Deactivated, &audit("user_restored"))
+            .await
+            .is_err()
+    );
+    assert_eq!(vault.grants_to(u2).await.unwrap().len(), 2);
+    assert_eq!(
+        vault.principal(u2).await.unwrap().unwrap().status,
+        UserStatus::Active
+    );
+});
