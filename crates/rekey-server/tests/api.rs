@@ -524,6 +524,8 @@ async fn openapi_lists_exactly_the_routes_served() {
         ("POST", "/v1/admin/abort"),
         ("POST", "/v1/admin/devices/{id}/write-off"),
         ("POST", "/v1/admin/non-migratable/{grant}/resolve"),
+        ("POST", "/v1/admin/users/{name}/purge"),
+        ("POST", "/v1/admin/users/{name}/restore"),
         ("GET", "/v1/client-kdf"),
         ("POST", "/v1/session"),
         ("GET", "/v1/principals/{id}/package"),
@@ -542,7 +544,8 @@ async fn openapi_lists_exactly_the_routes_served() {
     for (method, path) in &listed {
         let concrete = path
             .replace("{id}", &uuid::Uuid::new_v4().to_string())
-            .replace("{grant}", &uuid::Uuid::new_v4().to_string());
+            .replace("{grant}", &uuid::Uuid::new_v4().to_string())
+            .replace("{name}", "nobody.0000");
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let (status, v) = h.raw(m, &concrete, None, Who::Anon).await;
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
