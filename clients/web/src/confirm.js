@@ -269,7 +269,15 @@ export async function confirmRoles({ api, vault, principal, masterSecret, signal
         out.refused.push({ role: check.role.text, reason: e.message });
         continue;
       }
-      await api.sendReceipt(principal, receipt, { signal });
+      try {
+        await api.sendReceipt(principal, receipt, { signal });
+      } catch (e) {
+        // The server did not take it (PROTOCOL §9: receipt_refused): the
+        // account has migrated all the same; the role stays unconfirmed.
+        if (e.code !== 'receipt_refused') throw e;
+        out.refused.push({ role: check.role.text, reason: e.message });
+        continue;
+      }
       out.confirmed += 1;
     }
   } finally {

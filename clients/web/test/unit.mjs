@@ -1083,6 +1083,22 @@ describe('role confirmations (PROTOCOL §15)', () => {
     assert.ok(await ecdsaVerify(CURVES.p256, role.publicKey, message, fromHex(r.signature)));
   });
 
+  test('a receipt the server refuses leaves the role unconfirmed, not the login failed', async () => {
+    const { f, json, pendingMaster } = await roleChecksFixture();
+    const api = new RekeyApi({
+      server: 'http://vault.invalid',
+      authorization: 'Bearer t',
+      fetch: async (url) => {
+        if (url.endsWith('/role-checks')) return new Response(JSON.stringify(json), { status: 200 });
+        return new Response(JSON.stringify({ error: 'not a member', code: 'receipt_refused', hint: 'h' }), { status: 403 });
+      },
+    });
+    const out = await confirmRoles({ api, vault: f.vault.t, principal: f.pending.t, masterSecret: pendingMaster });
+    assert.equal(out.confirmed, 0);
+    assert.equal(out.refused.length, 1);
+    assert.match(out.refused[0].reason, /not a member/);
+  });
+
   test('swapped grants, a damaged record and a wrong password send no receipt', async () => {
     const { f, json, pendingMaster } = await roleChecksFixture();
     const swapped = clone(json);

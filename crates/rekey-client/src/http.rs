@@ -82,6 +82,10 @@ impl ApiError for ClientError {
         self.code() == Some("already_migrated")
     }
 
+    fn is_receipt_refused(&self) -> bool {
+        self.code() == Some("receipt_refused")
+    }
+
     fn builder_failed() -> Self {
         ClientError::BuilderFailed
     }

@@ -50,6 +50,9 @@ pub trait ApiError: From<BuildError> + Send + 'static {
     /// The account has migrated already (an earlier login, or an answer
     /// lost on the way): nothing to build.
     fn is_already_migrated(&self) -> bool;
+    /// The server did not keep a role receipt (`receipt_refused`): the
+    /// role stays unconfirmed, the login itself went through.
+    fn is_receipt_refused(&self) -> bool;
     /// The bundle builder stopped without an answer (it panicked).
     fn builder_failed() -> Self;
 }
@@ -204,10 +207,15 @@ pub async fn confirm_roles<A: MigrationApi>(
             .await
             .map_err(|_| A::Error::builder_failed())?;
         match checked {
-            Ok(receipt) => {
-                api.confirm(principal, receipt).await?;
-                out.confirmed += 1;
-            }
+            Ok(receipt) => match api.confirm(principal, receipt).await {
+                Ok(()) => out.confirmed += 1,
+                Err(e) if e.is_receipt_refused() => {
+                    tracing::warn!(role = %role, "the server did not keep this account's role receipt");
+                    out.refused
+                        .push((role, "the server refused the receipt".to_owned()));
+                }
+                Err(e) => return Err(e),
+            },
             Err(e) => {
                 tracing::warn!(role = %role, error = %e, "a migrated role does not open for this account");
                 out.refused.push((role, e.to_string()));

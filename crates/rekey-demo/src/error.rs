@@ -91,6 +91,14 @@ impl rekey_client::ApiError for DemoError {
         DemoError::is_already_migrated(self)
     }
 
+    fn is_receipt_refused(&self) -> bool {
+        match self {
+            DemoError::Engine(EngineError::ReceiptRefused(_)) => true,
+            DemoError::Client(e) => e.code() == Some("receipt_refused"),
+            _ => false,
+        }
+    }
+
     fn builder_failed() -> Self {
         DemoError::Internal("the bundle builder failed")
     }
