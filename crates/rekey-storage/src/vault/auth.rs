@@ -62,24 +62,18 @@ impl Vault {
     /// none. Two servers asking at once get the same key: the first
     /// insert wins, the other reads it.
     pub async fn session_key(&self, fresh: SessionKey) -> Result<SessionKey> {
-        setting::Entity::insert(setting::ActiveModel {
-            key: Set(SESSION_KEY.to_owned()),
-            value: Set(hex::encode(fresh.dangerous_as_bytes())),
-        })
-        .on_conflict(
-            OnConflict::column(setting::Column::Key)
-                .do_nothing()
-                .to_owned(),
+        self.put_setting(
+            SESSION_KEY,
+            &hex::encode(fresh.dangerous_as_bytes()),
+            Overwrite::No,
+            "store the session key",
         )
-        .exec_without_returning(&self.db)
-        .await
-        .map_err(db("store the session key"))?;
-        let row = setting::Entity::find_by_id(SESSION_KEY.to_owned())
-            .one(&self.db)
-            .await
-            .map_err(db("read the session key"))?
+        .await?;
+        let value = self
+            .setting(SESSION_KEY, "read the session key")
+            .await?
             .ok_or_else(|| Error::corrupt("session key", "missing"))?;
-        hex::decode(&row.value)
+        hex::decode(&value)
             .ok()
             .and_then(|b| SessionKey::from_bytes(&b))
             .ok_or_else(|| Error::corrupt("session key", "not 32 hex bytes"))
@@ -89,27 +83,61 @@ impl Vault {
     /// (a JSON document the vault defines; the demo's is Argon2id's m, t
     /// and p), so that a client asks the vault for them before it logs in.
     pub async fn set_client_kdf(&self, json: &str) -> Result<()> {
-        setting::Entity::insert(setting::ActiveModel {
-            key: Set(CLIENT_KDF.to_owned()),
-            value: Set(json.to_owned()),
-        })
-        .on_conflict(
-            OnConflict::column(setting::Column::Key)
-                .update_column(setting::Column::Value)
-                .to_owned(),
+        self.put_setting(
+            CLIENT_KDF,
+            json,
+            Overwrite::Yes,
+            "store the client KDF parameters",
         )
-        .exec_without_returning(&self.db)
         .await
-        .map_err(db("store the client KDF parameters"))?;
-        Ok(())
     }
 
     /// The clients' password-KDF parameters, if the vault has them.
     pub async fn client_kdf(&self) -> Result<Option<String>> {
-        Ok(setting::Entity::find_by_id(CLIENT_KDF.to_owned())
+        self.setting(CLIENT_KDF, "read the client KDF parameters")
+            .await
+    }
+
+    /// Stores one row of the `setting` table; `overwrite` says whether an
+    /// existing value is replaced or kept (the first writer wins).
+    pub(super) async fn put_setting(
+        &self,
+        key: &str,
+        value: &str,
+        overwrite: Overwrite,
+        what: &'static str,
+    ) -> Result<()> {
+        let mut on_conflict = OnConflict::column(setting::Column::Key);
+        match overwrite {
+            Overwrite::Yes => on_conflict.update_column(setting::Column::Value),
+            Overwrite::No => on_conflict.do_nothing(),
+        };
+        setting::Entity::insert(setting::ActiveModel {
+            key: Set(key.to_owned()),
+            value: Set(value.to_owned()),
+        })
+        .on_conflict(on_conflict)
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(db(what))?;
+        Ok(())
+    }
+
+    /// One row of the `setting` table, if present.
+    pub(super) async fn setting(&self, key: &str, what: &'static str) -> Result<Option<String>> {
+        Ok(setting::Entity::find_by_id(key.to_owned())
             .one(&self.db)
             .await
-            .map_err(db("read the client KDF parameters"))?
+            .map_err(db(what))?
             .map(|row| row.value))
     }
+}
+
+/// Whether [`Vault::put_setting`] replaces a value already stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Overwrite {
+    /// Replace it.
+    Yes,
+    /// Keep it (the first writer wins).
+    No,
 }

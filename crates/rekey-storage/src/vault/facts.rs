@@ -12,7 +12,6 @@ use rekey_core::ids::KeyPairId;
 use rekey_core::model::{
     Certificate, Component, Device, DirectoryProfile, Server, Settings, Timestamp,
 };
-use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
@@ -203,18 +202,13 @@ impl Vault {
             (OFFLINE_ACCESS, s.offline_access_allowed),
             (MOBILE_SYNC, s.mobile_sync_allowed),
         ] {
-            setting::Entity::insert(setting::ActiveModel {
-                key: Set(key.to_owned()),
-                value: Set(value.to_string()),
-            })
-            .on_conflict(
-                OnConflict::column(setting::Column::Key)
-                    .update_column(setting::Column::Value)
-                    .to_owned(),
+            self.put_setting(
+                key,
+                &value.to_string(),
+                super::auth::Overwrite::Yes,
+                "store a setting",
             )
-            .exec_without_returning(&self.db)
-            .await
-            .map_err(db("store a setting"))?;
+            .await?;
         }
         Ok(())
     }
