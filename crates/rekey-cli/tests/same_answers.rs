@@ -124,6 +124,10 @@ fn timeless(mut v: Value) -> Value {
         ] {
             o.remove(k);
         }
+        // The chart's start is the run's; its counts stay compared.
+        if let Some(h) = o.get_mut("history").and_then(Value::as_object_mut) {
+            h.remove("since");
+        }
     }
     v
 }

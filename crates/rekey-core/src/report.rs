@@ -39,6 +39,42 @@ pub struct StatusReport {
     pub blockers: Vec<String>,
     /// What the operator does next, in words.
     pub next_step: String,
+    /// Bundles applied over time since the start (the status page's
+    /// chart); `None` before the start.
+    pub history: Option<History>,
+}
+
+/// Bundles applied (the server phase's, then the logins') per window of
+/// time since the start: at most [`History::MAX_WINDOWS`] windows of a
+/// minute or more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    /// The start of the first window.
+    pub since: Timestamp,
+    /// Each window's length in seconds.
+    pub window_seconds: u64,
+    /// Bundles applied in each window, oldest first; the last window is
+    /// the current one.
+    pub bundles: Vec<u64>,
+}
+
+impl History {
+    /// The most windows a history has.
+    pub const MAX_WINDOWS: usize = 30;
+
+    /// The windows for a run started at `since`, seen at `now`: one minute
+    /// each, longer once a run outgrows [`Self::MAX_WINDOWS`] minutes.
+    /// Answers (window length in ms, number of windows).
+    #[must_use]
+    pub fn windows(since: Timestamp, now: Timestamp) -> (i64, usize) {
+        let elapsed = (now.0 - since.0).max(1);
+        let max = Self::MAX_WINDOWS as i64;
+        let width = (60_000_i64).max((elapsed + max - 1) / max);
+        let count = ((elapsed + width - 1) / width).clamp(1, max);
+        (width, usize::try_from(count).unwrap_or(1))
+    }
 }
 
 impl StatusReport {
@@ -165,6 +201,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn history_windows_are_a_minute_until_thirty_then_grow() {
+        let at = |ms: i64| History::windows(Timestamp(1_000), Timestamp(1_000 + ms));
+        assert_eq!(at(0), (60_000, 1));
+        assert_eq!(at(59_999), (60_000, 1));
+        assert_eq!(at(60_001), (60_000, 2));
+        assert_eq!(at(30 * 60_000), (60_000, 30));
+        assert_eq!(at(60 * 60_000), (120_000, 30));
+        assert_eq!(at(-5), (60_000, 1), "a clock step back");
+    }
+
+    #[test]
     fn rate_counts_from_the_start_and_estimates_what_is_left() {
         let start = Timestamp(1_000_000);
         assert_eq!(rate_and_estimate(None, start, 5, 5), (None, None));
@@ -183,6 +230,7 @@ mod tests {
     #[test]
     fn the_public_status_keeps_counts_and_drops_names() {
         let s = StatusReport {
+            history: None,
             phase: Phase::UserPhase,
             run: None,
             started_at: None,

@@ -3,7 +3,7 @@
 //! `GET /v1/migration/status` sends the same report as JSON.
 
 use rekey_core::model::Counts;
-use rekey_core::report::StatusReport;
+use rekey_core::report::{History, StatusReport};
 use std::fmt::Write;
 
 /// Escapes text for HTML.
@@ -87,7 +87,17 @@ dl{display:grid;grid-template-columns:10rem 1fr;margin:0}dt{color:#5b6675}dd{mar
         r#"</dl></div>\n<div class="card next"><b>next step</b><p id="next-step">{}</p></div>"#,
         escape(&s.next_step)
     );
+    if let Some(h) = &s.history {
+        chart(&mut out, h);
+    }
     out.push_str("\n<div class=\"card\"><b>pending</b>");
+    if let Some(h) = &s.history {
+        let minutes = h.window_seconds * h.bundles.len() as u64 / 60;
+        let _ = write!(
+            out,
+            r#"<p class="sub" id="pending-since">each pending since the start, about {minutes} min ago</p>"#
+        );
+    }
     let nobody = if s.names_withheld {
         "names are shown to the administrator only (rekey status)"
     } else {
@@ -98,6 +108,33 @@ dl{display:grid;grid-template-columns:10rem 1fr;margin:0}dt{color:#5b6675}dd{mar
     list(&mut out, "blockers", &s.blockers, "none");
     out.push_str("</div>\n</body></html>\n");
     out
+}
+
+/// Bundles applied per window since the start, as an inline SVG bar chart
+/// (no script, no external asset); each bar carries its count.
+fn chart(out: &mut String, h: &History) {
+    const W: f64 = 300.0;
+    const H: f64 = 60.0;
+    let max = h.bundles.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let n = h.bundles.len().max(1) as f64;
+    let step = W / n;
+    let minutes = (h.window_seconds / 60).max(1);
+    let total: u64 = h.bundles.iter().sum();
+    let _ = write!(
+        out,
+        r#"<div class="card"><b>bundles applied (server keys, then logins) per {minutes} min</b> <span class="sub" id="history-total">{total} since the start</span><svg id="history" viewBox="0 0 {W} {H}" width="100%" height="70" role="img" aria-label="bundles applied per {minutes} minutes since the start">"#
+    );
+    for (i, &c) in h.bundles.iter().enumerate() {
+        let height = (c as f64 / max) * (H - 4.0);
+        let _ = write!(
+            out,
+            r##"<rect data-count="{c}" x="{:.1}" y="{:.1}" width="{:.1}" height="{height:.1}" fill="#2f7d4f"><title>{c}</title></rect>"##,
+            i as f64 * step + 1.0,
+            H - height,
+            (step - 2.0).max(1.0)
+        );
+    }
+    out.push_str("</svg></div>");
 }
 
 fn list(out: &mut String, id: &str, items: &[String], empty: &str) {
@@ -120,6 +157,7 @@ mod tests {
     #[test]
     fn page_escapes_names_and_shows_counts() {
         let s = StatusReport {
+            history: None,
             phase: Phase::UserPhase,
             run: None,
             started_at: None,
@@ -146,5 +184,44 @@ mod tests {
         assert!(html.contains("user_phase"));
         assert!(html.contains("2.0 principals/min"));
         assert!(html.contains("wait for &lt;everyone&gt;"));
+        assert!(
+            !html.contains(r#"id="history""#),
+            "no chart before the start"
+        );
+    }
+
+    #[test]
+    fn the_chart_has_a_bar_per_window_scaled_to_the_busiest() {
+        let s = StatusReport {
+            history: Some(History {
+                since: rekey_core::model::Timestamp(0),
+                window_seconds: 120,
+                bundles: vec![1, 0, 4, 2],
+            }),
+            phase: Phase::UserPhase,
+            run: None,
+            started_at: Some(rekey_core::model::Timestamp(0)),
+            progress: Progress::default(),
+            pending: Vec::new(),
+            rate_principals_per_minute: None,
+            eta_minutes: None,
+            blocked: Vec::new(),
+            names_withheld: true,
+            blockers: Vec::new(),
+            next_step: String::new(),
+        };
+        let html = render_page(&s, "s");
+        assert_eq!(html.matches("<rect ").count(), 4);
+        assert!(
+            html.contains(r#"<rect data-count="4" x="151.0" y="4.0" width="73.0" height="56.0""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<rect data-count="0" x="76.0" y="60.0""#),
+            "{html}"
+        );
+        assert!(html.contains("per 2 min"));
+        assert!(html.contains(">7 since the start<"));
+        assert!(html.contains("about 8 min ago"));
     }
 }

@@ -84,6 +84,12 @@ async fn status_page_in_headless_chromium() {
         "{dom}"
     );
     assert!(dom.contains(r#"http-equiv="refresh""#));
+    let bundles_before: u64 = dom
+        .split(r#"id="history-total">"#)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no chart total: {dom}"));
 
     // One login; the page shows it.
     let (name, u) = h.creds.users.iter().next().unwrap();
@@ -124,6 +130,17 @@ async fn status_page_in_headless_chromium() {
     );
     assert!(dom.contains(r#"<p id="next-step">wait for the"#), "{dom}");
     let _ = name;
+    // The chart counts that login beside the server phase's bundles.
+    assert!(dom.contains(r#"id="history""#), "{dom}");
+    assert!(
+        dom.contains(&format!(
+            r#"id="history-total">{} since the start<"#,
+            bundles_before + 1
+        )),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"<rect data-count=""#), "{dom}");
+    assert!(dom.contains(r#"id="pending-since""#), "{dom}");
 
     let artifacts =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/rekey-server-artifacts");

@@ -17,6 +17,9 @@ use rekey_core::{GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId, Sub
 use rekey_storage::{MigrationWrite, PrincipalMigration};
 use std::collections::{HashMap, HashSet};
 
+/// The audit action of an applied bundle (the status page counts them).
+pub(crate) const BUNDLE_APPLIED: &str = "bundle applied";
+
 impl Engine {
     /// Checks and applies a bundle submitted by `submitter` (its bytes as
     /// they arrived). Bundles are accepted in UserPhase (and, from
@@ -154,7 +157,7 @@ impl Engine {
             pending_holders: pre.pending.iter().copied().filter(|p| !in_bundle.contains(p)).collect(),
             current_keys: pre.current_keys,
             audit: self.audit(
-                "bundle applied",
+                BUNDLE_APPLIED,
                 serde_json::json!({
                     "submitter": bundle.submitter,
                     "principals": bundle.parts.iter().map(|p| p.principal).collect::<Vec<_>>(),

@@ -5,7 +5,7 @@
 use super::Engine;
 use crate::error::EngineError;
 use rekey_core::model::{Counts, GrantOrigin, MigrationState, Phase, Progress, Timestamp};
-use rekey_core::report::{NAMES_LISTED, StatusReport, rate_and_estimate};
+use rekey_core::report::{History, NAMES_LISTED, StatusReport, rate_and_estimate};
 
 /// Which principals a status names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,20 @@ impl Engine {
         let migrated = p.users.migrated + p.roles.migrated + p.services.migrated;
         let remaining = p.users.remaining + p.roles.remaining + p.services.remaining;
         let (rate, eta) = rate_and_estimate(row.started_at, Timestamp::now(), migrated, remaining);
+        let history = match row.started_at {
+            Some(since) if row.phase != Phase::Legacy => {
+                let (width, windows) = History::windows(since, Timestamp::now());
+                Some(History {
+                    since,
+                    window_seconds: u64::try_from(width / 1000).unwrap_or(60),
+                    bundles: self
+                        .vault
+                        .audit_counts(super::apply::BUNDLE_APPLIED, since, width, windows)
+                        .await?,
+                })
+            }
+            _ => None,
+        };
         let missing = match (row.phase, &self.keys) {
             (Phase::AwaitingCertificates, Some(keys)) => self.missing_certificates(keys).await?,
             _ => Vec::new(),
@@ -58,6 +72,7 @@ impl Engine {
             names_withheld: names == Names::Withheld,
             rate_principals_per_minute: rate,
             eta_minutes: eta,
+            history,
         })
     }
 

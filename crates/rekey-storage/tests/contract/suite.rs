@@ -1028,3 +1028,34 @@ contract_test!(purging_a_user_touches_only_its_own_rows, |t| {
         UserStatus::Active
     );
 });
+
+// The status page's history: events of one action counted per window, on
+// every backend (integer division differs between them).
+contract_test!(audit_events_are_counted_per_window, |t| {
+    let vault = t.vault().await;
+    let since = Timestamp(1_000_000);
+    for (at, action) in [
+        (999_999, "bundle applied"),
+        (1_000_000, "bundle applied"),
+        (1_059_999, "bundle applied"),
+        (1_060_000, "bundle applied"),
+        (1_060_001, "start"),
+        (1_200_000, "bundle applied"),
+        (9_999_999, "bundle applied"),
+    ] {
+        let mut e = audit(action);
+        e.at = Timestamp(at);
+        vault.append_audit(&e).await.unwrap();
+    }
+    let counts = vault
+        .audit_counts("bundle applied", since, 60_000, 4)
+        .await
+        .unwrap();
+    // 0–60 s: two; 60–120 s: one; 180–240 s: the event at 200 s; the one
+    // long after lands in the last window.
+    assert_eq!(counts, vec![2, 1, 0, 2]);
+    assert_eq!(
+        vault.audit_counts("nothing", since, 60_000, 3).await.unwrap(),
+        vec![0, 0, 0]
+    );
+});
