@@ -12,10 +12,6 @@ use rekey_core::bundle::wire::{body_digest, signed_message};
 use rekey_core::bundle::{BuildOptions, SignedBundle, Unlock, build_bundle};
 use rekey_core::{GrantBinding, GrantOpener, Kek, PrivateKey, Subject};
 use rekey_demo::password::master_secret;
-use rekey_demo::{DemoSpec, KeySource, generate};
-use rekey_engine::{Engine, KeyDir};
-use rekey_keys::{BackupOptions, Passphrase};
-use rekey_test_support::fixtures::rsa_2048;
 use serde_json::{Value, json};
 
 fn hex(b: &[u8]) -> String {
@@ -26,40 +22,19 @@ fn subject(s: Subject) -> Value {
     serde_json::to_value(s).unwrap()
 }
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("vault.db").display());
-    let keys = dir.path().join("keys");
-    let engine = Engine::init(&url, Some(KeyDir::open(&keys).unwrap()), "vectors")
-        .await
-        .unwrap();
-    engine.begin_preparation().await.unwrap();
-    // 4 users + 1 role + 3 services = the 8 fixture keys.
-    let spec = DemoSpec {
-        users: 4,
-        roles: 1,
-        records: 40,
-        rsa_bits: 2048,
-        seed: 7,
-        with_problems: false,
-        kdf: rekey_demo::KdfParams::LIGHT,
-    };
-    let demo = generate(&spec, &mut KeySource::preset(rsa_2048()), &|_, _, _| {}).unwrap();
-    demo.install(&engine).await.unwrap();
-    engine
-        .backup_certificates_with(
-            &dir.path().join("certificates.age"),
-            &Passphrase::new("vectors".into()),
-            &BackupOptions {
-                work_factor: Some(4),
-                ..BackupOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let dir = support::temp("protocol-vectors");
+    let url = format!("sqlite://{}", dir.join("vault.db").display());
+    let keys = dir.join("keys");
+    // The demo tests' vault: 4 users, 1 role, 40 records, the fixture
+    // keys, certificates backed up.
+    let (engine, _, credentials) = support::seeded(&url, &keys).await;
     engine.start("Start", &|_, _, _| {}).await.unwrap();
-    let creds = &demo.credentials;
+    let creds = &credentials;
 
     // The first user whose package carries a candidate (the role).
     let mut chosen = None;
@@ -127,6 +102,7 @@ async fn main() {
         serde_json::to_string_pretty(&malformed).unwrap() + "\n",
     )
     .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
     println!("wrote {}", out.display());
 }
 
