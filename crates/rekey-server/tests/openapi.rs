@@ -72,16 +72,18 @@ impl Spec {
     }
 }
 
-/// Sends a request and checks its answer against the document.
+/// Sends a request to route `template` (its one path parameter, if any,
+/// set to `param`) and checks the answer against the document.
 async fn call(
     h: &Harness,
     spec: &mut Spec,
     method: Method,
-    (template, path): (&str, &str),
+    (template, param): (&str, &str),
     body: Option<(&str, Vec<u8>)>,
     who: Who<'_>,
 ) -> (StatusCode, Value) {
-    let (status, v) = h.raw(method.clone(), path, body, who).await;
+    let path = template.replace("{id}", param).replace("{name}", param);
+    let (status, v) = h.raw(method.clone(), &path, body, who).await;
     spec.answer(&method, template, status, &v);
     (status, v)
 }
@@ -100,15 +102,15 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
     let post = Method::POST;
 
     for p in ["/health", "/ready", "/v1/migration/status"] {
-        let (s, _) = call(&h, &mut spec, get.clone(), (p, p), None, Who::Anon).await;
+        let (s, _) = call(&h, &mut spec, get.clone(), (p, ""), None, Who::Anon).await;
         assert_eq!(s, StatusCode::OK, "{p}");
     }
     let p = "/v1/admin/status";
-    call(&h, &mut spec, get.clone(), (p, p), None, Who::Admin).await;
-    let (s, _) = call(&h, &mut spec, get.clone(), (p, p), None, Who::Anon).await;
+    call(&h, &mut spec, get.clone(), (p, ""), None, Who::Admin).await;
+    let (s, _) = call(&h, &mut spec, get.clone(), (p, ""), None, Who::Anon).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let p = "/v1/admin/preflight";
-    let (s, _) = call(&h, &mut spec, post.clone(), (p, p), None, Who::Admin).await;
+    let (s, _) = call(&h, &mut spec, post.clone(), (p, ""), None, Who::Admin).await;
     assert_eq!(s, StatusCode::OK);
     let (s, kdf) = h.raw(get.clone(), "/v1/client-kdf", None, Who::Anon).await;
     assert_eq!(s, StatusCode::OK);
@@ -122,7 +124,7 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
         &h,
         &mut spec,
         post.clone(),
-        (p, p),
+        (p, ""),
         json_body(&wrong),
         Who::Admin,
     )
@@ -134,7 +136,7 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
         &h,
         &mut spec,
         post.clone(),
-        (p, p),
+        (p, ""),
         json_body(&start),
         Who::Admin,
     )
@@ -154,7 +156,7 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
         &h,
         &mut spec,
         post.clone(),
-        (p, p),
+        (p, ""),
         json_body(&bad),
         Who::Anon,
     )
@@ -169,7 +171,7 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
         &h,
         &mut spec,
         post.clone(),
-        (p, p),
+        (p, ""),
         json_body(&good),
         Who::Anon,
     )
@@ -180,43 +182,17 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
     // the receipts.
     let mut receipts = 0;
     for (name, u) in &h.creds.users {
+        let id = u.id.to_string();
         let t = "/v1/principals/{id}/package";
-        let path = format!("/v1/principals/{}/package", u.id);
-        let (s, _) = call(
-            &h,
-            &mut spec,
-            get.clone(),
-            (t, &path),
-            None,
-            Who::User(name),
-        )
-        .await;
+        let (s, _) = call(&h, &mut spec, get.clone(), (t, &id), None, Who::User(name)).await;
         assert_eq!(s, StatusCode::OK, "{name}");
         let (_, bytes) = h.build(name).await;
         let t = "/v1/principals/{id}/bundle";
-        let path = format!("/v1/principals/{}/bundle", u.id);
         let body = Some(("application/octet-stream", bytes));
-        let (s, _) = call(
-            &h,
-            &mut spec,
-            post.clone(),
-            (t, &path),
-            body,
-            Who::User(name),
-        )
-        .await;
+        let (s, _) = call(&h, &mut spec, post.clone(), (t, &id), body, Who::User(name)).await;
         assert_eq!(s, StatusCode::OK, "{name}");
         let t = "/v1/principals/{id}/role-checks";
-        let path = format!("/v1/principals/{}/role-checks", u.id);
-        let (s, checks) = call(
-            &h,
-            &mut spec,
-            get.clone(),
-            (t, &path),
-            None,
-            Who::User(name),
-        )
-        .await;
+        let (s, checks) = call(&h, &mut spec, get.clone(), (t, &id), None, Who::User(name)).await;
         assert_eq!(s, StatusCode::OK, "{name}");
         let master = master_secret(&u.password, h.creds.vault, u.id, &kdf).unwrap();
         let bytes = serde_json::to_vec(&checks).unwrap();
@@ -224,13 +200,12 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
             let receipt = ReceiptJson::from(&confirm_role(&check, &master).unwrap());
             let body = serde_json::to_value(&receipt).unwrap();
             let t = "/v1/principals/{id}/role-receipts";
-            let path = format!("/v1/principals/{}/role-receipts", u.id);
             spec.request(&post, t, &body);
             let (s, _) = call(
                 &h,
                 &mut spec,
                 post.clone(),
-                (t, &path),
+                (t, &id),
                 json_body(&body),
                 Who::User(name),
             )
@@ -240,21 +215,12 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
         }
         // Refusals: a migrated account's package, another account's.
         let t = "/v1/principals/{id}/package";
-        let path = format!("/v1/principals/{}/package", u.id);
-        let (s, _) = call(
-            &h,
-            &mut spec,
-            get.clone(),
-            (t, &path),
-            None,
-            Who::User(name),
-        )
-        .await;
+        let (s, _) = call(&h, &mut spec, get.clone(), (t, &id), None, Who::User(name)).await;
         assert_eq!(s, StatusCode::CONFLICT, "{name}");
     }
     assert!(receipts > 0, "no member confirmed a role");
     let p = "/v1/migration/status";
-    let (_, status) = call(&h, &mut spec, get.clone(), (p, p), None, Who::Anon).await;
+    let (_, status) = call(&h, &mut spec, get.clone(), (p, ""), None, Who::Anon).await;
     assert_eq!(
         status["progress"]["unconfirmed_role_members"], 0,
         "{status}"
@@ -263,11 +229,11 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
     // The record API, an unknown route's refusal, finalize.
     let record = h.vault.records_page(None, 1).await.unwrap().remove(0);
     let t = "/v1/records/{id}";
-    let path = format!("/v1/records/{}", record.id);
+    let path = record.id.to_string();
     let (s, _) = call(&h, &mut spec, get.clone(), (t, &path), None, Who::Admin).await;
     assert_eq!(s, StatusCode::OK);
     let p = "/v1/admin/finalize";
-    let (s, _) = call(&h, &mut spec, post.clone(), (p, p), None, Who::Admin).await;
+    let (s, _) = call(&h, &mut spec, post.clone(), (p, ""), None, Who::Admin).await;
     assert_eq!(s, StatusCode::OK);
     let write = json!({ "ciphertext": hex::encode(&record.ciphertext) });
     spec.request(&Method::PUT, t, &write);
@@ -282,7 +248,7 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
     .await;
     assert_eq!(s, StatusCode::OK);
     let p = "/v1/admin/abort";
-    let (s, _) = call(&h, &mut spec, post.clone(), (p, p), None, Who::Admin).await;
+    let (s, _) = call(&h, &mut spec, post.clone(), (p, ""), None, Who::Admin).await;
     assert_eq!(s.as_u16() / 100, 4, "abort after completion is refused");
     assert!(spec.checked >= 20, "{} answers checked", spec.checked);
     h.stop().await;
@@ -316,8 +282,10 @@ async fn purge_and_restore_over_http_answer_as_documented() {
     };
     let restore_t = "/v1/admin/users/{name}/restore";
     let purge_t = "/v1/admin/users/{name}/purge";
-    let restore = format!("/v1/admin/users/{name}/restore");
-    let purge = format!("/v1/admin/users/{name}/purge");
+    let (restore, purge) = (
+        restore_t.replace("{name}", name),
+        purge_t.replace("{name}", name),
+    );
 
     let nobody = "/v1/admin/users/nobody.0000/restore";
     h.refused(
@@ -341,7 +309,7 @@ async fn purge_and_restore_over_http_answer_as_documented() {
         &h,
         &mut spec,
         post.clone(),
-        (purge_t, &purge),
+        (purge_t, name),
         None,
         Who::Admin,
     )
@@ -355,7 +323,7 @@ async fn purge_and_restore_over_http_answer_as_documented() {
         &h,
         &mut spec,
         post.clone(),
-        (restore_t, &restore),
+        (restore_t, name),
         None,
         Who::Admin,
     )
@@ -379,7 +347,7 @@ async fn purge_and_restore_over_http_answer_as_documented() {
         &h,
         &mut spec,
         post.clone(),
-        (purge_t, &purge),
+        (purge_t, name),
         json_body(&force),
         Who::Admin,
     )
