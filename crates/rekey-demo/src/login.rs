@@ -229,6 +229,9 @@ pub async fn login_all(
     // spawned up front, would hold every user's login future at once.
     let queue = Arc::new(std::sync::Mutex::new(credentials.users.into_iter()));
     let failed = Arc::new(AtomicBool::new(false));
+    // The failure that happened first, not the first worker's: a later
+    // one is often a consequence of it (a lock its failed write held).
+    let first_failure = Arc::new(std::sync::Mutex::new(None));
     let done = Arc::new(AtomicUsize::new(0));
     let vault = credentials.vault;
     let mut workers = Vec::new();
@@ -238,6 +241,7 @@ pub async fn login_all(
             vault,
             queue: queue.clone(),
             failed: failed.clone(),
+            first_failure: first_failure.clone(),
             done: done.clone(),
             total,
             progress: progress.clone(),
@@ -248,20 +252,19 @@ pub async fn login_all(
         users: total,
         ..LoginSummary::default()
     };
-    let mut first_error = None;
+    let mut panicked = false;
     for w in workers {
         match w.await {
-            Ok(Ok(sum)) => all.merge(&sum),
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(_) => {
-                first_error.get_or_insert(DemoError::Internal("a login task panicked"));
-            }
+            Ok(sum) => all.merge(&sum),
+            Err(_) => panicked = true,
         }
     }
-    if let Some(e) = first_error {
+    let first = first_failure.lock().ok().and_then(|mut f| f.take());
+    if let Some(e) = first {
         return Err(e);
+    }
+    if panicked {
+        return Err(DemoError::Internal("a login task panicked"));
     }
     all.seconds = started.elapsed().as_secs_f64();
     Ok(all)
@@ -273,13 +276,16 @@ struct Worker {
     vault: VaultId,
     queue: Arc<std::sync::Mutex<std::collections::btree_map::IntoIter<String, DemoUser>>>,
     failed: Arc<AtomicBool>,
+    first_failure: Arc<std::sync::Mutex<Option<DemoError>>>,
     done: Arc<AtomicUsize>,
     total: usize,
     progress: Progress,
 }
 
 impl Worker {
-    async fn run(self) -> Result<LoginSummary, DemoError> {
+    /// Logs users in until the queue is empty or a login failed; a failure
+    /// goes to `first_failure` unless one got there before it.
+    async fn run(self) -> LoginSummary {
         let mut sum = LoginSummary::default();
         let quiet: Progress = Arc::new(|_, _| {});
         while !self.failed.load(Ordering::Relaxed) {
@@ -294,13 +300,16 @@ impl Worker {
                 Err(e) => {
                     // The others finish the login they are in, then stop.
                     self.failed.store(true, Ordering::Relaxed);
-                    return Err(DemoError::ForUser {
-                        user: name,
-                        source: Box::new(e),
-                    });
+                    if let Ok(mut first) = self.first_failure.lock() {
+                        first.get_or_insert(DemoError::ForUser {
+                            user: name,
+                            source: Box::new(e),
+                        });
+                    }
+                    break;
                 }
             }
         }
-        Ok(sum)
+        sum
     }
 }
