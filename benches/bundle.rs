@@ -1,6 +1,7 @@
 //! Bundle build (client) for users with 100 / 1,000 / 10,000 legacy grants
-//! on 1 and 2 threads, and the server's check of the same bundles. The RSA
-//! unwraps dominate the build: compare with `rsa_unwrap` in `crypto`.
+//! on 1 and 2 threads, and the server's check of the same bundles; at 1,000
+//! grants also both for the post-quantum hybrid target. The RSA unwraps
+//! dominate the build: compare with `rsa_unwrap` in `crypto`.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -19,7 +20,7 @@ struct Fixture {
     context: CheckContext,
 }
 
-fn fixture(grants: usize) -> Fixture {
+fn fixture(grants: usize, target: Target) -> Fixture {
     let PrivateKey::Rsa(key) = rsa_fixture(2048) else {
         unreachable!()
     };
@@ -56,6 +57,7 @@ fn fixture(grants: usize) -> Fixture {
     let context = CheckContext {
         vault,
         run,
+        target,
         submitter: user,
         principals: HashMap::from([(
             user,
@@ -77,6 +79,7 @@ fn fixture(grants: usize) -> Fixture {
             vault,
             run,
             principal: user,
+            target,
             legacy_key: PackageLegacyKey {
                 id: kp,
                 public_key: pk,
@@ -94,12 +97,11 @@ fn bundles(c: &mut Criterion) {
     let mut group = c.benchmark_group("bundle");
     group.sample_size(10);
     for grants in [100usize, 1_000, 10_000] {
-        let f = fixture(grants);
+        let f = fixture(grants, Target::HpkeP256);
         group.throughput(Throughput::Elements(grants as u64));
         for threads in [1usize, 2] {
             let options = BuildOptions {
                 threads: Some(threads),
-                ..BuildOptions::default()
             };
             group.bench_function(
                 BenchmarkId::new(format!("build_{threads}_threads"), grants),
@@ -124,6 +126,24 @@ fn bundles(c: &mut Criterion) {
             })
         });
     }
+    // The hybrid target: the same work with X-Wing keys and grants.
+    let grants = 1_000;
+    let f = fixture(grants, Target::HpkeMlKem768X25519);
+    group.throughput(Throughput::Elements(grants as u64));
+    let options = BuildOptions { threads: Some(2) };
+    group.bench_function(BenchmarkId::new("build_2_threads_hybrid", grants), |b| {
+        b.iter(|| build_bundle(&f.package, Unlock::MasterSecret(&f.master), options).unwrap())
+    });
+    let bytes = build_bundle(&f.package, Unlock::MasterSecret(&f.master), options)
+        .unwrap()
+        .bundle
+        .encode();
+    group.bench_function(BenchmarkId::new("parse_and_check_hybrid", grants), |b| {
+        b.iter(|| {
+            let signed = SignedBundle::parse(&bytes).unwrap();
+            check_bundle(&signed, &f.context).unwrap()
+        })
+    });
     group.finish();
 }
 

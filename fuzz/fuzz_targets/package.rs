@@ -1,4 +1,4 @@
-//! The migration package JSON (`rekey-package/1`) as a client parses what
+//! The migration package JSON (`rekey-package/2`) as a client parses what
 //! a (possibly hostile) server sent. Total: any bytes give a package or a
 //! `PackageError`, never a panic; a package that parses re-encodes to JSON
 //! that parses to the same package.

@@ -1,4 +1,4 @@
-// The migration package (`rekey-package/1`, PROTOCOL §5) as untrusted
+// The migration package (`rekey-package/2`, PROTOCOL §5) as untrusted
 // input: parsePackage checks everything PROTOCOL §5.6 lists before anything
 // is built from it (item 6, the unlocked key matching its public key, is
 // checked by the builder once the key is unlocked).
@@ -10,7 +10,7 @@ import { CURVES, isValidPoint } from './ec.js';
 import { parseEnvelope } from './envelope.js';
 import { RsaPublicKey } from './rsa.js';
 
-export const PACKAGE_FORMAT = 'rekey-package/1';
+export const PACKAGE_FORMAT = 'rekey-package/2';
 export const SUBJECT_KIND = Object.freeze({ record_key: 0x01, private_key: 0x02 });
 
 function refuse(why) {

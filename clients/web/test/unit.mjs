@@ -702,7 +702,7 @@ async function vaultFixture() {
     wrapped_private: toHex(await wrapPrivateKey(kek, vault.b, owner.b, kp.b, rsa.pkcs8)),
   });
   const json = {
-    format: 'rekey-package/1',
+    format: 'rekey-package/2',
     vault: vault.t,
     run: run.t,
     principal: user.t,

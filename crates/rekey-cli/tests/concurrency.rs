@@ -153,7 +153,6 @@ impl Served {
                 Unlock::MasterSecret(&master),
                 BuildOptions {
                     threads: Some(1),
-                    ..BuildOptions::default()
                 },
             )
             .unwrap()
@@ -172,7 +171,6 @@ impl Served {
         let master = master_secret(&u.password, self.creds.vault, u.id, &self.creds.kdf).unwrap();
         let options = BuildOptions {
             threads: Some(1),
-            ..BuildOptions::default()
         };
         match rekey_client::migrate(
             &self.sessions[&u.id],

@@ -40,7 +40,7 @@ use crate::kek::unlock_key_pair as unlock;
 use crate::model::{GrantRecord, KeyPairRecord, RecordRow};
 use crate::record::decrypt_record;
 use crate::{
-    Curve, EcPublicKey, GrantBinding, Kek, KeyPairId, MasterSecret, PrincipalId, RunId, Subject,
+    GrantBinding, NewPublicKey, Kek, KeyPairId, MasterSecret, PrincipalId, RunId, Subject,
     VaultId,
 };
 
@@ -128,9 +128,9 @@ pub enum ConfirmError {
     /// was dropped, not lost.
     #[error("a grant of the role declared unreadable opens for this account ({0:?})")]
     FalselyDisowned(Subject),
-    /// The role's current key pair is not an EC key pair (nothing to sign
-    /// with).
-    #[error("the role's current key pair is not a P-256/P-521 key")]
+    /// The role's current key pair is not a new (EC or hybrid) key pair
+    /// (nothing to sign with).
+    #[error("the role's current key pair is not a new P-256, P-521 or hybrid key")]
     NotAnEcKey,
 }
 
@@ -160,7 +160,7 @@ pub fn receipt_message(
 /// Whether `receipt` was signed by the holder of the role's new private
 /// key `public` for this vault, run and member.
 pub fn verify_receipt(
-    public: &EcPublicKey,
+    public: &NewPublicKey,
     vault: VaultId,
     run: RunId,
     holder: PrincipalId,
@@ -193,23 +193,28 @@ pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt,
     }
     let new_key = role_key(check, &holder_keys, &check.role_current)?
         .ok_or(ConfirmError::NewKeyUnreachable)?;
-    let PrivateKey::Ec(signer) = &new_key else {
-        return Err(ConfirmError::NotAnEcKey);
+    let sign = |message: &[u8]| match &new_key {
+        PrivateKey::Ec(k) => Ok(k.sign(message)),
+        PrivateKey::Hybrid(k) => Ok(k.sign(message)),
+        PrivateKey::Rsa(_) => Err(ConfirmError::NotAnEcKey),
     };
+    if matches!(new_key, PrivateKey::Rsa(_)) {
+        return Err(ConfirmError::NotAnEcKey);
+    }
     let checked = check_grants(check, &new_key)?;
     if !check.disowned.is_empty() {
         let legacy_key = role_key(check, &holder_keys, &check.role_legacy)?
             .ok_or(ConfirmError::LegacyKeyUnreachable)?;
         check_disowned(check, &legacy_key)?;
     }
-    let signature = signer.sign(&receipt_message(
+    let signature = sign(&receipt_message(
         check.vault,
         check.run,
         check.role,
         check.role_current.id,
         check.holder,
         checked,
-    ));
+    ))?;
     Ok(Receipt {
         role: check.role,
         key_pair: check.role_current.id,
@@ -515,7 +520,9 @@ fn key_pair_of(k: KeyPairJson) -> Result<KeyPairRecord, RoleChecksError> {
     let scheme = if k.state == crate::model::KeyState::Legacy {
         crate::Scheme::RsaOaepSha256
     } else {
-        crate::crypto::hpke_export_scheme(Curve::of_point(&public_key))
+        crate::Target::of_public_key(&public_key)
+            .ok_or(RoleChecksError::Bytes("a public key"))?
+            .batch_scheme()
     };
     Ok(KeyPairRecord {
         id: k.id,

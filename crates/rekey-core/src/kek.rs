@@ -92,7 +92,7 @@ pub fn unlock_key_pair(
     vault: VaultId,
     kek: &Kek,
 ) -> Option<crate::crypto::PrivateKey> {
-    use crate::{Curve, EcPrivateKey, LegacyRsaPrivateKey, PrivateKey};
+    use crate::{LegacyRsaPrivateKey, NewPrivateKey, PrivateKey, Target};
     let env = kp.wrapped_private_key.as_ref()?;
     let binding = KeyBinding {
         vault,
@@ -105,10 +105,11 @@ pub fn unlock_key_pair(
             .ok()
             .map(PrivateKey::Rsa)
     } else {
-        let curve = Curve::of_point(&kp.public_key);
-        EcPrivateKey::from_scalar_bytes(curve, bytes.dangerous_as_bytes())
+        let target = Target::of_public_key(&kp.public_key)?;
+        NewPrivateKey::from_bytes(target, bytes.dangerous_as_bytes())
             .ok()
-            .map(PrivateKey::Ec)
+            .filter(|k| k.public_key().to_bytes() == kp.public_key)
+            .map(PrivateKey::from)
     }
 }
 

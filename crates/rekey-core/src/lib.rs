@@ -28,6 +28,7 @@ pub use crypto::ec::{Curve, EcPrivateKey, EcPublicKey};
 pub use crypto::hybrid::{HybridPrivateKey, HybridPublicKey};
 pub use crypto::pq::{XWingPrivateKey, XWingPublicKey};
 pub use crypto::rsa::{LegacyRsaPrivateKey, LegacyRsaPublicKey};
+pub use crypto::target::{NewPrivateKey, NewPublicKey, Target};
 pub use crypto::{PrivateKey, PublicKey};
 pub use envelope::{Envelope, Scheme};
 pub use error::{CryptoError, EnvelopeError};

@@ -427,6 +427,9 @@ pub struct MigrationRow {
     pub snapshot: Option<SnapshotCounts>,
     /// The current run (set by start, cleared by abort).
     pub run: Option<crate::ids::RunId>,
+    /// The target of the current run (`hpke-p256` when no run is on, and
+    /// for a run started before targets were recorded).
+    pub target: crate::Target,
 }
 
 /// A grant that could not be migrated.

@@ -91,6 +91,64 @@ fn every_user_migrates_and_access_is_unchanged_through_finalize() {
 }
 
 #[test]
+fn a_run_to_the_hybrid_target_writes_hybrid_keys_and_grants_only() {
+    let mut v = small_vault();
+    v.target = Target::HpkeMlKem768X25519;
+    let before = v.access_map();
+    let users = v.users.clone();
+    for u in &users {
+        let out = build(&v, *u);
+        for part in &out.bundle.bundle().parts {
+            assert_eq!(
+                part.new_key_pair.public_key.target(),
+                Target::HpkeMlKem768X25519
+            );
+            assert!(
+                part.grants
+                    .iter()
+                    .all(|g| g.envelope.scheme() == Scheme::HpkeMlKem768X25519Export)
+            );
+        }
+        submit(&mut v, *u, &out.bundle).unwrap();
+        assert_eq!(v.access_map(), before, "after {} migrated", v.name(*u));
+    }
+    v.finalize();
+    assert!(
+        v.key_pairs
+            .values()
+            .all(|k| matches!(k.public, PublicKey::Hybrid(_)))
+    );
+    assert_eq!(v.access_map(), before, "through hybrid keys only");
+}
+
+#[test]
+fn a_bundle_for_another_target_is_refused_before_anything_else() {
+    let mut v = small_vault();
+    let u = v.users[0];
+    // Built for P-256, submitted to a run that moves to the hybrid target.
+    let out = build(&v, u);
+    v.target = Target::HpkeMlKem768X25519;
+    let err = submit(&mut v, u, &out.bundle).unwrap_err();
+    assert_eq!(
+        err,
+        CheckError::WrongTarget {
+            expected: Target::HpkeMlKem768X25519,
+            found: Target::HpkeP256
+        }
+    );
+    assert_eq!(err.code(), "wrong_target");
+    // And the other way round.
+    let out = build(&v, u);
+    v.target = Target::HpkeP521;
+    assert_eq!(
+        submit(&mut v, u, &out.bundle).unwrap_err().code(),
+        "wrong_target"
+    );
+    v.target = Target::HpkeMlKem768X25519;
+    submit(&mut v, u, &out.bundle).unwrap();
+}
+
+#[test]
 fn the_first_member_migrates_the_role_for_everyone() {
     let mut v = small_vault();
     let before = v.access_map();
@@ -357,8 +415,11 @@ fn resign(bundle: &Bundle, v: &support::MemVault) -> SignedBundle {
     let mut bundle = bundle.clone();
     let mut new_keys = Vec::new();
     for part in &mut bundle.parts {
-        let key =
-            rekey_core::EcPrivateKey::generate(rekey_core::Curve::P256, &mut rand_core::OsRng);
+        let key = rekey_core::NewPrivateKey::generate(
+            part.new_key_pair.public_key.target(),
+            &mut rand_core::OsRng,
+        )
+        .unwrap();
         part.new_key_pair.public_key = key.public_key();
         new_keys.push(key);
     }

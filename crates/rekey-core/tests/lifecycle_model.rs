@@ -41,7 +41,6 @@ fn build(v: &MemVault, u: PrincipalId) -> SignedBundle {
         Unlock::MasterSecret(&master),
         BuildOptions {
             threads: Some(2),
-            ..Default::default()
         },
     )
     .unwrap()

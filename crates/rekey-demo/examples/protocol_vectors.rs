@@ -52,7 +52,6 @@ async fn main() {
         Unlock::MasterSecret(&master),
         BuildOptions {
             threads: Some(1),
-            ..BuildOptions::default()
         },
     )
     .unwrap();
@@ -114,7 +113,8 @@ fn malformed_bundles(good: &[u8]) -> Vec<Value> {
     let body_len = u32_at(good, 13);
     let sigs = 17 + body_len;
     // The first part: principal, legacy and new key pair ids at 69, the
-    // curve at 117, the public key at 118, the wrapped-key flag at 183.
+    // key kind byte at 117, the public key at 118, the wrapped-key flag at
+    // 183 (the reference bundle's keys are P-256).
     let wrapped_len = u32_at(good, 184);
     let grant_count = 188 + wrapped_len;
     let first_grant = grant_count + 4;
@@ -143,7 +143,11 @@ fn malformed_bundles(good: &[u8]) -> Vec<Value> {
             "part count larger than the bytes can hold",
             set(65, &[0xff, 0xff, 0xff, 0xff]),
         ),
-        ("curve byte 03", set(117, &[0x03])),
+        ("key kind byte 04", set(117, &[0x04])),
+        (
+            "key kind byte 03 (hybrid) before a P-256 key",
+            set(117, &[0x03]),
+        ),
         ("public key not on the curve", xor(118 + 64, 0x01)),
         ("public key not uncompressed", set(118, &[0x02])),
         ("wrapped-key flag 02", set(183, &[0x02])),
@@ -207,9 +211,9 @@ fn parts_json(
             part.new_key_pair.wrapped_private.as_ref().unwrap(),
         )
         .unwrap();
-        let key = PrivateKey::Ec(
-            rekey_core::EcPrivateKey::from_scalar_bytes(
-                part.new_key_pair.public_key.curve(),
+        let key = PrivateKey::from(
+            rekey_core::NewPrivateKey::from_bytes(
+                part.new_key_pair.public_key.target(),
                 scalar.dangerous_as_bytes(),
             )
             .unwrap(),
@@ -261,7 +265,7 @@ fn parts_json(
         parts.push(json!({
             "principal": part.principal,
             "new_key_pair": part.new_key_pair.id,
-            "public_key": hex(&part.new_key_pair.public_key.to_sec1()),
+            "public_key": hex(&part.new_key_pair.public_key.to_bytes()),
             "grants": grants,
             "non_migratable": part.non_migratable.len(),
             "holders": part.holder_grants.iter().map(|h| json!({

@@ -127,10 +127,7 @@ pub async fn login_over_http(
 }
 
 fn options(threads: Option<usize>) -> BuildOptions {
-    BuildOptions {
-        threads,
-        ..BuildOptions::default()
-    }
+    BuildOptions { threads }
 }
 
 /// The user's master secret, derived on the blocking pool (Argon2id is

@@ -78,9 +78,8 @@ impl<'a> Reader<'a> {
                 let fp = LegacyRsaPublicKey::from_spki_der(&kp.public_key)?.fingerprint();
                 keydir.legacy_key(&fp)?.map(PrivateKey::Rsa)
             } else {
-                let curve = Curve::of_point(&kp.public_key);
-                let fp = EcPublicKey::from_sec1(curve, &kp.public_key)?.fingerprint();
-                keydir.new_key(&fp)?.map(PrivateKey::Ec)
+                let fp = NewPublicKey::parse(&kp.public_key)?.fingerprint();
+                keydir.new_key(&fp)?.map(PrivateKey::from)
             };
             if let Some(k) = key {
                 keys.insert(kp.id, k);

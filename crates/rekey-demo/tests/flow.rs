@@ -279,6 +279,7 @@ async fn a_missing_certificate_key_waits_for_its_import() {
             step(Phase::Legacy, Phase::ServerPhase),
             m.version,
             rekey_core::RunId::random(),
+            rekey_core::Target::default(),
             &[],
             &[],
             &audit(),

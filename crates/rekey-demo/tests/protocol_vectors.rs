@@ -16,7 +16,7 @@ use rekey_core::bundle::package::PackageJson;
 use rekey_core::bundle::wire::{body_digest, signed_message};
 use rekey_core::bundle::{SignatureKind, SignedBundle};
 use rekey_core::{
-    EcPrivateKey, GrantBinding, GrantOpener, Kek, KeyBinding, MasterSecret, PrivateKey, Subject,
+    GrantBinding, GrantOpener, Kek, KeyBinding, MasterSecret, PrivateKey, Subject,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -137,9 +137,9 @@ fn the_reference_bundle_is_what_protocol_md_says() {
             part.new_key_pair.wrapped_private.as_ref().unwrap(),
         )
         .expect("the new private key opens under the part's KEK");
-        let key = PrivateKey::Ec(
-            EcPrivateKey::from_scalar_bytes(
-                part.new_key_pair.public_key.curve(),
+        let key = PrivateKey::from(
+            rekey_core::NewPrivateKey::from_bytes(
+                part.new_key_pair.public_key.target(),
                 scalar.dangerous_as_bytes(),
             )
             .unwrap(),

@@ -3,18 +3,21 @@
 //!
 //! - `<fingerprint>.pk8`: a certificate's legacy RSA private key, PKCS#8
 //!   DER;
-//! - `<fingerprint>.ec`: a new EC private key, one curve byte (`01` P-256,
-//!   `02` P-521) then the big-endian scalar.
+//! - `<fingerprint>.ec`: a new private key, one kind byte (the bundle's
+//!   key byte: `01` P-256, `02` P-521, `03` post-quantum hybrid) then the
+//!   key's bytes (the big-endian scalar; for a hybrid key the 32-byte
+//!   X-Wing seed and the 32-byte P-256 scalar).
 //!
 //! A fingerprint is the lower-case hex SHA-256 of the public key's
-//! encoding (SubjectPublicKeyInfo DER for RSA, uncompressed SEC1 for EC):
+//! encoding (SubjectPublicKeyInfo DER for RSA, uncompressed SEC1 for EC,
+//! X-Wing key ‖ SEC1 point for hybrid keys):
 //! 64 hex digits, so a file name built from it never leaves the directory.
 //! Every file is written through [`crate::files`] (atomic, mode 0600); the
 //! directory is created mode 0700.
 
 use crate::error::{Error, Result};
 use crate::files;
-use rekey_core::{Curve, EcPrivateKey, LegacyRsaPrivateKey};
+use rekey_core::{LegacyRsaPrivateKey, NewPrivateKey, Target};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -193,8 +196,8 @@ impl KeyDir {
         Ok(fp)
     }
 
-    /// The new EC key with this fingerprint, if present.
-    pub fn new_key(&self, fingerprint: &str) -> Result<Option<EcPrivateKey>> {
+    /// The new key with this fingerprint, if present.
+    pub fn new_key(&self, fingerprint: &str) -> Result<Option<NewPrivateKey>> {
         if !is_fingerprint(fingerprint) {
             return Ok(None);
         }
@@ -202,29 +205,24 @@ impl KeyDir {
         let Some(bytes) = self.read(&path)? else {
             return Ok(None);
         };
-        let curve = match bytes.first() {
-            Some(1) => Curve::P256,
-            Some(2) => Curve::P521,
-            _ => return Err(self.bad_file(path)),
+        let Some(target) = bytes.first().copied().and_then(Target::from_key_byte) else {
+            return Err(self.bad_file(path));
         };
-        let key = EcPrivateKey::from_scalar_bytes(curve, &bytes[1..])
+        let key = NewPrivateKey::from_bytes(target, &bytes[1..])
             .map_err(|_| self.bad_file(path.clone()))?;
-        if key.public_key_ref().fingerprint() != fingerprint {
+        if key.public_key().fingerprint() != fingerprint {
             return Err(self.bad_file(path));
         }
         Ok(Some(key))
     }
 
-    /// Stores a new EC key; returns its fingerprint.
-    pub fn store_new_key(&self, key: &EcPrivateKey) -> Result<String> {
-        let fp = key.public_key_ref().fingerprint();
-        let scalar = key.dangerous_to_scalar_bytes();
-        let mut bytes = Zeroizing::new(Vec::with_capacity(1 + scalar.len()));
-        bytes.push(match key.curve() {
-            Curve::P256 => 1,
-            Curve::P521 => 2,
-        });
-        bytes.extend_from_slice(scalar.dangerous_as_bytes());
+    /// Stores a new key; returns its fingerprint.
+    pub fn store_new_key(&self, key: &NewPrivateKey) -> Result<String> {
+        let fp = key.public_key().fingerprint();
+        let secret = key.dangerous_to_bytes();
+        let mut bytes = Zeroizing::new(Vec::with_capacity(1 + secret.len()));
+        bytes.push(key.target().key_byte());
+        bytes.extend_from_slice(secret.dangerous_as_bytes());
         let path = self.new_key_path(&fp);
         files::write_private(&path, &bytes).map_err(|source| Error::File {
             action: "write the key file",
@@ -280,12 +278,16 @@ mod tests {
             rsa.public_key()
         );
         assert!(kd.legacy_key(&"0".repeat(64)).unwrap().is_none());
-        let ec = EcPrivateKey::generate(Curve::P256, &mut OsRng);
+        for target in Target::ALL {
+            let key = NewPrivateKey::generate(target, &mut OsRng).unwrap();
+            let fp = kd.store_new_key(&key).unwrap();
+            assert_eq!(
+                kd.new_key(&fp).unwrap().unwrap().public_key(),
+                key.public_key()
+            );
+        }
+        let ec = NewPrivateKey::generate(Target::HpkeP256, &mut OsRng).unwrap();
         let fp = kd.store_new_key(&ec).unwrap();
-        assert_eq!(
-            kd.new_key(&fp).unwrap().unwrap().public_key(),
-            ec.public_key()
-        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -145,7 +145,6 @@ async fn login(
         let (bytes, m) = tokio::task::spawn_blocking(move || {
             let options = BuildOptions {
                 threads: Some(1),
-                ..BuildOptions::default()
             };
             let out = build_bundle(&package, Unlock::MasterSecret(&master), options);
             (out.unwrap().bundle.encode(), master)

@@ -11,7 +11,7 @@
 //! POST /v1/admin/non-migratable/{grant}/resolve              Bearer admin token
 //! GET  /v1/client-kdf                          the clients' password-KDF parameters
 //! POST /v1/session                             log in with the login authenticator
-//! GET  /v1/principals/{id}/package             rekey-package/1 JSON (session of {id})
+//! GET  /v1/principals/{id}/package             rekey-package/2 JSON (session of {id})
 //! POST /v1/principals/{id}/bundle              the binary bundle (session of {id})
 //! GET  /v1/principals/{id}/role-checks         roles {id} must confirm (session of {id})
 //! POST /v1/principals/{id}/role-receipts       a role receipt (session of {id})

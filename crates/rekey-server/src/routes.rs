@@ -394,7 +394,7 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: HttpMethod::Get,
         path: "/v1/principals/{id}/package",
-        summary: "The migration package of an account (rekey-package/1): public keys and wrapped material only",
+        summary: "The migration package of an account (rekey-package/2): public keys and wrapped material only",
         tag: "client",
         auth: Auth::Session,
         body: BodyKind::None,

@@ -30,6 +30,7 @@ fn stray_bundle(principal: PrincipalId) -> Vec<u8> {
         vault: VaultId::random(),
         run: RunId::random(),
         principal,
+        target: rekey_core::Target::default(),
         legacy_key: PackageLegacyKey {
             id: KeyPairId::random(),
             public_key: key.public_key(),
@@ -423,7 +424,6 @@ async fn whole_migration_over_http_with_every_refusal() {
         let master = master_secret(&u.password, h.creds.vault, u.id, &h.creds.kdf).unwrap();
         let options = BuildOptions {
             threads: Some(1),
-            ..BuildOptions::default()
         };
         let r = rekey_client::migrate(&h.users[n], u.id, master, options, Arc::new(|_, _| {}))
             .await

@@ -121,7 +121,7 @@ async fn not_held_part(h: &Harness, name: &str) -> StrangerPart {
             legacy_key_pair: kp.id,
             new_key_pair: NewKeyPair {
                 id,
-                public_key: new.public_key(),
+                public_key: rekey_core::NewPublicKey::Ec(new.public_key()),
                 // Filled in with a well-formed envelope by the caller.
                 wrapped_private: None,
             },

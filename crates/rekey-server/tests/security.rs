@@ -310,7 +310,6 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
     let (a, b) = (&creds.users[&names[0]], &creds.users[&names[1]]);
     let opts = BuildOptions {
         threads: Some(1),
-        ..BuildOptions::default()
     };
     // Each user's client logs in; the session tokens are secrets too.
     let mut sessions = std::collections::BTreeMap::new();

@@ -70,6 +70,7 @@ async fn to_user_phase(vault: &Vault) {
             step(Phase::Legacy, Phase::ServerPhase),
             m.version,
             rekey_core::ids::RunId::random(),
+            rekey_core::Target::HpkeP256,
             &[],
             &[],
             &audit("start"),

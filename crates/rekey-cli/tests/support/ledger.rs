@@ -241,7 +241,7 @@ pub async fn check_completed(
         }
         match keys.new_key(&fp) {
             Ok(Some(k)) => {
-                private.insert(*p, PrivateKey::Ec(k));
+                private.insert(*p, PrivateKey::from(k));
             }
             _ => {
                 r.bad_principals += 1;

@@ -8,7 +8,7 @@ use super::{
     NewKeyPair, NonMigratableEntry, NonMigratableReason, PendingGrant, PrincipalPart,
     SignatureKind, SignedBundle,
 };
-use crate::crypto::ec::{Curve, EcPrivateKey};
+use crate::crypto::target::{NewPrivateKey, Target};
 use crate::crypto::rsa::LegacyRsaPrivateKey;
 use crate::envelope::{Envelope, Scheme};
 use crate::error::CryptoError;
@@ -37,22 +37,12 @@ pub enum Unlock<'a> {
     ServerKey(&'a LegacyRsaPrivateKey),
 }
 
-/// How to build.
-#[derive(Debug, Clone, Copy)]
+/// How to build. The kind of the new keys is not an option: it is the
+/// run's target, which the package names.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct BuildOptions {
-    /// The curve of the new keys.
-    pub curve: Curve,
     /// Worker threads for the RSA unwraps; `None` uses every core.
     pub threads: Option<usize>,
-}
-
-impl Default for BuildOptions {
-    fn default() -> Self {
-        Self {
-            curve: Curve::P256,
-            threads: None,
-        }
-    }
 }
 
 /// What the build did, for the user's screen.
@@ -74,7 +64,7 @@ pub struct BuildOutput {
     /// The bundle to submit.
     pub bundle: SignedBundle,
     /// For [`Unlock::ServerKey`]: the new private key, for the key directory.
-    pub new_server_key: Option<EcPrivateKey>,
+    pub new_server_key: Option<NewPrivateKey>,
     /// What happened.
     pub report: BuildReport,
 }
@@ -242,7 +232,7 @@ impl Progress<'_> {
 struct BuiltPart {
     part: PrincipalPart,
     legacy: Signer,
-    new_key: EcPrivateKey,
+    new_key: NewPrivateKey,
 }
 
 enum Signer {
@@ -270,7 +260,7 @@ pub struct Unsigned<'a> {
     pub bundle: Bundle,
     /// What the build did.
     pub report: BuildReport,
-    keys: Vec<(Signer, EcPrivateKey)>,
+    keys: Vec<(Signer, NewPrivateKey)>,
     submitter_legacy: SubmitterLegacy<'a>,
     server_key: bool,
 }
@@ -289,19 +279,17 @@ impl std::fmt::Debug for Unsigned<'_> {
     }
 }
 
-/// Builds the bundle for `package` without signing it (single-threaded).
+/// Builds the bundle for `package` without signing it, single-threaded
+/// whatever `_options` say.
 pub fn build_unsigned<'a>(
     package: &MigrationPackage,
     unlock: Unlock<'a>,
-    options: BuildOptions,
+    _options: BuildOptions,
 ) -> Result<Unsigned<'a>, BuildError> {
     build_parts(
         package,
         unlock,
-        BuildOptions {
-            threads: Some(1),
-            ..options
-        },
+        BuildOptions { threads: Some(1) },
         &|_, _| {},
         &OpenedGrants::new(),
     )
@@ -391,10 +379,10 @@ fn build_parts<'a>(
         return Err(BuildError::LegacyKeyMismatch);
     }
     // 2. and 3. The submitter's new key pair and its own grants.
-    let mut state = own_part(package, legacy_key, kek.as_ref(), options, &progress)?;
+    let mut state = own_part(package, legacy_key, kek.as_ref(), &progress)?;
     // 4. Candidates, in waves.
     let holder_sealers = holder_sealers(package, &progress)?;
-    build_candidates(package, options, &holder_sealers, &progress, &mut state)?;
+    build_candidates(package, &holder_sealers, &progress, &mut state)?;
     // 5. The bundle, ready to encode and sign.
     let Building { built, report, .. } = state;
     let mut parts = Vec::with_capacity(built.len());
@@ -462,11 +450,10 @@ fn own_part(
     package: &MigrationPackage,
     legacy_key: &LegacyRsaPrivateKey,
     kek: Option<&Kek>,
-    options: BuildOptions,
     progress: &Progress<'_>,
 ) -> Result<Building, BuildError> {
     let (vault, me) = (package.vault, package.principal);
-    let new_key = EcPrivateKey::generate(options.curve, &mut OsRng);
+    let new_key = NewPrivateKey::generate(package.target, &mut OsRng)?;
     let new_id = KeyPairId::random();
     let wrapped_private = match kek {
         Some(kek) => Some(wrap_private_key(
@@ -477,12 +464,12 @@ fn own_part(
                 owner: me,
                 key_pair: new_id,
             },
-            new_key.dangerous_to_scalar_bytes().dangerous_as_bytes(),
+            new_key.dangerous_to_bytes().dangerous_as_bytes(),
         )?),
         None => None,
     };
     let opened = unwrap_all(legacy_key, &package.pending_grants, progress);
-    let own_sealer = BatchSealer::new(&mut OsRng, new_key.public_key_ref(), vault, me)?;
+    let own_sealer = new_key.public_key().batch_sealer(&mut OsRng, vault, me)?;
     let (grants, non_migratable) = rewrap(&own_sealer, &package.pending_grants, &opened)?;
     // Secrets of key-pair subjects: the KEKs of candidates' legacy keys.
     let mut held_keks = HashMap::new();
@@ -522,7 +509,7 @@ fn holder_sealers(
     package: &MigrationPackage,
     progress: &Progress<'_>,
 ) -> Result<HashMap<PrincipalId, BatchSealer>, BuildError> {
-    let mut migrated: Vec<(PrincipalId, &crate::crypto::ec::EcPublicKey)> = package
+    let mut migrated: Vec<(PrincipalId, &crate::crypto::target::NewPublicKey)> = package
         .candidates
         .iter()
         .flat_map(|c| c.holders.iter())
@@ -539,7 +526,8 @@ fn holder_sealers(
     migrated.dedup_by_key(|(p, _)| *p);
     Ok(progress
         .map_each(&migrated, |(p, pk)| {
-            BatchSealer::new(&mut OsRng, pk, package.vault, *p).map(|s| (*p, s))
+            pk.batch_sealer(&mut OsRng, package.vault, *p)
+                .map(|s| (*p, s))
         })
         .into_iter()
         .collect::<Result<_, _>>()?)
@@ -553,7 +541,6 @@ fn holder_sealers(
 /// under its legacy key. What never gets ready is reported as skipped.
 fn build_candidates(
     package: &MigrationPackage,
-    options: BuildOptions,
     holder_sealers: &HashMap<PrincipalId, BatchSealer>,
     progress: &Progress<'_>,
     state: &mut Building,
@@ -577,7 +564,7 @@ fn build_candidates(
             build_candidate(
                 c,
                 package.vault,
-                options.curve,
+                package.target,
                 &state.held_keks,
                 &state.in_bundle,
                 holder_sealers,
@@ -619,12 +606,12 @@ fn build_candidates(
 /// legacy key, ECDSA by its new key (the proof of possession).
 fn sign_parts(
     principals: &[PrincipalId],
-    keys: &[(Signer, EcPrivateKey)],
+    keys: &[(Signer, NewPrivateKey)],
     digest: &[u8; 32],
     submitter_legacy: &LegacyRsaPrivateKey,
     progress: &Progress<'_>,
 ) -> Result<Vec<BundleSignature>, CryptoError> {
-    let items: Vec<(PrincipalId, &(Signer, EcPrivateKey))> =
+    let items: Vec<(PrincipalId, &(Signer, NewPrivateKey))> =
         principals.iter().copied().zip(keys).collect();
     let signed: Vec<Vec<BundleSignature>> = progress
         .map_each(&items, |(p, (legacy, new_key))| {
@@ -805,7 +792,7 @@ struct BuiltCandidate {
 fn build_candidate(
     c: &Candidate,
     vault: VaultId,
-    curve: Curve,
+    target: Target,
     held_keks: &HashMap<KeyPairId, SecretBytes>,
     in_bundle: &HashMap<PrincipalId, (KeyPairId, BatchSealer)>,
     holder_sealers: &HashMap<PrincipalId, BatchSealer>,
@@ -841,7 +828,7 @@ fn build_candidate(
         return skip("its legacy private key does not match its public key");
     }
 
-    let new_key = EcPrivateKey::generate(curve, &mut OsRng);
+    let new_key = NewPrivateKey::generate(target, &mut OsRng)?;
     let new_id = KeyPairId::random();
     let new_kek = Kek::generate(&mut OsRng);
     let wrapped_private = wrap_private_key(
@@ -852,11 +839,13 @@ fn build_candidate(
             owner: c.principal,
             key_pair: new_id,
         },
-        new_key.dangerous_to_scalar_bytes().dangerous_as_bytes(),
+        new_key.dangerous_to_bytes().dangerous_as_bytes(),
     )?;
 
     let opened = unwrap_all(&legacy, &c.pending_grants, progress);
-    let sealer = BatchSealer::new(&mut OsRng, new_key.public_key_ref(), vault, c.principal)?;
+    let sealer = new_key
+        .public_key()
+        .batch_sealer(&mut OsRng, vault, c.principal)?;
     let (grants, non_migratable) = rewrap(&sealer, &c.pending_grants, &opened)?;
     let mut held = HashMap::new();
     collect_held_keks(&c.pending_grants, &opened, &mut held);

@@ -3,7 +3,7 @@
 
 use super::wire::{body_digest, signed_message_of_digest};
 use super::{Bundle, PrincipalPart, SignatureKind, SignedBundle};
-use crate::crypto::hpke_export_scheme;
+use crate::crypto::target::Target;
 use crate::crypto::rsa::LegacyRsaPublicKey;
 use crate::ids::{GrantId, KeyPairId, PrincipalId, RunId, Subject, VaultId};
 use crate::model::MigrationState;
@@ -48,6 +48,8 @@ pub struct CheckContext {
     pub vault: VaultId,
     /// The current run.
     pub run: RunId,
+    /// The run's target: every part's new key must be of it.
+    pub target: Target,
     /// Who is authenticated as submitting the bundle.
     pub submitter: PrincipalId,
     /// Facts for every part's principal.
@@ -75,6 +77,15 @@ pub enum CheckError {
     /// A part for a principal the server does not know.
     #[error("the bundle names unknown principal {0}")]
     UnknownPrincipal(PrincipalId),
+    /// A part's new key is not of the run's target (a client built for
+    /// another target, or one that ignores the package's `target`).
+    #[error("the new key of a part is {found}, but this migration moves keys to {expected}")]
+    WrongTarget {
+        /// The run's target.
+        expected: Target,
+        /// The part's.
+        found: Target,
+    },
     /// The same principal twice.
     #[error("principal {0} appears in more than one part")]
     DuplicatePart(PrincipalId),
@@ -191,6 +202,7 @@ impl CheckError {
             CheckError::StaleRun => "stale_run",
             CheckError::NotSubmitter => "not_submitter",
             CheckError::UnknownPrincipal(_) => "unknown_principal",
+            CheckError::WrongTarget { .. } => "wrong_target",
             CheckError::DuplicatePart(_) => "duplicate_part",
             CheckError::KeyPairIdTaken(_) => "key_pair_id_taken",
             CheckError::NotAHolder(_) => "not_a_holder",
@@ -315,6 +327,13 @@ fn preconditions_of(
         if !new_ids.insert(part.new_key_pair.id) {
             return Err(CheckError::KeyPairIdTaken(part.new_key_pair.id));
         }
+        let found = part.new_key_pair.public_key.target();
+        if found != ctx.target {
+            return Err(CheckError::WrongTarget {
+                expected: ctx.target,
+                found,
+            });
+        }
     }
     // The signatures before anything about the principals' state: a
     // bundle its own keys did not sign learns nothing of the vault.
@@ -373,7 +392,7 @@ fn check_coverage(
     part: &PrincipalPart,
     facts: &PrincipalFacts,
 ) -> Result<Vec<GrantId>, CheckError> {
-    let target = hpke_export_scheme(part.new_key_pair.public_key.curve());
+    let target = part.new_key_pair.public_key.target().batch_scheme();
     let mut covered = HashSet::with_capacity(part.grants.len() + part.non_migratable.len());
     let mut unknown = 0usize;
     for g in &part.grants {
@@ -432,7 +451,7 @@ fn check_holders(
     if given.len() != part.holder_grants.len() || given != expected {
         return Err(CheckError::HoldersChanged(facts.name.clone()));
     }
-    let hpke = hpke_export_scheme(part.new_key_pair.public_key.curve());
+    let hpke = part.new_key_pair.public_key.target().batch_scheme();
     for h in &part.holder_grants {
         let invalid = || CheckError::HolderGrantInvalid {
             part: facts.name.clone(),

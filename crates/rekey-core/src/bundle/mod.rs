@@ -25,7 +25,7 @@ pub use check::{
     check_bundle, check_signed, may_migrate,
 };
 
-use crate::crypto::ec::EcPublicKey;
+use crate::crypto::target::{NewPublicKey, Target};
 use crate::crypto::rsa::LegacyRsaPublicKey;
 use crate::envelope::Envelope;
 use crate::ids::{GrantId, KeyPairId, PrincipalId, RunId, Subject, VaultId};
@@ -37,7 +37,7 @@ pub struct NewKeyPair {
     /// Its id (chosen by the builder).
     pub id: KeyPairId,
     /// The public key.
-    pub public_key: EcPublicKey,
+    pub public_key: NewPublicKey,
     /// The private key under the part's new KEK (`aes256gcm-kek`); `None`
     /// for server-held principals, whose private keys live in the server's
     /// key directory.
@@ -288,7 +288,7 @@ pub enum HolderKey {
         /// Its current key pair.
         key_pair: KeyPairId,
         /// Its public key.
-        public_key: EcPublicKey,
+        public_key: NewPublicKey,
     },
     /// Pending (or the submitter itself, resolved by the builder): RSA-OAEP
     /// to its legacy key; it re-wraps the grant when it migrates.
@@ -337,6 +337,9 @@ pub struct MigrationPackage {
     pub run: RunId,
     /// The submitter.
     pub principal: PrincipalId,
+    /// The run's target: the kind of every new key pair and the scheme of
+    /// every re-wrapped grant the bundle must use.
+    pub target: Target,
     /// The submitter's legacy key.
     pub legacy_key: PackageLegacyKey,
     /// The submitter's legacy grants.

@@ -1,4 +1,4 @@
-//! The migration package as JSON (`rekey-package/1`): what
+//! The migration package as JSON (`rekey-package/2`): what
 //! `GET /v1/principals/{id}/package` answers, and the client-side parser
 //! that turns it back into a [`MigrationPackage`].
 //!
@@ -12,14 +12,15 @@
 //!
 //! ```json
 //! {
-//!   "format": "rekey-package/1",
+//!   "format": "rekey-package/2",
 //!   "vault": "<uuid>", "run": "<uuid>", "principal": "<uuid>",
+//!   "target": "hpke-p256" | "hpke-p521" | "hpke-mlkem768-x25519",
 //!   "legacy_key": { "id": "<uuid>", "public_key_spki": "<hex>", "wrapped_private": "<hex envelope>" | null },
 //!   "pending_grants": [ { "id": "<uuid>", "subject": { "kind": "record_key" | "private_key", "id": "<uuid>" }, "envelope": "<hex>" } ],
 //!   "candidates": [ {
 //!     "principal": "<uuid>", "legacy_key": { … }, "pending_grants": [ … ],
 //!     "holders": [
-//!       { "state": "migrated", "principal": "<uuid>", "key_pair": "<uuid>", "curve": "p256" | "p521", "public_key_sec1": "<hex>" },
+//!       { "state": "migrated", "principal": "<uuid>", "key_pair": "<uuid>", "target": "hpke-p256" | …, "public_key": "<hex>" },
 //!       { "state": "pending", "principal": "<uuid>", "key_pair": "<uuid>", "public_key_spki": "<hex>" }
 //!     ]
 //!   } ]
@@ -31,14 +32,15 @@
 
 use super::{Candidate, HolderKey, MigrationPackage, PackageLegacyKey, PendingGrant};
 use crate::{
-    Curve, EcPublicKey, Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId,
+    Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId,
     Subject, VaultId,
 };
+use crate::crypto::target::{NewPublicKey, Target};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 /// The format string of the package JSON.
-pub const PACKAGE_FORMAT: &str = "rekey-package/1";
+pub const PACKAGE_FORMAT: &str = "rekey-package/2";
 
 /// The package as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +55,9 @@ pub struct PackageJson {
     pub run: RunId,
     /// The account the package is for.
     pub principal: PrincipalId,
+    /// The run's target: the kind of every new key and the scheme of every
+    /// re-wrapped grant.
+    pub target: Target,
     /// Its legacy key.
     pub legacy_key: LegacyKeyJson,
     /// Its legacy grants.
@@ -108,16 +113,17 @@ pub struct CandidateJson {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HolderJson {
-    /// Migrated: its current EC key.
+    /// Migrated: its current key.
     Migrated {
         /// The holder.
         principal: PrincipalId,
         /// Its current key pair.
         key_pair: KeyPairId,
-        /// The curve.
-        curve: Curve,
-        /// The public point, SEC1 uncompressed, in hex.
-        public_key_sec1: String,
+        /// The target its key is of.
+        target: Target,
+        /// The public key in hex: a SEC1 uncompressed point, or a hybrid
+        /// key's 1,281 bytes.
+        public_key: String,
     },
     /// Pending: its legacy RSA key.
     Pending {
@@ -230,6 +236,7 @@ impl From<&MigrationPackage> for PackageJson {
             vault: p.vault,
             run: p.run,
             principal: p.principal,
+            target: p.target,
             legacy_key: LegacyKeyJson::from_key(&p.legacy_key),
             pending_grants: grants_to_json(&p.pending_grants),
             candidates: p
@@ -250,8 +257,8 @@ impl From<&MigrationPackage> for PackageJson {
                             } => HolderJson::Migrated {
                                 principal: *principal,
                                 key_pair: *key_pair,
-                                curve: public_key.curve(),
-                                public_key_sec1: hex_of(&public_key.to_sec1()),
+                                target: public_key.target(),
+                                public_key: hex_of(&public_key.to_bytes()),
                             },
                             HolderKey::Pending {
                                 principal,
@@ -301,14 +308,14 @@ impl PackageJson {
                     HolderJson::Migrated {
                         principal,
                         key_pair,
-                        curve,
-                        public_key_sec1,
+                        target,
+                        public_key,
                     } => HolderKey::Migrated {
                         principal,
                         key_pair,
-                        public_key: EcPublicKey::from_sec1(
-                            curve,
-                            &unhex(&public_key_sec1, "a holder's public key")?,
+                        public_key: NewPublicKey::from_bytes(
+                            target,
+                            &unhex(&public_key, "a holder's public key")?,
                         )
                         .map_err(|_| PackageError::BadKey("a holder's public key"))?,
                     },
@@ -342,6 +349,7 @@ impl PackageJson {
             vault: self.vault,
             run: self.run,
             principal: self.principal,
+            target: self.target,
             legacy_key: self.legacy_key.into_key("the account's legacy key")?,
             pending_grants: grants_from_json(self.pending_grants)?,
             candidates,
@@ -372,7 +380,7 @@ mod tests {
     }
 
     fn sample() -> MigrationPackage {
-        let ec = crate::EcPrivateKey::derive_from_ikm(Curve::P256, &[7u8; 32]).unwrap();
+        let ec = crate::EcPrivateKey::derive_from_ikm(crate::Curve::P256, &[7u8; 32]).unwrap();
         let principal = PrincipalId::random();
         let legacy_key = PackageLegacyKey {
             id: KeyPairId::random(),
@@ -383,6 +391,7 @@ mod tests {
             vault: VaultId::random(),
             run: RunId::random(),
             principal,
+            target: Target::HpkeMlKem768X25519,
             legacy_key: legacy_key.clone(),
             pending_grants: vec![PendingGrant {
                 id: GrantId::random(),
@@ -397,7 +406,7 @@ mod tests {
                     HolderKey::Migrated {
                         principal: PrincipalId::random(),
                         key_pair: KeyPairId::random(),
-                        public_key: ec.public_key(),
+                        public_key: NewPublicKey::Ec(ec.public_key()),
                     },
                     HolderKey::Pending {
                         principal,
@@ -427,7 +436,7 @@ mod tests {
             parse_package(&serde_json::to_vec(j).unwrap(), p.principal, Some(p.vault))
         };
         let mut j = good.clone();
-        j.format = "rekey-package/2".into();
+        j.format = "rekey-package/1".into();
         assert!(matches!(parse(&j), Err(PackageError::Format(_))));
         assert_eq!(
             parse_package(
@@ -461,13 +470,22 @@ mod tests {
         j.candidates.push(j.candidates[0].clone());
         assert!(matches!(parse(&j), Err(PackageError::Duplicate(_))));
         let mut j = good.clone();
-        if let HolderJson::Migrated {
-            public_key_sec1, ..
-        } = &mut j.candidates[0].holders[0]
-        {
-            *public_key_sec1 = hex::encode([4u8; 65]);
+        if let HolderJson::Migrated { public_key, .. } = &mut j.candidates[0].holders[0] {
+            *public_key = hex::encode([4u8; 65]);
         }
         assert!(matches!(parse(&j), Err(PackageError::BadKey(_))));
+        // A P-256 point named as a hybrid key.
+        let mut j = good.clone();
+        if let HolderJson::Migrated { target, .. } = &mut j.candidates[0].holders[0] {
+            *target = Target::HpkeMlKem768X25519;
+        }
+        assert!(matches!(parse(&j), Err(PackageError::BadKey(_))));
+        let mut v = serde_json::to_value(&good).unwrap();
+        v["target"] = serde_json::json!("hpke-x448");
+        assert!(matches!(
+            parse_package(&serde_json::to_vec(&v).unwrap(), p.principal, None),
+            Err(PackageError::Json(_))
+        ));
         let mut v = serde_json::to_value(&good).unwrap();
         v["extra"] = serde_json::json!(1);
         assert!(matches!(

@@ -5,8 +5,8 @@
 //! ```text
 //! signed   = "rekey-bundle" ‖ 01 ‖ u32 body_len ‖ body ‖ u16 n ‖ signature*n
 //! body     = vault(16) ‖ run(16) ‖ submitter(16) ‖ u32 n ‖ part*n
-//! part     = principal(16) ‖ legacy key pair(16) ‖ new key pair(16) ‖ curve(1)
-//!            ‖ public point (65 | 133) ‖ has_wrapped(1) ‖ [u32 len ‖ envelope]
+//! part     = principal(16) ‖ legacy key pair(16) ‖ new key pair(16) ‖ key kind(1)
+//!            ‖ public key (65 | 133 | 1281) ‖ has_wrapped(1) ‖ [u32 len ‖ envelope]
 //!            ‖ u32 n ‖ grant*n ‖ u32 n ‖ non_migratable*n ‖ u32 n ‖ holder*n
 //! grant    = replaces(16) ‖ subject kind(1) ‖ subject id(16) ‖ u32 len ‖ envelope
 //! non_migratable = grant(16) ‖ reason(1)
@@ -21,7 +21,7 @@ use super::{
     Bundle, BundleSignature, HolderGrant, NewGrant, NewKeyPair, NonMigratableEntry,
     NonMigratableReason, PrincipalPart, SignatureKind, SignedBundle,
 };
-use crate::crypto::ec::{Curve, EcPublicKey};
+use crate::crypto::target::{NewPublicKey, Target};
 use crate::envelope::Envelope;
 use crate::error::EnvelopeError;
 use crate::ids::{GrantId, KeyPairId, PrincipalId, RecordId, RunId, Subject, VaultId};
@@ -58,8 +58,9 @@ pub enum WireError {
         /// The byte found.
         value: u8,
     },
-    /// A public key that is not a point on its curve.
-    #[error("a new public key is not a valid point on its curve")]
+    /// A public key that is not a valid key of its kind (a point off its
+    /// curve, a hybrid key whose halves do not parse).
+    #[error("a new public key is not a valid key of its kind")]
     BadPublicKey,
     /// An envelope that does not parse.
     #[error("invalid envelope in {what}: {source}")]
@@ -130,13 +131,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn curve_byte(c: Curve) -> u8 {
-    match c {
-        Curve::P256 => 1,
-        Curve::P521 => 2,
-    }
-}
-
 fn put_u32(out: &mut Vec<u8>, n: usize) {
     // Counts and lengths are bounded far below 4 GiB by the server's body
     // limit; saturate rather than wrap if a caller ever exceeds it.
@@ -164,8 +158,8 @@ pub fn encode_body(bundle: &Bundle) -> Vec<u8> {
         out.extend_from_slice(&part.principal.to_bytes());
         out.extend_from_slice(&part.legacy_key_pair.to_bytes());
         out.extend_from_slice(&part.new_key_pair.id.to_bytes());
-        out.push(curve_byte(part.new_key_pair.public_key.curve()));
-        out.extend_from_slice(&part.new_key_pair.public_key.to_sec1());
+        out.push(part.new_key_pair.public_key.target().key_byte());
+        out.extend_from_slice(&part.new_key_pair.public_key.to_bytes());
         match &part.new_key_pair.wrapped_private {
             Some(env) => {
                 out.push(1);
@@ -219,19 +213,14 @@ pub fn decode_body(bytes: &[u8]) -> Result<Bundle, WireError> {
         let principal = PrincipalId::from_bytes(r.id("part principal")?);
         let legacy_key_pair = KeyPairId::from_bytes(r.id("legacy key pair id")?);
         let new_id = KeyPairId::from_bytes(r.id("new key pair id")?);
-        let curve = match r.u8("curve")? {
-            1 => Curve::P256,
-            2 => Curve::P521,
-            value => {
-                return Err(WireError::BadTag {
-                    what: "curve",
-                    value,
-                });
-            }
-        };
-        let point = r.take(curve.point_len(), "new public key")?;
+        let key_byte = r.u8("key kind")?;
+        let target = Target::from_key_byte(key_byte).ok_or(WireError::BadTag {
+            what: "key kind",
+            value: key_byte,
+        })?;
+        let point = r.take(target.public_key_len(), "new public key")?;
         let public_key =
-            EcPublicKey::from_sec1(curve, point).map_err(|_| WireError::BadPublicKey)?;
+            NewPublicKey::from_bytes(target, point).map_err(|_| WireError::BadPublicKey)?;
         let wrapped_private = match r.u8("wrapped-key flag")? {
             0 => None,
             1 => Some(r.envelope("wrapped private key")?),

@@ -10,6 +10,7 @@ pub(crate) mod kdf;
 pub(crate) mod mlkem;
 pub mod pq;
 pub mod rsa;
+pub mod target;
 
 #[cfg(test)]
 mod vectors;

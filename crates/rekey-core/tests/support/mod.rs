@@ -68,6 +68,8 @@ pub struct G {
 pub struct MemVault {
     pub vault: VaultId,
     pub run: RunId,
+    /// The run's target (P-256 unless a test changes it).
+    pub target: Target,
     pub principals: BTreeMap<PrincipalId, P>,
     pub key_pairs: BTreeMap<KeyPairId, Kp>,
     pub grants: BTreeMap<GrantId, G>,
@@ -97,6 +99,7 @@ impl MemVault {
         let mut v = MemVault {
             vault: VaultId::random(),
             run: RunId::random(),
+            target: Target::HpkeP256,
             principals: BTreeMap::new(),
             key_pairs: BTreeMap::new(),
             grants: BTreeMap::new(),
@@ -288,9 +291,14 @@ impl MemVault {
                 PublicKey::Ec(pk) => HolderKey::Migrated {
                     principal: h,
                     key_pair: kp,
-                    public_key: pk.clone(),
+                    public_key: NewPublicKey::Ec(pk.clone()),
                 },
-                PublicKey::Rsa(_) | PublicKey::Hybrid(_) => unreachable!(),
+                PublicKey::Hybrid(pk) => HolderKey::Migrated {
+                    principal: h,
+                    key_pair: kp,
+                    public_key: NewPublicKey::Hybrid(pk.clone()),
+                },
+                PublicKey::Rsa(_) => unreachable!(),
             },
             _ => HolderKey::Pending {
                 principal: h,
@@ -356,6 +364,7 @@ impl MemVault {
             vault: self.vault,
             run: self.run,
             principal: user,
+            target: self.target,
             legacy_key: self.legacy_key(user),
             pending_grants: self.pending_grants(user),
             candidates,
@@ -405,6 +414,7 @@ impl MemVault {
         CheckContext {
             vault: self.vault,
             run: self.run,
+            target: self.target,
             submitter,
             principals,
             holders,
@@ -438,7 +448,7 @@ impl MemVault {
                 part.new_key_pair.id,
                 Kp {
                     owner: part.principal,
-                    public: PublicKey::Ec(part.new_key_pair.public_key.clone()),
+                    public: part.new_key_pair.public_key.clone().into(),
                     wrapped: part.new_key_pair.wrapped_private.clone().unwrap(),
                     legacy: false,
                 },

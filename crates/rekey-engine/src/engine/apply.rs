@@ -6,14 +6,15 @@ use crate::error::EngineError;
 use rekey_core::bundle::{
     CheckContext, CheckedBundle, HolderFacts, PrincipalFacts, SignedBundle, check_signed,
 };
-use rekey_core::crypto::hpke_export_scheme;
 use rekey_core::lifecycle::Lifecycle;
 use rekey_core::model::{
     GrantOrigin, GrantRecord, KeyPairRecord, KeyState, NonMigratable, PrincipalKind, Resolution,
     Timestamp,
 };
 use rekey_core::report::ApplyReport;
-use rekey_core::{GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId, Subject, VaultId};
+use rekey_core::{
+    GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId, Subject, Target, VaultId,
+};
 use rekey_storage::{MigrationWrite, PrincipalMigration};
 use std::collections::{HashMap, HashSet};
 
@@ -40,7 +41,8 @@ impl Engine {
                 });
             }
         };
-        self.apply_signed(submitter, signed, row.vault, run).await
+        self.apply_signed(submitter, signed, row.vault, run, row.target)
+            .await
     }
 
     /// Loads the server's view for a bundle.
@@ -50,6 +52,7 @@ impl Engine {
         signed: &SignedBundle,
         vault: VaultId,
         run: RunId,
+        target: Target,
     ) -> Result<CheckContext, EngineError> {
         let mut principals = HashMap::new();
         let mut holders = HashMap::new();
@@ -104,6 +107,7 @@ impl Engine {
         Ok(CheckContext {
             vault,
             run,
+            target,
             submitter,
             principals,
             holders,
@@ -117,8 +121,11 @@ impl Engine {
         signed: SignedBundle,
         vault: VaultId,
         run: RunId,
+        target: Target,
     ) -> Result<ApplyReport, EngineError> {
-        let ctx = self.check_context(submitter, &signed, vault, run).await?;
+        let ctx = self
+            .check_context(submitter, &signed, vault, run, target)
+            .await?;
         // The checked bundle takes the decoded copy and the write set its
         // envelopes: one copy of a large bundle in memory, not three.
         let checked = check_signed(signed, &ctx)?;
@@ -179,8 +186,8 @@ impl Engine {
             write.key_pairs.push(KeyPairRecord {
                 id: part.new_key_pair.id,
                 principal: part.principal,
-                scheme: hpke_export_scheme(part.new_key_pair.public_key.curve()),
-                public_key: part.new_key_pair.public_key.to_sec1(),
+                scheme: part.new_key_pair.public_key.target().batch_scheme(),
+                public_key: part.new_key_pair.public_key.to_bytes(),
                 wrapped_private_key: part.new_key_pair.wrapped_private,
                 state: KeyState::Current,
             });

@@ -9,7 +9,7 @@ use rekey_core::confirm::{Receipt, RoleCheck, verify_receipt};
 use rekey_core::model::{
     GrantRecord, KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind,
 };
-use rekey_core::{Curve, EcPublicKey, PrincipalId, RunId, Subject};
+use rekey_core::{NewPublicKey, PrincipalId, RunId, Subject};
 use rekey_storage::{ConfirmedBy, RoleConfirmation};
 use std::collections::HashSet;
 
@@ -18,7 +18,7 @@ impl Engine {
     /// each with what its client needs to check it. Empty for anything but
     /// an e2ee user.
     pub async fn role_checks(&self, holder: PrincipalId) -> Result<Vec<RoleCheck>, EngineError> {
-        let (vault, run) = self.run_in_progress().await?;
+        let (vault, run, _) = self.run_in_progress().await?;
         let member = self
             .vault
             .principal(holder)
@@ -127,7 +127,7 @@ impl Engine {
         holder: PrincipalId,
         receipt: &Receipt,
     ) -> Result<(), EngineError> {
-        let (vault, run) = self.run_in_progress().await?;
+        let (vault, run, _) = self.run_in_progress().await?;
         let role = self.member_role(holder, receipt.role).await?;
         let (current, _) = role_keys(&self.vault.key_pairs(role.id).await?, &role)?;
         if current.id != receipt.key_pair {
@@ -135,8 +135,7 @@ impl Engine {
                 "it names another key pair than the role's current one",
             ));
         }
-        let public =
-            EcPublicKey::from_sec1(Curve::of_point(&current.public_key), &current.public_key)?;
+        let public = NewPublicKey::parse(&current.public_key)?;
         if !verify_receipt(&public, vault, run, holder, receipt) {
             return Err(EngineError::ReceiptRefused(
                 "its signature does not verify with the role's new key",
@@ -161,7 +160,7 @@ impl Engine {
         role: PrincipalId,
         member: PrincipalId,
     ) -> Result<(), EngineError> {
-        let (_, run) = self.run_in_progress().await?;
+        let (_, run, _) = self.run_in_progress().await?;
         let r = self.member_role(member, role).await?;
         let (current, _) = role_keys(&self.vault.key_pairs(role).await?, &r)?;
         self.vault

@@ -30,7 +30,7 @@ use crate::error::EngineError;
 use rekey_core::auth::SessionKey;
 use rekey_core::lifecycle::Lifecycle;
 use rekey_core::model::{AuditEvent, MigrationRow, Phase, Timestamp};
-use rekey_core::{Curve, VaultId};
+use rekey_core::{Target, VaultId};
 use rekey_keys::KeyDir;
 use rekey_storage::Vault;
 use std::sync::{Arc, OnceLock};
@@ -46,7 +46,8 @@ pub struct Engine {
     vault: Vault,
     keys: Option<KeyDir>,
     actor: String,
-    curve: Curve,
+    /// The target a fresh start moves keys to (a run keeps its own).
+    target: Target,
     /// The vault's session-token key once read: a cache of a row of the
     /// vault (every server of the vault reads the same key).
     session_key: Arc<OnceLock<Arc<SessionKey>>>,
@@ -62,7 +63,7 @@ impl Engine {
             vault,
             keys,
             actor: actor.into(),
-            curve: Curve::P256,
+            target: Target::default(),
             session_key: Arc::new(OnceLock::new()),
         }
     }
@@ -86,10 +87,11 @@ impl Engine {
         Ok(Self::new(Vault::init(url).await?, keys, actor))
     }
 
-    /// New keys on this curve (P-256 by default).
+    /// The target `start` moves keys to (`hpke-p256` by default). A run
+    /// in progress keeps the target it was started with.
     #[must_use]
-    pub fn with_curve(mut self, curve: Curve) -> Self {
-        self.curve = curve;
+    pub fn with_target(mut self, target: Target) -> Self {
+        self.target = target;
         self
     }
 

@@ -8,7 +8,7 @@ use rekey_core::model::{
     GrantRecord, KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind,
     ServiceKind,
 };
-use rekey_core::{Curve, EcPublicKey, LegacyRsaPublicKey, PrincipalId, RunId, VaultId};
+use rekey_core::{LegacyRsaPublicKey, NewPublicKey, PrincipalId, RunId, Target, VaultId};
 use std::collections::HashMap;
 
 impl Engine {
@@ -152,7 +152,7 @@ impl Engine {
     /// The migration package of a principal: its legacy key, its pending
     /// grants, and the pending principals whose key it holds.
     pub async fn package(&self, principal: PrincipalId) -> Result<MigrationPackage, EngineError> {
-        let (vault, run) = self.run_in_progress().await?;
+        let (vault, run, target) = self.run_in_progress().await?;
         let p = self
             .vault
             .principal(principal)
@@ -162,24 +162,27 @@ impl Engine {
         // or exempt one may not migrate. Either way its client is told so
         // before anything is loaded.
         rekey_core::bundle::may_migrate(&p.name, p.migration)?;
-        self.package_with(&p, vault, run).await
+        self.package_with(&p, vault, run, target).await
     }
 
     /// The vault id and the current run, or `WrongPhase` when no
     /// migration is in progress.
     pub async fn current_run(&self) -> Result<(VaultId, RunId), EngineError> {
-        self.run_in_progress().await
+        let (vault, run, _) = self.run_in_progress().await?;
+        Ok((vault, run))
     }
 
-    /// The vault id and the current run, or `WrongPhase` when no
-    /// migration is in progress.
-    pub(crate) async fn run_in_progress(&self) -> Result<(VaultId, RunId), EngineError> {
+    /// The vault id, the current run and its target, or `WrongPhase` when
+    /// no migration is in progress.
+    pub(crate) async fn run_in_progress(
+        &self,
+    ) -> Result<(VaultId, RunId, Target), EngineError> {
         let (state, row) = self.lifecycle().await?;
         let run = state.run().ok_or(EngineError::WrongPhase {
             expected: "a migration in progress",
             actual: row.phase,
         })?;
-        Ok((row.vault, run))
+        Ok((row.vault, run, row.target))
     }
 
     pub(crate) async fn package_with(
@@ -187,6 +190,7 @@ impl Engine {
         p: &Principal,
         vault: VaultId,
         run: RunId,
+        target: Target,
     ) -> Result<MigrationPackage, EngineError> {
         let found = self.candidates_of(p).await?;
         let everyone: Vec<Principal> = found.iter().chain([p]).cloned().collect();
@@ -208,6 +212,7 @@ impl Engine {
             vault,
             run,
             principal: p.id,
+            target,
             legacy_key: index.package_legacy_key(p)?,
             pending_grants: self.all_pending(p.id).await?,
             candidates,
@@ -256,11 +261,10 @@ impl KeyIndex {
     pub(crate) fn holder_key(&self, h: &Principal) -> Result<HolderKey, EngineError> {
         if h.migration == MigrationState::Migrated {
             if let Some(kp) = self.current(h.id) {
-                let curve = Curve::of_point(&kp.public_key);
                 return Ok(HolderKey::Migrated {
                     principal: h.id,
                     key_pair: kp.id,
-                    public_key: EcPublicKey::from_sec1(curve, &kp.public_key)?,
+                    public_key: NewPublicKey::parse(&kp.public_key)?,
                 });
             }
         }

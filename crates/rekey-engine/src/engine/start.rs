@@ -11,7 +11,7 @@ use rekey_core::model::{
     PrincipalKind, ServiceKind, UserStatus,
 };
 use rekey_core::report::{ServerPhaseReport, StartReport};
-use rekey_core::{Curve, EcPublicKey, PrincipalId, RunId};
+use rekey_core::{NewPublicKey, PrincipalId, RunId};
 use rekey_keys::KeyDir;
 
 /// Reports `(service name, done, total)` while the server phase runs.
@@ -75,10 +75,18 @@ impl Engine {
         let blocked_ids: Vec<PrincipalId> = aside.blocked.iter().map(|p| p.id).collect();
         let audit = self.audit(
             "start",
-            serde_json::json!({ "run": run, "blocked": blocked_ids.len(), "exempt": aside.exempt.len() }),
+            serde_json::json!({ "run": run, "target": self.target, "blocked": blocked_ids.len(), "exempt": aside.exempt.len() }),
         );
         self.vault
-            .start(step, row.version, run, &blocked_ids, &aside.exempt, &audit)
+            .start(
+                step,
+                row.version,
+                run,
+                self.target,
+                &blocked_ids,
+                &aside.exempt,
+                &audit,
+            )
             .await?;
         let server_phase = match &self.keys {
             Some(_) => Some(self.run_server_phase(progress).await?),
@@ -255,11 +263,8 @@ impl Engine {
                 cert.fingerprint
             ))
         })?;
-        let package = self.package_with(svc, row.vault, run).await?;
-        let options = BuildOptions {
-            curve: self.curve,
-            threads: None,
-        };
+        let package = self.package_with(svc, row.vault, run, row.target).await?;
+        let options = BuildOptions { threads: None };
         let out = build_bundle(&package, Unlock::ServerKey(&key), options)?;
         let new_key = out
             .new_server_key
@@ -267,7 +272,7 @@ impl Engine {
         let fingerprint = keys.store_new_key(&new_key)?;
         let new_pair = out.bundle.bundle().parts[0].new_key_pair.id;
         let applied = self
-            .apply_signed(svc.id, out.bundle, row.vault, run)
+            .apply_signed(svc.id, out.bundle, row.vault, run, row.target)
             .await?;
         report.migrated.push(svc.name.clone());
         report.migrated_along += applied.principals.len().saturating_sub(1);
@@ -336,8 +341,7 @@ impl Engine {
         if certificates.iter().any(|c| c.key_pair == kp.id) {
             return Ok(());
         }
-        let curve = Curve::of_point(&kp.public_key);
-        let fp = EcPublicKey::from_sec1(curve, &kp.public_key)?.fingerprint();
+        let fp = NewPublicKey::parse(&kp.public_key)?.fingerprint();
         if keys.new_key(&fp)?.is_none() {
             return Err(EngineError::Inconsistent(format!(
                 "service {} is migrated but its new key {fp} is not in the key directory",

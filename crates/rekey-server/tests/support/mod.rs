@@ -201,7 +201,6 @@ impl Harness {
             Unlock::MasterSecret(&master),
             BuildOptions {
                 threads: Some(1),
-                ..BuildOptions::default()
             },
         )
         .unwrap();

@@ -17,6 +17,7 @@ pub struct Model {
     pub snapshot_grants: Option<i64>,
     pub vault_id: String,
     pub run_id: Option<String>,
+    pub target: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,7 @@ mod m20261201_000006_guard_writer_first;
 mod m20261206_000007_guard_the_vault;
 mod m20261206_000008_login_verifiers;
 mod m20261206_000009_role_confirmations;
+mod m20261206_000010_run_target;
 
 /// Every schema migration of this build, oldest first.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000007_guard_the_vault::Migration),
             Box::new(m20261206_000008_login_verifiers::Migration),
             Box::new(m20261206_000009_role_confirmations::Migration),
+            Box::new(m20261206_000010_run_target::Migration),
         ]
     }
 }

@@ -6,7 +6,7 @@ use crate::entity::{
     non_migratable, principal, server,
 };
 use crate::error::{Error, Result};
-use rekey_core::Scheme;
+use rekey_core::{Scheme, Target};
 use rekey_core::envelope::Envelope;
 use rekey_core::ids::{GrantId, KeyPairId, PrincipalId, RecordId, Subject};
 use rekey_core::model::{
@@ -164,6 +164,11 @@ pub(crate) fn migration_from(m: migration::Model) -> Result<MigrationRow> {
             .as_deref()
             .map(|r| parse("run id", r))
             .transpose()?,
+        target: match m.target.as_deref() {
+            Some(t) => Target::from_name(t)
+                .ok_or_else(|| Error::corrupt("run target", format!("unknown target {t:?}")))?,
+            None => Target::default(),
+        },
     })
 }
 

@@ -6,6 +6,7 @@ use crate::entity::{
     audit, certificate, grant, key_pair, migration, non_migratable, principal, record,
 };
 use crate::error::{Error, Result, db};
+use rekey_core::Target;
 use rekey_core::ids::{GrantId, PrincipalId, RecordId, RunId};
 use rekey_core::lifecycle::Transition;
 use rekey_core::model::{
@@ -74,13 +75,14 @@ impl Vault {
     /// Starts the migration: persists `step` (`legacy` → `server_phase`,
     /// as the core lifecycle allowed it) with compare-and-swap, sets every
     /// principal pending except the given blocked and exempt ones, and
-    /// records who started it, when, and the snapshot of what must be
-    /// migrated. One transaction.
+    /// records who started it, when, the run and its target, and the
+    /// snapshot of what must be migrated. One transaction.
     pub async fn start(
         &self,
         step: Transition,
         expected_version: i64,
         run: RunId,
+        target: Target,
         blocked: &[PrincipalId],
         exempt: &[PrincipalId],
         audit: &AuditEvent,
@@ -95,7 +97,7 @@ impl Vault {
         self.cas(&txn, step.from(), expected_version, step.to())
             .await?;
         set_migration_states(&txn, blocked, exempt).await?;
-        record_start(&txn, run, audit).await?;
+        record_start(&txn, run, target, audit).await?;
         append(&txn, audit).await?;
         let row = read_migration(&txn).await?;
         self.commit_migration_txn(txn).await?;
@@ -207,6 +209,10 @@ impl Vault {
             )
             .col_expr(
                 migration::Column::RunId,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                migration::Column::Target,
                 Expr::value(Option::<String>::None),
             )
             .filter(migration::Column::Id.eq(1))
@@ -413,7 +419,12 @@ async fn set_migration_states(
 
 /// Who started the run and when, and the snapshot of what it must
 /// migrate (principals by kind and legacy grants, exempt ones left out).
-async fn record_start(txn: &DatabaseTransaction, run: RunId, audit: &AuditEvent) -> Result<()> {
+async fn record_start(
+    txn: &DatabaseTransaction,
+    run: RunId,
+    target: Target,
+    audit: &AuditEvent,
+) -> Result<()> {
     let snapshot_of = |kind: PrincipalKind| {
         principal::Entity::find()
             .filter(principal::Column::Kind.eq(kind.as_str()))
@@ -476,6 +487,7 @@ async fn record_start(txn: &DatabaseTransaction, run: RunId, audit: &AuditEvent)
             Expr::value(grants.unwrap_or(0)),
         )
         .col_expr(migration::Column::RunId, Expr::value(run.to_string()))
+        .col_expr(migration::Column::Target, Expr::value(target.name()))
         .filter(migration::Column::Id.eq(1))
         .exec(txn)
         .await

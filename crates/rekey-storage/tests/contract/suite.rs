@@ -5,6 +5,7 @@
 use crate::fixtures::*;
 use rekey_test_support::db::{Backend, TestDb};
 use rekey_test_support::lifecycle::step;
+use rekey_core::Target;
 use rekey_core::ids::{GrantId, PrincipalId, RecordId, RunId};
 use rekey_core::model::{
     Component, Device, DeviceKind, DirectoryProfile, GrantRecord, MigrationState, NonMigratable,
@@ -26,7 +27,7 @@ async fn all_pending(vault: &Vault, p: PrincipalId) -> Vec<GrantRecord> {
 async fn start_user_phase(vault: &Vault) {
     let m = vault.migration().await.unwrap();
     let m = vault
-        .start(step(Phase::Legacy, Phase::ServerPhase), m.version, RunId::random(), &[], &[], &audit("start"))
+        .start(step(Phase::Legacy, Phase::ServerPhase), m.version, RunId::random(), Target::HpkeP256, &[], &[], &audit("start"))
         .await
         .unwrap();
     vault
@@ -711,6 +712,7 @@ contract_test!(start_snapshots_and_marks_blocked_and_exempt, |t| {
     let m = vault
         .start(step(Phase::Legacy, Phase::ServerPhase), 0,
             RunId::random(),
+            Target::HpkeP256,
             &[deactivated.id],
             &[purged.id],
             &audit("start"),
@@ -742,7 +744,7 @@ contract_test!(start_snapshots_and_marks_blocked_and_exempt, |t| {
     // Starting twice loses the compare-and-swap.
     assert!(matches!(
         vault
-            .start(step(Phase::Legacy, Phase::ServerPhase), 0, RunId::random(), &[], &[], &audit("again"))
+            .start(step(Phase::Legacy, Phase::ServerPhase), 0, RunId::random(), Target::HpkeP256, &[], &[], &audit("again"))
             .await
             .unwrap_err(),
         Error::PhaseConflict { .. }
@@ -771,12 +773,14 @@ contract_test!(identity_and_run_are_persisted, |t| {
     let run = RunId::random();
     let m = vault.migration().await.unwrap();
     let m = vault
-        .start(step(Phase::Legacy, Phase::ServerPhase), m.version, run, &[], &[], &audit("start"))
+        .start(step(Phase::Legacy, Phase::ServerPhase), m.version, run, Target::HpkeMlKem768X25519, &[], &[], &audit("start"))
         .await
         .unwrap();
     assert_eq!(m.run, Some(run));
+    assert_eq!(vault.migration().await.unwrap().target, Target::HpkeMlKem768X25519, "the target is stored with the run");
     let m = vault.abort(m.version, &audit("abort")).await.unwrap();
     assert_eq!(m.run, None);
+    assert_eq!(m.target, Target::HpkeP256, "abort clears the target with the run");
 });
 
 contract_test!(holder_preconditions_are_rechecked_when_applying, |t| {
