@@ -78,6 +78,12 @@ pub(crate) enum Command {
         /// The code word, for scripts (otherwise prompted).
         #[arg(long)]
         code_word: Option<String>,
+        /// What the migration moves keys to: `hpke-p256` (the default),
+        /// `hpke-p521`, or `hpke-mlkem768-x25519` (post-quantum hybrid:
+        /// X-Wing grants, about 9 times the storage per grant). Chosen once
+        /// per run.
+        #[arg(long, value_parser = parse_target)]
+        target_scheme: Option<rekey_core::Target>,
     },
     /// Phase, progress, rate and estimate, who is pending.
     Status {
@@ -155,6 +161,10 @@ pub(crate) struct DemoArgs {
     /// (made afresh each run).
     #[arg(long, default_value = "rekey-demo")]
     pub(crate) dir: PathBuf,
+    /// What the all-in-one demo migrates to (as `rekey start
+    /// --target-scheme`).
+    #[arg(long, value_parser = parse_target, default_value = "hpke-p256")]
+    pub(crate) target_scheme: rekey_core::Target,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -220,6 +230,12 @@ pub(crate) enum DemoStep {
         #[arg(long)]
         server: Option<String>,
     },
+}
+
+fn parse_target(s: &str) -> Result<rekey_core::Target, String> {
+    rekey_core::Target::from_name(s).ok_or_else(|| {
+        "must be hpke-p256, hpke-p521 or hpke-mlkem768-x25519".into()
+    })
 }
 
 fn parse_bits(s: &str) -> Result<usize, String> {

@@ -64,6 +64,7 @@ enum Kind {
     PreflightBlocks,
     RolesUnconfirmed,
     Orphans,
+    TargetChanged,
     Conflict,
     Database,
     SchemaOutdated,
@@ -98,9 +99,11 @@ impl CliError {
         match self.kind() {
             Kind::Other | Kind::Server => code::OTHER,
             Kind::Usage => code::USAGE,
-            Kind::Refused | Kind::PreflightBlocks | Kind::RolesUnconfirmed | Kind::Orphans => {
-                code::REFUSED
-            }
+            Kind::Refused
+            | Kind::PreflightBlocks
+            | Kind::RolesUnconfirmed
+            | Kind::Orphans
+            | Kind::TargetChanged => code::REFUSED,
             Kind::Conflict => code::CONFLICT,
             Kind::Database | Kind::SchemaOutdated | Kind::Unreachable => code::DATABASE,
             Kind::Credentials => code::CREDENTIALS,
@@ -122,6 +125,9 @@ impl CliError {
             }
             Kind::Orphans => {
                 "share those records with another user or role in the vault, then purge again; `--force` purges anyway and lists them in the audit log"
+            }
+            Kind::TargetChanged => {
+                "run `rekey start` without --target-scheme to resume the run; to change the target, `rekey abort` (nothing is lost) and start again"
             }
             Kind::Conflict => "the vault changed meanwhile; run the command again",
             Kind::Database => {
@@ -158,6 +164,7 @@ fn engine_kind(e: &EngineError) -> Kind {
         EngineError::Keys(k) => keys_kind(k),
         EngineError::NoKeyDir(_) => Kind::Files,
         EngineError::BadResolution(_) => Kind::Usage,
+        EngineError::TargetChanged { .. } => Kind::TargetChanged,
         EngineError::Preflight(rekey_preflight::Error::Storage { source }) => storage_kind(source),
         EngineError::Preflight(rekey_preflight::Error::WouldOrphanRecords { .. }) => Kind::Orphans,
         EngineError::Preflight(

@@ -19,6 +19,8 @@ pub struct StatusReport {
     pub phase: Phase,
     /// The run, once started.
     pub run: Option<RunId>,
+    /// The run's target, once started: the kind of the new keys.
+    pub target: Option<crate::Target>,
     /// When the run started (ms since the epoch).
     pub started_at: Option<Timestamp>,
     /// Migrated versus remaining.
@@ -148,6 +150,8 @@ impl Default for ServerPhaseReport {
 pub struct StartReport {
     /// The run.
     pub run: RunId,
+    /// The run's target: the kind of every new key pair.
+    pub target: crate::Target,
     /// Whether this resumed a migration started earlier (after a crash or a
     /// certificate import) instead of starting one.
     pub resumed: bool,
@@ -233,6 +237,7 @@ mod tests {
             history: None,
             phase: Phase::UserPhase,
             run: None,
+            target: None,
             started_at: None,
             progress: Progress {
                 blocked: 1,

@@ -9,6 +9,7 @@ use crate::generate::{DemoSpec, DemoVault, generate};
 use crate::keycache::KeySource;
 use crate::login::{LoginSummary, Progress, Via, login_all};
 use crate::reader::{Reader, VerifyReport};
+use rekey_core::Target;
 use rekey_core::lifecycle::CODE_WORD;
 use rekey_engine::{Engine, KeyDir};
 use rekey_keys::Passphrase;
@@ -131,6 +132,8 @@ pub async fn verify(
 pub struct DemoSummary {
     /// The demo directory.
     pub dir: PathBuf,
+    /// What the migration moved keys to.
+    pub target: Target,
     /// The seed.
     pub seed: SeedSummary,
     /// The logins.
@@ -144,12 +147,14 @@ pub struct DemoSummary {
 }
 
 /// The whole flow in `dir` (made afresh: a directory that is not the
-/// demo's own is refused), every user logging in `concurrency` at a time.
+/// demo's own is refused), every user logging in `concurrency` at a time,
+/// the migration moving keys to `target`.
 pub async fn run(
     dir: &Path,
     spec: &DemoSpec,
     keys: &KeyOptions,
     concurrency: usize,
+    target: Target,
     ui: &dyn Ui,
 ) -> Result<DemoSummary, DemoError> {
     spec.check()?;
@@ -157,7 +162,9 @@ pub async fn run(
     fresh_dir(dir)?;
     let db = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
     let key_dir = KeyDir::open(dir.join("keys"))?;
-    let engine = Engine::init(&db, Some(key_dir), "rekey demo").await?;
+    let engine = Engine::init(&db, Some(key_dir), "rekey demo")
+        .await?
+        .with_target(target);
     let credentials = dir.join("credentials.json");
     ui.step(&format!(
         "1/7 seeding a legacy vault ({} users) into {}",
@@ -172,7 +179,9 @@ pub async fn run(
         .await?;
     ui.step("3/7 preflight");
     ui.text(&engine.preflight().await?.to_text());
-    ui.step("4/7 start (code word given for the demo) and the server phase");
+    ui.step(&format!(
+        "4/7 start to {target} (code word given for the demo) and the server phase"
+    ));
     let started_report = engine.start(CODE_WORD, &|_, _, _| {}).await?;
     if let Some(sp) = &started_report.server_phase {
         ui.step(&format!(
@@ -202,6 +211,7 @@ pub async fn run(
     let verified = verify(&engine, &creds, ui).await?;
     Ok(DemoSummary {
         dir: dir.to_path_buf(),
+        target,
         seed: seeded,
         logins,
         legacy_rows_deleted: finalized.deleted_legacy_rows,

@@ -56,6 +56,16 @@ pub enum EngineError {
         "the vault changed while the bundle was checked ({0}); fetch a new package and rebuild"
     )]
     ApplyConflict(String),
+    /// `start --target-scheme` on a run started with another target.
+    #[error(
+        "the migration in progress moves keys to {run}; {asked} can only be chosen when a migration starts"
+    )]
+    TargetChanged {
+        /// The run's target.
+        run: rekey_core::Target,
+        /// The target asked for.
+        asked: rekey_core::Target,
+    },
     /// No such principal.
     #[error("no principal with id {0}")]
     UnknownPrincipal(String),

@@ -58,9 +58,13 @@ dl{display:grid;grid-template-columns:10rem 1fr;margin:0}dt{color:#5b6675}dd{mar
 </style></head><body>
 <h1>rekey migration</h1>
 "#);
+    let target = s
+        .target
+        .map(|t| format!(r#" · target <b id="target">{t}</b>"#))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        r#"<p class="sub">server <b>{}</b> · phase <span class="phase" id="phase">{}</span></p>"#,
+        r#"<p class="sub">server <b>{}</b> · phase <span class="phase" id="phase">{}</span>{target}</p>"#,
         escape(server),
         s.phase.as_str()
     );
@@ -160,6 +164,7 @@ mod tests {
             history: None,
             phase: Phase::UserPhase,
             run: None,
+            target: None,
             started_at: None,
             progress: Progress {
                 users: Counts {
@@ -182,6 +187,7 @@ mod tests {
         assert!(html.contains("s&amp;1"));
         assert!(html.contains(r#"<b class="migrated">3</b> / <span class="total">4</span>"#));
         assert!(html.contains("user_phase"));
+        assert!(!html.contains(r#"id="target""#), "no target before the start");
         assert!(html.contains("2.0 principals/min"));
         assert!(html.contains("wait for &lt;everyone&gt;"));
         assert!(
@@ -200,6 +206,7 @@ mod tests {
             }),
             phase: Phase::UserPhase,
             run: None,
+            target: None,
             started_at: Some(rekey_core::model::Timestamp(0)),
             progress: Progress::default(),
             pending: Vec::new(),

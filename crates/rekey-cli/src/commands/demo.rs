@@ -65,13 +65,18 @@ pub(super) async fn run(ctx: &Ctx, args: &DemoArgs) -> Result<u8, CliError> {
             };
             logins(ctx, via, credentials, args.spec.concurrency).await
         }
-        None => whole(ctx, &args.dir, &args.spec).await,
+        None => whole(ctx, &args.dir, &args.spec, args.target_scheme).await,
     }
 }
 
-async fn whole(ctx: &Ctx, dir: &Path, s: &SpecArgs) -> Result<u8, CliError> {
+async fn whole(
+    ctx: &Ctx,
+    dir: &Path,
+    s: &SpecArgs,
+    target: rekey_core::Target,
+) -> Result<u8, CliError> {
     let ui = Terminal(ctx.out);
-    let summary = flow::run(dir, &spec_of(s), &keys_of(s), s.concurrency, &ui).await?;
+    let summary = flow::run(dir, &spec_of(s), &keys_of(s), s.concurrency, target, &ui).await?;
     ctx.out.report(&summary, |d| {
         format!(
             "\ndemo done in {:.1} s: {} users migrated, {} grants re-wrapped, {} legacy rows deleted; verify: {} ({} record reads)",

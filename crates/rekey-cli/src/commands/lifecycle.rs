@@ -17,8 +17,15 @@ pub(super) async fn init(ctx: &Ctx) -> Result<u8, CliError> {
     Ok(0)
 }
 
-pub(super) async fn start(ctx: &Ctx, code_word: Option<String>) -> Result<u8, CliError> {
-    let engine = ctx.engine(Keys::Create).await?;
+pub(super) async fn start(
+    ctx: &Ctx,
+    code_word: Option<String>,
+    target: Option<rekey_core::Target>,
+) -> Result<u8, CliError> {
+    let mut engine = ctx.engine(Keys::Create).await?;
+    if let Some(target) = target {
+        engine = engine.with_target(target);
+    }
     // A started migration resumes without the code word; a fresh start asks
     // for it here and the engine checks it (before preflight).
     let answer = match code_word {
@@ -39,9 +46,17 @@ pub(super) async fn start(ctx: &Ctx, code_word: Option<String>) -> Result<u8, Cl
 fn start_text(r: &StartReport) -> String {
     let mut t = String::new();
     if r.resumed {
-        let _ = writeln!(t, "migration resumed (run {}); phase: {}", r.run, r.phase);
+        let _ = writeln!(
+            t,
+            "migration resumed (run {}, target {}); phase: {}",
+            r.run, r.target, r.phase
+        );
     } else {
-        let _ = writeln!(t, "migration started (run {}); phase: {}", r.run, r.phase);
+        let _ = writeln!(
+            t,
+            "migration started (run {}, target {}); phase: {}",
+            r.run, r.target, r.phase
+        );
     }
     if !r.blocked_users.is_empty() {
         let _ = writeln!(

@@ -77,7 +77,10 @@ pub(crate) async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::User { action } => admin::user(&ctx, &action).await,
         Command::Resolve { grant, resolution } => admin::resolve(&ctx, &grant, &resolution).await,
         Command::WaiveRole { role, member } => admin::waive_role(&ctx, &role, &member).await,
-        Command::Start { code_word } => lifecycle::start(&ctx, code_word).await,
+        Command::Start {
+            code_word,
+            target_scheme,
+        } => lifecycle::start(&ctx, code_word, target_scheme).await,
         Command::Status { all, watch } => status::run(&ctx, all, watch).await,
         Command::Login {
             user,

@@ -29,7 +29,14 @@ pub(super) async fn run(ctx: &Ctx, all: bool, watch: bool) -> Result<u8, CliErro
 
 fn text(r: &StatusReport, all: bool) -> String {
     let mut t = String::new();
-    let _ = writeln!(t, "phase: {}", r.phase);
+    match r.target {
+        Some(target) => {
+            let _ = writeln!(t, "phase: {} (target {target})", r.phase);
+        }
+        None => {
+            let _ = writeln!(t, "phase: {}", r.phase);
+        }
+    }
     let line = |t: &mut String, what: &str, c: Counts| {
         let _ = writeln!(
             t,

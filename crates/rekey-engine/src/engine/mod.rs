@@ -46,8 +46,9 @@ pub struct Engine {
     vault: Vault,
     keys: Option<KeyDir>,
     actor: String,
-    /// The target a fresh start moves keys to (a run keeps its own).
-    target: Target,
+    /// The target the operator asked for; `None`: a fresh start moves to
+    /// the default, a resumed run keeps its own.
+    target: Option<Target>,
     /// The vault's session-token key once read: a cache of a row of the
     /// vault (every server of the vault reads the same key).
     session_key: Arc<OnceLock<Arc<SessionKey>>>,
@@ -63,7 +64,7 @@ impl Engine {
             vault,
             keys,
             actor: actor.into(),
-            target: Target::default(),
+            target: None,
             session_key: Arc::new(OnceLock::new()),
         }
     }
@@ -87,11 +88,12 @@ impl Engine {
         Ok(Self::new(Vault::init(url).await?, keys, actor))
     }
 
-    /// The target `start` moves keys to (`hpke-p256` by default). A run
-    /// in progress keeps the target it was started with.
+    /// The target `start` moves keys to (`hpke-p256` when not given). A
+    /// run in progress keeps the target it was started with: resuming it
+    /// with another one is refused.
     #[must_use]
     pub fn with_target(mut self, target: Target) -> Self {
-        self.target = target;
+        self.target = Some(target);
         self
     }
 

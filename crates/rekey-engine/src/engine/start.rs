@@ -69,20 +69,21 @@ impl Engine {
             .map(str::to_owned)
             .collect();
         let run = RunId::random();
+        let target = self.target.unwrap_or_default();
         let server = legacy.start(code_word, &blocking, run)?;
         let step = Transition::between(&legacy, &server);
         let aside = self.set_aside().await?;
         let blocked_ids: Vec<PrincipalId> = aside.blocked.iter().map(|p| p.id).collect();
         let audit = self.audit(
             "start",
-            serde_json::json!({ "run": run, "target": self.target, "blocked": blocked_ids.len(), "exempt": aside.exempt.len() }),
+            serde_json::json!({ "run": run, "target": target, "blocked": blocked_ids.len(), "exempt": aside.exempt.len() }),
         );
         self.vault
             .start(
                 step,
                 row.version,
                 run,
-                self.target,
+                target,
                 &blocked_ids,
                 &aside.exempt,
                 &audit,
@@ -94,6 +95,7 @@ impl Engine {
         };
         Ok(StartReport {
             run,
+            target,
             resumed: false,
             blocked_users: aside.blocked.into_iter().map(|p| p.name).collect(),
             exempt: aside.exempt.len(),
@@ -112,10 +114,17 @@ impl Engine {
         let run = row.run.ok_or_else(|| {
             EngineError::Inconsistent(format!("phase {} has no run id", row.phase))
         })?;
+        if let Some(asked) = self.target.filter(|t| *t != row.target) {
+            return Err(EngineError::TargetChanged {
+                run: row.target,
+                asked,
+            });
+        }
         let server = self.run_server_phase(progress).await?;
         let aside = self.set_aside().await?;
         Ok(StartReport {
             run,
+            target: row.target,
             resumed: true,
             blocked_users: aside.blocked.into_iter().map(|p| p.name).collect(),
             exempt: aside.exempt.len(),

@@ -63,6 +63,7 @@ impl Engine {
         Ok(StatusReport {
             phase: row.phase,
             run: row.run,
+            target: row.run.map(|_| row.target),
             started_at: row.started_at,
             blockers: blockers(&progress, &missing),
             next_step: next_step(row.phase, &progress, remaining),
