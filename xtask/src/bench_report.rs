@@ -170,6 +170,31 @@ impl Bench {
         let main = Seeded::seed(bins, work, &main_spec)?;
         let baseline = self.baseline(&main);
         vaults.push(main.migrate(bins, floor_2048, self.profiling())?);
+        // The same vault moved to the post-quantum hybrid target instead.
+        let mut hybrid_spec = if o.quick {
+            Spec::new(
+                "RSA-2048, 200 users, to hpke-mlkem768-x25519",
+                200,
+                20,
+                9_000,
+                2048,
+            )
+        } else {
+            Spec::new(
+                "RSA-2048, 1,000 users, to hpke-mlkem768-x25519",
+                1_000,
+                100,
+                45_000,
+                2048,
+            )
+        };
+        hybrid_spec.runs = main_spec.runs;
+        hybrid_spec.target = Some("hpke-mlkem768-x25519");
+        vaults.push(Seeded::seed(bins, work, &hybrid_spec)?.migrate(
+            bins,
+            floor_2048,
+            Profiling::NotAsked,
+        )?);
         let mut small_4096 = if o.quick {
             Spec::new("RSA-4096, 30 users", 30, 3, 600, 4096)
         } else {
@@ -317,6 +342,8 @@ struct Spec {
     /// Timed login-all runs (on copies of the started vault; the fastest
     /// counts).
     runs: usize,
+    /// `rekey start --target-scheme`; `None`: the default (P-256).
+    target: Option<&'static str>,
 }
 
 impl Spec {
@@ -329,11 +356,16 @@ impl Spec {
             bits,
             distinct_keys: None,
             runs: 1,
+            target: None,
         }
     }
 
     fn dir_name(&self) -> String {
-        format!("vault-{}u-{}r-{}", self.users, self.records, self.bits)
+        let target = self.target.map_or_else(String::new, |t| format!("-{t}"));
+        format!(
+            "vault-{}u-{}r-{}{target}",
+            self.users, self.records, self.bits
+        )
     }
 }
 
@@ -482,18 +514,19 @@ impl<'a> Seeded<'a> {
     /// `rekey start` (the server phase), timed.
     fn start(&self, bins: &Bins) -> Result<f64, String> {
         let t = Instant::now();
-        crate::status(&mut bins.rekey(
-            &self.dir,
-            &[
-                "--db",
-                &self.db,
-                "--format",
-                "json",
-                "start",
-                "--code-word",
-                "Start",
-            ],
-        ))?;
+        let mut args = vec![
+            "--db",
+            &self.db,
+            "--format",
+            "json",
+            "start",
+            "--code-word",
+            "Start",
+        ];
+        if let Some(target) = self.spec.target {
+            args.extend(["--target-scheme", target]);
+        }
+        crate::status(&mut bins.rekey(&self.dir, &args))?;
         Ok(t.elapsed().as_secs_f64())
     }
 

@@ -1,11 +1,13 @@
 // Building a bundle from a checked package (PROTOCOL §6): unlock the
-// account, open its legacy grants, make its new P-256 key pair, re-wrap every
-// grant in one batch, migrate the candidates (roles) it can open, give every
+// account, open its legacy grants, make its new key pair of the package's
+// target (P-256, P-521 or hybrid), re-wrap every grant in one batch of the
+// target's scheme, migrate the candidates (roles) it can open, give every
 // holder the candidates' new KEKs, encode, sign.
 
 import { RekeyError, checkAborted } from './errors.js';
 import { concat, equalBytes, randomBytes, randomUuid, toHex, uuidToBytes, wipe } from './bytes.js';
-import { CURVES, ecdsaSign, generateKeyPair } from './ec.js';
+import { generateNewKey, signWithNewKey } from './keys.js';
+import { loadXWing, TARGET_NAMES, unsupportedTarget } from './target.js';
 import { header, isLegacyScheme, parseEnvelope, SCHEME } from './envelope.js';
 import { BatchSealer } from './hpke.js';
 import { deriveKek, unwrapPrivateKey, wrapPrivateKey } from './kek.js';
@@ -82,14 +84,40 @@ async function openLegacy(key, grant) {
   }
 }
 
-/** A fresh P-256 key pair for a part, its id, and its scalar wrapped under `kek`. */
-async function newKeyPair(vault, owner, kek) {
-  const pair = await generateKeyPair(CURVES.p256, 'ECDSA');
+/** A fresh key pair of `target` for a part, its id, and its private bytes wrapped under `kek`. */
+async function newKeyPair(target, vault, owner, kek) {
+  const { key, privateBytes } = await generateNewKey(target);
   const idText = randomUuid();
   const idBytes = uuidToBytes(idText);
-  const wrapped = await wrapPrivateKey(kek, vault, owner, idBytes, pair.scalar);
-  wipe(pair.scalar);
-  return { id: idBytes, idText, privateKey: pair.privateKey, publicPoint: pair.publicPoint, wrapped };
+  try {
+    const wrapped = await wrapPrivateKey(kek, vault, owner, idBytes, privateBytes);
+    return { id: idBytes, idText, key, publicKey: key.publicKey, wrapped };
+  } finally {
+    wipe(privateBytes);
+  }
+}
+
+/**
+ * Refuses (`unsupported_target`), before any work, a package this client
+ * cannot serve: its target, or the target of a migrated holder it may have
+ * to seal a KEK to, is not in `targets` (default: every target), or needs
+ * the X-Wing code and that does not load.
+ */
+export async function checkTargets(pkg, targets = TARGET_NAMES) {
+  if (!Array.isArray(targets) || targets.some((t) => !TARGET_NAMES.includes(t))) {
+    throw new RekeyError('bad_argument', `targets must list names among ${TARGET_NAMES.join(', ')}`);
+  }
+  const needed = new Map([[pkg.target.name, pkg.target]]);
+  for (const c of pkg.candidates) {
+    for (const h of c.holders) if (h.state === 'migrated') needed.set(h.target.name, h.target);
+  }
+  for (const t of needed.values()) {
+    if (!targets.includes(t.name)) {
+      const whose = t === pkg.target ? 'the vault migrates to it' : 'a holder of a role has a key of it';
+      throw unsupportedTarget(t.name, `${whose}, and this client was set up to accept ${targets.join(', ') || 'no target'}`);
+    }
+    if (t.hybrid) await loadXWing();
+  }
 }
 
 /**
@@ -97,13 +125,16 @@ async function newKeyPair(vault, owner, kek) {
  *
  * @param pkg        the checked package
  * @param masterSecret the account's master secret (32 bytes; FORMAT §5)
- * @param options    `{opened: OpenedGrants, onProgress({stage, done, total}), signal}`
+ * @param options    `{opened: OpenedGrants, onProgress({stage, done, total}), signal,
+ *   targets}`; `targets` lists the target names the caller accepts (default:
+ *   all); a package needing another is refused first (`checkTargets`)
  * @returns `{bytes, body, bundle, signatures, report}`; `report` has
  *   `principals` (text ids, part order), `grants` (re-wrapped + holder
  *   grants), `rewrapped`, `holderGrants`, `nonMigratable` (entries) and
  *   `skipped` ([{principal, reason}] candidates left to another holder).
  */
 export async function buildBundle(pkg, masterSecret, options = {}) {
+  await checkTargets(pkg, options.targets);
   const kek = await deriveKek(masterSecret, pkg.vault.bytes, pkg.principal.bytes);
   try {
     return await buildWithKek(pkg, kek, options);
@@ -160,6 +191,7 @@ async function unlockCandidate(c, vault, kek) {
 }
 
 async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress = () => {}, signal } = {}) {
+  const target = pkg.target;
   const vault = pkg.vault.bytes;
   const total = pkg.pendingGrants.length + pkg.candidates.reduce((n, c) => n + c.pendingGrants.length, 0);
   let done = 0;
@@ -216,8 +248,8 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
 
     // The account's own part (PROTOCOL §6.3, §6.4).
     const me = pkg.principal;
-    const own = await newKeyPair(vault, me.bytes, kek);
-    const ownSealer = await BatchSealer.create(CURVES.p256, own.publicPoint, vault, me.bytes);
+    const own = await newKeyPair(target, vault, me.bytes, kek);
+    const ownSealer = await BatchSealer.create(target, own.publicKey, vault, me.bytes);
     const heldKeks = new Map(); // legacy or new key pair id (text) -> KEK bytes
     const ownGrants = await rewrapAll(ownKey, pkg.pendingGrants, ownSealer, heldKeks);
     const parts = [
@@ -238,7 +270,8 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
     const sealerForMigrated = async (h) => {
       let s = holderSealers.get(h.principal.text);
       if (!s) {
-        s = await BatchSealer.create(h.curve, h.point, vault, h.principal.bytes);
+        // Sealed to the holder's own key, of whatever target it migrated to.
+        s = await BatchSealer.create(h.target, h.publicKey, vault, h.principal.bytes);
         holderSealers.set(h.principal.text, s);
       }
       return s;
@@ -271,8 +304,8 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
         legacyKeys.push(unlocked.key);
         const newKek = randomBytes(32);
         secrets.push(newKek);
-        const keys = await newKeyPair(vault, c.principal.bytes, newKek);
-        const sealer = await BatchSealer.create(CURVES.p256, keys.publicPoint, vault, c.principal.bytes);
+        const keys = await newKeyPair(target, vault, c.principal.bytes, newKek);
+        const sealer = await BatchSealer.create(target, keys.publicKey, vault, c.principal.bytes);
         const grants = await rewrapAll(unlocked.key, c.pendingGrants, sealer, heldKeks);
         // The holder grants (§6.6): subject = the candidate's new key pair.
         const holderGrants = [];
@@ -323,8 +356,8 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
         principal: p.principal.bytes,
         legacyKeyPair: p.legacyKeyPair.bytes,
         newKeyPair: p.keys.id,
-        curve: 'p256',
-        publicKey: p.keys.publicPoint,
+        target: target.name,
+        publicKey: p.keys.publicKey,
         wrappedPrivate: p.wrappedPrivate,
         grants: p.rewrapped,
         nonMigratable: p.nonMigratable,
@@ -338,7 +371,7 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
       const rsaMsg = signedMessageOfDigest(digest, SIGNATURE_KIND.LEGACY_RSA_PSS, p.principal.bytes);
       const ecMsg = signedMessageOfDigest(digest, SIGNATURE_KIND.NEW_KEY_ECDSA, p.principal.bytes);
       signatures.push({ principal: p.principal.bytes, kind: SIGNATURE_KIND.LEGACY_RSA_PSS, bytes: await p.legacy.signPss(rsaMsg) });
-      signatures.push({ principal: p.principal.bytes, kind: SIGNATURE_KIND.NEW_KEY_ECDSA, bytes: await ecdsaSign(CURVES.p256, p.keys.privateKey, ecMsg) });
+      signatures.push({ principal: p.principal.bytes, kind: SIGNATURE_KIND.NEW_KEY_ECDSA, bytes: await signWithNewKey(p.keys.key, ecMsg) });
     }
     const bytes = encodeSignedBundle(body, signatures);
     for (const s of [ownSealer, ...holderSealers.values(), ...[...inBundle.values()].map((v) => v.sealer)]) s.wipe();

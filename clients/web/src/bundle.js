@@ -3,8 +3,12 @@
 //
 // Model (every id a 16-byte Uint8Array):
 //   { vault, run, submitter, parts: [{
-//       principal, legacyKeyPair, newKeyPair, curve ('p256' | 'p521'),
-//       publicKey (SEC1 point), wrappedPrivate (envelope bytes or null),
+//       principal, legacyKeyPair, newKeyPair,
+//       target ('hpke-p256' | 'hpke-p521' | 'hpke-mlkem768-x25519'; the
+//         key kind byte of §7.2; encodeBody also takes the former
+//         curve: 'p256' | 'p521'),
+//       publicKey (SEC1 point, or a hybrid key's 1,281 bytes),
+//       wrappedPrivate (envelope bytes or null),
 //       grants: [{ replaces, subjectKind (1 | 2), subjectId, envelope }],
 //       nonMigratable: [{ grant, reason (1 | 2 | 3) }],
 //       holderGrants: [{ holder, holderKeyPair, envelope }] }] }
@@ -12,7 +16,8 @@
 
 import { RekeyError } from './errors.js';
 import { concat, equalBytes, Reader, u16, u32, utf8 } from './bytes.js';
-import { CURVES, curveOfByte, isValidPoint } from './ec.js';
+import { CURVES } from './ec.js';
+import { isValidPublicKey, targetOfCurve, targetOfKeyByte, targetOfName } from './target.js';
 import { parseEnvelope } from './envelope.js';
 import { sha256 } from './kdf.js';
 
@@ -45,10 +50,13 @@ export function encodeBody(bundle) {
   const out = [id16(bundle.vault, 'vault'), id16(bundle.run, 'run'), id16(bundle.submitter, 'submitter')];
   out.push(u32(bundle.parts.length));
   for (const part of bundle.parts) {
-    const curve = CURVES[part.curve];
-    if (!curve || part.publicKey.length !== curve.pointLen) throw new RekeyError('bad_bundle', 'a part has a bad curve or key');
+    const target =
+      part.target !== undefined ? targetOfName(part.target) : Object.hasOwn(CURVES, part.curve ?? '') ? targetOfCurve(CURVES[part.curve]) : null;
+    if (!target || !(part.publicKey instanceof Uint8Array) || part.publicKey.length !== target.publicKeyLen) {
+      throw new RekeyError('bad_bundle', 'a part has a bad key kind or public key');
+    }
     out.push(id16(part.principal, 'principal'), id16(part.legacyKeyPair, 'legacy key pair'), id16(part.newKeyPair, 'new key pair'));
-    out.push(Uint8Array.of(curve.byte), part.publicKey);
+    out.push(Uint8Array.of(target.keyByte), part.publicKey);
     if (part.wrappedPrivate) {
       out.push(Uint8Array.of(1), ...lengthPrefixed(part.wrappedPrivate));
     } else {
@@ -132,13 +140,15 @@ export function decodeBody(body) {
       legacyKeyPair: r.take(16, 'legacy key pair').slice(),
       newKeyPair: r.take(16, 'new key pair').slice(),
     };
-    const c = r.u8('curve');
-    const curve = curveOfByte(c);
-    if (!curve) throw tag('curve', c);
-    part.curve = curve.name;
-    part.publicKey = r.take(curve.pointLen, 'new public key').slice();
-    if (!isValidPoint(curve, part.publicKey)) {
-      throw new RekeyError('bundle_bad_public_key', 'a new public key is not a point of its curve');
+    const k = r.u8('key kind');
+    const target = targetOfKeyByte(k);
+    if (!target) throw tag('key kind', k);
+    part.target = target.name;
+    part.publicKey = r.take(target.publicKeyLen, 'new public key').slice();
+    // A point on its curve; a hybrid key: a valid ML-KEM-768 key, 32 bytes
+    // of X25519 key, a point on P-256 (target.js isValidPublicKey).
+    if (!isValidPublicKey(target, part.publicKey)) {
+      throw new RekeyError('bundle_bad_public_key', 'a new public key is not a valid key of its kind');
     }
     const flag = r.u8('wrapped-key flag');
     if (flag === 1) part.wrappedPrivate = envelopeAt(r, 'wrapped private key');

@@ -166,12 +166,14 @@ function requireIds(vault, principal) {
  * skipped, roles}`; `roles` is `{confirmed, refused: [{role, reason}]}`, the
  * role confirmations of PROTOCOL §15 (a refused role means the member who
  * migrated it cut this account off: tell the user, the administrator sees
- * it).
+ * it). `targets` (optional) lists the migration targets the caller accepts
+ * (default: all three); a package that needs another is refused with
+ * `unsupported_target` before anything is built or sent.
  */
-export async function migrateWithMasterSecret({ api, server, fetch, authorization, vault, principal, masterSecret, onProgress = () => {}, signal }) {
+export async function migrateWithMasterSecret({ api, server, fetch, authorization, vault, principal, masterSecret, targets, onProgress = () => {}, signal }) {
   requireIds(vault, principal);
   const client = api ?? new RekeyApi({ server, fetch, authorization });
-  const result = await migrateOnly({ client, vault, principal, masterSecret, onProgress, signal });
+  const result = await migrateOnly({ client, vault, principal, masterSecret, targets, onProgress, signal });
   // PROTOCOL §15: after its own bundle (or already_migrated), the client
   // confirms the roles other members migrated.
   checkAborted(signal);
@@ -180,7 +182,7 @@ export async function migrateWithMasterSecret({ api, server, fetch, authorizatio
   return { ...result, roles };
 }
 
-async function migrateOnly({ client, vault, principal, masterSecret, onProgress, signal }) {
+async function migrateOnly({ client, vault, principal, masterSecret, targets, onProgress, signal }) {
   const opened = new OpenedGrants();
   const done = (extra) => ({ principals: [], grants: 0, nonMigratable: 0, skipped: [], ...extra });
   try {
@@ -196,8 +198,11 @@ async function migrateOnly({ client, vault, principal, masterSecret, onProgress,
         throw e;
       }
       const pkg = parsePackage(text, { principal, vault });
+      // buildBundle refuses first a target this client cannot serve
+      // (`unsupported_target`): nothing is built or sent then.
       const built = await buildBundle(pkg, masterSecret, {
         opened,
+        targets,
         signal,
         onProgress: (p) => onProgress({ ...p, attempt }),
       });
@@ -240,7 +245,7 @@ async function migrateOnly({ client, vault, principal, masterSecret, onProgress,
  * Logs an account of a demo vault in and migrates it: `GET /v1/client-kdf`,
  * Argon2id, `POST /v1/session`, then migrateWithMasterSecret.
  */
-export async function migrate({ server, fetch, vault, principal, password, onProgress = () => {}, signal }) {
+export async function migrate({ server, fetch, vault, principal, password, targets, onProgress = () => {}, signal }) {
   requireIds(vault, principal);
   if (typeof password !== 'string' || password === '') throw new RekeyError('bad_argument', 'a password is needed');
   const api = new RekeyApi({ server, fetch });
@@ -260,7 +265,7 @@ export async function migrate({ server, fetch, vault, principal, password, onPro
     } finally {
       wipe(authenticator);
     }
-    return await migrateWithMasterSecret({ api, vault, principal, masterSecret: master, onProgress, signal });
+    return await migrateWithMasterSecret({ api, vault, principal, masterSecret: master, targets, onProgress, signal });
   } finally {
     wipe(master);
   }

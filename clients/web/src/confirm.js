@@ -6,8 +6,9 @@
 import { RekeyError } from './errors.js';
 import { concat, equalBytes, isUuid, u32, utf8, wipe } from './bytes.js';
 import { jsonReader } from './json.js';
-import { CURVES, ecdsaSign, isValidPoint, keyPairOfScalar } from './ec.js';
-import { isHpkeScheme, isLegacyScheme, parseEnvelope, SCHEME } from './envelope.js';
+import { isBatchScheme, isHpkeScheme, isLegacyScheme, parseEnvelope, SCHEME } from './envelope.js';
+import { newKeyOfBytes, signWithNewKey, wipeNewKey } from './keys.js';
+import { isValidPublicKey, targetOfPublicKey, targetOfScheme } from './target.js';
 import { openBatchGrant, openGrant } from './hpke.js';
 import { deriveKek, unwrapPrivateKey } from './kek.js';
 import { aesGcmOpen } from './kdf.js';
@@ -38,14 +39,17 @@ function keyPair(value, where) {
   const k = object(value, ['id', 'owner', 'state', 'public_key', 'wrapped_private'], where);
   if (k.state !== 'legacy' && k.state !== 'current') throw refuse(`${where}.state is neither legacy nor current`);
   const publicKey = hex(k.public_key, `${where}.public_key`);
-  let curve = null;
+  let target = null;
   if (k.state === 'current') {
-    curve = Object.values(CURVES).find((c) => c.pointLen === publicKey.length) ?? null;
-    if (!curve || !isValidPoint(curve, publicKey)) throw refuse(`${where}.public_key is not an uncompressed P-256 or P-521 point`);
+    // Its kind told by its length (FORMAT §3.2): a P-256 or P-521 point, or a hybrid key.
+    target = targetOfPublicKey(publicKey);
+    if (!target || !isValidPublicKey(target, publicKey)) {
+      throw refuse(`${where}.public_key is not an uncompressed P-256 or P-521 point nor a hybrid key`);
+    }
   }
   const wrapped = k.wrapped_private === null ? null : envelope(k.wrapped_private, `${where}.wrapped_private`);
   if (wrapped && wrapped.scheme !== SCHEME.AES256GCM_KEK) throw refuse(`${where}.wrapped_private is not an aes256gcm-kek envelope`);
-  return { id: id(k.id, `${where}.id`), owner: id(k.owner, `${where}.owner`), state: k.state, publicKey, curve, wrapped };
+  return { id: id(k.id, `${where}.id`), owner: id(k.owner, `${where}.owner`), state: k.state, publicKey, target, wrapped };
 }
 
 function grant(value, where) {
@@ -111,9 +115,10 @@ export function parseRoleChecks(input, expected) {
 }
 
 /**
- * A key pair's private key unwrapped under `kek` (raw bytes): an RSA key for
- * a legacy pair, `{privateKey (ECDH), signer (ECDSA), publicPoint, curve}`
- * for a current one. Null when it does not unwrap or parse.
+ * A key pair's private key unwrapped under `kek` (raw bytes): `{rsa}` for a
+ * legacy pair, `{newKey}` (keys.js) for a current one. Null when it does not
+ * unwrap or parse; `unsupported_target` when a hybrid key's X-Wing code does
+ * not load.
  */
 async function unlock(kp, vault, kek) {
   if (!kp.wrapped) return null;
@@ -125,25 +130,28 @@ async function unlock(kp, vault, kek) {
   }
   try {
     if (kp.state === 'legacy') return { rsa: await RsaPrivateKey.fromPkcs8(bytes) };
-    const ecdh = await keyPairOfScalar(kp.curve, bytes, 'ECDH');
-    const ecdsa = await keyPairOfScalar(kp.curve, bytes, 'ECDSA');
-    return { ec: { privateKey: ecdh.privateKey, publicPoint: ecdh.publicPoint }, signer: ecdsa.privateKey, curve: kp.curve };
-  } catch {
+    return { newKey: await newKeyOfBytes(kp.target, bytes) };
+  } catch (e) {
+    if (e.code === 'unsupported_target') throw e;
     return null;
   } finally {
     wipe(bytes);
   }
 }
 
-/** Opens a grant (legacy RSA, single or batch HPKE) with an unlocked key; null if it does not open. */
+/**
+ * Opens a grant (legacy RSA, single or batch HPKE of the key's own target)
+ * with an unlocked key; null if it does not open.
+ */
 async function openWith(key, g, vault, recipient) {
   const env = g.envelope;
   try {
     if (isLegacyScheme(env.scheme)) return key.rsa ? await key.rsa.decrypt(env.scheme, env.ciphertext) : null;
-    if (!isHpkeScheme(env.scheme) || !key.ec) return null;
-    const open = env.scheme === SCHEME.HPKE_P256_EXPORT || env.scheme === SCHEME.HPKE_P521_EXPORT ? openBatchGrant : openGrant;
-    return await open(env, key.ec, vault, recipient, g.subjectKind, g.subjectId.bytes);
-  } catch {
+    if (!isHpkeScheme(env.scheme) || !key.newKey || targetOfScheme(env.scheme) !== key.newKey.target) return null;
+    const open = isBatchScheme(env.scheme) ? openBatchGrant : openGrant;
+    return await open(env, key.newKey.recipient, vault, recipient, g.subjectKind, g.subjectId.bytes);
+  } catch (e) {
+    if (e.code === 'unsupported_target') throw e;
     return null;
   }
 }
@@ -179,7 +187,7 @@ async function roleKey(check, vault, holder, holderKeys, kp) {
         if (kek.length !== 32) continue;
         const k = await unlock(kp, vault, kek);
         if (!k) continue;
-        if (kp.state === 'current' && !equalBytes(k.ec.publicPoint, kp.publicKey)) {
+        if (kp.state === 'current' && !equalBytes(k.newKey.publicKey, kp.publicKey)) {
           throw new RekeyError('role_broken', "the role's new private key does not match its public key");
         }
         return k;
@@ -216,7 +224,7 @@ export async function confirmRole(checks, check, kek) {
   if (holderKeys.length === 0) throw new RekeyError('wrong_password', "the password does not unlock this account's keys");
   const current = await roleKey(check, vault, holder, holderKeys, check.roleCurrent);
   if (!current) throw broken("no grant of the role's new key opens with this account's keys");
-  if (!current.signer) throw broken("the role's new key is not an elliptic-curve key");
+  if (!current.newKey) throw broken("the role's new key is not a new (P-256, P-521 or hybrid) key");
   let checked = 0;
   let first = null;
   let failures = 0;
@@ -244,7 +252,10 @@ export async function confirmRole(checks, check, kek) {
     }
   }
   const message = receiptMessage(vault, checks.run.bytes, check.role.bytes, check.roleCurrent.id.bytes, holder.bytes, checked);
-  const signature = await ecdsaSign(current.curve, current.signer, message);
+  // ECDSA by the new key (a hybrid key signs with its P-256 half, FORMAT §8).
+  const signature = await signWithNewKey(current.newKey, message);
+  for (const k of holderKeys) if (k.newKey) wipeNewKey(k.newKey);
+  wipeNewKey(current.newKey);
   return { role: check.role.text, key_pair: check.roleCurrent.id.text, checked, signature };
 }
 

@@ -40,13 +40,6 @@ export const CURVES = Object.freeze({
   },
 });
 
-/** The curve of a bundle's curve byte (PROTOCOL §7.2). */
-export function curveOfByte(byte) {
-  if (byte === 0x01) return CURVES.p256;
-  if (byte === 0x02) return CURVES.p521;
-  return null;
-}
-
 function mod(a, p) {
   const r = a % p;
   return r < 0n ? r + p : r;

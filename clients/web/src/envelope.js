@@ -5,6 +5,8 @@ import { RekeyError } from './errors.js';
 export const MAX_SECRET_LEN = 8192;
 const TAG = 16;
 const NONCE = 12;
+/** An X-Wing ciphertext: ML-KEM-768 ciphertext (1088) ‖ X25519 ephemeral key (32). */
+export const XWING_ENC = 1088 + 32;
 
 /** Scheme ids of FORMAT §1, with their names and body layout. */
 export const SCHEMES = Object.freeze({
@@ -15,6 +17,8 @@ export const SCHEMES = Object.freeze({
   0x11: { name: 'hpke-p256-sha256-aes256gcm-export', prefix: 65 + NONCE, enc: 65 },
   0x12: { name: 'hpke-p521-sha512-aes256gcm', prefix: 133, enc: 133 },
   0x13: { name: 'hpke-p521-sha512-aes256gcm-export', prefix: 133 + NONCE, enc: 133 },
+  0x14: { name: 'hpke-mlkem768-x25519-sha256-aes256gcm', prefix: XWING_ENC, enc: XWING_ENC },
+  0x15: { name: 'hpke-mlkem768-x25519-sha256-aes256gcm-export', prefix: XWING_ENC + NONCE, enc: XWING_ENC },
   0x20: { name: 'aes256gcm-kek', prefix: NONCE, enc: 0 },
 });
 
@@ -26,6 +30,8 @@ export const SCHEME = Object.freeze({
   HPKE_P256_EXPORT: 0x11,
   HPKE_P521: 0x12,
   HPKE_P521_EXPORT: 0x13,
+  HPKE_XWING: 0x14,
+  HPKE_XWING_EXPORT: 0x15,
   AES256GCM_KEK: 0x20,
 });
 
@@ -39,7 +45,12 @@ export function isLegacyScheme(scheme) {
 }
 
 export function isHpkeScheme(scheme) {
-  return scheme >= 0x10 && scheme <= 0x13;
+  return scheme >= 0x10 && scheme <= 0x15;
+}
+
+/** Whether `scheme` is a batch (exporter) HPKE scheme: `11`, `13`, `15` (FORMAT §4). */
+export function isBatchScheme(scheme) {
+  return scheme === 0x11 || scheme === 0x13 || scheme === 0x15;
 }
 
 /**

@@ -1,20 +1,27 @@
 // RFC 9180 HPKE on WebCrypto: DHKEM(P-256, HKDF-SHA256) with HKDF-SHA256,
-// DHKEM(P-521, HKDF-SHA512) with HKDF-SHA512, AEAD AES-128-GCM or
+// DHKEM(P-521, HKDF-SHA512) with HKDF-SHA512, the X-Wing KEM (FORMAT §3.1,
+// xwing.js, loaded on demand) with HKDF-SHA256, AEAD AES-128-GCM or
 // AES-256-GCM; the secret export interface (RFC 9180 §5.3); and rekey's uses
 // of it (FORMAT §3 single grants, FORMAT §4 batches).
+//
+// A recipient key pair is `{privateKey (ECDH), publicPoint}` for the EC
+// suites and an X-Wing key pair of `xwingKeyPair` for the X-Wing suite.
 
 import { RekeyError } from './errors.js';
 import { concat, randomBytes, u16, u8, utf8, bytesToBigInt, wipe } from './bytes.js';
 import { CURVES, checkPoint, generateKeyPair, keyPairOfScalar } from './ec.js';
 import { aesGcmOpen, aesGcmSeal, aesKey, hkdfExpand, hkdfExtract, hmacKey } from './kdf.js';
-import { header, SCHEME } from './envelope.js';
+import { header } from './envelope.js';
+import { kemPublicKey, loadXWing, targetOfCurve } from './target.js';
 
 const subtle = () => globalThis.crypto.subtle;
 
-/** KEM and KDF of the two suites rekey uses. */
+/** KEM and KDF of the three suites rekey uses. */
 export const SUITES = Object.freeze({
   p256: { curve: CURVES.p256, kemId: 0x0010, kdfId: 0x0001, hash: 'SHA-256', nh: 32, nSecret: 32, bitmask: 0xff },
   p521: { curve: CURVES.p521, kemId: 0x0012, kdfId: 0x0003, hash: 'SHA-512', nh: 64, nSecret: 64, bitmask: 0x01 },
+  // The X-Wing shared secret is HPKE's shared_secret as it is (FORMAT §3.1).
+  xwing: { curve: null, xwing: true, kemId: 0x647a, kdfId: 0x0001, hash: 'SHA-256', nh: 32, nSecret: 32 },
 });
 
 export const AEADS = Object.freeze({
@@ -81,10 +88,15 @@ async function dh(suite, privateKey, publicPoint) {
 }
 
 /**
- * Encap (or AuthEncap with `sender`): `{sharedSecret, enc}`. `ephemeral`
- * (`{privateKey, publicPoint}`) fixes the ephemeral key, for test vectors.
+ * Encap (or AuthEncap with `sender`, EC suites): `{sharedSecret, enc}`.
+ * `ephemeral` fixes the ephemeral key, for test vectors: `{privateKey,
+ * publicPoint}`, or X-Wing's 64 bytes of encapsulation randomness.
  */
 export async function encap(suite, pkR, { ephemeral, sender } = {}) {
+  if (suite.xwing) {
+    if (sender) throw new RekeyError('bad_argument', 'X-Wing has no authenticated mode');
+    return (await loadXWing()).xwingEncapsulate(pkR, ephemeral);
+  }
   const eph = ephemeral ?? (await generateKeyPair(suite.curve, 'ECDH', { withScalar: false }));
   let secret = await dh(suite, eph.privateKey, pkR);
   let kemContext = concat(eph.publicPoint, pkR);
@@ -99,8 +111,12 @@ export async function encap(suite, pkR, { ephemeral, sender } = {}) {
   return { sharedSecret, enc: eph.publicPoint };
 }
 
-/** Decap (or AuthDecap with `pkS`) with the recipient's key pair `{privateKey, publicPoint}`. */
+/** Decap (or AuthDecap with `pkS`, EC suites) with the recipient's key pair. */
 export async function decap(suite, enc, recipient, { pkS } = {}) {
+  if (suite.xwing) {
+    if (pkS) throw new RekeyError('bad_argument', 'X-Wing has no authenticated mode');
+    return (await loadXWing()).xwingDecapsulate(enc, recipient);
+  }
   let secret = await dh(suite, recipient.privateKey, enc);
   let kemContext = concat(enc, recipient.publicPoint);
   if (pkS) {
@@ -207,14 +223,23 @@ const GRANT_INFO = utf8('rekey/v1/grant');
 const BATCH_INFO = utf8('rekey/v1/batch');
 const GRANT_KEY = utf8('rekey/v1/grant-key');
 
-/** The batch scheme of a curve: 0x11 (P-256) or 0x13 (P-521). */
-export function batchScheme(curve) {
-  return curve.name === 'p256' ? SCHEME.HPKE_P256_EXPORT : SCHEME.HPKE_P521_EXPORT;
+/** The batch scheme of a target or a curve: 0x11 (P-256), 0x13 (P-521), 0x15 (hybrid). */
+export function batchScheme(targetOrCurve) {
+  return asTarget(targetOrCurve).scheme;
 }
 
-function suiteOfScheme(scheme) {
+// BatchSealer.create took a curve before targets existed; both are accepted.
+function asTarget(targetOrCurve) {
+  const target = targetOrCurve && targetOrCurve.keyByte !== undefined ? targetOrCurve : targetOfCurve(targetOrCurve);
+  if (!target) throw new RekeyError('bad_argument', 'not a target or a curve');
+  return target;
+}
+
+/** The HPKE suite of a grant scheme (`10`–`15`). */
+export function suiteOfScheme(scheme) {
   if (scheme === 0x10 || scheme === 0x11) return SUITES.p256;
   if (scheme === 0x12 || scheme === 0x13) return SUITES.p521;
+  if (scheme === 0x14 || scheme === 0x15) return SUITES.xwing;
   throw new RekeyError('bad_envelope', 'not an HPKE scheme');
 }
 
@@ -235,13 +260,17 @@ export function grantKeyContext(subjectKind, subjectId) {
 
 /**
  * One batch (FORMAT §4): one encapsulation to a recipient's public key, then
- * any number of grants sealed with keys from the exporter. `vault` and
- * `recipient` are 16-byte ids.
+ * any number of grants sealed with keys from the exporter. `target` is a
+ * TARGETS entry (or, as before targets, a curve); `publicKey` the
+ * recipient's whole public key of that kind (a hybrid key's X-Wing half is
+ * what is sealed to); `vault` and `recipient` are 16-byte ids.
  */
 export class BatchSealer {
-  static async create(curve, pkR, vault, recipient, { ephemeral, nonces } = {}) {
-    const scheme = batchScheme(curve);
+  static async create(target, publicKey, vault, recipient, { ephemeral, nonces } = {}) {
+    const t = asTarget(target);
+    const scheme = t.scheme;
     const suite = suiteOfScheme(scheme);
+    const pkR = kemPublicKey(t, publicKey);
     const { enc, ctx } = await setupBaseS(suite, pkR, batchInfo(scheme, vault, recipient), { ephemeral });
     return new BatchSealer(scheme, enc, ctx, nonces);
   }
@@ -269,9 +298,9 @@ export class BatchSealer {
 }
 
 /**
- * Opens a batch grant (`env` a parsed envelope of scheme 0x11/0x13) with the
- * recipient key pair `{privateKey, publicPoint}`. For checking what a
- * bundle wrote (tests, read-back).
+ * Opens a batch grant (`env` a parsed envelope of scheme 0x11/0x13/0x15) with
+ * the recipient key pair of its suite (see the top of this file). For
+ * checking what a bundle wrote (tests, read-back, role confirmations).
  */
 export async function openBatchGrant(env, recipient, vault, recipientId, subjectKind, subjectId) {
   const suite = suiteOfScheme(env.scheme);
@@ -285,10 +314,10 @@ export async function openBatchGrant(env, recipient, vault, recipientId, subject
   }
 }
 
-/** Seals a single grant (FORMAT §3, scheme 0x10 or 0x12). */
+/** Seals a single grant (FORMAT §3, scheme 0x10, 0x12 or 0x14; `pkR` the point or X-Wing public key). */
 export async function sealGrant(scheme, pkR, vault, recipient, subjectKind, subjectId, secret, { ephemeral } = {}) {
   const suite = suiteOfScheme(scheme);
-  if (scheme !== 0x10 && scheme !== 0x12) throw new RekeyError('bad_envelope', 'not a single-grant HPKE scheme');
+  if (scheme !== 0x10 && scheme !== 0x12 && scheme !== 0x14) throw new RekeyError('bad_envelope', 'not a single-grant HPKE scheme');
   const h = header(scheme);
   const { enc, ctx } = await setupBaseS(suite, pkR, grantInfo(scheme, vault, recipient, subjectKind, subjectId), {
     ephemeral,

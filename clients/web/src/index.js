@@ -4,7 +4,9 @@ export { RekeyError } from './errors.js';
 export { migrate, migrateWithMasterSecret, RekeyApi, MAX_ATTEMPTS, conflictBackoffMs } from './client.js';
 export { checkKdfParams, deriveMasterSecret, loginAuthenticator } from './auth.js';
 export { parsePackage, PACKAGE_FORMAT } from './package.js';
-export { buildBundle, OpenedGrants } from './build.js';
+export { buildBundle, checkTargets, OpenedGrants } from './build.js';
+export { TARGETS, TARGET_NAMES, targetOfName, isValidPublicKey } from './target.js';
+export { newKeyOfBytes, signWithNewKey, verifyNewKeySignature } from './keys.js';
 export { parseRoleChecks, confirmRole, confirmRoles, receiptMessage, ROLE_CHECKS_FORMAT } from './confirm.js';
 export {
   encodeBundle,

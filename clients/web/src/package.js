@@ -6,7 +6,7 @@
 import { RekeyError } from './errors.js';
 import { isUuid } from './bytes.js';
 import { jsonReader } from './json.js';
-import { CURVES, isValidPoint } from './ec.js';
+import { isValidPublicKey, TARGET_NAMES, targetOfName } from './target.js';
 import { parseEnvelope } from './envelope.js';
 import { RsaPublicKey } from './rsa.js';
 
@@ -63,15 +63,32 @@ function pendingGrants(value, where) {
   });
 }
 
+function target(value, where) {
+  const t = targetOfName(value);
+  if (!t) throw refuse(`${where} is not one of ${TARGET_NAMES.join(', ')}`);
+  return t;
+}
+
 function holder(value, where) {
   if (value === null || typeof value !== 'object') throw refuse(`${where} is not an object`);
   if (value.state === 'migrated') {
-    const h = object(value, ['state', 'principal', 'key_pair', 'curve', 'public_key_sec1'], where);
-    const curve = h.curve === 'p256' || h.curve === 'p521' ? CURVES[h.curve] : null;
-    if (!curve) throw refuse(`${where}.curve is neither p256 nor p521`);
-    const point = hex(h.public_key_sec1, `${where}.public_key_sec1`);
-    if (!isValidPoint(curve, point)) throw refuse(`${where}.public_key_sec1 is not an uncompressed ${curve.webName} point`);
-    return { state: 'migrated', principal: id(h.principal, `${where}.principal`), keyPair: id(h.key_pair, `${where}.key_pair`), curve, point };
+    const h = object(value, ['state', 'principal', 'key_pair', 'target', 'public_key'], where);
+    const t = target(h.target, `${where}.target`);
+    const publicKey = hex(h.public_key, `${where}.public_key`);
+    if (!isValidPublicKey(t, publicKey)) {
+      throw refuse(
+        t.hybrid
+          ? `${where}.public_key is not a hybrid key (1,281 bytes: a valid ML-KEM-768 key, an X25519 key, a P-256 point)`
+          : `${where}.public_key is not an uncompressed ${t.curve.webName} point`,
+      );
+    }
+    return {
+      state: 'migrated',
+      principal: id(h.principal, `${where}.principal`),
+      keyPair: id(h.key_pair, `${where}.key_pair`),
+      target: t,
+      publicKey,
+    };
   }
   if (value.state === 'pending') {
     const h = object(value, ['state', 'principal', 'key_pair', 'public_key_spki'], where);
@@ -89,17 +106,24 @@ function holder(value, where) {
 /**
  * Parses and checks a package (the response text, bytes, or parsed JSON).
  * `expected.principal` (text id) is required; `expected.vault` is checked when
- * given. Answers the checked package with every id as `{text, bytes}`, keys
- * parsed, wrapped private keys parsed as envelopes, and the pending grants'
- * envelopes as raw bytes.
+ * given. Answers the checked package with every id as `{text, bytes}`, the
+ * target and each migrated holder's target as TARGETS entries, keys parsed,
+ * wrapped private keys parsed as envelopes, and the pending grants'
+ * envelopes as raw bytes. A package of any known target parses; whether
+ * this client can build for it is the builder's question (`unsupported_target`).
  */
 export function parsePackage(input, expected) {
   if (!expected || !isUuid(expected.principal)) {
     throw new RekeyError('bad_argument', 'parsePackage needs the expected principal id');
   }
   const json = parse(input);
-  const p = object(json, ['format', 'vault', 'run', 'principal', 'legacy_key', 'pending_grants', 'candidates'], 'the package');
-  if (p.format !== PACKAGE_FORMAT) throw refuse(`the format is ${JSON.stringify(p.format)}, not ${PACKAGE_FORMAT}`);
+  // The format first: a package of another version is named as such, not
+  // by the first member it lacks.
+  if (json !== null && typeof json === 'object' && json.format !== PACKAGE_FORMAT) {
+    throw refuse(`the format is ${JSON.stringify(json.format)}, not ${PACKAGE_FORMAT}`);
+  }
+  const p = object(json, ['format', 'vault', 'run', 'principal', 'target', 'legacy_key', 'pending_grants', 'candidates'], 'the package');
+  const runTarget = target(p.target, 'target');
   const principal = id(p.principal, 'principal');
   if (principal.text !== expected.principal) throw refuse('it is the package of another account');
   const vault = id(p.vault, 'vault');
@@ -131,5 +155,5 @@ export function parsePackage(input, expected) {
       holders,
     };
   });
-  return { format: PACKAGE_FORMAT, vault, run, principal, legacyKey: own, pendingGrants: grants, candidates };
+  return { format: PACKAGE_FORMAT, vault, run, principal, target: runTarget, legacyKey: own, pendingGrants: grants, candidates };
 }

@@ -37,7 +37,11 @@ function args() {
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.json': 'application/json', '.css': 'text/css' };
 
 // Only these trees of clients/web are served.
-const SERVED = [join(webDir, 'src') + sep, join(webDir, 'demo') + sep, join(webDir, 'node_modules', '@noble', 'hashes') + sep];
+const SERVED = [
+  join(webDir, 'src') + sep,
+  join(webDir, 'demo') + sep,
+  ...['hashes', 'post-quantum', 'curves'].map((p) => join(webDir, 'node_modules', '@noble', p) + sep),
+];
 
 function fileFor(urlPath) {
   const rel = decodeURIComponent(urlPath.replace(/^\/web\//, ''));

@@ -45,7 +45,12 @@ pub(crate) enum Command {
     /// SQLite file; `rekey demo seed` and `rekey demo login-all` do parts.
     Demo(DemoArgs),
     /// Run the preparation checks (exit 0 pass, 1 warn, 2 block).
-    Preflight,
+    Preflight {
+        /// The target `rekey start --target-scheme` will be given (the
+        /// disk-space estimate depends on it).
+        #[arg(long, value_parser = parse_target, default_value = "hpke-p256")]
+        target_scheme: rekey_core::Target,
+    },
     /// Certificate keys: back up, verify a backup, import from a backup.
     /// The passphrase comes from --passphrase-file, REKEY_BACKUP_PASSPHRASE,
     /// or a prompt (typed twice for a new backup).
@@ -233,9 +238,8 @@ pub(crate) enum DemoStep {
 }
 
 fn parse_target(s: &str) -> Result<rekey_core::Target, String> {
-    rekey_core::Target::from_name(s).ok_or_else(|| {
-        "must be hpke-p256, hpke-p521 or hpke-mlkem768-x25519".into()
-    })
+    rekey_core::Target::from_name(s)
+        .ok_or_else(|| "must be hpke-p256, hpke-p521 or hpke-mlkem768-x25519".into())
 }
 
 fn parse_bits(s: &str) -> Result<usize, String> {

@@ -532,3 +532,116 @@ fn user_purge_and_restore_are_preflight_remedies_with_their_refusals() {
         events
     );
 }
+
+/// `rekey start --target-scheme hpke-mlkem768-x25519`: preflight estimates
+/// the larger grants, the run records its target (start, status), a
+/// resume with another target is refused and changes nothing, and the
+/// users' logins write hybrid keys and X-Wing grants only; the finalized
+/// vault verifies.
+#[test]
+fn a_vault_migrates_to_the_post_quantum_target_chosen_at_start() {
+    let dir = temp();
+    let db = format!("sqlite://{}?mode=rwc", dir.join("v.db").display());
+    seeded(&dir, &db, "c.json");
+    let hybrid = "hpke-mlkem768-x25519";
+    let pre = rekey(&dir, &["--db", &db, "preflight", "--target-scheme", hybrid]);
+    assert!(
+        String::from_utf8_lossy(&pre.stdout).contains(&format!("new grants ({hybrid}) add about")),
+        "{}",
+        String::from_utf8_lossy(&pre.stdout)
+    );
+    let bad = rekey(
+        &dir,
+        &[
+            "--db",
+            &db,
+            "start",
+            "--code-word",
+            "Start",
+            "--target-scheme",
+            "hpke-x448",
+        ],
+    );
+    assert_eq!(code(&bad), Some(2), "{}", stderr(&bad));
+    let start = rekey(
+        &dir,
+        &[
+            "--db",
+            &db,
+            "--format",
+            "json",
+            "start",
+            "--code-word",
+            "Start",
+            "--target-scheme",
+            hybrid,
+        ],
+    );
+    assert_eq!(code(&start), Some(0), "{}", stderr(&start));
+    let s: serde_json::Value = serde_json::from_slice(&start.stdout).unwrap();
+    assert_eq!(s["target"], hybrid, "{s}");
+    let status = || {
+        let st = rekey(&dir, &["--db", &db, "--format", "json", "status"]);
+        serde_json::from_slice::<serde_json::Value>(&st.stdout).unwrap()
+    };
+    let before = status();
+    assert_eq!(before["target"], hybrid, "{before}");
+    // Resuming with another target: refused with the abort hint, nothing
+    // changed; without --target-scheme (or with the same) it resumes.
+    let other = rekey(
+        &dir,
+        &["--db", &db, "start", "--target-scheme", "hpke-p256"],
+    );
+    assert_eq!(code(&other), Some(3), "{}", stderr(&other));
+    assert!(stderr(&other).contains("rekey abort"), "{}", stderr(&other));
+    let after = status();
+    assert_eq!(
+        (&after["phase"], &after["progress"], &after["target"]),
+        (&before["phase"], &before["progress"], &before["target"])
+    );
+    let resume = rekey(&dir, &["--db", &db, "start", "--target-scheme", hybrid]);
+    assert_eq!(code(&resume), Some(0), "{}", stderr(&resume));
+
+    let all = rekey(
+        &dir,
+        &["--db", &db, "demo", "login-all", "--credentials", "c.json"],
+    );
+    assert_eq!(code(&all), Some(0), "{}", stderr(&all));
+    let fin = rekey(&dir, &["--db", &db, "finalize"]);
+    assert_eq!(code(&fin), Some(0), "{}", stderr(&fin));
+    let v = rekey(&dir, &["--db", &db, "verify", "--credentials", "c.json"]);
+    assert_eq!(code(&v), Some(0), "{}", stderr(&v));
+    // Every key pair and grant left is of the hybrid target.
+    let (keys, grants) = rekey_test_support::db::block_on(async {
+        use sea_orm::{ConnectionTrait, Statement};
+        let conn = sea_orm::Database::connect(&db).await.unwrap();
+        let rows = |sql: &str| {
+            let conn = &conn;
+            let sql = sql.to_owned();
+            async move {
+                conn.query_all(Statement::from_string(conn.get_database_backend(), sql))
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.try_get_by_index::<String>(0).unwrap(),
+                            r.try_get_by_index::<i64>(1).unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let keys = rows(
+            "SELECT scheme, length(public_key) FROM key_pair GROUP BY scheme, length(public_key)",
+        )
+        .await;
+        let grants = rows("SELECT scheme, count(*) FROM \"grant\" GROUP BY scheme").await;
+        conn.close().await.unwrap();
+        (keys, grants)
+    });
+    let scheme = "hpke-mlkem768-x25519-sha256-aes256gcm-export".to_owned();
+    assert_eq!(keys, vec![(scheme.clone(), 1281)]);
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].0, scheme);
+}

@@ -151,9 +151,7 @@ impl Served {
             build_bundle(
                 &package,
                 Unlock::MasterSecret(&master),
-                BuildOptions {
-                    threads: Some(1),
-                },
+                BuildOptions { threads: Some(1) },
             )
             .unwrap()
             .bundle
@@ -169,9 +167,7 @@ impl Served {
     async fn migrate(&self, name: &str) -> Result<bool, ClientError> {
         let u = &self.creds.users[name];
         let master = master_secret(&u.password, self.creds.vault, u.id, &self.creds.kdf).unwrap();
-        let options = BuildOptions {
-            threads: Some(1),
-        };
+        let options = BuildOptions { threads: Some(1) };
         match rekey_client::migrate(
             &self.sessions[&u.id],
             u.id,

@@ -40,8 +40,7 @@ use crate::kek::unlock_key_pair as unlock;
 use crate::model::{GrantRecord, KeyPairRecord, RecordRow};
 use crate::record::decrypt_record;
 use crate::{
-    GrantBinding, NewPublicKey, Kek, KeyPairId, MasterSecret, PrincipalId, RunId, Subject,
-    VaultId,
+    GrantBinding, Kek, KeyPairId, MasterSecret, NewPublicKey, PrincipalId, RunId, Subject, VaultId,
 };
 
 /// The label a receipt's signed message starts with.

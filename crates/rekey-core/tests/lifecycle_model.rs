@@ -39,9 +39,7 @@ fn build(v: &MemVault, u: PrincipalId) -> SignedBundle {
     build_bundle(
         &v.package(u),
         Unlock::MasterSecret(&master),
-        BuildOptions {
-            threads: Some(2),
-        },
+        BuildOptions { threads: Some(2) },
     )
     .unwrap()
     .bundle

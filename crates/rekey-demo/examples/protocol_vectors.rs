@@ -50,9 +50,7 @@ async fn main() {
     let built = build_bundle(
         &package,
         Unlock::MasterSecret(&master),
-        BuildOptions {
-            threads: Some(1),
-        },
+        BuildOptions { threads: Some(1) },
     )
     .unwrap();
     let bytes = built.bundle.encode();

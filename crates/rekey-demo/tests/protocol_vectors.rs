@@ -15,9 +15,7 @@
 use rekey_core::bundle::package::PackageJson;
 use rekey_core::bundle::wire::{body_digest, signed_message};
 use rekey_core::bundle::{SignatureKind, SignedBundle};
-use rekey_core::{
-    GrantBinding, GrantOpener, Kek, KeyBinding, MasterSecret, PrivateKey, Subject,
-};
+use rekey_core::{GrantBinding, GrantOpener, Kek, KeyBinding, MasterSecret, PrivateKey, Subject};
 use serde_json::Value;
 use std::path::Path;
 

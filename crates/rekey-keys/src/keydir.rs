@@ -305,7 +305,8 @@ mod tests {
         std::fs::write(dir.path().join("keys/notes.txt"), b"x").unwrap();
         let listed = kd.fingerprints();
         assert!(listed.contains(&fp) && listed.contains(&other));
-        assert_eq!(listed.len(), 3);
+        // The legacy key, one new key per target, `ec` and its copy.
+        assert_eq!(listed.len(), 1 + Target::ALL.len() + 2);
         // Names that are not fingerprints never reach the file system.
         assert!(kd.new_key("../../etc/passwd").unwrap().is_none());
         assert!(matches!(kd.check_legacy("../x"), KeyFileState::Unusable(_)));

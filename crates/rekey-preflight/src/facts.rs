@@ -56,6 +56,9 @@ pub struct Facts {
     pub legacy: LegacyScan,
     /// Where the vault is stored, and the free space there.
     pub storage: StorageFacts,
+    /// The target the migration will move keys to (what the disk-space
+    /// estimate assumes).
+    pub target: rekey_core::Target,
 }
 
 impl Facts {
@@ -82,6 +85,7 @@ impl Facts {
             storage: StorageFacts::Remote {
                 backend: "test".to_owned(),
             },
+            target: rekey_core::Target::default(),
         }
     }
 

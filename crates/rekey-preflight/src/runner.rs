@@ -33,6 +33,9 @@ pub struct Options {
     pub backup_file: Option<PathBuf>,
     /// "Now", for tests; `None`: the system clock.
     pub now: Option<Timestamp>,
+    /// The target the migration will move keys to (`rekey start
+    /// --target-scheme`): the new grants' size depends on it.
+    pub target: rekey_core::Target,
 }
 
 /// Loads the facts from the vault once, runs every check, and returns the
@@ -80,6 +83,7 @@ pub async fn load(vault: &Vault, options: &Options) -> Result<Facts> {
         None => crate::actions::begin_preparation_at(vault, "rekey preflight", now).await?,
     };
     let mut facts = Facts::new(now);
+    facts.target = options.target;
     facts.preparation_started_at = preparation_started_at;
     facts.settings = vault.settings().await?;
     facts.components = vault.components().await?;

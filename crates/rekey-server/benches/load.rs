@@ -143,9 +143,7 @@ async fn login(
     loop {
         let package = client.package(u.id).await.unwrap();
         let (bytes, m) = tokio::task::spawn_blocking(move || {
-            let options = BuildOptions {
-                threads: Some(1),
-            };
+            let options = BuildOptions { threads: Some(1) };
             let out = build_bundle(&package, Unlock::MasterSecret(&master), options);
             (out.unwrap().bundle.encode(), master)
         })

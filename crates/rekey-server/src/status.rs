@@ -187,7 +187,10 @@ mod tests {
         assert!(html.contains("s&amp;1"));
         assert!(html.contains(r#"<b class="migrated">3</b> / <span class="total">4</span>"#));
         assert!(html.contains("user_phase"));
-        assert!(!html.contains(r#"id="target""#), "no target before the start");
+        assert!(
+            !html.contains(r#"id="target""#),
+            "no target before the start"
+        );
         assert!(html.contains("2.0 principals/min"));
         assert!(html.contains("wait for &lt;everyone&gt;"));
         assert!(

@@ -422,9 +422,7 @@ async fn whole_migration_over_http_with_every_refusal() {
     for n in &names[1..] {
         let u = &h.creds.users[n];
         let master = master_secret(&u.password, h.creds.vault, u.id, &h.creds.kdf).unwrap();
-        let options = BuildOptions {
-            threads: Some(1),
-        };
+        let options = BuildOptions { threads: Some(1) };
         let r = rekey_client::migrate(&h.users[n], u.id, master, options, Arc::new(|_, _| {}))
             .await
             .unwrap();

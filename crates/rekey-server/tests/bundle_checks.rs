@@ -225,6 +225,18 @@ async fn every_bundle_check_refuses_with_its_status_and_code_and_writes_nothing(
             Box::new(|b| b.parts[1] = b.parts[0].clone()),
         ),
         (
+            // The run moves to P-256; the role's new key is a hybrid one.
+            "wrong_target",
+            S::BAD_REQUEST,
+            Box::new(|b| {
+                b.parts[1].new_key_pair.public_key = rekey_core::NewPublicKey::Hybrid(
+                    rekey_core::HybridPrivateKey::from_bytes(&[7; 64])
+                        .unwrap()
+                        .public_key(),
+                );
+            }),
+        ),
+        (
             "key_pair_id_taken",
             S::BAD_REQUEST,
             Box::new(|b| b.parts[1].new_key_pair.id = b.parts[0].new_key_pair.id),

@@ -181,11 +181,20 @@ async fn every_answer_of_a_migration_fits_the_openapi_document() {
     // Every user: package, bundle, role checks and, where there are any,
     // the receipts.
     let mut receipts = 0;
+    // The package's published JSON Schema (docs/schemas/) holds too.
+    let published: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/schemas/package.schema.json")).unwrap();
+    let published = jsonschema::draft202012::new(&published).unwrap();
     for (name, u) in &h.creds.users {
         let id = u.id.to_string();
         let t = "/v1/principals/{id}/package";
-        let (s, _) = call(&h, &mut spec, get.clone(), (t, &id), None, Who::User(name)).await;
+        let (s, package) = call(&h, &mut spec, get.clone(), (t, &id), None, Who::User(name)).await;
         assert_eq!(s, StatusCode::OK, "{name}");
+        let errors: Vec<String> = published
+            .iter_errors(&package)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "package.schema.json: {errors:?}");
         let (_, bytes) = h.build(name).await;
         let t = "/v1/principals/{id}/bundle";
         let body = Some(("application/octet-stream", bytes));

@@ -308,9 +308,7 @@ async fn attacks_are_refused_write_nothing_and_no_secret_reaches_the_log() {
 
     let names: Vec<String> = creds.users.keys().cloned().collect();
     let (a, b) = (&creds.users[&names[0]], &creds.users[&names[1]]);
-    let opts = BuildOptions {
-        threads: Some(1),
-    };
+    let opts = BuildOptions { threads: Some(1) };
     // Each user's client logs in; the session tokens are secrets too.
     let mut sessions = std::collections::BTreeMap::new();
     for n in &names {

@@ -7,8 +7,8 @@ use crate::error::CliError;
 use rekey_core::GrantId;
 use rekey_core::model::Resolution;
 
-pub(super) async fn preflight(ctx: &Ctx) -> Result<u8, CliError> {
-    let engine = ctx.engine(Keys::IfPresent).await?;
+pub(super) async fn preflight(ctx: &Ctx, target: rekey_core::Target) -> Result<u8, CliError> {
+    let engine = ctx.engine(Keys::IfPresent).await?.with_target(target);
     let report = engine.preflight().await?;
     // The report has its own JSON form (`rekey-preflight/1`), the same the
     // server's POST /v1/admin/preflight answers.

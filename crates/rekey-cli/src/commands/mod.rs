@@ -67,7 +67,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8, CliError> {
     };
     match cli.command {
         Command::Init => lifecycle::init(&ctx).await,
-        Command::Preflight => admin::preflight(&ctx).await,
+        Command::Preflight { target_scheme } => admin::preflight(&ctx, target_scheme).await,
         Command::Cert {
             action,
             passphrase_file,

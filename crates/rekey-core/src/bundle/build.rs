@@ -8,8 +8,8 @@ use super::{
     NewKeyPair, NonMigratableEntry, NonMigratableReason, PendingGrant, PrincipalPart,
     SignatureKind, SignedBundle,
 };
-use crate::crypto::target::{NewPrivateKey, Target};
 use crate::crypto::rsa::LegacyRsaPrivateKey;
+use crate::crypto::target::{NewPrivateKey, Target};
 use crate::envelope::{Envelope, Scheme};
 use crate::error::CryptoError;
 use crate::grant::{BatchSealer, wrap_legacy_grant};

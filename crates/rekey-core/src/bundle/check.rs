@@ -3,8 +3,8 @@
 
 use super::wire::{body_digest, signed_message_of_digest};
 use super::{Bundle, PrincipalPart, SignatureKind, SignedBundle};
-use crate::crypto::target::Target;
 use crate::crypto::rsa::LegacyRsaPublicKey;
+use crate::crypto::target::Target;
 use crate::ids::{GrantId, KeyPairId, PrincipalId, RunId, Subject, VaultId};
 use crate::model::MigrationState;
 use std::collections::{HashMap, HashSet};

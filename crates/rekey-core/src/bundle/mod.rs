@@ -25,8 +25,8 @@ pub use check::{
     check_bundle, check_signed, may_migrate,
 };
 
-use crate::crypto::target::{NewPublicKey, Target};
 use crate::crypto::rsa::LegacyRsaPublicKey;
+use crate::crypto::target::{NewPublicKey, Target};
 use crate::envelope::Envelope;
 use crate::ids::{GrantId, KeyPairId, PrincipalId, RunId, Subject, VaultId};
 use serde::{Deserialize, Serialize};

@@ -31,11 +31,10 @@
 //! nothing in it is readable without the account's master secret.
 
 use super::{Candidate, HolderKey, MigrationPackage, PackageLegacyKey, PendingGrant};
-use crate::{
-    Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId,
-    Subject, VaultId,
-};
 use crate::crypto::target::{NewPublicKey, Target};
+use crate::{
+    Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId, Subject, VaultId,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 

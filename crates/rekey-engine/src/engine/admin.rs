@@ -18,6 +18,7 @@ impl Engine {
     pub async fn preflight(&self) -> Result<Report, EngineError> {
         let options = Options {
             key_dir: self.keys.clone(),
+            target: self.target.unwrap_or_default(),
             ..Options::default()
         };
         Ok(rekey_preflight::run(&self.vault, &options).await?)

@@ -174,9 +174,7 @@ impl Engine {
 
     /// The vault id, the current run and its target, or `WrongPhase` when
     /// no migration is in progress.
-    pub(crate) async fn run_in_progress(
-        &self,
-    ) -> Result<(VaultId, RunId, Target), EngineError> {
+    pub(crate) async fn run_in_progress(&self) -> Result<(VaultId, RunId, Target), EngineError> {
         let (state, row) = self.lifecycle().await?;
         let run = state.run().ok_or(EngineError::WrongPhase {
             expected: "a migration in progress",

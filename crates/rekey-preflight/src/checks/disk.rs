@@ -12,18 +12,29 @@ pub const GRANT_ROW_OVERHEAD_BYTES: u64 = 200;
 /// large bundle is written.
 pub const GROWTH_SAFETY_FACTOR: u64 = 2;
 
-/// Bytes the new grants add until finalization removes the legacy ones:
-/// about the size of the legacy grant table (each legacy grant is
-/// re-wrapped once; an HPKE grant is smaller than an RSA one, membership
-/// grants make up the difference).
+/// Envelope bytes of one new grant of `target` carrying a 32-byte secret
+/// (a record key or a KEK): header, `enc`, nonce, secret, tag
+/// (docs/FORMAT.md §1).
+#[must_use]
+pub(crate) fn new_grant_bytes(target: rekey_core::Target) -> u64 {
+    let enc = target.batch_scheme().enc_len().unwrap_or(0) as u64;
+    4 + enc + 12 + 32 + 16
+}
+
+/// Bytes the new grants add until finalization removes the legacy ones.
+/// Each legacy grant is re-wrapped once: the larger of the legacy grant
+/// table and as many grants of the target's size (an elliptic-curve grant
+/// is smaller than an RSA one, and membership grants make up the
+/// difference; a post-quantum hybrid grant is about 4.5 times an
+/// RSA-2048 one), plus each row's overhead.
 #[must_use]
 pub fn estimated_growth(facts: &Facts) -> u64 {
-    facts.legacy.legacy_grant_bytes.saturating_add(
-        facts
-            .legacy
-            .legacy_grants
-            .saturating_mul(GRANT_ROW_OVERHEAD_BYTES),
-    )
+    let grants = facts.legacy.legacy_grants;
+    facts
+        .legacy
+        .legacy_grant_bytes
+        .max(grants.saturating_mul(new_grant_bytes(facts.target)))
+        .saturating_add(grants.saturating_mul(GRANT_ROW_OVERHEAD_BYTES))
 }
 
 /// For a SQLite file: free space on its file system at least
@@ -45,7 +56,8 @@ impl Check for DiskSpace {
         f.note(
             Outcome::Pass,
             format!(
-                "new grants add about {} until finalization ({} legacy grants)",
+                "new grants ({}) add about {} until finalization ({} legacy grants)",
+                facts.target,
                 bytes(growth),
                 facts.legacy.legacy_grants
             ),
@@ -126,10 +138,21 @@ mod tests {
         assert_eq!(
             r.evidence,
             [
-                "new grants add about 449.2 KiB until finalization (1000 legacy grants)",
+                "new grants (hpke-p256) add about 449.2 KiB until finalization (1000 legacy grants)",
                 "10.0 MiB free next to /var/lib/rekey/vault.db"
             ]
         );
+    }
+
+    #[test]
+    fn the_hybrid_target_needs_room_for_its_larger_grants() {
+        let mut f = facts(Ok(10 << 20));
+        f.target = rekey_core::Target::HpkeMlKem768X25519;
+        assert_eq!(new_grant_bytes(f.target), 1184);
+        assert_eq!(new_grant_bytes(rekey_core::Target::HpkeP256), 129);
+        assert_eq!(estimated_growth(&f), 1000 * (1184 + 200));
+        let r = DiskSpace.run(&f);
+        assert!(r.evidence[0].starts_with("new grants (hpke-mlkem768-x25519) add about 1.3 MiB"));
     }
 
     #[test]

@@ -199,9 +199,7 @@ impl Harness {
         let out = build_bundle(
             &package,
             Unlock::MasterSecret(&master),
-            BuildOptions {
-                threads: Some(1),
-            },
+            BuildOptions { threads: Some(1) },
         )
         .unwrap();
         (u.id, out.bundle.encode())

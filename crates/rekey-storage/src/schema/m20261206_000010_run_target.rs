@@ -3,7 +3,8 @@
 //! every grant the run writes. Set by start with the run id, cleared by
 //! abort with it. A vault started before this column existed has no
 //! target on its row; rekey reads that as `hpke-p256`, the only target
-//! there was.
+//! there was. Like every step it can run again on a vault that has it
+//! (a vault whose version row was lost): the column is added once.
 
 use sea_orm_migration::prelude::*;
 
@@ -20,6 +21,9 @@ enum Migration_ {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.has_column("migration", "target").await? {
+            return Ok(());
+        }
         manager
             .alter_table(
                 Table::alter()

@@ -6,13 +6,13 @@ use crate::entity::{
     non_migratable, principal, server,
 };
 use crate::error::{Error, Result};
-use rekey_core::{Scheme, Target};
 use rekey_core::envelope::Envelope;
 use rekey_core::ids::{GrantId, KeyPairId, PrincipalId, RecordId, Subject};
 use rekey_core::model::{
     AuditEvent, Certificate, Component, Device, DirectoryProfile, GrantRecord, KeyPairRecord,
     MigrationRow, NonMigratable, Principal, Server, SnapshotCounts, Timestamp,
 };
+use rekey_core::{Scheme, Target};
 use sea_orm::ActiveValue::Set;
 use std::str::FromStr;
 
