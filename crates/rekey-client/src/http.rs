@@ -435,15 +435,25 @@ impl HttpClient {
             .await
     }
 
-    /// Starts the migration with `code_word` (admin).
+    /// Starts the migration with `code_word` (admin), to the default
+    /// target.
     pub async fn start(&self, code_word: &str) -> Result<StartReport, ClientError> {
-        self.json(
-            Method::POST,
-            "/v1/admin/start",
-            Some(serde_json::json!({ "code_word": code_word })),
-            true,
-        )
-        .await
+        self.start_to(code_word, None).await
+    }
+
+    /// Starts the migration with `code_word` (admin), moving keys to
+    /// `target` (`None`: the default, or the run's own when resuming).
+    pub async fn start_to(
+        &self,
+        code_word: &str,
+        target: Option<rekey_core::Target>,
+    ) -> Result<StartReport, ClientError> {
+        let mut body = serde_json::json!({ "code_word": code_word });
+        if let Some(target) = target {
+            body["target_scheme"] = serde_json::json!(target);
+        }
+        self.json(Method::POST, "/v1/admin/start", Some(body), true)
+            .await
     }
 
     /// Finalizes (admin).

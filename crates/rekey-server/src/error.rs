@@ -300,6 +300,11 @@ impl ServerError {
             e @ EngineError::ApplyConflict(_) => {
                 Self::conflict(e.to_string(), "vault_changed", REBUILD)
             }
+            e @ EngineError::TargetChanged { .. } => Self::conflict(
+                e.to_string(),
+                "target_changed",
+                "start again without target_scheme to resume the run; to change the target, abort first",
+            ),
             e @ EngineError::WrongPhase { .. } if admin => {
                 Self::conflict(e.to_string(), "wrong_phase", STATUS_HINT)
             }

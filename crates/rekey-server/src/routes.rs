@@ -837,6 +837,11 @@ async fn admin_preflight(_: Admin, State(state): State<AppState>) -> Result<Resp
 pub struct StartRequest {
     /// Must be `Start`, exactly.
     pub code_word: String,
+    /// What the migration moves keys to (`hpke-p256` when absent). A run
+    /// in progress keeps its own: another one is refused
+    /// (`target_changed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scheme: Option<rekey_core::Target>,
 }
 
 async fn admin_start(
@@ -848,11 +853,15 @@ async fn admin_start(
     // The server phase re-wraps every server-held grant: off the async
     // workers.
     let report = blocking(&state, move |e| async move {
+        let e = match req.target_scheme {
+            Some(target) => e.with_target(target),
+            None => e,
+        };
         e.start(&req.code_word, &|_, _, _| {}).await
     })
     .await?
     .map_err(ServerError::from_admin_engine)?;
-    tracing::info!(run = %report.run, phase = %report.phase, resumed = report.resumed, "migration started");
+    tracing::info!(run = %report.run, target = %report.target, phase = %report.phase, resumed = report.resumed, "migration started");
     Ok(Json(report))
 }
 

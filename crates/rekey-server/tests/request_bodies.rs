@@ -144,6 +144,7 @@ async fn write_fuzz_seeds() {
             START,
             &serde_json::to_vec(&StartRequest {
                 code_word: "Start".into(),
+                target_scheme: None,
             })
             .unwrap(),
         ),
@@ -383,8 +384,14 @@ proptest! {
 
     #[test]
     fn valid_bodies_round_trip(code_word in any::<String>(), ciphertext in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let body = serde_json::to_vec(&StartRequest { code_word: code_word.clone() }).unwrap();
+        let body = serde_json::to_vec(&StartRequest { code_word: code_word.clone(), target_scheme: None }).unwrap();
         prop_assert_eq!(decode_start(&body).unwrap().code_word, code_word.clone());
+        for target in rekey_core::Target::ALL {
+            let body = serde_json::to_vec(&StartRequest { code_word: code_word.clone(), target_scheme: Some(target) }).unwrap();
+            prop_assert_eq!(decode_start(&body).unwrap().target_scheme, Some(target));
+        }
+        let unknown = serde_json::json!({ "code_word": code_word.clone(), "target_scheme": "hpke-x448" });
+        prop_assert!(decode_start(unknown.to_string().as_bytes()).is_err());
         let body = serde_json::to_vec(&ResolveRequest { resolution: code_word.clone() }).unwrap();
         prop_assert_eq!(
             decode_resolve(&body).is_ok(),

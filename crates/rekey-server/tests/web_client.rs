@@ -2,8 +2,9 @@
 //! Chromium, driven by `clients/web/test/e2e.mjs` through playwright-core,
 //! logs every e2ee demo user in through the demo page and migrates it; the
 //! engine then shows every user migrated, the migration finalizes, and every
-//! record is read back through the grants the browser wrote. A second test
-//! runs the client's unit tests (`npm test`, i.e. `node --test`).
+//! record is read back through the grants the browser wrote; once to the
+//! default target, once to the post-quantum hybrid one. Another test runs
+//! the client's unit tests (`npm test`, i.e. `node --test`).
 //!
 //! Both are ignored unless asked for: they need Node.js, Chromium and
 //! `npm ci` in clients/web (`cargo xtask ci` runs `npm ci` first, then them).
@@ -12,6 +13,7 @@
 
 mod support;
 
+use rekey_core::Target;
 use rekey_core::model::MigrationState;
 use rekey_demo::reader::Reader;
 use std::path::{Path, PathBuf};
@@ -81,12 +83,36 @@ fn show(out: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js, Chromium and `npm ci` in clients/web (cargo xtask ci runs it)"]
 async fn browser_client_migrates_every_demo_user() {
+    let summary = browser_migration("web-client", None).await;
+    compare_with_the_rust_client(&summary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js, Chromium and `npm ci` in clients/web (cargo xtask ci runs it)"]
+async fn browser_client_migrates_to_the_post_quantum_target() {
+    browser_migration("web-client-pq", Some(Target::HpkeMlKem768X25519)).await;
+}
+
+/// A demo vault started to `target` over HTTP, every e2ee user migrated by
+/// the browser client in Chromium, finalized and verified; answers the
+/// browser's JSON summary.
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+async fn browser_migration(tag: &str, target: Option<Target>) -> serde_json::Value {
     let web = web_dir();
-    let node = node_with_modules(&web, &["@noble/hashes", "playwright-core"]);
+    let node = node_with_modules(
+        &web,
+        &[
+            "@noble/hashes",
+            "@noble/curves",
+            "@noble/post-quantum",
+            "playwright-core",
+        ],
+    );
     let browser = chromium();
 
-    let h = Harness::new("web-client").await;
-    h.admin.start("Start").await.unwrap();
+    let h = Harness::new(tag).await;
+    let started = h.admin.start_to("Start", target).await.unwrap();
+    assert_eq!(started.target, target.unwrap_or_default());
 
     // What the e2e script needs of the demo's credentials.
     let users: serde_json::Map<String, serde_json::Value> = h
@@ -180,8 +206,15 @@ async fn browser_client_migrates_every_demo_user() {
     assert!(report.passed(), "{report:?}");
     assert_eq!(report.users, h.creds.users.len());
     assert!(report.records_read > 0);
+    // What is left is of the target only: the browser's keys and grants
+    // and the server's.
+    let ids: Vec<_> = h.creds.users.values().map(|u| u.id).collect();
+    let scheme = target.unwrap_or_default().batch_scheme();
+    for kp in h.vault.key_pairs_of(&ids).await.unwrap() {
+        assert_eq!(kp.scheme, scheme, "{kp:?}");
+    }
     h.stop().await;
-    compare_with_the_rust_client(&summary).await;
+    summary
 }
 
 /// Measures, never asserts: the same logins on an identical vault (same

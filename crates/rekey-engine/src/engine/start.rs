@@ -42,6 +42,16 @@ impl Engine {
         progress: ServerProgress<'_>,
     ) -> Result<StartReport, EngineError> {
         let (state, row) = self.lifecycle().await?;
+        // A run keeps the target it started with, whatever its phase.
+        if let Some(asked) = self
+            .target
+            .filter(|t| row.run.is_some() && *t != row.target)
+        {
+            return Err(EngineError::TargetChanged {
+                run: row.target,
+                asked,
+            });
+        }
         match state {
             Lifecycle::Legacy(legacy) => self.start_fresh(legacy, row, code_word, progress).await,
             Lifecycle::ServerPhase(_) | Lifecycle::AwaitingCertificates(_) => {
@@ -114,12 +124,6 @@ impl Engine {
         let run = row.run.ok_or_else(|| {
             EngineError::Inconsistent(format!("phase {} has no run id", row.phase))
         })?;
-        if let Some(asked) = self.target.filter(|t| *t != row.target) {
-            return Err(EngineError::TargetChanged {
-                run: row.target,
-                asked,
-            });
-        }
         let server = self.run_server_phase(progress).await?;
         let aside = self.set_aside().await?;
         Ok(StartReport {

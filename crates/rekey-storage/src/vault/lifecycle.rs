@@ -77,6 +77,10 @@ impl Vault {
     /// principal pending except the given blocked and exempt ones, and
     /// records who started it, when, the run and its target, and the
     /// snapshot of what must be migrated. One transaction.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is one fact the start transaction records; a struct would only rename them"
+    )]
     pub async fn start(
         &self,
         step: Transition,
