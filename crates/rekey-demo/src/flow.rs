@@ -142,6 +142,9 @@ pub struct DemoSummary {
     pub legacy_rows_deleted: u64,
     /// Verification after finalize.
     pub verify: VerifyReport,
+    /// Bytes of the vault's SQLite files (database and write-ahead log)
+    /// after finalize: what the target costs in storage.
+    pub vault_bytes: u64,
     /// Wall time of the whole flow.
     pub seconds: f64,
 }
@@ -209,6 +212,11 @@ pub async fn run(
     let finalized = engine.finalize(&|_| {}).await?;
     ui.step("7/7 verify");
     let verified = verify(&engine, &creds, ui).await?;
+    let vault_bytes = ["vault.db", "vault.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
     Ok(DemoSummary {
         dir: dir.to_path_buf(),
         target,
@@ -216,6 +224,7 @@ pub async fn run(
         logins,
         legacy_rows_deleted: finalized.deleted_legacy_rows,
         verify: verified,
+        vault_bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -79,11 +79,13 @@ async fn whole(
     let summary = flow::run(dir, &spec_of(s), &keys_of(s), s.concurrency, target, &ui).await?;
     ctx.out.report(&summary, |d| {
         format!(
-            "\ndemo done in {:.1} s: {} users migrated, {} grants re-wrapped, {} legacy rows deleted; verify: {} ({} record reads)",
+            "\ndemo done in {:.1} s: {} users migrated to {}, {} grants re-wrapped, {} legacy rows deleted, vault {:.1} MiB; verify: {} ({} record reads)",
             d.seconds,
             d.logins.users,
+            d.target,
             d.logins.grants,
             d.legacy_rows_deleted,
+            d.vault_bytes as f64 / f64::from(1u32 << 20),
             if d.verify.passed() { "passed" } else { "FAILED" },
             d.verify.records_read
         )
