@@ -192,11 +192,7 @@ pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt,
     }
     let new_key = role_key(check, &holder_keys, &check.role_current)?
         .ok_or(ConfirmError::NewKeyUnreachable)?;
-    let sign = |message: &[u8]| match &new_key {
-        PrivateKey::Ec(k) => Ok(k.sign(message)),
-        PrivateKey::Hybrid(k) => Ok(k.sign(message)),
-        PrivateKey::Rsa(_) => Err(ConfirmError::NotAnEcKey),
-    };
+    // Cheap before expensive: an RSA "new" key could not sign the receipt.
     if matches!(new_key, PrivateKey::Rsa(_)) {
         return Err(ConfirmError::NotAnEcKey);
     }
@@ -206,14 +202,16 @@ pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt,
             .ok_or(ConfirmError::LegacyKeyUnreachable)?;
         check_disowned(check, &legacy_key)?;
     }
-    let signature = sign(&receipt_message(
-        check.vault,
-        check.run,
-        check.role,
-        check.role_current.id,
-        check.holder,
-        checked,
-    ))?;
+    let signature = new_key
+        .sign_ecdsa(&receipt_message(
+            check.vault,
+            check.run,
+            check.role,
+            check.role_current.id,
+            check.holder,
+            checked,
+        ))
+        .ok_or(ConfirmError::NotAnEcKey)?;
     Ok(Receipt {
         role: check.role,
         key_pair: check.role_current.id,

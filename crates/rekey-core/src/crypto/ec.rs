@@ -44,18 +44,6 @@ impl Curve {
             Curve::P521 => 133,
         }
     }
-
-    /// The curve of a stored SEC1 public point, told by its length (P-521
-    /// points are 133 bytes; anything else is read as P-256 and fails to
-    /// parse there if it is not one).
-    #[must_use]
-    pub fn of_point(point: &[u8]) -> Self {
-        if point.len() == Curve::P521.point_len() {
-            Curve::P521
-        } else {
-            Curve::P256
-        }
-    }
 }
 
 /// An EC private key. The inner RustCrypto keys zeroize on drop, and

@@ -51,6 +51,17 @@ impl PrivateKey {
             PrivateKey::Hybrid(k) => PublicKey::Hybrid(k.public_key()),
         }
     }
+
+    /// ECDSA by a new key (a hybrid key's P-256 half), as a new key signs
+    /// bundles and receipts; `None` for an RSA key.
+    #[must_use]
+    pub fn sign_ecdsa(&self, message: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            PrivateKey::Rsa(_) => None,
+            PrivateKey::Ec(k) => Some(k.sign(message)),
+            PrivateKey::Hybrid(k) => Some(k.sign(message)),
+        }
+    }
 }
 
 /// The single-grant HPKE scheme for a curve.
@@ -65,10 +76,7 @@ pub fn hpke_scheme(curve: ec::Curve) -> Scheme {
 /// The batch (exporter) HPKE scheme for a curve.
 #[must_use]
 pub fn hpke_export_scheme(curve: ec::Curve) -> Scheme {
-    match curve {
-        ec::Curve::P256 => Scheme::HpkeP256Export,
-        ec::Curve::P521 => Scheme::HpkeP521Export,
-    }
+    target::Target::of_curve(curve).batch_scheme()
 }
 
 /// The single-grant HPKE scheme for a hybrid (X-Wing) key.
@@ -80,7 +88,7 @@ pub fn hybrid_hpke_scheme() -> Scheme {
 /// The batch (exporter) HPKE scheme for a hybrid (X-Wing) key.
 #[must_use]
 pub fn hybrid_hpke_export_scheme() -> Scheme {
-    Scheme::HpkeMlKem768X25519Export
+    target::Target::HpkeMlKem768X25519.batch_scheme()
 }
 
 /// Lowercase hex SHA-256 of a public key's encoding.

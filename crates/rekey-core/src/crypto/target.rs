@@ -58,6 +58,15 @@ impl Target {
         }
     }
 
+    /// The target whose keys are on `curve`.
+    #[must_use]
+    pub fn of_curve(curve: Curve) -> Self {
+        match curve {
+            Curve::P256 => Target::HpkeP256,
+            Curve::P521 => Target::HpkeP521,
+        }
+    }
+
     /// The target of a name.
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {
@@ -176,10 +185,7 @@ impl NewPublicKey {
     #[must_use]
     pub fn target(&self) -> Target {
         match self {
-            NewPublicKey::Ec(k) => match k.curve() {
-                Curve::P256 => Target::HpkeP256,
-                Curve::P521 => Target::HpkeP521,
-            },
+            NewPublicKey::Ec(k) => Target::of_curve(k.curve()),
             NewPublicKey::Hybrid(_) => Target::HpkeMlKem768X25519,
         }
     }
@@ -276,10 +282,7 @@ impl NewPrivateKey {
     #[must_use]
     pub fn target(&self) -> Target {
         match self {
-            NewPrivateKey::Ec(k) => match k.curve() {
-                Curve::P256 => Target::HpkeP256,
-                Curve::P521 => Target::HpkeP521,
-            },
+            NewPrivateKey::Ec(k) => Target::of_curve(k.curve()),
             NewPrivateKey::Hybrid(_) => Target::HpkeMlKem768X25519,
         }
     }
