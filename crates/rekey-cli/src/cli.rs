@@ -24,11 +24,55 @@ pub(crate) struct Cli {
         default_value = rekey_server::DEFAULT_KEY_DIR
     )]
     pub(crate) key_dir: PathBuf,
+    /// The fleet file naming several vaults (`[[vault]]` tables with
+    /// `name`, `db`, `key_dir`): read only with --vault or --all.
+    #[arg(
+        long,
+        global = true,
+        env = "REKEY_FLEET",
+        default_value = rekey_engine::DEFAULT_FLEET_FILE
+    )]
+    pub(crate) fleet: PathBuf,
+    /// Work on this vault of the fleet file instead of --db (repeatable
+    /// where a command can work on several vaults).
+    #[arg(long = "vault", global = true, value_name = "NAME")]
+    pub(crate) vaults: Vec<String>,
+    /// Work on every vault of the fleet file.
+    #[arg(long, global = true, conflicts_with = "vaults")]
+    pub(crate) all: bool,
     /// Output for people (text) or scripts (json).
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// Whether --db or --key-dir was given on the command line (they do
+    /// not mix with --vault/--all).
+    #[arg(skip)]
+    pub(crate) place_given: bool,
+}
+
+impl Cli {
+    /// Parses the command line, noting whether --db or --key-dir was
+    /// typed.
+    pub(crate) fn parse_args() -> Self {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let matches = Self::command().get_matches();
+        let mut cli = match Self::from_arg_matches(&matches) {
+            Ok(c) => c,
+            Err(e) => e.exit(),
+        };
+        let typed = |id: &str| {
+            // The subcommand's matches hold global arguments too.
+            let mut m = &matches;
+            while let Some((_, sub)) = m.subcommand() {
+                m = sub;
+            }
+            m.value_source(id) == Some(ValueSource::CommandLine)
+                || matches.value_source(id) == Some(ValueSource::CommandLine)
+        };
+        cli.place_given = typed("db") || typed("key_dir");
+        cli
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,7 +138,7 @@ pub(crate) enum Command {
     Status {
         /// List every pending principal, not just the first ones.
         #[arg(long)]
-        all: bool,
+        all_pending: bool,
         /// Redraw every 2 seconds until interrupted (or the migration completes).
         #[arg(long)]
         watch: bool,

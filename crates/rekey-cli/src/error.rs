@@ -73,6 +73,7 @@ enum Kind {
     Files,
     Server,
     Unreachable,
+    Fleet,
 }
 
 impl CliError {
@@ -98,7 +99,7 @@ impl CliError {
     pub(crate) fn exit_code(&self) -> u8 {
         match self.kind() {
             Kind::Other | Kind::Server => code::OTHER,
-            Kind::Usage => code::USAGE,
+            Kind::Usage | Kind::Fleet => code::USAGE,
             Kind::Refused
             | Kind::PreflightBlocks
             | Kind::RolesUnconfirmed
@@ -113,9 +114,18 @@ impl CliError {
     }
 
     pub(crate) fn hint(&self) -> Option<&'static str> {
+        let in_vault = matches!(self, CliError::Engine(EngineError::InVault { .. }));
+        if in_vault && self.kind() == Kind::Database {
+            return Some(
+                "check that vault's `db` in the fleet file; `rekey init --vault NAME` creates a new vault",
+            );
+        }
         Some(match self.kind() {
             Kind::Other => return None,
             Kind::Usage => "see `rekey --help` (and `rekey COMMAND --help`)",
+            Kind::Fleet => {
+                "fix the entry named in the fleet file (--fleet, default rekey.toml); README's \"Several vaults\" shows its form"
+            }
             Kind::Refused => "`rekey status` shows the phase and what is pending",
             Kind::PreflightBlocks => {
                 "`rekey preflight` shows the evidence and the remedy of each blocking check"
@@ -151,6 +161,8 @@ impl CliError {
 
 fn engine_kind(e: &EngineError) -> Kind {
     match e {
+        EngineError::InVault { source, .. } => engine_kind(source),
+        EngineError::FleetFile { .. } => Kind::Fleet,
         EngineError::Storage(s) => storage_kind(s),
         EngineError::Transition(TransitionError::ChecksBlock { .. }) => Kind::PreflightBlocks,
         EngineError::Transition(TransitionError::RoleMembersUnconfirmed { .. }) => {

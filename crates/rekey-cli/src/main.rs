@@ -8,7 +8,6 @@ mod error;
 mod output;
 mod progress;
 
-use clap::Parser;
 use output::Out;
 use std::process::ExitCode;
 
@@ -16,7 +15,7 @@ fn main() -> ExitCode {
     // Before any thread: freed bundle buffers leave the process, so peak
     // memory follows the live data, not every arena's largest bundle.
     rekey_engine::memory::return_large_buffers_to_the_system();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     let out = Out::new(cli.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,7 +6,7 @@ use rekey_demo::login::Progress;
 use std::sync::Arc;
 
 /// A progress callback `(done, total)` drawing a bar labelled `what`.
-pub(crate) fn bar(what: &'static str, show: bool) -> Progress {
+pub(crate) fn bar(what: impl Into<std::borrow::Cow<'static, str>>, show: bool) -> Progress {
     let target = if show {
         ProgressDrawTarget::stderr()
     } else {

@@ -4,10 +4,10 @@
 //! the HTTP client reads them back.
 
 use crate::ids::{PrincipalId, RunId};
-use crate::model::{Phase, Progress, Timestamp};
+use crate::model::{Counts, Phase, Progress, Timestamp};
 use serde::{Deserialize, Serialize};
 
-/// Names listed in a status by default (`rekey status --all` lists all).
+/// Names listed in a status by default (`rekey status --all-pending` lists all).
 pub const NAMES_LISTED: u64 = 20;
 
 /// Where the migration stands.
@@ -109,6 +109,171 @@ pub fn rate_and_estimate(
     let rate = migrated as f64 / minutes;
     let eta = (rate > 0.0).then(|| remaining as f64 / rate);
     (Some(rate), eta)
+}
+
+/// What `rekey start --vault …` (or `--all`) did to each vault of a fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetStartReport {
+    /// Whether any vault started or resumed. `false` when a vault held the
+    /// fleet back: then nothing changed anywhere.
+    pub started_any: bool,
+    /// One entry per selected vault, in fleet-file order.
+    pub vaults: Vec<VaultStart>,
+}
+
+impl FleetStartReport {
+    /// Whether every vault is started (or past its start, or done).
+    #[must_use]
+    pub fn all_started(&self) -> bool {
+        self.vaults.iter().all(|v| {
+            matches!(
+                v.outcome,
+                VaultStartOutcome::Started { .. }
+                    | VaultStartOutcome::Resumed { .. }
+                    | VaultStartOutcome::AlreadyStarted { .. }
+                    | VaultStartOutcome::Completed
+            )
+        })
+    }
+}
+
+/// One vault's part of a [`FleetStartReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultStart {
+    /// The vault's name in the fleet file.
+    pub vault: String,
+    /// What happened to it.
+    #[serde(flatten)]
+    pub outcome: VaultStartOutcome,
+}
+
+/// What happened to one vault of a fleet start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum VaultStartOutcome {
+    /// Started now (the code word was given).
+    Started {
+        /// What its start did.
+        report: StartReport,
+    },
+    /// Its server phase resumed (it had started before).
+    Resumed {
+        /// What the resumed start did.
+        report: StartReport,
+    },
+    /// Already past its server phase: nothing to start.
+    AlreadyStarted {
+        /// Where it is.
+        phase: Phase,
+    },
+    /// Already migrated and finalized: nothing to start.
+    Completed,
+    /// Preflight blocks it: nothing started anywhere.
+    Blocked {
+        /// The checks that block.
+        checks: Vec<String>,
+    },
+    /// Ready, but not started because other vaults blocked or failed.
+    HeldBack {
+        /// The vaults that held it back.
+        by: Vec<String>,
+    },
+    /// It could not be checked or started (the error, in words).
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// `rekey status --all`: every vault of a fleet and the totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetStatusReport {
+    /// One entry per selected vault, in fleet-file order.
+    pub vaults: Vec<VaultStatus>,
+    /// Summed over the vaults whose status could be read.
+    pub total: FleetTotals,
+}
+
+/// One vault's part of a [`FleetStatusReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultStatus {
+    /// The vault's name in the fleet file.
+    pub vault: String,
+    /// Its status, when it could be read.
+    pub status: Option<StatusReport>,
+    /// Why it could not be read.
+    pub error: Option<String>,
+}
+
+/// The totals of a [`FleetStatusReport`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetTotals {
+    /// Vaults counted.
+    pub vaults: u64,
+    /// Vaults whose migration is completed.
+    pub completed: u64,
+    /// Users, roles, services and grants summed.
+    pub progress: Progress,
+    /// Principals migrated per minute, summed over the vaults migrating.
+    pub rate_principals_per_minute: Option<f64>,
+    /// Minutes until the slowest vault is done at its own rate (`None`
+    /// while a vault that has work left has no estimate: not started yet,
+    /// or nobody migrated yet).
+    pub eta_minutes: Option<f64>,
+    #[serde(skip)]
+    eta_unknown: bool,
+}
+
+impl FleetTotals {
+    /// Counts one vault's status in.
+    pub fn add(&mut self, s: &StatusReport) {
+        fn sum(a: &mut Counts, b: &Counts) {
+            a.migrated += b.migrated;
+            a.remaining += b.remaining;
+        }
+        self.vaults += 1;
+        if s.phase == Phase::Completed {
+            self.completed += 1;
+        }
+        let p = &mut self.progress;
+        sum(&mut p.users, &s.progress.users);
+        sum(&mut p.roles, &s.progress.roles);
+        sum(&mut p.services, &s.progress.services);
+        sum(&mut p.grants, &s.progress.grants);
+        p.blocked += s.progress.blocked;
+        p.unresolved_non_migratable += s.progress.unresolved_non_migratable;
+        p.unconfirmed_role_members += s.progress.unconfirmed_role_members;
+        if s.phase.is_read_only() {
+            if let Some(r) = s.rate_principals_per_minute {
+                *self.rate_principals_per_minute.get_or_insert(0.0) += r;
+            }
+        }
+        if s.phase != Phase::Completed {
+            // A vault not started yet has work left and no rate: the
+            // fleet's end cannot be estimated.
+            let left = s.progress.users.remaining
+                + s.progress.roles.remaining
+                + s.progress.services.remaining;
+            match s.eta_minutes.filter(|_| s.phase.is_read_only()) {
+                Some(m) => self.eta_minutes = Some(self.eta_minutes.map_or(m, |e| e.max(m))),
+                None if left > 0 => self.eta_unknown = true,
+                None => {}
+            }
+        }
+    }
+
+    /// Ends the counting: an estimate is only given when every vault with
+    /// work left has one.
+    pub fn finish(&mut self) {
+        if self.eta_unknown {
+            self.eta_minutes = None;
+        }
+    }
 }
 
 /// What the server phase did (run by `start`, or resumed by it). The

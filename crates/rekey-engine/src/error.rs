@@ -99,4 +99,20 @@ pub enum EngineError {
     /// An internal invariant failed.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The fleet file cannot be used.
+    #[error("fleet file {}: {reason}", path.display())]
+    FleetFile {
+        /// Where it is.
+        path: std::path::PathBuf,
+        /// What is wrong, naming the entry.
+        reason: String,
+    },
+    /// One vault of a fleet failed.
+    #[error("vault {name}: {source}")]
+    InVault {
+        /// The vault's name in the fleet file.
+        name: String,
+        /// What went wrong there.
+        source: Box<EngineError>,
+    },
 }

@@ -9,10 +9,14 @@
 
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod memory;
 
 pub use engine::{Engine, Names, SESSION_LIFETIME_MS, SeedReport, ServerProgress, Session};
 pub use error::EngineError;
+pub use fleet::{
+    DEFAULT_FLEET_FILE, Fleet, FleetEntry, FleetFile, FleetKeys, StartPlan, valid_vault_name,
+};
 pub use rekey_keys::KeyDir;
 
 /// This machine's name as servers register it in the vault (the host name,

@@ -5,6 +5,7 @@
 mod admin;
 mod cert;
 mod demo;
+mod fleet;
 mod lifecycle;
 mod login;
 mod serve;
@@ -60,12 +61,75 @@ fn actor() -> String {
 
 /// Runs the command; answers its exit code.
 pub(crate) async fn run(cli: Cli) -> Result<u8, CliError> {
+    let out = Out::new(cli.format);
+    if !cli.vaults.is_empty() || cli.all {
+        return run_on_fleet(cli, out).await;
+    }
     let ctx = Ctx {
         db: cli.db,
         key_dir: cli.key_dir,
-        out: Out::new(cli.format),
+        out,
     };
+    run_one(ctx, cli.command).await
+}
+
+/// `--vault NAME…` or `--all`: the commands that work on several vaults go
+/// to [`fleet`]; the others need exactly one vault and run on it as with
+/// --db and --key-dir.
+async fn run_on_fleet(cli: Cli, out: Out) -> Result<u8, CliError> {
+    use rekey_engine::{FleetFile, FleetKeys};
+    if cli.place_given {
+        return Err(CliError::Usage(
+            "--db and --key-dir do not mix with --vault and --all (the fleet file names each vault's database and key directory)".into(),
+        ));
+    }
+    let file = FleetFile::load(&cli.fleet)?;
+    let entries = file.select(&cli.vaults, cli.all)?;
     match cli.command {
+        Command::Init => return fleet::init(out, &entries).await,
+        Command::Preflight { target_scheme } => {
+            let f = fleet::open(entries, FleetKeys::IfPresent).await?;
+            return fleet::preflight(out, &f, target_scheme).await;
+        }
+        Command::Start {
+            code_word,
+            target_scheme,
+        } => {
+            let f = fleet::open(entries, FleetKeys::Create).await?;
+            return fleet::start(out, &f, code_word, target_scheme).await;
+        }
+        Command::Status { all_pending, watch } => {
+            let f = fleet::open(entries, FleetKeys::IfPresent).await?;
+            return fleet::status(out, &f, all_pending, watch).await;
+        }
+        Command::Finalize => {
+            let f = fleet::open(entries, FleetKeys::IfPresent).await?;
+            return fleet::finalize(out, &f).await;
+        }
+        Command::Abort { yes } => {
+            let f = fleet::open(entries, FleetKeys::IfPresent).await?;
+            return fleet::abort(out, &f, yes).await;
+        }
+        Command::Serve(args) => return serve::run_fleet(&args, entries).await,
+        _ => {}
+    }
+    let [entry] = entries.as_slice() else {
+        return Err(CliError::Usage(format!(
+            "this command works on one vault; name it with --vault (the fleet file has {})",
+            file.names().join(", ")
+        )));
+    };
+    let ctx = Ctx {
+        db: entry.db.clone(),
+        key_dir: entry.key_dir.clone(),
+        out,
+    };
+    run_one(ctx, cli.command).await
+}
+
+/// Runs one command on the vault `ctx` names.
+async fn run_one(ctx: Ctx, command: Command) -> Result<u8, CliError> {
+    match command {
         Command::Init => lifecycle::init(&ctx).await,
         Command::Preflight { target_scheme } => admin::preflight(&ctx, target_scheme).await,
         Command::Cert {
@@ -81,7 +145,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8, CliError> {
             code_word,
             target_scheme,
         } => lifecycle::start(&ctx, code_word, target_scheme).await,
-        Command::Status { all, watch } => status::run(&ctx, all, watch).await,
+        Command::Status { all_pending, watch } => status::run(&ctx, all_pending, watch).await,
         Command::Login {
             user,
             password,

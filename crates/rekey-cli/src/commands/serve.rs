@@ -12,3 +12,15 @@ pub(super) async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<u8, CliError> {
     rekey_server::serve(config).await?;
     Ok(0)
 }
+
+/// `serve --vault …`/`--all`: one server for several vaults of the fleet
+/// file, each under `/v1/vaults/NAME/…`.
+pub(super) async fn run_fleet(
+    args: &ServeArgs,
+    entries: Vec<rekey_engine::FleetEntry>,
+) -> Result<u8, CliError> {
+    let _ = (args, entries);
+    Err(CliError::Usage(
+        "serving several vaults is not wired yet".into(),
+    ))
+}

@@ -67,7 +67,7 @@ fn text(r: &StatusReport, all: bool) -> String {
         let more = if all || remaining as usize <= r.pending.len() {
             ""
         } else {
-            ", … (--all lists every one)"
+            ", … (--all-pending lists every one)"
         };
         let _ = writeln!(t, "  pending: {}{more}", r.pending.join(", "));
     }

@@ -97,6 +97,11 @@ impl Engine {
         self
     }
 
+    /// The target the operator asked for, if any.
+    pub(crate) fn asked_target(&self) -> Option<Target> {
+        self.target
+    }
+
     /// The key directory, if any.
     #[must_use]
     pub fn key_dir(&self) -> Option<&KeyDir> {

@@ -85,7 +85,7 @@ impl Engine {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Page through the principals in this state (a `status --all` of a
+        // Page through the principals in this state (a `status --all-pending` of a
         // large vault names thousands).
         let mut names = Vec::new();
         let mut after = None;
@@ -171,7 +171,7 @@ fn next_step(phase: Phase, p: &Progress, remaining: u64) -> String {
         ),
         Phase::UserPhase => format!(
             "wait for the {remaining} pending principal(s) to log in once; \
-             `rekey status --all` names them"
+             `rekey status --all-pending` names them"
         ),
         Phase::Finalizing => {
             "finalize was interrupted: run `rekey finalize` again to finish".to_owned()
