@@ -307,10 +307,16 @@ pub(crate) enum CertAction {
         /// The backup file.
         file: PathBuf,
     },
-    /// Restore the keys of a backup into --key-dir.
+    /// Restore the keys of a backup into --key-dir (on a second server:
+    /// at the end of the migration, from the backup made after it).
     Import {
         /// The backup file.
         file: PathBuf,
+        /// The server whose key directory this is, as `rekey serve --name`
+        /// registers it (default: the host name); the vault's server list
+        /// then records the keys it holds.
+        #[arg(long, env = "REKEY_SERVER_NAME")]
+        server_name: Option<String>,
     },
 }
 

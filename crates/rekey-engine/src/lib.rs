@@ -12,7 +12,9 @@ pub mod error;
 pub mod fleet;
 pub mod memory;
 
-pub use engine::{Engine, Names, SESSION_LIFETIME_MS, SeedReport, ServerProgress, Session};
+pub use engine::{
+    CertImportReport, Engine, Names, SESSION_LIFETIME_MS, SeedReport, ServerProgress, Session,
+};
 pub use error::EngineError;
 pub use fleet::{
     DEFAULT_FLEET_FILE, Fleet, FleetEntry, FleetFile, FleetKeys, StartPlan, valid_vault_name,

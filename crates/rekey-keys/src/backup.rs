@@ -5,15 +5,25 @@
 //!
 //! ```text
 //! "rekey-cert-backup\0"   18 bytes, magic
-//! version                  1 byte, 1
+//! version                  1 byte, 2 (1 is still read)
 //! vault id                16 bytes
 //! created at               8 bytes, i64 milliseconds since the epoch
 //! key count                4 bytes, u32
 //! per key:
-//!   fingerprint           32 bytes, SHA-256 of the public key's SPKI DER
+//!   fingerprint           32 bytes, SHA-256 of the public key's encoding
+//!   kind                   1 byte (version 2 only): 0 a legacy RSA key,
+//!                          1, 2, 3 a new key of that target (FORMAT.md's
+//!                          key-kind byte: P-256, P-521, hybrid)
 //!   length                 4 bytes, u32
-//!   private key           `length` bytes, PKCS#8 DER
+//!   private key           `length` bytes: PKCS#8 DER for RSA (the whole
+//!                          `.pk8` file); for a new key what follows the
+//!                          kind byte in its `.ec` file
 //! ```
+//!
+//! Version 1 (before the new keys were backed up) has no kind byte: every
+//! key is RSA. A backup made after `rekey start` holds the new
+//! certificates' keys too, so the other servers of the vault can import
+//! them at the end of the migration.
 //!
 //! Nothing follows the last key. age authenticates the header (HMAC) and
 //! every 64 KiB chunk of the payload (ChaCha20-Poly1305), so a truncated or
@@ -22,9 +32,8 @@
 
 use crate::error::{Error, Result};
 use crate::files;
-use crate::keydir::{KeyDir, KeyFileState, LoadedKey, is_fingerprint};
+use crate::keydir::{KeyDir, KeyFileState, LoadedKey, RSA_KIND};
 use age::secrecy::SecretString;
-use rekey_core::LegacyRsaPrivateKey;
 use rekey_core::ids::VaultId;
 use rekey_core::model::{AuditEvent, Timestamp};
 use rekey_storage::Vault;
@@ -36,9 +45,11 @@ use zeroize::Zeroizing;
 const MAGIC: &[u8; 18] = b"rekey-cert-backup\0";
 /// How every age v1 file begins.
 const AGE_V1_MAGIC: &[u8] = b"age-encryption.org/v1\n";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The first version, still read: RSA keys only, no kind byte.
+const VERSION_RSA_ONLY: u8 = 1;
 /// Largest private key accepted in a backup (an RSA-4096 PKCS#8 is about
-/// 2.4 KB).
+/// 2.4 KB, a hybrid key 64 bytes).
 const MAX_KEY_LEN: usize = 16 * 1024;
 /// The scrypt work factor (log2 N) of a backup when none is asked for:
 /// N = 2^18 takes 256 MiB and about a second. Fixed rather than measured
@@ -138,7 +149,8 @@ struct Manifest {
 }
 
 /// Writes one passphrase-protected file holding every server-held private
-/// key of the vault, read from the key directory (`<fingerprint>.pk8`), then
+/// key of the vault, read from the key directory (`<fingerprint>.pk8` for
+/// legacy keys, `<fingerprint>.ec` for new ones), then
 /// decrypts it again to verify it, and records its SHA-256 on every
 /// certificate (and an audit event listing the fingerprints).
 ///
@@ -176,7 +188,7 @@ pub async fn backup_with(
     }
     let mut keys = Vec::with_capacity(certificates.len());
     for c in &certificates {
-        match key_dir.read_legacy(&c.fingerprint) {
+        match key_dir.read_any(&c.fingerprint) {
             Ok(key) => keys.push(key),
             Err(KeyFileState::Missing | KeyFileState::NotChecked) => {
                 let owner = vault
@@ -265,7 +277,7 @@ pub async fn verify(vault: &Vault, file: &Path, passphrase: &Passphrase) -> Resu
 }
 
 /// Restores the keys of a backup into `key_dir` as `<fingerprint>.pk8`
-/// (mode 0600; the directory is created with mode 0700 if missing). Every
+/// (legacy RSA) or `<fingerprint>.ec` (new keys) (mode 0600; the directory is created with mode 0700 if missing). Every
 /// check (passphrase, integrity, vault, keys, no different key already in
 /// place) happens before anything is written; then every key goes to a
 /// temporary file and all are renamed into place.
@@ -280,11 +292,11 @@ pub async fn import(
     let mut plan: Vec<&LoadedKey> = Vec::new();
     let mut result = ImportSummary::default();
     for key in &manifest.keys {
-        let path = dir.legacy_key_path(&key.fingerprint);
+        let path = key.path_in(&dir);
         match std::fs::read(&path) {
             Ok(existing) => {
                 let existing = Zeroizing::new(existing);
-                if existing.as_slice() == key.der.as_slice() {
+                if existing.as_slice() == key.file_bytes().as_slice() {
                     result.unchanged.push(key.fingerprint.clone());
                 } else {
                     return Err(Error::KeyFileConflict {
@@ -307,15 +319,15 @@ pub async fn import(
     // file removes it, so a failure leaves no temporary file behind).
     let mut staged = Vec::with_capacity(plan.len());
     for key in plan {
-        let file = files::stage(dir.path(), &key.der).map_err(|source| Error::File {
+        let path = key.path_in(&dir);
+        let file = files::stage(dir.path(), &key.file_bytes()).map_err(|source| Error::File {
             action: "write the key file",
-            path: dir.legacy_key_path(&key.fingerprint),
+            path: path.clone(),
             source,
         })?;
-        staged.push((file, key.fingerprint.clone()));
+        staged.push((file, path, key.fingerprint.clone()));
     }
-    for (file, fp) in staged {
-        let path = dir.legacy_key_path(&fp);
+    for (file, path, fp) in staged {
         file.persist(&path, true).map_err(|source| Error::File {
             action: "move the key file into place",
             path,
@@ -503,6 +515,7 @@ fn encode(m: &Manifest) -> Result<Zeroizing<Vec<u8>>> {
             reason: "its fingerprint is not hex".to_owned(),
         })?;
         out.extend_from_slice(&fp);
+        out.push(k.kind);
         let len = u32::try_from(k.der.len()).map_err(|_| Error::Encrypt {
             reason: "a key is too large".to_owned(),
         })?;
@@ -522,11 +535,12 @@ fn decode(bytes: &[u8]) -> Result<Manifest> {
     if r.take(MAGIC.len()) != Some(MAGIC.as_slice()) {
         return Err(bad("its contents are not a rekey certificate backup"));
     }
-    match r.take(1) {
-        Some([VERSION]) => {}
+    let with_kinds = match r.take(1) {
+        Some([VERSION]) => true,
+        Some([VERSION_RSA_ONLY]) => false,
         Some(_) => return Err(bad("it was made by an unknown version of rekey")),
         None => return Err(bad("it ends inside its header")),
-    }
+    };
     let vault = r
         .array::<16>()
         .map(VaultId::from_bytes)
@@ -542,6 +556,14 @@ fn decode(bytes: &[u8]) -> Result<Manifest> {
     let mut keys = Vec::new();
     for _ in 0..count {
         let fp = r.array::<32>().ok_or_else(|| bad("it ends inside a key"))?;
+        let kind = if with_kinds {
+            match r.take(1) {
+                Some([k]) => *k,
+                _ => return Err(bad("it ends inside a key")),
+            }
+        } else {
+            RSA_KIND
+        };
         let len = r
             .array::<4>()
             .map(u32::from_be_bytes)
@@ -552,23 +574,12 @@ fn decode(bytes: &[u8]) -> Result<Manifest> {
         }
         let der = r.take(len).ok_or_else(|| bad("it ends inside a key"))?;
         let fingerprint_hex = hex::encode(fp);
-        let key = LegacyRsaPrivateKey::from_pkcs8_der(der).map_err(|_| Error::UnusableKey {
-            fingerprint: fingerprint_hex.clone(),
-            reason: "the backup holds something that is not an RSA PKCS#8 private key".to_owned(),
-        })?;
-        let actual = key.public_key().fingerprint();
-        if actual != fingerprint_hex || !is_fingerprint(&actual) {
-            return Err(Error::UnusableKey {
-                fingerprint: fingerprint_hex,
-                reason: format!(
-                    "the backup files it under the wrong fingerprint (its own is {actual})"
-                ),
-            });
-        }
-        keys.push(LoadedKey {
-            fingerprint: actual,
-            der: Zeroizing::new(der.to_vec()),
-        });
+        let key =
+            LoadedKey::parse(&fingerprint_hex, kind, der).map_err(|why| Error::UnusableKey {
+                fingerprint: fingerprint_hex.clone(),
+                reason: format!("the backup holds a key that cannot be used: {why}"),
+            })?;
+        keys.push(key);
     }
     if !r.0.is_empty() {
         return Err(bad("it has trailing bytes"));
@@ -624,7 +635,7 @@ pub fn open_backup_bytes(
     parse_manifest(&plaintext)
 }
 
-/// Encodes a manifest from `(fingerprint hex, PKCS#8 DER)` pairs, as
+/// Encodes a manifest from `(fingerprint hex, RSA PKCS#8 DER)` pairs, as
 /// [`backup`] does (the pairs are not checked: the fuzz seeds and property
 /// tests also write wrong ones).
 #[doc(hidden)]
@@ -640,6 +651,7 @@ pub fn encode_manifest(
             .iter()
             .map(|(fp, der)| LoadedKey {
                 fingerprint: (*fp).to_owned(),
+                kind: RSA_KIND,
                 der: Zeroizing::new(der.to_vec()),
             })
             .collect(),
@@ -673,6 +685,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rekey_core::{LegacyRsaPrivateKey, NewPrivateKey, Target};
 
     const KEY_A: &[u8] = include_bytes!("../../rekey-core/tests/fixtures/rsa-2048-a.pk8");
 
@@ -683,6 +696,7 @@ mod tests {
             created_at: Timestamp(1234),
             keys: vec![LoadedKey {
                 fingerprint: key.public_key().fingerprint(),
+                kind: RSA_KIND,
                 der: Zeroizing::new(KEY_A.to_vec()),
             }],
         }
@@ -711,7 +725,56 @@ mod tests {
         let mut wrong_fp = bytes.to_vec();
         wrong_fp[MAGIC.len() + 1 + 16 + 8 + 4] ^= 1;
         assert!(matches!(decode(&wrong_fp), Err(Error::UnusableKey { .. })));
+        let mut wrong_kind = bytes.to_vec();
+        wrong_kind[MAGIC.len() + 1 + 16 + 8 + 4 + 32] = 9;
+        assert!(matches!(
+            decode(&wrong_kind),
+            Err(Error::UnusableKey { .. })
+        ));
         assert!(matches!(decode(b"hello"), Err(Error::NotABackup { .. })));
+    }
+
+    #[test]
+    fn new_keys_round_trip_and_version_1_is_still_read() {
+        let mut m = manifest();
+        for target in [Target::HpkeP256, Target::HpkeMlKem768X25519] {
+            let key = NewPrivateKey::generate(target, &mut rand_core::OsRng).unwrap();
+            m.keys.push(LoadedKey {
+                fingerprint: key.public_key().fingerprint(),
+                kind: target.key_byte(),
+                der: Zeroizing::new(key.dangerous_to_bytes().dangerous_as_bytes().to_vec()),
+            });
+        }
+        let bytes = encode(&m).unwrap();
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.keys.len(), 3);
+        for (a, b) in m.keys.iter().zip(&back.keys) {
+            assert_eq!(a.fingerprint, b.fingerprint);
+            assert_eq!(a.kind, b.kind);
+            assert_eq!(a.der.as_slice(), b.der.as_slice());
+        }
+        // A new key filed under the fingerprint of another is refused.
+        let mut swapped = m;
+        let fp = swapped.keys[1].fingerprint.clone();
+        swapped.keys[2].fingerprint = fp;
+        assert!(matches!(
+            decode(&encode(&swapped).unwrap()),
+            Err(Error::UnusableKey { .. })
+        ));
+        // Version 1: no kind byte, every key RSA.
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(MAGIC);
+        v1.push(VERSION_RSA_ONLY);
+        v1.extend_from_slice(&[9; 16]);
+        v1.extend_from_slice(&1234i64.to_be_bytes());
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        let key = LegacyRsaPrivateKey::from_pkcs8_der(KEY_A).unwrap();
+        v1.extend_from_slice(&hex::decode(key.public_key().fingerprint()).unwrap());
+        v1.extend_from_slice(&u32::try_from(KEY_A.len()).unwrap().to_be_bytes());
+        v1.extend_from_slice(KEY_A);
+        let back = decode(&v1).unwrap();
+        assert_eq!(back.keys[0].kind, RSA_KIND);
+        assert_eq!(back.keys[0].der.as_slice(), KEY_A);
     }
 
     #[test]

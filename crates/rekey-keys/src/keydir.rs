@@ -53,7 +53,69 @@ pub enum KeyFileState {
 /// DER, wiped on drop.
 pub(crate) struct LoadedKey {
     pub(crate) fingerprint: String,
+    /// [`RSA_KIND`] for a legacy RSA key (`der` is PKCS#8 DER, the whole
+    /// `.pk8` file); otherwise a new key's target key byte (`der` is what
+    /// follows that byte in its `.ec` file).
+    pub(crate) kind: u8,
     pub(crate) der: Zeroizing<Vec<u8>>,
+}
+
+/// The kind byte of a legacy RSA key in a backup.
+pub(crate) const RSA_KIND: u8 = 0;
+
+impl LoadedKey {
+    /// Where its file lives in `dir`.
+    pub(crate) fn path_in(&self, dir: &KeyDir) -> PathBuf {
+        if self.kind == RSA_KIND {
+            dir.legacy_key_path(&self.fingerprint)
+        } else {
+            dir.new_key_path(&self.fingerprint)
+        }
+    }
+
+    /// Its file's exact content.
+    pub(crate) fn file_bytes(&self) -> Zeroizing<Vec<u8>> {
+        if self.kind == RSA_KIND {
+            self.der.clone()
+        } else {
+            let mut out = Zeroizing::new(Vec::with_capacity(1 + self.der.len()));
+            out.push(self.kind);
+            out.extend_from_slice(&self.der);
+            out
+        }
+    }
+
+    /// Parses a key of `kind` from `der` and checks that its public key
+    /// has `fingerprint`; `Err(reason)` otherwise.
+    pub(crate) fn parse(
+        fingerprint: &str,
+        kind: u8,
+        der: &[u8],
+    ) -> std::result::Result<Self, String> {
+        let actual = if kind == RSA_KIND {
+            LegacyRsaPrivateKey::from_pkcs8_der(der)
+                .map_err(|_| "it is not an RSA PKCS#8 private key".to_owned())?
+                .public_key()
+                .fingerprint()
+        } else {
+            let target = Target::from_key_byte(kind)
+                .ok_or_else(|| format!("its key kind {kind} is unknown"))?;
+            NewPrivateKey::from_bytes(target, der)
+                .map_err(|_| format!("it is not a {} private key", target.name()))?
+                .public_key()
+                .fingerprint()
+        };
+        if actual != fingerprint || !is_fingerprint(&actual) {
+            return Err(format!(
+                "it is filed under the wrong fingerprint (its own is {actual})"
+            ));
+        }
+        Ok(Self {
+            fingerprint: actual,
+            kind,
+            der: Zeroizing::new(der.to_vec()),
+        })
+    }
 }
 
 impl std::fmt::Debug for LoadedKey {
@@ -107,7 +169,7 @@ impl KeyDir {
         self.path.join(format!("{fingerprint}.{LEGACY_EXTENSION}"))
     }
 
-    fn new_key_path(&self, fingerprint: &str) -> PathBuf {
+    pub(crate) fn new_key_path(&self, fingerprint: &str) -> PathBuf {
         self.path.join(format!("{fingerprint}.{NEW_EXTENSION}"))
     }
 
@@ -153,8 +215,38 @@ impl KeyDir {
         }
         Ok(LoadedKey {
             fingerprint: found,
+            kind: RSA_KIND,
             der,
         })
+    }
+
+    /// Reads and checks the key filed under `fingerprint`, legacy
+    /// (`.pk8`) or new (`.ec`): what a backup holds.
+    pub(crate) fn read_any(&self, fingerprint: &str) -> Result<LoadedKey, KeyFileState> {
+        match self.read_legacy(fingerprint) {
+            Err(KeyFileState::Missing) => {}
+            other => return other,
+        }
+        let path = self.new_key_path(fingerprint);
+        let bytes = match self.read(&path) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(KeyFileState::Missing),
+            Err(e) => return Err(KeyFileState::Unusable(e.to_string())),
+        };
+        let Some((&kind, der)) = bytes.split_first() else {
+            return Err(KeyFileState::Unusable(format!(
+                "{} is empty",
+                path.display()
+            )));
+        };
+        if kind == RSA_KIND {
+            return Err(KeyFileState::Unusable(format!(
+                "{} does not start with a key kind",
+                path.display()
+            )));
+        }
+        LoadedKey::parse(fingerprint, kind, der)
+            .map_err(|why| KeyFileState::Unusable(format!("{}: {why}", path.display())))
     }
 
     /// What the directory holds for the certificate with this fingerprint.

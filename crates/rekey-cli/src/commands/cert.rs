@@ -42,12 +42,22 @@ pub(super) async fn run(
                 t
             });
         }
-        CertAction::Import { file } => {
+        CertAction::Import { file, server_name } => {
             let engine = ctx.engine(Keys::Create).await?;
-            let s = engine.import_backup(file, &pass).await?;
+            let s = engine
+                .import_backup(file, &pass, server_name.as_deref())
+                .await?;
             ctx.out.report(&s, |s| {
+                let server = if s.server_recorded {
+                    format!("the vault now lists server {} with these keys", s.server)
+                } else {
+                    format!(
+                        "no server named {} in the vault's server list yet (its first heartbeat reports its keys; --server-name names another)",
+                        s.server
+                    )
+                };
                 format!(
-                    "imported into {}: {} written, {} already there",
+                    "imported into {}: {} written, {} already there; {server}",
                     ctx.key_dir.display(),
                     s.written.len(),
                     s.unchanged.len()

@@ -7,7 +7,7 @@ use crate::error::EngineError;
 use rekey_core::GrantId;
 use rekey_core::RecordId;
 use rekey_core::model::{RecordRow, Resolution};
-use rekey_keys::{BackupOptions, BackupSummary, ImportSummary, Passphrase};
+use rekey_keys::{BackupOptions, BackupSummary, Passphrase};
 use rekey_preflight::{DirectoryToken, Options, Report};
 use std::path::Path;
 
@@ -121,9 +121,24 @@ impl Engine {
         &self,
         file: &Path,
         passphrase: &Passphrase,
-    ) -> Result<ImportSummary, EngineError> {
+        server: Option<&str>,
+    ) -> Result<CertImportReport, EngineError> {
         let keys = self.require_keys("a certificate import")?;
-        Ok(rekey_keys::import(&self.vault, file, passphrase, keys.path()).await?)
+        let summary = rekey_keys::import(&self.vault, file, passphrase, keys.path()).await?;
+        // The server this key directory belongs to now holds these keys:
+        // the vault's server list says so at once (finalize and preflight
+        // read it), without a heartbeat that would count it as active.
+        let server = server.map_or_else(|| self.server_name(), str::to_owned);
+        let server_recorded = self
+            .vault
+            .record_server_certificates(&server, &keys.fingerprints())
+            .await?;
+        Ok(CertImportReport {
+            written: summary.written,
+            unchanged: summary.unchanged,
+            server,
+            server_recorded,
+        })
     }
 
     /// A record's ciphertext, if the record exists.
@@ -136,4 +151,19 @@ impl Engine {
     pub async fn put_record(&self, id: RecordId, ciphertext: Vec<u8>) -> Result<(), EngineError> {
         Ok(self.vault.put_record(&RecordRow { id, ciphertext }).await?)
     }
+}
+
+/// What `rekey cert import` did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CertImportReport {
+    /// Key files written (fingerprints).
+    pub written: Vec<String>,
+    /// Key files already there with the same key (fingerprints).
+    pub unchanged: Vec<String>,
+    /// The server whose key directory this is.
+    pub server: String,
+    /// Whether the vault's server list has that server and now records
+    /// every key its directory holds (`false`: not registered yet; its
+    /// first heartbeat reports them).
+    pub server_recorded: bool,
 }

@@ -21,6 +21,7 @@ mod reads;
 mod start;
 mod status;
 
+pub use admin::CertImportReport;
 pub use auth::{SESSION_LIFETIME_MS, Session};
 pub use reads::SeedReport;
 pub use start::ServerProgress;
@@ -95,6 +96,14 @@ impl Engine {
     pub fn with_target(mut self, target: Target) -> Self {
         self.target = Some(target);
         self
+    }
+
+    /// The name this process has in the vault's server list: a server's
+    /// own (its actor is `server:NAME`), otherwise the host name.
+    pub(crate) fn server_name(&self) -> String {
+        self.actor
+            .strip_prefix("server:")
+            .map_or_else(crate::host_name, str::to_owned)
     }
 
     /// The target the operator asked for, if any.

@@ -193,6 +193,12 @@ impl Engine {
         let mut report = ServerPhaseReport::default();
         self.migrate_services(keys, server, &row, &mut report, progress)
             .await?;
+        // This server's key directory now holds the new certificates: its
+        // entry in the server list says so at once (finalize asks every
+        // registered server for them), without counting as a heartbeat.
+        self.vault
+            .record_server_certificates(&self.server_name(), &keys.fingerprints())
+            .await?;
         self.end_server_phase(server, report).await
     }
 

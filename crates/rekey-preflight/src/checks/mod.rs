@@ -1,4 +1,4 @@
-//! The nine preparation checks, one type each. See the crate docs for what
+//! The ten preparation checks, one type each. See the crate docs for what
 //! each one means.
 
 mod certificates;
@@ -16,7 +16,7 @@ pub use devices::{MobileDevices, OfflineDevices};
 pub use directory::DirectoryTokens;
 pub use disk::{DiskSpace, GRANT_ROW_OVERHEAD_BYTES, GROWTH_SAFETY_FACTOR, estimated_growth};
 pub use legacy::LegacyData;
-pub use servers::{ActiveServer, HEARTBEAT_WINDOW_MS};
+pub use servers::{ActiveServer, HEARTBEAT_WINDOW_MS, ServerCertificates};
 pub use users::{INACTIVE_AFTER_MS, Users};
 
 use crate::check::Check;
@@ -31,6 +31,7 @@ pub fn all() -> Vec<Box<dyn Check>> {
         Box::new(Certificates),
         Box::new(Users),
         Box::new(ActiveServer),
+        Box::new(ServerCertificates),
         Box::new(DirectoryTokens),
         Box::new(LegacyData),
         Box::new(DiskSpace),
@@ -59,6 +60,7 @@ mod tests {
                 "certificates",
                 "users",
                 "active-server",
+                "server-certificates",
                 "directory-tokens",
                 "legacy-data",
                 "disk-space"

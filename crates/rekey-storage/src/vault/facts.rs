@@ -81,6 +81,26 @@ impl Vault {
         Ok(())
     }
 
+    /// Sets the certificate fingerprints a registered server holds, leaving
+    /// its heartbeat as it was (`rekey cert import` on a server that is not
+    /// running). `false` when no server of that name is registered.
+    pub async fn record_server_certificates(
+        &self,
+        name: &str,
+        fingerprints: &[String],
+    ) -> Result<bool> {
+        let r = server::Entity::update_many()
+            .col_expr(
+                server::Column::CertificateFingerprints,
+                Expr::value(fingerprints.join("\n")),
+            )
+            .filter(server::Column::Name.eq(name))
+            .exec(&self.db)
+            .await
+            .map_err(db("record a server's certificates"))?;
+        Ok(r.rows_affected > 0)
+    }
+
     /// Every directory-sync profile, by name.
     pub async fn directory_profiles(&self) -> Result<Vec<DirectoryProfile>> {
         Ok(directory_profile::Entity::find()
