@@ -276,8 +276,10 @@ pub(crate) enum DemoStep {
         #[arg(long, default_value = "rekey-demo.credentials.json")]
         credentials: PathBuf,
         /// Go through a `rekey serve` at this URL instead of the database.
-        #[arg(long)]
-        server: Option<String>,
+        /// Repeat for several servers of one vault: requests take them in
+        /// turn, and move on to the next when one does not answer.
+        #[arg(long = "server", value_name = "URL")]
+        servers: Vec<String>,
     },
 }
 

@@ -83,7 +83,7 @@ impl CliError {
             CliError::Demo(e) => demo_kind(e),
             CliError::Server(e) if e.is_startup() => match e {
                 ServerError::Config(_) => Kind::Usage,
-                ServerError::Open(e) => engine_kind(e),
+                ServerError::Open(e) | ServerError::OpenVault { source: e, .. } => engine_kind(e),
                 _ => Kind::Server,
             },
             CliError::Server(_) => Kind::Other,
@@ -225,7 +225,7 @@ fn demo_kind(e: &DemoError) -> Kind {
 
 fn client_kind(e: &ClientError) -> Kind {
     match e {
-        ClientError::BadUrl(_) => Kind::Usage,
+        ClientError::BadUrl(_) | ClientError::BadVaultName(_) => Kind::Usage,
         ClientError::Transport(_) => Kind::Unreachable,
         ClientError::Build(BuildError::WrongMasterSecret) => Kind::Credentials,
         e if e.is_conflict() => Kind::Conflict,

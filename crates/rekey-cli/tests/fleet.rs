@@ -185,8 +185,22 @@ fn a_fleet_starts_all_or_nothing_and_reports_each_vault() {
     assert_eq!(outcome(&r, "a")["outcome"], "already_started", "{r}");
     assert_eq!(outcome(&r, "a")["phase"], "user_phase", "{r}");
 
-    // a's users log in; finalize on both: a finalizes, b refuses (its
-    // users are pending), each reported; the exit code is b's refusal.
+    // One `rekey serve --all` serves both vaults; a's users log in through
+    // a's paths (`/v1/vaults/a/…`), b's stay pending.
+    let port = support::free_port();
+    let server = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        .current_dir(&dir)
+        .args(["--all", "serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env_remove("REKEY_DATABASE_URL")
+        .env_remove("REKEY_FLEET")
+        .env("REKEY_ADMIN_TOKEN", "fleet-test-admin-token-0123456789")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = support::Guard(server);
+    support::wait_for_port(port);
     let out = fleet(
         &dir,
         &[
@@ -196,9 +210,15 @@ fn a_fleet_starts_all_or_nothing_and_reports_each_vault() {
             "login-all",
             "--credentials",
             a.join("c.json").to_str().unwrap(),
+            "--server",
+            &format!("http://127.0.0.1:{port}/v1/vaults/a"),
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
+    drop(server);
+
+    // Finalize on both: a finalizes, b refuses (its users are pending),
+    // each reported; the exit code is b's refusal.
     let out = fleet(&dir, &["--all", "status"]);
     let t = text(&out);
     let row = |v: &str| {

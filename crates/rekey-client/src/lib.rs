@@ -2,7 +2,8 @@
 //! (`docs/PROTOCOL.md`). [`migrate`] is the one loop every client runs:
 //! fetch the package, build and sign the bundle on the blocking pool,
 //! submit it, and after a conflict fetch a new package and rebuild. It
-//! runs over any [`MigrationApi`]: [`HttpClient`] talks to a `rekey serve`;
+//! runs over any [`MigrationApi`]: [`HttpClient`] talks to a `rekey serve`
+//! (or to several of one vault, round-robin with failover: [`servers`]);
 //! the demo's in-process clients call the engine directly.
 //!
 //! This crate links rekey-core and an HTTP client, nothing of the server or
@@ -10,6 +11,7 @@
 
 pub mod http;
 pub mod migrate;
+pub mod servers;
 
 pub use http::{ClientError, HttpClient};
 pub use migrate::{

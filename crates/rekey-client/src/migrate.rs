@@ -123,7 +123,10 @@ pub struct RoleConfirmations {
 /// master secret on the blocking pool, submits it, and after a conflict
 /// fetches a new package and rebuilds (at most [`MIGRATE_ATTEMPTS`] builds,
 /// pausing [`conflict_backoff`] between them). A rebuild reopens no grant
-/// opened before. Any other refusal ends the loop.
+/// opened before. An account found migrated already (by the package, or
+/// by a bundle sent again after its answer was lost) still hands in its
+/// role receipts, then the loop ends with that refusal; any other refusal
+/// ends it at once.
 pub async fn migrate<A: MigrationApi>(
     api: &A,
     principal: PrincipalId,
@@ -137,17 +140,10 @@ pub async fn migrate<A: MigrationApi>(
     loop {
         let package = match api.package(principal).await {
             Ok(p) => p,
+            // Nothing to build; the roles other members migrated since may
+            // still wait for this account's receipt.
             Err(e) if e.is_already_migrated() => {
-                // Nothing to build; the roles other members migrated since
-                // may still wait for this account's receipt.
-                let roles = confirm_roles(api, principal, &master).await?;
-                if !roles.refused.is_empty() {
-                    tracing::warn!(
-                        refused = roles.refused.len(),
-                        "roles do not open for this account"
-                    );
-                }
-                return Err(e);
+                return after_migrated(api, principal, &master, e).await;
             }
             Err(e) => return Err(e),
         };
@@ -184,9 +180,34 @@ pub async fn migrate<A: MigrationApi>(
                 retries += 1;
                 tokio::time::sleep(conflict_backoff(retries)).await;
             }
+            // This bundle was applied already: its answer was lost (the
+            // connection broke, and the transport sent it again, perhaps to
+            // another server of the vault). The roles still wait for this
+            // account's receipts.
+            Err(e) if e.is_already_migrated() => {
+                return after_migrated(api, principal, &master, e).await;
+            }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `principal` has migrated already (`e` says so): hands in its role
+/// receipts ([`confirm_roles`]), then answers `e`.
+async fn after_migrated<A: MigrationApi>(
+    api: &A,
+    principal: PrincipalId,
+    master: &Arc<MasterSecret>,
+    e: A::Error,
+) -> Result<MigrateReport, A::Error> {
+    let roles = confirm_roles(api, principal, master).await?;
+    if !roles.refused.is_empty() {
+        tracing::warn!(
+            refused = roles.refused.len(),
+            "roles do not open for this account"
+        );
+    }
+    Err(e)
 }
 
 /// Checks every migrated role `principal` has to confirm, with its master

@@ -1,6 +1,8 @@
 //! Simulated clients: a demo user logs in with its password and migrates,
 //! through rekey-client's one migration loop, either in-process (the
-//! engine on the vault's database) or over HTTP (a `rekey serve`).
+//! engine on the vault's database) or over HTTP (a `rekey serve`, or
+//! several of one vault: requests take them in turn and move on from one
+//! that does not answer, `rekey_client::servers`).
 
 use crate::credentials::{Credentials, DemoUser};
 use crate::error::DemoError;
@@ -53,6 +55,31 @@ pub enum Via {
     Vault(Engine),
     /// Through a `rekey serve` at this URL.
     Server(String),
+    /// Through several `rekey serve` of one vault at these URLs: every
+    /// request goes to the next server in turn (a login's session, package
+    /// and bundle usually each to another one), and a request a server
+    /// does not answer (connection refused or reset, 502/503/504) moves on
+    /// to the next at once; the client pauses only when none answered (see
+    /// `rekey_client::servers`). One URL is [`Via::Server`].
+    Servers(Vec<String>),
+}
+
+/// A [`Via`] made ready for many logins: one HTTP client (its connections
+/// and its servers' turn) shared by all.
+#[derive(Debug, Clone)]
+enum Transport {
+    Vault(Engine),
+    Http(HttpClient),
+}
+
+impl Transport {
+    fn of(via: Via) -> Result<Self, DemoError> {
+        Ok(match via {
+            Via::Vault(engine) => Transport::Vault(engine),
+            Via::Server(url) => Transport::Http(HttpClient::new(&url)?),
+            Via::Servers(urls) => Transport::Http(HttpClient::with_servers(&urls)?),
+        })
+    }
 }
 
 /// Reports `(done, total)`.
@@ -69,12 +96,24 @@ pub async fn login(
     threads: Option<usize>,
     progress: Progress,
 ) -> Result<MigrateReport, DemoError> {
-    match via {
-        Via::Vault(engine) => {
+    let transport = Transport::of(via.clone())?;
+    login_with(&transport, vault, name, user, threads, progress).await
+}
+
+async fn login_with(
+    transport: &Transport,
+    vault: VaultId,
+    name: &str,
+    user: &DemoUser,
+    threads: Option<usize>,
+    progress: Progress,
+) -> Result<MigrateReport, DemoError> {
+    match transport {
+        Transport::Vault(engine) => {
             login_in_process(engine, name, &user.password, threads, progress).await
         }
-        Via::Server(url) => {
-            login_over_http(url, vault, user.id, &user.password, threads, progress).await
+        Transport::Http(client) => {
+            login_through(client, vault, user.id, &user.password, threads, progress).await
         }
     }
 }
@@ -118,7 +157,28 @@ pub async fn login_over_http(
     threads: Option<usize>,
     progress: Progress,
 ) -> Result<MigrateReport, DemoError> {
-    let client = HttpClient::new(url)?.expect_vault(vault);
+    login_through(
+        &HttpClient::new(url)?,
+        vault,
+        id,
+        password,
+        threads,
+        progress,
+    )
+    .await
+}
+
+/// [`login_over_http`] through `client` (one server or several; see
+/// [`HttpClient::with_servers`]).
+pub async fn login_through(
+    client: &HttpClient,
+    vault: VaultId,
+    id: PrincipalId,
+    password: &str,
+    threads: Option<usize>,
+    progress: Progress,
+) -> Result<MigrateReport, DemoError> {
+    let client = client.clone().expect_vault(vault);
     let kdf = KdfParams::from_json(&client.client_kdf().await?)?;
     let master = derive(password, vault, id, kdf).await?;
     let authenticator = LoginAuthenticator::derive(&master, vault, id)?;
@@ -213,7 +273,10 @@ impl LoginSummary {
 /// Every demo user logs in, `concurrency` at a time (each build on one
 /// thread, so the logins share the cores); `progress(done, total)` after
 /// each. The first failure stops the others after the login they are in,
-/// and is returned with the user's name.
+/// and is returned with the user's name. Over HTTP the logins share one
+/// client: through [`Via::Servers`] their requests spread over the
+/// servers in turn, and a server that stops answering is left out while
+/// the others take its share.
 pub async fn login_all(
     via: Via,
     credentials: Credentials,
@@ -222,6 +285,7 @@ pub async fn login_all(
 ) -> Result<LoginSummary, DemoError> {
     let total = credentials.users.len();
     let started = Instant::now();
+    let transport = Transport::of(via)?;
     // A fixed pool of workers takes users from one queue: a task per user,
     // spawned up front, would hold every user's login future at once.
     let queue = Arc::new(std::sync::Mutex::new(credentials.users.into_iter()));
@@ -234,7 +298,7 @@ pub async fn login_all(
     let mut workers = Vec::new();
     for _ in 0..concurrency.clamp(1, total.max(1)) {
         let worker = Worker {
-            via: via.clone(),
+            transport: transport.clone(),
             vault,
             queue: queue.clone(),
             failed: failed.clone(),
@@ -269,7 +333,7 @@ pub async fn login_all(
 
 /// One login worker of [`login_all`].
 struct Worker {
-    via: Via,
+    transport: Transport,
     vault: VaultId,
     queue: Arc<std::sync::Mutex<std::collections::btree_map::IntoIter<String, DemoUser>>>,
     failed: Arc<AtomicBool>,
@@ -289,7 +353,15 @@ impl Worker {
             // The lock is held only to take the next user.
             let next = self.queue.lock().map(|mut q| q.next()).unwrap_or(None);
             let Some((name, user)) = next else { break };
-            let r = login(&self.via, self.vault, &name, &user, Some(1), quiet.clone()).await;
+            let r = login_with(
+                &self.transport,
+                self.vault,
+                &name,
+                &user,
+                Some(1),
+                quiet.clone(),
+            )
+            .await;
             (self.progress)(self.done.fetch_add(1, Ordering::Relaxed) + 1, self.total);
             match r {
                 Ok(report) => sum.add(&name, &report),

@@ -86,3 +86,24 @@ pub struct UserRestored {
     /// Always true.
     pub restored: bool,
 }
+
+/// `GET /ready` of a server of several vaults: every vault's database
+/// answers (else `503` naming those that do not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultsReady {
+    /// Always `ready`.
+    pub status: String,
+    /// Each vault's phase, in the order the server was given them.
+    pub vaults: Vec<VaultReady>,
+}
+
+/// One vault in [`VaultsReady`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultReady {
+    /// The vault's name (its API is under `/v1/vaults/{name}`).
+    pub name: String,
+    /// Its migration phase.
+    pub phase: Phase,
+}

@@ -62,6 +62,10 @@ pub enum ServerError {
     /// No such thing (404).
     #[error("{0}")]
     NotFound(String),
+    /// A server of several vaults serves none of this name (404, code
+    /// `not_found`).
+    #[error("this server serves no vault named {0:?}")]
+    UnknownVault(String),
     /// The body is not in the media type this route takes (415).
     #[error("this route takes a body of type {expected}")]
     UnsupportedMediaType {
@@ -98,6 +102,10 @@ pub enum ServerError {
     /// The database does not answer (503).
     #[error("the vault's database does not answer")]
     Unavailable,
+    /// On a server of several vaults: these vaults' databases do not
+    /// answer (503, code `unavailable`).
+    #[error("{}", unavailable_vaults(.0))]
+    VaultsUnavailable(Vec<String>),
     /// Something failed that the client cannot fix (500). The detail goes
     /// to the server log, not to the client.
     #[error("internal error")]
@@ -108,6 +116,16 @@ pub enum ServerError {
     /// Start-up: the vault or key directory could not be opened.
     #[error("could not open the vault: {0}")]
     Open(#[source] EngineError),
+    /// Start-up of a server of several vaults: this vault or its key
+    /// directory could not be opened.
+    #[error("could not open vault {vault}: {source}")]
+    OpenVault {
+        /// The vault's name.
+        vault: String,
+        /// The failure.
+        #[source]
+        source: EngineError,
+    },
     /// Start-up or serving: a socket failed.
     #[error("{context}: {source}")]
     Io {
@@ -117,6 +135,15 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// "the database of vault b does not answer", "the databases of vaults b,
+/// c do not answer".
+fn unavailable_vaults(names: &[String]) -> String {
+    match names {
+        [one] => format!("the database of vault {one} does not answer"),
+        more => format!("the databases of vaults {} do not answer", more.join(", ")),
+    }
 }
 
 /// Which of the refusal reasons a failed bundle counts under in `/metrics`.
@@ -149,15 +176,18 @@ impl ServerError {
             ServerError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ServerError::SignatureRefused { .. } => StatusCode::FORBIDDEN,
-            ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::NotFound(_) | ServerError::UnknownVault(_) => StatusCode::NOT_FOUND,
             ServerError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::Conflict { .. } => StatusCode::CONFLICT,
             ServerError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::Locked { .. } => StatusCode::LOCKED,
-            ServerError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::Unavailable | ServerError::VaultsUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ServerError::Internal(_)
             | ServerError::Config(_)
             | ServerError::Open(_)
+            | ServerError::OpenVault { .. }
             | ServerError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -178,13 +208,13 @@ impl ServerError {
             ServerError::TooManyAttempts { .. } => "too_many_attempts",
             ServerError::Busy => "busy",
             ServerError::BodyTimeout => "body_timeout",
-            ServerError::NotFound(_) => "not_found",
+            ServerError::NotFound(_) | ServerError::UnknownVault(_) => "not_found",
             ServerError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ServerError::TooLarge { .. } => "too_large",
-            ServerError::Unavailable => "unavailable",
+            ServerError::Unavailable | ServerError::VaultsUnavailable(_) => "unavailable",
             ServerError::Internal(_) => "internal",
             ServerError::Config(_) => "config",
-            ServerError::Open(_) => "open",
+            ServerError::Open(_) | ServerError::OpenVault { .. } => "open",
             ServerError::Io { .. } => "io",
         }
     }
@@ -215,18 +245,22 @@ impl ServerError {
                 "sign the bundle with the account's own legacy key and post it at its own URL"
             }
             ServerError::NotFound(_) => "check the id (GET /openapi.json lists the routes)",
+            ServerError::UnknownVault(_) => {
+                "GET / lists the vaults this server serves; each one's API is under /v1/vaults/{name}"
+            }
             ServerError::UnsupportedMediaType { .. } => {
                 "send the body with the content type the route names in /openapi.json"
             }
             ServerError::TooLarge { .. } => {
                 "the limit is set when the server starts (--max-bundle-bytes, --max-body-bytes)"
             }
-            ServerError::Unavailable => {
+            ServerError::Unavailable | ServerError::VaultsUnavailable(_) => {
                 "the database is down or unreachable; retry once it is back (GET /ready)"
             }
             ServerError::Internal(_) => "retry; if it persists, the server log has the details",
             ServerError::Config(_) => "see `rekey serve --help`",
             ServerError::Open(_) => "check --db and --key-dir",
+            ServerError::OpenVault { .. } => "check this vault's database URL and key directory",
             ServerError::Io { .. } => "check the bind address and that the port is free",
         }
     }
@@ -237,7 +271,10 @@ impl ServerError {
     pub fn is_startup(&self) -> bool {
         matches!(
             self,
-            ServerError::Config(_) | ServerError::Open(_) | ServerError::Io { .. }
+            ServerError::Config(_)
+                | ServerError::Open(_)
+                | ServerError::OpenVault { .. }
+                | ServerError::Io { .. }
         )
     }
 
@@ -615,6 +652,8 @@ mod tests {
             ServerError::Busy,
             ServerError::BodyTimeout,
             ServerError::NotFound("x".into()),
+            ServerError::UnknownVault("x".into()),
+            ServerError::VaultsUnavailable(vec!["x".into()]),
             ServerError::UnsupportedMediaType { expected: "x" },
             ServerError::TooLarge { limit: 1 },
             ServerError::Unavailable,

@@ -21,6 +21,14 @@
 //! [`routes::ROUTES`] is the one route table: the router and the OpenAPI
 //! document are both generated from it.
 //!
+//! # Several vaults in one process
+//!
+//! [`serve_vaults`] (or [`VaultSet`] and [`run_vaults`]) serves several named
+//! vaults: every `/v1/…` route above is served for each vault under
+//! `/v1/vaults/{name}/…`, its status page at `/vaults/{name}`; `/` lists
+//! the vaults, `/metrics` labels each vault's series with `vault="name"`,
+//! `/ready` answers once every vault's database does. See [`fleet`].
+//!
 //! # Authentication
 //!
 //! - **Admin** endpoints (and records) take `Authorization: Bearer
@@ -56,6 +64,55 @@
 //! its database calls stay on this runtime while the CPU-heavy check never
 //! occupies an async worker.
 //!
+//! # Several servers, one vault
+//!
+//! Any number of `rekey serve` may serve one vault (PostgreSQL or
+//! MariaDB; SQLite only on one machine) behind a load balancer or a
+//! client-side round-robin (`rekey_client::servers`; `rekey demo
+//! login-all --server A --server B …`). No sticky sessions are needed:
+//! every request may go to any server. What a server keeps:
+//!
+//! | state | where |
+//! |---|---|
+//! | phase, run, target, progress, pending, blockers | the vault, read per request |
+//! | rate and estimate, the page's history chart | computed per request from the vault (start time, counts, audit log) |
+//! | preflight results | computed per request from the vault; `start` runs preflight itself |
+//! | sessions | stateless tokens signed with the vault's session key (`setting.session_key`, first writer wins); each process reads it once: a session opened on one server is taken by all |
+//! | login verifiers, client KDF parameters, role receipts | the vault |
+//! | server list and heartbeats | the vault, one row per `--name` |
+//! | failed-login counters ([`auth::LoginLimits`]) | **per process** |
+//! | `/metrics` counters and latency histograms ([`metrics`]) | **per process** (the `rekey_principals`, `rekey_grants` and phase gauges are read from the vault: the same on every server, do not sum them) |
+//! | bundle slots (`--max-concurrent-bundles`), connection cap (`--max-connections`), request ids | **per process** |
+//! | the database pool (8 connections) | **per process**: N servers hold up to 8·N |
+//!
+//! Running several:
+//!
+//! - **Limits are per process.** N servers check up to N times
+//!   `--max-concurrent-bundles` bundles at once and allow N times the
+//!   failed logins per account. A server counts failures per *peer*
+//!   address and does not read `X-Forwarded-For`: behind a proxy every
+//!   client has the proxy's address, so put the per-client limit at the
+//!   proxy.
+//! - **Heartbeats.** Each server registers itself in the vault's server
+//!   list under `--name` (default: the host name; servers on one host need
+//!   distinct names, else they share one entry) and beats every
+//!   `--heartbeat-secs`. Preflight wants exactly one server with a
+//!   heartbeat in the last 5 minutes (the manual's one active vault
+//!   server): run preflight and `start` with one server up, then start the
+//!   others. Finalize refuses while a server in the list, a stopped one
+//!   too, has not reported the new certificate keys: give every server
+//!   the key directory as `start` left it.
+//! - **Admin actions** go to any one server, once (the client never
+//!   resends one); their effect is in the vault, so every server sees it
+//!   at once.
+//! - **Health.** Balance on `GET /ready` (503 while the vault's database
+//!   does not answer); a server answering 503 `busy` is full, another may
+//!   take the request (the round-robin client does that for requests safe
+//!   to resend).
+//! - Tested: `rekey-cli/tests/servers.rs` runs three servers on one
+//!   PostgreSQL, MariaDB or SQLite vault, kills one mid-run, and the
+//!   logins finish through the other two with nothing lost or duplicated.
+//!
 //! # Load bench
 //!
 //! `cargo bench -p rekey-server --bench load` (`REKEY_BENCH_USERS`,
@@ -67,6 +124,7 @@ pub mod answers;
 pub mod args;
 pub mod auth;
 pub mod error;
+pub mod fleet;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -76,6 +134,7 @@ pub mod status;
 pub use args::{DEFAULT_DATABASE_URL, DEFAULT_KEY_DIR, ServeArgs};
 pub use auth::{BuiltinSessions, ClientAuth};
 pub use error::ServerError;
+pub use fleet::{VaultSet, VaultSite, check_vault_name, check_vault_names};
 pub use routes::{ROUTES, router};
 pub use state::{AdminToken, AppState, ServerConfig};
 
@@ -129,6 +188,31 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     .await
 }
 
+/// Opens every vault of `vaults` (each with its own engine and key
+/// directory), binds `config.bind`, and serves them all until Ctrl-C or
+/// SIGTERM (finishing the requests in flight): each vault's API under
+/// `/v1/vaults/{name}/…` (see [`fleet`]). `config` gives the admin token,
+/// server name, limits and bind address of all; its `db_url` and `key_dir`
+/// are not used. Bad or repeated names are refused before anything is
+/// opened.
+pub async fn serve_vaults(vaults: Vec<VaultSite>, config: ServerConfig) -> Result<(), ServerError> {
+    let set = VaultSet::open(vaults, &config).await?;
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| ServerError::Io {
+            context: format!("cannot listen on {}", config.bind),
+            source: e,
+        })?;
+    run_vaults(
+        listener,
+        set,
+        config.heartbeat_every,
+        ConnectionLimits::from(&config),
+        shutdown_signal(),
+    )
+    .await
+}
+
 /// How the accept loop treats connections.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -166,19 +250,67 @@ pub async fn run(
     state.heartbeat().await?;
     let addr = listener.local_addr().ok();
     tracing::info!(server = state.name(), addr = ?addr, "serving (status page at /, API under /v1, metrics at /metrics)");
-    let beat = state.clone();
+    let app = router(state.clone());
+    serve_with_heartbeats(
+        listener,
+        app,
+        vec![state],
+        heartbeat_every,
+        limits,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`] for several vaults: serves `vaults` ([`VaultSet::router`]) on an
+/// already bound `listener` until `shutdown` completes, then finishes the
+/// requests in flight; records each vault's heartbeat in its own server
+/// list every `heartbeat_every` (the first one before serving: a vault
+/// that cannot record it stops the start, named in the error).
+pub async fn run_vaults(
+    listener: TcpListener,
+    vaults: VaultSet,
+    heartbeat_every: std::time::Duration,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    vaults.heartbeat().await?;
+    let addr = listener.local_addr().ok();
+    tracing::info!(
+        server = vaults.server_name(),
+        addr = ?addr,
+        vaults = %vaults.names().join(","),
+        "serving several vaults (list at /, each vault's API under /v1/vaults/{{name}}, its page at /vaults/{{name}}, metrics at /metrics)"
+    );
+    let app = vaults.router();
+    let states: Vec<AppState> = vaults.vaults().cloned().collect();
+    serve_with_heartbeats(listener, app, states, heartbeat_every, limits, shutdown).await
+}
+
+/// Records every state's heartbeat every `heartbeat_every` while `app` is
+/// served.
+async fn serve_with_heartbeats(
+    listener: TcpListener,
+    app: axum::Router,
+    states: Vec<AppState>,
+    heartbeat_every: std::time::Duration,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let heartbeats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(heartbeat_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = beat.heartbeat().await {
-                tracing::warn!(error = %e, "heartbeat failed");
+            for state in &states {
+                if let Err(e) = state.heartbeat().await {
+                    tracing::warn!(vault = state.vault(), error = %e, "heartbeat failed");
+                }
             }
         }
     });
-    let result = accept_loop(listener, router(state), limits, shutdown).await;
+    let result = accept_loop(listener, app, limits, shutdown).await;
     heartbeats.abort();
     tracing::info!("stopped");
     result

@@ -39,10 +39,11 @@ impl Histogram {
     }
 }
 
-/// The server's counters.
+/// The server's counters (of one vault, when a process serves several).
 #[derive(Debug)]
 pub struct Metrics {
-    /// One histogram per entry of [`ROUTES`], in order.
+    /// One histogram per route of the table it was made for ([`ROUTES`],
+    /// or the process routes of a [`crate::VaultSet`]), in order.
     latency: Vec<Histogram>,
     applied: AtomicU64,
     grants_applied: AtomicU64,
@@ -56,17 +57,44 @@ pub const LOGIN_OUTCOMES: [&str; 3] = ["opened", "refused", "limited"];
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::for_routes(ROUTES.len())
+    }
+}
+
+/// One vault's numbers in a scrape.
+pub(crate) struct Scrape<'a> {
+    /// Its name, as the `vault` label (none on a single-vault server).
+    pub(crate) vault: Option<&'a str>,
+    /// Its counters.
+    pub(crate) metrics: &'a Metrics,
+    /// Its principals and grants by state, if its status could be read.
+    pub(crate) progress: Option<&'a Progress>,
+    /// Its phase, if its status could be read.
+    pub(crate) phase: Option<&'a str>,
+}
+
+/// One latency histogram in a scrape: route `index` of the table
+/// `metrics` was made for, labelled with `method` and `route`.
+pub(crate) struct Latency<'a> {
+    pub(crate) vault: Option<&'a str>,
+    pub(crate) method: &'a str,
+    pub(crate) route: &'a str,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) index: usize,
+}
+
+impl Metrics {
+    /// Counters with a latency histogram for each of `routes` routes.
+    pub(crate) fn for_routes(routes: usize) -> Self {
         Self {
-            latency: ROUTES.iter().map(|_| Histogram::default()).collect(),
+            latency: (0..routes).map(|_| Histogram::default()).collect(),
             applied: AtomicU64::new(0),
             grants_applied: AtomicU64::new(0),
             refused: Default::default(),
             logins: Default::default(),
         }
     }
-}
 
-impl Metrics {
     /// Records the latency of a request to route `index` of [`ROUTES`].
     pub(crate) fn observe(&self, index: usize, d: Duration) {
         if let Some(h) = self.latency.get(index) {
@@ -112,139 +140,288 @@ impl Metrics {
             .map_or(0, |i| self.refused[i].load(Ordering::Relaxed))
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
+    /// The Prometheus text exposition (format 0.0.4) of a single-vault
+    /// server.
     #[must_use]
     pub fn render(&self, progress: Option<&Progress>, phase: Option<&str>) -> String {
-        let mut out = String::new();
-        if let Some(p) = progress {
-            render_progress(&mut out, p);
-        }
-        if let Some(phase) = phase {
-            render_phase(&mut out, phase);
-        }
-        self.render_bundles(&mut out);
-        self.render_logins(&mut out);
-        self.render_latency(&mut out);
-        out
+        let latency: Vec<Latency<'_>> = ROUTES
+            .iter()
+            .enumerate()
+            .map(|(index, route)| Latency {
+                vault: None,
+                method: route.method.as_str(),
+                route: route.path,
+                metrics: self,
+                index,
+            })
+            .collect();
+        exposition(
+            &[Scrape {
+                vault: None,
+                metrics: self,
+                progress,
+                phase,
+            }],
+            &latency,
+        )
     }
+}
 
-    fn render_bundles(&self, out: &mut String) {
-        out.push_str("# HELP rekey_bundles_applied_total Bundles checked and applied.\n# TYPE rekey_bundles_applied_total counter\n");
+/// The Prometheus text exposition (format 0.0.4) of `vaults` and the
+/// `latency` histograms: each family's `HELP` and `TYPE` once, then its
+/// series, each vault's with its `vault` label.
+pub(crate) fn exposition(vaults: &[Scrape<'_>], latency: &[Latency<'_>]) -> String {
+    let mut out = String::new();
+    render_progress(&mut out, vaults);
+    render_phase(&mut out, vaults);
+    render_bundles(&mut out, vaults);
+    render_logins(&mut out, vaults);
+    render_latency(&mut out, latency);
+    out
+}
+
+/// A series' labels: `vault` first when there is one, then `rest`; in
+/// braces, or nothing when there are none. (Vault names are checked to be
+/// `[a-z0-9_-]`, so they need no escaping.)
+fn labels(vault: Option<&str>, rest: &str) -> String {
+    match (vault, rest.is_empty()) {
+        (None, true) => String::new(),
+        (None, false) => format!("{{{rest}}}"),
+        (Some(v), true) => format!("{{vault=\"{v}\"}}"),
+        (Some(v), false) => format!("{{vault=\"{v}\",{rest}}}"),
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+}
+
+fn render_bundles(out: &mut String, vaults: &[Scrape<'_>]) {
+    family(
+        out,
+        "rekey_bundles_applied_total",
+        "counter",
+        "Bundles checked and applied.",
+    );
+    for s in vaults {
         let _ = writeln!(
             out,
-            "rekey_bundles_applied_total {}",
-            self.bundles_applied()
+            "rekey_bundles_applied_total{} {}",
+            labels(s.vault, ""),
+            s.metrics.bundles_applied()
         );
-        out.push_str("# HELP rekey_bundle_grants_applied_total Grants written by applied bundles.\n# TYPE rekey_bundle_grants_applied_total counter\n");
+    }
+    family(
+        out,
+        "rekey_bundle_grants_applied_total",
+        "counter",
+        "Grants written by applied bundles.",
+    );
+    for s in vaults {
         let _ = writeln!(
             out,
-            "rekey_bundle_grants_applied_total {}",
-            self.grants_applied.load(Ordering::Relaxed)
+            "rekey_bundle_grants_applied_total{} {}",
+            labels(s.vault, ""),
+            s.metrics.grants_applied.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP rekey_bundles_refused_total Bundles refused, by reason.\n# TYPE rekey_bundles_refused_total counter\n");
+    }
+    family(
+        out,
+        "rekey_bundles_refused_total",
+        "counter",
+        "Bundles refused, by reason.",
+    );
+    for s in vaults {
         for (i, reason) in REFUSAL_REASONS.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "rekey_bundles_refused_total{{reason=\"{reason}\"}} {}",
-                self.refused[i].load(Ordering::Relaxed)
+                "rekey_bundles_refused_total{} {}",
+                labels(s.vault, &format!("reason=\"{reason}\"")),
+                s.metrics.refused[i].load(Ordering::Relaxed)
             );
         }
     }
+}
 
-    fn render_logins(&self, out: &mut String) {
-        out.push_str("# HELP rekey_logins_total Client logins (POST /v1/session), by outcome.\n# TYPE rekey_logins_total counter\n");
+fn render_logins(out: &mut String, vaults: &[Scrape<'_>]) {
+    family(
+        out,
+        "rekey_logins_total",
+        "counter",
+        "Client logins (POST /v1/session), by outcome.",
+    );
+    for s in vaults {
         for (i, outcome) in LOGIN_OUTCOMES.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "rekey_logins_total{{outcome=\"{outcome}\"}} {}",
-                self.logins[i].load(Ordering::Relaxed)
-            );
-        }
-    }
-
-    fn render_latency(&self, out: &mut String) {
-        out.push_str("# HELP rekey_http_request_duration_seconds Request latency by route.\n# TYPE rekey_http_request_duration_seconds histogram\n");
-        for (route, h) in ROUTES.iter().zip(&self.latency) {
-            let labels = format!(
-                "method=\"{}\",route=\"{}\"",
-                route.method.as_str(),
-                route.path
-            );
-            let mut cumulative = 0u64;
-            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                cumulative += h.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "rekey_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            cumulative += h.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "rekey_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
-            );
-            let _ = writeln!(
-                out,
-                "rekey_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                "rekey_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count.load(Ordering::Relaxed)
+                "rekey_logins_total{} {}",
+                labels(s.vault, &format!("outcome=\"{outcome}\"")),
+                s.metrics.logins[i].load(Ordering::Relaxed)
             );
         }
     }
 }
 
-/// The vault's principals and grants by state.
-fn render_progress(out: &mut String, p: &Progress) {
-    out.push_str("# HELP rekey_principals Principals by kind and migration state.\n# TYPE rekey_principals gauge\n");
-    for (kind, c) in [
-        ("user", p.users),
-        ("role", p.roles),
-        ("service", p.services),
-    ] {
-        for (state, n) in [("migrated", c.migrated), ("remaining", c.remaining)] {
+fn render_latency(out: &mut String, series: &[Latency<'_>]) {
+    family(
+        out,
+        "rekey_http_request_duration_seconds",
+        "histogram",
+        "Request latency by route.",
+    );
+    for l in series {
+        let Some(h) = l.metrics.latency.get(l.index) else {
+            continue;
+        };
+        let route = format!("method=\"{}\",route=\"{}\"", l.method, l.route);
+        let mut cumulative = 0u64;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += h.buckets[i].load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "rekey_principals{{kind=\"{kind}\",state=\"{state}\"}} {n}"
+                "rekey_http_request_duration_seconds_bucket{} {cumulative}",
+                labels(l.vault, &format!("{route},le=\"{bound}\""))
             );
         }
-    }
-    out.push_str("# HELP rekey_principals_blocked Principals that can never migrate.\n# TYPE rekey_principals_blocked gauge\n");
-    let _ = writeln!(out, "rekey_principals_blocked {}", p.blocked);
-    out.push_str("# HELP rekey_grants Legacy grants by the state of their recipient.\n# TYPE rekey_grants gauge\n");
-    for (state, n) in [
-        ("migrated", p.grants.migrated),
-        ("remaining", p.grants.remaining),
-    ] {
-        let _ = writeln!(out, "rekey_grants{{state=\"{state}\"}} {n}");
-    }
-    out.push_str("# HELP rekey_grants_non_migratable_unresolved Non-migratable grants not resolved yet.\n# TYPE rekey_grants_non_migratable_unresolved gauge\n");
-    let _ = writeln!(
-        out,
-        "rekey_grants_non_migratable_unresolved {}",
-        p.unresolved_non_migratable
-    );
-    out.push_str("# HELP rekey_role_members_unconfirmed Members of migrated roles whose client has not confirmed the role's new key.\n# TYPE rekey_role_members_unconfirmed gauge\n");
-    let _ = writeln!(
-        out,
-        "rekey_role_members_unconfirmed {}",
-        p.unconfirmed_role_members
-    );
-}
-
-/// The current phase, as one gauge per phase.
-fn render_phase(out: &mut String, phase: &str) {
-    out.push_str("# HELP rekey_migration_phase The current phase (1 for the current one).\n# TYPE rekey_migration_phase gauge\n");
-    for p in rekey_core::model::Phase::ALL {
+        cumulative += h.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
         let _ = writeln!(
             out,
-            "rekey_migration_phase{{phase=\"{}\"}} {}",
-            p.as_str(),
-            u8::from(p.as_str() == phase)
+            "rekey_http_request_duration_seconds_bucket{} {cumulative}",
+            labels(l.vault, &format!("{route},le=\"+Inf\""))
         );
+        let _ = writeln!(
+            out,
+            "rekey_http_request_duration_seconds_sum{} {}",
+            labels(l.vault, &route),
+            h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "rekey_http_request_duration_seconds_count{} {}",
+            labels(l.vault, &route),
+            h.count.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// The vaults' principals and grants by state (of those whose status could
+/// be read).
+fn render_progress(out: &mut String, vaults: &[Scrape<'_>]) {
+    let read: Vec<(Option<&str>, &Progress)> = vaults
+        .iter()
+        .filter_map(|s| s.progress.map(|p| (s.vault, p)))
+        .collect();
+    if read.is_empty() {
+        return;
+    }
+    family(
+        out,
+        "rekey_principals",
+        "gauge",
+        "Principals by kind and migration state.",
+    );
+    for (vault, p) in &read {
+        for (kind, c) in [
+            ("user", p.users),
+            ("role", p.roles),
+            ("service", p.services),
+        ] {
+            for (state, n) in [("migrated", c.migrated), ("remaining", c.remaining)] {
+                let _ = writeln!(
+                    out,
+                    "rekey_principals{} {n}",
+                    labels(*vault, &format!("kind=\"{kind}\",state=\"{state}\""))
+                );
+            }
+        }
+    }
+    family(
+        out,
+        "rekey_principals_blocked",
+        "gauge",
+        "Principals that can never migrate.",
+    );
+    for (vault, p) in &read {
+        let _ = writeln!(
+            out,
+            "rekey_principals_blocked{} {}",
+            labels(*vault, ""),
+            p.blocked
+        );
+    }
+    family(
+        out,
+        "rekey_grants",
+        "gauge",
+        "Legacy grants by the state of their recipient.",
+    );
+    for (vault, p) in &read {
+        for (state, n) in [
+            ("migrated", p.grants.migrated),
+            ("remaining", p.grants.remaining),
+        ] {
+            let _ = writeln!(
+                out,
+                "rekey_grants{} {n}",
+                labels(*vault, &format!("state=\"{state}\""))
+            );
+        }
+    }
+    family(
+        out,
+        "rekey_grants_non_migratable_unresolved",
+        "gauge",
+        "Non-migratable grants not resolved yet.",
+    );
+    for (vault, p) in &read {
+        let _ = writeln!(
+            out,
+            "rekey_grants_non_migratable_unresolved{} {}",
+            labels(*vault, ""),
+            p.unresolved_non_migratable
+        );
+    }
+    family(
+        out,
+        "rekey_role_members_unconfirmed",
+        "gauge",
+        "Members of migrated roles whose client has not confirmed the role's new key.",
+    );
+    for (vault, p) in &read {
+        let _ = writeln!(
+            out,
+            "rekey_role_members_unconfirmed{} {}",
+            labels(*vault, ""),
+            p.unconfirmed_role_members
+        );
+    }
+}
+
+/// The current phase, as one gauge per phase (of the vaults whose status
+/// could be read).
+fn render_phase(out: &mut String, vaults: &[Scrape<'_>]) {
+    let read: Vec<(Option<&str>, &str)> = vaults
+        .iter()
+        .filter_map(|s| s.phase.map(|p| (s.vault, p)))
+        .collect();
+    if read.is_empty() {
+        return;
+    }
+    family(
+        out,
+        "rekey_migration_phase",
+        "gauge",
+        "The current phase (1 for the current one).",
+    );
+    for (vault, phase) in read {
+        for p in rekey_core::model::Phase::ALL {
+            let _ = writeln!(
+                out,
+                "rekey_migration_phase{} {}",
+                labels(vault, &format!("phase=\"{}\"", p.as_str())),
+                u8::from(p.as_str() == phase)
+            );
+        }
     }
 }
 

@@ -5,7 +5,10 @@
 
 use crate::answers::{
     DeviceWrittenOff, ErrorBody, Health, ReceiptKept, RecordWritten, Resolved, UserRestored,
+    VaultsReady,
 };
+use crate::fleet::{FLEET_ROUTES, MAX_VAULT_NAME};
+use crate::routes::vault_path;
 use crate::routes::{
     Answer, Auth, BodyKind, PurgeRequest, ROUTES, RecordWrite, ResolveRequest, RouteSpec,
     SessionRequest, StartRequest,
@@ -81,14 +84,15 @@ fn operation_id(method: &str, path: &str) -> String {
     id
 }
 
-/// The operation object of route `r`.
-fn operation(r: &RouteSpec) -> Map<String, Value> {
+/// The operation object of route `r`, served at `path` (its own path, or
+/// where a server of several vaults serves it).
+fn operation<S>(r: &RouteSpec<S>, path: &str) -> Map<String, Value> {
     let mut op = Map::new();
     op.insert("summary".into(), json!(r.summary));
     op.insert("tags".into(), json!([r.tag]));
     op.insert(
         "operationId".into(),
-        json!(operation_id(r.method.as_str(), r.path)),
+        json!(operation_id(r.method.as_str(), path)),
     );
     match r.auth {
         Auth::Admin => {
@@ -103,10 +107,14 @@ fn operation(r: &RouteSpec) -> Map<String, Value> {
         }
         Auth::Public => {}
     }
-    let params: Vec<Value> = path_params(r.path)
+    let params: Vec<Value> = path_params(path)
         .into_iter()
         .map(|p| {
-            json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } })
+            if p == "vault" {
+                json!({ "name": p, "in": "path", "required": true, "description": "the vault's name", "schema": { "type": "string", "pattern": format!("^[a-z0-9_-]{{1,{MAX_VAULT_NAME}}}$") } })
+            } else {
+                json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } })
+            }
         })
         .collect();
     if !params.is_empty() {
@@ -152,25 +160,57 @@ fn operation(r: &RouteSpec) -> Map<String, Value> {
     op
 }
 
+fn add_operation<S>(paths: &mut Map<String, Value>, r: &RouteSpec<S>, path: &str) {
+    let op = operation(r, path);
+    let entry = paths
+        .entry(path.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(m) = entry {
+        m.insert(r.method.as_str().to_ascii_lowercase(), Value::Object(op));
+    }
+}
+
+const DESCRIPTION: &str = "The HTTP API of a vault migrating from legacy RSA keys to P-256: status, admin operations, migration packages and bundles, and a minimal record API.";
+
 /// The document.
 #[must_use]
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
-        let op = operation(r);
-        let entry = paths
-            .entry(r.path.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(m) = entry {
-            m.insert(r.method.as_str().to_ascii_lowercase(), Value::Object(op));
+        add_operation(&mut paths, r, r.path);
+    }
+    wrap(paths, DESCRIPTION, schemas())
+}
+
+/// The document of a server of several vaults ([`crate::VaultSet`]): every
+/// vault route of [`ROUTES`] at its [`vault_path`] (with the `vault`
+/// parameter), and the process's own routes ([`FLEET_ROUTES`]).
+#[must_use]
+pub fn fleet_document() -> Value {
+    let mut paths = Map::new();
+    for r in FLEET_ROUTES {
+        add_operation(&mut paths, r, r.path);
+    }
+    for r in ROUTES {
+        if let Some(path) = vault_path(r.path) {
+            add_operation(&mut paths, r, &path);
         }
     }
+    let mut schemas = schemas();
+    add::<VaultsReady>(&mut schemas);
+    let description = format!(
+        "{DESCRIPTION} This server serves several vaults: each vault's API is under /v1/vaults/{{vault}} (what /v1 is on a server of one vault), its status page at /vaults/{{vault}}."
+    );
+    wrap(paths, &description, schemas)
+}
+
+fn wrap(paths: Map<String, Value>, description: &str, schemas: Map<String, Value>) -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "rekey-server",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The HTTP API of a vault migrating from legacy RSA keys to P-256: status, admin operations, migration packages and bundles, and a minimal record API.",
+            "description": description,
         },
         "paths": paths,
         "components": {
@@ -178,7 +218,7 @@ pub fn document() -> Value {
                 "adminToken": { "type": "http", "scheme": "bearer", "description": "The admin token given at server start-up." },
                 "session": { "type": "http", "scheme": "bearer", "description": "A session token from POST /v1/session (15 minutes), naming one account." }
             },
-            "schemas": schemas(),
+            "schemas": schemas,
         }
     })
 }
@@ -223,7 +263,49 @@ mod tests {
 
     #[test]
     fn document_is_consistent() {
-        let doc = document();
+        consistent(&document());
+    }
+
+    #[test]
+    fn the_fleet_document_is_consistent_and_puts_the_api_under_each_vault() {
+        let doc = fleet_document();
+        consistent(&doc);
+        let paths = doc["paths"].as_object().unwrap();
+        let ops: usize = paths.values().map(|v| v.as_object().unwrap().len()).sum();
+        assert_eq!(
+            ops,
+            ROUTES.len() + 1,
+            "every route, plus the list of vaults"
+        );
+        assert!(
+            paths
+                .keys()
+                .all(|p| !p.starts_with("/v1/") || p.starts_with("/v1/vaults/{vault}/"))
+        );
+        let op = &doc["paths"]["/v1/vaults/{vault}/principals/{id}/bundle"]["post"];
+        assert_eq!(op["parameters"][0]["name"], "vault");
+        assert_eq!(op["parameters"][1]["name"], "id");
+        assert!(doc["paths"]["/vaults/{vault}"]["get"].is_object());
+        assert_eq!(
+            doc["paths"]["/ready"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+                ["$ref"],
+            "#/components/schemas/VaultsReady"
+        );
+        // The single-vault document is unchanged by it.
+        let single = document();
+        assert!(single["paths"].get("/v1/session").is_some());
+        assert!(
+            single["paths"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|p| !p.contains("{vault}"))
+        );
+        assert!(single["components"]["schemas"].get("VaultsReady").is_none());
+    }
+
+    fn consistent(doc: &Value) {
+        let doc = doc.clone();
         // Every reference resolves.
         let mut found = Vec::new();
         refs(&doc, &mut found);

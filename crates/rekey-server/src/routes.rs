@@ -9,6 +9,7 @@ use crate::answers::{
     DeviceWrittenOff, Health, Ready, ReceiptKept, RecordWritten, Resolved, UserRestored,
 };
 use crate::error::ServerError;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::status;
 use axum::Json;
@@ -34,6 +35,7 @@ use rekey_core::{GrantId, PrincipalId, RecordId};
 use rekey_engine::{Names, Session};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -99,9 +101,11 @@ pub enum Answer {
     Text,
 }
 
-/// One route.
+/// One route; `S` is the state its handler takes (a vault's [`AppState`],
+/// or the [`crate::VaultSet`] for the routes of a process serving several
+/// vaults).
 #[derive(Debug)]
-pub struct RouteSpec {
+pub struct RouteSpec<S = AppState> {
     /// The method.
     pub method: HttpMethod,
     /// The path, with `{param}` placeholders.
@@ -120,7 +124,7 @@ pub struct RouteSpec {
     pub responses: &'static [(u16, &'static str)],
     /// Whether it takes bundle-sized bodies (`--max-bundle-bytes`).
     pub large_body: bool,
-    handler: fn() -> MethodRouter<AppState>,
+    pub(crate) handler: fn() -> MethodRouter<S>,
 }
 
 /// Every route the server serves.
@@ -532,17 +536,98 @@ pub static ROUTES: &[RouteSpec] = &[
 pub fn router(state: AppState) -> Router {
     let mut r: Router<AppState> = Router::new();
     for (index, spec) in ROUTES.iter().enumerate() {
-        let route = (spec.handler)()
-            .layer(DefaultBodyLimit::max(state.body_limit(spec.large_body)))
-            .layer(middleware::from_fn_with_state(
-                (state.clone(), index),
-                track,
-            ));
-        r = r.route(spec.path, route);
+        r = r.route(spec.path, tracked(spec, &state, index, spec.path));
     }
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// Where route `path` of [`ROUTES`] is served for each vault of a process
+/// serving several ([`crate::VaultSet`]), with `{vault}` for the vault's name:
+/// the API (`/v1/…`) under `/v1/vaults/{vault}/…`, the status page (`/`)
+/// at `/vaults/{vault}`. `None` for the routes of the process itself
+/// (health, readiness, metrics, the OpenAPI document), which
+/// [`crate::fleet::FLEET_ROUTES`] serves.
+#[must_use]
+pub fn vault_path(path: &str) -> Option<String> {
+    if path == "/" {
+        return Some("/vaults/{vault}".to_owned());
+    }
+    path.strip_prefix("/v1/")
+        .map(|rest| format!("/v1/vaults/{{vault}}/{rest}"))
+}
+
+/// [`vault_path`] of every route of [`ROUTES`], in order (the templates
+/// the log and the metrics name).
+static VAULT_PATHS: std::sync::LazyLock<Vec<Option<String>>> =
+    std::sync::LazyLock::new(|| ROUTES.iter().map(|r| vault_path(r.path)).collect());
+
+/// [`vault_path`] of every route of [`ROUTES`], in order.
+pub(crate) fn vault_templates() -> &'static [Option<String>] {
+    &VAULT_PATHS
+}
+
+/// The routes of [`ROUTES`] served for the vault of `state` (which must be
+/// one of a [`crate::VaultSet`]): each at its [`vault_path`] with the vault's
+/// name in place, with its body limit and the latency middleware. No
+/// fallback: the fleet's router has the one fallback.
+pub(crate) fn vault_router(state: &AppState, vault: &str) -> Router<AppState> {
+    let mut r: Router<AppState> = Router::new();
+    for (index, (spec, template)) in ROUTES.iter().zip(vault_templates()).enumerate() {
+        if let Some(template) = template {
+            let path = template.replace("{vault}", vault);
+            r = r.route(&path, tracked(spec, state, index, template));
+        }
+    }
+    r
+}
+
+/// `spec`'s handler with its body limit and the latency middleware, which
+/// logs it as `route` and counts it as route `index` of `state`'s metrics.
+fn tracked(
+    spec: &RouteSpec,
+    state: &AppState,
+    index: usize,
+    route: &'static str,
+) -> MethodRouter<AppState> {
+    with_limits(
+        spec,
+        state.body_limit(spec.large_body),
+        Track {
+            metrics: state.metrics_arc(),
+            index,
+            method: spec.method.as_str(),
+            route,
+            vault: state.vault_arc(),
+        },
+    )
+}
+
+/// `spec`'s handler with `body_limit` and the latency middleware `track`.
+pub(crate) fn with_limits<S: Clone + Send + Sync + 'static>(
+    spec: &RouteSpec<S>,
+    body_limit: usize,
+    track: Track,
+) -> MethodRouter<S> {
+    (spec.handler)()
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(track, self::track))
+}
+
+/// What the latency middleware knows of a route.
+#[derive(Debug, Clone)]
+pub(crate) struct Track {
+    /// The counters it is timed in.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Its index in the table `metrics` was made for.
+    pub(crate) index: usize,
+    /// Its method.
+    pub(crate) method: &'static str,
+    /// Its path template, as logged.
+    pub(crate) route: &'static str,
+    /// The vault it serves, on a server of several.
+    pub(crate) vault: Option<Arc<str>>,
 }
 
 /// Request ids, counted from 1 per process (sent back as `x-request-id`).
@@ -550,14 +635,11 @@ static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 /// Times and logs every request: one line with its id, the client's
 /// address, the method, the route template (never the concrete path: ids
-/// stay out of the log), the status and the latency. Written here rather
-/// than with tower-http's trace layer because that layer logs the request
-/// URI, and the route template is only known per route.
-async fn track(
-    State((state, index)): State<(AppState, usize)>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// stay out of the log), the vault on a server of several, the status and
+/// the latency. Written here rather than with tower-http's trace layer
+/// because that layer logs the request URI, and the route template is only
+/// known per route.
+async fn track(State(t): State<Track>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
     let client = req
@@ -566,32 +648,59 @@ async fn track(
         .map(|c| c.0.to_string());
     let mut response = next.run(req).await;
     let elapsed = started.elapsed();
-    state.metrics().observe(index, elapsed);
+    t.metrics.observe(t.index, elapsed);
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-request-id", v);
     }
-    if let Some(spec) = ROUTES.get(index) {
-        let status = response.status().as_u16();
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        let client = client.as_deref().unwrap_or("-");
-        let method = spec.method.as_str();
-        let route = spec.path;
-        if status >= 500 {
-            tracing::error!(request = id, client, method, route, status, ms, "request");
-        } else if status >= 400 {
-            tracing::warn!(request = id, client, method, route, status, ms, "request");
-        } else {
-            tracing::info!(request = id, client, method, route, status, ms, "request");
-        }
+    let status = response.status().as_u16();
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    let client = client.as_deref().unwrap_or("-");
+    let (method, route) = (t.method, t.route);
+    // A field that is `None` is left out: a single-vault server's lines
+    // stay as they were.
+    let vault = t.vault.as_deref();
+    if status >= 500 {
+        tracing::error!(
+            request = id,
+            client,
+            method,
+            route,
+            vault,
+            status,
+            ms,
+            "request"
+        );
+    } else if status >= 400 {
+        tracing::warn!(
+            request = id,
+            client,
+            method,
+            route,
+            vault,
+            status,
+            ms,
+            "request"
+        );
+    } else {
+        tracing::info!(
+            request = id,
+            client,
+            method,
+            route,
+            vault,
+            status,
+            ms,
+            "request"
+        );
     }
     response
 }
 
-async fn not_found() -> ServerError {
+pub(crate) async fn not_found() -> ServerError {
     ServerError::NotFound("no such route".to_owned())
 }
 
-async fn method_not_allowed() -> Response {
+pub(crate) async fn method_not_allowed() -> Response {
     let body = json!({
         "error": "this route does not take this method",
         "code": "method_not_allowed",
@@ -738,10 +847,13 @@ where
 
 async fn page(State(state): State<AppState>) -> Result<Html<String>, ServerError> {
     let s = public_status(&state).await?;
-    Ok(Html(status::render_page(&s, state.name())))
+    Ok(Html(match state.vault() {
+        None => status::render_page(&s, state.name()),
+        Some(vault) => status::render_vault_page(&s, state.name(), vault),
+    }))
 }
 
-async fn health() -> Json<Health> {
+pub(crate) async fn health() -> Json<Health> {
     Json(Health {
         status: "ok".to_owned(),
     })
@@ -780,7 +892,7 @@ async fn openapi() -> Json<Value> {
 }
 
 /// The status anyone may read: counts, no names.
-async fn public_status(state: &AppState) -> Result<StatusReport, ServerError> {
+pub(crate) async fn public_status(state: &AppState) -> Result<StatusReport, ServerError> {
     state
         .engine()
         .status(Names::Withheld)

@@ -146,6 +146,9 @@ pub fn default_server_name() -> String {
 #[derive(Clone, Debug)]
 pub struct AppState {
     inner: Arc<Inner>,
+    /// The vault's name when one process serves several
+    /// ([`crate::VaultSet`]).
+    vault: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -156,10 +159,30 @@ struct Inner {
     max_bundle_bytes: usize,
     max_body_bytes: usize,
     body_timeout: Duration,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     auth: Arc<dyn ClientAuth>,
-    limits: LoginLimits,
+    limits: Arc<LoginLimits>,
     bundles: Arc<tokio::sync::Semaphore>,
+}
+
+/// What the vaults of one process share: the bundle slots
+/// (`max_concurrent_bundles` bounds the memory bundle bodies take, for the
+/// whole process) and the failed-login counters.
+#[derive(Clone, Debug)]
+pub(crate) struct Shared {
+    limits: Arc<LoginLimits>,
+    bundles: Arc<tokio::sync::Semaphore>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &ServerConfig) -> Self {
+        Self {
+            limits: Arc::new(LoginLimits::default()),
+            bundles: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_bundles.max(1),
+            )),
+        }
+    }
 }
 
 impl AppState {
@@ -180,6 +203,15 @@ impl AppState {
         config: &ServerConfig,
         auth: Arc<dyn ClientAuth>,
     ) -> Self {
+        Self::build(engine, config, auth, Shared::new(config))
+    }
+
+    pub(crate) fn build(
+        engine: Engine,
+        config: &ServerConfig,
+        auth: Arc<dyn ClientAuth>,
+        shared: Shared,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 engine,
@@ -188,14 +220,33 @@ impl AppState {
                 max_bundle_bytes: config.max_bundle_bytes,
                 max_body_bytes: config.max_body_bytes,
                 body_timeout: config.body_timeout,
-                metrics: Metrics::default(),
+                metrics: Arc::new(Metrics::default()),
                 auth,
-                limits: LoginLimits::default(),
-                bundles: Arc::new(tokio::sync::Semaphore::new(
-                    config.max_concurrent_bundles.max(1),
-                )),
+                limits: shared.limits,
+                bundles: shared.bundles,
             }),
+            vault: None,
         }
+    }
+
+    /// This state as the vault `name` of a [`crate::VaultSet`].
+    pub(crate) fn in_vault(mut self, name: &str) -> Self {
+        self.vault = Some(Arc::from(name));
+        self
+    }
+
+    /// The vault's name when the process serves several ([`crate::VaultSet`]).
+    #[must_use]
+    pub fn vault(&self) -> Option<&str> {
+        self.vault.as_deref()
+    }
+
+    pub(crate) fn vault_arc(&self) -> Option<Arc<str>> {
+        self.vault.clone()
+    }
+
+    pub(crate) fn metrics_arc(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
     }
 
     /// How clients are authenticated.

@@ -37,15 +37,12 @@ fn bar(out: &mut String, id: &str, label: &str, c: Counts) {
     );
 }
 
-/// The status page of `s`, as served by the server named `server`.
-#[must_use]
-pub fn render_page(s: &StatusReport, server: &str) -> String {
-    let mut out = String::with_capacity(4096);
-    out.push_str(r#"<!DOCTYPE html>
+const HEAD: &str = r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>rekey migration status</title>
-<style>
+"#;
+
+const STYLE: &str = r#"<style>
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:52rem;padding:0 1rem;color:#1d2530;background:#f6f7f9}
 h1{font-size:1.4rem;margin-bottom:.2rem}.sub{color:#5b6675;margin-top:0}
 .phase{display:inline-block;padding:.15rem .6rem;border-radius:1rem;background:#243b6b;color:#fff;font-weight:600}
@@ -56,8 +53,44 @@ h1{font-size:1.4rem;margin-bottom:.2rem}.sub{color:#5b6675;margin-top:0}
 ul{margin:.3rem 0;padding-left:1.2rem}.blockers li{color:#9b2c2c}.none{color:#5b6675}
 dl{display:grid;grid-template-columns:10rem 1fr;margin:0}dt{color:#5b6675}dd{margin:0;font-variant-numeric:tabular-nums}
 </style></head><body>
-<h1>rekey migration</h1>
-"#);
+"#;
+
+/// The status page of `s`, as served by the server named `server`.
+#[must_use]
+pub fn render_page(s: &StatusReport, server: &str) -> String {
+    render(s, server, None)
+}
+
+/// The status page of vault `vault` on a server of several (at
+/// `/vaults/{vault}`): the single-vault page with the vault's name and a
+/// link back to the list of vaults. Its links are relative, so the pages
+/// work behind a proxy that serves them under a path prefix.
+#[must_use]
+pub fn render_vault_page(s: &StatusReport, server: &str, vault: &str) -> String {
+    render(s, server, Some(vault))
+}
+
+fn render(s: &StatusReport, server: &str, vault: Option<&str>) -> String {
+    let mut out = String::with_capacity(4096);
+    out.push_str(HEAD);
+    match vault {
+        None => out.push_str("<title>rekey migration status</title>\n"),
+        Some(v) => {
+            let _ = writeln!(out, "<title>rekey migration status · {}</title>", escape(v));
+        }
+    }
+    out.push_str(STYLE);
+    match vault {
+        None => out.push_str("<h1>rekey migration</h1>\n"),
+        Some(v) => {
+            let _ = writeln!(
+                out,
+                r#"<p class="sub"><a id="all-vaults" href="../">all vaults</a></p>
+<h1>rekey migration · vault <span id="vault">{}</span></h1>"#,
+                escape(v)
+            );
+        }
+    }
     let target = s
         .target
         .map(|t| format!(r#" · target <b id="target">{t}</b>"#))
@@ -151,6 +184,65 @@ fn list(out: &mut String, id: &str, items: &[String], empty: &str) {
         let _ = write!(out, "<li>{}</li>", escape(i));
     }
     out.push_str("</ul>");
+}
+
+/// One vault on the index page of a server of several: its name and its
+/// public status, or `None` when its database does not answer.
+pub type VaultRow<'a> = (&'a str, Option<&'a StatusReport>);
+
+fn cell(out: &mut String, class: &str, c: Counts) {
+    let total = c.migrated + c.remaining;
+    let _ = write!(
+        out,
+        r#"<td class="{class}"><b class="migrated">{}</b> / <span class="total">{total}</span> migrated, <span class="remaining">{}</span> remaining</td>"#,
+        c.migrated, c.remaining
+    );
+}
+
+/// The index page of a server of several vaults (at `/`): one row per
+/// vault with its phase, target and progress, linking to its page at
+/// `vaults/{name}` (relative, as on [`render_vault_page`]). Names only
+/// vaults, never principals.
+#[must_use]
+pub fn render_index(server: &str, vaults: &[VaultRow<'_>]) -> String {
+    let mut out = String::with_capacity(2048 + 512 * vaults.len());
+    out.push_str(HEAD);
+    out.push_str("<title>rekey migration status · vaults</title>\n");
+    out.push_str(STYLE);
+    out.push_str("<style>table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e4e8ee}td{font-variant-numeric:tabular-nums;font-size:.9rem}th{color:#5b6675;font-weight:600}</style>\n");
+    out.push_str("<h1>rekey migration</h1>\n");
+    let _ = writeln!(
+        out,
+        r#"<p class="sub">server <b>{}</b> · <span id="vault-count">{}</span> vaults</p>"#,
+        escape(server),
+        vaults.len()
+    );
+    out.push_str(r#"<div class="card"><table id="vaults"><thead><tr><th>vault</th><th>phase</th><th>target</th><th>users</th><th>grants</th></tr></thead><tbody>"#);
+    for (name, status) in vaults {
+        let name = escape(name);
+        let _ = write!(
+            out,
+            r#"<tr id="vault-{name}"><td><a class="vault" href="vaults/{name}">{name}</a></td>"#
+        );
+        match status {
+            Some(s) => {
+                let _ = write!(
+                    out,
+                    r#"<td><span class="phase">{}</span></td><td class="target">{}</td>"#,
+                    s.phase.as_str(),
+                    s.target.map_or_else(|| "–".to_owned(), |t| t.to_string())
+                );
+                cell(&mut out, "users", s.progress.users);
+                cell(&mut out, "grants", s.progress.grants);
+            }
+            None => out.push_str(
+                r#"<td class="unavailable" colspan="4">its database does not answer</td>"#,
+            ),
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>\n</body></html>\n");
+    out
 }
 
 #[cfg(test)]

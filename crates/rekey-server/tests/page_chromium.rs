@@ -1,7 +1,9 @@
 //! The status page in headless Chromium (Debian's `chromium`): it loads
 //! with no console errors, shows the phase and the right counts, shows
 //! the new counts after a login, and refreshes itself. A screenshot is kept
-//! in `target/rekey-server-artifacts/status-page.png`. Ignored unless asked
+//! in `target/rekey-server-artifacts/status-page.png`. The list of vaults of
+//! a server of several, and a vault's page reached by its link, render too
+//! (`vaults-page.png`). Ignored unless asked
 //! for (`cargo xtask ci` installs Chromium and runs it); asked for without
 //! a Chromium, it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,7 +14,7 @@ use rekey_core::bundle::BuildOptions;
 use rekey_demo::password::master_secret;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::Harness;
+use support::{Harness, ServedVaults};
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -154,4 +156,64 @@ async fn status_page_in_headless_chromium() {
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (cargo xtask ci installs and runs it)"]
+async fn list_of_vaults_in_headless_chromium() {
+    let browser = chromium().expect("no chromium on PATH (apt-get install chromium)");
+    let served = ServedVaults::new(&[("berlin", 11), ("paris", 12)]).await;
+    let admin = rekey_client::HttpClient::for_vault(&served.base, "berlin")
+        .unwrap()
+        .with_admin_token(support::TOKEN);
+    admin.start("Start").await.unwrap();
+
+    let index = format!("{}/", served.base);
+    let b = browser.clone();
+    let u = index.clone();
+    let (dom, log) = tokio::task::spawn_blocking(move || load(&b, &u, None))
+        .await
+        .unwrap();
+    assert!(console_errors(&log).is_empty(), "{log}");
+    for (vault, phase) in [("berlin", "user_phase"), ("paris", "legacy")] {
+        let row = dom
+            .split(&format!(r#"<tr id="vault-{vault}">"#))
+            .nth(1)
+            .and_then(|r| r.split("</tr>").next())
+            .unwrap_or_else(|| panic!("no row for {vault}: {dom}"));
+        assert!(
+            row.contains(&format!(r#"<span class="phase">{phase}</span>"#)),
+            "{row}"
+        );
+        // The page's link is relative to the list (so a proxy may serve
+        // both under a path prefix); follow it from there.
+        let href = row
+            .split(r#"href=""#)
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap();
+        assert_eq!(href, format!("vaults/{vault}"));
+        let b = browser.clone();
+        let u = format!("{index}{href}");
+        let (page, log) = tokio::task::spawn_blocking(move || load(&b, &u, None))
+            .await
+            .unwrap();
+        assert!(console_errors(&log).is_empty(), "{log}");
+        assert!(page.contains(&format!(r#"id="vault">{vault}<"#)), "{page}");
+        assert!(page.contains(&format!(r#"id="phase">{phase}<"#)), "{page}");
+        assert!(page.contains(r#"id="all-vaults" href="../""#), "{page}");
+    }
+
+    let artifacts =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/rekey-server-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("vaults-page.png");
+    std::fs::remove_file(&shot).ok();
+    let s = shot.clone();
+    tokio::task::spawn_blocking(move || load(&browser, &index, Some(&s)))
+        .await
+        .unwrap();
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    served.stop().await;
 }

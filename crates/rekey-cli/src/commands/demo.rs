@@ -57,11 +57,12 @@ pub(super) async fn run(ctx: &Ctx, args: &DemoArgs) -> Result<u8, CliError> {
         Some(DemoStep::Seed { credentials }) => seed(ctx, &args.spec, credentials).await,
         Some(DemoStep::LoginAll {
             credentials,
-            server,
+            servers,
         }) => {
-            let via = match server {
-                Some(url) => Via::Server(url.clone()),
-                None => Via::Vault(ctx.engine(Keys::IfPresent).await?),
+            let via = if servers.is_empty() {
+                Via::Vault(ctx.engine(Keys::IfPresent).await?)
+            } else {
+                Via::Servers(servers.clone())
             };
             logins(ctx, via, credentials, args.spec.concurrency).await
         }

@@ -14,13 +14,20 @@ pub(super) async fn run(ctx: &Ctx, args: &ServeArgs) -> Result<u8, CliError> {
 }
 
 /// `serve --vault …`/`--all`: one server for several vaults of the fleet
-/// file, each under `/v1/vaults/NAME/…`.
+/// file, each under `/v1/vaults/NAME/…` (a status page per vault, one list
+/// at `/`, `vault` labels on `/metrics`).
 pub(super) async fn run_fleet(
     args: &ServeArgs,
     entries: Vec<rekey_engine::FleetEntry>,
 ) -> Result<u8, CliError> {
-    let _ = (args, entries);
-    Err(CliError::Usage(
-        "serving several vaults is not wired yet".into(),
-    ))
+    // The per-vault database and key directory come from the fleet file;
+    // the configuration's own are not used in this mode.
+    let config = args.config("", std::path::Path::new(""))?;
+    let sites = entries
+        .into_iter()
+        .map(|e| rekey_server::VaultSite::new(e.name, e.db, e.key_dir))
+        .collect();
+    rekey_server::init_logging();
+    rekey_server::serve_vaults(sites, config).await?;
+    Ok(0)
 }

@@ -47,13 +47,23 @@ pub struct Harness {
     pub task: Option<tokio::task::JoinHandle<Result<(), rekey_server::ServerError>>>,
 }
 
-impl Harness {
-    pub async fn new(tag: &str) -> Self {
-        Self::with_config(tag, |_| {}).await
-    }
+/// A demo vault (SQLite in a temporary directory, fixture RSA keys) in
+/// preparation, its certificates backed up: what a server is started on.
+pub struct Seeded {
+    /// The temporary directory (the vault, the key directory).
+    pub dir: PathBuf,
+    /// The vault's database URL.
+    pub url: String,
+    /// The key directory.
+    pub keys: PathBuf,
+    /// The operator's engine on the vault.
+    pub engine: Engine,
+    pub creds: Credentials,
+}
 
-    /// A harness whose server runs with `adjust`ed limits.
-    pub async fn with_config(tag: &str, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+impl Seeded {
+    /// A demo vault generated from `seed` (4 users, 1 role, 3 services).
+    pub async fn new(tag: &str, seed: u64) -> Self {
         let dir = std::env::temp_dir().join(format!("rekey-server-{tag}-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.join("vault.db").display());
@@ -68,7 +78,7 @@ impl Harness {
             roles: 1,
             records: 40,
             rsa_bits: 2048,
-            seed: 11,
+            seed,
             with_problems: false,
             kdf: rekey_demo::KdfParams::LIGHT,
         };
@@ -85,6 +95,31 @@ impl Harness {
             )
             .await
             .unwrap();
+        Self {
+            dir,
+            url,
+            keys,
+            engine,
+            creds: demo.credentials,
+        }
+    }
+}
+
+impl Harness {
+    pub async fn new(tag: &str) -> Self {
+        Self::with_config(tag, |_| {}).await
+    }
+
+    /// A harness whose server runs with `adjust`ed limits.
+    pub async fn with_config(tag: &str, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let Seeded {
+            dir,
+            url,
+            keys,
+            engine,
+            creds,
+        } = Seeded::new(tag, 11).await;
+        let demo_vault = creds.vault;
 
         // The server opens the vault on its own, as the binary does.
         let mut config = ServerConfig::new(&url, &keys, TOKEN).unwrap();
@@ -109,17 +144,17 @@ impl Harness {
                 let _ = rx.await;
             },
         ));
-        let anon = HttpClient::new(&base).unwrap().expect_vault(demo.vault);
+        let anon = HttpClient::new(&base).unwrap().expect_vault(demo_vault);
         let admin = anon.clone().with_admin_token(TOKEN);
         let mut users = std::collections::BTreeMap::new();
-        for name in demo.credentials.users.keys() {
-            users.insert(name.clone(), login(&anon, &demo.credentials, name).await);
+        for name in creds.users.keys() {
+            users.insert(name.clone(), login(&anon, &creds, name).await);
         }
         Self {
             dir,
             vault: Vault::open(&url).await.unwrap(),
             engine,
-            creds: demo.credentials,
+            creds,
             admin,
             anon,
             users,
@@ -288,4 +323,77 @@ pub fn with_signatures(bytes: &[u8], edit: impl FnOnce(&mut Sigs)) -> Vec<u8> {
         out.extend_from_slice(&sig);
     }
     out
+}
+
+/// Demo vaults served by one process ([`rekey_server::run_vaults`]) on
+/// loopback.
+pub struct ServedVaults {
+    /// The vaults, in the order given.
+    pub vaults: Vec<Seeded>,
+    /// The server's URL (`http://127.0.0.1:PORT`).
+    pub base: String,
+    pub config: ServerConfig,
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<Result<(), rekey_server::ServerError>>>,
+}
+
+impl ServedVaults {
+    /// A demo vault per `(name, seed)`, all served by one process.
+    pub async fn new(named: &[(&str, u64)]) -> Self {
+        let mut vaults = Vec::new();
+        for (name, seed) in named {
+            vaults.push(Seeded::new(&format!("vaults-{name}"), *seed).await);
+        }
+        // The database URL and key directory of the configuration are not
+        // used: each vault has its own.
+        let mut config = ServerConfig::new("sqlite://unused.db", "unused-keys", TOKEN).unwrap();
+        // The demo registered its one server under this name; the server
+        // takes its place in each vault (preflight wants one active server).
+        config.server_name = rekey_engine::host_name();
+        config.max_bundle_bytes = MAX_BUNDLE;
+        let sites = named
+            .iter()
+            .zip(&vaults)
+            .map(|((name, _), v)| rekey_server::VaultSite::new(*name, &v.url, &v.keys))
+            .collect();
+        let set = rekey_server::VaultSet::open(sites, &config).await.unwrap();
+        let names: Vec<&str> = named.iter().map(|(n, _)| *n).collect();
+        assert_eq!(set.names(), names);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rekey_server::run_vaults(
+            listener,
+            set,
+            Duration::from_millis(200),
+            rekey_server::ConnectionLimits::from(&config),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            vaults,
+            base,
+            config,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server (gracefully) and removes the vaults.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("graceful shutdown")
+                .unwrap()
+                .unwrap();
+        }
+        for v in &self.vaults {
+            std::fs::remove_dir_all(&v.dir).ok();
+        }
+    }
 }
