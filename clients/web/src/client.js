@@ -69,7 +69,16 @@ async function refusal(response) {
  */
 export class RekeyApi {
   constructor({ server, fetch: fetchImpl, authorization } = {}) {
-    this.server = base(server);
+    // One vault of a server of several (PROTOCOL §3, "Several vaults on
+    // one server"): `https://host/v1/vaults/NAME` puts every /v1 path of
+    // this API under /v1/vaults/NAME.
+    const url = base(server);
+    const vaultPath = /^(.*)\/v1\/vaults(?:\/([^/]*))?$/.exec(url);
+    if (vaultPath && !/^[a-z0-9_-]{1,64}$/.test(vaultPath[2] ?? '')) {
+      throw new RekeyError('bad_argument', 'a vault name is 1 to 64 of a-z, 0-9, _ and -');
+    }
+    this.server = vaultPath ? vaultPath[1] : url;
+    this.apiPrefix = vaultPath ? `/v1/vaults/${vaultPath[2]}` : '/v1';
     this._fetch = fetchImpl ?? globalThis.fetch.bind(globalThis);
     this._authorization = authorization ?? null;
   }
@@ -83,7 +92,8 @@ export class RekeyApi {
     }
     let response;
     try {
-      response = await this._fetch(`${this.server}${path}`, { method, headers, body, signal, credentials: 'same-origin' });
+      const routed = path.startsWith('/v1/') ? `${this.apiPrefix}${path.slice(3)}` : path;
+      response = await this._fetch(`${this.server}${routed}`, { method, headers, body, signal, credentials: 'same-origin' });
     } catch (cause) {
       if (signal?.aborted) throw abortError(signal);
       throw new RekeyError('network', `could not reach the server (${cause?.message ?? cause})`, { cause });

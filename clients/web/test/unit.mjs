@@ -1802,3 +1802,26 @@ describe('building for the P-521 and hybrid targets', () => {
     assert.match(bad.out.refused[0].reason, /2 of 3 migrated grants/);
   });
 });
+
+describe('one vault of a server of several vaults', () => {
+  test('a server URL ending in /v1/vaults/NAME puts every API path under it', async () => {
+    const seen = [];
+    const api = new RekeyApi({
+      server: 'http://host.invalid:8080/v1/vaults/berlin/',
+      fetch: async (url) => {
+        seen.push(url);
+        return new Response(JSON.stringify({ algorithm: 'nope' }), { status: 200 });
+      },
+    });
+    await assert.rejects(api.clientKdf());
+    assert.deepEqual(seen, ['http://host.invalid:8080/v1/vaults/berlin/client-kdf']);
+    const plain = new RekeyApi({ server: 'http://host.invalid:8080', fetch: async (url) => { seen.push(url); return new Response('{}', { status: 200 }); } });
+    await assert.rejects(plain.clientKdf());
+    assert.equal(seen[1], 'http://host.invalid:8080/v1/client-kdf');
+  });
+
+  test('a vault name that is not a path segment is refused before any request', () => {
+    assert.throws(() => new RekeyApi({ server: 'http://h/v1/vaults/Berlin!' }), (e) => e.code === 'bad_argument');
+    assert.throws(() => new RekeyApi({ server: 'http://h/v1/vaults/' }), (e) => e.code === 'bad_argument');
+  });
+});
