@@ -101,7 +101,8 @@
 //!   server): run preflight and `start` with one server up, then start the
 //!   others. Finalize refuses while a server in the list, a stopped one
 //!   too, has not reported the new certificate keys: give every server
-//!   the key directory as `start` left it.
+//!   the key directory as `start` left it (or `rekey cert import
+//!   --server-name NAME` from a backup made after the start).
 //! - **Admin actions** go to any one server, once (the client never
 //!   resends one); their effect is in the vault, so every server sees it
 //!   at once.

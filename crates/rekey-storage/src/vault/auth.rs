@@ -110,7 +110,10 @@ impl Vault {
         let mut on_conflict = OnConflict::column(setting::Column::Key);
         match overwrite {
             Overwrite::Yes => on_conflict.update_column(setting::Column::Value),
-            Overwrite::No => on_conflict.do_nothing(),
+            // `do_nothing_on`, not `do_nothing`: sea-query writes the
+            // latter as `ON DUPLICATE KEY IGNORE` for MySQL, which MariaDB
+            // refuses; naming a column makes it a no-op update there.
+            Overwrite::No => on_conflict.do_nothing_on([setting::Column::Key]),
         };
         setting::Entity::insert(setting::ActiveModel {
             key: Set(key.to_owned()),

@@ -75,7 +75,8 @@ impl Vault {
                 role_confirmation::Column::HolderId,
                 role_confirmation::Column::KeyPairId,
             ])
-            .do_nothing()
+            // See `put_setting`: `do_nothing` is not MariaDB SQL.
+            .do_nothing_on([role_confirmation::Column::RoleId])
             .to_owned(),
         )
         .exec_without_returning(&self.db)
