@@ -606,6 +606,16 @@ impl HttpClient {
             .await
     }
 
+    /// Runs the preparation checks for a start to `target` (admin): the
+    /// disk-space estimate is sized for its grants.
+    pub async fn preflight_for(
+        &self,
+        target: rekey_core::Target,
+    ) -> Result<serde_json::Value, ClientError> {
+        let path = format!("/v1/admin/preflight?target_scheme={}", target.name());
+        self.json(Method::POST, &path, None, true).await
+    }
+
     /// Starts the migration with `code_word` (admin), to the default
     /// target.
     pub async fn start(&self, code_word: &str) -> Result<StartReport, ClientError> {

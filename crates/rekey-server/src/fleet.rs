@@ -332,6 +332,7 @@ pub static FLEET_ROUTES: &[RouteSpec<VaultSet>] = &[
         answer: Answer::Html,
         responses: &[(200, "the page")],
         large_body: false,
+        query: &[],
         handler: || get(index),
     },
     RouteSpec {
@@ -344,6 +345,7 @@ pub static FLEET_ROUTES: &[RouteSpec<VaultSet>] = &[
         answer: Answer::Json("Health"),
         responses: &[(200, "alive")],
         large_body: false,
+        query: &[],
         handler: || get(health),
     },
     RouteSpec {
@@ -362,6 +364,7 @@ pub static FLEET_ROUTES: &[RouteSpec<VaultSet>] = &[
             ),
         ],
         large_body: false,
+        query: &[],
         handler: || get(ready),
     },
     RouteSpec {
@@ -374,6 +377,7 @@ pub static FLEET_ROUTES: &[RouteSpec<VaultSet>] = &[
         answer: Answer::Text,
         responses: &[(200, "metrics")],
         large_body: false,
+        query: &[],
         handler: || get(metrics),
     },
     RouteSpec {
@@ -386,6 +390,7 @@ pub static FLEET_ROUTES: &[RouteSpec<VaultSet>] = &[
         answer: Answer::OpaqueJson("this document"),
         responses: &[(200, "the document")],
         large_body: false,
+        query: &[],
         handler: || get(openapi),
     },
 ];

@@ -6,7 +6,8 @@
 //! GET  /health  /ready  /metrics  /openapi.json
 //! GET  /v1/migration/status                    progress, rate, estimate (no names)
 //! GET  /v1/admin/status[?all=true]             what `rekey status --format json` prints (admin)
-//! POST /v1/admin/{preflight,start,finalize,abort}            Bearer admin token
+//! POST /v1/admin/preflight[?target_scheme=T]                Bearer admin token
+//! POST /v1/admin/{start,finalize,abort}                      Bearer admin token
 //! POST /v1/admin/devices/{id}/write-off                      Bearer admin token
 //! POST /v1/admin/non-migratable/{grant}/resolve              Bearer admin token
 //! GET  /v1/client-kdf                          the clients' password-KDF parameters

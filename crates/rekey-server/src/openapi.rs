@@ -10,8 +10,8 @@ use crate::answers::{
 use crate::fleet::{FLEET_ROUTES, MAX_VAULT_NAME};
 use crate::routes::vault_path;
 use crate::routes::{
-    Answer, Auth, BodyKind, PurgeRequest, ROUTES, RecordWrite, ResolveRequest, RouteSpec,
-    SessionRequest, StartRequest,
+    Answer, Auth, BodyKind, PurgeRequest, QuerySchema, ROUTES, RecordWrite, ResolveRequest,
+    RouteSpec, SessionRequest, StartRequest,
 };
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -117,6 +117,14 @@ fn operation<S>(r: &RouteSpec<S>, path: &str) -> Map<String, Value> {
             }
         })
         .collect();
+    let mut params = params;
+    for q in r.query {
+        let schema = match q.schema {
+            QuerySchema::Boolean => json!({ "type": "boolean" }),
+            QuerySchema::OneOf(values) => json!({ "type": "string", "enum": values }),
+        };
+        params.push(json!({ "name": q.name, "in": "query", "required": false, "description": q.description, "schema": schema }));
+    }
     if !params.is_empty() {
         op.insert("parameters".into(), Value::Array(params));
     }

@@ -101,6 +101,26 @@ pub enum Answer {
     Text,
 }
 
+/// An optional query parameter of a route (for the OpenAPI document).
+#[derive(Debug, Clone, Copy)]
+pub struct QueryParam {
+    /// Its name.
+    pub name: &'static str,
+    /// `boolean`, or the values a string may take.
+    pub schema: QuerySchema,
+    /// What it does.
+    pub description: &'static str,
+}
+
+/// The type of a query parameter.
+#[derive(Debug, Clone, Copy)]
+pub enum QuerySchema {
+    /// `true` or `false`.
+    Boolean,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+}
+
 /// One route; `S` is the state its handler takes (a vault's [`AppState`],
 /// or the [`crate::VaultSet`] for the routes of a process serving several
 /// vaults).
@@ -124,6 +144,9 @@ pub struct RouteSpec<S = AppState> {
     pub responses: &'static [(u16, &'static str)],
     /// Whether it takes bundle-sized bodies (`--max-bundle-bytes`).
     pub large_body: bool,
+    /// Its optional query parameters: `(name, JSON schema type or enum
+    /// list, description)`.
+    pub query: &'static [QueryParam],
     pub(crate) handler: fn() -> MethodRouter<S>,
 }
 
@@ -139,6 +162,7 @@ pub static ROUTES: &[RouteSpec] = &[
         answer: Answer::Html,
         responses: &[(200, "the page")],
         large_body: false,
+        query: &[],
         handler: || get(page),
     },
     RouteSpec {
@@ -151,6 +175,7 @@ pub static ROUTES: &[RouteSpec] = &[
         answer: Answer::Json("Health"),
         responses: &[(200, "alive")],
         large_body: false,
+        query: &[],
         handler: || get(health),
     },
     RouteSpec {
@@ -163,6 +188,7 @@ pub static ROUTES: &[RouteSpec] = &[
         answer: Answer::Json("Ready"),
         responses: &[(200, "ready"), (503, "the database does not answer")],
         large_body: false,
+        query: &[],
         handler: || get(ready),
     },
     RouteSpec {
@@ -175,6 +201,7 @@ pub static ROUTES: &[RouteSpec] = &[
         answer: Answer::Text,
         responses: &[(200, "metrics")],
         large_body: false,
+        query: &[],
         handler: || get(metrics),
     },
     RouteSpec {
@@ -187,6 +214,7 @@ pub static ROUTES: &[RouteSpec] = &[
         answer: Answer::OpaqueJson("this document"),
         responses: &[(200, "the document")],
         large_body: false,
+        query: &[],
         handler: || get(openapi),
     },
     RouteSpec {
@@ -199,6 +227,7 @@ pub static ROUTES: &[RouteSpec] = &[
         answer: Answer::Json("StatusReport"),
         responses: &[(200, "the status"), (503, "the database does not answer")],
         large_body: false,
+        query: &[],
         handler: || get(migration_status),
     },
     RouteSpec {
@@ -215,18 +244,32 @@ pub static ROUTES: &[RouteSpec] = &[
             (503, "the database does not answer"),
         ],
         large_body: false,
+        query: &[QueryParam {
+            name: "all",
+            schema: QuerySchema::Boolean,
+            description: "name every pending and blocked principal, not just the first ones",
+        }],
         handler: || get(admin_status),
     },
     RouteSpec {
         method: HttpMethod::Post,
         path: "/v1/admin/preflight",
-        summary: "Run the preparation checks; answers the report (rekey-preflight/1)",
+        summary: "Run the preparation checks; answers the report (rekey-preflight/1); ?target_scheme= sizes the disk-space estimate for that target",
         tag: "admin",
         auth: Auth::Admin,
         body: BodyKind::None,
         answer: Answer::Json("PreflightReport"),
-        responses: &[(200, "the report"), (401, "missing or wrong admin token")],
+        responses: &[
+            (200, "the report"),
+            (400, "an unknown target_scheme"),
+            (401, "missing or wrong admin token"),
+        ],
         large_body: false,
+        query: &[QueryParam {
+            name: "target_scheme",
+            schema: QuerySchema::OneOf(&["hpke-p256", "hpke-p521", "hpke-mlkem768-x25519"]),
+            description: "the target the start will be given (the disk-space estimate depends on it; default hpke-p256)",
+        }],
         handler: || post(admin_preflight),
     },
     RouteSpec {
@@ -245,6 +288,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (413, "body too large"),
         ],
         large_body: false,
+        query: &[],
         handler: || post(admin_start),
     },
     RouteSpec {
@@ -261,6 +305,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (409, "principals pending, grants unresolved, or wrong phase"),
         ],
         large_body: false,
+        query: &[],
         handler: || post(admin_finalize),
     },
     RouteSpec {
@@ -277,6 +322,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (409, "too late (finalizing or completed) or not started"),
         ],
         large_body: false,
+        query: &[],
         handler: || post(admin_abort),
     },
     RouteSpec {
@@ -293,6 +339,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (404, "no such device"),
         ],
         large_body: false,
+        query: &[],
         handler: || post(admin_write_off),
     },
     RouteSpec {
@@ -315,6 +362,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (423, "a migration is under way"),
         ],
         large_body: false,
+        query: &[],
         handler: || post(admin_purge_user),
     },
     RouteSpec {
@@ -333,6 +381,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (423, "a migration is under way"),
         ],
         large_body: false,
+        query: &[],
         handler: || post(admin_restore_user),
     },
     RouteSpec {
@@ -351,6 +400,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (413, "body too large"),
         ],
         large_body: false,
+        query: &[],
         handler: || post(admin_resolve),
     },
     RouteSpec {
@@ -365,6 +415,7 @@ pub static ROUTES: &[RouteSpec] = &[
         ),
         responses: &[(200, "the parameters (JSON)"), (404, "the vault has none")],
         large_body: false,
+        query: &[],
         handler: || get(client_kdf),
     },
     RouteSpec {
@@ -393,6 +444,7 @@ pub static ROUTES: &[RouteSpec] = &[
             ),
         ],
         large_body: false,
+        query: &[],
         handler: || post(open_session),
     },
     RouteSpec {
@@ -413,6 +465,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (423, "no migration in progress"),
         ],
         large_body: false,
+        query: &[],
         handler: || get(package),
     },
     RouteSpec {
@@ -448,6 +501,7 @@ pub static ROUTES: &[RouteSpec] = &[
             ),
         ],
         large_body: true,
+        query: &[],
         handler: || post(submit_bundle),
     },
     RouteSpec {
@@ -470,6 +524,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (423, "no migration in progress"),
         ],
         large_body: false,
+        query: &[],
         handler: || get(role_checks),
     },
     RouteSpec {
@@ -492,6 +547,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (423, "no migration in progress"),
         ],
         large_body: false,
+        query: &[],
         handler: || post(role_receipt),
     },
     RouteSpec {
@@ -509,6 +565,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (404, "no such record"),
         ],
         large_body: false,
+        query: &[],
         handler: || get(get_record),
     },
     RouteSpec {
@@ -527,6 +584,7 @@ pub static ROUTES: &[RouteSpec] = &[
             (423, "read-only during the migration"),
         ],
         large_body: false,
+        query: &[],
         handler: || put(put_record),
     },
 ];
@@ -930,9 +988,32 @@ async fn admin_status(
     ))
 }
 
-async fn admin_preflight(_: Admin, State(state): State<AppState>) -> Result<Response, ServerError> {
-    let report = state
-        .engine()
+/// The query of `POST /v1/admin/preflight`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightQuery {
+    /// The target the start will be given (default `hpke-p256`).
+    #[serde(default)]
+    pub target_scheme: Option<rekey_core::Target>,
+}
+
+async fn admin_preflight(
+    _: Admin,
+    State(state): State<AppState>,
+    query: Result<Query<PreflightQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ServerError> {
+    let Query(query) = query.map_err(|e| {
+        ServerError::bad_request(
+            format!("malformed query: {}", e.body_text()),
+            "query_malformed",
+            "the only parameter is target_scheme=hpke-p256|hpke-p521|hpke-mlkem768-x25519",
+        )
+    })?;
+    let engine = match query.target_scheme {
+        Some(t) => state.engine().clone().with_target(t),
+        None => state.engine().clone(),
+    };
+    let report = engine
         .preflight()
         .await
         .map_err(ServerError::from_admin_engine)?;

@@ -224,6 +224,38 @@ async fn whole_migration_over_http_with_every_refusal() {
     let report = h.admin.preflight().await.unwrap();
     assert_eq!(report["format"], "rekey-preflight/1");
     assert_eq!(report["blocking"], serde_json::json!([]), "{report}");
+    // Preflight for the hybrid target sizes the disk-space estimate for
+    // its grants; an unknown target is refused and changes nothing.
+    let growth = |r: &serde_json::Value| {
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "disk-space")
+            .unwrap()["evidence"][0]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let hybrid = h
+        .admin
+        .preflight_for(rekey_core::Target::HpkeMlKem768X25519)
+        .await
+        .unwrap();
+    assert!(growth(&report).contains("(hpke-p256)"), "{report}");
+    assert!(
+        growth(&hybrid).contains("(hpke-mlkem768-x25519)"),
+        "{hybrid}"
+    );
+    assert_eq!(hybrid["blocking"], serde_json::json!([]), "{hybrid}");
+    h.refused(
+        StatusCode::BAD_REQUEST,
+        Method::POST,
+        "/v1/admin/preflight?target_scheme=rsa",
+        None,
+        Who::Admin,
+    )
+    .await;
     let started = h.admin.start("Start").await.unwrap();
     assert_eq!(started.phase, Phase::UserPhase, "{started:?}");
     assert!(!started.resumed);

@@ -269,8 +269,9 @@ pub async fn login(anon: &HttpClient, creds: &Credentials, name: &str) -> HttpCl
 /// Asserts that a refusal's code and status are those docs/PROTOCOL.md §9
 /// lists (admin-only refusals are listed in /openapi.json instead).
 pub fn assert_documented(status: StatusCode, body: &serde_json::Value) {
-    const ADMIN_ONLY: [&str; 5] = [
+    const ADMIN_ONLY: [&str; 6] = [
         "unauthorized",
+        "query_malformed",
         "read_only",
         "wrong_code_word",
         "hex_malformed",
