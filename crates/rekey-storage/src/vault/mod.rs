@@ -338,6 +338,22 @@ impl Vault {
         Ok(txn)
     }
 
+    /// On SQLite, takes the database's write lock at the start of a
+    /// transaction that reads before it writes. Otherwise its first write
+    /// must upgrade a read snapshot, and when another connection committed
+    /// in between (a server's heartbeat) SQLite refuses at once with
+    /// `SQLITE_BUSY`, without waiting the busy timeout: seen as a
+    /// `500` on `POST /v1/admin/users/{name}/purge` under load. A write
+    /// statement that matches no row takes the lock like any write.
+    pub(crate) async fn take_write_lock(&self, txn: &DatabaseTransaction) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            txn.execute_unprepared("DELETE FROM migration_session WHERE 0")
+                .await
+                .map_err(db("take the write lock"))?;
+        }
+        Ok(())
+    }
+
     /// Removes the writer marker and commits.
     async fn commit_migration_txn(&self, txn: DatabaseTransaction) -> Result<()> {
         let unmark = match self.backend {

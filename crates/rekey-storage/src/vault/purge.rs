@@ -86,6 +86,7 @@ impl Vault {
     pub async fn purge_user(&self, user: PrincipalId, audit: &AuditEvent) -> Result<PurgeCounts> {
         let id = user.to_string();
         let txn = self.db.begin().await.map_err(db("begin a transaction"))?;
+        self.take_write_lock(&txn).await?;
         let key_pairs: Vec<String> = key_pair::Entity::find()
             .filter(key_pair::Column::PrincipalId.eq(&id))
             .all(&txn)
