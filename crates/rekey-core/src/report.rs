@@ -138,9 +138,9 @@ impl FleetStartReport {
     }
 }
 
-/// One vault's part of a [`FleetStartReport`].
+/// One vault's part of a [`FleetStartReport`]. (Not `deny_unknown_fields`:
+/// serde cannot combine it with the flattened outcome.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VaultStart {
     /// The vault's name in the fleet file.
     pub vault: String,
@@ -426,5 +426,32 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("can never log in"), "{text}");
+    }
+
+    #[test]
+    fn a_fleet_start_report_reads_back_as_it_was_written() {
+        let report = FleetStartReport {
+            started_any: false,
+            vaults: vec![
+                VaultStart {
+                    vault: "a".into(),
+                    outcome: VaultStartOutcome::HeldBack {
+                        by: vec!["b".into()],
+                    },
+                },
+                VaultStart {
+                    vault: "b".into(),
+                    outcome: VaultStartOutcome::Blocked {
+                        checks: vec!["certificates".into()],
+                    },
+                },
+            ],
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["vaults"][0]["outcome"], "held_back");
+        assert_eq!(json["vaults"][1]["checks"][0], "certificates");
+        let back: FleetStartReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+        assert!(!back.all_started());
     }
 }
