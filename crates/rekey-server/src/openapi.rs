@@ -271,7 +271,16 @@ mod tests {
 
     #[test]
     fn document_is_consistent() {
-        consistent(&document());
+        let doc = document();
+        consistent(&doc);
+        // The query parameters the handlers read are documented.
+        let preflight = &doc["paths"]["/v1/admin/preflight"]["post"]["parameters"][0];
+        assert_eq!(preflight["name"], "target_scheme");
+        assert_eq!(preflight["schema"]["enum"][2], "hpke-mlkem768-x25519");
+        assert_eq!(
+            doc["paths"]["/v1/admin/status"]["get"]["parameters"][0]["name"],
+            "all"
+        );
     }
 
     #[test]
@@ -326,12 +335,20 @@ mod tests {
             assert!(path.starts_with('/'));
             for (method, op) in ops.as_object().unwrap() {
                 assert!(["get", "post", "put"].contains(&method.as_str()));
-                // Declared parameters are exactly the template's.
-                let declared: Vec<&str> = op["parameters"]
-                    .as_array()
-                    .map(|ps| ps.iter().map(|p| p["name"].as_str().unwrap()).collect())
-                    .unwrap_or_default();
+                // Declared path parameters are exactly the template's;
+                // any other parameter is an optional query parameter.
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                let declared: Vec<&str> = params
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
                 assert_eq!(declared, path_params(path), "{method} {path}");
+                for p in params.iter().filter(|p| p["in"] != "path") {
+                    assert_eq!(p["in"], "query", "{method} {path}: {p}");
+                    assert_eq!(p["required"], false, "{method} {path}: {p}");
+                    assert!(p["schema"]["type"].is_string(), "{method} {path}: {p}");
+                }
                 let responses = op["responses"].as_object().unwrap();
                 assert!(!responses.is_empty());
                 for (code, r) in responses {
