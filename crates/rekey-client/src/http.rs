@@ -147,16 +147,6 @@ fn split_vault(url: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Whether `name` can be a vault's name: 1 to 64 of `a-z`, `0-9`, `_`,
-/// `-` (as rekey-server checks them).
-fn is_vault_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
 /// What `POST /v1/session` answers.
 #[derive(serde::Deserialize)]
 struct SessionAnswer {
@@ -237,7 +227,7 @@ impl HttpClient {
     /// name that is not 1 to 64 of `a-z`, `0-9`, `_`, `-`, and a client
     /// that names another vault already.
     pub fn with_vault(mut self, name: &str) -> Result<Self, ClientError> {
-        if !is_vault_name(name) {
+        if !rekey_core::ids::valid_vault_name(name) {
             return Err(ClientError::BadVaultName(name.chars().take(80).collect()));
         }
         if self.vault_name().is_some_and(|v| v != name) {

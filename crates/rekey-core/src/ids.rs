@@ -157,6 +157,21 @@ pub struct KeyBinding {
     pub key_pair: KeyPairId,
 }
 
+/// The longest name of a vault in a fleet (`--vault NAME`,
+/// `/v1/vaults/NAME/…`).
+pub const MAX_VAULT_NAME: usize = 64;
+
+/// Whether `name` may name a vault: 1 to [`MAX_VAULT_NAME`] of `a-z`,
+/// `0-9`, `_`, `-` (it becomes a URL path segment and a metrics label as
+/// it is). The one rule the fleet file, the server and the client apply.
+#[must_use]
+pub fn valid_vault_name(name: &str) -> bool {
+    (1..=MAX_VAULT_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

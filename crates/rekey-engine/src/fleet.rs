@@ -76,15 +76,7 @@ struct Doc {
     vault: Vec<FleetEntry>,
 }
 
-/// Whether `name` may name a vault: 1 to 64 of `a-z`, `0-9`, `_`, `-`
-/// (it becomes a URL path segment and a metrics label).
-#[must_use]
-pub fn valid_vault_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
+pub use rekey_core::ids::valid_vault_name;
 
 impl FleetFile {
     /// Reads and checks the fleet file at `path`.

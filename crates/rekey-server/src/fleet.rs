@@ -46,7 +46,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Longest vault name.
-pub const MAX_VAULT_NAME: usize = 64;
+pub use rekey_core::ids::MAX_VAULT_NAME;
 
 /// One vault a server of several serves: its name (in its paths, on the
 /// pages and in the metrics' `vault` label), its database and its key
@@ -90,12 +90,7 @@ impl std::fmt::Debug for VaultSite {
 /// `0-9`, `_` and `-` (names go into paths, pages and metric labels as
 /// they are).
 pub fn check_vault_name(name: &str) -> Result<(), ServerError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_VAULT_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
+    if rekey_core::ids::valid_vault_name(name) {
         Ok(())
     } else {
         Err(ServerError::Config(format!(
