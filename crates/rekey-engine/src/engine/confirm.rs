@@ -11,7 +11,7 @@ use rekey_core::model::{
 };
 use rekey_core::{NewPublicKey, PrincipalId, RunId, Subject};
 use rekey_storage::{ConfirmedBy, RoleConfirmation};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 impl Engine {
     /// The migrated roles `holder` belongs to and has not confirmed yet,
@@ -34,13 +34,19 @@ impl Engine {
             .await?;
         let holder_keys = self.vault.key_pairs(holder).await?;
         let mut to_holder = None;
-        let disowned_ids: HashSet<GrantId> = self
+        // The legacy grants declared non-migratable, by recipient: a role
+        // none of whose grants were declared is checked without reading
+        // its legacy grants at all.
+        let disowned_ids: HashMap<PrincipalId, HashSet<GrantId>> = self
             .vault
             .non_migratable()
             .await?
             .into_iter()
-            .map(|n| n.grant)
-            .collect();
+            .fold(HashMap::new(), |mut m, n| {
+                m.entry(n.recipient).or_default().insert(n.grant);
+                m
+            });
+        let none = HashSet::new();
         let mut out = Vec::new();
         for role in roles
             .iter()
@@ -63,7 +69,9 @@ impl Engine {
                 .filter(|g| wanted.contains(&g.subject))
                 .cloned()
                 .collect();
-            let evidence = self.role_evidence(role.id, &disowned_ids).await?;
+            let evidence = self
+                .role_evidence(role.id, disowned_ids.get(&role.id).unwrap_or(&none))
+                .await?;
             out.push(RoleCheck {
                 vault,
                 run,
@@ -90,14 +98,25 @@ impl Engine {
         role: PrincipalId,
         disowned_ids: &HashSet<GrantId>,
     ) -> Result<RoleEvidence, EngineError> {
-        let all = self.vault.grants_to(role).await?;
-        let (legacy, grants): (Vec<GrantRecord>, Vec<GrantRecord>) = all
+        // The new grants only (the legacy ones are as many, and larger),
+        // and the legacy ones only when some were declared non-migratable.
+        let grants: Vec<GrantRecord> = self
+            .vault
+            .grants_to_where_legacy(role, false)
+            .await?
             .into_iter()
-            .partition(|g| g.envelope.scheme().is_legacy());
-        let disowned: Vec<GrantRecord> = legacy
-            .into_iter()
-            .filter(|g| disowned_ids.contains(&g.id))
+            .filter(|g| !g.envelope.scheme().is_legacy())
             .collect();
+        let disowned: Vec<GrantRecord> = if disowned_ids.is_empty() {
+            Vec::new()
+        } else {
+            self.vault
+                .grants_to_where_legacy(role, true)
+                .await?
+                .into_iter()
+                .filter(|g| disowned_ids.contains(&g.id))
+                .collect()
+        };
         let mut record_ids = Vec::new();
         let mut key_ids = Vec::new();
         for g in grants.iter().chain(&disowned) {

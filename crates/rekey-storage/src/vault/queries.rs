@@ -173,6 +173,26 @@ impl Vault {
             .collect()
     }
 
+    /// The grants addressed to a principal that are legacy (`legacy`) or
+    /// not: a migrated role's new grants without its legacy ones, which
+    /// are as many and larger.
+    pub async fn grants_to_where_legacy(
+        &self,
+        principal: PrincipalId,
+        legacy: bool,
+    ) -> Result<Vec<GrantRecord>> {
+        grant::Entity::find()
+            .filter(grant::Column::RecipientId.eq(principal.to_string()))
+            .filter(grant::Column::Legacy.eq(legacy))
+            .order_by_asc(grant::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db("load a principal's grants"))?
+            .into_iter()
+            .map(grant_from)
+            .collect()
+    }
+
     /// Records in id order after `after`, at most `limit`.
     pub async fn records_page(
         &self,
