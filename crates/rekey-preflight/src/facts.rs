@@ -182,6 +182,27 @@ pub struct LegacyScan {
 }
 
 impl LegacyScan {
+    /// Adds what a scan of other principals found (its lists after this
+    /// one's, so scanning two halves and absorbing the second into the
+    /// first lists everything in the order one scan would).
+    pub fn absorb(&mut self, other: LegacyScan) {
+        self.principals += other.principals;
+        self.legacy_grants += other.legacy_grants;
+        self.legacy_grant_bytes += other.legacy_grant_bytes;
+        self.grantees += other.grantees;
+        self.unreadable_grants.extend(other.unreadable_grants);
+        self.non_legacy_grants.extend(other.non_legacy_grants);
+        self.grantees_without_key.extend(other.grantees_without_key);
+        self.unreadable_public_keys
+            .extend(other.unreadable_public_keys);
+        self.unusual_modulus.extend(other.unusual_modulus);
+        if let Some(more) = other.records_without_grant {
+            self.records_without_grant
+                .get_or_insert_with(Vec::new)
+                .extend(more);
+        }
+    }
+
     /// Adds one principal: its key pairs (or why they could not be read),
     /// its legacy grants, and why the rest of its grants could not be read
     /// if so.

@@ -166,6 +166,33 @@ mod tests {
         );
     }
 
+    /// Two halves scanned apart and absorbed read as one scan of all.
+    #[test]
+    fn halves_absorbed_equal_one_scan() {
+        let people: Vec<Principal> = ["ann", "ben", "cy", "dee"]
+            .iter()
+            .map(|n| principal(n))
+            .collect();
+        let grants: Vec<Vec<GrantRecord>> = people
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (0..=i).map(|_| grant(p, legacy_envelope())).collect())
+            .collect();
+        let observe = |scan: &mut LegacyScan, i: usize| {
+            // No key pair: each grantee is listed, in the order observed.
+            scan.observe(&people[i], Ok(&[]), &grants[i], None);
+        };
+        let mut whole = LegacyScan::default();
+        (0..4).for_each(|i| observe(&mut whole, i));
+        let (mut first, mut second) = (LegacyScan::default(), LegacyScan::default());
+        (0..2).for_each(|i| observe(&mut first, i));
+        (2..4).for_each(|i| observe(&mut second, i));
+        first.absorb(second);
+        assert_eq!(first, whole);
+        assert_eq!(whole.legacy_grants, 10);
+        assert_eq!(whole.grantees_without_key, ["ann", "ben", "cy", "dee"]);
+    }
+
     #[test]
     fn grantee_without_key_blocks() {
         let mut scan = sound_scan();

@@ -10,7 +10,7 @@ use crate::error::{Error, Result, db};
 use rekey_core::ids::{KeyPairId, PrincipalId, RecordId, VaultId};
 use rekey_core::model::{GrantRecord, KeyPairRecord, Principal, PrincipalKind, RecordRow};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
 impl Vault {
     /// The vault's identity: every grant binding names it. Made at `init`.
@@ -190,6 +190,31 @@ impl Vault {
             .map_err(db("load a principal's grants"))?
             .into_iter()
             .map(grant_from)
+            .collect()
+    }
+
+    /// Record ids in order after `after`, at most `limit` (without the
+    /// ciphertexts: preflight looks for records no grant opens).
+    pub async fn record_ids_page(
+        &self,
+        after: Option<RecordId>,
+        limit: u64,
+    ) -> Result<Vec<RecordId>> {
+        let mut q = record::Entity::find()
+            .select_only()
+            .column(record::Column::Id);
+        if let Some(after) = after {
+            q = q.filter(record::Column::Id.gt(after.to_string()));
+        }
+        let ids: Vec<String> = q
+            .order_by_asc(record::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db("load record ids"))?;
+        ids.iter()
+            .map(|id| super::convert::parse("record id", id))
             .collect()
     }
 
