@@ -43,10 +43,15 @@ grant per member; this script keeps it, which is less work, not more.)
 At the end it opens a sample of the new grants (every 97th) with the new
 private keys, compares them with the RSA-decrypted secrets, exits 1 on any
 mismatch, and prints one JSON line:
-{"users", "roles", "grants", "seconds", "grants_per_second", "checked",
- "undecryptable", "python", "cryptography"}; "grants" counts re-wrapped
-grants (one RSA private operation, one HPKE seal, one row each), "seconds"
-is the wall time of the migration loop alone.
+{"users", "roles", "grants", "role_grants", "seconds", "grants_per_second",
+ "checked", "undecryptable", "python", "cryptography", "workers", "form"};
+"grants" counts re-wrapped grants (one RSA private operation, one HPKE seal,
+one row each), "role_grants" those of them addressed to roles, "seconds" is
+the wall time of the migration loop alone.
+
+migrate_parallel.py is the same job done the way a competent engineer would
+do it (a process per core, one writer, batched transactions, the batch HPKE
+form); it imports the helpers below.
 """
 
 import argparse
@@ -251,6 +256,70 @@ def master_secret(password, vault, user):
     return kdf.derive(password.encode())
 
 
+def user_kek(password, vault, user):
+    """An e2ee user's KEK from its password (Argon2id, then §5's HKDF)."""
+    return derive_kek(master_secret(password, vault, user), vault, user)
+
+
+# --- What both scripts share: keys, rows, the vault ----------------------
+
+
+def load_legacy_key(der):
+    """The legacy RSA private key from its PKCS#8 DER.
+
+    The key comes out of an authenticated envelope (AES-GCM, §5): it is the
+    key that was stored, so OpenSSL's key check (~90 ms per RSA-2048 key
+    here, primality tests) is skipped as cryptography's docs allow."""
+    return serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
+
+
+def new_p256_key(kek, vault, owner, key_pair):
+    """A new P-256 key pair: (private key, SEC1 public key, scalar under `kek`, §5)."""
+    sk = ec.generate_private_key(ec.SECP256R1())
+    scalar = sk.private_numbers().private_value.to_bytes(32, "big")
+    return sk, sec1(sk.public_key()), wrap_private_key(kek, vault, owner, key_pair, scalar)
+
+
+def unwrap_p256_key(kek, vault, owner, key_pair, public_key, env):
+    """A new P-256 private key from its key pair row; checks the public key."""
+    scalar = unwrap_private_key(kek, vault, owner, key_pair, env)
+    sk = ec.derive_private_key(int.from_bytes(scalar, "big"), ec.SECP256R1())
+    if sec1(sk.public_key()) != public_key:
+        raise ValueError("the unwrapped private key does not match its public key")
+    return sk
+
+
+LEGACY_KEY_SQL = "SELECT id, wrapped_private_key FROM key_pair WHERE principal_id = ? AND state = 'legacy'"
+LEGACY_GRANTS_SQL = (
+    "SELECT id, subject_kind, subject_id, envelope FROM \"grant\" "
+    "WHERE recipient_id = ? AND legacy = 1 AND origin = 'legacy' ORDER BY id"
+)
+INSERT_KEY_PAIR_SQL = (
+    "INSERT INTO key_pair (id, principal_id, scheme, public_key, wrapped_private_key, state) "
+    "VALUES (?, ?, ?, ?, ?, 'current')"
+)
+INSERT_GRANT_SQL = (
+    "INSERT INTO \"grant\" (id, recipient_id, subject_kind, subject_id, scheme, legacy, "
+    "envelope, origin, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, 'migration', ?)"
+)
+MIGRATED_SQL = "UPDATE principal SET migration_state = 'migrated' WHERE id = ?"
+
+
+def open_vault(vault_path, credentials_path):
+    """(connection, credentials, vault id text) of a legacy demo vault and its
+    credentials file; exits on a mismatch or a vault past the legacy phase."""
+    with open(credentials_path, encoding="utf-8") as f:
+        creds = json.load(f)
+    db = sqlite3.connect(vault_path)
+    (vault_text,) = db.execute("SELECT vault_id FROM migration WHERE id = 1").fetchone()
+    if uid(vault_text) != uid(creds["vault"]):
+        sys.exit(f"{credentials_path} belongs to vault {creds['vault']}, not {vault_text}")
+    phase = db.execute("SELECT phase FROM migration WHERE id = 1").fetchone()[0]
+    if phase != "legacy":
+        sys.exit(f"the vault is in phase {phase}: this script migrates a legacy (seeded) vault")
+    return db, creds, vault_text
+
+
 # --- The migration --------------------------------------------------------
 
 
@@ -258,33 +327,20 @@ class Migrator:
     def __init__(self, db, vault_text, check_every):
         self.db, self.vault_text, self.vault = db, vault_text, uid(vault_text)
         self.check_every, self.samples = check_every, []
-        self.grants = self.roles = self.undecryptable = 0
+        self.grants = self.role_grants = self.roles = self.undecryptable = 0
         self.role_keys = {}  # a role's legacy key pair id -> its new key pair id
 
     def new_key_pair(self, owner_text, kek):
         """A new P-256 key pair for `owner`, its scalar under `kek` (§5)."""
-        sk = ec.generate_private_key(ec.SECP256R1())
         kp_text = str(uuid.uuid4())
-        scalar = sk.private_numbers().private_value.to_bytes(32, "big")
-        wrapped = wrap_private_key(kek, self.vault, uid(owner_text), uid(kp_text), scalar)
-        self.db.execute(
-            "INSERT INTO key_pair (id, principal_id, scheme, public_key, wrapped_private_key, state) "
-            "VALUES (?, ?, ?, ?, ?, 'current')",
-            (kp_text, owner_text, NEW_GRANT_SCHEME, sec1(sk.public_key()), wrapped),
-        )
+        sk, public_key, wrapped = new_p256_key(kek, self.vault, uid(owner_text), uid(kp_text))
+        self.db.execute(INSERT_KEY_PAIR_SQL, (kp_text, owner_text, NEW_GRANT_SCHEME, public_key, wrapped))
         return sk, kp_text
 
     def legacy_key(self, owner_text, kek):
-        kp_text, wrapped = self.db.execute(
-            "SELECT id, wrapped_private_key FROM key_pair WHERE principal_id = ? AND state = 'legacy'",
-            (owner_text,),
-        ).fetchone()
+        kp_text, wrapped = self.db.execute(LEGACY_KEY_SQL, (owner_text,)).fetchone()
         der = unwrap_private_key(kek, self.vault, uid(owner_text), uid(kp_text), wrapped)
-        # The key comes out of an authenticated envelope (AES-GCM, §5): it is
-        # the key that was stored, so OpenSSL's key check (~90 ms per RSA-2048
-        # key here, primality tests) is skipped as cryptography's docs allow.
-        key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
-        return key, kp_text
+        return load_legacy_key(der), kp_text
 
     def role_of(self, key_pair_text):
         """The role whose legacy key pair this is, or None."""
@@ -294,16 +350,12 @@ class Migrator:
             (key_pair_text,),
         ).fetchone()
 
-    def migrate(self, principal_text, kek):
+    def migrate(self, principal_text, kek, is_role=False):
         """One principal: new key, then every legacy grant to it, one at a time."""
         rsa_key, _ = self.legacy_key(principal_text, kek)
         sk, _ = self.new_key_pair(principal_text, kek)
         pk, recipient = sk.public_key(), uid(principal_text)
-        rows = self.db.execute(
-            "SELECT id, subject_kind, subject_id, envelope FROM \"grant\" "
-            "WHERE recipient_id = ? AND legacy = 1 AND origin = 'legacy' ORDER BY id",
-            (principal_text,),
-        ).fetchall()
+        rows = self.db.execute(LEGACY_GRANTS_SQL, (principal_text,)).fetchall()
         for grant_id, kind, subject_id, env in rows:
             try:
                 secret = open_legacy_grant(rsa_key, env)
@@ -319,14 +371,14 @@ class Migrator:
             new_env = seal_grant(pk, self.vault, recipient, subject, secret)
             now_ms = int(time.time() * 1000)
             self.db.execute(
-                "INSERT INTO \"grant\" (id, recipient_id, subject_kind, subject_id, scheme, legacy, "
-                "envelope, origin, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, 'migration', ?)",
+                INSERT_GRANT_SQL,
                 (str(uuid.uuid4()), principal_text, kind, subject_id, NEW_GRANT_SCHEME, new_env, now_ms),
             )
             self.grants += 1
+            self.role_grants += is_role
             if self.grants % self.check_every == 0:
                 self.samples.append((sk, recipient, subject, new_env, secret))
-        self.db.execute("UPDATE principal SET migration_state = 'migrated' WHERE id = ?", (principal_text,))
+        self.db.execute(MIGRATED_SQL, (principal_text,))
 
     def migrate_role(self, role_text, legacy_kp_text, role_kek):
         """The role's new key pair id, migrating the role first if needed."""
@@ -335,7 +387,7 @@ class Migrator:
                 "SELECT migration_state FROM principal WHERE id = ?", (role_text,)
             ).fetchone()
             if state == "pending":
-                self.migrate(role_text, role_kek)
+                self.migrate(role_text, role_kek, is_role=True)
                 self.roles += 1
             (self.role_keys[legacy_kp_text],) = self.db.execute(
                 "SELECT id FROM key_pair WHERE principal_id = ? AND state = 'current'", (role_text,)
@@ -362,15 +414,7 @@ def main():
     args = ap.parse_args()
     check_worked_examples()
 
-    with open(args.credentials, encoding="utf-8") as f:
-        creds = json.load(f)
-    db = sqlite3.connect(args.vault)
-    (vault_text,) = db.execute("SELECT vault_id FROM migration WHERE id = 1").fetchone()
-    if uid(vault_text) != uid(creds["vault"]):
-        sys.exit(f"{args.credentials} belongs to vault {creds['vault']}, not {vault_text}")
-    phase = db.execute("SELECT phase FROM migration WHERE id = 1").fetchone()[0]
-    if phase != "legacy":
-        sys.exit(f"the vault is in phase {phase}: this script migrates a legacy (seeded) vault")
+    db, creds, vault_text = open_vault(args.vault, args.credentials)
 
     m = Migrator(db, vault_text, max(1, args.check_every))
     users = 0
@@ -381,9 +425,9 @@ def main():
         state = db.execute("SELECT migration_state FROM principal WHERE id = ?", (user_text,)).fetchone()
         if state is None or state[0] != "pending":
             continue
-        master = master_secret(user["password"], m.vault, uid(user_text))
+        kek = user_kek(user["password"], m.vault, uid(user_text))
         try:
-            m.migrate(user_text, derive_kek(master, m.vault, uid(user_text)))
+            m.migrate(user_text, kek)
         except InvalidTag:
             sys.exit(f"{name}: the password does not unlock the legacy key")
         db.commit()  # one transaction per user
@@ -398,12 +442,15 @@ def main():
                 "users": users,
                 "roles": m.roles,
                 "grants": m.grants,
+                "role_grants": m.role_grants,
                 "seconds": round(seconds, 3),
                 "grants_per_second": round(m.grants / seconds, 1) if seconds > 0 else 0.0,
                 "checked": len(m.samples),
                 "undecryptable": m.undecryptable,
                 "python": platform.python_version(),
                 "cryptography": cryptography.__version__,
+                "workers": 1,
+                "form": "single",
             }
         )
     )

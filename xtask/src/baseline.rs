@@ -1,21 +1,31 @@
-//! `cargo xtask baseline`: the comparison baseline of the performance
-//! issue. `benches/baseline/migrate.py` migrates a seeded demo vault the
-//! straightforward way (Python, the `cryptography` package, one user and
-//! one grant at a time, formats read from docs/FORMAT.md); rekey's
-//! whole-vault migration is measured against it.
+//! `cargo xtask baseline`: the Python peers of the performance issue,
+//! each migrating a copy of the same seeded demo vault with the `cryptography`
+//! package, formats read from docs/FORMAT.md; rekey's whole-vault migration
+//! is measured against them:
+//! - `benches/baseline/migrate_parallel.py`, the fair peer: a process per
+//!   core doing the crypto, the parent as the one writer committing batched
+//!   transactions, FORMAT.md §4's batch HPKE grants (or `--form single`);
+//! - `benches/baseline/migrate.py`, the straightforward one: one process,
+//!   one user then one grant at a time, single-shot grants.
 //!
 //! ```text
 //! cargo xtask baseline [--vault FILE --credentials FILE]
 //!                      [--users N] [--roles N] [--records N] [--rsa-bits 2048|4096] [--seed N]
+//!                      [--parallel | --one-process] [--form batch|single] [--workers N]
 //! ```
+//!
+//! Both scripts run, the parallel one first, unless `--parallel` or
+//! `--one-process` picks one; `--form` and `--workers` go to the parallel
+//! script (defaults: batch, a worker per core).
 //!
 //! Without `--vault`, a demo vault is seeded with the release `rekey`
 //! binary into `target/baseline/<spec>/` (RSA keys from the cache
 //! `target/baseline/rsa-keys.cache`, so only the first run generates them;
-//! a vault already seeded with the same spec is reused). The script always
-//! runs on a copy (`target/baseline/run/vault.db`), so the given or seeded
-//! vault stays unmigrated and can be handed to rekey afterwards. The
-//! script's JSON line is printed on stdout, a summary on stderr.
+//! a vault already seeded with the same spec is reused). Each script runs
+//! on its own copy (`target/baseline/run/<peer>/vault.db`, kept until the
+//! next run), so the given or seeded vault stays unmigrated and can be
+//! handed to rekey afterwards. Each script's JSON line is printed on
+//! stdout, a summary on stderr.
 //!
 //! The Python side lives in a virtual environment at
 //! `target/baseline-venv` (`python3 -m venv`, then `pip install -r
@@ -25,12 +35,13 @@
 //! For `cargo xtask bench-report`:
 //! - [`seeded_vault`] seeds (or reuses) a demo vault for a [`SeedSpec`] and
 //!   returns its paths ([`SeededVault`]: vault file and credentials, the
-//!   key directory `keys/` beside them), so rekey and the baseline can run
-//!   on the same vault;
-//! - [`run_baseline`]`(vault, credentials)` copies that vault, runs the
-//!   script on the copy and returns a [`BaselineResult`] (users, roles,
-//!   grants, seconds, grants per second, Python and `cryptography`
-//!   versions, and the raw JSON line).
+//!   key directory `keys/` beside them), so rekey and the peers can run on
+//!   the same vault;
+//! - [`run_baseline`]`(vault, credentials, peers)` copies that vault once
+//!   per [`Peer`], runs each script on its copy and returns a [`PeerRun`]
+//!   per peer, each with its [`BaselineResult`] (users, roles, grants,
+//!   seconds, grants per second, workers, form, Python and `cryptography`
+//!   versions, and the raw JSON line) or why it failed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,20 +79,104 @@ pub(crate) struct SeededVault {
     pub(crate) credentials: PathBuf,
 }
 
-/// What one run of the baseline script measured.
+/// One of the Python peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// `migrate_parallel.py`: `workers` processes (`None`: one per core)
+    /// and the grant form.
+    Parallel { form: Form, workers: Option<usize> },
+    /// `migrate.py`: one process, single-shot grants.
+    OneProcess,
+}
+
+/// The HPKE grant form the parallel peer writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// FORMAT.md §4 (`hpke-p256-sha256-aes256gcm-export`): one
+    /// encapsulation per principal.
+    Batch,
+    /// FORMAT.md §3 (`hpke-p256-sha256-aes256gcm`): one per grant.
+    Single,
+}
+
+impl Form {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Batch => "batch",
+            Self::Single => "single",
+        }
+    }
+}
+
+impl Peer {
+    /// What `bench-report` runs: the fair peer (batch form, a worker per
+    /// core) and the one-process script.
+    pub(crate) const BOTH: [Self; 2] = [
+        Self::Parallel {
+            form: Form::Batch,
+            workers: None,
+        },
+        Self::OneProcess,
+    ];
+
+    /// The script, under `benches/baseline/`.
+    pub(crate) fn script(self) -> &'static str {
+        match self {
+            Self::Parallel { .. } => "migrate_parallel.py",
+            Self::OneProcess => "migrate.py",
+        }
+    }
+
+    /// The name of its copy's directory under `target/baseline/run/`.
+    fn run_dir(self) -> &'static str {
+        match self {
+            Self::Parallel { .. } => "parallel",
+            Self::OneProcess => "one-process",
+        }
+    }
+
+    fn args(self) -> Vec<String> {
+        match self {
+            Self::Parallel { form, workers } => {
+                let mut a = vec!["--form".to_owned(), form.name().to_owned()];
+                if let Some(n) = workers {
+                    a.extend(["--workers".to_owned(), n.to_string()]);
+                }
+                a
+            }
+            Self::OneProcess => Vec::new(),
+        }
+    }
+}
+
+/// One peer's run: what it measured, or why it did not run to the end.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PeerRun {
+    pub(crate) peer: Peer,
+    pub(crate) result: Result<BaselineResult, String>,
+}
+
+/// What one run of a peer script measured.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BaselineResult {
     /// e2ee users migrated.
     pub(crate) users: u64,
-    /// Roles migrated along (by their first member).
+    /// Roles migrated along (each exactly once).
     pub(crate) roles: u64,
     /// Grants re-wrapped: one RSA private operation, one HPKE seal and one
     /// row each.
     pub(crate) grants: u64,
-    /// Wall time of the migration loop (not venv, copy or start-up).
+    /// Of those, the grants addressed to roles.
+    pub(crate) role_grants: u64,
+    /// Wall time of the migration loop (not venv, copy, start-up or the
+    /// sampled check).
     pub(crate) seconds: f64,
     /// `grants / seconds`.
     pub(crate) grants_per_second: f64,
+    /// Processes doing the crypto.
+    pub(crate) workers: u64,
+    /// `batch` or `single` (the HPKE grant form written).
+    pub(crate) form: String,
     /// Python version.
     pub(crate) python: String,
     /// `cryptography` version.
@@ -93,6 +188,7 @@ pub(crate) struct BaselineResult {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut spec = SeedSpec::default();
     let (mut vault, mut credentials) = (None, None);
+    let (mut only, mut form, mut workers) = (None, Form::Batch, None);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = || {
@@ -112,6 +208,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "--records" => spec.records = Some(to_usize(number(value()?)?)?),
             "--rsa-bits" => spec.rsa_bits = to_usize(number(value()?)?)?,
             "--seed" => spec.seed = number(value()?)?,
+            "--parallel" => only = Some("parallel"),
+            "--one-process" => only = Some("one-process"),
+            "--form" => {
+                form = match value()?.as_str() {
+                    "batch" => Form::Batch,
+                    "single" => Form::Single,
+                    other => return Err(format!("--form is batch or single, not `{other}`")),
+                }
+            }
+            "--workers" => workers = Some(to_usize(number(value()?)?)?.max(1)),
             other => {
                 return Err(format!(
                     "unknown baseline option `{other}` (see the top of xtask/src/baseline.rs)"
@@ -127,13 +233,40 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         }
         _ => return Err("--vault and --credentials go together".into()),
     };
-    let r = run_baseline(&vault, &credentials)?;
-    println!("{}", r.json);
-    eprintln!(
-        "baseline: {} users and {} roles, {} grants in {:.2} s = {:.0} grants/s (Python {}, cryptography {})",
-        r.users, r.roles, r.grants, r.seconds, r.grants_per_second, r.python, r.cryptography
-    );
-    Ok(())
+    let parallel = Peer::Parallel { form, workers };
+    let peers: Vec<Peer> = match only {
+        Some("parallel") => vec![parallel],
+        Some(_) => vec![Peer::OneProcess],
+        None => vec![parallel, Peer::OneProcess],
+    };
+    let mut failed = Vec::new();
+    for run in run_baseline(&vault, &credentials, &peers)? {
+        match run.result {
+            Ok(r) => {
+                println!("{}", r.json);
+                eprintln!(
+                    "baseline: {}: {} users and {} roles, {} grants in {:.2} s = {:.0} grants/s \
+                     ({} worker(s), {} form; Python {}, cryptography {})",
+                    run.peer.script(),
+                    r.users,
+                    r.roles,
+                    r.grants,
+                    r.seconds,
+                    r.grants_per_second,
+                    r.workers,
+                    r.form,
+                    r.python,
+                    r.cryptography
+                );
+            }
+            Err(e) => failed.push(format!("{}: {e}", run.peer.script())),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
 }
 
 fn to_usize(n: u64) -> Result<usize, String> {
@@ -234,11 +367,36 @@ fn venv_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-/// Copies `vault` (with its WAL files, if any) to `target/baseline/run/`,
-/// migrates the copy with the baseline script and returns what it measured.
-pub(crate) fn run_baseline(vault: &Path, credentials: &Path) -> Result<BaselineResult, String> {
+/// Runs each of `peers` on its own copy of `vault` (with its WAL files, if
+/// any) under `target/baseline/run/<peer>/`, one after the other; an error
+/// only when the Python environment cannot be made.
+pub(crate) fn run_baseline(
+    vault: &Path,
+    credentials: &Path,
+    peers: &[Peer],
+) -> Result<Vec<PeerRun>, String> {
     let python = venv_python()?;
-    let run_dir = crate::target_dir().join("baseline").join("run");
+    Ok(peers
+        .iter()
+        .map(|&peer| PeerRun {
+            peer,
+            result: run_peer(&python, vault, credentials, peer),
+        })
+        .collect())
+}
+
+/// Copies `vault` for `peer`, migrates the copy with its script and
+/// returns what it measured.
+fn run_peer(
+    python: &Path,
+    vault: &Path,
+    credentials: &Path,
+    peer: Peer,
+) -> Result<BaselineResult, String> {
+    let run_dir = crate::target_dir()
+        .join("baseline")
+        .join("run")
+        .join(peer.run_dir());
     if run_dir.exists() {
         std::fs::remove_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
     }
@@ -254,25 +412,27 @@ pub(crate) fn run_baseline(vault: &Path, credentials: &Path) -> Result<BaselineR
             std::fs::copy(&from, &to).map_err(|e| format!("copying {}: {e}", from.display()))?;
         }
     }
-    let script = crate::root().join("benches/baseline/migrate.py");
+    let script = crate::root().join("benches/baseline").join(peer.script());
     eprintln!(
         "baseline: migrating {} with {}",
         copy.display(),
         script.display()
     );
-    let out = Command::new(&python)
+    let out = Command::new(python)
         .arg(&script)
         .arg("--vault")
         .arg(&copy)
         .arg("--credentials")
         .arg(credentials)
+        .args(peer.args())
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("{}: {e}", python.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
-            "the baseline script failed ({}){}",
+            "{} failed ({}){}",
+            peer.script(),
             out.status,
             if stdout.trim().is_empty() {
                 String::new()
@@ -285,7 +445,7 @@ pub(crate) fn run_baseline(vault: &Path, credentials: &Path) -> Result<BaselineR
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
-        .ok_or_else(|| format!("the baseline script printed no JSON line: {stdout}"))?;
+        .ok_or_else(|| format!("{} printed no JSON line: {stdout}", peer.script()))?;
     parse_result(line.trim())
 }
 
@@ -307,8 +467,13 @@ fn parse_result(json: &str) -> Result<BaselineResult, String> {
         users: count("users")?,
         roles: count("roles")?,
         grants: count("grants")?,
+        // Both scripts print these; a line from before them reads as the
+        // one-process script's.
+        role_grants: count("role_grants").unwrap_or(0),
         seconds: num("seconds")?,
         grants_per_second: num("grants_per_second")?,
+        workers: count("workers").unwrap_or(1),
+        form: text("form").unwrap_or_else(|_| "single".to_owned()),
         python: text("python")?,
         cryptography: text("cryptography")?,
         json: json.to_owned(),
@@ -342,6 +507,34 @@ mod tests {
         );
         assert_eq!(r.as_ref().map(|r| r.seconds), Ok(20.5));
         assert_eq!(r.as_ref().map(|r| r.cryptography.as_str()), Ok("50.0.2"));
+        assert_eq!(
+            r.as_ref()
+                .map(|r| (r.workers, r.form.as_str(), r.role_grants)),
+            Ok((1, "single", 0))
+        );
         assert!(parse_result(r#"{"users": 1}"#).is_err());
+    }
+
+    #[test]
+    fn reads_the_parallel_scripts_json_line() {
+        let line = r#"{"users": 900, "roles": 97, "grants": 31234, "role_grants": 4012, "seconds": 8.25, "grants_per_second": 3785.9, "checked": 312, "undecryptable": 1, "python": "3.11.7", "cryptography": "50.0.2", "workers": 2, "form": "batch", "batch_rows": 5000}"#;
+        let r = parse_result(line).map_err(|e| e.to_string());
+        assert_eq!(
+            r.as_ref()
+                .map(|r| (r.grants, r.role_grants, r.workers, r.form.as_str())),
+            Ok((31234, 4012, 2, "batch"))
+        );
+        assert_eq!(
+            Peer::BOTH.map(Peer::script),
+            ["migrate_parallel.py", "migrate.py"]
+        );
+        assert_eq!(
+            Peer::Parallel {
+                form: Form::Single,
+                workers: Some(4)
+            }
+            .args(),
+            ["--form", "single", "--workers", "4"]
+        );
     }
 }

@@ -20,7 +20,7 @@ commands:
   fuzz [--seconds N]  run every cargo-fuzz target for N seconds (default 60)
   crash-test          kill the migration at random moments, resume, verify
   bench-report        measure the RSA floor and whole-vault migration, write docs/BENCHMARKS.md
-  baseline            run the Python `cryptography` baseline migration script
+  baseline            run the Python peers (parallel batch-form and one-process scripts)
 ";
 
 fn main() -> ExitCode {
