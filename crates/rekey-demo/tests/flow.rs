@@ -290,6 +290,17 @@ async fn sqlite_roles_with_an_e2ee_member_migrate_at_its_login() {
         ..spec()
     };
     let (engine, vault, creds) = seeded_with(&url, &dir.join("keys"), &spec).await;
+    let dmk = vault
+        .principals_of_kind(PrincipalKind::Service)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.service == Some(ServiceKind::DirectoryMasterKey))
+        .unwrap()
+        .id;
+    let reader = Reader::new(&engine);
+    let directory_before = reader.readable_records_of_service(dmk).await.unwrap();
+    assert!(!directory_before.is_empty());
     engine.start("Start", &|_, _, _| {}).await.unwrap();
     roles_left_to_members(&vault).await;
     for (name, u) in &creds.users {
@@ -300,6 +311,13 @@ async fn sqlite_roles_with_an_e2ee_member_migrate_at_its_login() {
     }
     engine.finalize(&|_| {}).await.unwrap();
     assert!(verify(&engine, &creds).await.passed());
+    // The members' logins gave the managed members of those roles the new
+    // role keys: through the new keys only, the directory key reads what
+    // it read before.
+    assert_eq!(
+        reader.readable_records_of_service(dmk).await.unwrap(),
+        directory_before
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
