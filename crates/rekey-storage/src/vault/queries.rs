@@ -162,15 +162,7 @@ impl Vault {
 
     /// Every grant addressed to a principal, legacy and new.
     pub async fn grants_to(&self, principal: PrincipalId) -> Result<Vec<GrantRecord>> {
-        grant::Entity::find()
-            .filter(grant::Column::RecipientId.eq(principal.to_string()))
-            .order_by_asc(grant::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(db("load a principal's grants"))?
-            .into_iter()
-            .map(grant_from)
-            .collect()
+        self.grants_to_filtered(principal, None).await
     }
 
     /// The grants addressed to a principal that are legacy (`legacy`) or
@@ -181,10 +173,22 @@ impl Vault {
         principal: PrincipalId,
         legacy: bool,
     ) -> Result<Vec<GrantRecord>> {
-        grant::Entity::find()
-            .filter(grant::Column::RecipientId.eq(principal.to_string()))
-            .filter(grant::Column::Legacy.eq(legacy))
-            .order_by_asc(grant::Column::Id)
+        self.grants_to_filtered(principal, Some(legacy)).await
+    }
+
+    /// The grants to `principal` in id order, only those whose legacy flag
+    /// is `legacy` when given.
+    async fn grants_to_filtered(
+        &self,
+        principal: PrincipalId,
+        legacy: Option<bool>,
+    ) -> Result<Vec<GrantRecord>> {
+        let mut q =
+            grant::Entity::find().filter(grant::Column::RecipientId.eq(principal.to_string()));
+        if let Some(legacy) = legacy {
+            q = q.filter(grant::Column::Legacy.eq(legacy));
+        }
+        q.order_by_asc(grant::Column::Id)
             .all(&self.db)
             .await
             .map_err(db("load a principal's grants"))?
