@@ -65,7 +65,7 @@ fn fixture(grants: usize, target: Target) -> Fixture {
                 name: "bench".into(),
                 state: MigrationState::Pending,
                 legacy_key_pair: kp,
-                legacy_public_key: pk.clone(),
+                legacy_public_key: rekey_core::PublicKey::Rsa(pk.clone()),
                 pending_grants: pending.iter().map(|g| (g.id, g.subject)).collect(),
                 holders: vec![],
                 key_in_database: true,
@@ -82,7 +82,7 @@ fn fixture(grants: usize, target: Target) -> Fixture {
             target,
             legacy_key: PackageLegacyKey {
                 id: kp,
-                public_key: pk,
+                public_key: rekey_core::PublicKey::Rsa(pk),
                 wrapped_private: Some(wrapped),
             },
             pending_grants: pending,

@@ -17,7 +17,7 @@ use crate::crypto::hpke::{DhKem, Kem};
 use crate::crypto::pq::{XWing, XWingPublicKey};
 use crate::crypto::rsa::LegacyRsaPublicKey;
 use crate::crypto::{
-    PrivateKey, hpke, hpke_export_scheme, hpke_scheme, hybrid_hpke_export_scheme,
+    PrivateKey, PublicKey, hpke, hpke_export_scheme, hpke_scheme, hybrid_hpke_export_scheme,
     hybrid_hpke_scheme, suite_for,
 };
 use crate::envelope::{Envelope, MAX_SECRET_LEN, NONCE_LEN, Scheme};
@@ -122,6 +122,23 @@ pub fn wrap_legacy_grant(
     }
     let ct = recipient.encrypt(scheme, secret)?;
     Ok(Envelope::from_parts(scheme, &[], &ct)?)
+}
+
+/// Wraps `secret` to a holder that has not migrated yet, under its legacy
+/// key, in [`PublicKey::pending_holder_scheme`]: RSA-OAEP-SHA256 (no
+/// binding) for an RSA key, single-shot HPKE bound to `binding` for a key
+/// of an earlier migration. The holder re-wraps it when it migrates.
+pub fn wrap_to_pending_holder(
+    rng: &mut impl CryptoRngCore,
+    recipient: &PublicKey,
+    binding: &GrantBinding,
+    secret: &[u8],
+) -> Result<Envelope, CryptoError> {
+    match recipient {
+        PublicKey::Rsa(k) => wrap_legacy_grant(k, Scheme::RsaOaepSha256, secret),
+        PublicKey::Ec(k) => seal_grant(rng, k, binding, secret),
+        PublicKey::Hybrid(k) => seal_hybrid_grant(rng, k.kem_key(), binding, secret),
+    }
 }
 
 /// Opens one grant. For many grants of one batch use [`GrantOpener`].

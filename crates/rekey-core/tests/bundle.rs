@@ -374,7 +374,7 @@ fn a_signature_by_the_wrong_key_is_refused() {
     let u1_key = LegacyRsaPrivateKey::from_pkcs8_der(support::FIXTURES[1]).unwrap();
     let mut sigs = out.bundle.signatures().to_vec();
     for s in &mut sigs {
-        if s.principal == u0 && s.kind == SignatureKind::LegacyRsaPss {
+        if s.principal == u0 && s.kind == SignatureKind::LegacyKey {
             s.bytes = u1_key
                 .sign_pss(&wire::signed_message(out.bundle.body(), s.kind, u0))
                 .unwrap();
@@ -435,9 +435,9 @@ fn resign(bundle: &Bundle, v: &support::MemVault) -> SignedBundle {
         let p = part.principal;
         sigs.push(BundleSignature {
             principal: p,
-            kind: SignatureKind::LegacyRsaPss,
+            kind: SignatureKind::LegacyKey,
             bytes: legacy
-                .sign_pss(&wire::signed_message(&body, SignatureKind::LegacyRsaPss, p))
+                .sign_pss(&wire::signed_message(&body, SignatureKind::LegacyKey, p))
                 .unwrap(),
         });
         sigs.push(BundleSignature {

@@ -93,7 +93,10 @@ async fn hostile_login(
                             principal,
                             public_key,
                             ..
-                        } if *principal == g.holder => Some(public_key.clone()),
+                        } if *principal == g.holder => match public_key {
+                            rekey_core::PublicKey::Rsa(k) => Some(k.clone()),
+                            _ => None,
+                        },
                         _ => None,
                     })
                     .expect("the other members have not migrated");

@@ -78,7 +78,7 @@ fn the_reference_bundle_is_what_protocol_md_says() {
             .find(|p| p.principal == s.principal)
             .unwrap();
         match s.kind {
-            SignatureKind::LegacyRsaPss => {
+            SignatureKind::LegacyKey => {
                 let legacy = if s.principal == principal {
                     &package.legacy_key
                 } else {
@@ -89,7 +89,7 @@ fn the_reference_bundle_is_what_protocol_md_says() {
                         .unwrap()
                         .legacy_key
                 };
-                legacy.public_key.verify_pss(&message, &s.bytes).unwrap();
+                legacy.public_key.verify_legacy(&message, &s.bytes).unwrap();
             }
             SignatureKind::NewKeyEcdsa => {
                 part.new_key_pair

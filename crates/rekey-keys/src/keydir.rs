@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::files;
-use rekey_core::{LegacyRsaPrivateKey, NewPrivateKey, Target};
+use rekey_core::{LegacyRsaPrivateKey, NewPrivateKey, PrivateKey, Target};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -268,6 +268,28 @@ impl KeyDir {
             Err(KeyFileState::Missing) => Ok(None),
             Err(_) => Err(self.bad_file(self.legacy_key_path(fingerprint))),
         }
+    }
+
+    /// What the directory holds for the certificate with this fingerprint,
+    /// of either kind: an RSA key before a vault's first migration, or the
+    /// key a migration stored (the legacy key when the vault migrates
+    /// again).
+    #[must_use]
+    pub fn check_any(&self, fingerprint: &str) -> KeyFileState {
+        match self.read_any(fingerprint) {
+            Ok(_) => KeyFileState::Present,
+            Err(state) => state,
+        }
+    }
+
+    /// The private key with this fingerprint, of either kind (see
+    /// [`Self::check_any`]); `None` if no file is there, an error if the
+    /// file is damaged or holds another key.
+    pub fn private_key(&self, fingerprint: &str) -> Result<Option<PrivateKey>> {
+        if let Some(k) = self.legacy_key(fingerprint)? {
+            return Ok(Some(PrivateKey::Rsa(k)));
+        }
+        Ok(self.new_key(fingerprint)?.map(PrivateKey::from))
     }
 
     /// Whether a usable legacy key with this fingerprint is there.

@@ -109,7 +109,7 @@ pub async fn load(vault: &Vault, options: &Options) -> Result<Facts> {
     for certificate in vault.certificates().await? {
         let key_file = match &options.key_dir {
             None => KeyFileState::NotChecked,
-            Some(dir) => dir.check_legacy(&certificate.fingerprint),
+            Some(dir) => dir.check_any(&certificate.fingerprint),
         };
         facts.certificates.push(CertificateFacts {
             owner: facts.name_of(certificate.principal),

@@ -25,7 +25,9 @@ use support::{Harness, MAX_BUNDLE, Who, fixture_keys};
 /// A well-formed bundle that belongs to no run: built from a made-up
 /// package with a fixture key.
 fn stray_bundle(principal: PrincipalId) -> Vec<u8> {
-    let key = &fixture_keys()[0];
+    let key = rekey_core::PrivateKey::Rsa(
+        rekey_core::LegacyRsaPrivateKey::from_pkcs8_der(fixture_keys()[0].dangerous_pkcs8_der()).unwrap(),
+    );
     let package = MigrationPackage {
         vault: VaultId::random(),
         run: RunId::random(),
@@ -39,7 +41,7 @@ fn stray_bundle(principal: PrincipalId) -> Vec<u8> {
         pending_grants: Vec::new(),
         candidates: Vec::new(),
     };
-    build_bundle(&package, Unlock::ServerKey(key), BuildOptions::default())
+    build_bundle(&package, Unlock::ServerKey(&key), BuildOptions::default())
         .unwrap()
         .bundle
         .encode()

@@ -382,7 +382,7 @@ async fn every_bundle_check_refuses_with_its_status_and_code_and_writes_nothing(
                 stranger_legacy
                     .sign_pss(&signed_message(
                         &body,
-                        SignatureKind::LegacyRsaPss,
+                        SignatureKind::LegacyKey,
                         stranger_id,
                     ))
                     .unwrap()

@@ -110,7 +110,7 @@ async fn snapshot(v: &Vault) -> (Progress, usize, i64, usize) {
 /// by one made with `key`.
 fn resigned(bytes: &[u8], principal: PrincipalId, key: &LegacyRsaPrivateKey) -> Vec<u8> {
     let body = SignedBundle::parse(bytes).unwrap().body().to_vec();
-    let legacy = SignatureKind::LegacyRsaPss.to_byte();
+    let legacy = SignatureKind::LegacyKey.to_byte();
     let mut replaced = 0;
     let out = support::with_signatures(bytes, |sigs| {
         for s in sigs
@@ -120,7 +120,7 @@ fn resigned(bytes: &[u8], principal: PrincipalId, key: &LegacyRsaPrivateKey) -> 
             s.2 = key
                 .sign_pss(&signed_message(
                     &body,
-                    SignatureKind::LegacyRsaPss,
+                    SignatureKind::LegacyKey,
                     principal,
                 ))
                 .unwrap();

@@ -1,6 +1,11 @@
 //! Building a bundle on the client (or, for server-held keys, on the
 //! server). Pure: the caller supplies the package and the secret that
-//! unlocks the legacy key. RSA unwraps run on all cores (rayon).
+//! unlocks the legacy key. Legacy grants open on all cores (rayon).
+//!
+//! The legacy key is RSA before a vault's first migration; when a migrated
+//! vault migrates again it is the previous target's key, its grants are
+//! HPKE grants (opened with their binding), it signs with ECDSA, and a
+//! pending holder's grant is single-shot HPKE to it.
 
 use super::wire::{body_digest, encode_body, signed_message_of_digest};
 use super::{
@@ -8,12 +13,12 @@ use super::{
     NewKeyPair, NonMigratableEntry, NonMigratableReason, PendingGrant, PrincipalPart,
     SignatureKind, SignedBundle,
 };
-use crate::crypto::rsa::LegacyRsaPrivateKey;
+use crate::crypto::PrivateKey;
 use crate::crypto::target::{NewPrivateKey, Target};
 use crate::envelope::{Envelope, Scheme};
 use crate::error::CryptoError;
-use crate::grant::{BatchSealer, wrap_legacy_grant};
-use crate::ids::{KeyBinding, KeyPairId, PrincipalId, Subject, VaultId};
+use crate::grant::{BatchSealer, open_grant, wrap_to_pending_holder};
+use crate::ids::{GrantBinding, KeyBinding, KeyPairId, PrincipalId, Subject, VaultId};
 use crate::kek::{unwrap_private_key, wrap_private_key};
 use crate::secret::{Kek, MasterSecret, SecretBytes};
 use rand_core::OsRng;
@@ -23,7 +28,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The scheme rekey uses for a role's new KEK addressed to a member who has
-/// not migrated yet.
+/// not migrated yet, when that member's legacy key is RSA (see
+/// `PublicKey::pending_holder_scheme` for the others).
 pub const PENDING_HOLDER_SCHEME: Scheme = Scheme::RsaOaepSha256;
 
 /// What unlocks the submitter's legacy private key.
@@ -34,7 +40,7 @@ pub enum Unlock<'a> {
     MasterSecret(&'a MasterSecret),
     /// A server-held principal: its legacy key from the key directory. The
     /// new private key is returned for the caller to store there.
-    ServerKey(&'a LegacyRsaPrivateKey),
+    ServerKey(&'a PrivateKey),
 }
 
 /// How to build. The kind of the new keys is not an option: it is the
@@ -236,7 +242,7 @@ struct BuiltPart {
 }
 
 enum Signer {
-    Owned(LegacyRsaPrivateKey),
+    Owned(PrivateKey),
     Borrowed,
 }
 
@@ -266,8 +272,8 @@ pub struct Unsigned<'a> {
 }
 
 enum SubmitterLegacy<'a> {
-    Owned(LegacyRsaPrivateKey),
-    Server(&'a LegacyRsaPrivateKey),
+    Owned(PrivateKey),
+    Server(&'a PrivateKey),
 }
 
 impl std::fmt::Debug for Unsigned<'_> {
@@ -296,8 +302,8 @@ pub fn build_unsigned<'a>(
 }
 
 impl Unsigned<'_> {
-    /// Encodes the bundle and signs every part: RSA-PSS by its legacy key,
-    /// ECDSA by its new key. The parts must still be the built ones, in
+    /// Encodes the bundle and signs every part: by its legacy key (RSA-PSS,
+    /// or ECDSA for a key of an earlier migration), ECDSA by its new key. The parts must still be the built ones, in
     /// order (their contents may have changed).
     pub fn sign(self) -> Result<BuildOutput, BuildError> {
         self.sign_with(false)
@@ -366,6 +372,10 @@ fn build_parts<'a>(
     };
     // 1. Unlock the submitter's legacy key.
     let (owned_legacy, kek) = unlock_legacy(package, &unlock)?;
+    let grants_of = |who: PrincipalId| GrantsOf {
+        vault: package.vault,
+        recipient: who,
+    };
     let submitter_legacy = match (owned_legacy, unlock) {
         (Some(k), _) => SubmitterLegacy::Owned(k),
         (None, Unlock::ServerKey(k)) => SubmitterLegacy::Server(k),
@@ -379,7 +389,13 @@ fn build_parts<'a>(
         return Err(BuildError::LegacyKeyMismatch);
     }
     // 2. and 3. The submitter's new key pair and its own grants.
-    let mut state = own_part(package, legacy_key, kek.as_ref(), &progress)?;
+    let mut state = own_part(
+        package,
+        legacy_key,
+        grants_of(package.principal),
+        kek.as_ref(),
+        &progress,
+    )?;
     // 4. Candidates, in waves.
     let holder_sealers = holder_sealers(package, &progress)?;
     build_candidates(package, &holder_sealers, &progress, &mut state)?;
@@ -411,7 +427,7 @@ fn build_parts<'a>(
 fn unlock_legacy(
     package: &MigrationPackage,
     unlock: &Unlock<'_>,
-) -> Result<(Option<LegacyRsaPrivateKey>, Option<Kek>), BuildError> {
+) -> Result<(Option<PrivateKey>, Option<Kek>), BuildError> {
     let Unlock::MasterSecret(master) = unlock else {
         return Ok((None, None));
     };
@@ -429,7 +445,7 @@ fn unlock_legacy(
     };
     let der =
         unwrap_private_key(&kek, &binding, wrapped).map_err(|_| BuildError::WrongMasterSecret)?;
-    let key = LegacyRsaPrivateKey::from_pkcs8_der(der.dangerous_as_bytes())?;
+    let key = PrivateKey::from_unwrapped(&package.legacy_key.public_key, der.dangerous_as_bytes())?;
     Ok((Some(key), Some(kek)))
 }
 
@@ -448,7 +464,8 @@ struct Building {
 /// re-wrapped in one batch.
 fn own_part(
     package: &MigrationPackage,
-    legacy_key: &LegacyRsaPrivateKey,
+    legacy_key: &PrivateKey,
+    whose: GrantsOf,
     kek: Option<&Kek>,
     progress: &Progress<'_>,
 ) -> Result<Building, BuildError> {
@@ -468,7 +485,7 @@ fn own_part(
         )?),
         None => None,
     };
-    let opened = unwrap_all(legacy_key, &package.pending_grants, progress);
+    let opened = unwrap_all(legacy_key, whose, &package.pending_grants, progress);
     let own_sealer = new_key.public_key().batch_sealer(&mut OsRng, vault, me)?;
     let (grants, non_migratable) = rewrap(&own_sealer, &package.pending_grants, &opened)?;
     // Secrets of key-pair subjects: the KEKs of candidates' legacy keys.
@@ -608,7 +625,7 @@ fn sign_parts(
     principals: &[PrincipalId],
     keys: &[(Signer, NewPrivateKey)],
     digest: &[u8; 32],
-    submitter_legacy: &LegacyRsaPrivateKey,
+    submitter_legacy: &PrivateKey,
     progress: &Progress<'_>,
 ) -> Result<Vec<BundleSignature>, CryptoError> {
     let items: Vec<(PrincipalId, &(Signer, NewPrivateKey))> =
@@ -616,13 +633,13 @@ fn sign_parts(
     let signed: Vec<Vec<BundleSignature>> = progress
         .map_each(&items, |(p, (legacy, new_key))| {
             let p = *p;
-            let legacy: &LegacyRsaPrivateKey = match legacy {
+            let legacy: &PrivateKey = match legacy {
                 Signer::Owned(k) => k,
                 Signer::Borrowed => submitter_legacy,
             };
-            let rsa = legacy.sign_pss(&signed_message_of_digest(
+            let by_legacy = legacy.sign_legacy(&signed_message_of_digest(
                 digest,
-                SignatureKind::LegacyRsaPss,
+                SignatureKind::LegacyKey,
                 p,
             ))?;
             let ec = new_key.sign(&signed_message_of_digest(
@@ -633,8 +650,8 @@ fn sign_parts(
             Ok(vec![
                 BundleSignature {
                     principal: p,
-                    kind: SignatureKind::LegacyRsaPss,
-                    bytes: rsa,
+                    kind: SignatureKind::LegacyKey,
+                    bytes: by_legacy,
                 },
                 BundleSignature {
                     principal: p,
@@ -648,9 +665,18 @@ fn sign_parts(
     Ok(signed.into_iter().flatten().collect())
 }
 
+/// Whose legacy grants are being opened: an HPKE legacy grant (a second
+/// migration's) is bound to its vault and recipient.
+#[derive(Clone, Copy)]
+struct GrantsOf {
+    vault: VaultId,
+    recipient: PrincipalId,
+}
+
 /// Opens every legacy grant with `key`; a failure becomes its reason.
 fn unwrap_all(
-    key: &LegacyRsaPrivateKey,
+    key: &PrivateKey,
+    whose: GrantsOf,
     grants: &[PendingGrant],
     progress: &Progress<'_>,
 ) -> Vec<Result<SecretBytes, NonMigratableReason>> {
@@ -658,7 +684,7 @@ fn unwrap_all(
         let out = match progress.memo.get(g) {
             Some(secret) => Ok(secret),
             None => {
-                let out = open_legacy(key, g);
+                let out = open_legacy(key, whose, g);
                 if let Ok(secret) = &out {
                     progress.memo.put(g, secret);
                 }
@@ -670,18 +696,26 @@ fn unwrap_all(
     })
 }
 
-/// Legacy grants carry no binding: only the scheme and the key matter.
+/// RSA grants carry no binding: only the scheme and the key matter. An
+/// HPKE grant of an earlier migration opens only under its binding. A
+/// grant in a scheme the legacy key cannot open is `not_legacy`.
 fn open_legacy(
-    key: &LegacyRsaPrivateKey,
+    key: &PrivateKey,
+    whose: GrantsOf,
     g: &PendingGrant,
 ) -> Result<SecretBytes, NonMigratableReason> {
     let env =
         Envelope::parse(&g.envelope_bytes).map_err(|_| NonMigratableReason::MalformedEnvelope)?;
-    if !env.scheme().is_legacy() {
-        return Err(NonMigratableReason::NotLegacy);
+    let binding = GrantBinding {
+        vault: whose.vault,
+        recipient: whose.recipient,
+        subject: g.subject,
+    };
+    match open_grant(key, &binding, &env) {
+        Ok(secret) => Ok(secret),
+        Err(CryptoError::WrongScheme { .. }) => Err(NonMigratableReason::NotLegacy),
+        Err(_) => Err(NonMigratableReason::CouldNotDecrypt),
     }
-    key.decrypt(env.scheme(), env.ciphertext())
-        .map_err(|_| NonMigratableReason::CouldNotDecrypt)
 }
 
 fn rewrap(
@@ -723,10 +757,11 @@ fn collect_held_keks(
 
 /// The candidate's new KEK for each of its holders: under the new key of a
 /// holder migrating in this bundle (the submitter included), under the
-/// current key of a migrated holder, under the legacy key (RSA) of a
-/// pending one.
+/// current key of a migrated holder, under the legacy key of a pending one
+/// (RSA-OAEP, or single-shot HPKE to a key of an earlier migration).
 fn holder_grants(
     c: &Candidate,
+    vault: VaultId,
     new_id: KeyPairId,
     new_kek: &Kek,
     in_bundle: &HashMap<PrincipalId, (KeyPairId, BatchSealer)>,
@@ -759,15 +794,20 @@ fn holder_grants(
             (
                 None,
                 HolderKey::Pending {
+                    principal,
                     key_pair,
                     public_key,
-                    ..
                 },
             ) => (
                 *key_pair,
-                wrap_legacy_grant(
+                wrap_to_pending_holder(
+                    &mut OsRng,
                     public_key,
-                    PENDING_HOLDER_SCHEME,
+                    &GrantBinding {
+                        vault,
+                        recipient: *principal,
+                        subject,
+                    },
                     new_kek.dangerous_as_bytes(),
                 )?,
             ),
@@ -821,7 +861,8 @@ fn build_candidate(
     let Ok(der) = unwrap_private_key(&kek, &binding, wrapped) else {
         return skip("its legacy private key does not decrypt");
     };
-    let Ok(legacy) = LegacyRsaPrivateKey::from_pkcs8_der(der.dangerous_as_bytes()) else {
+    let Ok(legacy) = PrivateKey::from_unwrapped(&c.legacy_key.public_key, der.dangerous_as_bytes())
+    else {
         return skip("its legacy private key does not parse");
     };
     if legacy.public_key() != c.legacy_key.public_key {
@@ -842,7 +883,11 @@ fn build_candidate(
         new_key.dangerous_to_bytes().dangerous_as_bytes(),
     )?;
 
-    let opened = unwrap_all(&legacy, &c.pending_grants, progress);
+    let whose = GrantsOf {
+        vault,
+        recipient: c.principal,
+    };
+    let opened = unwrap_all(&legacy, whose, &c.pending_grants, progress);
     let sealer = new_key
         .public_key()
         .batch_sealer(&mut OsRng, vault, c.principal)?;
@@ -850,7 +895,7 @@ fn build_candidate(
     let mut held = HashMap::new();
     collect_held_keks(&c.pending_grants, &opened, &mut held);
 
-    let holder_grants = holder_grants(c, new_id, &new_kek, in_bundle, holder_sealers)?;
+    let holder_grants = holder_grants(c, vault, new_id, &new_kek, in_bundle, holder_sealers)?;
     Ok(Ok(BuiltCandidate {
         part: BuiltPart {
             part: PrincipalPart {

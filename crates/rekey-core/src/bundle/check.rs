@@ -3,7 +3,8 @@
 
 use super::wire::{body_digest, signed_message_of_digest};
 use super::{Bundle, PrincipalPart, SignatureKind, SignedBundle};
-use crate::crypto::rsa::LegacyRsaPublicKey;
+use crate::crypto::PublicKey;
+use crate::envelope::Scheme;
 use crate::crypto::target::Target;
 use crate::ids::{GrantId, KeyPairId, PrincipalId, RunId, Subject, VaultId};
 use crate::model::MigrationState;
@@ -18,8 +19,9 @@ pub struct PrincipalFacts {
     pub state: MigrationState,
     /// Its legacy key pair.
     pub legacy_key_pair: KeyPairId,
-    /// Its legacy public key, which must sign its part.
-    pub legacy_public_key: LegacyRsaPublicKey,
+    /// Its legacy public key, which must sign its part (RSA-PSS for RSA,
+    /// ECDSA for a key of an earlier migration).
+    pub legacy_public_key: PublicKey,
     /// Its legacy grants still pending, with their subjects.
     pub pending_grants: HashMap<GrantId, Subject>,
     /// Who must receive its new KEK (role members, a managed user's
@@ -37,6 +39,9 @@ pub struct HolderFacts {
     pub state: MigrationState,
     /// Its legacy key pair.
     pub legacy_key_pair: KeyPairId,
+    /// The scheme a grant to its legacy key must use while it is pending
+    /// (`PublicKey::pending_holder_scheme` of that key).
+    pub pending_scheme: Scheme,
     /// Its current (new) key pair, once migrated.
     pub current_key_pair: Option<KeyPairId>,
 }
@@ -482,7 +487,7 @@ fn check_holders(
                 if h.holder_key_pair != holder.legacy_key_pair {
                     return Err(CheckError::HoldersChanged(facts.name.clone()));
                 }
-                if !scheme.is_legacy() {
+                if scheme != holder.pending_scheme {
                     return Err(invalid());
                 }
                 pre.pending.push(h.holder);
@@ -494,7 +499,7 @@ fn check_holders(
 
 fn kind_name(kind: SignatureKind) -> &'static str {
     match kind {
-        SignatureKind::LegacyRsaPss => "legacy-key RSA-PSS",
+        SignatureKind::LegacyKey => "legacy-key",
         SignatureKind::NewKeyEcdsa => "new-key ECDSA",
     }
 }
@@ -520,7 +525,7 @@ fn check_signatures(signed: &SignedBundle, ctx: &CheckContext) -> Result<(), Che
             .principals
             .get(&part.principal)
             .ok_or(CheckError::UnknownPrincipal(part.principal))?;
-        for kind in [SignatureKind::LegacyRsaPss, SignatureKind::NewKeyEcdsa] {
+        for kind in [SignatureKind::LegacyKey, SignatureKind::NewKeyEcdsa] {
             let sig =
                 by.get(&(part.principal, kind))
                     .ok_or_else(|| CheckError::MissingSignature {
@@ -529,7 +534,7 @@ fn check_signatures(signed: &SignedBundle, ctx: &CheckContext) -> Result<(), Che
                     })?;
             let msg = signed_message_of_digest(&digest, kind, part.principal);
             let ok = match kind {
-                SignatureKind::LegacyRsaPss => facts.legacy_public_key.verify_pss(&msg, sig),
+                SignatureKind::LegacyKey => facts.legacy_public_key.verify_legacy(&msg, sig),
                 SignatureKind::NewKeyEcdsa => part.new_key_pair.public_key.verify(&msg, sig),
             };
             if ok.is_err() {

@@ -25,7 +25,7 @@ pub use check::{
     check_bundle, check_signed, may_migrate,
 };
 
-use crate::crypto::rsa::LegacyRsaPublicKey;
+use crate::crypto::PublicKey;
 use crate::crypto::target::{NewPublicKey, Target};
 use crate::envelope::Envelope;
 use crate::ids::{GrantId, KeyPairId, PrincipalId, RunId, Subject, VaultId};
@@ -178,8 +178,9 @@ impl Bundle {
 /// Which key made a signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SignatureKind {
-    /// RSA-PSS by the part's legacy key: only its holder can migrate it.
-    LegacyRsaPss,
+    /// By the part's legacy key: only its holder can migrate it. RSA-PSS
+    /// for an RSA key; ECDSA for a key of an earlier migration.
+    LegacyKey,
     /// ECDSA by the part's new key: proof of possession.
     NewKeyEcdsa,
 }
@@ -189,7 +190,7 @@ impl SignatureKind {
     #[must_use]
     pub fn to_byte(self) -> u8 {
         match self {
-            SignatureKind::LegacyRsaPss => 1,
+            SignatureKind::LegacyKey => 1,
             SignatureKind::NewKeyEcdsa => 2,
         }
     }
@@ -198,7 +199,7 @@ impl SignatureKind {
     #[must_use]
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
-            1 => Some(SignatureKind::LegacyRsaPss),
+            1 => Some(SignatureKind::LegacyKey),
             2 => Some(SignatureKind::NewKeyEcdsa),
             _ => None,
         }
@@ -257,8 +258,9 @@ impl SignedBundle {
 pub struct PackageLegacyKey {
     /// The key pair.
     pub id: KeyPairId,
-    /// Its RSA public key.
-    pub public_key: LegacyRsaPublicKey,
+    /// Its public key: RSA before the first migration, the key of the
+    /// previous migration's target when a migrated vault migrates again.
+    pub public_key: PublicKey,
     /// Its private key under its KEK, when the database holds it (e2ee
     /// users: under the KEK from the master secret; roles and managed users:
     /// under a KEK their holders have grants for). `None` for server-held
@@ -290,15 +292,17 @@ pub enum HolderKey {
         /// Its public key.
         public_key: NewPublicKey,
     },
-    /// Pending (or the submitter itself, resolved by the builder): RSA-OAEP
-    /// to its legacy key; it re-wraps the grant when it migrates.
+    /// Pending (or the submitter itself, resolved by the builder): wrapped
+    /// to its legacy key in that key's pending-holder scheme (RSA-OAEP, or
+    /// single-shot HPKE for a key of an earlier migration); it re-wraps the
+    /// grant when it migrates.
     Pending {
         /// The holder.
         principal: PrincipalId,
         /// Its legacy key pair.
         key_pair: KeyPairId,
         /// Its legacy public key.
-        public_key: LegacyRsaPublicKey,
+        public_key: PublicKey,
     },
 }
 

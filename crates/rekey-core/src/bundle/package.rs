@@ -16,12 +16,15 @@
 //!   "vault": "<uuid>", "run": "<uuid>", "principal": "<uuid>",
 //!   "target": "hpke-p256" | "hpke-p521" | "hpke-mlkem768-x25519",
 //!   "legacy_key": { "id": "<uuid>", "public_key_spki": "<hex>", "wrapped_private": "<hex envelope>" | null },
+//!   // or, when a migrated vault migrates again, the previous target's key:
+//!   // "legacy_key": { "id": "<uuid>", "target": "hpke-p256" | …, "public_key": "<hex>", "wrapped_private": … },
 //!   "pending_grants": [ { "id": "<uuid>", "subject": { "kind": "record_key" | "private_key", "id": "<uuid>" }, "envelope": "<hex>" } ],
 //!   "candidates": [ {
 //!     "principal": "<uuid>", "legacy_key": { … }, "pending_grants": [ … ],
 //!     "holders": [
 //!       { "state": "migrated", "principal": "<uuid>", "key_pair": "<uuid>", "target": "hpke-p256" | …, "public_key": "<hex>" },
 //!       { "state": "pending", "principal": "<uuid>", "key_pair": "<uuid>", "public_key_spki": "<hex>" }
+//!       // (or "target" and "public_key" for a key of an earlier migration)
 //!     ]
 //!   } ]
 //! }
@@ -33,7 +36,7 @@
 use super::{Candidate, HolderKey, MigrationPackage, PackageLegacyKey, PendingGrant};
 use crate::crypto::target::{NewPublicKey, Target};
 use crate::{
-    Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId, Subject, VaultId,
+    Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, PublicKey, RunId, Subject, VaultId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -72,8 +75,18 @@ pub struct PackageJson {
 pub struct LegacyKeyJson {
     /// The key pair.
     pub id: KeyPairId,
-    /// RSA public key, SPKI DER in hex.
-    pub public_key_spki: String,
+    /// An RSA public key: SPKI DER in hex. Absent for a key of an earlier
+    /// migration (`target` and `public_key` instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_spki: Option<String>,
+    /// A key of an earlier migration (a migrated vault migrating again):
+    /// the target it was made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// With `target`: the public key in hex, as [`HolderJson::Migrated`]
+    /// gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     /// The private key's envelope in hex (under a KEK), if the database
     /// holds it.
     pub wrapped_private: Option<String>,
@@ -124,14 +137,21 @@ pub enum HolderJson {
         /// key's 1,281 bytes.
         public_key: String,
     },
-    /// Pending: its legacy RSA key.
+    /// Pending: its legacy key (RSA, or the key of an earlier migration).
     Pending {
         /// The holder.
         principal: PrincipalId,
         /// Its legacy key pair.
         key_pair: KeyPairId,
-        /// RSA public key, SPKI DER in hex.
-        public_key_spki: String,
+        /// An RSA public key, SPKI DER in hex.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        public_key_spki: Option<String>,
+        /// A key of an earlier migration: its target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Target>,
+        /// With `target`: the public key in hex.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        public_key: Option<String>,
     },
 }
 
@@ -173,19 +193,49 @@ fn unhex(s: &str, what: &'static str) -> Result<Vec<u8>, PackageError> {
     hex::decode(s).map_err(|_| PackageError::Hex(what))
 }
 
+/// A legacy public key's JSON fields: `public_key_spki` for RSA, or
+/// `target` and `public_key` for a key of an earlier migration.
+type LegacyPublicFields = (Option<String>, Option<Target>, Option<String>);
+
+fn legacy_public_to_json(k: &PublicKey) -> LegacyPublicFields {
+    match (k, k.as_new()) {
+        (PublicKey::Rsa(rsa), _) => (Some(hex_of(rsa.to_spki_der())), None, None),
+        (_, Some(new)) => (None, Some(new.target()), Some(hex_of(&new.to_bytes()))),
+        (_, None) => (None, None, None),
+    }
+}
+
+/// Exactly one of the two forms, and the key parses as the form says.
+fn legacy_public_from_json(
+    (spki, target, public_key): LegacyPublicFields,
+    what: &'static str,
+) -> Result<PublicKey, PackageError> {
+    match (spki, target, public_key) {
+        (Some(spki), None, None) => LegacyRsaPublicKey::from_spki_der(&unhex(&spki, what)?)
+            .map(PublicKey::Rsa)
+            .map_err(|_| PackageError::BadKey(what)),
+        (None, Some(target), Some(pk)) => NewPublicKey::from_bytes(target, &unhex(&pk, what)?)
+            .map(PublicKey::from)
+            .map_err(|_| PackageError::BadKey(what)),
+        _ => Err(PackageError::BadKey(what)),
+    }
+}
+
 impl LegacyKeyJson {
     fn from_key(k: &PackageLegacyKey) -> Self {
+        let (public_key_spki, target, public_key) = legacy_public_to_json(&k.public_key);
         Self {
             id: k.id,
-            public_key_spki: hex_of(k.public_key.to_spki_der()),
+            public_key_spki,
+            target,
+            public_key,
             wrapped_private: k.wrapped_private.as_ref().map(|e| hex_of(e.as_bytes())),
         }
     }
 
     fn into_key(self, what: &'static str) -> Result<PackageLegacyKey, PackageError> {
-        let spki = unhex(&self.public_key_spki, what)?;
         let public_key =
-            LegacyRsaPublicKey::from_spki_der(&spki).map_err(|_| PackageError::BadKey(what))?;
+            legacy_public_from_json((self.public_key_spki, self.target, self.public_key), what)?;
         let wrapped_private = match self.wrapped_private {
             Some(h) => Some(
                 Envelope::parse(&unhex(&h, what)?).map_err(|_| PackageError::BadEnvelope(what))?,
@@ -263,11 +313,17 @@ impl From<&MigrationPackage> for PackageJson {
                                 principal,
                                 key_pair,
                                 public_key,
-                            } => HolderJson::Pending {
-                                principal: *principal,
-                                key_pair: *key_pair,
-                                public_key_spki: hex_of(public_key.to_spki_der()),
-                            },
+                            } => {
+                                let (public_key_spki, target, public_key) =
+                                    legacy_public_to_json(public_key);
+                                HolderJson::Pending {
+                                    principal: *principal,
+                                    key_pair: *key_pair,
+                                    public_key_spki,
+                                    target,
+                                    public_key,
+                                }
+                            }
                         })
                         .collect(),
                 })
@@ -322,14 +378,15 @@ impl PackageJson {
                         principal,
                         key_pair,
                         public_key_spki,
+                        target,
+                        public_key,
                     } => HolderKey::Pending {
                         principal,
                         key_pair,
-                        public_key: LegacyRsaPublicKey::from_spki_der(&unhex(
-                            &public_key_spki,
+                        public_key: legacy_public_from_json(
+                            (public_key_spki, target, public_key),
                             "a holder's public key",
-                        )?)
-                        .map_err(|_| PackageError::BadKey("a holder's public key"))?,
+                        )?,
                     },
                 };
                 if !seen_holders.insert(holder.principal()) {
@@ -378,12 +435,38 @@ mod tests {
             .public_key()
     }
 
+    #[test]
+    fn a_second_migration_names_the_previous_targets_keys() {
+        let mut p = sample();
+        let ec = crate::EcPrivateKey::derive_from_ikm(crate::Curve::P256, &[9u8; 32]).unwrap();
+        let previous = PublicKey::Ec(ec.public_key());
+        p.legacy_key.public_key = previous.clone();
+        p.candidates[0].holders[1] = HolderKey::Pending {
+            principal: p.principal,
+            key_pair: KeyPairId::random(),
+            public_key: previous.clone(),
+        };
+        let json = serde_json::to_value(PackageJson::from(&p)).unwrap();
+        assert_eq!(json["legacy_key"]["target"], "hpke-p256");
+        assert!(json["legacy_key"].get("public_key_spki").is_none());
+        assert_eq!(
+            json["legacy_key"]["public_key"],
+            hex_of(&previous.to_bytes())
+        );
+        assert_eq!(json["candidates"][0]["holders"][1]["target"], "hpke-p256");
+        let bytes = serde_json::to_vec(&json).unwrap();
+        assert_eq!(
+            parse_package(&bytes, p.principal, Some(p.vault)).unwrap(),
+            p
+        );
+    }
+
     fn sample() -> MigrationPackage {
         let ec = crate::EcPrivateKey::derive_from_ikm(crate::Curve::P256, &[7u8; 32]).unwrap();
         let principal = PrincipalId::random();
         let legacy_key = PackageLegacyKey {
             id: KeyPairId::random(),
-            public_key: rsa(),
+            public_key: PublicKey::Rsa(rsa()),
             wrapped_private: None,
         };
         MigrationPackage {
@@ -410,7 +493,7 @@ mod tests {
                     HolderKey::Pending {
                         principal,
                         key_pair: KeyPairId::random(),
-                        public_key: rsa(),
+                        public_key: PublicKey::Rsa(rsa()),
                     },
                 ],
             }],
@@ -454,10 +537,31 @@ mod tests {
             Err(PackageError::WrongVault)
         );
         let mut j = good.clone();
-        j.legacy_key.public_key_spki = "zz".into();
+        j.legacy_key.public_key_spki = Some("zz".into());
         assert!(matches!(parse(&j), Err(PackageError::Hex(_))));
         let mut j = good.clone();
-        j.legacy_key.public_key_spki = "3000".into();
+        j.legacy_key.public_key_spki = Some("3000".into());
+        assert!(matches!(parse(&j), Err(PackageError::BadKey(_))));
+        // Both forms at once, or neither: refused.
+        let mut j = good.clone();
+        j.legacy_key.target = Some(Target::HpkeP256);
+        j.legacy_key.public_key = Some(hex_of(&[4u8; 65]));
+        assert!(matches!(parse(&j), Err(PackageError::BadKey(_))));
+        let mut j = good.clone();
+        j.legacy_key.public_key_spki = None;
+        assert!(matches!(parse(&j), Err(PackageError::BadKey(_))));
+        // A key of an earlier migration whose bytes are not of its target.
+        let mut j = good.clone();
+        j.legacy_key.public_key_spki = None;
+        j.legacy_key.target = Some(Target::HpkeMlKem768X25519);
+        j.legacy_key.public_key = Some(hex_of(
+            &NewPublicKey::Ec(
+                crate::EcPrivateKey::derive_from_ikm(crate::Curve::P256, &[7u8; 32])
+                    .unwrap()
+                    .public_key(),
+            )
+            .to_bytes(),
+        ));
         assert!(matches!(parse(&j), Err(PackageError::BadKey(_))));
         let mut j = good.clone();
         j.legacy_key.wrapped_private = Some("00ff".into());

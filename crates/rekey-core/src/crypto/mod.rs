@@ -42,6 +42,19 @@ pub enum PrivateKey {
 }
 
 impl PrivateKey {
+    /// A private key unwrapped from a key pair's envelope, parsed as the
+    /// kind of `public` says (PKCS#8 DER for RSA, a new key's encoding
+    /// otherwise). The caller compares its public half with `public`.
+    pub fn from_unwrapped(
+        public: &PublicKey,
+        bytes: &[u8],
+    ) -> Result<Self, crate::error::CryptoError> {
+        match public.as_new() {
+            None => rsa::LegacyRsaPrivateKey::from_pkcs8_der(bytes).map(PrivateKey::Rsa),
+            Some(new) => target::NewPrivateKey::from_bytes(new.target(), bytes).map(PrivateKey::from),
+        }
+    }
+
     /// The public half.
     #[must_use]
     pub fn public_key(&self) -> PublicKey {
@@ -49,6 +62,18 @@ impl PrivateKey {
             PrivateKey::Rsa(k) => PublicKey::Rsa(k.public_key()),
             PrivateKey::Ec(k) => PublicKey::Ec(k.public_key()),
             PrivateKey::Hybrid(k) => PublicKey::Hybrid(k.public_key()),
+        }
+    }
+
+    /// The signature a part's legacy key makes over a bundle (signature
+    /// kind 1): RSA-PSS by an RSA key; ECDSA P-256/P-521 by a key of an
+    /// earlier migration (a hybrid key's P-256 half), exactly as a new key
+    /// signs its proof of possession.
+    pub fn sign_legacy(&self, message: &[u8]) -> Result<Vec<u8>, crate::error::CryptoError> {
+        match self {
+            PrivateKey::Rsa(k) => k.sign_pss(message),
+            PrivateKey::Ec(k) => Ok(k.sign(message)),
+            PrivateKey::Hybrid(k) => Ok(k.sign(message)),
         }
     }
 
@@ -102,6 +127,53 @@ pub fn fingerprint(public_key_bytes: &[u8]) -> String {
 }
 
 impl PublicKey {
+    /// A stored key pair's public key, read by its scheme: SPKI DER for a
+    /// legacy RSA scheme, the new encodings (told apart by length)
+    /// otherwise.
+    pub fn from_stored(scheme: Scheme, bytes: &[u8]) -> Result<Self, crate::error::CryptoError> {
+        if scheme.is_legacy() {
+            rsa::LegacyRsaPublicKey::from_spki_der(bytes).map(PublicKey::Rsa)
+        } else {
+            target::NewPublicKey::parse(bytes).map(PublicKey::from)
+        }
+    }
+
+    /// The key as a new (HPKE) key; `None` for RSA.
+    #[must_use]
+    pub fn as_new(&self) -> Option<target::NewPublicKey> {
+        match self {
+            PublicKey::Rsa(_) => None,
+            PublicKey::Ec(k) => Some(target::NewPublicKey::Ec(k.clone())),
+            PublicKey::Hybrid(k) => Some(target::NewPublicKey::Hybrid(k.clone())),
+        }
+    }
+
+    /// Verifies a legacy-key signature (kind 1) by this key: RSA-PSS for
+    /// RSA, ECDSA for a key of an earlier migration.
+    pub fn verify_legacy(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), crate::error::CryptoError> {
+        match self {
+            PublicKey::Rsa(k) => k.verify_pss(message, signature),
+            PublicKey::Ec(k) => k.verify(message, signature),
+            PublicKey::Hybrid(k) => k.verify(message, signature),
+        }
+    }
+
+    /// The scheme of a grant addressed to this key while its holder has
+    /// not migrated (a role's new KEK for a pending member): RSA-OAEP-SHA256
+    /// for RSA, the single-shot HPKE scheme of the key's kind otherwise.
+    #[must_use]
+    pub fn pending_holder_scheme(&self) -> Scheme {
+        match self {
+            PublicKey::Rsa(_) => Scheme::RsaOaepSha256,
+            PublicKey::Ec(k) => hpke_scheme(k.curve()),
+            PublicKey::Hybrid(_) => hybrid_hpke_scheme(),
+        }
+    }
+
     /// The key's fingerprint (see [`fingerprint`]).
     #[must_use]
     pub fn fingerprint(&self) -> String {

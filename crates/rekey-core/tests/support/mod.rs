@@ -279,7 +279,7 @@ impl MemVault {
         let kp = self.principals[&p].legacy_kp;
         PackageLegacyKey {
             id: kp,
-            public_key: self.rsa_public(p),
+            public_key: rekey_core::PublicKey::Rsa(self.rsa_public(p)),
             wrapped_private: Some(self.key_pairs[&kp].wrapped.clone()),
         }
     }
@@ -303,7 +303,7 @@ impl MemVault {
             _ => HolderKey::Pending {
                 principal: h,
                 key_pair: hp.legacy_kp,
-                public_key: self.rsa_public(h),
+                public_key: rekey_core::PublicKey::Rsa(self.rsa_public(h)),
             },
         }
     }
@@ -390,6 +390,7 @@ impl MemVault {
                     HolderFacts {
                         state: hp.state,
                         legacy_key_pair: hp.legacy_kp,
+                        pending_scheme: rekey_core::Scheme::RsaOaepSha256,
                         current_key_pair: hp.current_kp,
                     },
                 );
@@ -400,7 +401,7 @@ impl MemVault {
                     name: p.name.clone(),
                     state: p.state,
                     legacy_key_pair: p.legacy_kp,
-                    legacy_public_key: self.rsa_public(part.principal),
+                    legacy_public_key: rekey_core::PublicKey::Rsa(self.rsa_public(part.principal)),
                     pending_grants: self
                         .pending_grants(part.principal)
                         .into_iter()

@@ -13,7 +13,7 @@ use rekey_core::model::{
 };
 use rekey_core::report::ApplyReport;
 use rekey_core::{
-    GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, RunId, Subject, Target, VaultId,
+    GrantId, KeyPairId, PrincipalId, PublicKey, RunId, Subject, Target, VaultId,
 };
 use rekey_storage::{MigrationWrite, PrincipalMigration};
 use std::collections::{HashMap, HashSet};
@@ -75,6 +75,7 @@ impl Engine {
                     HolderFacts {
                         state: h.migration,
                         legacy_key_pair: index.legacy(h)?.id,
+                        pending_scheme: index.legacy_public_key(h)?.pending_holder_scheme(),
                         current_key_pair: index.current(h.id).map(|k| k.id),
                     },
                 );
@@ -85,7 +86,7 @@ impl Engine {
                     name: p.name.clone(),
                     state: p.migration,
                     legacy_key_pair: legacy.id,
-                    legacy_public_key: LegacyRsaPublicKey::from_spki_der(&legacy.public_key)?,
+                    legacy_public_key: PublicKey::from_stored(legacy.scheme, &legacy.public_key)?,
                     pending_grants: pending,
                     holders: hs.iter().map(|h| h.id).collect(),
                     key_in_database: p.kind != PrincipalKind::Service,

@@ -8,7 +8,7 @@ use rekey_core::model::{
     GrantRecord, KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind,
     ServiceKind, UserStatus,
 };
-use rekey_core::{LegacyRsaPublicKey, NewPublicKey, PrincipalId, RunId, Target, VaultId};
+use rekey_core::{NewPublicKey, PublicKey, PrincipalId, RunId, Target, VaultId};
 use std::collections::HashMap;
 
 impl Engine {
@@ -280,6 +280,13 @@ impl KeyIndex {
             .ok_or_else(|| EngineError::Inconsistent(format!("{} has no legacy key pair", p.name)))
     }
 
+    /// The public key of `p`'s legacy key pair (RSA, or the previous
+    /// target's key when a migrated vault migrates again).
+    pub(crate) fn legacy_public_key(&self, p: &Principal) -> Result<PublicKey, EngineError> {
+        let kp = self.legacy(p)?;
+        Ok(PublicKey::from_stored(kp.scheme, &kp.public_key)?)
+    }
+
     pub(crate) fn current(&self, p: PrincipalId) -> Option<&KeyPairRecord> {
         self.pairs(p).iter().find(|k| k.state == KeyState::Current)
     }
@@ -288,7 +295,7 @@ impl KeyIndex {
         let kp = self.legacy(p)?;
         Ok(PackageLegacyKey {
             id: kp.id,
-            public_key: LegacyRsaPublicKey::from_spki_der(&kp.public_key)?,
+            public_key: PublicKey::from_stored(kp.scheme, &kp.public_key)?,
             wrapped_private: kp.wrapped_private_key.clone(),
         })
     }
@@ -309,7 +316,7 @@ impl KeyIndex {
         Ok(HolderKey::Pending {
             principal: h.id,
             key_pair: kp.id,
-            public_key: LegacyRsaPublicKey::from_spki_der(&kp.public_key)?,
+            public_key: PublicKey::from_stored(kp.scheme, &kp.public_key)?,
         })
     }
 }

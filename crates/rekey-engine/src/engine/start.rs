@@ -276,7 +276,7 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::Inconsistent(format!("service {} has no certificate", svc.name))
             })?;
-        let key = keys.legacy_key(&cert.fingerprint)?.ok_or_else(|| {
+        let key = keys.private_key(&cert.fingerprint)?.ok_or_else(|| {
             EngineError::Inconsistent(format!(
                 "certificate {} vanished from the key directory",
                 cert.fingerprint
@@ -397,7 +397,7 @@ impl Engine {
         {
             let legacy = self.legacy_key_pair(svc.id).await?;
             match certificates.iter().find(|c| c.key_pair == legacy.id) {
-                Some(c) if keys.has_legacy_key(&c.fingerprint) => {}
+                Some(c) if keys.check_any(&c.fingerprint) == rekey_keys::KeyFileState::Present => {}
                 Some(c) => missing.push(format!("{} ({})", c.fingerprint, svc.name)),
                 None => missing.push(format!("no certificate for {}", svc.name)),
             }
