@@ -2,10 +2,13 @@
 //!
 //! ```text
 //! Legacy ──start──▶ ServerPhase ──server keys done──▶ UserPhase ──finalize──▶ Finalizing ──▶ Completed
-//!                     │   ▲
-//!                     ▼   │ certificates imported
-//!               AwaitingCertificates
-//! abort: from ServerPhase, AwaitingCertificates or UserPhase back to Legacy
+//!                     ▲ │   ▲                                                                   │
+//!                     │ ▼   │ certificates imported                                             │
+//!                     │ AwaitingCertificates                                                    │
+//!                     └────────────────────────── start again (to another target) ──────────────┘
+//! abort: from ServerPhase, AwaitingCertificates or UserPhase back to the
+//! state before the run (BeforeRun): Legacy, or the Completed vault of the
+//! previous migration
 //! ```
 //!
 //! Each state is a struct holding what that state needs; a transition
@@ -237,6 +240,14 @@ macro_rules! run_of {
 
 run_of!(ServerPhase, AwaitingCertificates, UserPhase, Finalizing);
 
+/// Where an abort leaves the vault: exactly as it was before the run
+/// started. That is the legacy vault for a first migration, and the
+/// completed vault of the previous migration for a vault that migrated
+/// again; storage knows which (`Vault::abort` restores it and answers the
+/// phase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BeforeRun;
+
 /// The vault before any migration (or after an abort).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Legacy;
@@ -356,6 +367,21 @@ impl Legacy {
     }
 }
 
+impl Completed {
+    /// Starts the next migration of a migrated vault (to another target,
+    /// or the same one to replace every key): the same guards as
+    /// [`Legacy::start`]. The previous migration's keys and grants become
+    /// the legacy material of the new run.
+    pub fn start(
+        self,
+        answer: &str,
+        blocking_checks: &[String],
+        run: RunId,
+    ) -> Result<ServerPhase, TransitionError> {
+        Legacy.start(answer, blocking_checks, run)
+    }
+}
+
 impl ServerPhase {
     /// A certificate's private key is absent: wait for an import.
     pub fn certificates_missing(
@@ -386,10 +412,10 @@ impl ServerPhase {
         Ok(UserPhase { run: self.run })
     }
 
-    /// Back to the exact legacy state.
+    /// Back to the exact state before the run.
     #[must_use]
-    pub fn abort(self) -> Legacy {
-        Legacy
+    pub fn abort(self) -> BeforeRun {
+        BeforeRun
     }
 }
 
@@ -413,10 +439,10 @@ impl AwaitingCertificates {
         Ok(ServerPhase { run: self.run })
     }
 
-    /// Back to the exact legacy state.
+    /// Back to the exact state before the run.
     #[must_use]
-    pub fn abort(self) -> Legacy {
-        Legacy
+    pub fn abort(self) -> BeforeRun {
+        BeforeRun
     }
 }
 
@@ -446,10 +472,10 @@ impl UserPhase {
         Ok(Finalizing { run: self.run })
     }
 
-    /// Back to the exact legacy state.
+    /// Back to the exact state before the run.
     #[must_use]
-    pub fn abort(self) -> Legacy {
-        Legacy
+    pub fn abort(self) -> BeforeRun {
+        BeforeRun
     }
 }
 
@@ -525,7 +551,7 @@ impl Lifecycle {
     }
 
     /// Abort from any state before Finalizing.
-    pub fn abort(self) -> Result<Legacy, TransitionError> {
+    pub fn abort(self) -> Result<BeforeRun, TransitionError> {
         match self {
             Lifecycle::ServerPhase(s) => Ok(s.abort()),
             Lifecycle::AwaitingCertificates(s) => Ok(s.abort()),
@@ -619,7 +645,7 @@ mod tests {
             Phase::UserPhase,
         ] {
             let state = Lifecycle::load(phase, Some(run()), vec![]).unwrap();
-            assert_eq!(state.abort(), Ok(Legacy));
+            assert_eq!(state.abort(), Ok(BeforeRun));
         }
         for phase in [Phase::Finalizing, Phase::Completed] {
             let state = Lifecycle::load(phase, Some(run()), vec![]).unwrap();

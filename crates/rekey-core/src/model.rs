@@ -149,13 +149,17 @@ named_enum!(
 
 named_enum!(
     /// Whether a grant existed before the migration or was written by it.
-    /// Abort removes exactly the `migration` ones; finalize removes legacy
-    /// schemes.
+    /// Abort removes exactly the `migration` ones; finalize removes the
+    /// legacy ones (the `legacy` flag, not this).
     GrantOrigin, "grant origin" {
         /// Present before the migration started.
         Legacy => "legacy",
         /// Written by the migration (new grants and membership grants).
         Migration => "migration",
+        /// Written by an earlier, completed migration and legacy material
+        /// of the current one (a migrated vault migrating again). Abort
+        /// turns it back into `migration`; finalize deletes it.
+        Earlier => "earlier",
     }
 );
 
@@ -430,6 +434,27 @@ pub struct MigrationRow {
     /// The target of the current run (`hpke-p256` when no run is on, and
     /// for a run started before targets were recorded).
     pub target: crate::Target,
+    /// The completed migration before this run, when a migrated vault
+    /// migrates again: what an abort restores.
+    pub previous: Option<PreviousRun>,
+}
+
+/// A completed migration that a later run replaces (kept on the migration
+/// row so an abort of the later run restores it exactly).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PreviousRun {
+    /// Its run id.
+    pub run: crate::ids::RunId,
+    /// Its target.
+    pub target: crate::Target,
+    /// When it started.
+    pub started_at: Option<Timestamp>,
+    /// Who started it.
+    pub started_by: Option<String>,
+    /// What it had to migrate.
+    pub snapshot: Option<SnapshotCounts>,
+    /// The run before it, if it too migrated a migrated vault.
+    pub previous: Option<Box<PreviousRun>>,
 }
 
 /// A grant that could not be migrated.

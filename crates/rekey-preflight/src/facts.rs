@@ -157,6 +157,10 @@ pub enum StorageFacts {
 /// and ids, never key material.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct LegacyScan {
+    /// Whether this is the material of a completed migration, which a
+    /// migrated vault migrating again re-wraps: its current key pairs and
+    /// HPKE grants stand where a first migration's RSA ones do.
+    pub again: bool,
     /// Principals scanned.
     pub principals: u64,
     /// Legacy grants read.
@@ -222,7 +226,7 @@ impl LegacyScan {
             self.legacy_grants += 1;
             self.legacy_grant_bytes += g.envelope.as_bytes().len() as u64;
             match Envelope::parse(g.envelope.as_bytes()) {
-                Ok(env) if env.scheme().is_legacy() => {}
+                Ok(env) if env.scheme().is_legacy() != self.again => {}
                 Ok(_) => self.non_legacy_grants.push(g.id.to_string()),
                 Err(e) => self.unreadable_grants.push(format!("grant {}: {e}", g.id)),
             }
@@ -239,9 +243,20 @@ impl LegacyScan {
             }
         };
         let mut has_legacy_key = false;
+        if self.again {
+            // A completed migration's keys: they become the legacy keys.
+            for kp in key_pairs.iter().filter(|k| k.state == KeyState::Current) {
+                match rekey_core::PublicKey::from_stored(kp.scheme, &kp.public_key) {
+                    Ok(_) => has_legacy_key = true,
+                    Err(e) => self
+                        .unreadable_public_keys
+                        .push(format!("{name} (key pair {}): {e}", kp.id)),
+                }
+            }
+        }
         for kp in key_pairs
             .iter()
-            .filter(|k| k.state == KeyState::Legacy && k.scheme.is_legacy())
+            .filter(|k| !self.again && k.state == KeyState::Legacy && k.scheme.is_legacy())
         {
             match LegacyRsaPublicKey::from_spki_der(&kp.public_key) {
                 Ok(key) => {

@@ -102,7 +102,10 @@ pub async fn load(vault: &Vault, options: &Options) -> Result<Facts> {
 
     let principals = all_principals(vault).await?;
     facts.names = principals.iter().map(|p| (p.id, p.name.clone())).collect();
-    facts.legacy = scan_legacy(vault, &principals).await?;
+    // A completed vault migrates again: what the next run re-wraps is the
+    // completed run's keys and grants.
+    let again = vault.migration().await?.phase == rekey_core::model::Phase::Completed;
+    facts.legacy = scan_legacy(vault, &principals, again).await?;
     facts.roles_without_active_member = roles_without_active_member(vault, &principals).await?;
 
     facts.key_dir = options.key_dir.as_ref().map(|k| k.path().to_path_buf());
@@ -137,11 +140,11 @@ pub async fn load(vault: &Vault, options: &Options) -> Result<Facts> {
 /// core busy at most (on the 10,000-user demo vault, 1.4 million grants,
 /// the scan was most of preflight's 31 s and of `start`'s wait besides the
 /// server's RSA work).
-async fn scan_legacy(vault: &Vault, principals: &[Principal]) -> Result<LegacyScan> {
+async fn scan_legacy(vault: &Vault, principals: &[Principal], again: bool) -> Result<LegacyScan> {
     let (first, second) = principals.split_at(principals.len() / 2);
     let (a, b) = futures_util::future::join(
-        scan_principals(vault, first),
-        scan_principals(vault, second),
+        scan_principals(vault, first, again),
+        scan_principals(vault, second, again),
     )
     .await;
     let (mut scan, mut granted) = a?;
@@ -171,8 +174,12 @@ async fn scan_legacy(vault: &Vault, principals: &[Principal]) -> Result<LegacySc
 async fn scan_principals(
     vault: &Vault,
     principals: &[Principal],
+    again: bool,
 ) -> Result<(LegacyScan, HashSet<RecordId>)> {
-    let mut scan = LegacyScan::default();
+    let mut scan = LegacyScan {
+        again,
+        ..LegacyScan::default()
+    };
     let mut granted: HashSet<RecordId> = HashSet::new();
     for p in principals {
         let key_pairs = match vault.key_pairs(p.id).await {
@@ -184,7 +191,10 @@ async fn scan_principals(
         let mut grants_error = None;
         let mut after = None;
         loop {
-            match vault.pending_grants_page(p.id, after, GRANT_PAGE).await {
+            match vault
+                .grants_page_where_legacy(p.id, !again, after, GRANT_PAGE)
+                .await
+            {
                 Ok(page) => {
                     let full = page.len() as u64 == GRANT_PAGE;
                     granted.extend(page.iter().filter_map(|g| match g.subject {

@@ -180,6 +180,13 @@ impl Rekey {
             "--credentials",
             "c.json",
         ]);
+        self.back_up();
+    }
+
+    /// Backs up the certificate keys the vault names now (the legacy
+    /// ones before a first start, the new ones before a vault migrates
+    /// again), at a low scrypt work factor, as `rekey cert backup` does.
+    pub fn back_up(&self) {
         block_on(async {
             let vault = self.vault().await;
             rekey_keys::backup_with(

@@ -155,16 +155,18 @@ impl Engine {
         })
     }
 
-    /// Aborts: back to the exact legacy state (new key pairs and grants
-    /// deleted; legacy rows were never touched).
+    /// Aborts: back to the exact state before the run (new key pairs and
+    /// grants deleted; legacy rows were never touched, or, for a vault
+    /// that was migrating again, put back as the completed vault had
+    /// them).
     pub async fn abort(&self) -> Result<AbortReport, EngineError> {
         let (state, row) = self.lifecycle().await?;
         state.abort()?;
         let audit = self.audit("abort", serde_json::json!({ "from": row.phase }));
-        self.vault.abort(row.version, &audit).await?;
+        let after = self.vault.abort(row.version, &audit).await?;
         Ok(AbortReport {
             from: row.phase,
-            phase: Phase::Legacy,
+            phase: after.phase,
         })
     }
 }

@@ -4,7 +4,8 @@ use super::Engine;
 use crate::error::EngineError;
 use rekey_core::bundle::{BuildOptions, Unlock, build_bundle};
 use rekey_core::lifecycle::{
-    AwaitingCertificates, Legacy, Lifecycle, ServerPhase, Transition, code_word_accepted,
+    AwaitingCertificates, Completed, Legacy, Lifecycle, ServerPhase, Transition,
+    code_word_accepted,
 };
 use rekey_core::model::{
     Certificate, KeyPairRecord, KeyState, MigrationRow, MigrationState, Phase, Principal,
@@ -16,6 +17,15 @@ use rekey_keys::KeyDir;
 
 /// Reports `(service name, done, total)` while the server phase runs.
 pub type ServerProgress<'a> = &'a (dyn Fn(&str, usize, usize) + Sync);
+
+/// What a start begins from: the legacy vault, or a completed migration
+/// (the vault migrates again; the previous target's keys are the legacy
+/// keys of the new run).
+#[derive(Clone, Copy)]
+enum Before {
+    Legacy(Legacy),
+    Completed(Completed),
+}
 
 /// Who start sets aside: users who can never log in (blocked) and purged
 /// ones (exempt).
@@ -42,10 +52,11 @@ impl Engine {
         progress: ServerProgress<'_>,
     ) -> Result<StartReport, EngineError> {
         let (state, row) = self.lifecycle().await?;
-        // A run keeps the target it started with, whatever its phase.
+        // A run keeps the target it started with, whatever its phase; a
+        // completed run's target is no constraint on the next run's.
         if let Some(asked) = self
             .target
-            .filter(|t| row.run.is_some() && *t != row.target)
+            .filter(|t| state.run().is_some() && *t != row.target)
         {
             return Err(EngineError::TargetChanged {
                 run: row.target,
@@ -53,12 +64,19 @@ impl Engine {
             });
         }
         match state {
-            Lifecycle::Legacy(legacy) => self.start_fresh(legacy, row, code_word, progress).await,
+            Lifecycle::Legacy(legacy) => {
+                self.start_fresh(Before::Legacy(legacy), row, code_word, progress)
+                    .await
+            }
+            Lifecycle::Completed(done) => {
+                self.start_fresh(Before::Completed(done), row, code_word, progress)
+                    .await
+            }
             Lifecycle::ServerPhase(_) | Lifecycle::AwaitingCertificates(_) => {
                 self.resume(row, progress).await
             }
             _ => Err(EngineError::WrongPhase {
-                expected: "the legacy phase (the migration is past its server phase or done)",
+                expected: "the legacy or completed phase (the migration is past its server phase)",
                 actual: row.phase,
             }),
         }
@@ -66,7 +84,7 @@ impl Engine {
 
     async fn start_fresh(
         &self,
-        legacy: Legacy,
+        before: Before,
         row: MigrationRow,
         code_word: &str,
         progress: ServerProgress<'_>,
@@ -80,13 +98,20 @@ impl Engine {
             .collect();
         let run = RunId::random();
         let target = self.target.unwrap_or_default();
-        let server = legacy.start(code_word, &blocking, run)?;
-        let step = Transition::between(&legacy, &server);
+        let step = match before {
+            Before::Legacy(legacy) => {
+                Transition::between(&legacy, &legacy.start(code_word, &blocking, run)?)
+            }
+            Before::Completed(done) => {
+                Transition::between(&done, &done.start(code_word, &blocking, run)?)
+            }
+        };
+        let again = matches!(before, Before::Completed(_));
         let aside = self.set_aside().await?;
         let blocked_ids: Vec<PrincipalId> = aside.blocked.iter().map(|p| p.id).collect();
         let audit = self.audit(
             "start",
-            serde_json::json!({ "run": run, "target": target, "blocked": blocked_ids.len(), "exempt": aside.exempt.len() }),
+            serde_json::json!({ "run": run, "target": target, "again": again, "previous_run": if again { row.run } else { None }, "blocked": blocked_ids.len(), "exempt": aside.exempt.len() }),
         );
         self.vault
             .start(

@@ -18,6 +18,7 @@ pub struct Model {
     pub vault_id: String,
     pub run_id: Option<String>,
     pub target: Option<String>,
+    pub previous_run: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

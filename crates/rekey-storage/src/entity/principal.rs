@@ -13,6 +13,7 @@ pub struct Model {
     pub custody: String,
     pub service: Option<String>,
     pub migration_state: String,
+    pub previous_migration_state: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,7 @@ mod m20261206_000007_guard_the_vault;
 mod m20261206_000008_login_verifiers;
 mod m20261206_000009_role_confirmations;
 mod m20261206_000010_run_target;
+mod m20261207_000011_migrate_again;
 
 /// Every schema migration of this build, oldest first.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000008_login_verifiers::Migration),
             Box::new(m20261206_000009_role_confirmations::Migration),
             Box::new(m20261206_000010_run_target::Migration),
+            Box::new(m20261207_000011_migrate_again::Migration),
         ]
     }
 }

@@ -75,6 +75,7 @@ pub(crate) fn principal_to(p: &Principal) -> principal::ActiveModel {
         custody: Set(p.custody.as_str().to_owned()),
         service: Set(p.service.map(|s| s.as_str().to_owned())),
         migration_state: Set(p.migration.as_str().to_owned()),
+        previous_migration_state: Set(None),
     }
 }
 
@@ -169,6 +170,14 @@ pub(crate) fn migration_from(m: migration::Model) -> Result<MigrationRow> {
                 .ok_or_else(|| Error::corrupt("run target", format!("unknown target {t:?}")))?,
             None => Target::default(),
         },
+        previous: m
+            .previous_run
+            .as_deref()
+            .map(|json| {
+                serde_json::from_str(json)
+                    .map_err(|e| Error::corrupt("previous run", e.to_string()))
+            })
+            .transpose()?,
     })
 }
 

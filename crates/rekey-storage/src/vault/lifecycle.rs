@@ -4,6 +4,7 @@ use super::convert::{audit_to, migration_from, non_migratable_to};
 use super::{BATCH_ROWS, Vault};
 use crate::entity::{
     audit, certificate, grant, key_pair, migration, non_migratable, principal, record,
+    role_confirmation,
 };
 use crate::error::{Error, Result, db};
 use rekey_core::Target;
@@ -11,7 +12,7 @@ use rekey_core::ids::{GrantId, PrincipalId, RecordId, RunId};
 use rekey_core::lifecycle::Transition;
 use rekey_core::model::{
     AuditEvent, GrantOrigin, KeyState, MigrationRow, MigrationState, NonMigratable, Phase,
-    PrincipalKind, RecordRow, Resolution,
+    PreviousRun, PrincipalKind, RecordRow, Resolution,
 };
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -73,10 +74,20 @@ impl Vault {
     }
 
     /// Starts the migration: persists `step` (`legacy` → `server_phase`,
-    /// as the core lifecycle allowed it) with compare-and-swap, sets every
-    /// principal pending except the given blocked and exempt ones, and
-    /// records who started it, when, the run and its target, and the
+    /// or `completed` → `server_phase` for a migrated vault migrating
+    /// again, as the core lifecycle allowed it) with compare-and-swap, sets
+    /// every principal pending except the given blocked and exempt ones,
+    /// and records who started it, when, the run and its target, and the
     /// snapshot of what must be migrated. One transaction.
+    ///
+    /// From `completed`, the previous migration's material becomes this
+    /// run's legacy material, in the same transaction: its key pairs
+    /// `current` → `legacy`, every grant flagged legacy (those it wrote
+    /// `migration` → `earlier`), each principal's state kept in
+    /// `previous_migration_state` and the completed run kept on the
+    /// migration row, so that [`Vault::abort`] can put back exactly the
+    /// completed vault. Refused if the completed vault still holds legacy
+    /// material (it cannot, unless written around the guard).
     #[allow(
         clippy::too_many_arguments,
         reason = "each is one fact the start transaction records; a struct would only rename them"
@@ -91,15 +102,23 @@ impl Vault {
         exempt: &[PrincipalId],
         audit: &AuditEvent,
     ) -> Result<MigrationRow> {
-        if (step.from(), step.to()) != (Phase::Legacy, Phase::ServerPhase) {
-            return Err(Error::WrongPhase {
-                phase: step.from(),
-                operation: "start the migration",
-            });
-        }
+        let again = match (step.from(), step.to()) {
+            (Phase::Legacy, Phase::ServerPhase) => false,
+            (Phase::Completed, Phase::ServerPhase) => true,
+            (from, _) => {
+                return Err(Error::WrongPhase {
+                    phase: from,
+                    operation: "start the migration",
+                });
+            }
+        };
         let txn = self.begin_migration_txn().await?;
+        let before = read_migration(&txn).await?;
         self.cas(&txn, step.from(), expected_version, step.to())
             .await?;
+        if again {
+            rebase_on_completed(&txn, before).await?;
+        }
         set_migration_states(&txn, blocked, exempt).await?;
         record_start(&txn, run, target, audit).await?;
         append(&txn, audit).await?;
@@ -133,11 +152,16 @@ impl Vault {
     }
 
     /// Aborts the migration: in one migration transaction, deletes every
-    /// key pair, grant and certificate the migration wrote and every
-    /// non-migratable entry, sets all principals pending again and the phase
-    /// back to `legacy` (compare-and-swap on `expected_version`). Legacy rows
-    /// were never modified, so the vault is exactly as before the start.
-    /// Refused once finalizing has begun.
+    /// key pair, grant and certificate the migration wrote, its
+    /// non-migratable entries and its role confirmations, sets all
+    /// principals pending again and the phase back to `legacy`
+    /// (compare-and-swap on `expected_version`). Legacy rows were never
+    /// modified, so the vault is exactly as before the start.
+    ///
+    /// A run that started from a completed vault goes back to that vault
+    /// instead: the legacy flags, `earlier` origins, key states, principal
+    /// states and the completed run's row are put back as they were, and
+    /// the phase is `completed` again. Refused once finalizing has begun.
     pub async fn abort(&self, expected_version: i64, audit: &AuditEvent) -> Result<MigrationRow> {
         let txn = self.begin_migration_txn().await?;
         let current = read_migration(&txn).await?;
@@ -150,8 +174,20 @@ impl Vault {
                 operation: "abort the migration",
             });
         }
-        self.cas(&txn, current.phase, expected_version, Phase::Legacy)
+        let back_to = if current.previous.is_some() {
+            Phase::Completed
+        } else {
+            Phase::Legacy
+        };
+        self.cas(&txn, current.phase, expected_version, back_to)
             .await?;
+        if let Some(run) = current.run {
+            role_confirmation::Entity::delete_many()
+                .filter(role_confirmation::Column::RunId.eq(run.to_string()))
+                .exec(&txn)
+                .await
+                .map_err(db("delete the run's role confirmations"))?;
+        }
         let new_pairs = key_pair::Entity::find()
             .select_only()
             .column(key_pair::Column::Id)
@@ -174,10 +210,26 @@ impl Vault {
             .exec(&txn)
             .await
             .map_err(db("delete the new key pairs"))?;
+        // This run's entries name grants that still exist; a completed
+        // run's entries name grants its finalize deleted, and stay.
         non_migratable::Entity::delete_many()
+            .filter(
+                non_migratable::Column::GrantId.in_subquery(sea_orm::QueryTrait::into_query(
+                    grant::Entity::find()
+                        .select_only()
+                        .column(grant::Column::Id),
+                )),
+            )
             .exec(&txn)
             .await
             .map_err(db("delete the non-migratable list"))?;
+        if let Some(previous) = current.previous.clone() {
+            restore_completed(&txn, previous).await?;
+            append(&txn, audit).await?;
+            let row = read_migration(&txn).await?;
+            self.commit_migration_txn(txn).await?;
+            return Ok(row);
+        }
         principal::Entity::update_many()
             .col_expr(
                 principal::Column::MigrationState,
@@ -388,6 +440,175 @@ async fn read_migration<C: ConnectionTrait>(conn: &C) -> Result<MigrationRow> {
     migration_from(row)
 }
 
+/// A start from `completed`: the completed migration's material becomes
+/// the new run's legacy material (see [`Vault::start`]).
+async fn rebase_on_completed(txn: &DatabaseTransaction, completed: MigrationRow) -> Result<()> {
+    let leftover = grant::Entity::find()
+        .select_only()
+        .column(grant::Column::Id)
+        .filter(grant::Column::Legacy.eq(true))
+        .limit(1)
+        .into_tuple::<String>()
+        .one(txn)
+        .await
+        .map_err(db("look for legacy grants"))?;
+    let leftover_keys = key_pair::Entity::find()
+        .select_only()
+        .column(key_pair::Column::Id)
+        .filter(key_pair::Column::State.ne(KeyState::Current.as_str()))
+        .limit(1)
+        .into_tuple::<String>()
+        .one(txn)
+        .await
+        .map_err(db("look for legacy key pairs"))?;
+    if leftover.is_some() || leftover_keys.is_some() {
+        return Err(Error::corrupt(
+            "completed vault",
+            "it still holds legacy grants or key pairs, which finalize deleted (a write around the guard?); nothing was changed",
+        ));
+    }
+    let run = completed
+        .run
+        .ok_or_else(|| Error::corrupt("migration row", "a completed vault without its run id"))?;
+    let previous = PreviousRun {
+        run,
+        target: completed.target,
+        started_at: completed.started_at,
+        started_by: completed.started_by,
+        snapshot: completed.snapshot,
+        previous: completed.previous.map(Box::new),
+    };
+    let json = serde_json::to_string(&previous)
+        .map_err(|e| Error::corrupt("previous run", e.to_string()))?;
+    migration::Entity::update_many()
+        .col_expr(migration::Column::PreviousRun, Expr::value(json))
+        .filter(migration::Column::Id.eq(1))
+        .exec(txn)
+        .await
+        .map_err(db("keep the completed run"))?;
+    principal::Entity::update_many()
+        .col_expr(
+            principal::Column::PreviousMigrationState,
+            Expr::col(principal::Column::MigrationState).into(),
+        )
+        .exec(txn)
+        .await
+        .map_err(db("keep the principals' states"))?;
+    grant::Entity::update_many()
+        .col_expr(
+            grant::Column::Origin,
+            Expr::value(GrantOrigin::Earlier.as_str()),
+        )
+        .filter(grant::Column::Origin.eq(GrantOrigin::Migration.as_str()))
+        .exec(txn)
+        .await
+        .map_err(db("mark the earlier migration's grants"))?;
+    grant::Entity::update_many()
+        .col_expr(grant::Column::Legacy, Expr::value(true))
+        .exec(txn)
+        .await
+        .map_err(db("flag the grants legacy"))?;
+    key_pair::Entity::update_many()
+        .col_expr(
+            key_pair::Column::State,
+            Expr::value(KeyState::Legacy.as_str()),
+        )
+        .exec(txn)
+        .await
+        .map_err(db("make the key pairs legacy"))?;
+    Ok(())
+}
+
+/// The inverse of [`rebase_on_completed`], after the run's own rows are
+/// gone: the completed vault exactly as it was.
+async fn restore_completed(txn: &DatabaseTransaction, previous: PreviousRun) -> Result<()> {
+    key_pair::Entity::update_many()
+        .col_expr(
+            key_pair::Column::State,
+            Expr::value(KeyState::Current.as_str()),
+        )
+        .filter(key_pair::Column::State.eq(KeyState::Legacy.as_str()))
+        .exec(txn)
+        .await
+        .map_err(db("make the key pairs current again"))?;
+    grant::Entity::update_many()
+        .col_expr(grant::Column::Legacy, Expr::value(false))
+        .exec(txn)
+        .await
+        .map_err(db("clear the legacy flags"))?;
+    grant::Entity::update_many()
+        .col_expr(
+            grant::Column::Origin,
+            Expr::value(GrantOrigin::Migration.as_str()),
+        )
+        .filter(grant::Column::Origin.eq(GrantOrigin::Earlier.as_str()))
+        .exec(txn)
+        .await
+        .map_err(db("restore the earlier migration's grants"))?;
+    principal::Entity::update_many()
+        .col_expr(
+            principal::Column::MigrationState,
+            Expr::col(principal::Column::PreviousMigrationState).into(),
+        )
+        .col_expr(
+            principal::Column::PreviousMigrationState,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(principal::Column::PreviousMigrationState.is_not_null())
+        .exec(txn)
+        .await
+        .map_err(db("restore the principals' states"))?;
+    let earlier = previous
+        .previous
+        .map(|p| serde_json::to_string(&*p))
+        .transpose()
+        .map_err(|e| Error::corrupt("previous run", e.to_string()))?;
+    let snapshot = previous.snapshot;
+    migration::Entity::update_many()
+        .col_expr(
+            migration::Column::StartedAt,
+            Expr::value(previous.started_at.map(|t| t.as_millis())),
+        )
+        .col_expr(
+            migration::Column::StartedBy,
+            Expr::value(previous.started_by),
+        )
+        .col_expr(
+            migration::Column::SnapshotUsers,
+            Expr::value(snapshot.map(|s| count_of(s.users))),
+        )
+        .col_expr(
+            migration::Column::SnapshotRoles,
+            Expr::value(snapshot.map(|s| count_of(s.roles))),
+        )
+        .col_expr(
+            migration::Column::SnapshotServices,
+            Expr::value(snapshot.map(|s| count_of(s.services))),
+        )
+        .col_expr(
+            migration::Column::SnapshotGrants,
+            Expr::value(snapshot.map(|s| count_of(s.grants))),
+        )
+        .col_expr(
+            migration::Column::RunId,
+            Expr::value(previous.run.to_string()),
+        )
+        .col_expr(
+            migration::Column::Target,
+            Expr::value(previous.target.name()),
+        )
+        .col_expr(migration::Column::PreviousRun, Expr::value(earlier))
+        .filter(migration::Column::Id.eq(1))
+        .exec(txn)
+        .await
+        .map_err(db("restore the completed run"))?;
+    Ok(())
+}
+
+fn count_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Every principal pending, except the blocked and the exempt ones.
 async fn set_migration_states(
     txn: &DatabaseTransaction,
@@ -455,7 +676,7 @@ async fn record_start(
         .filter(principal::Column::MigrationState.eq(MigrationState::Exempt.as_str()));
     let grants = grant::Entity::find()
         .filter(grant::Column::Legacy.eq(true))
-        .filter(grant::Column::Origin.eq(GrantOrigin::Legacy.as_str()))
+        .filter(grant::Column::Origin.ne(GrantOrigin::Migration.as_str()))
         .filter(
             grant::Column::RecipientId.not_in_subquery(sea_orm::QueryTrait::into_query(exempt_ids)),
         )

@@ -227,9 +227,23 @@ impl Vault {
         after: Option<GrantId>,
         limit: u64,
     ) -> Result<Vec<GrantRecord>> {
+        self.grants_page_where_legacy(principal, true, after, limit)
+            .await
+    }
+
+    /// One page of a principal's grants flagged legacy (`legacy`) or not,
+    /// ordered by id, starting after `after`: the pending ones, or (in a
+    /// completed vault) those a next migration would re-wrap.
+    pub async fn grants_page_where_legacy(
+        &self,
+        principal: PrincipalId,
+        legacy: bool,
+        after: Option<GrantId>,
+        limit: u64,
+    ) -> Result<Vec<GrantRecord>> {
         let mut q = grant::Entity::find()
             .filter(grant::Column::RecipientId.eq(principal.to_string()))
-            .filter(grant::Column::Legacy.eq(true));
+            .filter(grant::Column::Legacy.eq(legacy));
         if let Some(after) = after {
             q = q.filter(grant::Column::Id.gt(after.to_string()));
         }

@@ -191,9 +191,15 @@ fn grant_insert_sql(backend: DbBackend, rows: usize) -> &'static str {
 /// migration writes every new grant through here: the statement texts are
 /// built once and the values bound directly, without an active model and
 /// a query builder per row (about 1 % of a migration's CPU).
+///
+/// A grant is flagged legacy if its scheme is RSA or it is addressed to
+/// one of `legacy_to`: holders that have not migrated, whose grant is
+/// under their legacy key (in a second migration, an HPKE grant to the
+/// previous target's key) and goes when finalize deletes legacy material.
 pub(crate) async fn insert_grants<C: ConnectionTrait>(
     conn: &C,
     grants: &[&rekey_core::model::GrantRecord],
+    legacy_to: &std::collections::HashSet<rekey_core::ids::PrincipalId>,
     origin: rekey_core::model::GrantOrigin,
     context: &'static str,
 ) -> Result<()> {
@@ -212,7 +218,7 @@ pub(crate) async fn insert_grants<C: ConnectionTrait>(
                 kind.to_owned().into(),
                 subject.into(),
                 scheme.name().to_owned().into(),
-                scheme.is_legacy().into(),
+                (scheme.is_legacy() || legacy_to.contains(&g.recipient)).into(),
                 g.envelope.as_bytes().to_vec().into(),
                 origin.as_str().to_owned().into(),
                 g.created_at

@@ -42,12 +42,14 @@ pub struct MigrationWrite {
     /// New grants re-wrapped to the new keys.
     pub grants: Vec<GrantRecord>,
     /// Grants of a role's new private key to its members (HPKE to migrated
-    /// members, legacy RSA to members still pending).
+    /// members; to members still pending, under their legacy key and
+    /// flagged legacy).
     pub membership_grants: Vec<GrantRecord>,
     /// Grants that could not be decrypted.
     pub non_migratable: Vec<NonMigratable>,
-    /// Holders given a legacy (RSA) grant of a new key: they must still not
-    /// have migrated, or that grant would never be re-wrapped.
+    /// Holders given a grant of a new key under their legacy key: they must
+    /// still not have migrated, or that grant would never be re-wrapped.
+    /// Their grants are stored flagged legacy.
     pub pending_holders: Vec<PrincipalId>,
     /// Holders given an HPKE grant: they must still have this current key.
     pub current_keys: Vec<(PrincipalId, KeyPairId)>,
@@ -298,9 +300,12 @@ async fn write_rows(
         .iter()
         .chain(&write.membership_grants)
         .collect();
+    let legacy_to: std::collections::HashSet<PrincipalId> =
+        write.pending_holders.iter().copied().collect();
     insert_grants(
         txn,
         &grants,
+        &legacy_to,
         GrantOrigin::Migration,
         "insert the new grants",
     )
