@@ -244,7 +244,14 @@ fn second_migration(db: Backend) {
     assert_eq!(abort["phase"], "completed", "{abort}");
     let back = rt.block_on(vault.migration()).unwrap();
     assert_eq!(
-        (back.phase, back.run, back.target, back.started_at, back.snapshot, back.previous),
+        (
+            back.phase,
+            back.run,
+            back.target,
+            back.started_at,
+            back.snapshot,
+            back.previous
+        ),
         (
             completed_row.phase,
             completed_row.run,

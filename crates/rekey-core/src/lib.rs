@@ -33,7 +33,8 @@ pub use crypto::{PrivateKey, PublicKey};
 pub use envelope::{Envelope, Scheme};
 pub use error::{CryptoError, EnvelopeError};
 pub use grant::{
-    BatchSealer, GrantOpener, open_grant, seal_grant, seal_hybrid_grant, wrap_legacy_grant, wrap_to_pending_holder,
+    BatchSealer, GrantOpener, open_grant, seal_grant, seal_hybrid_grant, wrap_legacy_grant,
+    wrap_to_pending_holder,
 };
 pub use ids::{
     GrantBinding, GrantId, KeyBinding, KeyPairId, PrincipalId, RecordId, RunId, Subject, VaultId,

@@ -591,6 +591,27 @@ mod tests {
     }
 
     #[test]
+    fn a_completed_vault_starts_again_behind_the_same_guards() {
+        assert_eq!(
+            Completed.start("start", &[], run()),
+            Err(TransitionError::WrongCodeWord)
+        );
+        let err = Completed
+            .start("Start", &["legacy-data".into()], run())
+            .unwrap_err();
+        assert!(err.to_string().contains("legacy-data"), "{err}");
+        let server = Completed.start("Start", &[], run()).unwrap();
+        assert_eq!(server, ServerPhase { run: run() });
+        let step = Transition::between(&Completed, &server);
+        assert_eq!(
+            (step.from(), step.to()),
+            (Phase::Completed, Phase::ServerPhase)
+        );
+        // Its abort goes back to what was before the run, as any run's.
+        assert_eq!(server.abort(), BeforeRun);
+    }
+
+    #[test]
     fn blocking_checks_refuse_the_start_by_name() {
         let err = Legacy
             .start("Start", &["certificates".into()], run())

@@ -26,7 +26,8 @@ use support::{Harness, MAX_BUNDLE, Who, fixture_keys};
 /// package with a fixture key.
 fn stray_bundle(principal: PrincipalId) -> Vec<u8> {
     let key = rekey_core::PrivateKey::Rsa(
-        rekey_core::LegacyRsaPrivateKey::from_pkcs8_der(fixture_keys()[0].dangerous_pkcs8_der()).unwrap(),
+        rekey_core::LegacyRsaPrivateKey::from_pkcs8_der(fixture_keys()[0].dangerous_pkcs8_der())
+            .unwrap(),
     );
     let package = MigrationPackage {
         vault: VaultId::random(),

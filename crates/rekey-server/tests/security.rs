@@ -118,11 +118,7 @@ fn resigned(bytes: &[u8], principal: PrincipalId, key: &LegacyRsaPrivateKey) -> 
             .filter(|s| s.0 == principal && s.1 == legacy)
         {
             s.2 = key
-                .sign_pss(&signed_message(
-                    &body,
-                    SignatureKind::LegacyKey,
-                    principal,
-                ))
+                .sign_pss(&signed_message(&body, SignatureKind::LegacyKey, principal))
                 .unwrap();
             replaced += 1;
         }

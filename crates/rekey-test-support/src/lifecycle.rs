@@ -18,6 +18,10 @@ pub fn step(from: Phase, to: Phase) -> Transition {
             let next = Legacy::start(l, CODE_WORD, &[], run).expect("start");
             Transition::between(&l, &next)
         }
+        (Lifecycle::Completed(c), Phase::ServerPhase) => {
+            let next = c.start(CODE_WORD, &[], run).expect("start again");
+            Transition::between(&c, &next)
+        }
         (Lifecycle::ServerPhase(s), Phase::UserPhase) => {
             let next = s.server_keys_done(0, Vec::new()).expect("server keys done");
             Transition::between(&s, &next)

@@ -4,8 +4,8 @@
 use super::wire::{body_digest, signed_message_of_digest};
 use super::{Bundle, PrincipalPart, SignatureKind, SignedBundle};
 use crate::crypto::PublicKey;
-use crate::envelope::Scheme;
 use crate::crypto::target::Target;
+use crate::envelope::Scheme;
 use crate::ids::{GrantId, KeyPairId, PrincipalId, RunId, Subject, VaultId};
 use crate::model::MigrationState;
 use std::collections::{HashMap, HashSet};

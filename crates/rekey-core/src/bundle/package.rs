@@ -36,7 +36,8 @@
 use super::{Candidate, HolderKey, MigrationPackage, PackageLegacyKey, PendingGrant};
 use crate::crypto::target::{NewPublicKey, Target};
 use crate::{
-    Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, PublicKey, RunId, Subject, VaultId,
+    Envelope, GrantId, KeyPairId, LegacyRsaPublicKey, PrincipalId, PublicKey, RunId, Subject,
+    VaultId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

@@ -51,7 +51,9 @@ impl PrivateKey {
     ) -> Result<Self, crate::error::CryptoError> {
         match public.as_new() {
             None => rsa::LegacyRsaPrivateKey::from_pkcs8_der(bytes).map(PrivateKey::Rsa),
-            Some(new) => target::NewPrivateKey::from_bytes(new.target(), bytes).map(PrivateKey::from),
+            Some(new) => {
+                target::NewPrivateKey::from_bytes(new.target(), bytes).map(PrivateKey::from)
+            }
         }
     }
 

@@ -12,9 +12,7 @@ use rekey_core::model::{
     Timestamp,
 };
 use rekey_core::report::ApplyReport;
-use rekey_core::{
-    GrantId, KeyPairId, PrincipalId, PublicKey, RunId, Subject, Target, VaultId,
-};
+use rekey_core::{GrantId, KeyPairId, PrincipalId, PublicKey, RunId, Subject, Target, VaultId};
 use rekey_storage::{MigrationWrite, PrincipalMigration};
 use std::collections::{HashMap, HashSet};
 

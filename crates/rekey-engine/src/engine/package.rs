@@ -8,7 +8,7 @@ use rekey_core::model::{
     GrantRecord, KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind,
     ServiceKind, UserStatus,
 };
-use rekey_core::{NewPublicKey, PublicKey, PrincipalId, RunId, Target, VaultId};
+use rekey_core::{NewPublicKey, PrincipalId, PublicKey, RunId, Target, VaultId};
 use std::collections::HashMap;
 
 impl Engine {

@@ -4,8 +4,7 @@ use super::Engine;
 use crate::error::EngineError;
 use rekey_core::bundle::{BuildOptions, Unlock, build_bundle};
 use rekey_core::lifecycle::{
-    AwaitingCertificates, Completed, Legacy, Lifecycle, ServerPhase, Transition,
-    code_word_accepted,
+    AwaitingCertificates, Completed, Legacy, Lifecycle, ServerPhase, Transition, code_word_accepted,
 };
 use rekey_core::model::{
     Certificate, KeyPairRecord, KeyState, MigrationRow, MigrationState, Phase, Principal,

@@ -636,6 +636,99 @@ contract_test!(abort_restores_the_legacy_vault, |t| {
     ));
 });
 
+/// Everything a principal's rows say, for comparing a vault with itself.
+async fn rows_of(vault: &Vault, p: PrincipalId) -> (MigrationState, Vec<rekey_core::model::KeyPairRecord>, Vec<GrantRecord>) {
+    let state = vault.principal(p).await.unwrap().unwrap().migration;
+    let mut grants = vault.grants_to(p).await.unwrap();
+    grants.sort_by_key(|g| g.id);
+    (state, vault.key_pairs(p).await.unwrap(), grants)
+}
+
+/// A first run to the end (every principal migrated, finalized, completed).
+async fn complete_a_run(vault: &Vault, who: &[PrincipalId]) {
+    start_user_phase(vault).await;
+    for p in who {
+        let pending = all_pending(vault, *p).await;
+        vault.apply(&write_set(*p, &pending)).await.unwrap();
+    }
+    let m = vault.migration().await.unwrap();
+    let m = vault
+        .transition(step(Phase::UserPhase, Phase::Finalizing), m.version, &audit("finalize"))
+        .await
+        .unwrap();
+    while vault.delete_legacy_batch(100).await.unwrap() > 0 {}
+    vault
+        .transition(step(Phase::Finalizing, Phase::Completed), m.version, &audit("done"))
+        .await
+        .unwrap();
+}
+
+contract_test!(a_completed_vault_migrates_again_and_aborts_to_itself, |t| {
+    let vault = t.vault().await;
+    let f = fixture(3, 10);
+    vault.seed(&f.data, 1000).await.unwrap();
+    let who: Vec<PrincipalId> = f.users.iter().map(|u| u.id).chain([f.role.id]).collect();
+    complete_a_run(&vault, &who).await;
+    let completed = vault.migration().await.unwrap();
+    let mut before = Vec::new();
+    for p in &who {
+        before.push(rows_of(&vault, *p).await);
+    }
+    assert!(all_pending(&vault, f.users[0].id).await.is_empty());
+
+    // The next run: the completed run's keys and grants become legacy.
+    let m = vault
+        .start(step(Phase::Completed, Phase::ServerPhase), completed.version, RunId::random(), Target::HpkeMlKem768X25519, &[], &[], &audit("start again"))
+        .await
+        .unwrap();
+    assert_eq!(m.previous.as_ref().map(|p| (p.run, p.target)), Some((completed.run.unwrap(), Target::HpkeP256)));
+    assert_eq!(m.snapshot.unwrap().grants, 40, "every grant is to re-wrap");
+    for p in &who {
+        let pending = all_pending(&vault, *p).await;
+        assert_eq!(pending.len(), 10, "the completed run's grants are pending");
+        assert!(pending.iter().all(|g| g.origin == rekey_core::model::GrantOrigin::Earlier));
+        let kps = vault.key_pairs(*p).await.unwrap();
+        assert!(kps.iter().all(|k| k.state == rekey_core::model::KeyState::Legacy));
+    }
+    let m = vault
+        .transition(step(Phase::ServerPhase, Phase::UserPhase), m.version, &audit("server_done"))
+        .await
+        .unwrap();
+    // user 0 migrates; the role's new KEK goes to user 1, still pending,
+    // as an HPKE grant under its legacy key: stored flagged legacy.
+    let pending = all_pending(&vault, f.users[0].id).await;
+    vault.apply(&write_set(f.users[0].id, &pending)).await.unwrap();
+    let role_pending = all_pending(&vault, f.role.id).await;
+    let mut ws = write_set(f.role.id, &role_pending);
+    ws.membership_grants.push(GrantRecord {
+        id: GrantId::random(),
+        recipient: f.users[1].id,
+        subject: rekey_core::ids::Subject::PrivateKey(ws.key_pairs[0].id),
+        envelope: hpke_envelope(3),
+        origin: rekey_core::model::GrantOrigin::Migration,
+        created_at: None,
+    });
+    ws.pending_holders.push(f.users[1].id);
+    vault.apply(&ws).await.unwrap();
+    assert_eq!(all_pending(&vault, f.users[1].id).await.len(), 11, "the pending holder's HPKE grant is pending");
+
+    let back = vault.abort(m.version, &audit("abort")).await.unwrap();
+    assert_eq!(back.phase, Phase::Completed);
+    assert_eq!(
+        (back.run, back.target, back.started_at, back.started_by.clone(), back.snapshot, back.previous.clone()),
+        (completed.run, completed.target, completed.started_at, completed.started_by.clone(), completed.snapshot, completed.previous.clone())
+    );
+    for (p, rows) in who.iter().zip(&before) {
+        assert_eq!(&rows_of(&vault, *p).await, rows, "{p}: rows as the completed vault had them");
+    }
+    // Abort from completed is refused; the vault is writable again.
+    assert!(matches!(vault.abort(back.version, &audit("again")).await.unwrap_err(), Error::WrongPhase { .. }));
+    vault
+        .put_record(&RecordRow { id: RecordId::random(), ciphertext: vec![9; 40] })
+        .await
+        .unwrap();
+});
+
 contract_test!(finalize_removes_legacy_material_in_batches, |t| {
     let vault = t.vault().await;
     let f = fixture(2, 30);
