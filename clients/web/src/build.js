@@ -3,13 +3,19 @@
 // target (P-256, P-521 or hybrid), re-wrap every grant in one batch of the
 // target's scheme, migrate the candidates (roles) it can open, give every
 // holder the candidates' new KEKs, encode, sign.
+//
+// The legacy keys are RSA before a vault's first migration. When a migrated
+// vault migrates again they are the keys of the previous run's target: the
+// legacy grants are then that target's HPKE grants (opened under their
+// binding), signature kind 1 is ECDSA made as the new key's, and a pending
+// holder gets its KEK single-shot in its key's HPKE scheme.
 
 import { RekeyError, checkAborted } from './errors.js';
 import { concat, equalBytes, randomBytes, randomUuid, toHex, uuidToBytes, wipe } from './bytes.js';
-import { generateNewKey, signWithNewKey } from './keys.js';
-import { loadXWing, TARGET_NAMES, unsupportedTarget } from './target.js';
-import { header, isLegacyScheme, parseEnvelope, SCHEME } from './envelope.js';
-import { BatchSealer } from './hpke.js';
+import { generateNewKey, newKeyOfBytes, signWithNewKey, wipeNewKey } from './keys.js';
+import { kemPublicKey, loadXWing, TARGET_NAMES, targetOfScheme, unsupportedTarget } from './target.js';
+import { header, isHpkeScheme, isLegacyScheme, parseEnvelope, SCHEME } from './envelope.js';
+import { BatchSealer, GrantOpener, sealGrant } from './hpke.js';
 import { deriveKek, unwrapPrivateKey, wrapPrivateKey } from './kek.js';
 import { RsaPrivateKey } from './rsa.js';
 import { encodeBody, encodeSignedBundle, NON_MIGRATABLE, SIGNATURE_KIND, signedMessageOfDigest } from './bundle.js';
@@ -18,7 +24,10 @@ import { sha256 } from './kdf.js';
 /**
  * Legacy grants a login has opened, kept across its rebuilds (PROTOCOL
  * §10.2): an entry is reused only for the same grant id with the same
- * envelope bytes (compared by SHA-256). `wipe()` zeroes every secret.
+ * envelope bytes, subject and recipient (compared by SHA-256; an HPKE grant
+ * of an earlier migration opens only under its binding, so a later package
+ * naming the same bytes for another subject or recipient opens them again).
+ * `wipe()` zeroes every secret.
  */
 export class OpenedGrants {
   constructor() {
@@ -29,16 +38,22 @@ export class OpenedGrants {
     return this._map.size;
   }
 
-  async get(grant) {
-    const entry = this._map.get(grant.id.text);
-    if (!entry) return null;
-    return equalBytes(entry.digest, await sha256(grant.envelope)) ? entry.secret.slice() : null;
+  static async _digest(grant, recipient) {
+    const subject = grant.subjectId?.bytes ?? new Uint8Array(0);
+    return sha256(concat(Uint8Array.of(grant.subjectKind ?? 0), subject, recipient ?? new Uint8Array(0), grant.envelope));
   }
 
-  async put(grant, secret) {
+  /** The secret opened earlier for `grant` addressed to `recipient` (16 bytes, optional), or null. */
+  async get(grant, recipient) {
+    const entry = this._map.get(grant.id.text);
+    if (!entry) return null;
+    return equalBytes(entry.digest, await OpenedGrants._digest(grant, recipient)) ? entry.secret.slice() : null;
+  }
+
+  async put(grant, secret, recipient) {
     const old = this._map.get(grant.id.text);
     if (old) wipe(old.secret);
-    this._map.set(grant.id.text, { digest: await sha256(grant.envelope), secret: secret.slice() });
+    this._map.set(grant.id.text, { digest: await OpenedGrants._digest(grant, recipient), secret: secret.slice() });
   }
 
   wipe() {
@@ -66,19 +81,77 @@ async function mapLimit(items, limit, fn) {
 const CONCURRENCY = 8;
 
 /**
- * Opens one legacy grant with `key` (PROTOCOL §6.2): `{secret}` or
- * `{reason}` (a NON_MIGRATABLE byte).
+ * A part's unlocked legacy key, whatever its kind:
+ * - `canOpen(scheme)`: whether a grant of `scheme` is one this key opens
+ *   (RSA-OAEP `01`–`03` for RSA; the single or batch HPKE scheme of the
+ *   key's own target for a key of an earlier migration);
+ * - `opener(vault, recipient)`: `{open(env, grant), wipe()}` for the
+ *   grants of one principal (HPKE grants are bound to the vault, the
+ *   principal whose pending grant it is, and the subject);
+ * - `sign(message)`: signature kind 1 (PROTOCOL §8): RSA-PSS, or ECDSA
+ *   exactly as a new key of that kind signs (a hybrid key's P-256 half);
+ * - `forget()`.
  */
-async function openLegacy(key, grant) {
+function rsaLegacyKey(rsa) {
+  return {
+    canOpen: isLegacyScheme,
+    opener: () => ({ open: (env) => rsa.decrypt(env.scheme, env.ciphertext), wipe() {} }),
+    sign: (message) => rsa.signPss(message),
+    forget: () => rsa.forget(),
+  };
+}
+
+function earlierLegacyKey(key) {
+  return {
+    canOpen: (scheme) => isHpkeScheme(scheme) && targetOfScheme(scheme) === key.target,
+    opener: (vault, recipient) => {
+      const opener = new GrantOpener(key.recipient, vault, recipient);
+      return { open: (env, g) => opener.open(env, g.subjectKind, g.subjectId.bytes), wipe: () => opener.wipe() };
+    },
+    sign: (message) => signWithNewKey(key, message),
+    forget: () => wipeNewKey(key),
+  };
+}
+
+/**
+ * The legacy private key of `legacy` (a package legacy key) from its
+ * unwrapped bytes: PKCS#8 RSA, or the private bytes of its earlier target.
+ * Answers `{key}` or `{mismatch: true}` when its public half is not the
+ * package's; throws when the bytes do not parse.
+ */
+async function legacyKeyOfBytes(legacy, bytes) {
+  if (!legacy.target) {
+    const rsa = await RsaPrivateKey.fromPkcs8(bytes);
+    if (!legacy.publicKey.matches(rsa)) {
+      rsa.forget();
+      return { mismatch: true };
+    }
+    return { key: rsaLegacyKey(rsa) };
+  }
+  const key = await newKeyOfBytes(legacy.target, bytes);
+  if (!equalBytes(key.publicKey, legacy.publicKey)) {
+    wipeNewKey(key);
+    return { mismatch: true };
+  }
+  return { key: earlierLegacyKey(key) };
+}
+
+/**
+ * Opens one legacy grant with `key` through `opener` (PROTOCOL §6.2):
+ * `{secret}` or `{reason}` (a NON_MIGRATABLE byte): not an envelope →
+ * malformed; a scheme the key cannot open → not legacy; does not open →
+ * could not decrypt.
+ */
+async function openLegacy(key, opener, grant) {
   let env;
   try {
     env = parseEnvelope(grant.envelope);
   } catch {
     return { reason: NON_MIGRATABLE.MALFORMED_ENVELOPE };
   }
-  if (!isLegacyScheme(env.scheme)) return { reason: NON_MIGRATABLE.NOT_LEGACY };
+  if (!key.canOpen(env.scheme)) return { reason: NON_MIGRATABLE.NOT_LEGACY };
   try {
-    return { secret: await key.decrypt(env.scheme, env.ciphertext) };
+    return { secret: await opener.open(env, grant) };
   } catch {
     return { reason: NON_MIGRATABLE.COULD_NOT_DECRYPT };
   }
@@ -107,14 +180,24 @@ export async function checkTargets(pkg, targets = TARGET_NAMES) {
   if (!Array.isArray(targets) || targets.some((t) => !TARGET_NAMES.includes(t))) {
     throw new RekeyError('bad_argument', `targets must list names among ${TARGET_NAMES.join(', ')}`);
   }
+  // Every kind of key the build may touch: the run's target, the migrated
+  // holders' keys (sealed to), and in a vault migrating again the legacy
+  // keys of the previous target (opened, signed with, sealed to).
   const needed = new Map([[pkg.target.name, pkg.target]]);
+  const whose = new Map([[pkg.target.name, 'the vault migrates to it']]);
+  const need = (t, why) => {
+    if (!t || needed.has(t.name)) return;
+    needed.set(t.name, t);
+    whose.set(t.name, why);
+  };
+  need(pkg.legacyKey?.target, 'the account\'s legacy key is of it');
   for (const c of pkg.candidates) {
-    for (const h of c.holders) if (h.state === 'migrated') needed.set(h.target.name, h.target);
+    need(c.legacyKey?.target, 'the legacy key of a role is of it');
+    for (const h of c.holders) need(h.target, 'a holder of a role has a key of it');
   }
   for (const t of needed.values()) {
     if (!targets.includes(t.name)) {
-      const whose = t === pkg.target ? 'the vault migrates to it' : 'a holder of a role has a key of it';
-      throw unsupportedTarget(t.name, `${whose}, and this client was set up to accept ${targets.join(', ') || 'no target'}`);
+      throw unsupportedTarget(t.name, `${whose.get(t.name)}, and this client was set up to accept ${targets.join(', ') || 'no target'}`);
     }
     if (t.hybrid) await loadXWing();
   }
@@ -149,23 +232,32 @@ async function unlockOwn(pkg, kek) {
   if (wrapped.scheme !== SCHEME.AES256GCM_KEK) {
     throw new RekeyError('package_refused', 'the account\'s wrapped private key is not an aes256gcm-kek envelope');
   }
-  let der;
+  let bytes;
   try {
-    der = await unwrapPrivateKey(kek, pkg.vault.bytes, pkg.principal.bytes, pkg.legacyKey.id.bytes, wrapped);
+    bytes = await unwrapPrivateKey(kek, pkg.vault.bytes, pkg.principal.bytes, pkg.legacyKey.id.bytes, wrapped);
   } catch {
     throw new RekeyError('wrong_password', 'the password does not unlock this account\'s key', {
       hint: 'check the password; the server accepted the login, so the vault\'s key for this account may be damaged',
     });
   }
   try {
-    const key = await RsaPrivateKey.fromPkcs8(der);
+    // PKCS#8 RSA, or (a vault migrating again) the previous target's
+    // private bytes, as this client wraps a new key.
+    let out;
+    try {
+      out = await legacyKeyOfBytes(pkg.legacyKey, bytes);
+    } catch (e) {
+      if (e.code === 'unsupported_target') throw e;
+      const kind = pkg.legacyKey.target ? `a ${pkg.legacyKey.target.name} private key` : 'an RSA PKCS#8 key';
+      throw new RekeyError('package_refused', `the account's unlocked legacy key is not ${kind}`, { cause: e });
+    }
     // PROTOCOL §5.6 item 6: the unlocked key must be the package's public key.
-    if (!pkg.legacyKey.publicKey.matches(key)) {
+    if (out.mismatch) {
       throw new RekeyError('package_refused', 'the unlocked legacy key does not match the package\'s public key');
     }
-    return key;
+    return out.key;
   } finally {
-    wipe(der);
+    wipe(bytes);
   }
 }
 
@@ -173,20 +265,21 @@ async function unlockCandidate(c, vault, kek) {
   const wrapped = c.legacyKey.wrappedPrivate;
   if (!wrapped) return { skip: 'its legacy private key is not in the package' };
   if (wrapped.scheme !== SCHEME.AES256GCM_KEK) return { skip: 'its wrapped private key is not an aes256gcm-kek envelope' };
-  let der;
+  let bytes;
   try {
-    der = await unwrapPrivateKey(kek, vault, c.principal.bytes, c.legacyKey.id.bytes, wrapped);
+    bytes = await unwrapPrivateKey(kek, vault, c.principal.bytes, c.legacyKey.id.bytes, wrapped);
   } catch {
     return { skip: 'its legacy private key does not decrypt' };
   }
   try {
-    const key = await RsaPrivateKey.fromPkcs8(der);
-    if (!c.legacyKey.publicKey.matches(key)) return { skip: 'its legacy private key does not match its public key' };
-    return { key };
-  } catch {
+    const out = await legacyKeyOfBytes(c.legacyKey, bytes);
+    if (out.mismatch) return { skip: 'its legacy private key does not match its public key' };
+    return { key: out.key };
+  } catch (e) {
+    if (e.code === 'unsupported_target') throw e;
     return { skip: 'its legacy private key does not parse' };
   } finally {
-    wipe(der);
+    wipe(bytes);
   }
 }
 
@@ -207,23 +300,30 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
     const ownKey = await unlockOwn(pkg, kek);
     legacyKeys.push(ownKey);
 
-    // Opens a principal's pending grants with its RSA key, reusing what
-    // earlier attempts opened; re-wraps them in one batch to `sealer`.
-    const rewrapAll = async (key, grants, sealer, heldKeks) => {
-      const results = await mapLimit(grants, CONCURRENCY, async (g) => {
-        checkAborted(signal);
-        let secret = await opened.get(g);
-        let out;
-        if (secret) {
-          out = { secret };
-        } else {
-          out = await openLegacy(key, g);
-          if (out.secret) await opened.put(g, out.secret);
-        }
-        tick();
-        if (out.secret) secrets.push(out.secret);
-        return out;
-      });
+    // Opens the pending grants of `owner` (the principal they are
+    // addressed to) with its legacy key, reusing what earlier attempts
+    // opened; re-wraps them in one batch to `sealer`.
+    const rewrapAll = async (key, owner, grants, sealer, heldKeks) => {
+      const opener = key.opener(vault, owner.bytes);
+      let results;
+      try {
+        results = await mapLimit(grants, CONCURRENCY, async (g) => {
+          checkAborted(signal);
+          let secret = await opened.get(g, owner.bytes);
+          let out;
+          if (secret) {
+            out = { secret };
+          } else {
+            out = await openLegacy(key, opener, g);
+            if (out.secret) await opened.put(g, out.secret, owner.bytes);
+          }
+          tick();
+          if (out.secret) secrets.push(out.secret);
+          return out;
+        });
+      } finally {
+        opener.wipe();
+      }
       const rewrapped = [];
       const nonMigratable = [];
       for (let i = 0; i < grants.length; i++) {
@@ -251,7 +351,7 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
     const own = await newKeyPair(target, vault, me.bytes, kek);
     const ownSealer = await BatchSealer.create(target, own.publicKey, vault, me.bytes);
     const heldKeks = new Map(); // legacy or new key pair id (text) -> KEK bytes
-    const ownGrants = await rewrapAll(ownKey, pkg.pendingGrants, ownSealer, heldKeks);
+    const ownGrants = await rewrapAll(ownKey, me, pkg.pendingGrants, ownSealer, heldKeks);
     const parts = [
       {
         principal: me,
@@ -306,7 +406,7 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
         secrets.push(newKek);
         const keys = await newKeyPair(target, vault, c.principal.bytes, newKek);
         const sealer = await BatchSealer.create(target, keys.publicKey, vault, c.principal.bytes);
-        const grants = await rewrapAll(unlocked.key, c.pendingGrants, sealer, heldKeks);
+        const grants = await rewrapAll(unlocked.key, c.principal, c.pendingGrants, sealer, heldKeks);
         // The holder grants (§6.6): subject = the candidate's new key pair.
         const holderGrants = [];
         for (const h of c.holders) {
@@ -319,6 +419,13 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
           } else if (h.state === 'migrated') {
             holderKeyPair = h.keyPair.bytes;
             envelope = await (await sealerForMigrated(h)).seal(0x02, keys.id, newKek);
+          } else if (h.target) {
+            // A pending holder whose legacy key is of an earlier migration:
+            // single-shot HPKE in that key's scheme (`10`, `12`, `14`),
+            // bound to (vault, the holder, the candidate's new key pair).
+            holderKeyPair = h.keyPair.bytes;
+            const pkR = kemPublicKey(h.target, h.publicKey);
+            envelope = await sealGrant(h.target.singleScheme, pkR, vault, h.principal.bytes, 0x02, keys.id, newKek);
           } else {
             holderKeyPair = h.keyPair.bytes;
             envelope = concat(header(SCHEME.RSA_OAEP_SHA256), await h.publicKey.encryptOaepSha256(newKek));
@@ -368,9 +475,11 @@ async function buildWithKek(pkg, kek, { opened = new OpenedGrants(), onProgress 
     const digest = await sha256(body);
     const signatures = [];
     for (const p of parts) {
-      const rsaMsg = signedMessageOfDigest(digest, SIGNATURE_KIND.LEGACY_RSA_PSS, p.principal.bytes);
+      // Kind 1 by the legacy key (RSA-PSS, or ECDSA for a key of an earlier
+      // migration), kind 2 by the new key (§8).
+      const legacyMsg = signedMessageOfDigest(digest, SIGNATURE_KIND.LEGACY_KEY, p.principal.bytes);
       const ecMsg = signedMessageOfDigest(digest, SIGNATURE_KIND.NEW_KEY_ECDSA, p.principal.bytes);
-      signatures.push({ principal: p.principal.bytes, kind: SIGNATURE_KIND.LEGACY_RSA_PSS, bytes: await p.legacy.signPss(rsaMsg) });
+      signatures.push({ principal: p.principal.bytes, kind: SIGNATURE_KIND.LEGACY_KEY, bytes: await p.legacy.sign(legacyMsg) });
       signatures.push({ principal: p.principal.bytes, kind: SIGNATURE_KIND.NEW_KEY_ECDSA, bytes: await signWithNewKey(p.keys.key, ecMsg) });
     }
     const bytes = encodeSignedBundle(body, signatures);

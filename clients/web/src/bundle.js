@@ -12,7 +12,8 @@
 //       grants: [{ replaces, subjectKind (1 | 2), subjectId, envelope }],
 //       nonMigratable: [{ grant, reason (1 | 2 | 3) }],
 //       holderGrants: [{ holder, holderKeyPair, envelope }] }] }
-// Signatures: [{ principal, kind (1 RSA-PSS | 2 ECDSA), bytes }].
+// Signatures: [{ principal, kind (1 legacy key: RSA-PSS, or ECDSA for a key
+//   of an earlier migration | 2 new key: ECDSA), bytes }].
 
 import { RekeyError } from './errors.js';
 import { concat, equalBytes, Reader, u16, u32, utf8 } from './bytes.js';
@@ -24,7 +25,9 @@ import { sha256 } from './kdf.js';
 export const MAGIC = utf8('rekey-bundle');
 export const VERSION = 0x01;
 export const SIGNATURE_LABEL = utf8('rekey/v1/bundle-signature');
-export const SIGNATURE_KIND = Object.freeze({ LEGACY_RSA_PSS: 0x01, NEW_KEY_ECDSA: 0x02 });
+// Kind 1 is by the part's legacy key: RSA-PSS for an RSA key, ECDSA (as kind
+// 2) for a key of an earlier migration; LEGACY_RSA_PSS is its former name.
+export const SIGNATURE_KIND = Object.freeze({ LEGACY_KEY: 0x01, LEGACY_RSA_PSS: 0x01, NEW_KEY_ECDSA: 0x02 });
 export const NON_MIGRATABLE = Object.freeze({ MALFORMED_ENVELOPE: 0x01, COULD_NOT_DECRYPT: 0x02, NOT_LEGACY: 0x03 });
 
 // Smallest encodings of each repeated item (PROTOCOL §7.7).

@@ -39,13 +39,13 @@ function keyPair(value, where) {
   const k = object(value, ['id', 'owner', 'state', 'public_key', 'wrapped_private'], where);
   if (k.state !== 'legacy' && k.state !== 'current') throw refuse(`${where}.state is neither legacy nor current`);
   const publicKey = hex(k.public_key, `${where}.public_key`);
-  let target = null;
-  if (k.state === 'current') {
-    // Its kind told by its length (FORMAT §3.2): a P-256 or P-521 point, or a hybrid key.
-    target = targetOfPublicKey(publicKey);
-    if (!target || !isValidPublicKey(target, publicKey)) {
-      throw refuse(`${where}.public_key is not an uncompressed P-256 or P-521 point nor a hybrid key`);
-    }
+  // Its kind told by its length (FORMAT §3.2): a P-256 or P-521 point, or a
+  // hybrid key. A legacy pair is RSA (SPKI) unless it is such a key: the key
+  // of an earlier migration, in a vault migrating again.
+  let target = targetOfPublicKey(publicKey);
+  if (target && !isValidPublicKey(target, publicKey)) target = null;
+  if (k.state === 'current' && !target) {
+    throw refuse(`${where}.public_key is not an uncompressed P-256 or P-521 point nor a hybrid key`);
   }
   const wrapped = k.wrapped_private === null ? null : envelope(k.wrapped_private, `${where}.wrapped_private`);
   if (wrapped && wrapped.scheme !== SCHEME.AES256GCM_KEK) throw refuse(`${where}.wrapped_private is not an aes256gcm-kek envelope`);
@@ -115,8 +115,9 @@ export function parseRoleChecks(input, expected) {
 }
 
 /**
- * A key pair's private key unwrapped under `kek` (raw bytes): `{rsa}` for a
- * legacy pair, `{newKey}` (keys.js) for a current one. Null when it does not
+ * A key pair's private key unwrapped under `kek` (raw bytes): `{rsa}` for an
+ * RSA legacy pair, `{newKey}` (keys.js) for a current one or a legacy one
+ * of an earlier migration. Null when it does not
  * unwrap or parse; `unsupported_target` when a hybrid key's X-Wing code does
  * not load.
  */
@@ -129,7 +130,7 @@ async function unlock(kp, vault, kek) {
     return null;
   }
   try {
-    if (kp.state === 'legacy') return { rsa: await RsaPrivateKey.fromPkcs8(bytes) };
+    if (!kp.target) return { rsa: await RsaPrivateKey.fromPkcs8(bytes) };
     return { newKey: await newKeyOfBytes(kp.target, bytes) };
   } catch (e) {
     if (e.code === 'unsupported_target') throw e;
@@ -187,8 +188,8 @@ async function roleKey(check, vault, holder, holderKeys, kp) {
         if (kek.length !== 32) continue;
         const k = await unlock(kp, vault, kek);
         if (!k) continue;
-        if (kp.state === 'current' && !equalBytes(k.newKey.publicKey, kp.publicKey)) {
-          throw new RekeyError('role_broken', "the role's new private key does not match its public key");
+        if (k.newKey && !equalBytes(k.newKey.publicKey, kp.publicKey)) {
+          throw new RekeyError('role_broken', `the role's ${kp.state === 'current' ? 'new' : 'legacy'} private key does not match its public key`);
         }
         return k;
       } finally {
@@ -250,6 +251,7 @@ export async function confirmRole(checks, check, kek) {
       if (secret) wipe(secret);
       if (opens) throw broken(`a grant declared unreadable opens: ${g.subjectName} ${g.subjectId.text}`);
     }
+    if (legacy.newKey) wipeNewKey(legacy.newKey);
   }
   const message = receiptMessage(vault, checks.run.bytes, check.role.bytes, check.roleCurrent.id.bytes, holder.bytes, checked);
   // ECDSA by the new key (a hybrid key signs with its P-256 half, FORMAT §8).

@@ -8,10 +8,10 @@
 // suites and an X-Wing key pair of `xwingKeyPair` for the X-Wing suite.
 
 import { RekeyError } from './errors.js';
-import { concat, randomBytes, u16, u8, utf8, bytesToBigInt, wipe } from './bytes.js';
+import { concat, randomBytes, toHex, u16, u8, utf8, bytesToBigInt, wipe } from './bytes.js';
 import { CURVES, checkPoint, generateKeyPair, keyPairOfScalar } from './ec.js';
 import { aesGcmOpen, aesGcmSeal, aesKey, hkdfExpand, hkdfExtract, hmacKey } from './kdf.js';
-import { header } from './envelope.js';
+import { header, isBatchScheme } from './envelope.js';
 import { kemPublicKey, loadXWing, targetOfCurve } from './target.js';
 
 const subtle = () => globalThis.crypto.subtle;
@@ -335,5 +335,51 @@ export async function openGrant(env, recipient, vault, recipientId, subjectKind,
     return await ctx.open(env.header, env.ciphertext);
   } finally {
     ctx.wipe();
+  }
+}
+
+/**
+ * Opens many grants sealed to one recipient key pair (single or batch form
+ * of its suite), all addressed to `recipientId` in `vault`, each bound to its
+ * subject: a batch's decapsulation is done once per `enc` and its context
+ * reused for the batch's other grants, as rekey's GrantOpener does (a vault
+ * migrating again opens its previous run's batch grants this way). `wipe()`
+ * zeroes the cached contexts.
+ */
+export class GrantOpener {
+  constructor(recipient, vault, recipientId) {
+    this.recipient = recipient;
+    this.vault = vault;
+    this.recipientId = recipientId;
+    this._batches = new Map(); // scheme:enc (hex) -> Promise<Context>
+    this._contexts = [];
+  }
+
+  /** The secret of a parsed envelope of scheme `10`–`15` for the subject; throws when it does not open. */
+  async open(env, subjectKind, subjectId) {
+    if (!isBatchScheme(env.scheme)) return openGrant(env, this.recipient, this.vault, this.recipientId, subjectKind, subjectId);
+    const key = `${env.scheme}:${toHex(env.enc)}`;
+    let pending = this._batches.get(key);
+    if (!pending) {
+      const suite = suiteOfScheme(env.scheme);
+      pending = setupBaseR(suite, env.enc, this.recipient, batchInfo(env.scheme, this.vault, this.recipientId)).then((ctx) => {
+        this._contexts.push(ctx);
+        return ctx;
+      });
+      this._batches.set(key, pending);
+    }
+    const ctx = await pending;
+    const grantKey = await ctx.export(grantKeyContext(subjectKind, subjectId), 32);
+    try {
+      return await aesGcmOpen(grantKey, env.nonce, env.header, env.ciphertext);
+    } finally {
+      wipe(grantKey);
+    }
+  }
+
+  wipe() {
+    for (const ctx of this._contexts) ctx.wipe();
+    this._contexts = [];
+    this._batches.clear();
   }
 }

@@ -21,5 +21,5 @@ export {
 } from './bundle.js';
 export { parseEnvelope, SCHEME } from './envelope.js';
 export { deriveKek, wrapPrivateKey, unwrapPrivateKey } from './kek.js';
-export { BatchSealer, openBatchGrant, sealGrant, openGrant } from './hpke.js';
+export { BatchSealer, GrantOpener, openBatchGrant, sealGrant, openGrant } from './hpke.js';
 export { toHex, fromHex, uuidToBytes, bytesToUuid } from './bytes.js';

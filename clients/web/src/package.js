@@ -27,9 +27,32 @@ function rsaKey(spki, where) {
   }
 }
 
+// A legacy public key (PROTOCOL §5): RSA (`public_key_spki`) before a vault's
+// first migration; when a migrated vault migrates again, the key of the
+// previous run's target (`target` and `public_key`, given as a migrated
+// holder's). Exactly one of the two forms. Checks the members of `value`
+// (`base` and those of its form) and answers `{k, key}`: the checked object
+// and `{target: null, spki, publicKey: RsaPublicKey}` or `{target,
+// publicKey: bytes}`.
+function legacyPublicKey(value, base, where) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw refuse(`${where} is not an object`);
+  const hasRsa = Object.hasOwn(value, 'public_key_spki');
+  const hasNew = Object.hasOwn(value, 'target') || Object.hasOwn(value, 'public_key');
+  if (hasRsa && hasNew) {
+    throw refuse(`${where} has both an RSA key (public_key_spki) and a key of an earlier migration (target, public_key)`);
+  }
+  if (!hasRsa && !hasNew) throw refuse(`${where} has no public key (public_key_spki, or target and public_key)`);
+  const k = object(value, [...base, ...(hasRsa ? ['public_key_spki'] : ['target', 'public_key'])], where);
+  if (hasRsa) {
+    const spki = hex(k.public_key_spki, `${where}.public_key_spki`);
+    return { k, key: { target: null, spki, publicKey: rsaKey(spki, `${where}.public_key_spki`) } };
+  }
+  const t = target(k.target, `${where}.target`);
+  return { k, key: { target: t, publicKey: newPublicKey(t, k.public_key, `${where}.public_key`) } };
+}
+
 function legacyKey(value, where) {
-  const k = object(value, ['id', 'public_key_spki', 'wrapped_private'], where);
-  const spki = hex(k.public_key_spki, `${where}.public_key_spki`);
+  const { k, key } = legacyPublicKey(value, ['id', 'wrapped_private'], where);
   let wrappedPrivate = null;
   if (k.wrapped_private !== null) {
     const bytes = hex(k.wrapped_private, `${where}.wrapped_private`);
@@ -39,7 +62,7 @@ function legacyKey(value, where) {
       throw refuse(`${where}.wrapped_private is not a valid envelope`);
     }
   }
-  return { id: id(k.id, `${where}.id`), spki, publicKey: rsaKey(spki, `${where}.public_key_spki`), wrappedPrivate };
+  return { id: id(k.id, `${where}.id`), ...key, wrappedPrivate };
 }
 
 function pendingGrants(value, where) {
@@ -69,35 +92,42 @@ function target(value, where) {
   return t;
 }
 
+// A public key of target `t` (hex): a migrated holder's, or a legacy key of
+// an earlier migration.
+function newPublicKey(t, value, where) {
+  const publicKey = hex(value, where);
+  if (!isValidPublicKey(t, publicKey)) {
+    throw refuse(
+      t.hybrid
+        ? `${where} is not a hybrid key (1,281 bytes: a valid ML-KEM-768 key, an X25519 key, a P-256 point)`
+        : `${where} is not an uncompressed ${t.curve.webName} point`,
+    );
+  }
+  return publicKey;
+}
+
 function holder(value, where) {
   if (value === null || typeof value !== 'object') throw refuse(`${where} is not an object`);
   if (value.state === 'migrated') {
     const h = object(value, ['state', 'principal', 'key_pair', 'target', 'public_key'], where);
     const t = target(h.target, `${where}.target`);
-    const publicKey = hex(h.public_key, `${where}.public_key`);
-    if (!isValidPublicKey(t, publicKey)) {
-      throw refuse(
-        t.hybrid
-          ? `${where}.public_key is not a hybrid key (1,281 bytes: a valid ML-KEM-768 key, an X25519 key, a P-256 point)`
-          : `${where}.public_key is not an uncompressed ${t.curve.webName} point`,
-      );
-    }
     return {
       state: 'migrated',
       principal: id(h.principal, `${where}.principal`),
       keyPair: id(h.key_pair, `${where}.key_pair`),
       target: t,
-      publicKey,
+      publicKey: newPublicKey(t, h.public_key, `${where}.public_key`),
     };
   }
   if (value.state === 'pending') {
-    const h = object(value, ['state', 'principal', 'key_pair', 'public_key_spki'], where);
-    const spki = hex(h.public_key_spki, `${where}.public_key_spki`);
+    // Its legacy key: RSA, or a key of an earlier migration (its KEK is then
+    // sealed to it single-shot in that key's scheme).
+    const { k: h, key } = legacyPublicKey(value, ['state', 'principal', 'key_pair'], where);
     return {
       state: 'pending',
       principal: id(h.principal, `${where}.principal`),
       keyPair: id(h.key_pair, `${where}.key_pair`),
-      publicKey: rsaKey(spki, `${where}.public_key_spki`),
+      ...key,
     };
   }
   throw refuse(`${where}.state is neither migrated nor pending`);
@@ -109,7 +139,10 @@ function holder(value, where) {
  * given. Answers the checked package with every id as `{text, bytes}`, the
  * target and each migrated holder's target as TARGETS entries, keys parsed,
  * wrapped private keys parsed as envelopes, and the pending grants'
- * envelopes as raw bytes. A package of any known target parses; whether
+ * envelopes as raw bytes. A legacy key (the account's, a candidate's, a
+ * pending holder's) has `target: null`, `spki` and `publicKey` (an
+ * RsaPublicKey) when it is RSA, or, in a vault migrating again, `target` (a
+ * TARGETS entry, the earlier run's) and `publicKey` (its bytes). A package of any known target parses; whether
  * this client can build for it is the builder's question (`unsupported_target`).
  */
 export function parsePackage(input, expected) {

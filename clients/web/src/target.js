@@ -2,11 +2,14 @@
 // new key pair a package asks for and the batch scheme of every grant
 // sealed to such a key.
 //
-// | target                 | new key pair          | grants | key kind byte | public key |
-// |------------------------|-----------------------|--------|---------------|------------|
-// | `hpke-p256`            | P-256                 | `11`   | `01`          | 65-byte SEC1 point |
-// | `hpke-p521`            | P-521                 | `13`   | `02`          | 133-byte SEC1 point |
-// | `hpke-mlkem768-x25519` | X-Wing + P-256 signer | `15`   | `03`          | 1,281 bytes: X-Wing key (1,216) ‖ P-256 point (65) |
+// | target                 | new key pair          | grants | single | key kind byte | public key |
+// |------------------------|-----------------------|--------|--------|---------------|------------|
+// | `hpke-p256`            | P-256                 | `11`   | `10`   | `01`          | 65-byte SEC1 point |
+// | `hpke-p521`            | P-521                 | `13`   | `12`   | `02`          | 133-byte SEC1 point |
+// | `hpke-mlkem768-x25519` | X-Wing + P-256 signer | `15`   | `14`   | `03`          | 1,281 bytes: X-Wing key (1,216) ‖ P-256 point (65) |
+//
+// `single` is the single-shot scheme (FORMAT §3) of a grant to a holder
+// still pending when its legacy key is of an earlier migration's target.
 //
 // Everything here is pure JavaScript and loads nothing: the X-Wing code
 // (and its packages) is loaded only when a hybrid key is used (xwing.js).
@@ -28,6 +31,7 @@ export const TARGETS = Object.freeze({
     name: 'hpke-p256',
     keyByte: 0x01,
     scheme: 0x11,
+    singleScheme: 0x10,
     publicKeyLen: CURVES.p256.pointLen,
     curve: CURVES.p256,
     signingCurve: CURVES.p256,
@@ -37,6 +41,7 @@ export const TARGETS = Object.freeze({
     name: 'hpke-p521',
     keyByte: 0x02,
     scheme: 0x13,
+    singleScheme: 0x12,
     publicKeyLen: CURVES.p521.pointLen,
     curve: CURVES.p521,
     signingCurve: CURVES.p521,
@@ -46,6 +51,7 @@ export const TARGETS = Object.freeze({
     name: 'hpke-mlkem768-x25519',
     keyByte: 0x03,
     scheme: 0x15,
+    singleScheme: 0x14,
     publicKeyLen: HYBRID_PUBLIC_KEY_LEN,
     curve: null,
     signingCurve: CURVES.p256,

@@ -48,13 +48,13 @@ import {
   signedMessageOfDigest,
   SIGNATURE_KIND,
 } from '../src/bundle.js';
-import { parsePackage } from '../src/package.js';
-import { buildBundle, OpenedGrants } from '../src/build.js';
+import { parsePackage, SUBJECT_KIND } from '../src/package.js';
+import { buildBundle, checkTargets, OpenedGrants } from '../src/build.js';
 import { migrateWithMasterSecret, RekeyApi } from '../src/client.js';
 import { confirmRoles, parseRoleChecks, receiptMessage } from '../src/confirm.js';
 import { RekeyError } from '../src/errors.js';
 import { generateNewKey, newKeyOfBytes, signWithNewKey, verifyNewKeySignature } from '../src/keys.js';
-import { isValidMlKem768Key, isValidPublicKey, TARGETS } from '../src/target.js';
+import { isValidMlKem768Key, isValidPublicKey, kemPublicKey, TARGETS } from '../src/target.js';
 import { deriveXWingSeed, xwingDecapsulate, xwingEncapsulate, xwingKeyPair } from '../src/xwing.js';
 import { shake256 } from '@noble/hashes/sha3.js';
 
@@ -1824,4 +1824,451 @@ describe('one vault of a server of several vaults', () => {
     assert.throws(() => new RekeyApi({ server: 'http://h/v1/vaults/Berlin!' }), (e) => e.code === 'bad_argument');
     assert.throws(() => new RekeyApi({ server: 'http://h/v1/vaults/' }), (e) => e.code === 'bad_argument');
   });
+});
+
+// ---------------------------------------------------------------------------
+// A migrated vault migrating again (e.g. P-256, then the hybrid target): the
+// legacy keys are the previous run's target's, named in the package by
+// `target` and `public_key`; their private keys are wrapped as a new key's;
+// the legacy grants are that target's HPKE grants (batch and single-shot),
+// bound to (vault, recipient, subject); signature kind 1 is ECDSA made as
+// kind 2; a pending holder gets its KEK single-shot in its key's scheme.
+
+/** A key of target `T` as a previous run left it: private bytes, the key (keys.js), the public key. */
+async function earlierKey(T) {
+  const { privateBytes } = await generateNewKey(T);
+  const key = await newKeyOfBytes(T, privateBytes);
+  return { bytes: privateBytes, key, publicKey: key.publicKey };
+}
+
+const againFixtures = new Map();
+
+/** The package of an account whose vault migrated to `fromName` once and now migrates to `toName`. */
+async function againFixture(fromName, toName) {
+  const cacheKey = `${fromName}>${toName}`;
+  if (againFixtures.has(cacheKey)) return againFixtures.get(cacheKey);
+  const F = TARGETS[fromName];
+  const ids = () => {
+    const t = randomUuid();
+    return { t, b: uuidToBytes(t) };
+  };
+  const [vault, run, user, userKp, role, roleKp, other, otherKp, migrated, migratedKp, pending, pendingKp, rsaPending, rsaPendingKp] =
+    Array.from({ length: 14 }, ids);
+  const [userKey, roleKey, otherKey, pendingKey] = await Promise.all([1, 2, 3, 4].map(() => earlierKey(F)));
+  const migratedKey = await earlierKey(TARGETS[toName]); // a fellow member migrated in this run already
+  const rsaPendingRsa = await rsaKeyPair(); // a member still on RSA (blocked in the first run, say)
+  const master = randomBytes(32);
+  const userKek = await deriveKek(master, vault.b, user.b);
+  const roleKek = randomBytes(32);
+  const otherKek = randomBytes(32);
+  const secrets = new Map();
+  const entry = (g, kind, subject, env) => ({ id: g.t, subject: { kind, id: subject }, envelope: toHex(env) });
+  // One batch (FORMAT §4) of the previous run to `k`, addressed to `recipient`.
+  const batchTo = async (k, recipient) => {
+    const sealer = await BatchSealer.create(F, k.publicKey, vault.b, recipient.b);
+    return async (kind, subject, secret = randomBytes(32)) => {
+      const g = ids();
+      secrets.set(g.t, secret);
+      return entry(g, kind, subject, await sealer.seal(SUBJECT_KIND[kind], uuidToBytes(subject), secret));
+    };
+  };
+  // A single-shot grant (FORMAT §3) to `k`; `sealedSubject` is what it is bound to.
+  const singleTo = async (k, recipient, kind, subject, secret = randomBytes(32), sealedSubject = subject) => {
+    const g = ids();
+    secrets.set(g.t, secret);
+    const env = await sealGrant(F.singleScheme, kemPublicKey(F, k.publicKey), vault.b, recipient.b, SUBJECT_KIND[kind], uuidToBytes(sealedSubject), secret);
+    return entry(g, kind, subject, env);
+  };
+  const userBatchA = await batchTo(userKey, user);
+  const userBatchB = await batchTo(userKey, user);
+  const elsewhere = await batchTo(userKey, other); // to the account's key, bound to another recipient
+  const otherTarget = Object.values(TARGETS).find((t) => t !== F);
+  const otherPrefix = { 0x11: 65 + 12, 0x13: 133 + 12, 0x15: 1120 + 12 }[otherTarget.scheme];
+  const userGrants = [
+    await userBatchA('record_key', randomUuid()),
+    await userBatchA('record_key', randomUuid()),
+    await userBatchA('private_key', roleKp.t, roleKek),
+    await userBatchB('record_key', randomUuid()),
+    await singleTo(userKey, user, 'record_key', randomUuid()),
+    { id: randomUuid(), subject: { kind: 'record_key', id: randomUuid() }, envelope: '726b01' }, // malformed
+    // not legacy: RSA-OAEP, and HPKE of another target, neither opens with this key
+    { id: randomUuid(), subject: { kind: 'record_key', id: randomUuid() }, envelope: toHex(concat(Uint8Array.of(0x72, 0x6b, 0x01, 0x02), randomBytes(256))) },
+    {
+      id: randomUuid(),
+      subject: { kind: 'record_key', id: randomUuid() },
+      envelope: toHex(concat(Uint8Array.of(0x72, 0x6b, 0x01, otherTarget.scheme), randomBytes(otherPrefix + 16 + 32))),
+    },
+    // could not decrypt: bound to another recipient; bound to another subject
+    await elsewhere('record_key', randomUuid()),
+    await singleTo(userKey, user, 'record_key', randomUuid(), randomBytes(32), randomUuid()),
+  ];
+  const roleBatch = await batchTo(roleKey, role);
+  const roleGrants = [
+    await roleBatch('record_key', randomUuid()),
+    await roleBatch('record_key', randomUuid()),
+    await roleBatch('record_key', randomUuid()),
+    await singleTo(roleKey, role, 'record_key', randomUuid()),
+  ];
+  const legacyKey = async (kp, owner, kek, k) => ({
+    id: kp.t,
+    target: fromName,
+    public_key: toHex(k.publicKey),
+    wrapped_private: toHex(await wrapPrivateKey(kek, vault.b, owner.b, kp.b, k.bytes)),
+  });
+  const pendingHolder = (who, kp, k) => ({ state: 'pending', principal: who.t, key_pair: kp.t, target: fromName, public_key: toHex(k.publicKey) });
+  const json = {
+    format: 'rekey-package/2',
+    vault: vault.t,
+    run: run.t,
+    principal: user.t,
+    target: toName,
+    legacy_key: await legacyKey(userKp, user, userKek, userKey),
+    pending_grants: userGrants,
+    candidates: [
+      {
+        principal: other.t,
+        legacy_key: await legacyKey(otherKp, other, otherKek, otherKey),
+        pending_grants: [await (await batchTo(otherKey, other))('record_key', randomUuid())],
+        holders: [pendingHolder(user, userKp, userKey)],
+      },
+      {
+        principal: role.t,
+        legacy_key: await legacyKey(roleKp, role, roleKek, roleKey),
+        pending_grants: roleGrants,
+        holders: [
+          { state: 'migrated', principal: migrated.t, key_pair: migratedKp.t, target: toName, public_key: toHex(migratedKey.publicKey) },
+          pendingHolder(user, userKp, userKey),
+          pendingHolder(pending, pendingKp, pendingKey),
+          { state: 'pending', principal: rsaPending.t, key_pair: rsaPendingKp.t, public_key_spki: toHex(rsaPendingRsa.spki) },
+        ],
+      },
+    ],
+  };
+  const f = {
+    F,
+    T: TARGETS[toName],
+    json,
+    master,
+    vault,
+    run,
+    user,
+    userKp,
+    userKey,
+    role,
+    roleKp,
+    roleKey,
+    roleKek,
+    other,
+    migrated,
+    migratedKp,
+    migratedKey,
+    pending,
+    pendingKp,
+    pendingKey,
+    rsaPending,
+    rsaPendingRsa,
+    secrets,
+    userGrants,
+    roleGrants,
+    batchTo,
+  };
+  againFixtures.set(cacheKey, f);
+  return f;
+}
+
+const AGAIN = [
+  ['hpke-p256', 'hpke-mlkem768-x25519'],
+  ['hpke-p256', 'hpke-p521'],
+  ['hpke-mlkem768-x25519', 'hpke-p256'],
+  ['hpke-p521', 'hpke-p256'],
+];
+
+describe('a migrated vault migrates again', () => {
+  for (const [from, to] of AGAIN) {
+    test(`${from} → ${to}: legacy grants opened under their binding, kind 1 by the earlier key, pending holders in its single-shot scheme`, async () => {
+      const f = await againFixture(from, to);
+      const { F, T } = f;
+      const pkg = parsePackage(JSON.stringify(f.json), { principal: f.user.t, vault: f.vault.t });
+      assert.equal(pkg.legacyKey.target, F);
+      assert.deepEqual(pkg.legacyKey.publicKey, f.userKey.publicKey);
+      assert.equal(pkg.candidates[1].holders[2].target, F);
+      assert.equal(pkg.candidates[1].holders[3].target, null, 'an RSA pending holder beside them');
+      const built = await buildBundle(pkg, f.master);
+      assert.deepEqual(built.report.principals, [f.user.t, f.role.t]);
+      assert.deepEqual(built.report.skipped.map((x) => x.principal), [f.other.t]);
+      assert.equal(built.report.rewrapped, 5 + 4);
+      assert.equal(built.report.nonMigratable, 5);
+      assert.equal(built.report.holderGrants, 4);
+
+      const { body, bundle, signatures } = parseBundle(built.bytes);
+      assert.deepEqual(encodeSignedBundle(encodeBody(bundle), signatures), built.bytes);
+      const [mine, role] = bundle.parts;
+      assert.deepEqual(mine.legacyKeyPair, f.userKp.b);
+      assert.deepEqual(role.legacyKeyPair, f.roleKp.b);
+      assert.equal(mine.target, to);
+
+      // Kind 1: ECDSA by the earlier key over the §8 message with kind byte
+      // 1 (P-256 for P-256 and hybrid keys, P-521 for P-521); kind 2 by the new key.
+      const digest = new Uint8Array(await subtle.digest('SHA-256', body));
+      const legacyPublic = [f.userKey.publicKey, f.roleKey.publicKey];
+      assert.deepEqual(signatures.map((x) => x.kind), [1, 2, 1, 2]);
+      for (const [i, part] of bundle.parts.entries()) {
+        const [byLegacy, byNew] = signatures.slice(2 * i, 2 * i + 2);
+        assert.deepEqual(byLegacy.principal, part.principal);
+        assert.equal(byLegacy.bytes.length, F.signingCurve.sigLen);
+        const m1 = signedMessageOfDigest(digest, 1, part.principal);
+        const m2 = signedMessageOfDigest(digest, 2, part.principal);
+        assert.equal(m1[25], 1);
+        assert.ok(await verifyNewKeySignature(F, legacyPublic[i], m1, byLegacy.bytes), 'kind 1 verifies with the legacy key');
+        assert.equal(await verifyNewKeySignature(F, legacyPublic[i], m2, byLegacy.bytes), false, 'over the kind 1 message only');
+        assert.ok(await verifyNewKeySignature(T, part.publicKey, m2, byNew.bytes));
+      }
+
+      // The account's grants: re-wrapped to its new key, each to its secret.
+      const kek = await deriveKek(f.master, f.vault.b, f.user.b);
+      const myKey = await newKeyOfBytes(T, await unwrapPrivateKey(kek, f.vault.b, f.user.b, mine.newKeyPair, mine.wrappedPrivate));
+      assert.deepEqual(myKey.publicKey, mine.publicKey);
+      const open = (env, key, recipient, kind, subject) => openBatchGrant(parseEnvelope(env), key, f.vault.b, recipient, kind, subject);
+      assert.equal(mine.grants.length, 5);
+      for (const g of mine.grants) {
+        assert.equal(g.envelope[3], T.scheme);
+        assert.deepEqual(await open(g.envelope, myKey.recipient, f.user.b, g.subjectKind, g.subjectId), f.secrets.get(bytesToUuid(g.replaces)));
+      }
+      const reasons = new Map(mine.nonMigratable.map((n) => [bytesToUuid(n.grant), n.reason]));
+      assert.deepEqual(
+        f.userGrants.slice(5).map((g) => reasons.get(g.id)),
+        [1, 3, 3, 2, 2],
+        'malformed; RSA and another target\'s HPKE not legacy; another recipient\'s and another subject\'s binding could not decrypt',
+      );
+
+      // Holders of the role's new KEK.
+      const byHolder = new Map(role.holderGrants.map((g) => [bytesToUuid(g.holder), g]));
+      const own = byHolder.get(f.user.t);
+      assert.deepEqual(own.holderKeyPair, mine.newKeyPair, 'the account under its new key');
+      const newKek = await open(own.envelope, myKey.recipient, f.user.b, 2, role.newKeyPair);
+      const viaMigrated = byHolder.get(f.migrated.t);
+      assert.equal(viaMigrated.envelope[3], T.scheme);
+      assert.deepEqual(await open(viaMigrated.envelope, f.migratedKey.key.recipient, f.migrated.b, 2, role.newKeyPair), newKek);
+      // The pending holder of the earlier target: single-shot (10, 12, 14)
+      // to its legacy key, bound to (vault, holder, the role's new key pair).
+      const viaPending = byHolder.get(f.pending.t);
+      assert.deepEqual(viaPending.holderKeyPair, f.pendingKp.b);
+      assert.equal(viaPending.envelope[3], F.singleScheme);
+      const pendingEnv = parseEnvelope(viaPending.envelope);
+      assert.deepEqual(await openGrant(pendingEnv, f.pendingKey.key.recipient, f.vault.b, f.pending.b, 2, role.newKeyPair), newKek);
+      await assert.rejects(openGrant(pendingEnv, f.pendingKey.key.recipient, f.vault.b, f.user.b, 2, role.newKeyPair));
+      await assert.rejects(openGrant(pendingEnv, f.pendingKey.key.recipient, f.vault.b, f.pending.b, 2, f.roleKp.b));
+      // The RSA pending holder: RSA-OAEP-SHA256 as before.
+      const viaRsa = byHolder.get(f.rsaPending.t);
+      assert.equal(viaRsa.envelope[3], 0x02);
+      assert.deepEqual(await (await RsaPrivateKey.fromPkcs8(f.rsaPendingRsa.pkcs8)).decrypt(2, viaRsa.envelope.subarray(4)), newKek);
+
+      // The role: its legacy key unlocked with the KEK the account's grant
+      // carried; its grants (batch and single-shot) re-wrapped.
+      const roleNew = await newKeyOfBytes(T, await unwrapPrivateKey(newKek, f.vault.b, f.role.b, role.newKeyPair, role.wrappedPrivate));
+      assert.deepEqual(roleNew.publicKey, role.publicKey);
+      assert.equal(role.grants.length, 4);
+      for (const g of role.grants) {
+        assert.deepEqual(await open(g.envelope, roleNew.recipient, f.role.b, g.subjectKind, g.subjectId), f.secrets.get(bytesToUuid(g.replaces)));
+      }
+    });
+  }
+
+  test('a rebuild reuses the opened HPKE grants, not for another subject', async () => {
+    const f = await againFixture('hpke-p256', 'hpke-mlkem768-x25519');
+    const pkg = parsePackage(f.json, { principal: f.user.t });
+    const opened = new OpenedGrants();
+    const a = await buildBundle(pkg, f.master, { opened });
+    assert.equal(opened.size, 5 + 4);
+    const b = await buildBundle(pkg, f.master, { opened });
+    assert.equal(b.report.rewrapped, a.report.rewrapped);
+    assert.equal(b.report.nonMigratable, 5);
+    // The same grant id and bytes, now named for another record: the
+    // secret kept from the first build is not reused, the binding refuses.
+    const moved = clone(f.json);
+    moved.pending_grants[0].subject.id = randomUuid();
+    const c = await buildBundle(parsePackage(moved, { principal: f.user.t }), f.master, { opened });
+    assert.equal(c.report.rewrapped, a.report.rewrapped - 1);
+    assert.equal(c.report.nonMigratable, 6);
+    const mine = parseBundle(c.bytes).bundle.parts[0];
+    assert.deepEqual(
+      mine.nonMigratable.filter((n) => bytesToUuid(n.grant) === moved.pending_grants[0].id).map((n) => n.reason),
+      [2],
+    );
+    opened.wipe();
+    assert.equal(opened.size, 0);
+  });
+
+  test('unlocking: a wrong password, a key not the package\'s, bytes not of the target; a candidate\'s mismatch is skipped', async () => {
+    const f = await againFixture('hpke-p256', 'hpke-mlkem768-x25519');
+    const pkg = parsePackage(f.json, { principal: f.user.t });
+    await assert.rejects(buildBundle(pkg, randomBytes(32)), { code: 'wrong_password' });
+    // The package names another P-256 key than the one the password unlocks.
+    const swapped = clone(f.json);
+    swapped.legacy_key.public_key = toHex(f.pendingKey.publicKey);
+    await assert.rejects(buildBundle(parsePackage(swapped, { principal: f.user.t }), f.master), { code: 'package_refused' });
+    // The wrapped bytes are a P-256 scalar; the package calls the key hybrid.
+    const hybrid = await earlierKey(HYBRID);
+    const relabelled = clone(f.json);
+    relabelled.legacy_key.target = HYBRID.name;
+    relabelled.legacy_key.public_key = toHex(hybrid.publicKey);
+    await assert.rejects(buildBundle(parsePackage(relabelled, { principal: f.user.t }), f.master), /not a hpke-mlkem768-x25519 private key/);
+    // An RSA key's PKCS#8 under the KEK where the package names a P-256 key.
+    const rsa = await rsaKeyPair();
+    const notEc = clone(f.json);
+    notEc.legacy_key.wrapped_private = toHex(await wrapPrivateKey(await deriveKek(f.master, f.vault.b, f.user.b), f.vault.b, f.user.b, f.userKp.b, rsa.pkcs8));
+    await assert.rejects(buildBundle(parsePackage(notEc, { principal: f.user.t }), f.master), { code: 'package_refused' });
+    // The role's legacy key does not match: the role is left to another member.
+    const roleSwapped = clone(f.json);
+    roleSwapped.candidates[1].legacy_key.public_key = toHex(f.pendingKey.publicKey);
+    const built = await buildBundle(parsePackage(roleSwapped, { principal: f.user.t }), f.master);
+    assert.deepEqual(built.report.principals, [f.user.t]);
+    assert.ok(built.report.skipped.some((x) => x.principal === f.role.t && /does not match/.test(x.reason)));
+  });
+
+  test('a legacy key of a target the caller does not accept is unsupported_target', async () => {
+    const f = await againFixture('hpke-mlkem768-x25519', 'hpke-p256');
+    const pkg = parsePackage(f.json, { principal: f.user.t });
+    await assert.rejects(checkTargets(pkg, ['hpke-p256']), (e) => e.code === 'unsupported_target' && /legacy key/.test(e.message));
+    await assert.rejects(buildBundle(pkg, f.master, { targets: ['hpke-p256', 'hpke-p521'] }), { code: 'unsupported_target' });
+    await checkTargets(pkg, ['hpke-p256', 'hpke-mlkem768-x25519']);
+  });
+
+  test('package refusals: both forms, neither, half a form, a key not of its stated target', async () => {
+    const f = await againFixture('hpke-p256', 'hpke-mlkem768-x25519');
+    const hybrid = toHex((await earlierKey(HYBRID)).publicKey);
+    const p256 = f.json.legacy_key.public_key;
+    const spki = f.json.candidates[1].holders[3].public_key_spki;
+    const places = {
+      'legacy_key': (j) => j.legacy_key,
+      'candidate legacy_key': (j) => j.candidates[1].legacy_key,
+      'pending holder': (j) => j.candidates[1].holders[2],
+    };
+    const mutations = {
+      'both forms': (k) => (k.public_key_spki = spki),
+      'both forms, the RSA one first': (k) => {
+        const { target, public_key } = k;
+        delete k.target;
+        delete k.public_key;
+        Object.assign(k, { public_key_spki: spki, target, public_key });
+      },
+      'neither form': (k) => {
+        delete k.target;
+        delete k.public_key;
+      },
+      'target without public_key': (k) => delete k.public_key,
+      'public_key without target': (k) => delete k.target,
+      'spki with target only': (k) => {
+        delete k.public_key;
+        k.public_key_spki = spki;
+      },
+      'public_key null': (k) => (k.public_key = null),
+      'target null': (k) => (k.target = null),
+      'unknown target': (k) => (k.target = 'hpke-p384'),
+      'a P-256 point named a hybrid key': (k) => (k.target = HYBRID.name),
+      'a P-256 point named a P-521 key': (k) => (k.target = 'hpke-p521'),
+      'a hybrid key named a P-256 key': (k) => (k.public_key = hybrid),
+      'a point off the curve': (k) => (k.public_key = p256.slice(0, -2) + (p256.endsWith('00') ? '01' : '00')),
+      'a compressed point': (k) => (k.public_key = '02' + p256.slice(2, 66)),
+      'an RSA SPKI as public_key': (k) => (k.public_key = spki),
+      'an EC point as public_key_spki': (k) => {
+        k.public_key_spki = k.public_key;
+        delete k.target;
+        delete k.public_key;
+      },
+      'uppercase hex': (k) => (k.public_key = k.public_key.toUpperCase()),
+      'the former curve member': (k) => (k.curve = 'p256'),
+    };
+    for (const [place, at] of Object.entries(places)) {
+      for (const [name, mutate] of Object.entries(mutations)) {
+        const j = clone(f.json);
+        mutate(at(j));
+        assert.throws(() => parsePackage(JSON.stringify(j), { principal: f.user.t }), { code: 'package_refused' }, `${place}: ${name}`);
+      }
+    }
+    const j = clone(f.json);
+    j.legacy_key.public_key_spki = spki;
+    assert.throws(() => parsePackage(j, { principal: f.user.t }), /has both an RSA key/);
+    delete j.legacy_key.public_key_spki;
+    delete j.legacy_key.target;
+    delete j.legacy_key.public_key;
+    assert.throws(() => parsePackage(j, { principal: f.user.t }), /has no public key/);
+    // The fixture itself, and a hybrid legacy key, are accepted.
+    assert.ok(parsePackage(f.json, { principal: f.user.t }));
+    const h2 = (await againFixture('hpke-mlkem768-x25519', 'hpke-p256')).json;
+    assert.equal(parsePackage(h2, { principal: h2.principal }).legacyKey.publicKey.length, 1281);
+  });
+
+  for (const [from, to] of [['hpke-p256', 'hpke-mlkem768-x25519'], ['hpke-mlkem768-x25519', 'hpke-p256']]) {
+    test(`${from} → ${to}: a pending member of the earlier target confirms the role, and a falsely disowned grant is caught`, async () => {
+      const f = await againFixture(from, to);
+      const { F, T } = f;
+      const built = await buildBundle(parsePackage(f.json, { principal: f.user.t }), f.master);
+      const role = built.bundle.parts[1];
+      const viaPending = role.holderGrants.find((g) => equalBytes(g.holder, f.pending.b));
+      const pendingMaster = randomBytes(32);
+      const pendingKek = await deriveKek(pendingMaster, f.vault.b, f.pending.b);
+      const records = [];
+      const roleGrants = [];
+      for (const g of role.grants) {
+        const secret = f.secrets.get(bytesToUuid(g.replaces));
+        records.push({ id: bytesToUuid(g.subjectId), ciphertext: toHex(await sealRecord(secret, f.vault.b, g.subjectId, utf8('a note'))) });
+        roleGrants.push({ id: randomUuid(), recipient: f.role.t, subject: { kind: 'record_key', id: bytesToUuid(g.subjectId) }, envelope: toHex(g.envelope) });
+      }
+      const roleLegacy = f.json.candidates[1].legacy_key;
+      const json = {
+        format: 'rekey-role-checks/1',
+        vault: f.vault.t,
+        run: f.run.t,
+        holder: f.pending.t,
+        roles: [
+          {
+            role: f.role.t,
+            // The member's legacy key: the earlier target's, state legacy.
+            holder_keys: [
+              {
+                id: f.pendingKp.t,
+                owner: f.pending.t,
+                state: 'legacy',
+                public_key: toHex(f.pendingKey.publicKey),
+                wrapped_private: toHex(await wrapPrivateKey(pendingKek, f.vault.b, f.pending.b, f.pendingKp.b, f.pendingKey.bytes)),
+              },
+            ],
+            role_current: { id: bytesToUuid(role.newKeyPair), owner: f.role.t, state: 'current', public_key: toHex(role.publicKey), wrapped_private: toHex(role.wrappedPrivate) },
+            role_legacy: { id: roleLegacy.id, owner: f.role.t, state: 'legacy', public_key: roleLegacy.public_key, wrapped_private: roleLegacy.wrapped_private },
+            holder_grants: [{ id: randomUuid(), recipient: f.pending.t, subject: { kind: 'private_key', id: bytesToUuid(role.newKeyPair) }, envelope: toHex(viaPending.envelope) }],
+            role_grants: roleGrants,
+            records,
+            subject_keys: [],
+            disowned: [],
+          },
+        ],
+      };
+      const { out, sent } = await confirmAgainst(json, pendingMaster, f);
+      assert.deepEqual(out, { confirmed: 1, refused: [] });
+      assert.equal(sent[0].body.checked, 4);
+      const message = receiptMessage(f.vault.b, f.run.b, f.role.b, role.newKeyPair, f.pending.b, 4);
+      assert.ok(await verifyNewKeySignature(T, role.publicKey, message, fromHex(sent[0].body.signature)));
+
+      // A grant of the role declared unreadable that opens with the role's
+      // legacy key (of the earlier target, reached through the member's
+      // grant of the role's legacy KEK, in the earlier target's batch form).
+      const g = f.roleGrants[0];
+      const disowned = clone(json);
+      const toPending = await f.batchTo(f.pendingKey, f.pending);
+      const kekGrant = await toPending('private_key', roleLegacy.id, f.roleKek);
+      disowned.roles[0].holder_grants.push({ id: kekGrant.id, recipient: f.pending.t, subject: kekGrant.subject, envelope: kekGrant.envelope });
+      disowned.roles[0].disowned = [{ id: g.id, recipient: f.role.t, subject: g.subject, envelope: g.envelope }];
+      disowned.roles[0].records.push({ id: g.subject.id, ciphertext: toHex(await sealRecord(f.secrets.get(g.id), f.vault.b, uuidToBytes(g.subject.id), utf8('x'))) });
+      const caught = await confirmAgainst(disowned, pendingMaster, f);
+      assert.equal(caught.sent.length, 0);
+      assert.match(caught.out.refused[0].reason, /declared unreadable opens/);
+      // One that truly does not open (bound to another subject) is accepted.
+      const other = await (await f.batchTo(f.roleKey, f.role))('record_key', randomUuid());
+      disowned.roles[0].disowned[0].envelope = other.envelope;
+      const ok = await confirmAgainst(disowned, pendingMaster, f);
+      assert.deepEqual(ok.out, { confirmed: 1, refused: [] });
+      assert.equal(F.singleScheme, viaPending.envelope[3]);
+    });
+  }
 });

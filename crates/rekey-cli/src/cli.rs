@@ -214,6 +214,10 @@ pub(crate) struct DemoArgs {
     /// --target-scheme`).
     #[arg(long, value_parser = parse_target, default_value = "hpke-p256")]
     pub(crate) target_scheme: rekey_core::Target,
+    /// Then migrate the migrated vault again, to this target (repeatable:
+    /// `--then hpke-mlkem768-x25519`), verifying after each migration.
+    #[arg(long, value_parser = parse_target)]
+    pub(crate) then: Vec<rekey_core::Target>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -145,19 +145,44 @@ pub struct DemoSummary {
     /// Bytes of the vault's SQLite files (database and write-ahead log)
     /// after finalize: what the target costs in storage.
     pub vault_bytes: u64,
+    /// The migrations that followed (`rekey demo --then TARGET`): the
+    /// migrated vault migrating again, one after another.
+    pub again: Vec<AgainSummary>,
     /// Wall time of the whole flow.
     pub seconds: f64,
+}
+
+/// One further migration of the already migrated demo vault.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgainSummary {
+    /// What it moved keys to.
+    pub target: Target,
+    /// Server-held keys migrated at its start.
+    pub server_keys: usize,
+    /// The logins.
+    pub logins: LoginSummary,
+    /// The previous target's rows finalize deleted.
+    pub legacy_rows_deleted: u64,
+    /// Verification after its finalize.
+    pub verify: VerifyReport,
+    /// The vault's SQLite files after its finalize.
+    pub vault_bytes: u64,
 }
 
 /// The whole flow in `dir` (made afresh: a directory that is not the
 /// demo's own is refused), every user logging in `concurrency` at a time,
 /// the migration moving keys to `target`.
+///
+/// Then, for each of `then` in turn, the migrated vault migrates again to
+/// that target (certificates backed up again, preflight, start, logins,
+/// finalize), verified after each.
 pub async fn run(
     dir: &Path,
     spec: &DemoSpec,
     keys: &KeyOptions,
     concurrency: usize,
     target: Target,
+    then: &[Target],
     ui: &dyn Ui,
 ) -> Result<DemoSummary, DemoError> {
     spec.check()?;
@@ -212,11 +237,18 @@ pub async fn run(
     let finalized = engine.finalize(&|_| {}).await?;
     ui.step("7/7 verify");
     let verified = verify(&engine, &creds, ui).await?;
-    let vault_bytes = ["vault.db", "vault.db-wal"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
-        .map(|m| m.len())
-        .sum();
+    let vault_bytes = vault_bytes(dir);
+    let mut again = Vec::with_capacity(then.len());
+    for (i, next) in then.iter().enumerate() {
+        if !verified.passed() {
+            break;
+        }
+        let engine = engine.clone().with_target(*next);
+        again.push(migrate_again(&engine, dir, &creds, concurrency, i + 1, ui).await?);
+        if again.last().is_some_and(|a| !a.verify.passed()) {
+            break;
+        }
+    }
     Ok(DemoSummary {
         dir: dir.to_path_buf(),
         target,
@@ -225,7 +257,71 @@ pub async fn run(
         legacy_rows_deleted: finalized.deleted_legacy_rows,
         verify: verified,
         vault_bytes,
+        again,
         seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Bytes of the demo vault's SQLite files (database and write-ahead log).
+fn vault_bytes(dir: &Path) -> u64 {
+    ["vault.db", "vault.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The completed demo vault migrates again, to `engine`'s target, as an
+/// operator would run it: the server keys (the previous target's now) are
+/// backed up again, preflight, start, every user logs in, finalize,
+/// verify.
+async fn migrate_again(
+    engine: &Engine,
+    dir: &Path,
+    creds: &Credentials,
+    concurrency: usize,
+    n: usize,
+    ui: &dyn Ui,
+) -> Result<AgainSummary, DemoError> {
+    let target = engine.target().unwrap_or_default();
+    ui.step(&format!(
+        "again {n}: the migrated vault migrates to {target}"
+    ));
+    ui.step("    backing up the certificate keys (the previous target's)");
+    let passphrase = Passphrase::new(DEMO_BACKUP_PASSPHRASE.to_owned());
+    engine
+        .backup_certificates(&dir.join(format!("certificates-{n}.age")), &passphrase)
+        .await?;
+    ui.text(&engine.preflight().await?.to_text());
+    let started = engine.start(CODE_WORD, &|_, _, _| {}).await?;
+    let server_keys = started
+        .server_phase
+        .as_ref()
+        .map_or(0, |sp| sp.migrated.len());
+    ui.step(&format!("    start: server keys migrated: {server_keys}"));
+    let logins = login_all(
+        Via::Vault(engine.clone()),
+        creds.clone(),
+        concurrency,
+        ui.bar("users logging in"),
+    )
+    .await?;
+    ui.step(&format!(
+        "    {} users logged in and migrated: {} grants in {:.1} s ({:.0} grants/s)",
+        logins.users,
+        logins.grants,
+        logins.seconds,
+        logins.grants_per_second()
+    ));
+    let finalized = engine.finalize(&|_| {}).await?;
+    let verified = verify(engine, creds, ui).await?;
+    Ok(AgainSummary {
+        target,
+        server_keys,
+        logins,
+        legacy_rows_deleted: finalized.deleted_legacy_rows,
+        verify: verified,
+        vault_bytes: vault_bytes(dir),
     })
 }
 

@@ -91,12 +91,9 @@ async fn hostile_login(
                     .find_map(|h| match h {
                         HolderKey::Pending {
                             principal,
-                            public_key,
+                            public_key: rekey_core::PublicKey::Rsa(k),
                             ..
-                        } if *principal == g.holder => match public_key {
-                            rekey_core::PublicKey::Rsa(k) => Some(k.clone()),
-                            _ => None,
-                        },
+                        } if *principal == g.holder => Some(k.clone()),
                         _ => None,
                     })
                     .expect("the other members have not migrated");

@@ -12,6 +12,7 @@ mod support;
 use hyper::{Method, StatusCode};
 use rekey_core::confirm::{ReceiptJson, confirm_role, parse_role_checks};
 use rekey_demo::password::master_secret;
+use rekey_demo::reader::Reader;
 use serde_json::{Value, json};
 use support::{Harness, Who};
 
@@ -379,6 +380,86 @@ async fn purge_and_restore_over_http_answer_as_documented() {
         let path = format!("/v1/admin/users/{other}/{what}");
         h.refused(StatusCode::LOCKED, post.clone(), &path, None, Who::Admin)
             .await;
+    }
+    h.stop().await;
+}
+
+/// A migrated vault migrating again, over HTTP with rekey's Rust client:
+/// every package of the second run fits the published JSON Schema and
+/// names the first run's keys (`target` and `public_key`, no
+/// `public_key_spki`), the logins migrate everyone (role checks
+/// included), and after finalize only the second target's keys and grants
+/// are left and every user still reads its records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_serves_packages_of_the_published_schema_and_completes() {
+    use rekey_core::Target;
+    let h = Harness::new("again").await;
+    let before = Reader::new(&h.engine)
+        .verify(&h.creds, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(before.passed());
+    support::migrate_once_with_the_rust_client(&h, Target::HpkeP256).await;
+    let started = h
+        .admin
+        .start_to("Start", Some(Target::HpkeMlKem768X25519))
+        .await
+        .unwrap();
+    assert_eq!(started.target, Target::HpkeMlKem768X25519);
+
+    let published: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/schemas/package.schema.json")).unwrap();
+    let published = jsonschema::draft202012::new(&published).unwrap();
+    let mut pending_holders = 0;
+    for (name, u) in &h.creds.users {
+        let path = format!("/v1/principals/{}/package", u.id);
+        let (s, package) = h.raw(Method::GET, &path, None, Who::User(name)).await;
+        assert_eq!(s, StatusCode::OK, "{name}");
+        let errors: Vec<String> = published
+            .iter_errors(&package)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "package.schema.json: {errors:?}");
+        let key = &package["legacy_key"];
+        assert_eq!(key["target"], "hpke-p256", "{key}");
+        assert_eq!(key["public_key"].as_str().map(str::len), Some(130), "{key}");
+        assert!(key.get("public_key_spki").is_none(), "{key}");
+        for c in package["candidates"].as_array().unwrap() {
+            assert_eq!(c["legacy_key"]["target"], "hpke-p256");
+            for holder in c["holders"].as_array().unwrap() {
+                if holder["state"] == "pending" {
+                    assert_eq!(holder["target"], "hpke-p256", "{holder}");
+                    pending_holders += 1;
+                }
+            }
+        }
+    }
+    assert!(pending_holders > 0, "a role lists a pending member");
+    let quiet: rekey_demo::login::Progress = std::sync::Arc::new(|_, _| {});
+    let summary = rekey_demo::login::login_all(
+        rekey_demo::login::Via::Server(h.anon.base_url().to_owned()),
+        h.creds.clone(),
+        1,
+        quiet,
+    )
+    .await
+    .unwrap();
+    assert!(summary.roles_refused.is_empty(), "{summary:?}");
+    assert!(summary.roles_confirmed > 0, "{summary:?}");
+    h.admin.finalize().await.unwrap();
+    let after = Reader::new(&h.engine)
+        .verify(&h.creds, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(after.passed(), "{after:?}");
+    assert_eq!(after.records_read, before.records_read);
+    let users: Vec<_> = h.creds.users.values().map(|u| u.id).collect();
+    for kp in h.vault.key_pairs_of(&users).await.unwrap() {
+        assert_eq!(
+            kp.scheme,
+            Target::HpkeMlKem768X25519.batch_scheme(),
+            "{kp:?}"
+        );
     }
     h.stop().await;
 }

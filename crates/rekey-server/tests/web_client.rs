@@ -3,8 +3,10 @@
 //! logs every e2ee demo user in through the demo page and migrates it; the
 //! engine then shows every user migrated, the migration finalizes, and every
 //! record is read back through the grants the browser wrote; once to the
-//! default target, once to the post-quantum hybrid one. Another test runs
-//! the client's unit tests (`npm test`, i.e. `node --test`).
+//! default target, once to the post-quantum hybrid one, and once on a vault
+//! that migrated to P-256 before and now migrates again to the hybrid one
+//! (its legacy keys, grants and signatures are P-256 ones). Another test
+//! runs the client's unit tests (`npm test`, i.e. `node --test`).
 //!
 //! Both are ignored unless asked for: they need Node.js, Chromium and
 //! `npm ci` in clients/web (`cargo xtask ci` runs `npm ci` first, then them).
@@ -13,8 +15,8 @@
 
 mod support;
 
-use rekey_core::Target;
-use rekey_core::model::MigrationState;
+use rekey_core::model::{MigrationState, PrincipalKind};
+use rekey_core::{Scheme, Subject, Target};
 use rekey_demo::reader::Reader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -93,11 +95,80 @@ async fn browser_client_migrates_to_the_post_quantum_target() {
     browser_migration("web-client-pq", Some(Target::HpkeMlKem768X25519)).await;
 }
 
+/// A vault migrated RSA -> P-256 (rekey's Rust client logs everyone in),
+/// finalized, its certificates backed up again, then started to the hybrid
+/// target: the browser migrates every user from its P-256 keys (P-256
+/// legacy grants, ECDSA legacy signatures, role KEKs sealed single-shot to
+/// members still pending on P-256).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js, Chromium and `npm ci` in clients/web (cargo xtask ci runs it)"]
+async fn browser_client_migrates_a_migrated_vault_again() {
+    browser_migration_after(
+        "web-client-again",
+        Some(Target::HpkeP256),
+        Some(Target::HpkeMlKem768X25519),
+    )
+    .await;
+}
+
+/// The same from P-256 to P-521 (the new keys sign with P-521, the legacy
+/// ones with P-256).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js, Chromium and `npm ci` in clients/web (cargo xtask ci runs it)"]
+async fn browser_client_migrates_again_from_p256_to_p521() {
+    browser_migration_after(
+        "web-client-again-p521",
+        Some(Target::HpkeP256),
+        Some(Target::HpkeP521),
+    )
+    .await;
+}
+
+/// The same from the hybrid keys back to P-256 (legacy grants opened with
+/// X-Wing, pending members' KEKs sealed single-shot with X-Wing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js, Chromium and `npm ci` in clients/web (cargo xtask ci runs it)"]
+async fn browser_client_migrates_again_from_the_hybrid_keys_to_p256() {
+    browser_migration_after(
+        "web-client-again-hybrid",
+        Some(Target::HpkeMlKem768X25519),
+        Some(Target::HpkeP256),
+    )
+    .await;
+}
+
 /// A demo vault started to `target` over HTTP, every e2ee user migrated by
 /// the browser client in Chromium, finalized and verified; answers the
 /// browser's JSON summary.
-#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 async fn browser_migration(tag: &str, target: Option<Target>) -> serde_json::Value {
+    browser_migration_after(tag, None, target).await
+}
+
+/// Every principal of the vault (users, roles, services).
+async fn every_principal(h: &Harness) -> Vec<rekey_core::PrincipalId> {
+    let mut ids = Vec::new();
+    for kind in PrincipalKind::ALL {
+        ids.extend(
+            h.vault
+                .principals_of_kind(*kind)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| p.id),
+        );
+    }
+    ids
+}
+
+/// [`browser_migration`], on a vault that first migrated to `earlier`
+/// (when given) with rekey's Rust client and was finalized: the browser
+/// then migrates it again, from the keys of `earlier`.
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
+async fn browser_migration_after(
+    tag: &str,
+    earlier: Option<Target>,
+    target: Option<Target>,
+) -> serde_json::Value {
     let web = web_dir();
     let node = node_with_modules(
         &web,
@@ -111,6 +182,9 @@ async fn browser_migration(tag: &str, target: Option<Target>) -> serde_json::Val
     let browser = chromium();
 
     let h = Harness::new(tag).await;
+    if let Some(first) = earlier {
+        support::migrate_once_with_the_rust_client(&h, first).await;
+    }
     let started = h.admin.start_to("Start", target).await.unwrap();
     assert_eq!(started.target, target.unwrap_or_default());
 
@@ -195,6 +269,33 @@ async fn browser_migration(tag: &str, target: Option<Target>) -> serde_json::Val
         h.creds.users.keys().all(|n| !status.pending.contains(n)),
         "{status:?}"
     );
+    if let Some(first) = earlier {
+        // The members still pending when the browser migrated a role got
+        // its new KEK sealed single-shot to their `first` keys, and the
+        // server took it (PROTOCOL D16).
+        let single = match first {
+            Target::HpkeP256 => Scheme::HpkeP256,
+            Target::HpkeP521 => Scheme::HpkeP521,
+            _ => Scheme::HpkeMlKem768X25519,
+        };
+        let mut to_pending = 0;
+        for u in h.creds.users.values() {
+            to_pending += h
+                .vault
+                .grants_to(u.id)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|g| {
+                    g.envelope.scheme() == single && matches!(g.subject, Subject::PrivateKey(_))
+                })
+                .count();
+        }
+        assert!(
+            to_pending > 0,
+            "no role KEK was sealed to a pending member's {first:?} key"
+        );
+    }
 
     // Finalize (deletes every legacy key and grant), then read every record
     // through the new grants only.
@@ -212,6 +313,28 @@ async fn browser_migration(tag: &str, target: Option<Target>) -> serde_json::Val
     let scheme = target.unwrap_or_default().batch_scheme();
     for kp in h.vault.key_pairs_of(&ids).await.unwrap() {
         assert_eq!(kp.scheme, scheme, "{kp:?}");
+    }
+    if earlier.is_some() {
+        // Nothing of either earlier run is left: every principal's key
+        // pairs are of the target, every grant is sealed to such a key.
+        let everyone = every_principal(&h).await;
+        let pairs = h.vault.key_pairs_of(&everyone).await.unwrap();
+        assert!(!pairs.is_empty());
+        for kp in &pairs {
+            assert_eq!(kp.scheme, scheme, "{kp:?}");
+        }
+        let mut grants = 0;
+        for p in &everyone {
+            for g in h.vault.grants_to(*p).await.unwrap() {
+                assert_eq!(
+                    Target::of_scheme(g.envelope.scheme()),
+                    Some(target.unwrap_or_default()),
+                    "{g:?}"
+                );
+                grants += 1;
+            }
+        }
+        assert!(grants > 0);
     }
     h.stop().await;
     summary

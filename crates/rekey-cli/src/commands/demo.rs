@@ -66,7 +66,7 @@ pub(super) async fn run(ctx: &Ctx, args: &DemoArgs) -> Result<u8, CliError> {
             };
             logins(ctx, via, credentials, args.spec.concurrency).await
         }
-        None => whole(ctx, &args.dir, &args.spec, args.target_scheme).await,
+        None => whole(ctx, &args.dir, &args.spec, args.target_scheme, &args.then).await,
     }
 }
 
@@ -75,23 +75,52 @@ async fn whole(
     dir: &Path,
     s: &SpecArgs,
     target: rekey_core::Target,
+    then: &[rekey_core::Target],
 ) -> Result<u8, CliError> {
     let ui = Terminal(ctx.out);
-    let summary = flow::run(dir, &spec_of(s), &keys_of(s), s.concurrency, target, &ui).await?;
+    let summary = flow::run(
+        dir,
+        &spec_of(s),
+        &keys_of(s),
+        s.concurrency,
+        target,
+        then,
+        &ui,
+    )
+    .await?;
+    let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
+    let outcome = |v: &VerifyReport| if v.passed() { "passed" } else { "FAILED" };
     ctx.out.report(&summary, |d| {
-        format!(
+        let mut text = format!(
             "\ndemo done in {:.1} s: {} users migrated to {}, {} grants re-wrapped, {} legacy rows deleted, vault {:.1} MiB; verify: {} ({} record reads)",
             d.seconds,
             d.logins.users,
             d.target,
             d.logins.grants,
             d.legacy_rows_deleted,
-            d.vault_bytes as f64 / f64::from(1u32 << 20),
-            if d.verify.passed() { "passed" } else { "FAILED" },
+            mib(d.vault_bytes),
+            outcome(&d.verify),
             d.verify.records_read
-        )
+        );
+        for a in &d.again {
+            text.push_str(&format!(
+                "\nthen migrated again to {}: {} grants re-wrapped in {:.1} s, {} rows of the previous target deleted, vault {:.1} MiB; verify: {} ({} record reads)",
+                a.target,
+                a.logins.grants,
+                a.logins.seconds,
+                a.legacy_rows_deleted,
+                mib(a.vault_bytes),
+                outcome(&a.verify),
+                a.verify.records_read
+            ));
+        }
+        text
     });
-    verified(&summary.verify)
+    verified(&summary.verify)?;
+    for a in &summary.again {
+        verified(&a.verify)?;
+    }
+    Ok(0)
 }
 
 async fn seed(ctx: &Ctx, s: &SpecArgs, credentials: &Path) -> Result<u8, CliError> {

@@ -100,7 +100,10 @@ pub enum BuildError {
 /// a submission loses a race (another member migrated a shared role
 /// meanwhile) the rebuild costs no RSA operation for the grants it opened
 /// before. An entry is reused only for the same grant id with the same
-/// envelope bytes; the secrets are zeroized when the memo is dropped.
+/// envelope bytes, recipient and subject (an HPKE legacy grant of a second
+/// migration opens only under its binding, so a package naming the same
+/// bytes for another recipient or subject must not get the secret); the
+/// secrets are zeroized when the memo is dropped.
 ///
 /// The memo lives as long as the login, beside the bundle and the server's
 /// copy of it, so an entry keeps only a SHA-256 digest of the envelope (32
@@ -110,9 +113,20 @@ pub struct OpenedGrants {
     opened: Mutex<HashMap<crate::ids::GrantId, ([u8; 32], SecretBytes)>>,
 }
 
-fn envelope_digest(envelope_bytes: &[u8]) -> [u8; 32] {
+/// What an entry is recognised by: SHA-256 of the recipient, the subject
+/// and the envelope bytes.
+fn envelope_digest(recipient: PrincipalId, g: &PendingGrant) -> [u8; 32] {
     use sha2::Digest;
-    sha2::Sha256::digest(envelope_bytes).into()
+    let (kind, id) = match g.subject {
+        Subject::RecordKey(r) => (1u8, *r.0.as_bytes()),
+        Subject::PrivateKey(k) => (2u8, *k.0.as_bytes()),
+    };
+    let mut h = sha2::Sha256::new();
+    h.update(recipient.0.as_bytes());
+    h.update([kind]);
+    h.update(id);
+    h.update(&g.envelope_bytes);
+    h.finalize().into()
 }
 
 impl OpenedGrants {
@@ -134,17 +148,17 @@ impl OpenedGrants {
         self.len() == 0
     }
 
-    fn get(&self, g: &PendingGrant) -> Option<SecretBytes> {
+    fn get(&self, recipient: PrincipalId, g: &PendingGrant) -> Option<SecretBytes> {
+        let digest = envelope_digest(recipient, g);
         let m = self.opened.lock().ok()?;
-        let (digest, secret) = m.get(&g.id)?;
-        (*digest == envelope_digest(&g.envelope_bytes))
-            .then(|| SecretBytes::from_slice(secret.dangerous_as_bytes()))
+        let (known, secret) = m.get(&g.id)?;
+        (*known == digest).then(|| SecretBytes::from_slice(secret.dangerous_as_bytes()))
     }
 
-    fn put(&self, g: &PendingGrant, secret: &SecretBytes) {
+    fn put(&self, recipient: PrincipalId, g: &PendingGrant, secret: &SecretBytes) {
         // Hashed before the lock: the build's worker threads all put here.
         let entry = (
-            envelope_digest(&g.envelope_bytes),
+            envelope_digest(recipient, g),
             SecretBytes::from_slice(secret.dangerous_as_bytes()),
         );
         if let Ok(mut m) = self.opened.lock() {
@@ -242,7 +256,7 @@ struct BuiltPart {
 }
 
 enum Signer {
-    Owned(PrivateKey),
+    Owned(Box<PrivateKey>),
     Borrowed,
 }
 
@@ -272,7 +286,7 @@ pub struct Unsigned<'a> {
 }
 
 enum SubmitterLegacy<'a> {
-    Owned(PrivateKey),
+    Owned(Box<PrivateKey>),
     Server(&'a PrivateKey),
 }
 
@@ -377,7 +391,7 @@ fn build_parts<'a>(
         recipient: who,
     };
     let submitter_legacy = match (owned_legacy, unlock) {
-        (Some(k), _) => SubmitterLegacy::Owned(k),
+        (Some(k), _) => SubmitterLegacy::Owned(Box::new(k)),
         (None, Unlock::ServerKey(k)) => SubmitterLegacy::Server(k),
         (None, Unlock::MasterSecret(_)) => return Err(BuildError::MissingWrappedKey),
     };
@@ -681,12 +695,12 @@ fn unwrap_all(
     progress: &Progress<'_>,
 ) -> Vec<Result<SecretBytes, NonMigratableReason>> {
     progress.map_each(grants, |g| {
-        let out = match progress.memo.get(g) {
+        let out = match progress.memo.get(whose.recipient, g) {
             Some(secret) => Ok(secret),
             None => {
                 let out = open_legacy(key, whose, g);
                 if let Ok(secret) = &out {
-                    progress.memo.put(g, secret);
+                    progress.memo.put(whose.recipient, g, secret);
                 }
                 out
             }
@@ -910,7 +924,7 @@ fn build_candidate(
                 non_migratable,
                 holder_grants,
             },
-            legacy: Signer::Owned(legacy),
+            legacy: Signer::Owned(Box::new(legacy)),
             new_key,
         },
         held_keks: held,
@@ -932,20 +946,28 @@ mod tests {
     }
 
     #[test]
-    fn the_memo_answers_only_for_the_same_grant_and_envelope() {
+    fn the_memo_answers_only_for_the_same_grant_envelope_and_binding() {
         let memo = OpenedGrants::new();
+        let me = PrincipalId::from_bytes([9; 16]);
         let g = pending(1, b"envelope one");
-        memo.put(&g, &SecretBytes::from_slice(b"secret one"));
-        let hit = memo.get(&g).expect("same grant, same bytes");
+        memo.put(me, &g, &SecretBytes::from_slice(b"secret one"));
+        let hit = memo.get(me, &g).expect("same grant, same bytes");
         assert_eq!(hit.dangerous_as_bytes(), b"secret one");
         assert!(
-            memo.get(&pending(1, b"envelope two")).is_none(),
+            memo.get(me, &pending(1, b"envelope two")).is_none(),
             "bytes differ"
         );
         assert!(
-            memo.get(&pending(2, b"envelope one")).is_none(),
+            memo.get(me, &pending(2, b"envelope one")).is_none(),
             "id differs"
         );
+        assert!(
+            memo.get(PrincipalId::from_bytes([8; 16]), &g).is_none(),
+            "recipient differs"
+        );
+        let mut other_subject = pending(1, b"envelope one");
+        other_subject.subject = Subject::PrivateKey(KeyPairId::from_bytes([1; 16]));
+        assert!(memo.get(me, &other_subject).is_none(), "subject differs");
         assert_eq!(memo.len(), 1);
         assert!(!format!("{memo:?}").contains("secret one"));
     }

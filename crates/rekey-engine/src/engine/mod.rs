@@ -98,6 +98,13 @@ impl Engine {
         self
     }
 
+    /// The target this engine was given for a start (`None`: the default,
+    /// or the running run's own).
+    #[must_use]
+    pub fn target(&self) -> Option<Target> {
+        self.target
+    }
+
     /// The name this process has in the vault's server list: a server's
     /// own (its actor is `server:NAME`), otherwise the host name.
     pub(crate) fn server_name(&self) -> String {

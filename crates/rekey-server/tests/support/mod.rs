@@ -398,3 +398,42 @@ impl ServedVaults {
         }
     }
 }
+
+/// The first run of a vault that migrates twice: started to `first` over
+/// HTTP, every e2ee user logged in by rekey's Rust client, finalized, and
+/// the certificate keys (now of `first`) backed up again, as an operator
+/// does before the next start.
+pub async fn migrate_once_with_the_rust_client(h: &Harness, first: rekey_core::Target) {
+    let started = h.admin.start_to("Start", Some(first)).await.unwrap();
+    assert_eq!(started.target, first);
+    let quiet: rekey_demo::login::Progress = std::sync::Arc::new(|_, _| {});
+    let summary = rekey_demo::login::login_all(
+        rekey_demo::login::Via::Server(h.anon.base_url().to_owned()),
+        h.creds.clone(),
+        1,
+        quiet,
+    )
+    .await
+    .unwrap();
+    assert!(summary.roles_refused.is_empty(), "{summary:?}");
+    h.admin.finalize().await.unwrap();
+    assert_eq!(
+        h.vault.migration().await.unwrap().phase,
+        rekey_core::model::Phase::Completed
+    );
+    let ids: Vec<_> = h.creds.users.values().map(|u| u.id).collect();
+    for kp in h.vault.key_pairs_of(&ids).await.unwrap() {
+        assert_eq!(kp.scheme, first.batch_scheme(), "{kp:?}");
+    }
+    h.engine
+        .backup_certificates_with(
+            &h.dir.join("certificates-after-first-run.age"),
+            &Passphrase::new("test passphrase".into()),
+            &BackupOptions {
+                work_factor: Some(10),
+                ..BackupOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+}

@@ -181,48 +181,7 @@ impl Vault {
         };
         self.cas(&txn, current.phase, expected_version, back_to)
             .await?;
-        if let Some(run) = current.run {
-            role_confirmation::Entity::delete_many()
-                .filter(role_confirmation::Column::RunId.eq(run.to_string()))
-                .exec(&txn)
-                .await
-                .map_err(db("delete the run's role confirmations"))?;
-        }
-        let new_pairs = key_pair::Entity::find()
-            .select_only()
-            .column(key_pair::Column::Id)
-            .filter(key_pair::Column::State.ne(KeyState::Legacy.as_str()));
-        certificate::Entity::delete_many()
-            .filter(
-                certificate::Column::KeyPairId
-                    .in_subquery(sea_orm::QueryTrait::into_query(new_pairs)),
-            )
-            .exec(&txn)
-            .await
-            .map_err(db("delete the new certificates"))?;
-        grant::Entity::delete_many()
-            .filter(grant::Column::Origin.eq(GrantOrigin::Migration.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(db("delete the new grants"))?;
-        key_pair::Entity::delete_many()
-            .filter(key_pair::Column::State.ne(KeyState::Legacy.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(db("delete the new key pairs"))?;
-        // This run's entries name grants that still exist; a completed
-        // run's entries name grants its finalize deleted, and stay.
-        non_migratable::Entity::delete_many()
-            .filter(
-                non_migratable::Column::GrantId.in_subquery(sea_orm::QueryTrait::into_query(
-                    grant::Entity::find()
-                        .select_only()
-                        .column(grant::Column::Id),
-                )),
-            )
-            .exec(&txn)
-            .await
-            .map_err(db("delete the non-migratable list"))?;
+        delete_run_rows(&txn, current.run).await?;
         if let Some(previous) = current.previous.clone() {
             restore_completed(&txn, previous).await?;
             append(&txn, audit).await?;
@@ -440,6 +399,53 @@ async fn read_migration<C: ConnectionTrait>(conn: &C) -> Result<MigrationRow> {
     migration_from(row)
 }
 
+/// Every row a run wrote: its role confirmations, the certificates of its
+/// key pairs, its grants, its key pairs, and its non-migratable entries
+/// (those naming a grant still in the vault: a completed run's entries
+/// name grants its finalize deleted, and stay).
+async fn delete_run_rows(txn: &DatabaseTransaction, run: Option<RunId>) -> Result<()> {
+    if let Some(run) = run {
+        role_confirmation::Entity::delete_many()
+            .filter(role_confirmation::Column::RunId.eq(run.to_string()))
+            .exec(txn)
+            .await
+            .map_err(db("delete the run's role confirmations"))?;
+    }
+    let new_pairs = key_pair::Entity::find()
+        .select_only()
+        .column(key_pair::Column::Id)
+        .filter(key_pair::Column::State.ne(KeyState::Legacy.as_str()));
+    certificate::Entity::delete_many()
+        .filter(
+            certificate::Column::KeyPairId.in_subquery(sea_orm::QueryTrait::into_query(new_pairs)),
+        )
+        .exec(txn)
+        .await
+        .map_err(db("delete the new certificates"))?;
+    grant::Entity::delete_many()
+        .filter(grant::Column::Origin.eq(GrantOrigin::Migration.as_str()))
+        .exec(txn)
+        .await
+        .map_err(db("delete the new grants"))?;
+    key_pair::Entity::delete_many()
+        .filter(key_pair::Column::State.ne(KeyState::Legacy.as_str()))
+        .exec(txn)
+        .await
+        .map_err(db("delete the new key pairs"))?;
+    non_migratable::Entity::delete_many()
+        .filter(
+            non_migratable::Column::GrantId.in_subquery(sea_orm::QueryTrait::into_query(
+                grant::Entity::find()
+                    .select_only()
+                    .column(grant::Column::Id),
+            )),
+        )
+        .exec(txn)
+        .await
+        .map_err(db("delete the non-migratable list"))?;
+    Ok(())
+}
+
 /// A start from `completed`: the completed migration's material becomes
 /// the new run's legacy material (see [`Vault::start`]).
 async fn rebase_on_completed(txn: &DatabaseTransaction, completed: MigrationRow) -> Result<()> {
@@ -489,7 +495,7 @@ async fn rebase_on_completed(txn: &DatabaseTransaction, completed: MigrationRow)
     principal::Entity::update_many()
         .col_expr(
             principal::Column::PreviousMigrationState,
-            Expr::col(principal::Column::MigrationState).into(),
+            Expr::col(principal::Column::MigrationState),
         )
         .exec(txn)
         .await
@@ -548,7 +554,7 @@ async fn restore_completed(txn: &DatabaseTransaction, previous: PreviousRun) -> 
     principal::Entity::update_many()
         .col_expr(
             principal::Column::MigrationState,
-            Expr::col(principal::Column::PreviousMigrationState).into(),
+            Expr::col(principal::Column::PreviousMigrationState),
         )
         .col_expr(
             principal::Column::PreviousMigrationState,
