@@ -31,6 +31,61 @@ fn temp() -> std::path::PathBuf {
     d
 }
 
+/// `rekey demo --then hpke-mlkem768-x25519`: the demo vault migrates to
+/// P-256, then again to the hybrid target; each migration verifies, and
+/// the vault it leaves holds hybrid keys only.
+#[test]
+fn demo_then_migrates_the_migrated_vault_again() {
+    let dir = temp();
+    let out = rekey(
+        &dir,
+        &[
+            "demo",
+            "--users",
+            "8",
+            "--roles",
+            "2",
+            "--format",
+            "json",
+            "--key-cache",
+            "cache.bin",
+            "--then",
+            "hpke-mlkem768-x25519",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["target"], "hpke-p256", "{v}");
+    assert_eq!(v["verify"]["mismatches"], serde_json::json!([]), "{v}");
+    let again = v["again"].as_array().unwrap();
+    assert_eq!(again.len(), 1, "{v}");
+    let a = &again[0];
+    assert_eq!(a["target"], "hpke-mlkem768-x25519", "{a}");
+    assert_eq!(a["verify"]["mismatches"], serde_json::json!([]), "{a}");
+    assert_eq!(
+        a["verify"]["records_read"], v["verify"]["records_read"],
+        "{v}"
+    );
+    assert_eq!(a["logins"]["users"], v["logins"]["users"], "{v}");
+    assert!(a["legacy_rows_deleted"].as_u64().unwrap() > 0, "{a}");
+    assert_eq!(a["server_keys"], 3, "{a}");
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("rekey-demo/vault.db").display()
+    );
+    let st = rekey(&dir, &["--db", &db, "--format", "json", "status"]);
+    let s: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(
+        (&s["phase"], &s["target"]),
+        (
+            &serde_json::json!("completed"),
+            &serde_json::json!("hpke-mlkem768-x25519")
+        ),
+        "{s}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn demo_runs_to_a_verified_finalized_vault_with_json_summary() {
     let dir = temp();

@@ -4,7 +4,8 @@
 //! killed under its clients and restarted. Afterwards `rekey verify`
 //! passes and the ledger (tests/support/ledger.rs) finds every holding of
 //! the seed, every grant opening, every principal migrated exactly once
-//! by the audit log.
+//! by the audit log. A second campaign kills the second migration of a
+//! vault already migrated to P-256 (to the hybrid target) the same way.
 //!
 //! Small counts here (CI); `cargo xtask crash-test --kills N` runs the same
 //! tests with large counts through the environment:
@@ -87,8 +88,16 @@ fn stage(
     which: usize,
     budget: usize,
     estimate: &mut Duration,
+    again: bool,
 ) {
     let args: &[&str] = match which {
+        0 if again => &[
+            "start",
+            "--code-word",
+            "Start",
+            "--target-scheme",
+            "hpke-mlkem768-x25519",
+        ],
         0 => &["start", "--code-word", "Start"],
         1 => &["demo", "login-all", "--credentials", "c.json"],
         _ => &["finalize"],
@@ -160,7 +169,10 @@ fn stage(
 
 /// Kills the migration of fresh demo vaults on `db` until `target` kills
 /// interrupted a running process; checks each vault when it is done.
-fn crash_campaign(db: Backend) {
+/// `again`: each vault first migrates to P-256 undisturbed (and its P-256
+/// server keys are backed up), then the kills hit its second migration,
+/// to the hybrid target.
+fn crash_campaign(db: Backend, again: bool) {
     let target = env_usize("REKEY_CRASH_KILLS", 10);
     let rt = runtime();
     let mut rng = Rng::new(seed() ^ (db as u64) << 32);
@@ -180,6 +192,12 @@ fn crash_campaign(db: Backend) {
         let tdb = VaultDb::new(db, &dir);
         let rk = Rekey::new(&dir, &tdb.url);
         rk.seed(seed() + tally.rounds as u64);
+        if again {
+            rk.ok(&["start", "--code-word", "Start"]);
+            rk.ok(&["demo", "login-all", "--credentials", "c.json"]);
+            rk.ok(&["finalize"]);
+            rk.back_up();
+        }
         let vault = rt.block_on(rk.vault());
         let before = rt.block_on(snapshot(&vault));
         let left = target.saturating_sub(tally.kills);
@@ -198,6 +216,7 @@ fn crash_campaign(db: Backend) {
                 which,
                 (*budget).min(left),
                 &mut estimates[which],
+                again,
             );
         }
         rk.ok(&["verify", "--credentials", "c.json"]);
@@ -224,13 +243,18 @@ fn crash_campaign(db: Backend) {
         std::fs::remove_dir_all(&dir).ok();
     }
     println!(
-        "crash test ({}): {} kills survived in {} rounds (start {}, login-all {}, finalize {}; \
+        "crash test ({}{}): {} kills survived in {} rounds (start {}, login-all {}, finalize {}; \
          {:.1} to {:.1} ms after the process started), \
          {} runs, {} resumes after a kill, {} finished before their kill, {} conflict exits; \
          verify passed every round; {} grants checked: {} lost, {} corrupt, {} duplicated; \
          {} bad principals, {} audit mismatches, {} bundles applied; \
          {} service certificate(s) missing; {:.1} s",
         db.name(),
+        if again {
+            ", second migration to the hybrid target"
+        } else {
+            ""
+        },
         tally.kills,
         tally.rounds,
         tally.kills_by_stage[0],
@@ -261,13 +285,24 @@ fn crash_campaign(db: Backend) {
 
 #[test]
 fn sqlite_migration_survives_random_kills() {
-    crash_campaign(Backend::Sqlite);
+    crash_campaign(Backend::Sqlite, false);
 }
 
 #[test]
 #[ignore = "needs PostgreSQL (cargo xtask ci runs it)"]
 fn postgres_migration_survives_random_kills() {
-    crash_campaign(Backend::Postgres);
+    crash_campaign(Backend::Postgres, false);
+}
+
+#[test]
+fn sqlite_second_migration_survives_random_kills() {
+    crash_campaign(Backend::Sqlite, true);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (cargo xtask ci runs it)"]
+fn postgres_second_migration_survives_random_kills() {
+    crash_campaign(Backend::Postgres, true);
 }
 
 const TOKEN: &str = "crash-test-admin-token-0123456789";
@@ -379,6 +414,11 @@ fn server_kill_campaign(db: Backend) {
          {} bad principals, {} audit mismatches (every principal in exactly one applied \
          bundle), {} bundles applied; {:.1} s",
         db.name(),
+        if again {
+            ", second migration to the hybrid target"
+        } else {
+            ""
+        },
         tally.kills,
         tally.rounds,
         tally.resumes,

@@ -370,7 +370,7 @@ pub(super) async fn abort(out: Out, fleet: &Fleet, yes: bool) -> Result<u8, CliE
     if !yes {
         let names: Vec<&str> = fleet.members().map(|(e, _)| e.name.as_str()).collect();
         let a = prompt(&format!(
-            "Abort the migration of {} and return to the legacy keys? Type yes: ",
+            "Abort the migration of {} and return to the keys each had before it started? Type yes: ",
             names.join(", ")
         ))?;
         if a != "yes" {
@@ -387,7 +387,15 @@ pub(super) async fn abort(out: Out, fleet: &Fleet, yes: bool) -> Result<u8, CliE
     let report = PerVault { vaults };
     out.report(&report, |r| {
         per_vault_text(r, |a| {
-            format!("aborted (from {}): back to its legacy state", a.from)
+            format!(
+                "aborted (from {}): back to its {} state",
+                a.from,
+                if a.phase == rekey_core::model::Phase::Completed {
+                    "completed previous migration's"
+                } else {
+                    "legacy"
+                }
+            )
         })
     });
     Ok(report.exit_code())

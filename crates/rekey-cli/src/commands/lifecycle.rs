@@ -99,7 +99,9 @@ pub(super) async fn finalize(ctx: &Ctx) -> Result<u8, CliError> {
 pub(super) async fn abort(ctx: &Ctx, yes: bool) -> Result<u8, CliError> {
     let engine = ctx.engine(Keys::IfPresent).await?;
     if !yes {
-        let a = prompt("Abort the migration and return to the legacy keys? Type yes: ")?;
+        let a = prompt(
+            "Abort the migration and return to the keys the vault had before it started? Type yes: ",
+        )?;
         if a != "yes" {
             return Err(CliError::Declined(
                 "not aborted (the answer was not `yes`)".into(),
@@ -108,10 +110,17 @@ pub(super) async fn abort(ctx: &Ctx, yes: bool) -> Result<u8, CliError> {
     }
     let report = engine.abort().await?;
     ctx.out.report(&report, |r: &AbortReport| {
-        format!(
-            "aborted (from {}): the vault is back to its legacy state",
-            r.from
-        )
+        if r.phase == rekey_core::model::Phase::Completed {
+            format!(
+                "aborted (from {}): the vault is back to its completed previous migration, as it was before this start",
+                r.from
+            )
+        } else {
+            format!(
+                "aborted (from {}): the vault is back to its legacy state",
+                r.from
+            )
+        }
     });
     Ok(0)
 }

@@ -176,7 +176,7 @@ fn next_step(phase: Phase, p: &Progress, remaining: u64) -> String {
         Phase::Finalizing => {
             "finalize was interrupted: run `rekey finalize` again to finish".to_owned()
         }
-        Phase::Completed => "done: the vault uses its new keys and is writable again".to_owned(),
+        Phase::Completed => "done: the vault uses its new keys and is writable again (to move it to another target later, back up the certificates and `rekey start --target-scheme …` again)".to_owned(),
     }
 }
 

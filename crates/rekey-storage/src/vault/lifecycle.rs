@@ -120,6 +120,22 @@ impl Vault {
             rebase_on_completed(&txn, before).await?;
         }
         set_migration_states(&txn, blocked, exempt).await?;
+        if again {
+            // Exempt in the completed vault (purged, or written off): it
+            // holds no key pair, so it has nothing to migrate this time
+            // either, whatever its account status says.
+            principal::Entity::update_many()
+                .col_expr(
+                    principal::Column::MigrationState,
+                    Expr::value(MigrationState::Exempt.as_str()),
+                )
+                .filter(
+                    principal::Column::PreviousMigrationState.eq(MigrationState::Exempt.as_str()),
+                )
+                .exec(&txn)
+                .await
+                .map_err(db("keep the exempt principals exempt"))?;
+        }
         record_start(&txn, run, target, audit).await?;
         append(&txn, audit).await?;
         let row = read_migration(&txn).await?;

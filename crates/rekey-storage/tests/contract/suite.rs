@@ -644,9 +644,30 @@ async fn rows_of(vault: &Vault, p: PrincipalId) -> (MigrationState, Vec<rekey_co
     (state, vault.key_pairs(p).await.unwrap(), grants)
 }
 
-/// A first run to the end (every principal migrated, finalized, completed).
-async fn complete_a_run(vault: &Vault, who: &[PrincipalId]) {
-    start_user_phase(vault).await;
+/// A first run to the end (every principal of `who` migrated, the
+/// `exempt` ones set aside, finalized, completed).
+async fn complete_a_run(vault: &Vault, who: &[PrincipalId], exempt: &[PrincipalId]) {
+    let m = vault.migration().await.unwrap();
+    let m = vault
+        .start(
+            step(Phase::Legacy, Phase::ServerPhase),
+            m.version,
+            RunId::random(),
+            Target::HpkeP256,
+            &[],
+            exempt,
+            &audit("start"),
+        )
+        .await
+        .unwrap();
+    vault
+        .transition(
+            step(Phase::ServerPhase, Phase::UserPhase),
+            m.version,
+            &audit("server_done"),
+        )
+        .await
+        .unwrap();
     for p in who {
         let pending = all_pending(vault, *p).await;
         vault.apply(&write_set(*p, &pending)).await.unwrap();
@@ -665,10 +686,14 @@ async fn complete_a_run(vault: &Vault, who: &[PrincipalId]) {
 
 contract_test!(a_completed_vault_migrates_again_and_aborts_to_itself, |t| {
     let vault = t.vault().await;
-    let f = fixture(3, 10);
+    let f = fixture(4, 10);
     vault.seed(&f.data, 1000).await.unwrap();
-    let who: Vec<PrincipalId> = f.users.iter().map(|u| u.id).chain([f.role.id]).collect();
-    complete_a_run(&vault, &who).await;
+    // user3 is set aside in the first run (as a written-off user is): its
+    // keys go at finalize and it stays exempt through the next run.
+    let gone = f.users[3].id;
+    let who: Vec<PrincipalId> = f.users[..3].iter().map(|u| u.id).chain([f.role.id]).collect();
+    complete_a_run(&vault, &who, &[gone]).await;
+    assert!(vault.key_pairs(gone).await.unwrap().is_empty());
     let completed = vault.migration().await.unwrap();
     let mut before = Vec::new();
     for p in &who {
@@ -678,9 +703,17 @@ contract_test!(a_completed_vault_migrates_again_and_aborts_to_itself, |t| {
 
     // The next run: the completed run's keys and grants become legacy.
     let m = vault
-        .start(step(Phase::Completed, Phase::ServerPhase), completed.version, RunId::random(), Target::HpkeMlKem768X25519, &[], &[], &audit("start again"))
+        .start(step(Phase::Completed, Phase::ServerPhase), completed.version, RunId::random(), Target::HpkeMlKem768X25519, &[gone], &[], &audit("start again"))
         .await
         .unwrap();
+    // Named blocked (its account is not active), but exempt in the
+    // completed vault and without a key: it stays exempt.
+    let state_of = |p: PrincipalId| {
+        let vault = &vault;
+        async move { vault.principal(p).await.unwrap().unwrap().migration }
+    };
+    assert_eq!(state_of(gone).await, MigrationState::Exempt);
+    assert_eq!(m.snapshot.unwrap().users, 3);
     assert_eq!(m.previous.as_ref().map(|p| (p.run, p.target)), Some((completed.run.unwrap(), Target::HpkeP256)));
     assert_eq!(m.snapshot.unwrap().grants, 40, "every grant is to re-wrap");
     for p in &who {
@@ -721,6 +754,7 @@ contract_test!(a_completed_vault_migrates_again_and_aborts_to_itself, |t| {
     for (p, rows) in who.iter().zip(&before) {
         assert_eq!(&rows_of(&vault, *p).await, rows, "{p}: rows as the completed vault had them");
     }
+    assert_eq!(state_of(gone).await, MigrationState::Exempt);
     // Abort from completed is refused; the vault is writable again.
     assert!(matches!(vault.abort(back.version, &audit("again")).await.unwrap_err(), Error::WrongPhase { .. }));
     vault
