@@ -414,11 +414,6 @@ fn server_kill_campaign(db: Backend) {
          {} bad principals, {} audit mismatches (every principal in exactly one applied \
          bundle), {} bundles applied; {:.1} s",
         db.name(),
-        if again {
-            ", second migration to the hybrid target"
-        } else {
-            ""
-        },
         tally.kills,
         tally.rounds,
         tally.resumes,
