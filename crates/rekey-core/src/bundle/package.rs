@@ -436,6 +436,43 @@ mod tests {
             .public_key()
     }
 
+    proptest::proptest! {
+        /// Any mix of the two legacy-key forms, with arbitrary or real key
+        /// bytes: never a panic, and a key only from exactly one whole
+        /// form whose bytes are a key of that form.
+        #[test]
+        fn legacy_keys_parse_only_from_exactly_one_whole_form(
+            spki in proptest::option::of(proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..400)),
+            target in proptest::option::of(0usize..3),
+            public_key in proptest::option::of(proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..1300)),
+            real_spki: bool,
+            real_point: bool,
+        ) {
+            let p = sample();
+            let mut j = PackageJson::from(&p);
+            let real_rsa = hex_of(rsa().to_spki_der());
+            let ec = crate::EcPrivateKey::derive_from_ikm(crate::Curve::P256, &[3u8; 32]).unwrap();
+            let real_ec = hex_of(&NewPublicKey::Ec(ec.public_key()).to_bytes());
+            j.legacy_key.public_key_spki = spki.map(|b| if real_spki { real_rsa.clone() } else { hex_of(&b) });
+            j.legacy_key.target = target.map(|i| Target::ALL[i]);
+            j.legacy_key.public_key = public_key.map(|b| if real_point { real_ec.clone() } else { hex_of(&b) });
+            let forms = (
+                j.legacy_key.public_key_spki.is_some(),
+                j.legacy_key.target.is_some() && j.legacy_key.public_key.is_some(),
+                j.legacy_key.target.is_some() || j.legacy_key.public_key.is_some(),
+            );
+            let parsed = parse_package(&serde_json::to_vec(&j).unwrap(), p.principal, Some(p.vault));
+            if let Ok(package) = parsed {
+                match &package.legacy_key.public_key {
+                    PublicKey::Rsa(_) => proptest::prop_assert!(forms.0 && !forms.2),
+                    _ => proptest::prop_assert!(!forms.0 && forms.1),
+                }
+            } else {
+                proptest::prop_assert!(matches!(parsed, Err(PackageError::BadKey(_) | PackageError::Hex(_))));
+            }
+        }
+    }
+
     #[test]
     fn a_second_migration_names_the_previous_targets_keys() {
         let mut p = sample();
