@@ -53,7 +53,7 @@ impl Vault {
                              WHERE k.principal_id = p.id AND k.state = 'current')";
         let uncovered = format!(
             "FROM {g} lg JOIN principal p ON p.id = lg.recipient_id \
-             WHERE lg.origin = 'legacy' AND lg.legacy = TRUE AND p.migration_state = 'migrated' \
+             WHERE lg.origin <> 'migration' AND lg.legacy = TRUE AND p.migration_state = 'migrated' \
              AND NOT EXISTS (SELECT 1 FROM non_migratable n \
                              WHERE n.grant_id = lg.id AND n.resolution <> 'unresolved') \
              AND NOT (lg.subject_kind = 'record_key' AND EXISTS ( \

@@ -372,8 +372,11 @@ impl Vault {
                     .equals((p.clone(), principal::Column::Id)),
             )
             .and_where(Expr::col((g.clone(), grant::Column::Legacy)).eq(true))
+            // Present at start: `legacy`, or `earlier` when a completed
+            // vault migrates again (not the pending holders' grants the
+            // run wrote itself).
             .and_where(
-                Expr::col((g.clone(), grant::Column::Origin)).eq(GrantOrigin::Legacy.as_str()),
+                Expr::col((g.clone(), grant::Column::Origin)).ne(GrantOrigin::Migration.as_str()),
             )
             .group_by_col((p, principal::Column::MigrationState))
             .to_owned();

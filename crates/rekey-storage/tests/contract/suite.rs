@@ -714,6 +714,8 @@ contract_test!(a_completed_vault_migrates_again_and_aborts_to_itself, |t| {
     };
     assert_eq!(state_of(gone).await, MigrationState::Exempt);
     assert_eq!(m.snapshot.unwrap().users, 3);
+    let progress = vault.progress().await.unwrap();
+    assert_eq!((progress.grants.remaining, progress.grants.migrated), (40, 0), "{progress:?}");
     assert_eq!(m.previous.as_ref().map(|p| (p.run, p.target)), Some((completed.run.unwrap(), Target::HpkeP256)));
     assert_eq!(m.snapshot.unwrap().grants, 40, "every grant is to re-wrap");
     for p in &who {
@@ -1107,6 +1109,49 @@ contract_test!(the_evidence_names_principals_the_rows_do_not_bear_out, |t| {
     assert_eq!(e.first_without_key, vec![forged.name.clone()]);
     assert_eq!(e.uncovered, owned, "{e:?}");
     assert!(e.first_uncovered.iter().all(|(n, _)| n == &forged.name));
+});
+
+contract_test!(the_evidence_of_a_second_run_covers_the_completed_runs_grants, |t| {
+    let vault = t.vault().await;
+    let f = fixture(2, 3);
+    vault.seed(&f.data, 1000).await.unwrap();
+    let who: Vec<PrincipalId> = f.users.iter().map(|u| u.id).chain([f.role.id]).collect();
+    complete_a_run(&vault, &who, &[]).await;
+    let m = vault.migration().await.unwrap();
+    let m = vault
+        .start(step(Phase::Completed, Phase::ServerPhase), m.version, RunId::random(), Target::HpkeMlKem768X25519, &[], &[], &audit("start again"))
+        .await
+        .unwrap();
+    vault
+        .transition(step(Phase::ServerPhase, Phase::UserPhase), m.version, &audit("server_done"))
+        .await
+        .unwrap();
+    let honest = f.users[1].id;
+    let pending = all_pending(&vault, honest).await;
+    vault.apply(&write_set(honest, &pending)).await.unwrap();
+    let e = vault.finalize_evidence(5).await.unwrap();
+    assert_eq!((e.without_key, e.uncovered), (0, 0), "{e:?}");
+    // A forged flag on a user whose pending grants are the completed run's
+    // (origin `earlier`): the evidence counts every one of them.
+    let forged = &f.users[0];
+    let owned = all_pending(&vault, forged.id).await.len() as u64;
+    assert_eq!(owned, 3);
+    let raw = t.raw().await;
+    let marker = match t.backend {
+        Backend::Postgres => "SET rekey.migration_writer = 'on'",
+        Backend::MySql => "INSERT INTO migration_session (conn_id) VALUES (CONNECTION_ID())",
+        Backend::Sqlite => "INSERT INTO migration_session (conn_id) VALUES (0)",
+    };
+    raw.execute_unprepared(marker).await.unwrap();
+    raw.execute_unprepared(&format!(
+        "UPDATE {} SET migration_state = 'migrated' WHERE id = '{}'",
+        t.q("principal"),
+        forged.id
+    ))
+    .await
+    .unwrap();
+    let e = vault.finalize_evidence(5).await.unwrap();
+    assert_eq!((e.without_key, e.uncovered), (1, owned), "{e:?}");
 });
 
 // Preflight's remedy: a purge deletes the user's grants, key pairs and
