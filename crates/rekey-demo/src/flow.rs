@@ -219,20 +219,7 @@ pub async fn run(
         ));
     }
     ui.step("5/7 every user logs in");
-    let logins = login_all(
-        Via::Vault(engine.clone()),
-        creds.clone(),
-        concurrency,
-        ui.bar("users logging in"),
-    )
-    .await?;
-    ui.step(&format!(
-        "    {} users logged in and migrated: {} grants in {:.1} s ({:.0} grants/s)",
-        logins.users,
-        logins.grants,
-        logins.seconds,
-        logins.grants_per_second()
-    ));
+    let logins = everyone_logs_in(&engine, &creds, concurrency, ui).await?;
     ui.step("6/7 finalize");
     let finalized = engine.finalize(&|_| {}).await?;
     ui.step("7/7 verify");
@@ -260,6 +247,31 @@ pub async fn run(
         again,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Every demo user logs in through `engine`, with a bar, and the step's
+/// summary line.
+async fn everyone_logs_in(
+    engine: &Engine,
+    creds: &Credentials,
+    concurrency: usize,
+    ui: &dyn Ui,
+) -> Result<LoginSummary, DemoError> {
+    let logins = login_all(
+        Via::Vault(engine.clone()),
+        creds.clone(),
+        concurrency,
+        ui.bar("users logging in"),
+    )
+    .await?;
+    ui.step(&format!(
+        "    {} users logged in and migrated: {} grants in {:.1} s ({:.0} grants/s)",
+        logins.users,
+        logins.grants,
+        logins.seconds,
+        logins.grants_per_second()
+    ));
+    Ok(logins)
 }
 
 /// Bytes of the demo vault's SQLite files (database and write-ahead log).
@@ -299,20 +311,7 @@ async fn migrate_again(
         .as_ref()
         .map_or(0, |sp| sp.migrated.len());
     ui.step(&format!("    start: server keys migrated: {server_keys}"));
-    let logins = login_all(
-        Via::Vault(engine.clone()),
-        creds.clone(),
-        concurrency,
-        ui.bar("users logging in"),
-    )
-    .await?;
-    ui.step(&format!(
-        "    {} users logged in and migrated: {} grants in {:.1} s ({:.0} grants/s)",
-        logins.users,
-        logins.grants,
-        logins.seconds,
-        logins.grants_per_second()
-    ));
+    let logins = everyone_logs_in(engine, creds, concurrency, ui).await?;
     let finalized = engine.finalize(&|_| {}).await?;
     let verified = verify(engine, creds, ui).await?;
     Ok(AgainSummary {

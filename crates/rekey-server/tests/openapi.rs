@@ -435,16 +435,7 @@ async fn a_second_run_serves_packages_of_the_published_schema_and_completes() {
         }
     }
     assert!(pending_holders > 0, "a role lists a pending member");
-    let quiet: rekey_demo::login::Progress = std::sync::Arc::new(|_, _| {});
-    let summary = rekey_demo::login::login_all(
-        rekey_demo::login::Via::Server(h.anon.base_url().to_owned()),
-        h.creds.clone(),
-        1,
-        quiet,
-    )
-    .await
-    .unwrap();
-    assert!(summary.roles_refused.is_empty(), "{summary:?}");
+    let summary = support::everyone_logs_in(&h).await;
     assert!(summary.roles_confirmed > 0, "{summary:?}");
     h.admin.finalize().await.unwrap();
     let after = Reader::new(&h.engine)

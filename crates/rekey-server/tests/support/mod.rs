@@ -406,16 +406,7 @@ impl ServedVaults {
 pub async fn migrate_once_with_the_rust_client(h: &Harness, first: rekey_core::Target) {
     let started = h.admin.start_to("Start", Some(first)).await.unwrap();
     assert_eq!(started.target, first);
-    let quiet: rekey_demo::login::Progress = std::sync::Arc::new(|_, _| {});
-    let summary = rekey_demo::login::login_all(
-        rekey_demo::login::Via::Server(h.anon.base_url().to_owned()),
-        h.creds.clone(),
-        1,
-        quiet,
-    )
-    .await
-    .unwrap();
-    assert!(summary.roles_refused.is_empty(), "{summary:?}");
+    everyone_logs_in(h).await;
     h.admin.finalize().await.unwrap();
     assert_eq!(
         h.vault.migration().await.unwrap().phase,
@@ -436,4 +427,20 @@ pub async fn migrate_once_with_the_rust_client(h: &Harness, first: rekey_core::T
         )
         .await
         .unwrap();
+}
+
+/// Every e2ee demo user logs in over HTTP with rekey's Rust client, one at
+/// a time; no role check refused.
+pub async fn everyone_logs_in(h: &Harness) -> rekey_demo::login::LoginSummary {
+    let quiet: rekey_demo::login::Progress = std::sync::Arc::new(|_, _| {});
+    let summary = rekey_demo::login::login_all(
+        rekey_demo::login::Via::Server(h.anon.base_url().to_owned()),
+        h.creds.clone(),
+        1,
+        quiet,
+    )
+    .await
+    .unwrap();
+    assert!(summary.roles_refused.is_empty(), "{summary:?}");
+    summary
 }

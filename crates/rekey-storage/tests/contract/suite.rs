@@ -1076,6 +1076,25 @@ contract_test!(a_raw_session_can_neither_fake_progress_nor_empty_the_vault, |t| 
 // Finalize's evidence: the rows, not the flags. A principal marked
 // migrated around the guard (as only the database administrator can, by
 // forging the writer marker) shows up with its uncovered grants.
+/// A write around the guard, as a hostile SQL session makes it: the
+/// migration writer's marker forged, then `who` flagged migrated.
+async fn forge_migrated_flag(t: &TestDb, who: PrincipalId) {
+    let raw = t.raw().await;
+    let marker = match t.backend {
+        Backend::Postgres => "SET rekey.migration_writer = 'on'",
+        Backend::MySql => "INSERT INTO migration_session (conn_id) VALUES (CONNECTION_ID())",
+        Backend::Sqlite => "INSERT INTO migration_session (conn_id) VALUES (0)",
+    };
+    raw.execute_unprepared(marker).await.unwrap();
+    raw.execute_unprepared(&format!(
+        "UPDATE {} SET migration_state = 'migrated' WHERE id = '{}'",
+        t.q("principal"),
+        who
+    ))
+    .await
+    .unwrap();
+}
+
 contract_test!(the_evidence_names_principals_the_rows_do_not_bear_out, |t| {
     let vault = t.vault().await;
     let f = fixture(2, 3);
@@ -1090,20 +1109,7 @@ contract_test!(the_evidence_names_principals_the_rows_do_not_bear_out, |t| {
     // A forged flag.
     let forged = &f.users[0];
     let owned = all_pending(&vault, forged.id).await.len() as u64;
-    let raw = t.raw().await;
-    let marker = match t.backend {
-        Backend::Postgres => "SET rekey.migration_writer = 'on'",
-        Backend::MySql => "INSERT INTO migration_session (conn_id) VALUES (CONNECTION_ID())",
-        Backend::Sqlite => "INSERT INTO migration_session (conn_id) VALUES (0)",
-    };
-    raw.execute_unprepared(marker).await.unwrap();
-    raw.execute_unprepared(&format!(
-        "UPDATE {} SET migration_state = 'migrated' WHERE id = '{}'",
-        t.q("principal"),
-        forged.id
-    ))
-    .await
-    .unwrap();
+    forge_migrated_flag(&t, forged.id).await;
     let e = vault.finalize_evidence(5).await.unwrap();
     assert_eq!(e.without_key, 1, "{e:?}");
     assert_eq!(e.first_without_key, vec![forged.name.clone()]);
@@ -1136,20 +1142,7 @@ contract_test!(the_evidence_of_a_second_run_covers_the_completed_runs_grants, |t
     let forged = &f.users[0];
     let owned = all_pending(&vault, forged.id).await.len() as u64;
     assert_eq!(owned, 3);
-    let raw = t.raw().await;
-    let marker = match t.backend {
-        Backend::Postgres => "SET rekey.migration_writer = 'on'",
-        Backend::MySql => "INSERT INTO migration_session (conn_id) VALUES (CONNECTION_ID())",
-        Backend::Sqlite => "INSERT INTO migration_session (conn_id) VALUES (0)",
-    };
-    raw.execute_unprepared(marker).await.unwrap();
-    raw.execute_unprepared(&format!(
-        "UPDATE {} SET migration_state = 'migrated' WHERE id = '{}'",
-        t.q("principal"),
-        forged.id
-    ))
-    .await
-    .unwrap();
+    forge_migrated_flag(&t, forged.id).await;
     let e = vault.finalize_evidence(5).await.unwrap();
     assert_eq!((e.without_key, e.uncovered), (1, owned), "{e:?}");
 });
