@@ -9,9 +9,11 @@ use rekey_core::confirm::{Receipt, RoleCheck, verify_receipt};
 use rekey_core::model::{
     GrantRecord, KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind,
 };
-use rekey_core::{NewPublicKey, PrincipalId, RunId, Subject};
+use super::role_cache::RoleEvidence;
+use rekey_core::{KeyPairId, NewPublicKey, PrincipalId, RunId, Subject};
 use rekey_storage::{ConfirmedBy, RoleConfirmation};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 impl Engine {
     /// The migrated roles `holder` belongs to and has not confirmed yet,
@@ -34,19 +36,6 @@ impl Engine {
             .await?;
         let holder_keys = self.vault.key_pairs(holder).await?;
         let mut to_holder = None;
-        // The legacy grants declared non-migratable, by recipient: a role
-        // none of whose grants were declared is checked without reading
-        // its legacy grants at all.
-        let disowned_ids: HashMap<PrincipalId, HashSet<GrantId>> = self
-            .vault
-            .non_migratable()
-            .await?
-            .into_iter()
-            .fold(HashMap::new(), |mut m, n| {
-                m.entry(n.recipient).or_default().insert(n.grant);
-                m
-            });
-        let none = HashSet::new();
         let mut out = Vec::new();
         for role in roles
             .iter()
@@ -69,9 +58,7 @@ impl Engine {
                 .filter(|g| wanted.contains(&g.subject))
                 .cloned()
                 .collect();
-            let evidence = self
-                .role_evidence(role.id, disowned_ids.get(&role.id).unwrap_or(&none))
-                .await?;
+            let evidence = self.role_evidence(run, role.id, current.id).await?;
             out.push(RoleCheck {
                 vault,
                 run,
@@ -79,10 +66,10 @@ impl Engine {
                 role: role.id,
                 holder_keys: holder_keys.clone(),
                 holder_grants,
-                role_grants: evidence.grants,
-                records: evidence.records,
-                subject_keys: evidence.subject_keys,
-                disowned: evidence.disowned,
+                role_grants: evidence.grants.clone(),
+                records: evidence.records.clone(),
+                subject_keys: evidence.subject_keys.clone(),
+                disowned: evidence.disowned.clone(),
                 role_current: current,
                 role_legacy: legacy,
             });
@@ -90,14 +77,20 @@ impl Engine {
         Ok(out)
     }
 
-    /// What a member checks a role against: the grants the migration
-    /// wrote to it, the records and key pairs they name, and the role's
-    /// legacy grants declared non-migratable.
+    /// What a member checks `role` (current key pair `key_pair`) against
+    /// in `run`: the grants the migration wrote to it, the records and key
+    /// pairs they name, and the role's legacy grants declared
+    /// non-migratable. Read once per run and role, then kept
+    /// (`role_cache`: nothing changes it until the run ends).
     async fn role_evidence(
         &self,
+        run: RunId,
         role: PrincipalId,
-        disowned_ids: &HashSet<GrantId>,
-    ) -> Result<RoleEvidence, EngineError> {
+        key_pair: KeyPairId,
+    ) -> Result<Arc<RoleEvidence>, EngineError> {
+        if let Some(kept) = self.role_evidence.get(run, role, key_pair) {
+            return Ok(kept);
+        }
         // The new grants only (the legacy ones are as many, and larger),
         // and the legacy ones only when some were declared non-migratable.
         let grants: Vec<GrantRecord> = self
@@ -106,6 +99,14 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|g| !g.envelope.scheme().is_legacy())
+            .collect();
+        let disowned_ids: HashSet<GrantId> = self
+            .vault
+            .non_migratable()
+            .await?
+            .into_iter()
+            .filter(|n| n.recipient == role)
+            .map(|n| n.grant)
             .collect();
         let disowned: Vec<GrantRecord> = if disowned_ids.is_empty() {
             Vec::new()
@@ -129,12 +130,15 @@ impl Engine {
         record_ids.dedup();
         key_ids.sort_unstable();
         key_ids.dedup();
-        Ok(RoleEvidence {
+        let evidence = Arc::new(RoleEvidence {
             records: self.vault.records(&record_ids).await?,
             subject_keys: self.vault.key_pairs_by_id(&key_ids).await?,
             grants,
             disowned,
-        })
+        });
+        self.role_evidence
+            .put(run, role, key_pair, evidence.clone());
+        Ok(evidence)
     }
 
     /// Keeps `holder`'s receipt for a role after checking it: the role is
@@ -266,14 +270,6 @@ impl Engine {
         }
         Ok(r)
     }
-}
-
-/// See [`Engine::role_evidence`].
-struct RoleEvidence {
-    grants: Vec<GrantRecord>,
-    records: Vec<rekey_core::model::RecordRow>,
-    subject_keys: Vec<KeyPairRecord>,
-    disowned: Vec<GrantRecord>,
 }
 
 /// A migrated role's current and legacy key pairs.

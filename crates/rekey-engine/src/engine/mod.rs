@@ -18,6 +18,7 @@ mod confirm;
 mod finalize;
 mod package;
 mod reads;
+mod role_cache;
 mod start;
 mod status;
 
@@ -53,6 +54,8 @@ pub struct Engine {
     /// The vault's session-token key once read: a cache of a row of the
     /// vault (every server of the vault reads the same key).
     session_key: Arc<OnceLock<Arc<SessionKey>>>,
+    /// The role evidence members check, once read (`role_cache`).
+    role_evidence: Arc<role_cache::RoleEvidenceCache>,
 }
 
 impl Engine {
@@ -67,6 +70,7 @@ impl Engine {
             actor: actor.into(),
             target: None,
             session_key: Arc::new(OnceLock::new()),
+            role_evidence: Arc::default(),
         }
     }
 
