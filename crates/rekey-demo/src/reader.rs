@@ -3,7 +3,7 @@
 //! roles and managed users) and decrypts every record it is granted; the
 //! records it reads are compared with what the seed granted it.
 
-use crate::credentials::{Credentials, access_digest};
+use crate::credentials::{Credentials, DemoUser, access_digest};
 use crate::error::DemoError;
 use crate::generate::record_plaintext;
 use crate::password::master_secret;
@@ -106,9 +106,25 @@ impl<'a> Reader<'a> {
             if !visited.insert(principal) {
                 continue;
             }
-            if let Entry::Vacant(slot) = cache.grants.entry(principal) {
-                slot.insert(self.engine.grants_to(principal).await?);
-            }
+            // A user's own grants are read for it alone; those of a
+            // principal reached through a key are kept for the others.
+            let own = if principal == user {
+                self.engine.grants_to(principal).await?
+            } else {
+                if let Entry::Vacant(slot) = cache.grants.entry(principal) {
+                    slot.insert(self.engine.grants_to(principal).await?);
+                }
+                Vec::new()
+            };
+            let grants = if principal == user {
+                own.as_slice()
+            } else {
+                cache
+                    .grants
+                    .get(&principal)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+            };
             let mut key_ids: Vec<KeyPairId> = keys
                 .keys()
                 .filter(|kp| owners.get(kp) == Some(&principal))
@@ -133,12 +149,7 @@ impl<'a> Reader<'a> {
                 .collect();
             let mut record_keys: HashMap<RecordId, RecordKey> = HashMap::new();
             let mut learned_kps = Vec::new();
-            for g in cache
-                .grants
-                .get(&principal)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
+            for g in grants {
                 if known && matches!(g.subject, Subject::RecordKey(_)) {
                     continue;
                 }
@@ -169,14 +180,13 @@ impl<'a> Reader<'a> {
                 }
             }
             drop(openers);
+            drop(own);
             if known {
                 if let Some((_, read)) = cache.opened.get(&principal) {
                     ok.extend(read.iter().copied());
                 }
             } else {
-                let read = self
-                    .records_that_decrypt(vault, &record_keys, cache)
-                    .await?;
+                let read = self.records_that_decrypt(vault, &record_keys).await?;
                 ok.extend(read.iter().copied());
                 if shared {
                     cache.opened.insert(principal, (key_ids, read));
@@ -201,25 +211,23 @@ impl<'a> Reader<'a> {
     }
 
     /// The records among `record_keys` whose ciphertext decrypts under the
-    /// key to its demo plaintext.
+    /// key to its demo plaintext (the ciphertexts read in batches).
     async fn records_that_decrypt(
         &self,
         vault: VaultId,
         record_keys: &HashMap<RecordId, RecordKey>,
-        cache: &mut ReadCache,
     ) -> Result<BTreeSet<RecordId>, DemoError> {
+        let mut ids: Vec<RecordId> = record_keys.keys().copied().collect();
+        ids.sort_unstable();
         let mut ok = BTreeSet::new();
-        for (r, key) in record_keys {
-            if let Entry::Vacant(slot) = cache.records.entry(*r) {
-                slot.insert(self.engine.record(*r).await?);
-            }
-            let Some(Some(ciphertext)) = cache.records.get(r) else {
+        for (r, ciphertext) in self.engine.records(&ids).await? {
+            let Some(key) = record_keys.get(&r) else {
                 continue;
             };
-            if decrypt_record(key, vault, *r, ciphertext)
-                .is_ok_and(|pt| pt.dangerous_as_bytes() == record_plaintext(*r))
+            if decrypt_record(key, vault, r, &ciphertext)
+                .is_ok_and(|pt| pt.dangerous_as_bytes() == record_plaintext(r))
             {
-                ok.insert(*r);
+                ok.insert(r);
             }
         }
         Ok(ok)
@@ -228,6 +236,12 @@ impl<'a> Reader<'a> {
     /// Verifies a demo vault: every demo user unlocks with its password and
     /// reads exactly the records the seed granted it (compared by count and
     /// digest of the sorted ids), each decrypting to the seeded plaintext.
+    ///
+    /// Users are checked by one worker per core, each with a contiguous
+    /// share of the users (by name) and its own [`ReadCache`]: a role is
+    /// read and opened once per worker that reaches it, and the cache holds
+    /// only what several users share (a user's own grants and records are
+    /// read and dropped), so memory grows with the roles, not the users.
     pub async fn verify(
         &self,
         credentials: &Credentials,
@@ -237,14 +251,55 @@ impl<'a> Reader<'a> {
         if vault != credentials.vault {
             return Err(DemoError::CredentialsMismatch);
         }
+        let mut users: Vec<(String, DemoUser)> = credentials
+            .users
+            .iter()
+            .map(|(n, u)| (n.clone(), u.clone()))
+            .collect();
+        let total = users.len();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, total.max(1));
+        let share = total.div_ceil(workers).max(1);
+        let (tick, mut ticks) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut tasks = tokio::task::JoinSet::new();
+        while !users.is_empty() {
+            let rest = users.split_off(share.min(users.len()));
+            let mine = std::mem::replace(&mut users, rest);
+            let (engine, kdf, tick) = (self.engine.clone(), credentials.kdf, tick.clone());
+            tasks.spawn(async move {
+                let reader = Reader::new(&engine);
+                let mut cache = ReadCache::default();
+                let mut out = Vec::with_capacity(mine.len());
+                for (name, u) in mine {
+                    let (password, id) = (u.password.clone(), u.id);
+                    let master = tokio::task::spawn_blocking(move || {
+                        master_secret(&password, vault, id, &kdf)
+                    })
+                    .await
+                    .map_err(|_| DemoError::Internal("a password hash panicked"))??;
+                    let read = reader
+                        .readable_records_cached(u.id, &master, &mut cache)
+                        .await?;
+                    let _ = tick.send(());
+                    out.push((name, u, read));
+                }
+                Ok::<_, DemoError>(out)
+            });
+        }
+        drop(tick);
+        let mut done = 0;
+        while ticks.recv().await.is_some() {
+            done += 1;
+            progress(done, total);
+        }
+        let mut checked = Vec::with_capacity(total);
+        while let Some(joined) = tasks.join_next().await {
+            checked.extend(joined.map_err(|_| DemoError::Internal("a verify worker panicked"))??);
+        }
+        checked.sort_by(|a, b| a.0.cmp(&b.0));
         let mut report = VerifyReport::default();
-        let mut cache = ReadCache::default();
-        let total = credentials.users.len();
-        for (i, (name, u)) in credentials.users.iter().enumerate() {
-            let master = master_secret(&u.password, vault, u.id, &credentials.kdf)?;
-            let read = self
-                .readable_records_cached(u.id, &master, &mut cache)
-                .await?;
+        for (name, u, read) in checked {
             report.users += 1;
             report.records_read += read.len();
             if u.expected_records != read.len() || u.expected_digest != access_digest(&read) {
@@ -254,18 +309,18 @@ impl<'a> Reader<'a> {
                     u.expected_records
                 ));
             }
-            progress(i + 1, total);
         }
         Ok(report)
     }
 }
 
-/// Rows read once per verification, shared by every user.
+/// Rows read once per verification worker, shared by its users: those of
+/// principals reached through keys (roles, managed users), not a user's
+/// own.
 #[derive(Default)]
 struct ReadCache {
     grants: HashMap<PrincipalId, Vec<rekey_core::model::GrantRecord>>,
     key_pairs: HashMap<KeyPairId, Option<rekey_core::model::KeyPairRecord>>,
-    records: HashMap<RecordId, Option<Vec<u8>>>,
     /// What a shared principal's record grants gave, by the key pairs they
     /// were opened with: the records that decrypted correctly.
     opened: HashMap<PrincipalId, (Vec<KeyPairId>, BTreeSet<RecordId>)>,

@@ -146,6 +146,21 @@ impl Engine {
         Ok(self.vault.record(id).await?.map(|r| r.ciphertext))
     }
 
+    /// The ciphertexts of the records of these ids that exist, in batches
+    /// of one query each.
+    pub async fn records(
+        &self,
+        ids: &[RecordId],
+    ) -> Result<Vec<(RecordId, Vec<u8>)>, EngineError> {
+        Ok(self
+            .vault
+            .records(ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.ciphertext))
+            .collect())
+    }
+
     /// Writes a record's ciphertext; refused (read-only) while the vault
     /// is being migrated.
     pub async fn put_record(&self, id: RecordId, ciphertext: Vec<u8>) -> Result<(), EngineError> {
