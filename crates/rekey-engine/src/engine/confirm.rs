@@ -29,11 +29,9 @@ impl Engine {
         if member.kind != PrincipalKind::User || member.custody != KeyCustody::E2ee {
             return Ok(Vec::new());
         }
-        let confirmed = self.vault.confirmed_by(holder).await?;
-        let roles = self
-            .vault
-            .principals(&self.vault.roles_of(holder).await?)
-            .await?;
+        let role_ids = self.vault.roles_of(holder).await?;
+        let confirmed = self.vault.confirmed_by(holder, &role_ids).await?;
+        let roles = self.vault.principals(&role_ids).await?;
         let holder_keys = self.vault.key_pairs(holder).await?;
         let mut to_holder = None;
         let mut out = Vec::new();

@@ -85,9 +85,21 @@ impl Vault {
         Ok(())
     }
 
-    /// The role key pairs `holder` has confirmed.
-    pub async fn confirmed_by(&self, holder: PrincipalId) -> Result<Vec<KeyPairId>> {
+    /// The key pairs of `roles` that `holder` has confirmed. Looked up
+    /// by role first, the primary key's order: a search by holder alone
+    /// would scan every confirmation of the vault at each login.
+    pub async fn confirmed_by(
+        &self,
+        holder: PrincipalId,
+        roles: &[PrincipalId],
+    ) -> Result<Vec<KeyPairId>> {
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
         role_confirmation::Entity::find()
+            .filter(
+                role_confirmation::Column::RoleId.is_in(roles.iter().map(ToString::to_string)),
+            )
             .filter(role_confirmation::Column::HolderId.eq(holder.to_string()))
             .all(&self.db)
             .await
