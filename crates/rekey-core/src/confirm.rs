@@ -40,8 +40,10 @@ use crate::kek::unlock_key_pair as unlock;
 use crate::model::{GrantRecord, KeyPairRecord, RecordRow};
 use crate::record::decrypt_record;
 use crate::{
-    GrantBinding, Kek, KeyPairId, MasterSecret, NewPublicKey, PrincipalId, RunId, Subject, VaultId,
+    GrantBinding, Kek, KeyPairId, MasterSecret, NewPublicKey, PrincipalId, RecordId, RunId,
+    Subject, VaultId,
 };
+use std::collections::HashMap;
 
 /// The label a receipt's signed message starts with.
 pub const RECEIPT_LABEL: &[u8] = b"rekey/v1/role-receipt";
@@ -256,29 +258,40 @@ fn role_key(
     Ok(None)
 }
 
-/// Whether `secret`, the secret of a grant of `subject`, opens what the
-/// subject names: a record key decrypts the record, a KEK unwraps the key
-/// pair's private key. Both are authenticated encryption, so a wrong
-/// secret fails.
-fn opens(check: &RoleCheck, subject: Subject, secret: crate::SecretBytes) -> bool {
-    match subject {
-        Subject::RecordKey(id) => {
-            let (Some(key), Some(record)) = (
-                secret.into_record_key(),
-                check.records.iter().find(|r| r.id == id),
-            ) else {
-                return false;
-            };
-            decrypt_record(&key, check.vault, id, &record.ciphertext).is_ok()
+/// The records and key pairs of a role check by id, looked up once per
+/// grant (a role's grants name hundreds of them).
+struct Named<'a> {
+    records: HashMap<RecordId, &'a RecordRow>,
+    key_pairs: HashMap<KeyPairId, &'a KeyPairRecord>,
+}
+
+impl<'a> Named<'a> {
+    fn of(check: &'a RoleCheck) -> Self {
+        Self {
+            records: check.records.iter().map(|r| (r.id, r)).collect(),
+            key_pairs: check.subject_keys.iter().map(|k| (k.id, k)).collect(),
         }
-        Subject::PrivateKey(kp) => {
-            let (Some(kek), Some(pair)) = (
-                secret.into_kek(),
-                check.subject_keys.iter().find(|k| k.id == kp),
-            ) else {
-                return false;
-            };
-            unlock(pair, check.vault, &kek).is_some()
+    }
+
+    /// Whether `secret`, the secret of a grant of `subject`, opens what
+    /// the subject names: a record key decrypts the record, a KEK unwraps
+    /// the key pair's private key. Both are authenticated encryption, so a
+    /// wrong secret fails.
+    fn opens(&self, vault: VaultId, subject: Subject, secret: crate::SecretBytes) -> bool {
+        match subject {
+            Subject::RecordKey(id) => {
+                let (Some(key), Some(record)) = (secret.into_record_key(), self.records.get(&id))
+                else {
+                    return false;
+                };
+                decrypt_record(&key, vault, id, &record.ciphertext).is_ok()
+            }
+            Subject::PrivateKey(kp) => {
+                let (Some(kek), Some(pair)) = (secret.into_kek(), self.key_pairs.get(&kp)) else {
+                    return false;
+                };
+                unlock(pair, vault, &kek).is_some()
+            }
         }
     }
 }
@@ -286,6 +299,7 @@ fn opens(check: &RoleCheck, subject: Subject, secret: crate::SecretBytes) -> boo
 /// Opens every grant the migration wrote to the role with its new key and
 /// checks it opens what it names; answers how many were checked.
 fn check_grants(check: &RoleCheck, new_key: &PrivateKey) -> Result<u32, ConfirmError> {
+    let named = Named::of(check);
     let mut opener = GrantOpener::new(new_key);
     let (mut checked, mut broken, mut first) = (0u32, 0u32, None);
     for g in check
@@ -301,7 +315,7 @@ fn check_grants(check: &RoleCheck, new_key: &PrivateKey) -> Result<u32, ConfirmE
         checked += 1;
         let ok = opener
             .open(&binding, &g.envelope)
-            .is_ok_and(|secret| opens(check, g.subject, secret));
+            .is_ok_and(|secret| named.opens(check.vault, g.subject, secret));
         if !ok {
             broken += 1;
             first.get_or_insert(g.subject);
@@ -320,6 +334,7 @@ fn check_grants(check: &RoleCheck, new_key: &PrivateKey) -> Result<u32, ConfirmE
 /// Fails if a legacy grant declared non-migratable opens with the role's
 /// legacy key to what it names.
 fn check_disowned(check: &RoleCheck, legacy_key: &PrivateKey) -> Result<(), ConfirmError> {
+    let named = Named::of(check);
     let mut opener = GrantOpener::new(legacy_key);
     for g in check.disowned.iter().filter(|g| g.recipient == check.role) {
         let binding = GrantBinding {
@@ -328,7 +343,7 @@ fn check_disowned(check: &RoleCheck, legacy_key: &PrivateKey) -> Result<(), Conf
             subject: g.subject,
         };
         if let Ok(secret) = opener.open(&binding, &g.envelope) {
-            if opens(check, g.subject, secret) {
+            if named.opens(check.vault, g.subject, secret) {
                 return Err(ConfirmError::FalselyDisowned(g.subject));
             }
         }

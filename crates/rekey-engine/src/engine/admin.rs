@@ -148,10 +148,7 @@ impl Engine {
 
     /// The ciphertexts of the records of these ids that exist, in batches
     /// of one query each.
-    pub async fn records(
-        &self,
-        ids: &[RecordId],
-    ) -> Result<Vec<(RecordId, Vec<u8>)>, EngineError> {
+    pub async fn records(&self, ids: &[RecordId]) -> Result<Vec<(RecordId, Vec<u8>)>, EngineError> {
         Ok(self
             .vault
             .records(ids)

@@ -3,13 +3,13 @@
 //! signs, and the administrator's waiver.
 
 use super::Engine;
+use super::role_cache::RoleEvidence;
 use crate::error::EngineError;
 use rekey_core::GrantId;
 use rekey_core::confirm::{Receipt, RoleCheck, verify_receipt};
 use rekey_core::model::{
     GrantRecord, KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind,
 };
-use super::role_cache::RoleEvidence;
 use rekey_core::{KeyPairId, NewPublicKey, PrincipalId, RunId, Subject};
 use rekey_storage::{ConfirmedBy, RoleConfirmation};
 use std::collections::HashSet;

@@ -60,9 +60,13 @@ impl RoleEvidence {
             + self
                 .subject_keys
                 .iter()
-                .map(|k| k.public_key.len()
-                        + k.wrapped_private_key.as_ref().map_or(0, |w| w.as_bytes().len())
-                        + ROW_OVERHEAD)
+                .map(|k| {
+                    k.public_key.len()
+                        + k.wrapped_private_key
+                            .as_ref()
+                            .map_or(0, |w| w.as_bytes().len())
+                        + ROW_OVERHEAD
+                })
                 .sum::<usize>()
     }
 }
@@ -190,7 +194,10 @@ mod tests {
         assert!(cache.get(run, role, KeyPairId::random()).is_none());
         // A second put of the same entry keeps the first.
         cache.put(run, role, key_pair, evidence(100));
-        assert!(Arc::ptr_eq(&cache.get(run, role, key_pair).expect("kept"), &e));
+        assert!(Arc::ptr_eq(
+            &cache.get(run, role, key_pair).expect("kept"),
+            &e
+        ));
     }
 
     #[test]
@@ -209,7 +216,10 @@ mod tests {
             .map(|(r, k)| cache.get(run, *r, *k).is_some())
             .collect();
         assert_eq!(kept, [false, true, true, true]);
-        assert_eq!(format!("{cache:?}"), format!("RoleEvidenceCache {{ roles: 3, bytes: {bound} }}"));
+        assert_eq!(
+            format!("{cache:?}"),
+            format!("RoleEvidenceCache {{ roles: 3, bytes: {bound} }}")
+        );
         // Evidence larger than the whole bound is not kept, and evicts
         // nothing.
         let (role, kp) = (PrincipalId::random(), KeyPairId::random());

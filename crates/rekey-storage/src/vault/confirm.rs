@@ -97,9 +97,7 @@ impl Vault {
             return Ok(Vec::new());
         }
         role_confirmation::Entity::find()
-            .filter(
-                role_confirmation::Column::RoleId.is_in(roles.iter().map(ToString::to_string)),
-            )
+            .filter(role_confirmation::Column::RoleId.is_in(roles.iter().map(ToString::to_string)))
             .filter(role_confirmation::Column::HolderId.eq(holder.to_string()))
             .all(&self.db)
             .await
