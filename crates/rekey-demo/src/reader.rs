@@ -138,43 +138,7 @@ impl<'a> Reader<'a> {
             } else {
                 fetched.as_slice()
             };
-            // One opener per key for the whole principal: a batch of grants
-            // costs one decapsulation.
-            let mut openers: Vec<GrantOpener<'_>> = key_ids
-                .iter()
-                .filter_map(|kp| keys.get(kp))
-                .map(GrantOpener::new)
-                .collect();
-            let mut record_keys: HashMap<RecordId, RecordKey> = HashMap::new();
-            let mut learned_kps = Vec::new();
-            for g in grants {
-                let binding = GrantBinding {
-                    vault,
-                    recipient: principal,
-                    subject: g.subject,
-                };
-                let Some(secret) = openers
-                    .iter_mut()
-                    .find_map(|o| o.open(&binding, &g.envelope).ok())
-                else {
-                    continue;
-                };
-                match g.subject {
-                    Subject::RecordKey(r) => {
-                        if let Some(k) = secret.into_record_key() {
-                            record_keys.entry(r).or_insert(k);
-                        }
-                    }
-                    Subject::PrivateKey(kp_id) => {
-                        if !keys.contains_key(&kp_id) {
-                            if let Some(kek) = secret.into_kek() {
-                                learned_kps.push((kp_id, kek));
-                            }
-                        }
-                    }
-                }
-            }
-            drop(openers);
+            let (record_keys, learned_kps) = open_grants(vault, principal, grants, &key_ids, &keys);
             if shared && !known {
                 cache.key_grants.insert(
                     principal,
@@ -317,6 +281,54 @@ impl<'a> Reader<'a> {
         }
         Ok(report)
     }
+}
+
+/// Opens `principal`'s `grants` with its keys among `keys` (`key_ids`):
+/// the record keys by record, and the KEKs of key pairs not in `keys` yet.
+/// One opener per key for the whole principal: a batch of grants costs one
+/// decapsulation.
+fn open_grants(
+    vault: VaultId,
+    principal: PrincipalId,
+    grants: &[rekey_core::model::GrantRecord],
+    key_ids: &[KeyPairId],
+    keys: &HashMap<KeyPairId, PrivateKey>,
+) -> (HashMap<RecordId, RecordKey>, Vec<(KeyPairId, Kek)>) {
+    let mut openers: Vec<GrantOpener<'_>> = key_ids
+        .iter()
+        .filter_map(|kp| keys.get(kp))
+        .map(GrantOpener::new)
+        .collect();
+    let mut record_keys: HashMap<RecordId, RecordKey> = HashMap::new();
+    let mut learned_kps = Vec::new();
+    for g in grants {
+        let binding = GrantBinding {
+            vault,
+            recipient: principal,
+            subject: g.subject,
+        };
+        let Some(secret) = openers
+            .iter_mut()
+            .find_map(|o| o.open(&binding, &g.envelope).ok())
+        else {
+            continue;
+        };
+        match g.subject {
+            Subject::RecordKey(r) => {
+                if let Some(k) = secret.into_record_key() {
+                    record_keys.entry(r).or_insert(k);
+                }
+            }
+            Subject::PrivateKey(kp_id) => {
+                if !keys.contains_key(&kp_id) {
+                    if let Some(kek) = secret.into_kek() {
+                        learned_kps.push((kp_id, kek));
+                    }
+                }
+            }
+        }
+    }
+    (record_keys, learned_kps)
 }
 
 /// Rows read once per verification worker, shared by its users: those of
