@@ -24,7 +24,8 @@
 //! `finalizing`, with the message `rekey: vault is being migrated
 //! (read-only)` ([`Error::ReadOnly`] in this crate). Writes made by the
 //! migration's own transactions ([`Vault::apply`], [`Vault::abort`],
-//! [`Vault::delete_legacy_batch`]) pass, by a mechanism per database:
+//! [`Vault::delete_legacy_batch`], [`Vault::delete_legacy`]) pass, by a
+//! mechanism per database:
 //!
 //! - **SQLite**: the migration transaction first inserts a marker row into
 //!   `migration_session` and deletes it again just before committing. The

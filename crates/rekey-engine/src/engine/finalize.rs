@@ -127,15 +127,7 @@ impl Engine {
                 });
             }
         };
-        let mut deleted = 0u64;
-        loop {
-            let n = self.vault.delete_legacy_batch(FINALIZE_BATCH).await?;
-            deleted += n;
-            progress(deleted);
-            if n == 0 {
-                break;
-            }
-        }
+        let deleted = self.vault.delete_legacy(FINALIZE_BATCH, progress).await?;
         let completed = finalizing.complete(0)?;
         let row = self.vault.migration().await?;
         let audit = self.audit(

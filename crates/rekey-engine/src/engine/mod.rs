@@ -39,9 +39,11 @@ use std::sync::{Arc, OnceLock};
 
 /// Grants read per page when streaming.
 pub const PAGE: u64 = 1000;
-/// Legacy rows deleted per finalize batch (one transaction each). Measured
-/// on the 1,000-user benchmark vault's 126,283 legacy rows (SQLite): 2,000
-/// took 13.1 s, 10,000 8.6 s, 50,000 6.8 s (fewer commits and checkpoints;
+/// Legacy rows deleted per finalize batch: one transaction each on
+/// PostgreSQL and MySQL, one progress step inside SQLite's one transaction
+/// (`Vault::delete_legacy`). Measured with a transaction per batch on the
+/// 1,000-user benchmark vault's 126,283 legacy rows (SQLite): 2,000 took
+/// 13.1 s, 10,000 8.6 s, 50,000 6.8 s (fewer commits and checkpoints;
 /// nothing else writes while the vault is finalizing).
 pub const FINALIZE_BATCH: u64 = 50_000;
 

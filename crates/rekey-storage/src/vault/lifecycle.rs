@@ -18,7 +18,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, Statement,
 };
 
 impl Vault {
@@ -318,6 +318,122 @@ impl Vault {
                 }
             }
         }
+        self.commit_migration_txn(txn).await?;
+        Ok(deleted)
+    }
+
+    /// Deletes all the legacy material, `batch` rows at a time, calling
+    /// `progress(deleted_so_far)` after each batch; answers how many rows
+    /// went. Only while finalizing; resumable (call again after any
+    /// interruption).
+    ///
+    /// PostgreSQL and MySQL: one transaction per batch
+    /// ([`Vault::delete_legacy_batch`]). SQLite: one transaction for all
+    /// of it, in which the `grant` table's secondary indexes are dropped
+    /// before the deletes and created again from their own stored
+    /// definitions after them, so other connections never see the table
+    /// without them. Deleting half of a large table row by row updates
+    /// five B-trees at random places; building four of them once is
+    /// several times faster (2.4 million grants, 1.2 million deleted:
+    /// 25 s instead of 92 s on a 2-core EPYC, measured with the `sqlite3`
+    /// shell). The transaction's temporary files (statement journals,
+    /// index sorts) go to disk, not memory: with the connection's
+    /// `temp_store = memory` the same run peaked at 242 MB to 726 MB
+    /// instead of 16 MB. Other writers wait for the whole transaction, up
+    /// to the busy timeout.
+    pub async fn delete_legacy(
+        &self,
+        batch: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64> {
+        if self.backend != super::Backend::Sqlite {
+            let mut deleted = 0u64;
+            loop {
+                let n = self.delete_legacy_batch(batch).await?;
+                deleted += n;
+                progress(deleted);
+                if n == 0 {
+                    return Ok(deleted);
+                }
+            }
+        }
+        // Set before the first write, or the transaction's statement
+        // journals stay in memory (242 MB instead of 16 MB at the size
+        // above).
+        let txn = self
+            .begin_migration_txn_after(Some("PRAGMA temp_store = FILE"))
+            .await?;
+        let current = read_migration(&txn).await?;
+        if current.phase != Phase::Finalizing {
+            return Err(Error::WrongPhase {
+                phase: current.phase,
+                operation: "delete legacy material",
+            });
+        }
+        let indexes = sqlite_grant_indexes(&txn).await?;
+        for (name, _) in &indexes {
+            txn.execute_unprepared(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))
+                .await
+                .map_err(db("drop a grant index for the deletes"))?;
+        }
+        let mut deleted = delete_legacy_certificates(&txn).await?;
+        // Legacy grants in rowid ranges: each range is one sequential pass
+        // over the table's pages, and the count moves the progress bar.
+        let mut after = 0i64;
+        loop {
+            let row = txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    sea_orm::DbBackend::Sqlite,
+                    "SELECT MAX(rowid) FROM (SELECT rowid FROM \"grant\" \
+                     WHERE rowid > ?1 AND legacy = 1 ORDER BY rowid LIMIT ?2)",
+                    [after.into(), i64::try_from(std::cmp::max(batch, 1)).unwrap_or(i64::MAX).into()],
+                ))
+                .await
+                .map_err(db("list legacy grants"))?;
+            let last: Option<i64> = match row {
+                Some(r) => r.try_get_by_index(0).map_err(db("list legacy grants"))?,
+                None => None,
+            };
+            let Some(last) = last else { break };
+            deleted += txn
+                .execute_raw(Statement::from_sql_and_values(
+                    sea_orm::DbBackend::Sqlite,
+                    "DELETE FROM \"grant\" WHERE rowid > ?1 AND rowid <= ?2 AND legacy = 1",
+                    [after.into(), last.into()],
+                ))
+                .await
+                .map_err(db("delete legacy grants"))?
+                .rows_affected();
+            after = last;
+            progress(deleted);
+        }
+        // Grants of a legacy key pair's private key die with the key pair.
+        deleted += txn
+            .execute_unprepared(
+                "DELETE FROM \"grant\" WHERE subject_kind = 'private_key' \
+                 AND subject_id IN (SELECT id FROM key_pair WHERE state = 'legacy')",
+            )
+            .await
+            .map_err(db("delete grants of legacy keys"))?
+            .rows_affected();
+        deleted += key_pair::Entity::delete_many()
+            .filter(key_pair::Column::State.eq(KeyState::Legacy.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db("delete legacy key pairs"))?
+            .rows_affected;
+        progress(deleted);
+        for (_, sql) in &indexes {
+            txn.execute_unprepared(sql)
+                .await
+                .map_err(db("rebuild a grant index"))?;
+        }
+        // Back to the connection's setting (`Vault::connect`). A failure
+        // before this line leaves this one pooled connection on FILE: its
+        // statement journals then go to a temporary file, nothing more.
+        txn.execute_unprepared("PRAGMA temp_store = MEMORY")
+            .await
+            .map_err(db("restore the temporary store"))?;
         self.commit_migration_txn(txn).await?;
         Ok(deleted)
     }
@@ -799,4 +915,36 @@ async fn delete_legacy_grants(txn: &DatabaseTransaction, limit: u64) -> Result<u
         }
     }
     Ok(deleted)
+}
+
+/// Certificates of legacy key pairs (SQLite's one-transaction finalize).
+async fn delete_legacy_certificates(txn: &DatabaseTransaction) -> Result<u64> {
+    Ok(txn
+        .execute_unprepared(
+            "DELETE FROM certificate WHERE key_pair_id IN \
+             (SELECT id FROM key_pair WHERE state = 'legacy')",
+        )
+        .await
+        .map_err(db("delete legacy certificates"))?
+        .rows_affected())
+}
+
+/// The `grant` table's secondary indexes on SQLite, each with the exact
+/// statement that created it (the primary key's index has none and stays).
+async fn sqlite_grant_indexes(txn: &DatabaseTransaction) -> Result<Vec<(String, String)>> {
+    let rows = txn
+        .query_all_raw(Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' \
+             AND tbl_name = 'grant' AND sql IS NOT NULL ORDER BY name",
+        ))
+        .await
+        .map_err(db("list the grant indexes"))?;
+    rows.iter()
+        .map(|r| {
+            let name: String = r.try_get_by_index(0).map_err(db("list the grant indexes"))?;
+            let sql: String = r.try_get_by_index(1).map_err(db("list the grant indexes"))?;
+            Ok((name, sql))
+        })
+        .collect()
 }

@@ -322,11 +322,23 @@ impl Vault {
     /// Begins a transaction of the migration itself: the read-only triggers
     /// let its writes through (see the crate docs for the mechanism).
     async fn begin_migration_txn(&self) -> Result<DatabaseTransaction> {
+        self.begin_migration_txn_after(None).await
+    }
+
+    /// [`Self::begin_migration_txn`], running `first` (a connection
+    /// setting such as a `PRAGMA`) before the transaction writes anything:
+    /// SQLite applies some settings only to journals opened after them.
+    async fn begin_migration_txn_after(&self, first: Option<&str>) -> Result<DatabaseTransaction> {
         let txn = self
             .db
             .begin()
             .await
             .map_err(db("begin a migration transaction"))?;
+        if let Some(sql) = first {
+            txn.execute_unprepared(sql)
+                .await
+                .map_err(db("prepare the migration transaction"))?;
+        }
         let marker = match self.backend {
             Backend::Sqlite => "INSERT INTO migration_session (conn_id) VALUES (0)",
             Backend::Postgres => "SET LOCAL rekey.migration_writer = 'on'",

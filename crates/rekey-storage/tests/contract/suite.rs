@@ -765,6 +765,77 @@ contract_test!(a_completed_vault_migrates_again_and_aborts_to_itself, |t| {
         .unwrap();
 });
 
+contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
+    // `delete_legacy`: SQLite in one transaction with the grant indexes
+    // dropped and rebuilt, the others batch by batch. Same rows go, the
+    // progress ends at the total, and the vault keeps its indexes.
+    let vault = t.vault().await;
+    let f = fixture(2, 30);
+    vault.seed(&f.data, 1000).await.unwrap();
+    start_user_phase(&vault).await;
+    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
+        let pending = all_pending(&vault, p).await;
+        vault.apply(&write_set(p, &pending)).await.unwrap();
+    }
+    let index_sql = async || -> Vec<String> {
+        let raw = t.raw().await;
+        let sql = match t.backend {
+            Backend::Sqlite => "SELECT sql FROM sqlite_master WHERE type = 'index' \
+                                AND tbl_name = 'grant' ORDER BY name"
+                .to_owned(),
+            Backend::Postgres => "SELECT indexdef FROM pg_indexes WHERE tablename = 'grant' \
+                                  AND schemaname = current_schema() ORDER BY indexname"
+                .to_owned(),
+            Backend::MySql => "SELECT CONCAT(INDEX_NAME, ':', COLUMN_NAME) \
+                               FROM information_schema.STATISTICS WHERE TABLE_NAME = 'grant' \
+                               AND TABLE_SCHEMA = DATABASE() ORDER BY INDEX_NAME, SEQ_IN_INDEX"
+                .to_owned(),
+        };
+        raw.query_all_raw(sea_orm::Statement::from_string(raw.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get_by_index::<Option<String>>(0).unwrap().unwrap_or_default())
+            .collect()
+    };
+    let indexes = index_sql().await;
+    assert!(indexes.len() >= 5, "{indexes:?}");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let note = |n: u64| seen.lock().unwrap().push(n);
+    // Refused before finalizing, and nothing goes.
+    assert!(matches!(
+        vault.delete_legacy(25, &note).await.unwrap_err(),
+        Error::WrongPhase { .. }
+    ));
+    assert_eq!(index_sql().await, indexes);
+    assert_eq!(all_pending(&vault, f.users[0].id).await.len(), 30);
+    let m = vault.migration().await.unwrap();
+    let m = vault
+        .transition(step(Phase::UserPhase, Phase::Finalizing), m.version, &audit("finalize"))
+        .await
+        .unwrap();
+    // 90 legacy grants and 3 legacy key pairs.
+    assert_eq!(vault.delete_legacy(25, &note).await.unwrap(), 93);
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.len() >= 4, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert_eq!(seen.last(), Some(&93));
+    assert_eq!(index_sql().await, indexes, "the grant indexes are back as they were");
+    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
+        assert!(all_pending(&vault, p).await.is_empty());
+        let kps = vault.key_pairs(p).await.unwrap();
+        assert_eq!(kps.len(), 1);
+        assert_eq!(kps[0].state, rekey_core::model::KeyState::Current);
+        assert_eq!(vault.migrated_grants(p).await.unwrap().len(), 30);
+    }
+    // Nothing left: a second call deletes nothing.
+    assert_eq!(vault.delete_legacy(25, &|_| {}).await.unwrap(), 0);
+    vault
+        .transition(step(Phase::Finalizing, Phase::Completed), m.version, &audit("done"))
+        .await
+        .unwrap();
+});
+
 contract_test!(finalize_removes_legacy_material_in_batches, |t| {
     let vault = t.vault().await;
     let f = fixture(2, 30);
@@ -985,7 +1056,8 @@ contract_test!(finalize_removes_grants_of_legacy_keys, |t| {
         )
         .await
         .unwrap();
-    while vault.delete_legacy_batch(3).await.unwrap() > 0 {}
+    // The whole finalize (SQLite: its one-transaction form).
+    vault.delete_legacy(3, &|_| {}).await.unwrap();
     let left = vault.grants_to(me).await.unwrap();
     assert!(
         left.iter()
