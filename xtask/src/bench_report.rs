@@ -969,11 +969,11 @@ impl Report {
         if let Some(v) = self.vaults.first() {
             let _ = writeln!(
                 s,
-                "| whole migration ≥ 0.75 of the RSA floor on {} cores | {:.2} ({}) | {} |",
+                "| `login-all` ≥ 0.85 of the RSA floor on {} cores | {:.2} ({}) | {} |",
                 self.floor_2048.threads,
                 v.ratio(),
                 v.title,
-                yes(v.ratio() >= 0.75)
+                yes(v.ratio() >= 0.85)
             );
             if let Some(b) = self.peer(Peer::OneProcess) {
                 let x = v.per_second / b.grants_per_second.max(1e-9);
@@ -1033,6 +1033,18 @@ impl Report {
             }
         }
 
+        if let Some(v) = self.vaults.iter().find(|v| v.users >= 10_000) {
+            let waits = [v.start_seconds, v.finalize_seconds, v.verify_seconds];
+            let _ = writeln!(
+                s,
+                "| {} users: `start`, `finalize` and `verify` each < 60 s | {:.1} s, {:.1} s, {:.1} s | {} |",
+                thousands(v.users),
+                waits[0],
+                waits[1],
+                waits[2],
+                yes(waits.iter().all(|w| *w < 60.0))
+            );
+        }
         if let Some(Ok(server)) = &self.server {
             server.target_row(self.machine.cores, s);
         }
@@ -1638,11 +1650,12 @@ Written by `cargo xtask bench-report` — do not edit by hand; run it again.
 
 | target | measured | met? |
 |---|---|---|
-| whole migration ≥ 0.75 of the RSA floor on 2 cores | 0.84 (RSA-2048, 1,000 users) | yes |
+| `login-all` ≥ 0.85 of the RSA floor on 2 cores | 0.84 (RSA-2048, 1,000 users) | **no** |
 | ≥ 2× the straightforward Python baseline | 0.7× (1038 vs 1524 grants/s) | **no** |
 | ≥ 1.25× the fair parallel Python peer (2 workers, batch form) | 0.27× (1038 vs 3786 grants/s) | **no** |
 | a 10,000-grant user built and applied in < 2 s on 2 cores | 9.82 s (build 9.50 s + apply on SQLite 320.00 ms) | **no** |
 | peak memory flat as the vault grows | 180 MiB at 45,000 grants, 200 MiB at 450,000 grants | yes |
+| 10,000 users: `start`, `finalize` and `verify` each < 60 s | 1.5 s, 0.2 s, 3.8 s | yes |
 | ≥ 500 bundles/s of ~100 grants on PostgreSQL, 64 submitters, p99 < 250 ms, on 2 cores with the load generator | 612 bundles/s, p99 180.2 ms | yes |
 
 The 10,000-grant user is bound by RSA: its 10,000 unwraps alone take 8.10 s at this run's floor (1234 unwraps/s on 2 cores), so on this machine no build can meet the 2 s target: it is below the floor. The build runs at 0.85 of the floor; 1.72 s of the 9.82 s is everything else (sealing, signing, the apply).
@@ -1753,7 +1766,7 @@ Written by `cargo xtask bench-report` — do not edit by hand; run it again.
 
 | target | measured | met? |
 |---|---|---|
-| whole migration ≥ 0.75 of the RSA floor on 2 cores | 0.84 (RSA-2048, 1,000 users) | yes |
+| `login-all` ≥ 0.85 of the RSA floor on 2 cores | 0.84 (RSA-2048, 1,000 users) | **no** |
 | a 10,000-grant user built and applied in < 2 s on 2 cores | 1.42 s (build 1.10 s + apply on SQLite 320.00 ms) | yes |
 | ≥ 500 bundles/s of ~100 grants on PostgreSQL, 64 submitters, p99 < 250 ms, on 2 cores with the load generator | not measured (no PostgreSQL answers) | **no** |
 
