@@ -341,11 +341,7 @@ impl Vault {
     /// `temp_store = memory` the same run peaked at 242 MB to 726 MB
     /// instead of 16 MB. Other writers wait for the whole transaction, up
     /// to the busy timeout.
-    pub async fn delete_legacy(
-        &self,
-        batch: u64,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<u64> {
+    pub async fn delete_legacy(&self, batch: u64, progress: &(dyn Fn(u64) + Sync)) -> Result<u64> {
         if self.backend != super::Backend::Sqlite {
             let mut deleted = 0u64;
             loop {
@@ -386,7 +382,12 @@ impl Vault {
                     sea_orm::DbBackend::Sqlite,
                     "SELECT MAX(rowid) FROM (SELECT rowid FROM \"grant\" \
                      WHERE rowid > ?1 AND legacy = 1 ORDER BY rowid LIMIT ?2)",
-                    [after.into(), i64::try_from(std::cmp::max(batch, 1)).unwrap_or(i64::MAX).into()],
+                    [
+                        after.into(),
+                        i64::try_from(std::cmp::max(batch, 1))
+                            .unwrap_or(i64::MAX)
+                            .into(),
+                    ],
                 ))
                 .await
                 .map_err(db("list legacy grants"))?;
@@ -942,8 +943,12 @@ async fn sqlite_grant_indexes(txn: &DatabaseTransaction) -> Result<Vec<(String, 
         .map_err(db("list the grant indexes"))?;
     rows.iter()
         .map(|r| {
-            let name: String = r.try_get_by_index(0).map_err(db("list the grant indexes"))?;
-            let sql: String = r.try_get_by_index(1).map_err(db("list the grant indexes"))?;
+            let name: String = r
+                .try_get_by_index(0)
+                .map_err(db("list the grant indexes"))?;
+            let sql: String = r
+                .try_get_by_index(1)
+                .map_err(db("list the grant indexes"))?;
             Ok((name, sql))
         })
         .collect()
