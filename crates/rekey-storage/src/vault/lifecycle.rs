@@ -361,6 +361,10 @@ impl Vault {
             .await?;
         let current = read_migration(&txn).await?;
         if current.phase != Phase::Finalizing {
+            // The connection goes back to the pool as it came.
+            txn.execute_unprepared(RESTORE_TEMP_STORE)
+                .await
+                .map_err(db("restore the temporary store"))?;
             return Err(Error::WrongPhase {
                 phase: current.phase,
                 operation: "delete legacy material",
@@ -429,10 +433,10 @@ impl Vault {
                 .await
                 .map_err(db("rebuild a grant index"))?;
         }
-        // Back to the connection's setting (`Vault::connect`). A failure
-        // before this line leaves this one pooled connection on FILE: its
-        // statement journals then go to a temporary file, nothing more.
-        txn.execute_unprepared("PRAGMA temp_store = MEMORY")
+        // A database error before this line leaves this one pooled
+        // connection on FILE: its statement journals then go to a
+        // temporary file, nothing more.
+        txn.execute_unprepared(RESTORE_TEMP_STORE)
             .await
             .map_err(db("restore the temporary store"))?;
         self.commit_migration_txn(txn).await?;
@@ -917,6 +921,10 @@ async fn delete_legacy_grants(txn: &DatabaseTransaction, limit: u64) -> Result<u
     }
     Ok(deleted)
 }
+
+/// The connection's own setting (`Vault::connect`), put back at the end
+/// of SQLite's one-transaction finalize.
+const RESTORE_TEMP_STORE: &str = "PRAGMA temp_store = MEMORY";
 
 /// Certificates of legacy key pairs (SQLite's one-transaction finalize).
 async fn delete_legacy_certificates(txn: &DatabaseTransaction) -> Result<u64> {
