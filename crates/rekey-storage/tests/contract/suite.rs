@@ -765,18 +765,36 @@ contract_test!(a_completed_vault_migrates_again_and_aborts_to_itself, |t| {
         .unwrap();
 });
 
+/// Seeds `f` (30 grants each), starts, and migrates every user and the
+/// role: what the finalize tests begin from.
+async fn migrate_everyone(vault: &Vault, f: &Fixture) {
+    vault.seed(&f.data, 1000).await.unwrap();
+    start_user_phase(vault).await;
+    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
+        let pending = all_pending(vault, p).await;
+        vault.apply(&write_set(p, &pending)).await.unwrap();
+    }
+}
+
+/// After finalize: nothing pending, one current key pair and the 30 new
+/// grants for every principal of `f`.
+async fn assert_only_new_material(vault: &Vault, f: &Fixture) {
+    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
+        assert!(all_pending(vault, p).await.is_empty());
+        let kps = vault.key_pairs(p).await.unwrap();
+        assert_eq!(kps.len(), 1);
+        assert_eq!(kps[0].state, rekey_core::model::KeyState::Current);
+        assert_eq!(vault.migrated_grants(p).await.unwrap().len(), 30);
+    }
+}
+
 contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
     // `delete_legacy`: SQLite in one transaction with the grant indexes
     // dropped and rebuilt, the others batch by batch. Same rows go, the
     // progress ends at the total, and the vault keeps its indexes.
     let vault = t.vault().await;
     let f = fixture(2, 30);
-    vault.seed(&f.data, 1000).await.unwrap();
-    start_user_phase(&vault).await;
-    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
-        let pending = all_pending(&vault, p).await;
-        vault.apply(&write_set(p, &pending)).await.unwrap();
-    }
+    migrate_everyone(&vault, &f).await;
     let index_sql = async || -> Vec<String> {
         let raw = t.raw().await;
         let sql = match t.backend {
@@ -821,13 +839,7 @@ contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     assert_eq!(seen.last(), Some(&93));
     assert_eq!(index_sql().await, indexes, "the grant indexes are back as they were");
-    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
-        assert!(all_pending(&vault, p).await.is_empty());
-        let kps = vault.key_pairs(p).await.unwrap();
-        assert_eq!(kps.len(), 1);
-        assert_eq!(kps[0].state, rekey_core::model::KeyState::Current);
-        assert_eq!(vault.migrated_grants(p).await.unwrap().len(), 30);
-    }
+    assert_only_new_material(&vault, &f).await;
     // Nothing left: a second call deletes nothing.
     assert_eq!(vault.delete_legacy(25, &|_| {}).await.unwrap(), 0);
     vault
@@ -839,13 +851,7 @@ contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
 contract_test!(finalize_removes_legacy_material_in_batches, |t| {
     let vault = t.vault().await;
     let f = fixture(2, 30);
-    vault.seed(&f.data, 1000).await.unwrap();
-    // A purged user is exempt and not counted.
-    start_user_phase(&vault).await;
-    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
-        let pending = all_pending(&vault, p).await;
-        vault.apply(&write_set(p, &pending)).await.unwrap();
-    }
+    migrate_everyone(&vault, &f).await;
     let progress = vault.progress().await.unwrap();
     assert_eq!(progress.grants.remaining, 0);
     assert_eq!(progress.users.remaining + progress.roles.remaining, 0);
@@ -873,13 +879,7 @@ contract_test!(finalize_removes_legacy_material_in_batches, |t| {
     // 90 legacy grants and 3 legacy key pairs.
     assert_eq!(total, 93);
     assert!(batches >= 4);
-    for p in f.users.iter().map(|u| u.id).chain([f.role.id]) {
-        assert!(all_pending(&vault, p).await.is_empty());
-        let kps = vault.key_pairs(p).await.unwrap();
-        assert_eq!(kps.len(), 1);
-        assert_eq!(kps[0].state, rekey_core::model::KeyState::Current);
-        assert_eq!(vault.migrated_grants(p).await.unwrap().len(), 30);
-    }
+    assert_only_new_material(&vault, &f).await;
     vault
         .transition(step(Phase::Finalizing, Phase::Completed), m.version, &audit("done"),
         )
