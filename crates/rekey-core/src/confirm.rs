@@ -198,11 +198,12 @@ pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt,
     if matches!(new_key, PrivateKey::Rsa(_)) {
         return Err(ConfirmError::NotAnEcKey);
     }
-    let checked = check_grants(check, &new_key)?;
+    let named = Named::of(check);
+    let checked = check_grants(check, &named, &new_key)?;
     if !check.disowned.is_empty() {
         let legacy_key = role_key(check, &holder_keys, &check.role_legacy)?
             .ok_or(ConfirmError::LegacyKeyUnreachable)?;
-        check_disowned(check, &legacy_key)?;
+        check_disowned(check, &named, &legacy_key)?;
     }
     let signature = new_key
         .sign_ecdsa(&receipt_message(
@@ -298,8 +299,11 @@ impl<'a> Named<'a> {
 
 /// Opens every grant the migration wrote to the role with its new key and
 /// checks it opens what it names; answers how many were checked.
-fn check_grants(check: &RoleCheck, new_key: &PrivateKey) -> Result<u32, ConfirmError> {
-    let named = Named::of(check);
+fn check_grants(
+    check: &RoleCheck,
+    named: &Named<'_>,
+    new_key: &PrivateKey,
+) -> Result<u32, ConfirmError> {
     let mut opener = GrantOpener::new(new_key);
     let (mut checked, mut broken, mut first) = (0u32, 0u32, None);
     for g in check
@@ -333,8 +337,11 @@ fn check_grants(check: &RoleCheck, new_key: &PrivateKey) -> Result<u32, ConfirmE
 
 /// Fails if a legacy grant declared non-migratable opens with the role's
 /// legacy key to what it names.
-fn check_disowned(check: &RoleCheck, legacy_key: &PrivateKey) -> Result<(), ConfirmError> {
-    let named = Named::of(check);
+fn check_disowned(
+    check: &RoleCheck,
+    named: &Named<'_>,
+    legacy_key: &PrivateKey,
+) -> Result<(), ConfirmError> {
     let mut opener = GrantOpener::new(legacy_key);
     for g in check.disowned.iter().filter(|g| g.recipient == check.role) {
         let binding = GrantBinding {
