@@ -37,7 +37,7 @@ use crate::crypto::PrivateKey;
 
 use crate::grant::GrantOpener;
 use crate::kek::unlock_key_pair as unlock;
-use crate::model::{GrantRecord, KeyPairRecord, RecordRow};
+use crate::model::{GrantRecord, KeyPairRecord, KeyState, RecordRow};
 use crate::record::decrypt_record;
 use crate::{
     GrantBinding, Kek, KeyPairId, MasterSecret, NewPublicKey, PrincipalId, RecordId, RunId,
@@ -183,13 +183,8 @@ pub fn verify_receipt(
 pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt, ConfirmError> {
     let own = Kek::derive(master, check.vault, check.holder)
         .map_err(|_| ConfirmError::WrongMasterSecret)?;
-    let mut holder_keys = Vec::new();
-    for kp in &check.holder_keys {
-        if let Some(k) = unlock(kp, check.vault, &own) {
-            holder_keys.push(k);
-        }
-    }
-    if holder_keys.is_empty() {
+    let holder_keys = HolderKeys::new(check, &own);
+    if !holder_keys.any_unlocks() {
         return Err(ConfirmError::WrongMasterSecret);
     }
     let new_key = role_key(check, &holder_keys, &check.role_current)?
@@ -223,37 +218,97 @@ pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt,
     })
 }
 
+/// The member's own private keys, each unlocked when first needed.
+///
+/// A member checks its roles after its own migration, which re-wrapped its
+/// grants of the roles' KEKs to its new key: its new key then opens them
+/// with an HPKE open. Its legacy RSA key (a PKCS#8 parse with a key check,
+/// then an RSA decryption per grant) is unlocked only when no such grant
+/// opens. Unlocking it up front, and trying the legacy grants first, was
+/// about 4 % of a 1,000-user `login-all`'s CPU time.
+struct HolderKeys<'a> {
+    check: &'a RoleCheck,
+    kek: &'a Kek,
+    /// The key pairs, current before legacy, each with its unlocked key
+    /// once tried (`None`: it does not unlock).
+    keys: Vec<(&'a KeyPairRecord, std::cell::OnceCell<Option<PrivateKey>>)>,
+}
+
+impl<'a> HolderKeys<'a> {
+    fn new(check: &'a RoleCheck, kek: &'a Kek) -> Self {
+        let mut keys: Vec<_> = check
+            .holder_keys
+            .iter()
+            .map(|kp| (kp, std::cell::OnceCell::new()))
+            .collect();
+        keys.sort_by_key(|(kp, _)| kp.state == KeyState::Legacy);
+        Self { check, kek, keys }
+    }
+
+    /// The `i`th key, unlocked on first use.
+    fn key(&self, i: usize) -> Option<&PrivateKey> {
+        let (kp, cell) = self.keys.get(i)?;
+        cell.get_or_init(|| unlock(kp, self.check.vault, self.kek))
+            .as_ref()
+    }
+
+    /// Whether the master secret unlocks any of the member's keys (the
+    /// current one first: it is the cheap one).
+    fn any_unlocks(&self) -> bool {
+        (0..self.keys.len()).any(|i| self.key(i).is_some())
+    }
+
+    /// Whether the `i`th key is a legacy one.
+    fn is_legacy(&self, i: usize) -> bool {
+        self.keys
+            .get(i)
+            .is_some_and(|(kp, _)| kp.state == KeyState::Legacy)
+    }
+}
+
 /// The role's private key of key pair `kp`, reached through one of the
 /// member's grants of its KEK. `Ok(None)` when no grant opens to a KEK
-/// that unwraps it.
+/// that unwraps it. The member's new-key grants are tried with its new
+/// key first; the legacy grants and its legacy key only after them.
 fn role_key(
     check: &RoleCheck,
-    holder_keys: &[PrivateKey],
+    holder_keys: &HolderKeys<'_>,
     kp: &KeyPairRecord,
 ) -> Result<Option<PrivateKey>, ConfirmError> {
-    for g in check
+    let grants: Vec<&GrantRecord> = check
         .holder_grants
         .iter()
         .filter(|g| g.subject == Subject::PrivateKey(kp.id) && g.recipient == check.holder)
-    {
-        let binding = GrantBinding {
-            vault: check.vault,
-            recipient: check.holder,
-            subject: g.subject,
+        .collect();
+    let binding = GrantBinding {
+        vault: check.vault,
+        recipient: check.holder,
+        subject: Subject::PrivateKey(kp.id),
+    };
+    // First pass: new-scheme grants, new keys. Second: every pair left.
+    let new_first = |legacy_pass: bool| {
+        grants.iter().flat_map(move |g| {
+            (0..holder_keys.keys.len()).filter_map(move |i| {
+                let cheap = !g.envelope.scheme().is_legacy() && !holder_keys.is_legacy(i);
+                (cheap != legacy_pass).then_some((*g, i))
+            })
+        })
+    };
+    for (g, i) in new_first(false).chain(new_first(true)) {
+        let Some(key) = holder_keys.key(i) else {
+            continue;
         };
-        for key in holder_keys {
-            let Ok(secret) = GrantOpener::new(key).open(&binding, &g.envelope) else {
-                continue;
-            };
-            let Some(kek) = secret.into_kek() else {
-                continue;
-            };
-            if let Some(k) = unlock(kp, check.vault, &kek) {
-                if k.public_key().to_bytes() != kp.public_key {
-                    return Err(ConfirmError::NewKeyMismatch);
-                }
-                return Ok(Some(k));
+        let Ok(secret) = GrantOpener::new(key).open(&binding, &g.envelope) else {
+            continue;
+        };
+        let Some(kek) = secret.into_kek() else {
+            continue;
+        };
+        if let Some(k) = unlock(kp, check.vault, &kek) {
+            if k.public_key().to_bytes() != kp.public_key {
+                return Err(ConfirmError::NewKeyMismatch);
             }
+            return Ok(Some(k));
         }
     }
     Ok(None)
