@@ -57,6 +57,7 @@ impl Vault {
             return Ok(());
         }
         let now = Timestamp::now().as_millis();
+        let _turn = self.write_turn().await;
         role_confirmation::Entity::insert_many(rows.iter().map(|c| {
             role_confirmation::ActiveModel {
                 role_id: Set(c.role.to_string()),

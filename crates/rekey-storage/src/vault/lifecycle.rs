@@ -33,7 +33,7 @@ impl Vault {
         expected_version: i64,
         audit: &AuditEvent,
     ) -> Result<MigrationRow> {
-        let txn = self.begin_migration_txn().await?;
+        let (txn, _turn) = self.begin_migration_txn().await?;
         self.cas(&txn, step.from(), expected_version, step.to())
             .await?;
         append(&txn, audit).await?;
@@ -112,7 +112,7 @@ impl Vault {
                 });
             }
         };
-        let txn = self.begin_migration_txn().await?;
+        let (txn, _turn) = self.begin_migration_txn().await?;
         let before = read_migration(&txn).await?;
         self.cas(&txn, step.from(), expected_version, step.to())
             .await?;
@@ -151,7 +151,7 @@ impl Vault {
         state: MigrationState,
         audit: &AuditEvent,
     ) -> Result<()> {
-        let txn = self.begin_migration_txn().await?;
+        let (txn, _turn) = self.begin_migration_txn().await?;
         for chunk in principals.chunks(BATCH_ROWS) {
             principal::Entity::update_many()
                 .col_expr(
@@ -179,7 +179,7 @@ impl Vault {
     /// states and the completed run's row are put back as they were, and
     /// the phase is `completed` again. Refused once finalizing has begun.
     pub async fn abort(&self, expected_version: i64, audit: &AuditEvent) -> Result<MigrationRow> {
-        let txn = self.begin_migration_txn().await?;
+        let (txn, _turn) = self.begin_migration_txn().await?;
         let current = read_migration(&txn).await?;
         if !matches!(
             current.phase,
@@ -263,7 +263,7 @@ impl Vault {
     /// from any server, after any interruption. Only while finalizing.
     pub async fn delete_legacy_batch(&self, limit: u64) -> Result<u64> {
         let limit = std::cmp::max(limit, 1);
-        let txn = self.begin_migration_txn().await?;
+        let (txn, _turn) = self.begin_migration_txn().await?;
         let current = read_migration(&txn).await?;
         if current.phase != Phase::Finalizing {
             return Err(Error::WrongPhase {
@@ -356,7 +356,7 @@ impl Vault {
         // Set before the first write, or the transaction's statement
         // journals stay in memory (242 MB instead of 16 MB at the size
         // above).
-        let txn = self
+        let (txn, _turn) = self
             .begin_migration_txn_after(Some("PRAGMA temp_store = FILE"))
             .await?;
         let current = read_migration(&txn).await?;
@@ -455,7 +455,7 @@ impl Vault {
         resolution: Resolution,
         audit: &AuditEvent,
     ) -> Result<()> {
-        let txn = self.begin_migration_txn().await?;
+        let (txn, _turn) = self.begin_migration_txn().await?;
         let res = non_migratable::Entity::update_many()
             .col_expr(
                 non_migratable::Column::Resolution,
@@ -482,7 +482,7 @@ impl Vault {
     /// Adds non-migratable entries outside a write set (e.g. the server
     /// phase finding a grant addressed to a service that does not open).
     pub async fn add_non_migratable(&self, entries: &[NonMigratable]) -> Result<()> {
-        let txn = self.begin_migration_txn().await?;
+        let (txn, _turn) = self.begin_migration_txn().await?;
         super::sql::insert_batched(
             &txn,
             entries.iter().map(non_migratable_to).collect(),

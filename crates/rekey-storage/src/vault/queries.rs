@@ -34,7 +34,7 @@ impl Vault {
         }
         // The migration row is rekey's own: written in a migration
         // transaction, past its guard.
-        let txn = self.begin_migration_txn().await?;
+        let (txn, _turn) = self.begin_migration_txn().await?;
         migration::Entity::update_many()
             .col_expr(migration::Column::VaultId, Expr::value(id.to_string()))
             .filter(migration::Column::Id.eq(1))

@@ -75,7 +75,7 @@ impl Vault {
     /// the covered grants pending, then inserts everything in batched
     /// multi-row statements and marks the principals migrated.
     pub async fn apply(&self, write: &MigrationWrite) -> Result<()> {
-        let txn = self.begin_migration_txn().await?;
+        let (txn, _turn) = self.begin_migration_txn().await?;
         self.apply_in(&txn, write).await?;
         self.commit_migration_txn(txn).await
     }
