@@ -412,6 +412,47 @@ contract_test!(apply_migrates_and_counts_progress, |t| {
     assert_eq!(tail.len(), 2);
 });
 
+contract_test!(writers_of_one_vault_take_turns_and_a_refused_one_gives_its_turn_back, |t| {
+    // On SQLite one process's writers queue for the file's write lock
+    // (`Vault::write_turn`); a turn kept by a refused write would hold
+    // every later writer for the busy timeout (60 s), far past the bound
+    // below.
+    let within = std::time::Duration::from_secs(20);
+    let vault = t.vault().await;
+    let f = fixture(6, 10);
+    vault.seed(&f.data, 1000).await.unwrap();
+    start_user_phase(&vault).await;
+    let pending = all_pending(&vault, f.users[0].id).await;
+    for _ in 0..3 {
+        let stale = write_set(f.users[0].id, &pending[1..]);
+        let err = tokio::time::timeout(within, vault.apply(&stale))
+            .await
+            .expect("a refused write set came back in time")
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    }
+    // Every user's write set at once, through clones of one vault.
+    let mut tasks = Vec::new();
+    for u in &f.users {
+        let ws = write_set(u.id, &all_pending(&vault, u.id).await);
+        let v = vault.clone();
+        tasks.push(tokio::spawn(async move { v.apply(&ws).await }));
+    }
+    let all = tokio::time::timeout(within, async {
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.unwrap());
+        }
+        out
+    })
+    .await
+    .expect("six concurrent write sets landed in time");
+    assert!(all.iter().all(Result::is_ok), "{all:?}");
+    let p = vault.progress().await.unwrap();
+    assert_eq!((p.users.migrated, p.users.remaining), (6, 0));
+    assert_eq!(p.grants.migrated, 60);
+});
+
 contract_test!(apply_is_all_or_nothing, |t| {
     let vault = t.vault().await;
     let f = fixture(1, 1500);
