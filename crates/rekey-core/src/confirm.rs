@@ -227,7 +227,7 @@ pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt,
 /// opens. Unlocking it up front, and trying the legacy grants first, was
 /// about 4 % of a 1,000-user `login-all`'s CPU time.
 struct HolderKeys<'a> {
-    check: &'a RoleCheck,
+    vault: VaultId,
     kek: &'a Kek,
     /// The key pairs, current before legacy, each with its unlocked key
     /// once tried (`None`: it does not unlock).
@@ -242,13 +242,17 @@ impl<'a> HolderKeys<'a> {
             .map(|kp| (kp, std::cell::OnceCell::new()))
             .collect();
         keys.sort_by_key(|(kp, _)| kp.state == KeyState::Legacy);
-        Self { check, kek, keys }
+        Self {
+            vault: check.vault,
+            kek,
+            keys,
+        }
     }
 
     /// The `i`th key, unlocked on first use.
     fn key(&self, i: usize) -> Option<&PrivateKey> {
         let (kp, cell) = self.keys.get(i)?;
-        cell.get_or_init(|| unlock(kp, self.check.vault, self.kek))
+        cell.get_or_init(|| unlock(kp, self.vault, self.kek))
             .as_ref()
     }
 
@@ -275,26 +279,22 @@ fn role_key(
     holder_keys: &HolderKeys<'_>,
     kp: &KeyPairRecord,
 ) -> Result<Option<PrivateKey>, ConfirmError> {
-    let grants: Vec<&GrantRecord> = check
-        .holder_grants
-        .iter()
-        .filter(|g| g.subject == Subject::PrivateKey(kp.id) && g.recipient == check.holder)
-        .collect();
+    let subject = Subject::PrivateKey(kp.id);
     let binding = GrantBinding {
         vault: check.vault,
         recipient: check.holder,
-        subject: Subject::PrivateKey(kp.id),
+        subject,
     };
-    // First pass: new-scheme grants, new keys. Second: every pair left.
-    let new_first = |legacy_pass: bool| {
-        grants.iter().flat_map(move |g| {
-            (0..holder_keys.keys.len()).filter_map(move |i| {
-                let cheap = !g.envelope.scheme().is_legacy() && !holder_keys.is_legacy(i);
-                (cheap != legacy_pass).then_some((*g, i))
-            })
-        })
-    };
-    for (g, i) in new_first(false).chain(new_first(true)) {
+    // Every grant with every key, a new-scheme grant with a new key first
+    // (the stable sort keeps the order within each group).
+    let mut tries: Vec<(&GrantRecord, usize)> = check
+        .holder_grants
+        .iter()
+        .filter(|g| g.subject == subject && g.recipient == check.holder)
+        .flat_map(|g| (0..holder_keys.keys.len()).map(move |i| (g, i)))
+        .collect();
+    tries.sort_by_key(|(g, i)| g.envelope.scheme().is_legacy() || holder_keys.is_legacy(*i));
+    for (g, i) in tries {
         let Some(key) = holder_keys.key(i) else {
             continue;
         };
