@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     // Before any thread: freed bundle buffers leave the process, so peak
     // memory follows the live data, not every arena's largest bundle.
     rekey_engine::memory::return_large_buffers_to_the_system();
+    rekey_engine::memory::trim_free_memory_every(rekey_engine::memory::TRIM_EVERY);
     let cli = cli::Cli::parse_args();
     let out = Out::new(cli.format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -44,6 +44,7 @@ use crate::{
     Subject, VaultId,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The label a receipt's signed message starts with.
 pub const RECEIPT_LABEL: &[u8] = b"rekey/v1/role-receipt";
@@ -69,8 +70,18 @@ pub struct RoleCheck {
     /// The member's grants of the role's KEKs (subjects: the two key
     /// pairs above).
     pub holder_grants: Vec<GrantRecord>,
+    /// What every member of the role checks alike. Shared, not copied:
+    /// the largest role of a 10,000-user vault names 15,705 grants and as
+    /// many records, checked by 3,000 members.
+    pub evidence: Arc<RoleEvidence>,
+}
+
+/// The part of a [`RoleCheck`] that is the same for every member: the role
+/// as the migrating member left it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleEvidence {
     /// The grants the migration wrote to the role.
-    pub role_grants: Vec<GrantRecord>,
+    pub grants: Vec<GrantRecord>,
     /// The records those grants' record keys decrypt.
     pub records: Vec<RecordRow>,
     /// The key pairs those grants' KEKs unwrap.
@@ -195,7 +206,7 @@ pub fn confirm_role(check: &RoleCheck, master: &MasterSecret) -> Result<Receipt,
     }
     let named = Named::of(check);
     let checked = check_grants(check, &named, &new_key)?;
-    if !check.disowned.is_empty() {
+    if !check.evidence.disowned.is_empty() {
         let legacy_key = role_key(check, &holder_keys, &check.role_legacy)?
             .ok_or(ConfirmError::LegacyKeyUnreachable)?;
         check_disowned(check, &named, &legacy_key)?;
@@ -324,8 +335,13 @@ struct Named<'a> {
 impl<'a> Named<'a> {
     fn of(check: &'a RoleCheck) -> Self {
         Self {
-            records: check.records.iter().map(|r| (r.id, r)).collect(),
-            key_pairs: check.subject_keys.iter().map(|k| (k.id, k)).collect(),
+            records: check.evidence.records.iter().map(|r| (r.id, r)).collect(),
+            key_pairs: check
+                .evidence
+                .subject_keys
+                .iter()
+                .map(|k| (k.id, k))
+                .collect(),
         }
     }
 
@@ -362,7 +378,8 @@ fn check_grants(
     let mut opener = GrantOpener::new(new_key);
     let (mut checked, mut broken, mut first) = (0u32, 0u32, None);
     for g in check
-        .role_grants
+        .evidence
+        .grants
         .iter()
         .filter(|g| g.recipient == check.role && !g.envelope.scheme().is_legacy())
     {
@@ -398,7 +415,12 @@ fn check_disowned(
     legacy_key: &PrivateKey,
 ) -> Result<(), ConfirmError> {
     let mut opener = GrantOpener::new(legacy_key);
-    for g in check.disowned.iter().filter(|g| g.recipient == check.role) {
+    for g in check
+        .evidence
+        .disowned
+        .iter()
+        .filter(|g| g.recipient == check.role)
+    {
         let binding = GrantBinding {
             vault: check.vault,
             recipient: check.role,
@@ -568,8 +590,9 @@ impl RoleCheckJson {
             role_current: (&c.role_current).into(),
             role_legacy: (&c.role_legacy).into(),
             holder_grants: c.holder_grants.iter().map(GrantJson::from).collect(),
-            role_grants: c.role_grants.iter().map(GrantJson::from).collect(),
+            role_grants: c.evidence.grants.iter().map(GrantJson::from).collect(),
             records: c
+                .evidence
                 .records
                 .iter()
                 .map(|r| RecordJson {
@@ -577,8 +600,13 @@ impl RoleCheckJson {
                     ciphertext: hex::encode(&r.ciphertext),
                 })
                 .collect(),
-            subject_keys: c.subject_keys.iter().map(KeyPairJson::from).collect(),
-            disowned: c.disowned.iter().map(GrantJson::from).collect(),
+            subject_keys: c
+                .evidence
+                .subject_keys
+                .iter()
+                .map(KeyPairJson::from)
+                .collect(),
+            disowned: c.evidence.disowned.iter().map(GrantJson::from).collect(),
         }
     }
 }
@@ -660,32 +688,34 @@ pub fn parse_role_checks(
                     .into_iter()
                     .map(grant_of)
                     .collect::<Result<_, _>>()?,
-                role_grants: r
-                    .role_grants
-                    .into_iter()
-                    .map(grant_of)
-                    .collect::<Result<_, _>>()?,
-                records: r
-                    .records
-                    .into_iter()
-                    .map(|rec| {
-                        Ok(RecordRow {
-                            id: rec.id,
-                            ciphertext: hex::decode(&rec.ciphertext)
-                                .map_err(|_| RoleChecksError::Bytes("a record"))?,
+                evidence: Arc::new(RoleEvidence {
+                    grants: r
+                        .role_grants
+                        .into_iter()
+                        .map(grant_of)
+                        .collect::<Result<_, _>>()?,
+                    records: r
+                        .records
+                        .into_iter()
+                        .map(|rec| {
+                            Ok(RecordRow {
+                                id: rec.id,
+                                ciphertext: hex::decode(&rec.ciphertext)
+                                    .map_err(|_| RoleChecksError::Bytes("a record"))?,
+                            })
                         })
-                    })
-                    .collect::<Result<_, RoleChecksError>>()?,
-                subject_keys: r
-                    .subject_keys
-                    .into_iter()
-                    .map(key_pair_of)
-                    .collect::<Result<_, _>>()?,
-                disowned: r
-                    .disowned
-                    .into_iter()
-                    .map(grant_of)
-                    .collect::<Result<_, _>>()?,
+                        .collect::<Result<_, RoleChecksError>>()?,
+                    subject_keys: r
+                        .subject_keys
+                        .into_iter()
+                        .map(key_pair_of)
+                        .collect::<Result<_, _>>()?,
+                    disowned: r
+                        .disowned
+                        .into_iter()
+                        .map(grant_of)
+                        .collect::<Result<_, _>>()?,
+                }),
             })
         })
         .collect()

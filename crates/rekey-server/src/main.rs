@@ -24,6 +24,7 @@ struct Cli {
 fn main() -> ExitCode {
     // Before any thread: freed bundle buffers leave the process.
     rekey_engine::memory::return_large_buffers_to_the_system();
+    rekey_engine::memory::trim_free_memory_every(rekey_engine::memory::TRIM_EVERY);
     let cli = Cli::parse();
     rekey_server::init_logging();
     let config = match cli.serve.config(&cli.db, &cli.key_dir) {

@@ -3,10 +3,9 @@
 //! signs, and the administrator's waiver.
 
 use super::Engine;
-use super::role_cache::RoleEvidence;
 use crate::error::EngineError;
 use rekey_core::GrantId;
-use rekey_core::confirm::{Receipt, RoleCheck, verify_receipt};
+use rekey_core::confirm::{Receipt, RoleCheck, RoleEvidence, verify_receipt};
 use rekey_core::model::{
     GrantRecord, KeyCustody, KeyPairRecord, KeyState, MigrationState, Principal, PrincipalKind,
 };
@@ -64,10 +63,7 @@ impl Engine {
                 role: role.id,
                 holder_keys: holder_keys.clone(),
                 holder_grants,
-                role_grants: evidence.grants.clone(),
-                records: evidence.records.clone(),
-                subject_keys: evidence.subject_keys.clone(),
-                disowned: evidence.disowned.clone(),
+                evidence,
                 role_current: current,
                 role_legacy: legacy,
             });
