@@ -187,14 +187,26 @@ mod tests {
         ));
     }
 
+    /// `n` roles, each with a key pair.
+    fn roles(n: usize) -> Vec<(PrincipalId, KeyPairId)> {
+        (0..n)
+            .map(|_| (PrincipalId::random(), KeyPairId::random()))
+            .collect()
+    }
+
+    /// Which of `keys` the cache holds (each look-up counts as a use).
+    fn kept(cache: &RoleEvidenceCache, run: RunId, keys: &[(PrincipalId, KeyPairId)]) -> Vec<bool> {
+        keys.iter()
+            .map(|(r, k)| cache.get(run, *r, *k).is_some())
+            .collect()
+    }
+
     #[test]
     fn the_entry_used_longest_ago_goes_first() {
         let cache = RoleEvidenceCache::default();
         let run = RunId::random();
         let bound = 3 * (1000 + ROW_OVERHEAD);
-        let keys: Vec<(PrincipalId, KeyPairId)> = (0..4)
-            .map(|_| (PrincipalId::random(), KeyPairId::random()))
-            .collect();
+        let keys = roles(4);
         for (role, kp) in &keys[..3] {
             cache.put_bounded(run, *role, *kp, evidence(1000), bound);
         }
@@ -202,11 +214,7 @@ mod tests {
         // comes in.
         assert!(cache.get(run, keys[0].0, keys[0].1).is_some());
         cache.put_bounded(run, keys[3].0, keys[3].1, evidence(1000), bound);
-        let kept: Vec<bool> = keys
-            .iter()
-            .map(|(r, k)| cache.get(run, *r, *k).is_some())
-            .collect();
-        assert_eq!(kept, [true, false, true, true]);
+        assert_eq!(kept(&cache, run, &keys), [true, false, true, true]);
     }
 
     #[test]
@@ -214,17 +222,11 @@ mod tests {
         let cache = RoleEvidenceCache::default();
         let run = RunId::random();
         let bound = 3 * (1000 + ROW_OVERHEAD);
-        let keys: Vec<(PrincipalId, KeyPairId)> = (0..4)
-            .map(|_| (PrincipalId::random(), KeyPairId::random()))
-            .collect();
+        let keys = roles(4);
         for (role, kp) in &keys {
             cache.put_bounded(run, *role, *kp, evidence(1000), bound);
         }
-        let kept: Vec<bool> = keys
-            .iter()
-            .map(|(r, k)| cache.get(run, *r, *k).is_some())
-            .collect();
-        assert_eq!(kept, [false, true, true, true]);
+        assert_eq!(kept(&cache, run, &keys), [false, true, true, true]);
         assert_eq!(
             format!("{cache:?}"),
             format!("RoleEvidenceCache {{ roles: 3, bytes: {bound} }}")
