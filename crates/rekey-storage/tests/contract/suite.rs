@@ -830,8 +830,8 @@ async fn assert_only_new_material(vault: &Vault, f: &Fixture) {
 }
 
 contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
-    // `delete_legacy`: SQLite in one transaction with the grant indexes
-    // dropped and rebuilt, the others batch by batch. Same rows go, the
+    // `delete_legacy`: SQLite in one transaction copying the grants that
+    // stay into the table created again, the others batch by batch. Same rows go, the
     // progress ends at the total, and the vault keeps its indexes.
     let vault = t.vault().await;
     let f = fixture(2, 30);
@@ -839,8 +839,10 @@ contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
     let index_sql = async || -> Vec<String> {
         let raw = t.raw().await;
         let sql = match t.backend {
-            Backend::Sqlite => "SELECT sql FROM sqlite_master WHERE type = 'index' \
-                                AND tbl_name = 'grant' ORDER BY name"
+            // The table, its indexes and its triggers (SQLite's finalize
+            // creates them all again).
+            Backend::Sqlite => "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') \
+                                FROM sqlite_master WHERE tbl_name = 'grant' ORDER BY type, name"
                 .to_owned(),
             Backend::Postgres => "SELECT indexdef FROM pg_indexes WHERE tablename = 'grant' \
                                   AND schemaname = current_schema() ORDER BY indexname"
@@ -859,6 +861,9 @@ contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
     };
     let indexes = index_sql().await;
     assert!(indexes.len() >= 5, "{indexes:?}");
+    if t.backend == Backend::Sqlite {
+        assert!(indexes.iter().any(|s| s.starts_with("trigger ")), "{indexes:?}");
+    }
     let seen = std::sync::Mutex::new(Vec::new());
     let note = |n: u64| seen.lock().unwrap().push(n);
     // Refused before finalizing, and nothing goes.
@@ -1227,7 +1232,61 @@ contract_test!(the_evidence_names_principals_the_rows_do_not_bear_out, |t| {
     assert_eq!(e.without_key, 1, "{e:?}");
     assert_eq!(e.first_without_key, vec![forged.name.clone()]);
     assert_eq!(e.uncovered, owned, "{e:?}");
+    assert_eq!(e.first_uncovered.len() as u64, owned.min(5), "{e:?}");
     assert!(e.first_uncovered.iter().all(|(n, _)| n == &forged.name));
+});
+
+// A legacy grant of a private key (a role's key held by a member) is
+// covered only by a grant, to the same member, of the owner's current key
+// pair; a re-wrap of the legacy key itself does not cover it.
+contract_test!(the_evidence_covers_a_role_key_grant_only_with_the_new_role_key, |t| {
+    let vault = t.vault().await;
+    let mut f = fixture(2, 1);
+    let role_legacy = f
+        .data
+        .key_pairs
+        .iter()
+        .find(|k| k.principal == f.role.id)
+        .unwrap()
+        .id;
+    let record = f.data.records[0].id;
+    for u in &f.users {
+        let mut g = legacy_grant(u.id, record);
+        g.subject = rekey_core::ids::Subject::PrivateKey(role_legacy);
+        f.data.grants.push(g);
+    }
+    vault.seed(&f.data, 1000).await.unwrap();
+    start_user_phase(&vault).await;
+    let mut ws = write_set(f.role.id, &all_pending(&vault, f.role.id).await);
+    ws.membership_grants.push(GrantRecord {
+        id: GrantId::time_ordered(),
+        recipient: f.users[1].id,
+        subject: rekey_core::ids::Subject::PrivateKey(ws.key_pairs[0].id),
+        envelope: hpke_envelope(3),
+        origin: rekey_core::model::GrantOrigin::Migration,
+        created_at: None,
+    });
+    vault.apply(&ws).await.unwrap();
+    let mut role_key_grant = None;
+    for u in &f.users {
+        let pending = all_pending(&vault, u.id).await;
+        if u.id == f.users[0].id {
+            role_key_grant = pending
+                .iter()
+                .find(|g| g.subject == rekey_core::ids::Subject::PrivateKey(role_legacy))
+                .map(|g| g.id);
+        }
+        // Every grant re-wrapped with its own subject: the record keys are
+        // covered, the legacy role key is not.
+        vault.apply(&write_set(u.id, &pending)).await.unwrap();
+    }
+    let e = vault.finalize_evidence(5).await.unwrap();
+    assert_eq!(e.uncovered, 1, "{e:?}");
+    assert_eq!(
+        e.first_uncovered,
+        vec![(f.users[0].name.clone(), role_key_grant.unwrap())]
+    );
+    assert_eq!(e.without_key, 0, "{e:?}");
 });
 
 contract_test!(the_evidence_of_a_second_run_covers_the_completed_runs_grants, |t| {
