@@ -40,7 +40,8 @@ pub(super) const UNCONFIRMED: &str = "FROM membership m \
 
 impl Vault {
     /// Reads the evidence, naming at most `shown` of each kind, in one
-    /// read transaction (one snapshot for every count).
+    /// transaction (on SQLite: one snapshot, and one connection for the
+    /// temporary-store setting below).
     ///
     /// The legacy grants are read in two sequential passes over the
     /// `grant` table, not one index look-up per grant: at 10,000 users

@@ -831,8 +831,9 @@ async fn assert_only_new_material(vault: &Vault, f: &Fixture) {
 
 contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
     // `delete_legacy`: SQLite in one transaction copying the grants that
-    // stay into the table created again, the others batch by batch. Same rows go, the
-    // progress ends at the total, and the vault keeps its indexes.
+    // stay into the table created again, the others batch by batch. Same
+    // rows go, the progress ends at the total, and the grant table keeps
+    // its indexes (and, on SQLite, its statement and triggers).
     let vault = t.vault().await;
     let f = fixture(2, 30);
     migrate_everyone(&vault, &f).await;
