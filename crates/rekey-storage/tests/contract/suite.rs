@@ -830,18 +830,17 @@ async fn assert_only_new_material(vault: &Vault, f: &Fixture) {
 }
 
 contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
-    // `delete_legacy`: SQLite in one transaction copying the grants that
-    // stay into the table created again, the others batch by batch. Same
-    // rows go, the progress ends at the total, and the grant table keeps
-    // its indexes (and, on SQLite, its statement and triggers).
+    // `delete_legacy`: SQLite in one transaction with the grant indexes
+    // dropped and rebuilt, the others batch by batch. Same rows go, the
+    // progress ends at the total, and the grant table keeps its indexes
+    // (and, on SQLite, its statement and triggers).
     let vault = t.vault().await;
     let f = fixture(2, 30);
     migrate_everyone(&vault, &f).await;
     let index_sql = async || -> Vec<String> {
         let raw = t.raw().await;
         let sql = match t.backend {
-            // The table, its indexes and its triggers (SQLite's finalize
-            // creates them all again).
+            // The table, its indexes and its triggers.
             Backend::Sqlite => "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') \
                                 FROM sqlite_master WHERE tbl_name = 'grant' ORDER BY type, name"
                 .to_owned(),
