@@ -923,7 +923,7 @@ async fn delete_legacy_grants(txn: &DatabaseTransaction, limit: u64) -> Result<u
 }
 
 /// The connection's own setting (`Vault::connect`), put back at the end
-/// of SQLite's one-transaction finalize.
+/// of SQLite's one-transaction finalize and of finalize's evidence read.
 pub(super) const RESTORE_TEMP_STORE: &str = "PRAGMA temp_store = MEMORY";
 
 /// Certificates of legacy key pairs (SQLite's one-transaction finalize).
