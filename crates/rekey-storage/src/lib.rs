@@ -72,7 +72,7 @@ mod vault;
 
 pub use error::{Error, GUARD_MESSAGE, READ_ONLY_MESSAGE, Result, redact_url};
 pub use vault::{
-    BATCH_ROWS, Backend, ConfirmedBy, FinalizeEvidence, MigrationWrite, PENDING_IDS_PAGE,
-    PendingGrants, PrincipalMigration, PurgeCounts, RoleConfirmation, SchemaStatus, SeedData,
-    SeedReport, Vault,
+    BATCH_ROWS, Backend, ConfirmedBy, FinalizeEvidence, GroupOutcome, MigrationWrite,
+    PENDING_IDS_PAGE, PendingGrants, PrincipalMigration, PurgeCounts, RoleConfirmation,
+    SchemaStatus, SeedData, SeedReport, Vault,
 };

@@ -140,10 +140,13 @@ impl Engine {
             grants: write.grants.len() + write.membership_grants.len(),
             non_migratable: write.non_migratable.len(),
         };
-        self.vault.apply(&write).await.map_err(|e| match e {
-            rekey_storage::Error::Conflict { reason, .. } => EngineError::ApplyConflict(reason),
-            other => EngineError::Storage(other),
-        })?;
+        self.group
+            .apply(&self.vault, write)
+            .await
+            .map_err(|e| match e {
+                rekey_storage::Error::Conflict { reason, .. } => EngineError::ApplyConflict(reason),
+                other => EngineError::Storage(other),
+            })?;
         if !built.is_empty() {
             self.confirm_built(submitter, run, &built).await?;
         }

@@ -16,6 +16,7 @@ mod apply;
 mod auth;
 mod confirm;
 mod finalize;
+mod group;
 mod package;
 mod reads;
 mod role_cache;
@@ -61,6 +62,8 @@ pub struct Engine {
     session_key: Arc<OnceLock<Arc<SessionKey>>>,
     /// The role evidence members check, once read (`role_cache`).
     role_evidence: Arc<role_cache::RoleEvidenceCache>,
+    /// Checked write sets waiting for their group's transaction (`group`).
+    group: Arc<group::GroupCommit>,
 }
 
 impl Engine {
@@ -69,6 +72,7 @@ impl Engine {
     /// operator or server in the audit log.
     #[must_use]
     pub fn new(vault: Vault, keys: Option<KeyDir>, actor: impl Into<String>) -> Self {
+        let group = Arc::new(group::GroupCommit::new(&vault));
         Self {
             vault,
             keys,
@@ -76,6 +80,7 @@ impl Engine {
             target: None,
             session_key: Arc::new(OnceLock::new()),
             role_evidence: Arc::default(),
+            group,
         }
     }
 

@@ -21,7 +21,7 @@ pub use evidence::FinalizeEvidence;
 pub use purge::PurgeCounts;
 pub use read::{PENDING_IDS_PAGE, PendingGrants};
 pub use seed::{SeedData, SeedReport};
-pub use write_set::{MigrationWrite, PrincipalMigration};
+pub use write_set::{GroupOutcome, MigrationWrite, PrincipalMigration};
 
 use crate::error::{Error, Result, db, redact_url};
 use crate::schema::{Migrator, VERSIONS_TABLE};

@@ -5,7 +5,7 @@ use super::Vault;
 use super::convert::{audit_to, key_pair_to, non_migratable_to};
 use super::read::pending_grant_columns;
 use super::sql::{insert_batched, insert_grants};
-use crate::entity::{audit, grant, principal};
+use crate::entity::{grant, principal};
 use crate::error::{Error, Result, db};
 use rekey_core::ids::{GrantId, KeyPairId, PrincipalId};
 use rekey_core::model::{
@@ -17,7 +17,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// One principal a write set migrates, with the exact legacy grants it
 /// covers (re-wrapped or listed as non-migratable).
@@ -69,22 +69,105 @@ impl MigrationWrite {
     }
 }
 
+/// What became of one write set of a group applied by
+/// [`Vault::apply_group`].
+#[derive(Debug)]
+pub enum GroupOutcome {
+    /// Its checks passed and its rows were committed with the group.
+    Applied,
+    /// Its checks refused it; nothing of it was written. The error is the
+    /// one [`Vault::apply`] answers for it alone.
+    Refused(Error),
+    /// It names a principal (migrated, holder or recipient) that an
+    /// earlier write set of the group changes: it was neither checked nor
+    /// written, and must be applied after the group has committed, so that
+    /// its checks see that write set's rows.
+    Deferred,
+}
+
 impl Vault {
     /// Applies a migration write set atomically: checks that the phase
     /// allows it and that every principal is still pending with exactly
     /// the covered grants pending, then inserts everything in batched
     /// multi-row statements and marks the principals migrated.
     pub async fn apply(&self, write: &MigrationWrite) -> Result<()> {
-        let (txn, _turn) = self.begin_migration_txn().await?;
-        self.apply_in(&txn, write).await?;
-        self.commit_migration_txn(txn).await
+        match self.apply_group(&[write]).await?.pop() {
+            Some(GroupOutcome::Refused(e)) => Err(e),
+            Some(GroupOutcome::Applied) => Ok(()),
+            // One write set has no earlier one to wait for.
+            Some(GroupOutcome::Deferred) | None => Err(Error::corrupt(
+                "migration write",
+                "a lone write set was deferred",
+            )),
+        }
     }
 
-    async fn apply_in(&self, txn: &DatabaseTransaction, write: &MigrationWrite) -> Result<()> {
-        self.check_apply_phase(txn).await?;
-        let (ids, found) = self.lock_principals(txn, write).await?;
+    /// Applies several write sets in one transaction (group commit): the
+    /// phase is checked and every principal locked once, each write set is
+    /// checked as [`Vault::apply`] checks it, and the rows of those that
+    /// pass are written together in batched statements and committed
+    /// once. Answers one outcome per write set, in order.
+    ///
+    /// A write set that names a principal an earlier one of the group
+    /// changes is [`GroupOutcome::Deferred`]; with that rule, the rows of
+    /// the accepted write sets never meet, and the group commits what
+    /// applying them one after the other would. A database error fails the
+    /// whole group (nothing committed); the caller may then apply each
+    /// write set alone to learn its own answer.
+    pub async fn apply_group(&self, writes: &[&MigrationWrite]) -> Result<Vec<GroupOutcome>> {
+        let (txn, _turn) = self.begin_migration_txn().await?;
+        self.check_apply_phase(&txn).await?;
+        let mut lock_ids: Vec<String> = writes
+            .iter()
+            .flat_map(|w| touched_by(w))
+            .map(|p| p.to_string())
+            .collect();
+        lock_ids.sort();
+        lock_ids.dedup();
+        let found = self.lock_principals(&txn, &lock_ids).await?;
+        let mut changed: HashSet<PrincipalId> = HashSet::new();
+        let mut accepted: Vec<(&MigrationWrite, Vec<String>)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for &write in writes {
+            let touched = touched_by(write);
+            if touched.iter().any(|p| changed.contains(p)) {
+                outcomes.push(GroupOutcome::Deferred);
+                continue;
+            }
+            match self.check_write(&txn, write, &found).await {
+                Ok(ids) => {
+                    changed.extend(touched);
+                    accepted.push((write, ids));
+                    outcomes.push(GroupOutcome::Applied);
+                }
+                Err(
+                    e @ (Error::Conflict { .. } | Error::NotFound { .. } | Error::Corrupt { .. }),
+                ) => {
+                    outcomes.push(GroupOutcome::Refused(e));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if accepted.is_empty() {
+            // Nothing to write: the transaction rolls back when dropped.
+            return Ok(outcomes);
+        }
+        write_rows(&txn, &accepted).await?;
+        self.commit_migration_txn(txn).await?;
+        Ok(outcomes)
+    }
+
+    /// The checks of one write set against the locked rows; answers its
+    /// principals' ids, sorted.
+    async fn check_write(
+        &self,
+        txn: &DatabaseTransaction,
+        write: &MigrationWrite,
+        found: &HashMap<String, principal::Model>,
+    ) -> Result<Vec<String>> {
+        let ids = principal_ids(write)?;
         for pm in &write.principals {
-            let state = state_of(&found, pm.principal)?.ok_or_else(|| Error::NotFound {
+            let state = state_of(found, pm.principal)?.ok_or_else(|| Error::NotFound {
                 what: "principal",
                 id: pm.principal.to_string(),
             })?;
@@ -97,7 +180,7 @@ impl Vault {
             self.check_covered(txn, pm).await?;
         }
         for holder in &write.pending_holders {
-            let state = state_of(&found, *holder)?.unwrap_or(MigrationState::Exempt);
+            let state = state_of(found, *holder)?.unwrap_or(MigrationState::Exempt);
             if matches!(state, MigrationState::Migrated | MigrationState::Exempt) {
                 return Err(Error::Conflict {
                     principal: *holder,
@@ -106,7 +189,15 @@ impl Vault {
             }
         }
         check_current_keys(txn, write).await?;
-        write_rows(txn, write, &ids).await
+        for k in &write.key_pairs {
+            if k.state == KeyState::Legacy {
+                return Err(Error::Conflict {
+                    principal: k.principal,
+                    reason: "a migration cannot write a legacy key pair".to_owned(),
+                });
+            }
+        }
+        Ok(ids)
     }
 
     /// The phase row, share-locked so an abort cannot interleave: a write
@@ -136,44 +227,18 @@ impl Vault {
         Ok(())
     }
 
-    /// Locks the write set's principals and holders in id order (no
-    /// deadlock between two write sets that share a role); answers the
-    /// principals' ids and the locked rows by id.
+    /// Locks the principals `ids` (sorted) in id order, so two
+    /// transactions that share a role cannot deadlock; answers the locked
+    /// rows by id.
     async fn lock_principals(
         &self,
         txn: &DatabaseTransaction,
-        write: &MigrationWrite,
-    ) -> Result<(Vec<String>, HashMap<String, principal::Model>)> {
-        let mut ids: Vec<String> = write
-            .principals
-            .iter()
-            .map(|p| p.principal.to_string())
-            .collect();
-        ids.sort();
-        ids.dedup();
-        if ids.len() != write.principals.len() {
-            return Err(Error::Conflict {
-                principal: write
-                    .principals
-                    .first()
-                    .map(|p| p.principal)
-                    .unwrap_or(PrincipalId(uuid::Uuid::nil())),
-                reason: "the write set names a principal twice".to_owned(),
-            });
-        }
-        // Holders are locked with the principals, all in id order.
-        let mut lock_ids: Vec<String> = ids
-            .iter()
-            .cloned()
-            .chain(write.pending_holders.iter().map(ToString::to_string))
-            .chain(write.current_keys.iter().map(|(p, _)| p.to_string()))
-            .collect();
-        lock_ids.sort();
-        lock_ids.dedup();
+        ids: &[String],
+    ) -> Result<HashMap<String, principal::Model>> {
         // In chunks (a bind-parameter limit), each in id order, so the
         // locks are still taken in one global order.
-        let mut found: HashMap<String, principal::Model> = HashMap::with_capacity(lock_ids.len());
-        for chunk in lock_ids.chunks(super::BATCH_ROWS) {
+        let mut found: HashMap<String, principal::Model> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::BATCH_ROWS) {
             let mut q = principal::Entity::find()
                 .filter(principal::Column::Id.is_in(chunk.to_vec()))
                 .order_by_asc(principal::Column::Id);
@@ -186,7 +251,7 @@ impl Vault {
                 found.insert(row.id.clone(), row);
             }
         }
-        Ok((ids, found))
+        Ok(found)
     }
     /// Checks that the covered grants are exactly the principal's pending
     /// grants, reading their ids page by page.
@@ -272,36 +337,73 @@ async fn check_current_keys(txn: &DatabaseTransaction, write: &MigrationWrite) -
     Ok(())
 }
 
-/// The write set's rows: new key pairs, grants and non-migratable entries,
-/// the principals marked migrated, the audit event.
+/// The principals' ids of a write set, sorted; refused if it names one
+/// twice.
+fn principal_ids(write: &MigrationWrite) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = write
+        .principals
+        .iter()
+        .map(|p| p.principal.to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if ids.len() != write.principals.len() {
+        return Err(Error::Conflict {
+            principal: write
+                .principals
+                .first()
+                .map(|p| p.principal)
+                .unwrap_or(PrincipalId(uuid::Uuid::nil())),
+            reason: "the write set names a principal twice".to_owned(),
+        });
+    }
+    Ok(ids)
+}
+
+/// Every principal a write set checks or changes: those it migrates, the
+/// holders it wraps a new key to, and every recipient of a grant it
+/// writes. The rows are locked; two write sets of one group that share
+/// none of these cannot see each other's rows.
+fn touched_by(write: &MigrationWrite) -> HashSet<PrincipalId> {
+    write
+        .principals
+        .iter()
+        .map(|p| p.principal)
+        .chain(write.pending_holders.iter().copied())
+        .chain(write.current_keys.iter().map(|(p, _)| *p))
+        .chain(write.grants.iter().map(|g| g.recipient))
+        .chain(write.membership_grants.iter().map(|g| g.recipient))
+        .chain(write.key_pairs.iter().map(|k| k.principal))
+        .chain(write.non_migratable.iter().map(|n| n.recipient))
+        .collect()
+}
+
+/// The rows of the accepted write sets (each with its principals' ids):
+/// new key pairs, grants and non-migratable entries, the principals marked
+/// migrated, one audit event per write set.
 async fn write_rows(
     txn: &DatabaseTransaction,
-    write: &MigrationWrite,
-    ids: &[String],
+    accepted: &[(&MigrationWrite, Vec<String>)],
 ) -> Result<()> {
-    for k in &write.key_pairs {
-        if k.state == KeyState::Legacy {
-            return Err(Error::Conflict {
-                principal: k.principal,
-                reason: "a migration cannot write a legacy key pair".to_owned(),
-            });
-        }
-    }
+    let writes = || accepted.iter().map(|(w, _)| *w);
     insert_batched(
         txn,
-        write.key_pairs.iter().map(key_pair_to).collect(),
+        writes()
+            .flat_map(|w| w.key_pairs.iter().map(key_pair_to))
+            .collect(),
         "insert the new key pairs",
     )
     .await?;
     // Bound values a chunk at a time: a 40,000-grant write set never
     // has them all in memory at once.
-    let grants: Vec<&GrantRecord> = write
-        .grants
-        .iter()
-        .chain(&write.membership_grants)
+    let grants: Vec<&GrantRecord> = writes()
+        .flat_map(|w| w.grants.iter().chain(&w.membership_grants))
         .collect();
-    let legacy_to: std::collections::HashSet<PrincipalId> =
-        write.pending_holders.iter().copied().collect();
+    // The write sets touch disjoint principals, so a recipient one of them
+    // wraps to under its legacy key is no other's recipient.
+    let legacy_to: HashSet<PrincipalId> = writes()
+        .flat_map(|w| w.pending_holders.iter().copied())
+        .collect();
     insert_grants(
         txn,
         &grants,
@@ -312,10 +414,13 @@ async fn write_rows(
     .await?;
     insert_batched(
         txn,
-        write.non_migratable.iter().map(non_migratable_to).collect(),
+        writes()
+            .flat_map(|w| w.non_migratable.iter().map(non_migratable_to))
+            .collect(),
         "record the non-migratable grants",
     )
     .await?;
+    let ids: Vec<String> = accepted.iter().flat_map(|(_, ids)| ids.clone()).collect();
     for chunk in ids.chunks(super::BATCH_ROWS) {
         principal::Entity::update_many()
             .col_expr(
@@ -327,9 +432,10 @@ async fn write_rows(
             .await
             .map_err(db("mark the principals migrated"))?;
     }
-    audit::Entity::insert(audit_to(&write.audit))
-        .exec_without_returning(txn)
-        .await
-        .map_err(db("append the audit event"))?;
-    Ok(())
+    insert_batched(
+        txn,
+        writes().map(|w| audit_to(&w.audit)).collect(),
+        "append the audit event",
+    )
+    .await
 }

@@ -11,7 +11,7 @@ use rekey_core::model::{
     Component, Device, DeviceKind, DirectoryProfile, GrantRecord, MigrationState, NonMigratable,
     Phase, RecordRow, Resolution, Server, Settings, Timestamp, UserStatus,
 };
-use rekey_storage::{Error, SchemaStatus, Vault};
+use rekey_storage::{Error, GroupOutcome, SchemaStatus, Vault};
 use sea_orm::ConnectionTrait;
 
 async fn all_pending(vault: &Vault, p: PrincipalId) -> Vec<GrantRecord> {
@@ -451,6 +451,81 @@ contract_test!(writers_of_one_vault_take_turns_and_a_refused_one_gives_its_turn_
     let p = vault.progress().await.unwrap();
     assert_eq!((p.users.migrated, p.users.remaining), (6, 0));
     assert_eq!(p.grants.migrated, 60);
+});
+
+contract_test!(a_group_commits_what_passes_and_defers_what_meets_an_earlier_write_set, |t| {
+    let vault = t.vault().await;
+    let f = fixture(5, 10);
+    vault.seed(&f.data, 1000).await.unwrap();
+    start_user_phase(&vault).await;
+    let mut pending = Vec::new();
+    for u in &f.users {
+        pending.push(all_pending(&vault, u.id).await);
+    }
+    let good0 = write_set(f.users[0].id, &pending[0]);
+    let stale1 = write_set(f.users[1].id, &pending[1][1..]);
+    let again0 = write_set(f.users[0].id, &pending[0]);
+    let good2 = write_set(f.users[2].id, &pending[2]);
+    let mut legacy3 = write_set(f.users[3].id, &pending[3]);
+    legacy3.key_pairs[0].state = rekey_core::model::KeyState::Legacy;
+    let outcomes = vault
+        .apply_group(&[&good0, &stale1, &again0, &good2, &legacy3])
+        .await
+        .unwrap();
+    let shape: Vec<&str> = outcomes
+        .iter()
+        .map(|o| match o {
+            GroupOutcome::Applied => "applied",
+            GroupOutcome::Refused(Error::Conflict { .. }) => "conflict",
+            GroupOutcome::Refused(_) => "refused otherwise",
+            GroupOutcome::Deferred => "deferred",
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        ["applied", "conflict", "deferred", "applied", "conflict"]
+    );
+    // Exactly the two accepted write sets were written.
+    let p = vault.progress().await.unwrap();
+    assert_eq!((p.users.migrated, p.users.remaining), (2, 3));
+    assert_eq!(p.grants.migrated, 20);
+    for (i, migrated) in [(0, true), (1, false), (2, true), (3, false)] {
+        let id = f.users[i].id;
+        let state = vault.principal(id).await.unwrap().unwrap().migration;
+        assert_eq!(state == MigrationState::Migrated, migrated, "user{i}");
+        assert_eq!(vault.key_pairs(id).await.unwrap().len(), if migrated { 2 } else { 1 });
+        assert_eq!(vault.migrated_grants(id).await.unwrap().len(), if migrated { 10 } else { 0 });
+    }
+    let actions = vault.audit_events(0, 100).await.unwrap().len();
+    assert_eq!(actions, 4, "one audit event per applied write set");
+    // The deferred one, applied after the group, meets what the group
+    // committed, as it would have one after the other.
+    let err = vault.apply(&again0).await.unwrap_err();
+    assert!(err.to_string().contains("already migrated"), "{err}");
+    // A group that only refuses writes nothing.
+    let outcomes = vault.apply_group(&[&stale1, &legacy3]).await.unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, GroupOutcome::Refused(_))));
+    assert_eq!(vault.audit_events(0, 100).await.unwrap().len(), 4);
+    // A database error fails the whole group: the honest write set beside
+    // the one whose grant id collides is not written either.
+    let mut colliding = write_set(f.users[3].id, &pending[3]);
+    colliding.grants[9].id = f.data.grants[0].id;
+    let honest = write_set(f.users[4].id, &pending[4]);
+    let err = vault.apply_group(&[&honest, &colliding]).await.unwrap_err();
+    assert!(matches!(err, Error::Constraint { .. }), "{err:?}");
+    assert_eq!(vault.progress().await.unwrap(), p);
+    // Alone, each gets its own answer.
+    assert!(vault.apply(&colliding).await.is_err());
+    vault.apply(&honest).await.unwrap();
+    assert_eq!(vault.progress().await.unwrap().users.migrated, 3);
+    // Out of the user phase a group is refused as a whole.
+    let m = vault.migration().await.unwrap();
+    vault
+        .transition(step(Phase::UserPhase, Phase::Finalizing), m.version, &audit("finalize"))
+        .await
+        .unwrap();
+    let err = vault.apply_group(&[&stale1]).await.unwrap_err();
+    assert!(matches!(err, Error::WrongPhase { .. }), "{err:?}");
 });
 
 contract_test!(apply_is_all_or_nothing, |t| {
