@@ -6,6 +6,7 @@
 //! Vault::open(url)                            an existing vault of this build; writes nothing
 //! vault.pending_grants(user, 1000)            a cursor, page by page
 //! vault.apply(&write_set)                     one transaction, batched INSERTs
+//! vault.apply_group(&[&a, &b])                several in one (group commit)
 //! vault.transition(step, version, &audit)     compare-and-swap on the phase
 //! vault.progress()                            migrated vs remaining
 //! ```

@@ -198,9 +198,10 @@ impl ServerAlone {
              before the clock starts; then 1, 8 or 64 concurrent submitters POST those prebuilt \
              bundles, each once, to a rekey-server in the same process on loopback (its own \
              runtime, default limits). Timed is the submission alone: the HTTP exchange, the \
-             server's check (parse, signatures, coverage) and its apply (one database \
-             transaction per bundle). The load generator runs on the same {cores} cores as the \
-             server. Each row starts from a fresh copy of the same started vault; the latency \
+             server's check (parse, signatures, coverage) and its apply (bundles that \
+             arrive together share one database transaction: group commit). The load \
+             generator runs on the same {cores} cores as the server. Each row starts from a \
+             fresh copy of the same started vault; the latency \
              is each bundle's, from its POST to its answer; the server's mean is its own \
              (its `/metrics` histogram), without the client side. The demo vaults have no roles (a \
              prebuilt bundle migrating a role goes stale once another member migrates it) and \

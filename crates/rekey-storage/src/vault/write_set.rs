@@ -3,7 +3,6 @@
 
 use super::Vault;
 use super::convert::{audit_to, key_pair_to, non_migratable_to};
-use super::read::pending_grant_columns;
 use super::sql::{insert_batched, insert_grants};
 use crate::entity::{grant, principal};
 use crate::error::{Error, Result, db};
@@ -125,6 +124,11 @@ impl Vault {
         lock_ids.sort();
         lock_ids.dedup();
         let found = self.lock_principals(&txn, &lock_ids).await?;
+        let migrating: Vec<String> = writes
+            .iter()
+            .flat_map(|w| w.principals.iter().map(|p| p.principal.to_string()))
+            .collect();
+        let pending = pending_ids(&txn, &migrating).await?;
         let mut changed: HashSet<PrincipalId> = HashSet::new();
         let mut accepted: Vec<(&MigrationWrite, Vec<String>)> = Vec::new();
         let mut outcomes = Vec::with_capacity(writes.len());
@@ -134,7 +138,7 @@ impl Vault {
                 outcomes.push(GroupOutcome::Deferred);
                 continue;
             }
-            match self.check_write(&txn, write, &found).await {
+            match self.check_write(&txn, write, &found, &pending).await {
                 Ok(ids) => {
                     changed.extend(touched);
                     accepted.push((write, ids));
@@ -164,6 +168,7 @@ impl Vault {
         txn: &DatabaseTransaction,
         write: &MigrationWrite,
         found: &HashMap<String, principal::Model>,
+        pending: &HashMap<String, Vec<String>>,
     ) -> Result<Vec<String>> {
         let ids = principal_ids(write)?;
         for pm in &write.principals {
@@ -177,7 +182,9 @@ impl Vault {
                     reason: format!("the principal is already {state}"),
                 });
             }
-            self.check_covered(txn, pm).await?;
+            let none = Vec::new();
+            let ids = pending.get(&pm.principal.to_string()).unwrap_or(&none);
+            Self::check_covered(pm, ids)?;
         }
         for holder in &write.pending_holders {
             let state = state_of(found, *holder)?.unwrap_or(MigrationState::Exempt);
@@ -254,12 +261,8 @@ impl Vault {
         Ok(found)
     }
     /// Checks that the covered grants are exactly the principal's pending
-    /// grants, reading their ids page by page.
-    async fn check_covered(
-        &self,
-        txn: &DatabaseTransaction,
-        pm: &PrincipalMigration,
-    ) -> Result<()> {
+    /// grants (`pending`, read in this transaction).
+    fn check_covered(pm: &PrincipalMigration, pending: &[String]) -> Result<()> {
         let covered: BTreeSet<String> = pm.covered_grants.iter().map(|g| g.to_string()).collect();
         if covered.len() != pm.covered_grants.len() {
             return Err(Error::Conflict {
@@ -267,15 +270,6 @@ impl Vault {
                 reason: "the write set covers a grant twice".to_owned(),
             });
         }
-        let pending: Vec<String> = pending_grant_columns(
-            txn,
-            pm.principal,
-            &[grant::Column::Id],
-            super::read::PENDING_IDS_PAGE,
-            |id| id,
-        )
-        .await
-        .map_err(db("read the pending grants"))?;
         if let Some(id) = pending.iter().find(|id| !covered.contains(*id)) {
             return Err(Error::Conflict {
                 principal: pm.principal,
@@ -294,6 +288,31 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// The pending (legacy) grant ids of `principals` by principal, read in
+/// this transaction after their rows were locked: one statement per
+/// [`BATCH_ROWS`](super::BATCH_ROWS) principals, not one per write set.
+async fn pending_ids(
+    txn: &DatabaseTransaction,
+    principals: &[String],
+) -> Result<HashMap<String, Vec<String>>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for chunk in principals.chunks(super::BATCH_ROWS) {
+        let rows: Vec<(String, String)> = grant::Entity::find()
+            .select_only()
+            .columns([grant::Column::RecipientId, grant::Column::Id])
+            .filter(grant::Column::RecipientId.is_in(chunk.to_vec()))
+            .filter(grant::Column::Legacy.eq(true))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(db("read the pending grants"))?;
+        for (recipient, id) in rows {
+            out.entry(recipient).or_default().push(id);
+        }
+    }
+    Ok(out)
 }
 
 /// The migration state of `id` among the locked rows, if it is there.
