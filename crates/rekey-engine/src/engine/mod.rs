@@ -5,7 +5,8 @@
 //!
 //! - [`start`](Engine::start): preflight, the code word, the server phase;
 //! - packages and bundles: [`package`](Engine::package),
-//!   [`submit`](Engine::submit);
+//!   [`submit`](Engine::submit), checked bundles written together when
+//!   they arrive together (`group`, group commit);
 //! - [`finalize`](Engine::finalize) and [`abort`](Engine::abort);
 //! - [`status`](Engine::status);
 //! - the administrator's remedies and certificate backups (`admin`);
