@@ -268,4 +268,128 @@ mod tests {
         assert_eq!(tags(&c.take()), ["a", "b"]);
         assert_eq!(tags(&c.take()), ["c"]);
     }
+
+    /// A legacy vault in the user phase, with alice's write set: her new
+    /// key pair and her one pending grant re-wrapped (storage keeps
+    /// envelopes without opening them).
+    async fn alice_pending() -> (rekey_test_support::seeded::Seeded, MigrationWrite) {
+        use rekey_core::model::{
+            GrantOrigin, GrantRecord, KeyPairRecord, KeyState, Phase, PrincipalKind,
+        };
+        use rekey_core::{Envelope, KeyPairId, RunId, Scheme, Target};
+        use rekey_test_support::lifecycle::step;
+        let s = rekey_test_support::seeded::seeded_vault().await;
+        let v = &s.vault;
+        let m = v.migration().await.unwrap();
+        let audit = write("step", 1).audit;
+        let m = v
+            .start(
+                step(Phase::Legacy, Phase::ServerPhase),
+                m.version,
+                RunId::random(),
+                Target::HpkeP256,
+                &[],
+                &[],
+                &audit,
+            )
+            .await
+            .unwrap();
+        v.transition(
+            step(Phase::ServerPhase, Phase::UserPhase),
+            m.version,
+            &audit,
+        )
+        .await
+        .unwrap();
+        let alice = v
+            .principals_of_kind(PrincipalKind::User)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.name == "alice")
+            .unwrap();
+        let pending = v
+            .pending_grants(alice.id, 100)
+            .next_page()
+            .await
+            .unwrap()
+            .unwrap();
+        let kek = Envelope::from_parts(Scheme::Aes256GcmKek, &[7; 12], &[9; 64]).unwrap();
+        let mut ws = write("alice", 1);
+        ws.principals.push(rekey_storage::PrincipalMigration {
+            principal: alice.id,
+            covered_grants: pending.iter().map(|g| g.id).collect(),
+        });
+        ws.key_pairs.push(KeyPairRecord {
+            id: KeyPairId::random(),
+            principal: alice.id,
+            scheme: Scheme::HpkeP256,
+            public_key: vec![4; 65],
+            wrapped_private_key: Some(kek),
+            state: KeyState::Current,
+        });
+        for g in &pending {
+            ws.grants.push(GrantRecord {
+                id: GrantId::time_ordered(),
+                recipient: alice.id,
+                subject: g.subject,
+                envelope: Envelope::from_parts(Scheme::HpkeP256, &[4; 65], &[2; 48]).unwrap(),
+                origin: GrantOrigin::Migration,
+                created_at: Some(Timestamp::now()),
+            });
+        }
+        (s, ws)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_of_a_group_answers_every_write_set_of_it_a_deferred_one_too() {
+        let (s, ws) = alice_pending().await;
+        let (first, mut first_answer) = oneshot::channel();
+        let (again, mut again_answer) = oneshot::channel();
+        let group = vec![
+            Waiting {
+                write: Arc::new(ws.clone()),
+                answer: first,
+            },
+            Waiting {
+                write: Arc::new(ws),
+                answer: again,
+            },
+        ];
+        run(&s.vault, group).await;
+        // Both answered by the time the writer is done: the second was
+        // deferred by the group and then applied alone, after the first.
+        assert!(matches!(first_answer.try_recv(), Ok(Ok(()))));
+        let err = again_answer.try_recv().unwrap().unwrap_err();
+        assert!(err.to_string().contains("already migrated"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_sets_racing_through_one_queue_each_get_their_own_answer() {
+        let (s, ws) = alice_pending().await;
+        let commit = Arc::new(GroupCommit::new(&s.vault));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (commit, vault, ws) = (Arc::clone(&commit), s.vault.clone(), ws.clone());
+                tokio::spawn(async move { commit.apply(&vault, ws).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            let answer = tokio::time::timeout(std::time::Duration::from_secs(20), t)
+                .await
+                .expect("every waiter is answered")
+                .unwrap();
+            answers.push(answer);
+        }
+        assert_eq!(
+            answers.iter().filter(|a| a.is_ok()).count(),
+            1,
+            "{answers:?}"
+        );
+        for err in answers.iter().filter_map(|a| a.as_ref().err()) {
+            assert!(err.to_string().contains("already migrated"), "{err}");
+        }
+        assert!(commit.queue().is_empty());
+    }
 }
