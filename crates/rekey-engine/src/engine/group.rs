@@ -33,9 +33,10 @@ const MAX_ROWS: usize = 20_000;
 
 /// Groups written at once on a database server. One at a time left
 /// PostgreSQL's row work (index inserts, foreign-key checks) on one core:
-/// 266 bundles/s in the benchmark above against 310 without groups; two
-/// and four at once measured the same within the noise (340 and 338); four
-/// leaves room for a database with more cores than the benchmark's.
+/// 266 bundles/s with 64 submitters in the submit bench (see the module
+/// comment) against 310 without groups; two and four at once measured the
+/// same within the noise (340 and 338); four leaves room for a database
+/// with more cores than the benchmark's.
 const SERVER_WRITERS: usize = 4;
 
 /// A write set waiting for its group, with where its answer goes.
