@@ -2,9 +2,33 @@
 //! (with empty facts: nothing pending, nothing missing), for tests that
 //! move a vault's phase by hand through `Vault::transition`.
 
-use rekey_core::RunId;
 use rekey_core::lifecycle::{CODE_WORD, FinalizeFacts, Legacy, Lifecycle, Transition};
-use rekey_core::model::Phase;
+use rekey_core::model::{AuditEvent, Phase};
+use rekey_core::{RunId, Target};
+use rekey_storage::Vault;
+
+/// Starts a legacy vault (a fresh run to the default target, nothing
+/// blocked or exempt) and moves it on to the user phase, recording
+/// `start` and then `done` as the two steps' audit events.
+pub async fn start_user_phase(vault: &Vault, start: &AuditEvent, done: &AuditEvent) {
+    let m = vault.migration().await.expect("the migration row");
+    let m = vault
+        .start(
+            step(Phase::Legacy, Phase::ServerPhase),
+            m.version,
+            RunId::random(),
+            Target::HpkeP256,
+            &[],
+            &[],
+            start,
+        )
+        .await
+        .expect("start");
+    vault
+        .transition(step(Phase::ServerPhase, Phase::UserPhase), m.version, done)
+        .await
+        .expect("to the user phase");
+}
 
 /// The transition from `from` to `to`, made by the core lifecycle. Panics
 /// for a move the lifecycle has no transition for.

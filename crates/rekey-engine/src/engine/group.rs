@@ -274,34 +274,12 @@ mod tests {
     /// key pair and her one pending grant re-wrapped (storage keeps
     /// envelopes without opening them).
     async fn alice_pending() -> (rekey_test_support::seeded::Seeded, MigrationWrite) {
-        use rekey_core::model::{
-            GrantOrigin, GrantRecord, KeyPairRecord, KeyState, Phase, PrincipalKind,
-        };
-        use rekey_core::{Envelope, KeyPairId, RunId, Scheme, Target};
-        use rekey_test_support::lifecycle::step;
+        use rekey_core::model::{GrantOrigin, GrantRecord, KeyPairRecord, KeyState, PrincipalKind};
+        use rekey_core::{Envelope, KeyPairId, Scheme};
         let s = rekey_test_support::seeded::seeded_vault().await;
         let v = &s.vault;
-        let m = v.migration().await.unwrap();
         let audit = write("step", 1).audit;
-        let m = v
-            .start(
-                step(Phase::Legacy, Phase::ServerPhase),
-                m.version,
-                RunId::random(),
-                Target::HpkeP256,
-                &[],
-                &[],
-                &audit,
-            )
-            .await
-            .unwrap();
-        v.transition(
-            step(Phase::ServerPhase, Phase::UserPhase),
-            m.version,
-            &audit,
-        )
-        .await
-        .unwrap();
+        rekey_test_support::lifecycle::start_user_phase(v, &audit, &audit).await;
         let alice = v
             .principals_of_kind(PrincipalKind::User)
             .await

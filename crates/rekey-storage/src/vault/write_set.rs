@@ -116,11 +116,8 @@ impl Vault {
     pub async fn apply_group(&self, writes: &[&MigrationWrite]) -> Result<Vec<GroupOutcome>> {
         let (txn, _turn) = self.begin_migration_txn().await?;
         self.check_apply_phase(&txn).await?;
-        let mut lock_ids: Vec<String> = writes
-            .iter()
-            .flat_map(|w| touched_by(w))
-            .map(|p| p.to_string())
-            .collect();
+        let touched: Vec<HashSet<PrincipalId>> = writes.iter().map(|w| touched_by(w)).collect();
+        let mut lock_ids: Vec<String> = touched.iter().flatten().map(ToString::to_string).collect();
         lock_ids.sort();
         lock_ids.dedup();
         let found = self.lock_principals(&txn, &lock_ids).await?;
@@ -132,8 +129,7 @@ impl Vault {
         let mut changed: HashSet<PrincipalId> = HashSet::new();
         let mut accepted: Vec<(&MigrationWrite, Vec<String>)> = Vec::new();
         let mut outcomes = Vec::with_capacity(writes.len());
-        for &write in writes {
-            let touched = touched_by(write);
+        for (&write, touched) in writes.iter().zip(touched) {
             if touched.iter().any(|p| changed.contains(p)) {
                 outcomes.push(GroupOutcome::Deferred);
                 continue;
@@ -182,9 +178,8 @@ impl Vault {
                     reason: format!("the principal is already {state}"),
                 });
             }
-            let none = Vec::new();
-            let ids = pending.get(&pm.principal.to_string()).unwrap_or(&none);
-            Self::check_covered(pm, ids)?;
+            let ids = pending.get(&pm.principal.to_string());
+            check_covered(pm, ids.map_or(&[][..], Vec::as_slice))?;
         }
         for holder in &write.pending_holders {
             let state = state_of(found, *holder)?.unwrap_or(MigrationState::Exempt);
@@ -260,34 +255,35 @@ impl Vault {
         }
         Ok(found)
     }
-    /// Checks that the covered grants are exactly the principal's pending
-    /// grants (`pending`, read in this transaction).
-    fn check_covered(pm: &PrincipalMigration, pending: &[String]) -> Result<()> {
-        let covered: BTreeSet<String> = pm.covered_grants.iter().map(|g| g.to_string()).collect();
-        if covered.len() != pm.covered_grants.len() {
-            return Err(Error::Conflict {
-                principal: pm.principal,
-                reason: "the write set covers a grant twice".to_owned(),
-            });
-        }
-        if let Some(id) = pending.iter().find(|id| !covered.contains(*id)) {
-            return Err(Error::Conflict {
-                principal: pm.principal,
-                reason: format!("pending grant {id} is not covered by the write set"),
-            });
-        }
-        let seen = pending.len();
-        if seen != covered.len() {
-            return Err(Error::Conflict {
-                principal: pm.principal,
-                reason: format!(
-                    "the write set covers {} grants but {seen} are pending",
-                    covered.len()
-                ),
-            });
-        }
-        Ok(())
+}
+
+/// Checks that the covered grants are exactly the principal's pending
+/// grants (`pending`, read in this transaction).
+fn check_covered(pm: &PrincipalMigration, pending: &[String]) -> Result<()> {
+    let covered: BTreeSet<String> = pm.covered_grants.iter().map(|g| g.to_string()).collect();
+    if covered.len() != pm.covered_grants.len() {
+        return Err(Error::Conflict {
+            principal: pm.principal,
+            reason: "the write set covers a grant twice".to_owned(),
+        });
     }
+    if let Some(id) = pending.iter().find(|id| !covered.contains(*id)) {
+        return Err(Error::Conflict {
+            principal: pm.principal,
+            reason: format!("pending grant {id} is not covered by the write set"),
+        });
+    }
+    let seen = pending.len();
+    if seen != covered.len() {
+        return Err(Error::Conflict {
+            principal: pm.principal,
+            reason: format!(
+                "the write set covers {} grants but {seen} are pending",
+                covered.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The pending (legacy) grant ids of `principals` by principal, read in

@@ -25,16 +25,8 @@ async fn all_pending(vault: &Vault, p: PrincipalId) -> Vec<GrantRecord> {
 
 /// Legacy → server_phase → user_phase.
 async fn start_user_phase(vault: &Vault) {
-    let m = vault.migration().await.unwrap();
-    let m = vault
-        .start(step(Phase::Legacy, Phase::ServerPhase), m.version, RunId::random(), Target::HpkeP256, &[], &[], &audit("start"))
-        .await
-        .unwrap();
-    vault
-        .transition(step(Phase::ServerPhase, Phase::UserPhase), m.version, &audit("server_done"),
-        )
-        .await
-        .unwrap();
+    rekey_test_support::lifecycle::start_user_phase(vault, &audit("start"), &audit("server_done"))
+        .await;
 }
 
 contract_test!(schema_up_down_up, |t| {
