@@ -1,5 +1,5 @@
-//! Bundles racing each other through the HTTP API, on SQLite and
-//! PostgreSQL: the same user submitting two bundles at once, two members
+//! Bundles racing each other through the HTTP API, on SQLite, PostgreSQL
+//! and MariaDB: the same user submitting two bundles at once, two members
 //! of a role migrating it at once, and 32 clients at once. Each race has
 //! exactly one winner per principal; the others get a clear `409`, rebuild
 //! and finish; nothing is half-applied (the ledger of
@@ -302,6 +302,12 @@ async fn postgres_same_user_submitting_two_bundles_at_once() {
     same_user_twice(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB (cargo xtask ci runs it)"]
+async fn mariadb_same_user_submitting_two_bundles_at_once() {
+    same_user_twice(Backend::MySql).await;
+}
+
 async fn role_raced(backend: Backend) {
     let s = Served::new(backend, 22).await;
     let vault = s.vault.clone();
@@ -380,6 +386,12 @@ async fn postgres_two_members_migrating_a_role_at_once() {
     role_raced(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB (cargo xtask ci runs it)"]
+async fn mariadb_two_members_migrating_a_role_at_once() {
+    role_raced(Backend::MySql).await;
+}
+
 /// 32 clients, several per user, build from the same state and submit at
 /// the same moment; then every loser logs in the ordinary way.
 async fn thirty_two_clients(backend: Backend) {
@@ -427,6 +439,12 @@ async fn thirty_two_clients(backend: Backend) {
 #[ignore = "needs PostgreSQL (cargo xtask ci runs it)"]
 async fn postgres_thirty_two_clients_at_once() {
     thirty_two_clients(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB (cargo xtask ci runs it)"]
+async fn mariadb_thirty_two_clients_at_once() {
+    thirty_two_clients(Backend::MySql).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

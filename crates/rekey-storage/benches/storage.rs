@@ -12,9 +12,8 @@ mod fixtures;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use fixtures::{audit, fixture, write_set};
-use rekey_core::model::Phase;
 use rekey_storage::Vault;
-use rekey_test_support::lifecycle::step;
+use rekey_test_support::lifecycle::start_user_phase;
 use sea_orm::{ConnectionTrait, Database};
 use std::time::{Duration, Instant};
 
@@ -64,27 +63,7 @@ async fn prepare(url: &str) -> (Vault, rekey_core::ids::PrincipalId) {
 }
 
 async fn to_user_phase(vault: &Vault) {
-    let m = vault.migration().await.unwrap();
-    let m = vault
-        .start(
-            step(Phase::Legacy, Phase::ServerPhase),
-            m.version,
-            rekey_core::ids::RunId::random(),
-            rekey_core::Target::HpkeP256,
-            &[],
-            &[],
-            &audit("start"),
-        )
-        .await
-        .unwrap();
-    vault
-        .transition(
-            step(Phase::ServerPhase, Phase::UserPhase),
-            m.version,
-            &audit("s"),
-        )
-        .await
-        .unwrap();
+    start_user_phase(vault, &audit("start"), &audit("s")).await;
 }
 
 fn bench(c: &mut Criterion) {

@@ -135,6 +135,12 @@ impl TestDb {
         Database::connect(o).await.expect("raw connection")
     }
 
+    /// The database file, on SQLite.
+    #[must_use]
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        (self.backend == Backend::Sqlite).then(|| std::path::Path::new(self.admin_url.as_str()))
+    }
+
     /// `table` quoted for this backend, for raw SQL.
     #[must_use]
     pub fn q(&self, table: &str) -> String {

@@ -7,7 +7,14 @@ use rekey_core::model::{AuditEvent, Phase};
 use rekey_core::{RunId, Target};
 use rekey_storage::Vault;
 
-/// Starts a legacy vault (a fresh run to the default target, nothing
+/// The run [`start_user_phase`] starts: write sets made for a vault it
+/// started name it.
+#[must_use]
+pub fn test_run() -> RunId {
+    RunId::from_bytes(*b"rekey test run 1")
+}
+
+/// Starts a legacy vault (run [`test_run`] to the default target, nothing
 /// blocked or exempt) and moves it on to the user phase, recording
 /// `start` and then `done` as the two steps' audit events.
 pub async fn start_user_phase(vault: &Vault, start: &AuditEvent, done: &AuditEvent) {
@@ -16,7 +23,7 @@ pub async fn start_user_phase(vault: &Vault, start: &AuditEvent, done: &AuditEve
         .start(
             step(Phase::Legacy, Phase::ServerPhase),
             m.version,
-            RunId::random(),
+            test_run(),
             Target::HpkeP256,
             &[],
             &[],

@@ -158,6 +158,8 @@ impl Engine {
         let now = Timestamp::now();
         let in_bundle: HashSet<PrincipalId> = bundle.parts.iter().map(|p| p.principal).collect();
         let mut write = MigrationWrite {
+            // The checked bundle's run is the one the context was read for.
+            run: bundle.run,
             principals: Vec::new(),
             key_pairs: Vec::new(),
             grants: Vec::new(),

@@ -191,6 +191,7 @@ mod tests {
     /// non-migratable entries), tagged by its audit action.
     fn write(tag: &str, rows: usize) -> MigrationWrite {
         MigrationWrite {
+            run: rekey_core::RunId::random(),
             principals: Vec::new(),
             key_pairs: Vec::new(),
             grants: Vec::new(),
@@ -295,6 +296,7 @@ mod tests {
             .unwrap();
         let kek = Envelope::from_parts(Scheme::Aes256GcmKek, &[7; 12], &[9; 64]).unwrap();
         let mut ws = write("alice", 1);
+        ws.run = s.vault.migration().await.unwrap().run.unwrap();
         ws.principals.push(rekey_storage::PrincipalMigration {
             principal: alice.id,
             covered_grants: pending.iter().map(|g| g.id).collect(),

@@ -6,7 +6,7 @@ use super::convert::{audit_to, key_pair_to, non_migratable_to};
 use super::sql::{insert_batched, insert_grants};
 use crate::entity::{grant, principal};
 use crate::error::{Error, Result, db};
-use rekey_core::ids::{GrantId, KeyPairId, PrincipalId};
+use rekey_core::ids::{GrantId, KeyPairId, PrincipalId, RunId};
 use rekey_core::model::{
     AuditEvent, GrantOrigin, GrantRecord, KeyPairRecord, KeyState, MigrationState, NonMigratable,
     Phase,
@@ -34,6 +34,11 @@ pub struct PrincipalMigration {
 /// [`Vault::apply`] in one transaction or not at all.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct MigrationWrite {
+    /// The run the write set was checked for. It applies only while that
+    /// run is the vault's: one checked before an abort and a new start
+    /// (possibly to another target) is a conflict, never written into the
+    /// new run.
+    pub run: RunId,
     /// Principals migrated by this write set.
     pub principals: Vec<PrincipalMigration>,
     /// Their new key pairs (state `current`).
@@ -115,7 +120,7 @@ impl Vault {
     /// write set alone to learn its own answer.
     pub async fn apply_group(&self, writes: &[&MigrationWrite]) -> Result<Vec<GroupOutcome>> {
         let (txn, _turn) = self.begin_migration_txn().await?;
-        self.check_apply_phase(&txn).await?;
+        let run = self.check_apply_phase(&txn).await?;
         let touched: Vec<HashSet<PrincipalId>> = writes.iter().map(|w| touched_by(w)).collect();
         let mut lock_ids: Vec<String> = touched.iter().flatten().map(ToString::to_string).collect();
         lock_ids.sort();
@@ -134,7 +139,7 @@ impl Vault {
                 outcomes.push(GroupOutcome::Deferred);
                 continue;
             }
-            match self.check_write(&txn, write, &found, &pending).await {
+            match self.check_write(&txn, write, run, &found, &pending).await {
                 Ok(ids) => {
                     changed.extend(touched);
                     accepted.push((write, ids));
@@ -163,10 +168,22 @@ impl Vault {
         &self,
         txn: &DatabaseTransaction,
         write: &MigrationWrite,
+        run: Option<RunId>,
         found: &HashMap<String, principal::Model>,
         pending: &HashMap<String, Vec<String>>,
     ) -> Result<Vec<String>> {
         let ids = principal_ids(write)?;
+        if run != Some(write.run) {
+            return Err(Error::Conflict {
+                principal: first_principal(write),
+                reason: format!(
+                    "the migration was aborted and started again (run {}); this write set \
+                     was checked for run {}",
+                    run.map_or_else(|| "none".to_owned(), |r| r.to_string()),
+                    write.run
+                ),
+            });
+        }
         for pm in &write.principals {
             let state = state_of(found, pm.principal)?.ok_or_else(|| Error::NotFound {
                 what: "principal",
@@ -203,13 +220,14 @@ impl Vault {
     }
 
     /// The phase row, share-locked so an abort cannot interleave: a write
-    /// set applies only in the server or the user phase.
-    async fn check_apply_phase(&self, txn: &DatabaseTransaction) -> Result<()> {
+    /// set applies only in the server or the user phase. Answers the
+    /// current run.
+    async fn check_apply_phase(&self, txn: &DatabaseTransaction) -> Result<Option<RunId>> {
         let row = txn
             .query_one_raw(Statement::from_string(
                 self.db_backend(),
                 format!(
-                    "SELECT phase FROM migration WHERE id = 1{}",
+                    "SELECT phase, run_id FROM migration WHERE id = 1{}",
                     self.lock_suffix(true)
                 ),
             ))
@@ -226,7 +244,10 @@ impl Vault {
                 operation: "apply a migration write set",
             });
         }
-        Ok(())
+        let run: Option<String> = row
+            .try_get_by_index(1)
+            .map_err(db("read the migration run"))?;
+        run.map(|r| super::convert::parse("run id", &r)).transpose()
     }
 
     /// Locks the principals `ids` (sorted) in id order, so two
@@ -364,15 +385,19 @@ fn principal_ids(write: &MigrationWrite) -> Result<Vec<String>> {
     ids.dedup();
     if ids.len() != write.principals.len() {
         return Err(Error::Conflict {
-            principal: write
-                .principals
-                .first()
-                .map(|p| p.principal)
-                .unwrap_or(PrincipalId(uuid::Uuid::nil())),
+            principal: first_principal(write),
             reason: "the write set names a principal twice".to_owned(),
         });
     }
     Ok(ids)
+}
+
+/// The principal a write set's conflict names: its first (nil for none).
+fn first_principal(write: &MigrationWrite) -> PrincipalId {
+    write
+        .principals
+        .first()
+        .map_or(PrincipalId(uuid::Uuid::nil()), |p| p.principal)
 }
 
 /// Every principal a write set checks or changes: those it migrates, the

@@ -1,7 +1,7 @@
 //! A small legacy vault, built from plain rows (no real crypto: storage
 //! never opens envelopes, it only keeps them).
 
-use rekey_core::ids::{GrantId, KeyPairId, PrincipalId, RecordId, Subject};
+use rekey_core::ids::{GrantId, KeyPairId, PrincipalId, RecordId, RunId, Subject};
 use rekey_core::model::{
     AuditEvent, GrantOrigin, GrantRecord, KeyCustody, KeyPairRecord, KeyState, Membership,
     MigrationState, Principal, PrincipalKind, RecordRow, Timestamp, UserStatus,
@@ -120,11 +120,20 @@ pub fn fixture(users: usize, grants_each: usize) -> Fixture {
     Fixture { users, role, data }
 }
 
+/// [`write_set`] for run `run` (a test that starts a run of its own).
+pub fn write_set_in(run: RunId, principal: PrincipalId, pending: &[GrantRecord]) -> MigrationWrite {
+    MigrationWrite {
+        run,
+        ..write_set(principal, pending)
+    }
+}
+
 /// The write set migrating one principal: a new key pair and one HPKE grant
 /// per pending grant.
 pub fn write_set(principal: PrincipalId, pending: &[GrantRecord]) -> MigrationWrite {
     let kp = new_key_pair(principal);
     MigrationWrite {
+        run: rekey_test_support::lifecycle::test_run(),
         principals: vec![PrincipalMigration {
             principal,
             covered_grants: pending.iter().map(|g| g.id).collect(),

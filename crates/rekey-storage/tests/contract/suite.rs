@@ -445,6 +445,53 @@ contract_test!(writers_of_one_vault_take_turns_and_a_refused_one_gives_its_turn_
     assert_eq!(p.grants.migrated, 60);
 });
 
+contract_test!(a_write_set_checked_for_an_aborted_run_is_a_conflict_in_the_next, |t| {
+    // A bundle checked against run 1, applied after the administrator
+    // aborted and started run 2 (another target, perhaps): refused, and
+    // nothing of it lands; run 2's own write sets apply beside it.
+    let vault = t.vault().await;
+    let f = fixture(2, 5);
+    vault.seed(&f.data, 1000).await.unwrap();
+    start_user_phase(&vault).await;
+    let (a, b) = (f.users[0].id, f.users[1].id);
+    let old = write_set(a, &all_pending(&vault, a).await);
+    let m = vault.migration().await.unwrap();
+    let m = vault.abort(m.version, &audit("abort")).await.unwrap();
+    let run2 = RunId::random();
+    let m = vault
+        .start(step(Phase::Legacy, Phase::ServerPhase), m.version, run2, Target::HpkeP256, &[], &[], &audit("start again"))
+        .await
+        .unwrap();
+    vault
+        .transition(step(Phase::ServerPhase, Phase::UserPhase), m.version, &audit("server_done"))
+        .await
+        .unwrap();
+    let err = vault.apply(&old).await.unwrap_err();
+    match &err {
+        Error::Conflict { principal, reason } => {
+            assert_eq!(*principal, a);
+            assert!(reason.contains("aborted and started again"), "{reason}");
+            assert!(reason.contains(&run2.to_string()), "{reason}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let fresh = write_set_in(run2, b, &all_pending(&vault, b).await);
+    let outcomes = vault.apply_group(&[&old, &fresh]).await.unwrap();
+    assert!(matches!(outcomes[0], GroupOutcome::Refused(Error::Conflict { .. })), "{outcomes:?}");
+    assert!(matches!(outcomes[1], GroupOutcome::Applied), "{outcomes:?}");
+    let state = |p| {
+        let vault = &vault;
+        async move { vault.principal(p).await.unwrap().unwrap().migration }
+    };
+    assert_eq!(state(a).await, MigrationState::Pending, "nothing of run 1's write set landed");
+    assert_eq!(vault.key_pairs(a).await.unwrap().len(), 1, "only a's legacy key pair");
+    assert_eq!(all_pending(&vault, a).await.len(), 5);
+    assert_eq!(state(b).await, MigrationState::Migrated);
+    // The same write set made for run 2 applies.
+    vault.apply(&write_set_in(run2, a, &all_pending(&vault, a).await)).await.unwrap();
+    assert_eq!(state(a).await, MigrationState::Migrated);
+});
+
 contract_test!(a_group_commits_what_passes_and_defers_what_meets_an_earlier_write_set, |t| {
     let vault = t.vault().await;
     let f = fixture(5, 10);
@@ -755,12 +802,13 @@ async fn rows_of(vault: &Vault, p: PrincipalId) -> (MigrationState, Vec<rekey_co
 /// A first run to the end (every principal of `who` migrated, the
 /// `exempt` ones set aside, finalized, completed).
 async fn complete_a_run(vault: &Vault, who: &[PrincipalId], exempt: &[PrincipalId]) {
+    let first = RunId::random();
     let m = vault.migration().await.unwrap();
     let m = vault
         .start(
             step(Phase::Legacy, Phase::ServerPhase),
             m.version,
-            RunId::random(),
+            first,
             Target::HpkeP256,
             &[],
             exempt,
@@ -778,7 +826,7 @@ async fn complete_a_run(vault: &Vault, who: &[PrincipalId], exempt: &[PrincipalI
         .unwrap();
     for p in who {
         let pending = all_pending(vault, *p).await;
-        vault.apply(&write_set(*p, &pending)).await.unwrap();
+        vault.apply(&write_set_in(first, *p, &pending)).await.unwrap();
     }
     let m = vault.migration().await.unwrap();
     let m = vault
@@ -809,9 +857,10 @@ contract_test!(a_completed_vault_migrates_again_and_aborts_to_itself, |t| {
     }
     assert!(all_pending(&vault, f.users[0].id).await.is_empty());
 
+    let again = RunId::random();
     // The next run: the completed run's keys and grants become legacy.
     let m = vault
-        .start(step(Phase::Completed, Phase::ServerPhase), completed.version, RunId::random(), Target::HpkeMlKem768X25519, &[gone], &[], &audit("start again"))
+        .start(step(Phase::Completed, Phase::ServerPhase), completed.version, again, Target::HpkeMlKem768X25519, &[gone], &[], &audit("start again"))
         .await
         .unwrap();
     // Named blocked (its account is not active), but exempt in the
@@ -840,9 +889,9 @@ contract_test!(a_completed_vault_migrates_again_and_aborts_to_itself, |t| {
     // user 0 migrates; the role's new KEK goes to user 1, still pending,
     // as an HPKE grant under its legacy key: stored flagged legacy.
     let pending = all_pending(&vault, f.users[0].id).await;
-    vault.apply(&write_set(f.users[0].id, &pending)).await.unwrap();
+    vault.apply(&write_set_in(again, f.users[0].id, &pending)).await.unwrap();
     let role_pending = all_pending(&vault, f.role.id).await;
-    let mut ws = write_set(f.role.id, &role_pending);
+    let mut ws = write_set_in(again, f.role.id, &role_pending);
     ws.membership_grants.push(GrantRecord {
         id: GrantId::random(),
         recipient: f.users[1].id,
@@ -947,6 +996,11 @@ contract_test!(finalize_removes_all_legacy_material_with_progress, |t| {
         .unwrap();
     // 90 legacy grants and 3 legacy key pairs.
     assert_eq!(vault.delete_legacy(25, &note).await.unwrap(), 93);
+    if let Some(file) = t.sqlite_file() {
+        // The deletes' pages do not stay behind in the write-ahead log.
+        let wal = std::fs::metadata(format!("{}-wal", file.display())).map(|m| m.len());
+        assert_eq!(wal.ok(), Some(0), "the write-ahead log is truncated after the deletes");
+    }
     let seen = seen.into_inner().unwrap();
     assert!(seen.len() >= 4, "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
@@ -1362,9 +1416,10 @@ contract_test!(the_evidence_of_a_second_run_covers_the_completed_runs_grants, |t
     vault.seed(&f.data, 1000).await.unwrap();
     let who: Vec<PrincipalId> = f.users.iter().map(|u| u.id).chain([f.role.id]).collect();
     complete_a_run(&vault, &who, &[]).await;
+    let again = RunId::random();
     let m = vault.migration().await.unwrap();
     let m = vault
-        .start(step(Phase::Completed, Phase::ServerPhase), m.version, RunId::random(), Target::HpkeMlKem768X25519, &[], &[], &audit("start again"))
+        .start(step(Phase::Completed, Phase::ServerPhase), m.version, again, Target::HpkeMlKem768X25519, &[], &[], &audit("start again"))
         .await
         .unwrap();
     vault
@@ -1373,7 +1428,7 @@ contract_test!(the_evidence_of_a_second_run_covers_the_completed_runs_grants, |t
         .unwrap();
     let honest = f.users[1].id;
     let pending = all_pending(&vault, honest).await;
-    vault.apply(&write_set(honest, &pending)).await.unwrap();
+    vault.apply(&write_set_in(again, honest, &pending)).await.unwrap();
     let e = vault.finalize_evidence(5).await.unwrap();
     assert_eq!((e.without_key, e.uncovered), (0, 0), "{e:?}");
     // A forged flag on a user whose pending grants are the completed run's
